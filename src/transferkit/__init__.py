@@ -1,0 +1,45 @@
+"""transferkit — deep transfer learning on PyTorch.
+
+Pretrain a source model, transfer it to a new task with the three classic kinds of transfer (parameter,
+feature, structure), compare them honestly over seeds, and read the report::
+
+    import transferkit as tk
+    src = tk.pretrain(data="fashion_mnist", classes="0,1,5,8,9", backbone="seed_cnn", epochs=3,
+                      out="runs/src")
+    tgt = tk.transfer(source="runs/src", data="fashion_mnist", classes="2,3,4,6,7", labels_per_class=10,
+                      strategy="finetune", out="runs/tgt")
+    print(tgt.metrics["accuracy"])
+
+The names below are imported on first use (PEP 562), so ``import transferkit.data`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "RunResult": "transferkit.api", "compare": "transferkit.api", "demo": "transferkit.api",
+    "evaluate": "transferkit.api", "predict": "transferkit.api", "pretrain": "transferkit.api",
+    "transfer": "transferkit.api", "create_backbone": "transferkit.backbones",
+    "list_backbones": "transferkit.backbones",
+    "load_bundle": "transferkit.bundle", "save_bundle": "transferkit.bundle", "get_dataset": "transferkit.data",
+    "list_datasets": "transferkit.data", "get_strategy": "transferkit.strategies",
+    "list_strategies": "transferkit.strategies",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'transferkit' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,110 @@
+"""Shared pieces of the high-level jobs: run results, loading a source, fitting data to a model."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from transferkit import atomic
+from transferkit.backbones.base import Backbone
+from transferkit.backbones.registry import _REGISTRY as _BACKBONES
+from transferkit.backbones.registry import create_backbone
+from transferkit.bundle import BundleError, load_bundle, resolve_bundle
+from transferkit.data.base import ImageSet
+from transferkit.data.registry import get_dataset
+from transferkit.data.splits import parse_classes, select_classes
+
+
+@dataclass
+class RunResult:
+    """What a job returns: where its run directory is, its metrics, and the trained model."""
+
+    run_dir: Path | None
+    metrics: dict[str, Any]
+    model: Backbone | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bundle_dir(self) -> Path | None:
+        return self.run_dir / "bundle" if self.run_dir else None
+
+
+def set_threads(num_threads: int | None = None) -> None:
+    """Use every core for intra-op parallelism (or ``num_threads``); one inter-op thread avoids oversubscription."""
+    n = num_threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def load_source(source: str | Path | Backbone) -> tuple[Backbone, dict[str, Any]]:
+    """A source model from a run directory, a bundle directory or a registered pretrained backbone name."""
+    if isinstance(source, Backbone):
+        return source, {"source": source.arch}
+    text = str(source)
+    try:
+        path = resolve_bundle(text)
+    except BundleError as exc:
+        name = text.split(":", 1)[0]
+        if name in _BACKBONES or text in _BACKBONES:
+            model = create_backbone(text, pretrained=True)
+            return model, {"source": text, "classes": [], "lineage": {"source": f"pretrained:{text}"}}
+        if Path(text).exists():
+            raise
+        raise BundleError(
+            f"--source '{text}': neither a run/bundle directory nor a backbone with pretrained weights ({exc})"
+        ) from None
+    model, meta = load_bundle(path)
+    meta = {**meta, "source": str(path)}
+    return model, meta
+
+
+def load_task(data: str, split: str, classes: str | list[int] | None, strict: bool = False) -> ImageSet:
+    """Dataset ``data``'s ``split`` restricted to ``classes`` (relabelled 0..k-1 in the given order)."""
+    return select_classes(get_dataset(data, split, strict=strict), parse_classes(classes))
+
+
+def check_channels(ds: ImageSet, model: Backbone, convert_channels: bool, what: str) -> None:
+    """Grey → colour is automatic (lossless); colour → grey needs ``convert_channels`` (it loses information)."""
+    have, want = ds.channels, model.input_spec.channels
+    if have > want and not convert_channels:
+        raise ValueError(
+            f"{what}: the data {ds.name} has {have} input channels but the model expects {want}; "
+            "pass --convert-channels (convert_channels=True) to convert colour images to greyscale"
+        )
+
+
+def check_classes(ds: ImageSet, meta: dict[str, Any], what: str) -> None:
+    """The data must have the model's classes (same number; same names when both are known)."""
+    model_classes = meta.get("classes") or []
+    if len(model_classes) != ds.num_classes:
+        raise ValueError(
+            f"{what}: the model has {len(model_classes)} classes {model_classes} but the data {ds.name} has "
+            f"{ds.num_classes} classes {ds.classes}; choose the matching --classes"
+        )
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> None:
+    atomic.write_text(path, yaml.safe_dump(_plain(data), sort_keys=False))
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic.write_text(path, json.dumps(_plain(data), indent=2) + "\n")
+
+
+def _plain(obj: Any) -> Any:
+    """Make ``obj`` YAML/JSON-safe (paths → str, tuples → lists, numpy scalars → Python)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item):
+        return obj.item()
+    return obj

@@ -1,0 +1,208 @@
+"""``pretrain`` and ``transfer``: the two jobs that train a model and write a run directory.
+
+A run directory ``runs/<name>/`` holds ``config.yaml`` (the resolved options), ``metrics.json``,
+``report.md``, PNG plots, ``bundle/`` (the model), ``checkpoints/`` and ``logs/metrics.csv``. It is built
+in a temporary directory and renamed into place at the end, so an interrupted run (Ctrl-C) leaves the
+previous run directory and bundle exactly as they were.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch.nn.functional as F
+from rich.console import Console
+
+from transferkit import atomic
+from transferkit.api.runs import (
+    RunResult,
+    check_channels,
+    load_source,
+    load_task,
+    set_threads,
+    write_json,
+    write_yaml,
+)
+from transferkit.backbones.base import Backbone
+from transferkit.backbones.features import predict_logits
+from transferkit.backbones.registry import create_backbone
+from transferkit.bundle import save_bundle
+from transferkit.config import TrainConfig
+from transferkit.data.prepare import TensorBatches, to_batches
+from transferkit.data.registry import has_split
+from transferkit.data.splits import labelled_budget_split, parse_classes
+from transferkit.report.markdown import run_report
+from transferkit.report.metrics import classification_metrics
+from transferkit.report.plots import plot_confusion, plot_learning_curves
+from transferkit.report.tables import metrics_table
+from transferkit.strategies.base import Strategy, TrainedModel, get_strategy
+
+
+def score(model: Backbone, data: TensorBatches, classes: list[str]) -> dict[str, Any]:
+    """Classification metrics of ``model`` on ``data``, plus the mean cross-entropy as ``loss``."""
+    logits = predict_logits(model, data)
+    metrics = classification_metrics(data.y.numpy(), logits.argmax(1).numpy(), classes)
+    metrics["loss"] = float(F.cross_entropy(logits, data.y)) if len(data) else float("nan")
+    return metrics
+
+
+def make_strategy(strategy: str, freeze: int | None = None, layer: str | None = None) -> Strategy:
+    """The strategy with only the options that apply to it (``freeze`` for finetune, ``layer`` for the probe)."""
+    from transferkit.strategies.base import resolve_strategy_name
+
+    name = resolve_strategy_name(strategy)
+    options: dict[str, Any] = {}
+    if freeze is not None:
+        if name != "finetune":
+            raise ValueError(f"--freeze applies to the finetune strategy only, not '{strategy}'")
+        options["freeze"] = freeze
+    if layer is not None:
+        if name != "linear_probe":
+            raise ValueError(f"--probe-layer applies to the linear_probe strategy only, not '{strategy}'")
+        options["layer"] = layer
+    return get_strategy(name, **options)
+
+
+def write_run(
+    run_dir: Path, kind: str, trained: TrainedModel, classes: list[str], lineage: dict[str, Any],
+    config: dict[str, Any], val: dict[str, Any], test: dict[str, Any] | None, data_sizes: dict[str, int],
+    wall_s: float,
+) -> dict[str, Any]:
+    """Write metrics.json, plots, bundle/ and report.md of a finished run into ``run_dir``; return the metrics."""
+    final = test if test is not None else val
+    metrics = {
+        "task": kind,
+        "split": "test" if test is not None else "validation",
+        **{k: final[k] for k in ("accuracy", "macro_f1", "per_class", "confusion_matrix", "n")},
+        "validation": {"accuracy": val["accuracy"], "macro_f1": val["macro_f1"], "loss": val["loss"], "n": val["n"]},
+        "strategy": trained.strategy,
+        "options": trained.options,
+        "seed": config.get("seed"),
+        **data_sizes,
+        "trainable_params": trained.trainable_params,
+        "total_params": trained.model.num_parameters(),
+        "train_time_s": trained.fit.train_time_s,
+        "feature_extraction_s": trained.extra_time_s,
+        "total_time_s": wall_s,
+        "fit": trained.fit.to_dict(),
+    }
+    save_bundle(trained.model, {"classes": classes, "lineage": lineage, "metrics": {
+        k: metrics[k] for k in ("split", "accuracy", "macro_f1", "n")}, "config": config}, run_dir / "bundle")
+    write_json(run_dir / "metrics.json", metrics)
+    images = []
+    if trained.fit.history:
+        plot_learning_curves(trained.fit.history, run_dir / "learning_curves.png", f"{kind}: {trained.strategy}")
+        images.append("learning_curves.png")
+    plot_confusion(final["confusion_matrix"], classes, run_dir / "confusion_matrix.png",
+                   f"{metrics['split']} split, accuracy {final['accuracy']:.3f}")
+    images.append("confusion_matrix.png")
+    facts = {
+        "job": kind, "strategy": f"{trained.strategy} {trained.options or ''}".strip(),
+        "source": lineage.get("source", "-"), "data": f"{lineage.get('data')} classes {classes}",
+        "labelled training images": data_sizes["n_train"], "validation images": data_sizes["n_val"],
+        "seed": config.get("seed"), "best epoch (validation)": trained.fit.best_epoch + 1,
+        "epochs run": trained.fit.epochs_run, "trainable / total parameters":
+            f"{trained.trainable_params:,} / {trained.model.num_parameters():,}",
+        "train time": f"{trained.fit.train_time_s:.1f} s", "total time": f"{wall_s:.1f} s",
+    }
+    notes = ["Early stopping and the best checkpoint used the validation split only; the test split was "
+             "evaluated once, at the end."] if test is not None else [
+             "This dataset has no test split: the metrics are on the validation split, which was also used "
+             "for early stopping, so they are optimistic."]
+    run_report(run_dir / "report.md", f"transferkit {kind} run", facts, metrics, images, notes)
+    return metrics
+
+
+def _train_job(
+    kind: str, source_model: Backbone, source_meta: dict[str, Any], strategy: Strategy, data: str,
+    classes: str | list[int] | None, labels_per_class: int | None, val_per_class: int | None, val_fraction: float,
+    cfg: TrainConfig, out: str | Path, strict: bool, convert_channels: bool, config: dict[str, Any],
+    console: Console | None,
+) -> RunResult:
+    console = console or Console()
+    set_threads()
+    start = time.perf_counter()
+    full = load_task(data, "train", classes, strict)
+    check_channels(full, source_model, convert_channels, f"--data {data}")
+    train_set, val_set = labelled_budget_split(full, labels_per_class, val_per_class, val_fraction, cfg.seed)
+    spec = source_model.input_spec
+    train_b, val_b = to_batches(train_set, spec), to_batches(val_set, spec)
+    test_b = to_batches(load_task(data, "test", classes, strict), spec) if has_split(data, "test") else None
+    out = Path(out)
+    with atomic.staged_dir(out) as tmp:
+        write_yaml(tmp / "config.yaml", config)
+        trained = strategy.fit(source_model, full.num_classes, train_b, val_b, cfg, tmp)
+        val_m = score(trained.model, val_b, full.classes)
+        test_m = score(trained.model, test_b, full.classes) if test_b is not None else None
+        lineage = {
+            "kind": kind, "source": source_meta.get("source", "scratch"),
+            "source_lineage": source_meta.get("lineage"), "data": data, "classes": parse_classes(classes),
+            "labels_per_class": labels_per_class, "strategy": trained.strategy, "options": trained.options,
+            "seed": cfg.seed,
+        }
+        sizes = {"n_train": len(train_set), "n_val": len(val_set), "n_test": len(test_b) if test_b else 0}
+        metrics = write_run(tmp, kind, trained, full.classes, lineage, config, val_m, test_m, sizes,
+                            time.perf_counter() - start)
+    console.print(metrics_table(metrics, f"{kind} → {out}  ({metrics['split']} split)"))
+    console.print(f"report: {out / 'report.md'}   bundle: {out / 'bundle'}")
+    return RunResult(out, metrics, trained.model, {"classes": full.classes, "lineage": lineage})
+
+
+def pretrain(
+    data: str = "fashion_mnist", classes: str | list[int] | None = None, backbone: str = "seed_cnn",
+    epochs: int = 3, seed: int = 0, out: str | Path = "runs/source", image_size: int | None = None,
+    batch_size: int = 128, lr: float | None = None, weight_decay: float = 1e-4, optimizer: str = "adamw",
+    patience: int | None = None, val_fraction: float = 0.1, pretrained: bool = False, strict: bool = False,
+    convert_channels: bool = False, accelerator: str = "cpu", devices: int | str = 1, progress: bool = True,
+    console: Console | None = None,
+) -> RunResult:
+    """Train a source model on ``data`` (restricted to ``classes``) and write a run directory with its bundle.
+
+    The model is ``backbone`` with random weights (``pretrained=True`` starts from its shipped weights),
+    trained on the training split minus a stratified ``val_fraction`` held out for checkpoint selection.
+    """
+    config = {"command": "pretrain", **{k: v for k, v in locals().items() if k not in ("console",)}}
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
+                      patience=patience, seed=seed, accelerator=accelerator, devices=devices, progress=progress)
+    probe = load_task(data, "train", classes, strict)  # fail fast on bad data / classes, before building
+    kwargs: dict[str, Any] = {"in_chans": max(probe.channels, 1)} if not pretrained else {}
+    if image_size:
+        kwargs["img_size"] = image_size
+    import lightning as L
+
+    L.seed_everything(seed, verbose=False)
+    model = create_backbone(backbone, num_classes=probe.num_classes, pretrained=pretrained, **kwargs)
+    strategy = get_strategy("finetune" if pretrained else "scratch")
+    meta = {"source": f"pretrained:{backbone}" if pretrained else f"scratch:{backbone}"}
+    return _train_job("pretrain", model, meta, strategy, data, classes, None, None, val_fraction, cfg, out,
+                      strict, convert_channels, config, console)
+
+
+def transfer(
+    source: str | Path | Backbone, data: str = "fashion_mnist", classes: str | list[int] | None = None,
+    labels_per_class: int | None = None, strategy: str = "finetune", seed: int = 0,
+    out: str | Path = "runs/transfer", epochs: int = 30, batch_size: int = 64, lr: float | None = None,
+    weight_decay: float = 1e-4, optimizer: str = "adamw", patience: int | None = 10, freeze: int | None = None,
+    probe_layer: str | None = None, val_per_class: int | None = None, val_fraction: float = 0.1,
+    strict: bool = False, convert_channels: bool = False, accelerator: str = "cpu", devices: int | str = 1,
+    progress: bool = True, console: Console | None = None,
+) -> RunResult:
+    """Transfer ``source`` (run dir, bundle dir or pretrained backbone name) to a new task and evaluate it.
+
+    ``labels_per_class=k`` trains on ``k`` labelled images per class, with ``val_per_class`` (default ``k``)
+    other training-split images per class for early stopping; the test split is only used for the final
+    evaluation. ``strategy`` is ``scratch``/``structure``, ``linear_probe``/``feature`` or
+    ``finetune``/``parameter``.
+    """
+    config = {"command": "transfer", **{k: str(v) if k == "source" else v for k, v in locals().items()
+                                         if k not in ("console",)}}
+    strat = make_strategy(strategy, freeze, probe_layer)  # validate before loading anything
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
+                      patience=patience, seed=seed, accelerator=accelerator, devices=devices, progress=progress)
+    source_model, source_meta = load_source(source)
+    return _train_job("transfer", source_model, source_meta, strat, data, classes, labels_per_class, val_per_class,
+                      val_fraction, cfg, out, strict, convert_channels, config, console)
+
+

@@ -1,0 +1,34 @@
+"""Pretrained feature extractors behind one interface (:class:`Backbone`), created by name.
+
+``create_backbone("seed_cnn", num_classes=5)``; ``create_backbone("mobilenet_v2", pretrained=True)`` (ImageNet,
+offline); ``create_backbone("timm:resnet18", weights="resnet18.safetensors")`` for any timm/torchvision model.
+``list_backbones()`` shows the built-ins, ``list_backbone_families()`` the library prefixes.
+"""
+
+from transferkit.backbones import external as _external  # noqa: F401  (registers timm: and torchvision:)
+from transferkit.backbones import imagenet as _imagenet  # noqa: F401  (registers the ImageNet CNNs)
+from transferkit.backbones import small as _small  # noqa: F401  (registers the built-ins)
+from transferkit.backbones.base import Backbone, InputSpec, ParamGroup
+from transferkit.backbones.cache import cache_root, cached_features, weights_hash
+from transferkit.backbones.external import ExternalBackbone, PretrainedWeightsUnavailable
+from transferkit.backbones.imagenet import imagenet_classes
+from transferkit.backbones.registry import (
+    BackboneFamily,
+    BackboneInfo,
+    backbone_info,
+    build_from_config,
+    create_backbone,
+    list_backbone_families,
+    list_backbones,
+    register_backbone,
+    register_backbone_family,
+)
+from transferkit.backbones.weights import UnsafeCheckpointError, WeightsMismatchError, read_state_dict
+
+__all__ = [
+    "Backbone", "BackboneFamily", "BackboneInfo", "ExternalBackbone", "InputSpec", "ParamGroup",
+    "PretrainedWeightsUnavailable", "UnsafeCheckpointError", "WeightsMismatchError", "backbone_info",
+    "build_from_config", "cache_root", "cached_features", "create_backbone", "imagenet_classes",
+    "list_backbone_families", "list_backbones", "read_state_dict", "register_backbone", "register_backbone_family",
+    "weights_hash",
+]

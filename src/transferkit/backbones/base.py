@@ -1,0 +1,160 @@
+"""The backbone interface every model in transferkit implements (timm's shape, made explicit).
+
+A backbone is an ordered list of named **stages** (the feature extractor, input → output) followed by a
+**head** (the classifier). That one structure serves all three classic kinds of transfer:
+
+* parameter transfer copies every stage and replaces the head (:meth:`Backbone.reset_classifier`);
+* feature transfer reads the output of one stage (:meth:`Backbone.forward_features` with ``layer``) and
+  trains a new head on it, dropping later stages (:meth:`Backbone.truncate`);
+* structure transfer rebuilds the same architecture from :meth:`Backbone.config` with random weights.
+
+Freezing and (later) discriminative learning rates use :meth:`Backbone.param_groups`, the stages'
+parameters in input → output order with the head last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a backbone expects as input; stored in every bundle so that ``predict`` preprocesses alike.
+
+    Images are converted to ``channels`` channels, resized to ``size`` (``(H, W)``), scaled to [0, 1] and
+    normalised with ``mean``/``std`` per channel.
+    """
+
+    modality: str = "image"
+    channels: int = 1
+    size: tuple[int, int] | None = (28, 28)
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+    min_size: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["size"] = list(self.size) if self.size else None
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
+        d = dict(d)
+        d["size"] = tuple(d["size"]) if d.get("size") else None
+        d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
+        return cls(**d)
+
+
+@dataclass
+class ParamGroup:
+    """A named group of parameters (one stage, or the head)."""
+
+    name: str
+    params: list[nn.Parameter]
+    modules: list[nn.Module]
+
+
+class Backbone(nn.Module):
+    """Base class: named ``stages`` (an ``nn.ModuleDict``, input → output) plus a ``head``.
+
+    Subclasses fill ``self.stages``, set ``self.feature_dim`` (width of the last stage's output) and
+    ``self.input_spec``, may override :meth:`build_head`, then call :meth:`reset_classifier`.
+
+    Parameters
+    ----------
+    arch:
+        Registry name, used to rebuild the model (``config()["arch"]``).
+    arch_kwargs:
+        Keyword arguments that, with ``arch``, rebuild this architecture.
+    """
+
+    default_probe_layer: str | None = None  # the stage whose output feature transfer reads (None: last)
+
+    def __init__(self, arch: str, arch_kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        self.arch = arch
+        self.arch_kwargs = dict(arch_kwargs)
+        self.stages = nn.ModuleDict()
+        self.head: nn.Module = nn.Identity()
+        self.num_classes = 0
+        self.feature_dim = 0
+        self.cut_at: str | None = None
+        self.stage_dims: dict[str, int] = {}
+        self.input_spec = InputSpec()
+
+    # -- forward ---------------------------------------------------------------------------------
+    def forward_features(self, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
+        """Features ``(B, D)`` after stage ``layer`` (default: the last stage)."""
+        if layer is not None and layer not in self.stages:
+            raise ValueError(f"unknown layer '{layer}' for {self.arch}; valid layers: {', '.join(self.stages)}")
+        for name, stage in self.stages.items():
+            x = stage(x)
+            if name == layer:
+                break
+        return x.flatten(1) if x.ndim > 2 else x
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` from features ``(B, feature_dim)``."""
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    # -- transfer operations ---------------------------------------------------------------------
+    def build_head(self, num_classes: int) -> nn.Module:
+        """A fresh classifier on ``feature_dim`` features (override for an MLP head)."""
+        return nn.Linear(self.feature_dim, num_classes)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head with a freshly initialised one for ``num_classes`` classes."""
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be ≥ 0 (0: no classifier), got {num_classes}")
+        self.num_classes = num_classes
+        self.head = self.build_head(num_classes) if num_classes else nn.Identity()
+
+    def truncate(self, layer: str) -> None:
+        """Drop every stage after ``layer``; ``feature_dim`` becomes that stage's width; head is reset."""
+        names = list(self.stages)
+        if layer not in names:
+            raise ValueError(f"unknown layer '{layer}' for {self.arch}; valid layers: {', '.join(names)}")
+        for name in names[names.index(layer) + 1 :]:
+            del self.stages[name]
+        self.cut_at = layer
+        self.feature_dim = self.stage_dims[layer]
+        self.reset_classifier(self.num_classes)
+
+    def param_groups(self) -> list[ParamGroup]:
+        """Parameter groups in input → output order; the head is last. Groups without parameters are left out."""
+        groups = [ParamGroup(n, list(m.parameters()), [m]) for n, m in self.stages.items()]
+        groups.append(ParamGroup("head", list(self.head.parameters()), [self.head]))
+        return [g for g in groups if g.params]
+
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this architecture (weights aside)."""
+        return {"arch": self.arch, "kwargs": self.arch_kwargs, "num_classes": self.num_classes, "cut_at": self.cut_at}
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def named_stages(self) -> Iterator[tuple[str, nn.Module]]:
+        yield from self.stages.items()
+
+    def _register_dims(self) -> None:
+        """Record every stage's output width by a dry run at the spec's size."""
+        h, w = self.input_spec.size or (32, 32)
+        x = torch.zeros(1, self.input_spec.channels, h, w)
+        with torch.no_grad():
+            was_training = self.training
+            self.eval()
+            for name, stage in self.stages.items():
+                x = stage(x)
+                self.stage_dims[name] = int(x[0].numel())
+            self.train(was_training)
+        self.feature_dim = self.stage_dims[list(self.stages)[-1]]

@@ -1,0 +1,1 @@
+"""The ``transferkit`` command line: thin; it parses and calls :mod:`transferkit.api`."""

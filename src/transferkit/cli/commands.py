@@ -1,0 +1,111 @@
+"""One function per CLI command: turn parsed flags into one API call and print the result."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+from transferkit import api
+from transferkit.backbones import create_backbone, list_backbones
+from transferkit.data import list_datasets
+from transferkit.strategies import list_strategies
+
+
+def _devices(value: str | int) -> int | str:
+    return int(value) if str(value).isdigit() else value
+
+
+def _train_kwargs(a: argparse.Namespace) -> dict:
+    return {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "weight_decay": a.weight_decay,
+            "optimizer": a.optimizer, "patience": a.patience, "seed": a.seed, "accelerator": a.accelerator,
+            "devices": _devices(a.devices), "progress": a.progress}
+
+
+def _need(value: object, flag: str) -> None:
+    if value in (None, "", []):
+        raise ValueError(f"{flag} is required (give it as a flag or in --config)")
+
+
+def cmd_datasets(a: argparse.Namespace, console: Console) -> None:
+    table = Table(title="datasets (use --data NAME)")
+    for col in ("name", "splits", "description"):
+        table.add_column(col)
+    for info in list_datasets():
+        table.add_row(info.name + (":PATH" if info.takes_argument else ""), ",".join(info.splits), info.description)
+    console.print(table)
+
+
+def cmd_backbones(a: argparse.Namespace, console: Console) -> None:
+    table = Table(title="backbones (use --backbone NAME)")
+    for col in ("name", "parameters", "feature dim", "input size", "pretrained weights", "description"):
+        table.add_column(col, justify="right" if col in ("parameters", "feature dim") else "left")
+    for info in list_backbones():
+        model = create_backbone(info.name, pretrained=False)
+        spec = model.input_spec
+        size = f"{spec.channels}×{spec.size[0]}×{spec.size[1]}" if spec.size else f"{spec.channels}×any"
+        table.add_row(info.name, f"{model.num_parameters():,}", str(model.feature_dim), size,
+                      "available" if info.weights_available() else "none (pretrain it)", info.description)
+    console.print(table)
+
+
+def cmd_strategies(a: argparse.Namespace, console: Console) -> None:
+    table = Table(title="strategies (use --strategy NAME)")
+    for col in ("name", "aliases", "kind of transfer", "options"):
+        table.add_column(col)
+    for cls in list_strategies():
+        table.add_row(cls.name, ", ".join(cls.aliases), cls.kind, ", ".join(cls.option_defaults) or "-")
+    console.print(table)
+
+
+def cmd_pretrain(a: argparse.Namespace, console: Console) -> None:
+    api.pretrain(data=a.data, classes=a.classes, backbone=a.backbone, out=a.out, image_size=a.image_size,
+                 val_fraction=a.val_fraction, pretrained=a.pretrained, strict=a.strict,
+                 convert_channels=a.convert_channels, console=console, **_train_kwargs(a))
+
+
+def cmd_transfer(a: argparse.Namespace, console: Console) -> None:
+    _need(a.source, "--source")
+    api.transfer(source=a.source, data=a.data, classes=a.classes, labels_per_class=a.labels_per_class,
+                 strategy=a.strategy, out=a.out, freeze=a.freeze, probe_layer=a.probe_layer,
+                 val_per_class=a.val_per_class, val_fraction=a.val_fraction, strict=a.strict,
+                 convert_channels=a.convert_channels, console=console, **_train_kwargs(a))
+
+
+def cmd_evaluate(a: argparse.Namespace, console: Console) -> None:
+    _need(a.model, "MODEL (run or bundle directory)")
+    api.evaluate(a.model, a.data, a.classes, a.split, out=a.out, strict=a.strict,
+                 convert_channels=a.convert_channels, console=console)
+
+
+def cmd_predict(a: argparse.Namespace, console: Console) -> None:
+    _need(a.model, "MODEL (run directory, bundle directory or backbone name)")
+    _need(a.inputs, "IMAGE_OR_FOLDER")
+    rows = api.predict(a.model, a.inputs, output=a.output, top_k=a.top_k, batch_size=a.batch_size,
+                       strict=a.strict, convert_channels=a.convert_channels)
+    table = Table(title=f"predictions ({len(rows)} images)")
+    cols = list(rows[0])
+    for col in cols:
+        table.add_column(col)
+    for row in rows[:20]:
+        table.add_row(*(str(row[c]) for c in cols))
+    console.print(table)
+    if len(rows) > 20:
+        console.print(f"… {len(rows) - 20} more")
+    if a.output:
+        console.print(f"wrote {a.output}")
+
+
+def cmd_compare(a: argparse.Namespace, console: Console) -> None:
+    _need(a.source, "--source")
+    lpc = a.labels_per_class if isinstance(a.labels_per_class, list) else [int(x) for x in str(a.labels_per_class)
+                                                                           .split(",")]
+    strategies = a.strategies if isinstance(a.strategies, list) else [s.strip() for s in a.strategies.split(",")]
+    api.compare(a.source, a.data, a.classes, strategies=strategies, labels_per_class=lpc, seeds=range(a.seeds),
+                out=a.out, epochs=a.epochs, batch_size=a.batch_size, patience=a.patience, lr=a.lr,
+                val_per_class=a.val_per_class, convert_channels=a.convert_channels, console=console)
+
+
+def cmd_demo(a: argparse.Namespace, console: Console) -> None:
+    api.demo(out=a.out, seeds=a.seeds, console=console)

@@ -1,0 +1,144 @@
+"""The ``transferkit`` command: parses flags (or ``--config FILE.yaml``), calls the Python API, prints.
+
+Nothing here trains or evaluates anything itself; every command is one call into :mod:`transferkit.api`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from transferkit.cli import commands
+from transferkit.cli.config import parse_args
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+
+
+def _train_options(p: argparse.ArgumentParser, epochs: int, batch_size: int, patience: int | None) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=epochs, help=f"maximum epochs (default {epochs})")
+    g.add_argument("--batch-size", type=int, default=batch_size, help=f"batch size (default {batch_size})")
+    g.add_argument("--lr", type=float, default=None, help="learning rate (default: the strategy's own)")
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
+    g.add_argument("--patience", type=int, default=patience,
+                   help="early-stopping patience in epochs on the validation loss (default %(default)s)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--accelerator", default="cpu", help="passed to Lightning: cpu, gpu, auto, … (default cpu)")
+    g.add_argument("--devices", default=1, help="passed to Lightning (default 1)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+
+
+def _data_options(p: argparse.ArgumentParser, default_data: str | None = "fashion_mnist") -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=default_data, required=default_data is None,
+                   help="dataset name or name:PATH (see 'transferkit datasets')")
+    g.add_argument("--classes", default=None, help="class indices to keep, e.g. 0,1,5 or 0-4 (default: all)")
+    g.add_argument("--strict", action="store_true", help="fail on unreadable image files instead of skipping them")
+    g.add_argument("--convert-channels", action="store_true", help="allow converting colour images to greyscale")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    from transferkit import __version__
+
+    parser = argparse.ArgumentParser(prog="transferkit", description="Deep transfer learning on PyTorch.")
+    parser.add_argument("--version", action="version", version=f"transferkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subs: dict[str, argparse.ArgumentParser] = {}
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", metavar="FILE.yaml", help="options from a YAML file (keys mirror the flags)")
+        subs[name] = p
+        return p
+
+    add("datasets", "list the datasets transferkit knows")
+    add("backbones", "list the backbones with size, feature width and weight availability")
+    add("strategies", "list the transfer strategies")
+
+    p = add("pretrain", "train a source model on a source task")
+    _data_options(p)
+    p.add_argument("--backbone", default="seed_cnn", help="architecture (see 'transferkit backbones')")
+    p.add_argument("--pretrained", action="store_true", help="start from the backbone's shipped weights")
+    p.add_argument("--image-size", type=int, default=None, help="input size in pixels (default: the backbone's)")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share of the training split held out for validation")
+    p.add_argument("--out", default="runs/source", help="run directory to write")
+    _train_options(p, epochs=3, batch_size=128, patience=None)
+
+    p = add("transfer", "transfer a source model to a target task")
+    p.add_argument("--source", required=False, help="run directory, bundle directory or pretrained backbone name")
+    _data_options(p)
+    p.add_argument("--strategy", default="finetune",
+                   help="scratch (structure), linear_probe (feature) or finetune (parameter)")
+    p.add_argument("--labels-per-class", type=int, default=None,
+                   help="labelled training images per class (default: all)")
+    p.add_argument("--val-per-class", type=int, default=None,
+                   help="validation images per class, drawn from the training split (default: = labels per class)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="validation share when all labels are used")
+    p.add_argument("--freeze", type=int, default=None, help="finetune: freeze the first N parameter groups")
+    p.add_argument("--probe-layer", default=None, help="linear_probe: stage whose output is the feature")
+    p.add_argument("--out", default="runs/transfer", help="run directory to write")
+    _train_options(p, epochs=30, batch_size=64, patience=10)
+
+    p = add("evaluate", "evaluate a trained model on a dataset split")
+    p.add_argument("model", nargs="?", help="run directory or bundle directory")
+    _data_options(p, default_data=None)
+    p.add_argument("--split", default="test", help="split to evaluate (default test)")
+    p.add_argument("--out", default=None, help="also write metrics.json and confusion_matrix.png here")
+
+    p = add("predict", "predict the class of image files or folders")
+    p.add_argument("model", nargs="?", help="run directory, bundle directory or pretrained backbone name")
+    p.add_argument("inputs", nargs="*", help="image files or folders")
+    p.add_argument("--output", default=None, help="CSV file to write (default: print only)")
+    p.add_argument("--top-k", type=int, default=1, help="also list the k most probable classes")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--strict", action="store_true", help="fail on unreadable files instead of skipping them")
+    p.add_argument("--convert-channels", action="store_true", help="allow converting colour images to greyscale")
+
+    p = add("compare", "compare strategies × labels per class × seeds (mean ± std)")
+    p.add_argument("--source", required=False, help="run directory, bundle directory or pretrained backbone name")
+    _data_options(p)
+    p.add_argument("--strategies", default="scratch,linear_probe,finetune")
+    p.add_argument("--labels-per-class", type=_int_list, default=[5, 10, 50])
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
+    p.add_argument("--val-per-class", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--out", default="runs/compare")
+
+    p = add("demo", "the demo: Fashion-MNIST split task, scratch vs linear probe vs fine-tune over seeds")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--seeds", type=int, default=3)
+    return parser, subs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("transferkit").setLevel(logging.INFO)
+    console = Console()
+    parser, subs = build_parser()
+    try:
+        args = parse_args(parser, subs, argv)
+        return getattr(commands, f"cmd_{args.command}")(args, console) or 0
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]: earlier run directories and bundles were left intact")
+        return 130
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Datasets by name, splits and k-per-class sampling, and fast in-memory batches.
+
+``get_dataset("fashion_mnist", "train")`` returns an :class:`ImageSet`; :mod:`~transferkit.data.splits`
+carves honest train/validation sets from a training split; :mod:`~transferkit.data.prepare` turns images
+into the tensors a backbone expects.
+"""
+
+from transferkit.data import images as _images  # noqa: F401  (registers the built-in datasets)
+from transferkit.data.base import ImageSet
+from transferkit.data.download import DatasetNotFoundError, data_root
+from transferkit.data.prepare import TensorBatches, make_loader, prepare_images, to_batches
+from transferkit.data.registry import DatasetInfo, get_dataset, has_split, list_datasets, register_dataset
+from transferkit.data.splits import (
+    k_per_class,
+    labelled_budget_split,
+    parse_classes,
+    select_classes,
+    train_val_split,
+)
+
+__all__ = [
+    "DatasetInfo", "DatasetNotFoundError", "ImageSet", "TensorBatches", "data_root", "get_dataset", "has_split",
+    "k_per_class", "labelled_budget_split", "list_datasets", "make_loader", "parse_classes", "prepare_images",
+    "register_dataset", "select_classes", "to_batches", "train_val_split",
+]

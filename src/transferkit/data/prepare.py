@@ -1,0 +1,134 @@
+"""Turn an :class:`ImageSet` into batches a backbone accepts, fast.
+
+Preprocessing follows the backbone's input spec (channels, size, mean/std; any object with those
+attributes). Resizing and channel conversion happen **once** per dataset into a ``uint8`` tensor; the
+float conversion and normalisation happen per batch, so memory stays at one byte per pixel even at
+224 px. Batches are fetched by slicing tensors (``__getitems__``) instead of collating single samples,
+which keeps the data pipeline's cost near that of a hand-written loop over in-memory tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from transferkit.data.base import ImageSet
+
+
+class SpecLike(Protocol):
+    channels: int
+    size: tuple[int, int] | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def _to_nchw(img: np.ndarray) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(img))
+    return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
+
+
+def _convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """(N, C, H, W) uint8 → (N, channels, H, W): gray → RGB by repetition, RGB → gray by luminance."""
+    c = x.shape[1]
+    if c == channels:
+        return x
+    if c == 1:
+        return x.expand(-1, channels, -1, -1).contiguous()
+    if channels == 1 and c >= 3:
+        w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        return (x[:, :3].float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    if c == 4 and channels == 3:
+        return x[:, :3].contiguous()
+    raise ValueError(f"cannot convert images with {c} channels to the {channels} the model expects")
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], chunk: int = 2048) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    out = torch.empty((x.shape[0], x.shape[1], *size), dtype=torch.uint8)
+    for i in range(0, x.shape[0], chunk):
+        part = F.interpolate(x[i : i + chunk].float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+        out[i : i + chunk] = part.round().clamp(0, 255).to(torch.uint8)
+    return out
+
+
+def prepare_images(ds: ImageSet, spec: SpecLike) -> torch.Tensor:
+    """``uint8`` tensor ``(N, spec.channels, H, W)`` at ``spec.size`` (native size when ``None``)."""
+    if isinstance(ds.images, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(ds.images))
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        size = tuple(spec.size) if spec.size else tuple(x.shape[-2:])
+        return _resize(_convert_channels(x, spec.channels), size).contiguous()
+    if not spec.size:
+        shapes = sorted({im.shape[:2] for im in ds.images})
+        raise ValueError(f"{ds.name}: images have different sizes {shapes[:3]}…; the model needs a fixed --image-size")
+    size = tuple(spec.size)
+    return torch.cat([_resize(_convert_channels(_to_nchw(im).unsqueeze(0), spec.channels), size) for im in ds.images])
+
+
+class TensorBatches(Dataset):
+    """In-memory tensors served a batch at a time; images normalised on the fly.
+
+    ``x`` is ``uint8`` images ``(N, C, H, W)`` (normalised with ``mean``/``std`` per batch) or already-float
+    features ``(N, D)`` (``mean=None``: served as they are). ``y`` holds int64 labels or is ``None``.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        self.x, self.y = x, y
+        if mean is not None:
+            c = x.shape[1]
+            m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+            s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+            # one fused multiply-add per batch: x/255 → (x - mean)/std
+            self._scale = (1.0 / (255.0 * s)).expand(1, c, 1, 1).contiguous()
+            self._shift = (-m / s).expand(1, c, 1, 1).contiguous()
+        else:
+            self._scale = self._shift = None
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def _fetch(self, idx) -> tuple[torch.Tensor, ...] | torch.Tensor:
+        x = self.x[idx]
+        if self._scale is not None:
+            x = torch.addcmul(self._shift, x.float(), self._scale)
+        return x if self.y is None else (x, self.y[idx])
+
+    def __getitem__(self, i: int):
+        out = self._fetch(slice(i, i + 1))
+        return tuple(t[0] for t in out) if isinstance(out, tuple) else out[0]
+
+    def __getitems__(self, indices: list[int]):
+        idx = torch.as_tensor(indices)
+        # contiguous runs (no shuffling) are served as views, not gathers
+        if len(indices) and indices[-1] - indices[0] == len(indices) - 1:
+            idx = slice(indices[0], indices[-1] + 1)
+        return self._fetch(idx)
+
+
+def _keep_batch(batch):
+    return batch
+
+
+def make_loader(data: TensorBatches, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    """A ``DataLoader`` over :class:`TensorBatches`: seeded shuffling, batches fetched by slicing."""
+    gen = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(
+        data, batch_size=batch_size, shuffle=shuffle, generator=gen, collate_fn=_keep_batch, num_workers=0
+    )
+
+
+def to_batches(ds: ImageSet, spec: SpecLike) -> TensorBatches:
+    """``ds`` preprocessed for a model with input spec ``spec``, as labelled :class:`TensorBatches`."""
+    return TensorBatches(prepare_images(ds, spec), torch.from_numpy(ds.labels), spec.mean, spec.std)

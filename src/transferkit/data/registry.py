@@ -1,0 +1,98 @@
+"""Datasets by name: ``register_dataset`` / ``get_dataset`` / ``list_datasets``.
+
+A dataset spec is ``name`` or ``name:ARG`` (``image_folder:PATH``, ``npz:PATH``). Adding a dataset is one
+loader function plus one ``@register_dataset`` line; it then shows up in ``transferkit datasets``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from transferkit.data.base import ImageSet
+
+Loader = Callable[..., ImageSet]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What ``transferkit datasets`` shows about a registered dataset."""
+
+    name: str
+    description: str
+    splits: tuple[str, ...]
+    takes_argument: bool
+    modality: str = "image"
+    splits_of: Callable[[str], tuple[str, ...]] | None = None  # splits of "name:ARG", decided by ARG
+
+
+_REGISTRY: dict[str, tuple[DatasetInfo, Loader]] = {}
+_CACHE: dict[tuple[str, str], ImageSet] = {}
+
+
+def register_dataset(
+    name: str,
+    description: str,
+    splits: tuple[str, ...] = ("train", "test"),
+    takes_argument: bool = False,
+    modality: str = "image",
+    splits_of: Callable[[str], tuple[str, ...]] | None = None,
+) -> Callable[[Loader], Loader]:
+    """Register ``loader(split, arg, strict) -> ImageSet`` under ``name``.
+
+    ``splits_of(arg)`` tells which splits a ``name:ARG`` dataset has (a folder's layout, an archive's keys).
+    """
+
+    def wrap(loader: Loader) -> Loader:
+        if name in _REGISTRY:
+            raise ValueError(f"dataset '{name}' is already registered")
+        _REGISTRY[name] = (DatasetInfo(name, description, splits, takes_argument, modality, splits_of), loader)
+        return loader
+
+    return wrap
+
+
+def list_datasets() -> list[DatasetInfo]:
+    """All registered datasets, sorted by name."""
+    return [info for info, _ in sorted(_REGISTRY.values(), key=lambda e: e[0].name)]
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """Split ``"name:ARG"`` into ``("name", "ARG")``; an unknown name lists the valid ones."""
+    name, sep, arg = spec.partition(":")
+    if name not in _REGISTRY:
+        valid = ", ".join(i.name + (":PATH" if i.takes_argument else "") for i in list_datasets())
+        raise ValueError(f"unknown dataset '{spec}'; valid datasets: {valid}")
+    info = _REGISTRY[name][0]
+    if info.takes_argument and not arg:
+        raise ValueError(f"dataset '{name}' needs an argument: '{name}:PATH'")
+    if not info.takes_argument and sep:
+        raise ValueError(f"dataset '{name}' takes no argument (got '{spec}')")
+    return name, (arg or None)
+
+
+def get_dataset(spec: str, split: str = "train", strict: bool = False) -> ImageSet:
+    """Load split ``split`` of dataset ``spec`` (e.g. ``"fashion_mnist"``, ``"image_folder:photos/"``).
+
+    Built-in array datasets are read once per process and shared: treat the returned arrays as read-only.
+    ``strict`` makes unreadable files an error instead of a skipped-with-warning count.
+    """
+    name, arg = parse_spec(spec)
+    info, loader = _REGISTRY[name]
+    if arg is None:
+        if split not in info.splits:
+            raise ValueError(f"dataset '{name}' has no split '{split}'; valid splits: {', '.join(info.splits)}")
+        key = (name, split)
+        if key not in _CACHE:
+            _CACHE[key] = loader(split=split, arg=None, strict=strict)
+        return _CACHE[key]
+    return loader(split=split, arg=arg, strict=strict)
+
+
+def has_split(spec: str, split: str) -> bool:
+    """Whether ``spec`` provides ``split`` (image folders decide by their layout)."""
+    name, arg = parse_spec(spec)
+    info, _ = _REGISTRY[name]
+    if arg is None or info.splits_of is None:
+        return split in info.splits
+    return split in info.splits_of(arg)

@@ -1,0 +1,114 @@
+"""Splits for honest transfer experiments: class subsets, k labels per class, validation carving.
+
+The rule these helpers exist for: the **test split is never used for selection**. Early stopping and
+checkpoint choice use a validation set carved from the *training* split (see :func:`train_val_split`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from transferkit.data.base import ImageSet
+
+
+def parse_classes(value: str | Sequence[int] | None) -> list[int] | None:
+    """``"0,1,5"`` / ``"0-4"`` / ``[0, 1]`` → ``[0, 1, 5]``; ``None`` or ``"all"`` → ``None``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"", "all"}):
+        return None
+    if isinstance(value, str):
+        out: list[int] = []
+        for part in value.split(","):
+            part = part.strip()
+            try:
+                if "-" in part:
+                    lo, hi = part.split("-")
+                    out.extend(range(int(lo), int(hi) + 1))
+                else:
+                    out.append(int(part))
+            except ValueError:
+                raise ValueError(f"--classes: '{value}' is not a list of class indices like '0,1,5' or '0-4'") from None
+        return out
+    return [int(c) for c in value]
+
+
+def select_classes(ds: ImageSet, classes: Sequence[int] | None) -> ImageSet:
+    """Keep only ``classes`` (indices into ``ds.classes``) and relabel them ``0..k-1`` in the given order.
+
+    ``select_classes(fmnist, [2, 3, 4, 6, 7])`` turns "pullover, dress, coat, shirt, sneaker" into a
+    5-class task whose label 0 is pullover.
+    """
+    if classes is None:
+        return ds
+    classes = list(classes)
+    bad = [c for c in classes if not 0 <= c < ds.num_classes]
+    if bad:
+        raise ValueError(
+            f"--classes: {bad} out of range for {ds.name}, which has classes 0..{ds.num_classes - 1} "
+            f"({', '.join(f'{i}={n}' for i, n in enumerate(ds.classes))})"
+        )
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"--classes: duplicate class indices in {classes}")
+    remap = np.full(ds.num_classes, -1, dtype=np.int64)
+    remap[classes] = np.arange(len(classes))
+    idx = np.flatnonzero(remap[ds.labels] >= 0)
+    sub = ds.subset(idx)
+    return ImageSet(sub.images, remap[sub.labels], [ds.classes[c] for c in classes], ds.name, sub.paths)
+
+
+def k_per_class(ds: ImageSet, k: int, seed: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Indices of ``k`` images per class drawn without replacement with ``seed`` (stratified k-shot).
+
+    Raises if a class has fewer than ``k`` images (after ``exclude``), naming the class and its count.
+    """
+    if k < 1:
+        raise ValueError(f"--labels-per-class must be at least 1, got {k}")
+    rng = np.random.default_rng(seed)
+    available = np.ones(len(ds), bool)
+    if exclude is not None:
+        available[exclude] = False
+    picked = []
+    for c in range(ds.num_classes):
+        pool = np.flatnonzero((ds.labels == c) & available)
+        if len(pool) < k:
+            raise ValueError(
+                f"--labels-per-class {k}: class {c} ('{ds.classes[c]}') of {ds.name} has only {len(pool)} images"
+            )
+        picked.append(rng.choice(pool, size=k, replace=False))
+    return np.sort(np.concatenate(picked))
+
+
+def train_val_split(ds: ImageSet, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split of ``ds`` into (train indices, validation indices); every class keeps ≥1 train image."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"--val-fraction must lie strictly between 0 and 1, got {val_fraction}")
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in range(ds.num_classes):
+        pool = rng.permutation(np.flatnonzero(ds.labels == c))
+        n_val = min(int(round(len(pool) * val_fraction)), max(len(pool) - 1, 0))
+        val.append(pool[:n_val])
+        train.append(pool[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+def labelled_budget_split(
+    ds: ImageSet, labels_per_class: int | None, val_per_class: int | None, val_fraction: float, seed: int
+) -> tuple[ImageSet, ImageSet]:
+    """The training and validation sets of a target task, both drawn from ``ds`` (a *training* split).
+
+    With ``labels_per_class=k`` the training set holds ``k`` images per class and the validation set
+    ``val_per_class`` other images per class (default ``k``: a labelled budget of ``2k`` per class, recorded
+    in the run). Without it, a stratified ``val_fraction`` of ``ds`` becomes validation.
+    """
+    if labels_per_class is None:
+        tr, va = train_val_split(ds, val_fraction, seed)
+        return ds.subset(tr, ds.name + "[train]"), ds.subset(va, ds.name + "[val]")
+    n_val = labels_per_class if val_per_class is None else val_per_class
+    val_idx = k_per_class(ds, n_val, seed + 7919) if n_val > 0 else np.array([], dtype=np.int64)
+    tr_idx = k_per_class(ds, labels_per_class, seed, exclude=val_idx)
+    return (
+        ds.subset(tr_idx, f"{ds.name}[{labels_per_class}/class]"),
+        ds.subset(val_idx, f"{ds.name}[val {n_val}/class]"),
+    )

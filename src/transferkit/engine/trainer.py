@@ -1,0 +1,134 @@
+"""Trainer factory and the one ``fit`` every strategy calls.
+
+Lightning owns the loop, devices, early stopping, checkpoints and the CSV log; this module sets it up the
+same way for every strategy: seeded and deterministic, early stopping and best-weight selection on the
+validation split, a best checkpoint in ``<run_dir>/checkpoints/``, metrics in ``<run_dir>/logs/metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+
+from transferkit.config import TrainConfig
+from transferkit.data.prepare import TensorBatches, make_loader
+from transferkit.engine.module import LossTerm, TransferModule
+
+for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", ".*does not have many workers.*")
+warnings.filterwarnings("ignore", ".*The number of training batches.*")
+warnings.filterwarnings("ignore", ".*LeafSpec.*")
+
+
+@dataclass
+class FitResult:
+    """What training produced besides the weights (which are restored into the model in place)."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = float("nan")
+    epochs_run: int = 0
+    train_time_s: float = 0.0
+    stopped_early: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"best_epoch": self.best_epoch, "best_score": self.best_score, "epochs_run": self.epochs_run,
+                "train_time_s": self.train_time_s, "stopped_early": self.stopped_early}
+
+
+class BestWeights(Callback):
+    """Keep an in-memory copy of the weights at the best ``monitor`` value on the validation split."""
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor, self.mode = monitor, ("min" if monitor.endswith("loss") else "max")
+        self.best = float("inf") if self.mode == "min" else -float("inf")
+        self.best_epoch, self.state = -1, None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        if (value < self.best) if self.mode == "min" else (value > self.best):
+            self.best, self.best_epoch = value, trainer.current_epoch
+            self.state = copy.deepcopy(pl_module.model.state_dict())
+
+
+def build_trainer(cfg: TrainConfig, run_dir: Path | None, callbacks: Sequence[Callback], has_val: bool) -> L.Trainer:
+    """A ``lightning.Trainer`` configured from ``cfg`` (CPU by default; ``accelerator``/``devices`` passed through)."""
+    cbs = list(callbacks)
+    if has_val and cfg.patience is not None:
+        mode = "min" if cfg.monitor.endswith("loss") else "max"
+        cbs.append(EarlyStopping(cfg.monitor, patience=cfg.patience, mode=mode))
+    if has_val and cfg.checkpoints and run_dir is not None:
+        cbs.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=cfg.monitor,
+                                   mode="min" if cfg.monitor.endswith("loss") else "max", save_top_k=1))
+    logger = CSVLogger(save_dir=str(run_dir), name="logs", version="") if run_dir is not None else False
+    return L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        precision=cfg.precision,
+        deterministic=True,
+        logger=logger,
+        callbacks=cbs,
+        enable_checkpointing=bool(has_val and cfg.checkpoints and run_dir is not None),
+        enable_progress_bar=cfg.progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        limit_val_batches=1.0 if has_val else 0,
+    )
+
+
+def fit(
+    model: nn.Module,
+    param_groups: Sequence[dict[str, Any]],
+    train: TensorBatches,
+    val: TensorBatches | None,
+    cfg: TrainConfig,
+    run_dir: Path | None = None,
+    eval_modules: Sequence[nn.Module] = (),
+    loss_terms: Sequence[LossTerm] = (),
+) -> FitResult:
+    """Train ``model`` in place; afterwards it holds the weights of the best validation epoch.
+
+    ``param_groups`` lists what trains and at which learning rate; everything else should have
+    ``requires_grad=False``. With no validation data the last epoch's weights are kept.
+    """
+    if len(train) == 0:
+        raise ValueError("the training set is empty")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = TransferModule(model, param_groups, cfg, eval_modules, loss_terms)
+    has_val = val is not None and len(val) > 0
+    best = BestWeights(cfg.monitor)
+    trainer = build_trainer(cfg, run_dir, [best], has_val)
+    train_loader = make_loader(train, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    val_loader = make_loader(val, max(cfg.batch_size, 256), shuffle=False) if has_val else None
+    start = time.perf_counter()
+    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    elapsed = time.perf_counter() - start
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+    if best.state is not None:
+        model.load_state_dict(best.state)
+    model.eval()
+    return FitResult(
+        history=module.history,
+        best_epoch=best.best_epoch,
+        best_score=best.best if best.state is not None else float("nan"),
+        epochs_run=trainer.current_epoch,
+        train_time_s=elapsed,
+        stopped_early=trainer.current_epoch < cfg.epochs,
+    )

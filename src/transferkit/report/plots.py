@@ -1,0 +1,78 @@
+"""Plots a person reads (matplotlib, headless): learning curves, confusion matrix, comparison with error bars."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from transferkit import atomic  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic.write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def plot_learning_curves(history: Sequence[dict[str, float]], path: Path, title: str = "") -> Path:
+    """Loss and accuracy per epoch, training vs validation."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    epochs = [int(r["epoch"]) + 1 for r in history]
+    for key, ax in (("loss", ax_loss), ("acc", ax_acc)):
+        for split, style in (("train", "-o"), ("val", "-s")):
+            ys = [r.get(f"{split}_{key}", np.nan) for r in history]
+            if not np.all(np.isnan(ys)):
+                ax.plot(epochs, ys, style, ms=3, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy" if key == "acc" else "cross-entropy")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title or "learning curves")
+    return _save(fig, path)
+
+
+def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path, title: str = "") -> Path:
+    """Confusion matrix, rows = true class, columns = predicted, row-normalised colours with counts."""
+    cm = np.asarray(matrix, dtype=float)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), classes)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.6 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "confusion matrix")
+    return _save(fig, path)
+
+
+def plot_comparison(
+    groups: Sequence[str], series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path,
+    ylabel: str = "test accuracy", title: str = "",
+) -> Path:
+    """Grouped bars with ±1 std error bars: ``series[name] = (means per group, stds per group)``."""
+    x = np.arange(len(groups))
+    width = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(groups) + 2), 3.8))
+    for i, (name, (means, stds)) in enumerate(series.items()):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=name)
+    ax.set_xticks(x, groups)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncols=min(len(series), 4))
+    ax.set_title(title)
+    return _save(fig, path)

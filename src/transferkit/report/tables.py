@@ -1,0 +1,36 @@
+"""Terminal tables (rich) for a run's metrics and for comparisons."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def metrics_table(metrics: dict[str, Any], title: str = "") -> Table:
+    """Per-class precision/recall plus overall accuracy and macro-F1."""
+    table = Table(title=title or None)
+    for col in ("class", "precision", "recall", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for name, row in metrics["per_class"].items():
+        table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", str(row["support"]))
+    table.add_section()
+    table.add_row("accuracy", f"{metrics['accuracy']:.4f}", "", str(metrics["n"]))
+    table.add_row("macro-F1", f"{metrics['macro_f1']:.4f}", "", "")
+    return table
+
+
+def comparison_table(columns: Sequence[str], rows: Sequence[Sequence[str]], title: str = "") -> Table:
+    """A plain table with the given header and string cells."""
+    table = Table(title=title or None)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def print_table(table: Table, console: Console | None = None) -> None:
+    (console or Console()).print(table)

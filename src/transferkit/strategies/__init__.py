@@ -1,0 +1,23 @@
+"""How to transfer to a labelled target: ``scratch`` (structure), ``linear_probe`` (feature), ``finetune``
+(parameter). ``get_strategy("finetune", freeze=2)``; a new strategy is one file plus ``@register_strategy``.
+"""
+
+from transferkit.strategies import finetune as _finetune  # noqa: F401  (registration)
+from transferkit.strategies import linear_probe as _linear_probe  # noqa: F401
+from transferkit.strategies import scratch as _scratch  # noqa: F401
+from transferkit.strategies.base import (
+    Strategy,
+    TrainedModel,
+    get_strategy,
+    list_strategies,
+    register_strategy,
+    resolve_strategy_name,
+)
+from transferkit.strategies.finetune import Finetune, freeze_groups
+from transferkit.strategies.linear_probe import LinearProbe
+from transferkit.strategies.scratch import Scratch
+
+__all__ = [
+    "Finetune", "LinearProbe", "Scratch", "Strategy", "TrainedModel", "freeze_groups", "get_strategy",
+    "list_strategies", "register_strategy", "resolve_strategy_name",
+]

@@ -1,0 +1,49 @@
+"""The Python API does what the CLI does, on scikit-learn's digits (bundled, always available)."""
+
+import json
+
+import pytest
+
+import transferkit as tk
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    out = tmp_path_factory.mktemp("api") / "src"
+    return tk.pretrain(data="digits", classes="0-4", backbone="seed_cnn", epochs=4, seed=0, out=out, progress=False)
+
+
+def test_pretrain_learns_the_source_task(source):
+    assert source.metrics["accuracy"] > 0.8 and source.metrics["split"] == "test"
+    assert (source.run_dir / "bundle" / "model.safetensors").is_file()
+
+
+def test_transfer_is_deterministic_and_beats_chance(source, tmp_path):
+    kw = dict(source=source.run_dir, data="digits", classes="5-9", labels_per_class=5, strategy="linear_probe",
+              seed=1, epochs=20, progress=False)
+    a = tk.transfer(out=tmp_path / "a", **kw)
+    b = tk.transfer(out=tmp_path / "b", **kw)
+    assert a.metrics["accuracy"] == b.metrics["accuracy"] and a.metrics["accuracy"] > 0.5
+    model, meta = tk.load_bundle(tmp_path / "a")
+    assert meta["classes"] == ["5", "6", "7", "8", "9"] and model.arch == "seed_cnn"
+
+
+def test_channel_mismatch_is_an_error_naming_both(source, tmp_path):
+    import numpy as np
+
+    p = tmp_path / "rgb.npz"
+    np.savez(p, x=np.zeros((20, 28, 28, 3), np.uint8), y=np.arange(20) % 2)
+    with pytest.raises(ValueError, match="has 3 input channels but the model expects 1"):
+        tk.transfer(source=source.run_dir, data=f"npz:{p}", strategy="finetune", out=tmp_path / "x", progress=False)
+
+
+def test_compare_reports_mean_and_std_per_cell(source, tmp_path):
+    res = tk.compare(source.run_dir, "digits", "5-9", labels_per_class=(3,), seeds=(0, 1), out=tmp_path / "cmp",
+                     epochs=5)
+    summary = res.metrics["summary"]
+    assert {r["strategy"] for r in summary} == {"scratch", "linear_probe", "finetune"}
+    assert all(r["seeds"] == 2 and r["accuracy_std"] >= 0 for r in summary)
+    assert len(res.metrics["cells"]) == 6 and len(res.metrics["findings"]) == 2
+    saved = json.loads((tmp_path / "cmp" / "metrics.json").read_text())
+    assert saved["summary"] == json.loads(json.dumps(summary))
+    assert (tmp_path / "cmp" / "comparison.png").is_file() and "± " in (tmp_path / "cmp" / "report.md").read_text()

@@ -1,0 +1,124 @@
+"""End-to-end through the command line on real data: pretrain → transfer → evaluate → predict."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from transferkit.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def runs(fashion_npz, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = f"npz:{fashion_npz}"
+    assert main(["pretrain", "--data", data, "--classes", "0,1,5,8,9", "--backbone", "seed_cnn", "--epochs", "2",
+                 "--seed", "0", "--out", str(root / "src"), "--no-progress"]) == 0
+    assert main(["transfer", "--source", str(root / "src"), "--data", data, "--classes", "2,3,4,6,7",
+                 "--labels-per-class", "10", "--strategy", "finetune", "--seed", "0", "--epochs", "15",
+                 "--out", str(root / "tgt"), "--no-progress"]) == 0
+    return root, data
+
+
+def test_run_directories_have_everything(runs):
+    root, _ = runs
+    for name in ("src", "tgt"):
+        files = {p.name for p in (root / name).iterdir()}
+        assert {"config.yaml", "metrics.json", "report.md", "bundle", "learning_curves.png", "confusion_matrix.png",
+                "logs", "checkpoints"} <= files
+    m = json.loads((root / "tgt" / "metrics.json").read_text())
+    assert m["split"] == "test" and m["n"] == 200 and m["n_train"] == 50 and m["n_val"] == 50
+    assert m["accuracy"] > 0.4  # 5 classes: chance is 0.2
+    assert set(m["per_class"]) == {"Pullover", "Dress", "Coat", "Shirt", "Sneaker"}
+    assert np.array(m["confusion_matrix"]).sum() == 200
+    assert m["train_time_s"] > 0 and m["total_time_s"] >= m["train_time_s"]
+    meta = json.loads((root / "tgt" / "bundle" / "transferkit.json").read_text())
+    assert meta["lineage"]["source"].endswith("src/bundle") and meta["lineage"]["labels_per_class"] == 10
+    assert meta["lineage"]["source_lineage"]["classes"] == [0, 1, 5, 8, 9]
+
+
+def test_evaluate_reproduces_the_run_metrics(runs, tmp_path):
+    root, data = runs
+    assert main(["evaluate", str(root / "tgt"), "--data", data, "--classes", "2,3,4,6,7", "--split", "test",
+                 "--out", str(tmp_path / "ev")]) == 0
+    ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert ev["accuracy"] == json.loads((root / "tgt" / "metrics.json").read_text())["accuracy"]
+
+
+def test_evaluate_with_wrong_classes_names_both(runs, capsys):
+    root, data = runs
+    assert main(["evaluate", str(root / "tgt"), "--data", data, "--classes", "0,1,2", "--split", "test"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the model has 5 classes" in out and "has 3 classes" in out
+
+
+def test_predict_writes_csv_and_skips_broken_files(runs, tmp_path, fashion_npz):
+    root, _ = runs
+    z = np.load(fashion_npz)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(z["x_test"][i * 40 + 80]).save(folder / f"{i}.png")  # classes 2.. in test order
+    (folder / "junk.png").write_text("no image")
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(root / "tgt"), str(folder), "--output", str(out), "--top-k", "2"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 4 and {"path", "predicted_class", "probability", "top2_class"} <= set(rows[0])
+    assert all(r["predicted_class"] in {"Pullover", "Dress", "Coat", "Shirt", "Sneaker"} for r in rows)
+    assert all(0 < float(r["probability"]) <= 1 for r in rows)
+    assert main(["predict", str(root / "tgt"), str(folder), "--strict"]) == 2
+
+
+def test_config_file_with_flag_override(runs, tmp_path):
+    root, data = runs
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(yaml.safe_dump({"source": str(root / "src"), "data": data, "classes": "2,3,4,6,7",
+                                   "labels-per-class": 5, "strategy": "feature", "epochs": 3, "seed": 7,
+                                   "out": str(tmp_path / "from_yaml"), "progress": False}))
+    assert main(["transfer", "--config", str(cfg), "--seed", "3"]) == 0
+    saved = yaml.safe_load((tmp_path / "from_yaml" / "config.yaml").read_text())
+    assert saved["seed"] == 3 and saved["labels_per_class"] == 5 and saved["strategy"] == "feature"
+    assert json.loads((tmp_path / "from_yaml" / "metrics.json").read_text())["strategy"] == "linear_probe"
+
+
+def test_config_file_unknown_key_is_rejected(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("labels_per_klass: 5\n")
+    assert main(["transfer", "--config", str(cfg)]) == 2
+    assert "unknown option(s) ['labels_per_klass']" in " ".join(capsys.readouterr().out.split())
+
+
+def test_bad_names_list_valid_choices(runs, capsys):
+    root, data = runs
+    assert main(["transfer", "--source", str(root / "src"), "--data", data, "--strategy", "magic"]) == 2
+    assert "valid strategies: finetune" in " ".join(capsys.readouterr().out.split())
+    assert main(["pretrain", "--data", "cifar99", "--out", "x"]) == 2
+    assert "valid datasets:" in " ".join(capsys.readouterr().out.split())
+    assert main(["pretrain", "--data", data, "--backbone", "vgg", "--out", "x"]) == 2
+    assert "valid backbones:" in " ".join(capsys.readouterr().out.split())
+    assert main(["transfer", "--source", str(root / "nowhere"), "--data", data]) == 2
+
+
+def test_interrupted_transfer_keeps_previous_run(runs, monkeypatch):
+    root, data = runs
+    before = (root / "tgt" / "metrics.json").read_text()
+    from transferkit.strategies.finetune import Finetune
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Finetune, "fit", interrupted)
+    assert main(["transfer", "--source", str(root / "src"), "--data", data, "--classes", "2,3,4,6,7",
+                 "--labels-per-class", "5", "--out", str(root / "tgt"), "--no-progress"]) == 130
+    assert (root / "tgt" / "metrics.json").read_text() == before
+    assert not [p for p in root.iterdir() if p.name.startswith(".tgt")]  # no partial directory left
+
+
+def test_listing_commands(capsys):
+    for cmd in ("datasets", "backbones", "strategies"):
+        assert main([cmd]) == 0
+    out = capsys.readouterr().out
+    assert "fashion_mnist" in out and "seed_cnn" in out and "linear_probe" in out
