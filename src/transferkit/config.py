@@ -12,12 +12,13 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 class TrainConfig:
     """How the engine trains: epochs, batch size, optimiser, early stopping, devices, seed.
 
-    ``lr=None`` lets the strategy choose its own default learning rate. Early stopping and the best
+    ``lr=None`` and ``batch_size=None`` let the strategy choose its own defaults (a linear probe on cached
+    features takes larger, cheaper batches than fine-tuning a network). Early stopping and the best
     checkpoint both follow ``monitor`` on the **validation** split (never the test split).
     """
 
     epochs: int = 30
-    batch_size: int = 64
+    batch_size: int | None = None
     lr: float | None = None
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
@@ -33,7 +34,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"--optimizer: unknown '{self.optimizer}'; valid choices: {', '.join(OPTIMIZERS)}")

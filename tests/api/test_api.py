@@ -47,3 +47,37 @@ def test_compare_reports_mean_and_std_per_cell(source, tmp_path):
     saved = json.loads((tmp_path / "cmp" / "metrics.json").read_text())
     assert saved["summary"] == json.loads(json.dumps(summary))
     assert (tmp_path / "cmp" / "comparison.png").is_file() and "± " in (tmp_path / "cmp" / "report.md").read_text()
+
+
+def test_second_linear_probe_hits_the_feature_cache(source, tmp_path):
+    kw = dict(source=source.run_dir, data="digits", classes="5-9", labels_per_class=5, strategy="feature",
+              seed=2, epochs=5, progress=False)
+    first = tk.transfer(out=tmp_path / "p1", **kw)
+    second = tk.transfer(out=tmp_path / "p2", **kw)
+    assert first.metrics["feature_cache"] == "miss" and second.metrics["feature_cache"] == "hit"
+    assert first.metrics["accuracy"] == second.metrics["accuracy"]
+
+
+def test_imagenet_backbone_as_source_at_small_size(tmp_path):
+    from transferkit.backbones import backbone_info
+
+    if not backbone_info("mobilenet_v2").weights_available():
+        pytest.skip("MobileNetV2 weights package not installed")
+    res = tk.transfer(source="mobilenet_v2", image_size=32, data="digits", classes="0-4", labels_per_class=5,
+                      strategy="linear_probe", epochs=5, out=tmp_path / "mb", progress=False)
+    assert res.metrics["accuracy"] > 0.4  # 5 classes, chance 0.2
+    model, meta = tk.load_bundle(tmp_path / "mb")
+    assert meta["input_spec"]["size"] == [32, 32] and meta["input_spec"]["channels"] == 3
+    assert meta["lineage"]["source"] == "mobilenet_v2"
+
+
+def test_mini_demo_writes_a_readable_report(tmp_path):
+    from ..conftest import FMNIST_DIR
+
+    if not (FMNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("Fashion-MNIST not installed")
+    res = tk.demo(out=tmp_path / "demo", seeds=2, labels_per_class=(5,), source_epochs=1, epochs=3, imagenet=False)
+    text = (tmp_path / "demo" / "report.md").read_text()
+    assert "linear_probe" in text and "± " in text and "split_task/comparison.png" in text
+    assert {r["strategy"] for r in res.metrics["split_task"]["summary"]} == {"scratch", "linear_probe", "finetune"}
+    assert (tmp_path / "demo" / "source" / "bundle" / "model.safetensors").is_file()

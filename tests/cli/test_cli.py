@@ -122,3 +122,18 @@ def test_listing_commands(capsys):
         assert main([cmd]) == 0
     out = capsys.readouterr().out
     assert "fashion_mnist" in out and "seed_cnn" in out and "linear_probe" in out
+
+
+def test_predict_with_a_pretrained_imagenet_backbone(tmp_path):
+    from skimage import data as skdata
+
+    from transferkit.backbones import backbone_info
+
+    if not backbone_info("mobilenet_v2").weights_available():
+        pytest.skip("MobileNetV2 weights package not installed")
+    Image.fromarray(skdata.chelsea()).save(tmp_path / "chelsea.jpg")
+    out = tmp_path / "p.csv"
+    assert main(["predict", "mobilenet_v2", str(tmp_path / "chelsea.jpg"), "--top-k", "5", "--output", str(out)]) == 0
+    row = next(csv.DictReader(out.open()))
+    top5 = [int(row[f"top{i}_index"]) for i in range(1, 6)]
+    assert any(281 <= i <= 285 for i in top5) and "cat" in row["predicted_class"].lower()

@@ -29,7 +29,7 @@ from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
-from transferkit.data.splits import labelled_budget_split
+from transferkit.data.splits import k_per_class, labelled_budget_split
 from transferkit.report.markdown import comparison_report
 from transferkit.report.metrics import mean_std
 from transferkit.report.plots import plot_comparison
@@ -74,26 +74,32 @@ def compare(
     source: str | Path | Backbone, data: str = "fashion_mnist", classes: str | list[int] | None = None,
     strategies: Sequence[str] = ("scratch", "linear_probe", "finetune"),
     labels_per_class: Sequence[int | None] = (5, 10, 50), seeds: Sequence[int] = (0, 1, 2),
-    out: str | Path = "runs/compare", epochs: int = 30, batch_size: int = 64, patience: int | None = 10,
+    out: str | Path = "runs/compare", epochs: int = 30, batch_size: int | None = None, patience: int | None = 10,
     lr: float | None = None, val_per_class: int | None = None, val_fraction: float = 0.1, title: str = "",
-    convert_channels: bool = False, console: Console | None = None,
+    image_size: int | None = None, test_per_class: int | None = None, convert_channels: bool = False,
+    console: Console | None = None,
 ) -> RunResult:
     """Run every strategy × labels-per-class × seed on one source → target task; write a comparison report.
 
     Writes ``out/`` with ``config.yaml``, ``metrics.json`` (every cell and the mean ± std summary),
-    ``comparison.png`` (bars with ±1 std error bars) and ``report.md``.
+    ``comparison.png`` (bars with ±1 std error bars) and ``report.md``. ``test_per_class`` scores on a fixed
+    stratified subset of the test split (seed 0, the same for every cell) to save time with large models;
+    ``image_size`` sets the input size of a named pretrained backbone.
     """
     console = console or Console()
     config = {"command": "compare", **{k: (str(v) if k == "source" else v) for k, v in locals().items()
                                         if k not in ("console",)}}
     set_threads()
     built = {s: make_strategy(s) for s in strategies}
-    model, meta = load_source(source)
+    model, meta = load_source(source, image_size)
     full = load_task(data, "train", classes)
     check_channels(full, model, convert_channels, f"--data {data}")
     if not has_split(data, "test"):
         raise ValueError(f"compare needs a test split for the final scores; {data} has none")
-    test_b = to_batches(load_task(data, "test", classes), model.input_spec)
+    test_set = load_task(data, "test", classes)
+    if test_per_class:
+        test_set = test_set.subset(k_per_class(test_set, test_per_class, seed=0), test_set.name + "[subset]")
+    test_b = to_batches(test_set, model.input_spec)
     cells: list[dict[str, Any]] = []
     start = time.perf_counter()
     total = len(labels_per_class) * len(seeds) * len(strategies)
@@ -116,6 +122,7 @@ def compare(
                             "accuracy"], "train_time_s": trained.total_time_s,
                         "total_time_s": time.perf_counter() - t0, "epochs_run": trained.fit.epochs_run,
                         "best_epoch": trained.fit.best_epoch, "trainable_params": trained.trainable_params,
+                        "feature_cache": trained.feature_cache,
                     })
                     progress.advance(task)
     summary = summarise(cells)
@@ -136,11 +143,15 @@ def compare(
         write_yaml(tmp / "config.yaml", config)
         write_json(tmp / "metrics.json", {"cells": cells, "summary": summary, "findings": notes,
                                           "wall_time_s": time.perf_counter() - start})
-        plot_comparison([f"{g} labels/class" for g in groups], series, tmp / "comparison.png", title=title)
-        intro = [f"Source: `{meta.get('source')}`. Target: `{data}` classes {classes or 'all'} "
-                 f"({', '.join(full.classes)}). Seeds {list(seeds)}; validation = {val_per_class or 'k'} other "
-                 "training-split images per class (early stopping and checkpoint choice); test split used once "
-                 "per cell. Mean ± sample std over seeds."]
+        plot_comparison([f"{g} labels/class" for g in groups], series, tmp / "comparison.png", title=title,
+                        chance=1.0 / full.num_classes)
+        test_note = (f"a fixed stratified subset of {test_per_class} test images per class" if test_per_class
+                     else "the whole test split")
+        intro = [f"Source: `{meta.get('source')}` (input {model.input_spec.channels}×"
+                 f"{'×'.join(map(str, model.input_spec.size or ('any',)))}). Target: `{data}` classes "
+                 f"{classes or 'all'} ({', '.join(full.classes)}). Seeds {list(seeds)}; validation = "
+                 f"{val_per_class or 'k'} other training-split images per class (early stopping and checkpoint "
+                 f"choice); scored once per cell on {test_note}. Mean ± sample std over seeds."]
         comparison_report(tmp / "report.md", f"Comparison: {title}", intro, columns, rows, ["comparison.png"], notes)
     console.print(comparison_table(columns, rows, title=f"{title} — mean ± std over {len(seeds)} seeds"))
     for line in notes:

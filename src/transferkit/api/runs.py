@@ -13,8 +13,8 @@ import yaml
 
 from transferkit import atomic
 from transferkit.backbones.base import Backbone
-from transferkit.backbones.registry import _REGISTRY as _BACKBONES
-from transferkit.backbones.registry import create_backbone
+from transferkit.backbones.imagenet import imagenet_classes
+from transferkit.backbones.registry import create_backbone, is_backbone_name
 from transferkit.bundle import BundleError, load_bundle, resolve_bundle
 from transferkit.data.base import ImageSet
 from transferkit.data.registry import get_dataset
@@ -42,18 +42,21 @@ def set_threads(num_threads: int | None = None) -> None:
         torch.set_num_threads(n)
 
 
-def load_source(source: str | Path | Backbone) -> tuple[Backbone, dict[str, Any]]:
-    """A source model from a run directory, a bundle directory or a registered pretrained backbone name."""
+def load_source(source: str | Path | Backbone, image_size: int | None = None) -> tuple[Backbone, dict[str, Any]]:
+    """A source model from a run directory, a bundle directory or a registered pretrained backbone name.
+
+    ``image_size`` sets the input size of a named pretrained backbone (e.g. 96 px to save CPU time).
+    """
     if isinstance(source, Backbone):
         return source, {"source": source.arch}
     text = str(source)
     try:
         path = resolve_bundle(text)
     except BundleError as exc:
-        name = text.split(":", 1)[0]
-        if name in _BACKBONES or text in _BACKBONES:
-            model = create_backbone(text, pretrained=True)
-            return model, {"source": text, "classes": [], "lineage": {"source": f"pretrained:{text}"}}
+        if is_backbone_name(text):
+            model = create_backbone(text, pretrained=True, **({"img_size": image_size} if image_size else {}))
+            classes = imagenet_classes() if model.num_classes == 1000 else []
+            return model, {"source": text, "classes": classes, "lineage": {"source": f"pretrained:{text}"}}
         if Path(text).exists():
             raise
         raise BundleError(

@@ -85,6 +85,7 @@ def write_run(
         "total_params": trained.model.num_parameters(),
         "train_time_s": trained.fit.train_time_s,
         "feature_extraction_s": trained.extra_time_s,
+        "feature_cache": trained.feature_cache,
         "total_time_s": wall_s,
         "fit": trained.fit.to_dict(),
     }
@@ -107,6 +108,8 @@ def write_run(
             f"{trained.trainable_params:,} / {trained.model.num_parameters():,}",
         "train time": f"{trained.fit.train_time_s:.1f} s", "total time": f"{wall_s:.1f} s",
     }
+    if trained.feature_cache:
+        facts["features"] = f"extracted in {trained.extra_time_s:.1f} s (feature cache {trained.feature_cache})"
     notes = ["Early stopping and the best checkpoint used the validation split only; the test split was "
              "evaluated once, at the end."] if test is not None else [
              "This dataset has no test split: the metrics are on the validation split, which was also used "
@@ -183,25 +186,25 @@ def pretrain(
 def transfer(
     source: str | Path | Backbone, data: str = "fashion_mnist", classes: str | list[int] | None = None,
     labels_per_class: int | None = None, strategy: str = "finetune", seed: int = 0,
-    out: str | Path = "runs/transfer", epochs: int = 30, batch_size: int = 64, lr: float | None = None,
+    out: str | Path = "runs/transfer", epochs: int = 30, batch_size: int | None = None, lr: float | None = None,
     weight_decay: float = 1e-4, optimizer: str = "adamw", patience: int | None = 10, freeze: int | None = None,
     probe_layer: str | None = None, val_per_class: int | None = None, val_fraction: float = 0.1,
-    strict: bool = False, convert_channels: bool = False, accelerator: str = "cpu", devices: int | str = 1,
-    progress: bool = True, console: Console | None = None,
+    image_size: int | None = None, strict: bool = False, convert_channels: bool = False, accelerator: str = "cpu",
+    devices: int | str = 1, progress: bool = True, console: Console | None = None,
 ) -> RunResult:
     """Transfer ``source`` (run dir, bundle dir or pretrained backbone name) to a new task and evaluate it.
 
     ``labels_per_class=k`` trains on ``k`` labelled images per class, with ``val_per_class`` (default ``k``)
     other training-split images per class for early stopping; the test split is only used for the final
     evaluation. ``strategy`` is ``scratch``/``structure``, ``linear_probe``/``feature`` or
-    ``finetune``/``parameter``.
+    ``finetune``/``parameter``. ``image_size`` sets the input size of a named pretrained backbone.
     """
     config = {"command": "transfer", **{k: str(v) if k == "source" else v for k, v in locals().items()
                                          if k not in ("console",)}}
     strat = make_strategy(strategy, freeze, probe_layer)  # validate before loading anything
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
                       patience=patience, seed=seed, accelerator=accelerator, devices=devices, progress=progress)
-    source_model, source_meta = load_source(source)
+    source_model, source_meta = load_source(source, image_size)
     return _train_job("transfer", source_model, source_meta, strat, data, classes, labels_per_class, val_per_class,
                       val_fraction, cfg, out, strict, convert_channels, config, console)
 

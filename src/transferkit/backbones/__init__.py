@@ -18,6 +18,7 @@ from transferkit.backbones.registry import (
     backbone_info,
     build_from_config,
     create_backbone,
+    is_backbone_name,
     list_backbone_families,
     list_backbones,
     register_backbone,
@@ -28,7 +29,7 @@ from transferkit.backbones.weights import UnsafeCheckpointError, WeightsMismatch
 __all__ = [
     "Backbone", "BackboneFamily", "BackboneInfo", "ExternalBackbone", "InputSpec", "ParamGroup",
     "PretrainedWeightsUnavailable", "UnsafeCheckpointError", "WeightsMismatchError", "backbone_info",
-    "build_from_config", "cache_root", "cached_features", "create_backbone", "imagenet_classes",
+    "build_from_config", "cache_root", "cached_features", "create_backbone", "imagenet_classes", "is_backbone_name",
     "list_backbone_families", "list_backbones", "read_state_dict", "register_backbone", "register_backbone_family",
     "weights_hash",
 ]

@@ -135,7 +135,7 @@ def cached_features(
     dataset_key: str,
     layer: str | None = None,
     cache_dir: Path | str | None = None,
-    batch_size: int = 256,
+    batch_size: int = 64,
 ) -> tuple[torch.Tensor, bool]:
     """Features ``(N, D)`` of ``data`` after stage ``layer``, from the cache when present.
 

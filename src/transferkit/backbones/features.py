@@ -1,4 +1,4 @@
-"""Fast frozen-feature extraction: the inner loop of feature transfer and of model selection.
+"""Fast batched inference: frozen-feature extraction (feature transfer, model selection) and logits.
 
 Runs in ``torch.inference_mode`` (no autograd bookkeeping), in eval mode (BatchNorm uses running
 statistics, dropout off), with channels-last memory for 4-D inputs (faster convolutions on CPU), in
@@ -7,51 +7,47 @@ batches taken straight from in-memory tensors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from transferkit.backbones.base import Backbone
 from transferkit.data.prepare import TensorBatches
 
 
-def extract_features(
-    model: Backbone, data: TensorBatches, layer: str | None = None, batch_size: int = 256
-) -> torch.Tensor:
-    """Features ``(N, D)`` of every item of ``data`` after stage ``layer`` (float32, on the CPU)."""
+def _batched(model: Backbone, data: TensorBatches, fn: Callable[[torch.Tensor], torch.Tensor],
+             batch_size: int) -> list[torch.Tensor]:
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     channels_last = data.x.ndim == 4
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)
     chunks = []
     try:
         with torch.inference_mode():
             for start in range(0, len(data), batch_size):
                 batch = data.__getitems__(list(range(start, min(start + batch_size, len(data)))))
-                x = batch[0] if isinstance(batch, tuple) else batch
-                x = x.to(device)
+                x = (batch[0] if isinstance(batch, tuple) else batch).to(device)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                chunks.append(model.forward_features(x, layer).float().cpu())
+                chunks.append(fn(x).float().cpu())
     finally:
         if channels_last:
             model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
-    return torch.cat(chunks) if chunks else torch.empty(0, 0)
+    return chunks
 
 
-def predict_logits(model: Backbone, data: TensorBatches, batch_size: int = 256) -> torch.Tensor:
+def extract_features(
+    model: Backbone, data: TensorBatches, layer: str | None = None, batch_size: int = 64
+) -> torch.Tensor:
+    """Features ``(N, D)`` of every item of ``data`` after stage ``layer`` (float32, on the CPU)."""
+    chunks = _batched(model, data, lambda x: model.forward_features(x, layer), batch_size)
+    return torch.cat(chunks) if chunks else torch.empty(0, model.feature_dim)
+
+
+def predict_logits(model: Backbone, data: TensorBatches, batch_size: int = 64) -> torch.Tensor:
     """Logits ``(N, num_classes)`` of the whole model over ``data`` (eval mode, inference mode)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(data), batch_size):
-                batch = data.__getitems__(list(range(start, min(start + batch_size, len(data)))))
-                x = batch[0] if isinstance(batch, tuple) else batch
-                out.append(model(x.to(device)).float().cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, model.num_classes)
+    chunks = _batched(model, data, model, batch_size)
+    return torch.cat(chunks) if chunks else torch.empty(0, model.num_classes)

@@ -165,3 +165,9 @@ def build_from_config(config: dict[str, Any]) -> Backbone:
         config["arch"], num_classes=config["num_classes"], pretrained=False, cut_at=config.get("cut_at"),
         **config.get("kwargs", {}),
     )
+
+
+def is_backbone_name(name: str) -> bool:
+    """Whether ``name`` names a registered backbone or a ``family:arch`` (``timm:resnet18``)."""
+    prefix, sep, _ = name.partition(":")
+    return name in _REGISTRY or bool(sep and prefix in _FAMILIES)

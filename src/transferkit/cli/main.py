@@ -23,10 +23,11 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
 
 
-def _train_options(p: argparse.ArgumentParser, epochs: int, batch_size: int, patience: int | None) -> None:
+def _train_options(p: argparse.ArgumentParser, epochs: int, batch_size: int | None, patience: int | None) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=epochs, help=f"maximum epochs (default {epochs})")
-    g.add_argument("--batch-size", type=int, default=batch_size, help=f"batch size (default {batch_size})")
+    g.add_argument("--batch-size", type=int, default=batch_size,
+                   help=f"batch size (default {batch_size or 'the strategy’s own: 64, or 256 for linear_probe'})")
     g.add_argument("--lr", type=float, default=None, help="learning rate (default: the strategy's own)")
     g.add_argument("--weight-decay", type=float, default=1e-4)
     g.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
@@ -88,7 +89,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--freeze", type=int, default=None, help="finetune: freeze the first N parameter groups")
     p.add_argument("--probe-layer", default=None, help="linear_probe: stage whose output is the feature")
     p.add_argument("--out", default="runs/transfer", help="run directory to write")
-    _train_options(p, epochs=30, batch_size=64, patience=10)
+    _train_options(p, epochs=30, batch_size=None, patience=10)
 
     p = add("evaluate", "evaluate a trained model on a dataset split")
     p.add_argument("model", nargs="?", help="run directory or bundle directory")
@@ -113,7 +114,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
     p.add_argument("--val-per-class", type=int, default=None)
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--out", default="runs/compare")

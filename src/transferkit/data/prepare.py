@@ -76,6 +76,7 @@ class TensorBatches(Dataset):
 
     ``x`` is ``uint8`` images ``(N, C, H, W)`` (normalised with ``mean``/``std`` per batch) or already-float
     features ``(N, D)`` (``mean=None``: served as they are). ``y`` holds int64 labels or is ``None``.
+    ``key`` names the content (``ImageSet.fingerprint()``) so that extracted features can be cached.
     """
 
     def __init__(
@@ -84,8 +85,10 @@ class TensorBatches(Dataset):
         y: torch.Tensor | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        key: str | None = None,
     ) -> None:
         self.x, self.y = x, y
+        self.key = key  # content fingerprint of the source data (feature-cache key), when known
         if mean is not None:
             c = x.shape[1]
             m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
@@ -131,4 +134,4 @@ def make_loader(data: TensorBatches, batch_size: int, shuffle: bool, seed: int =
 
 def to_batches(ds: ImageSet, spec: SpecLike) -> TensorBatches:
     """``ds`` preprocessed for a model with input spec ``spec``, as labelled :class:`TensorBatches`."""
-    return TensorBatches(prepare_images(ds, spec), torch.from_numpy(ds.labels), spec.mean, spec.std)
+    return TensorBatches(prepare_images(ds, spec), torch.from_numpy(ds.labels), spec.mean, spec.std, ds.fingerprint())

@@ -109,13 +109,15 @@ def fit(
     """
     if len(train) == 0:
         raise ValueError("the training set is empty")
+    if cfg.batch_size is None or cfg.lr is None:
+        raise ValueError("fit() needs a concrete batch_size and lr (Strategy.resolve fills in defaults)")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = TransferModule(model, param_groups, cfg, eval_modules, loss_terms)
     has_val = val is not None and len(val) > 0
     best = BestWeights(cfg.monitor)
     trainer = build_trainer(cfg, run_dir, [best], has_val)
     train_loader = make_loader(train, cfg.batch_size, shuffle=True, seed=cfg.seed)
-    val_loader = make_loader(val, max(cfg.batch_size, 256), shuffle=False) if has_val else None
+    val_loader = make_loader(val, max(cfg.batch_size, 256), shuffle=False) if has_val else None  # type: ignore
     start = time.perf_counter()
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
     elapsed = time.perf_counter() - start

@@ -61,14 +61,17 @@ def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], path
 
 def plot_comparison(
     groups: Sequence[str], series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path,
-    ylabel: str = "test accuracy", title: str = "",
+    ylabel: str = "test accuracy", title: str = "", chance: float | None = None,
 ) -> Path:
-    """Grouped bars with ±1 std error bars: ``series[name] = (means per group, stds per group)``."""
+    """Grouped bars with ±1 std error bars: ``series[name] = (means per group, stds per group)``;
+    ``chance`` draws the chance level as a dashed line."""
     x = np.arange(len(groups))
     width = 0.8 / max(len(series), 1)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(groups) + 2), 3.8))
     for i, (name, (means, stds)) in enumerate(series.items()):
         ax.bar(x + (i - (len(series) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=name)
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
     ax.set_xticks(x, groups)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1)

@@ -8,6 +8,7 @@ learning rates, and hands the loop to :func:`transferkit.engine.fit`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,6 +29,7 @@ class TrainedModel:
     options: dict[str, Any] = field(default_factory=dict)
     trainable_params: int = 0
     extra_time_s: float = 0.0  # time outside the training loop (feature extraction)
+    feature_cache: str | None = None  # "hit" / "miss" for strategies that read cached features
 
     @property
     def total_time_s(self) -> float:
@@ -41,6 +43,7 @@ class Strategy:
     aliases: ClassVar[tuple[str, ...]] = ()
     kind: ClassVar[str] = ""  # which classic kind of transfer this is (shown in reports)
     default_lr: ClassVar[float] = 1e-3
+    default_batch_size: ClassVar[int] = 64
     option_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **options: Any) -> None:
@@ -52,6 +55,10 @@ class Strategy:
 
     def lr(self, cfg: TrainConfig) -> float:
         return cfg.lr if cfg.lr is not None else self.default_lr
+
+    def resolve(self, cfg: TrainConfig) -> TrainConfig:
+        """``cfg`` with this strategy's defaults filled in where it leaves ``lr``/``batch_size`` unset."""
+        return dataclasses.replace(cfg, lr=self.lr(cfg), batch_size=cfg.batch_size or self.default_batch_size)
 
     def fit(
         self,

@@ -50,6 +50,7 @@ class Finetune(Strategy):
             cfg: TrainConfig, run_dir: Path | None = None) -> TrainedModel:
         import lightning as L
 
+        cfg = self.resolve(cfg)
         L.seed_everything(cfg.seed, verbose=False)  # the new head's init depends on the seed alone
         model = self.copy_source(source)
         model.reset_classifier(num_classes)

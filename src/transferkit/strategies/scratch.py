@@ -29,6 +29,7 @@ class Scratch(Strategy):
             cfg: TrainConfig, run_dir: Path | None = None) -> TrainedModel:
         import lightning as L
 
+        cfg = self.resolve(cfg)
         L.seed_everything(cfg.seed, verbose=False)  # the random init depends on the seed alone
         config = {**source.config(), "num_classes": num_classes, "cut_at": None}
         model = build_from_config(config)
