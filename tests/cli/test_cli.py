@@ -137,3 +137,38 @@ def test_predict_with_a_pretrained_imagenet_backbone(tmp_path):
     row = next(csv.DictReader(out.open()))
     top5 = [int(row[f"top{i}_index"]) for i in range(1, 6)]
     assert any(281 <= i <= 285 for i in top5) and "cat" in row["predicted_class"].lower()
+
+
+def test_real_ctrl_c_during_training_leaves_previous_run_intact(tmp_path):
+    """Send SIGINT to a real `transferkit pretrain` process in the middle of training."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "src"
+    cmd = [sys.executable, "-m", "transferkit.cli.main", "pretrain", "--data", "digits", "--epochs", "2", "--out",
+           str(out), "--no-progress"]
+    env = {**os.environ, "TRANSFERKIT_OFFLINE": "1"}
+    subprocess.run(cmd, check=True, env=env, capture_output=True)
+    before = (out / "metrics.json").read_text()
+    long_run = cmd[:]
+    long_run[long_run.index("2")] = "500"
+    proc = subprocess.Popen(long_run, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until training writes into its staging directory
+        partial = [p for p in tmp_path.iterdir() if p.name.startswith(".src.partial-")]
+        if partial and (partial[0] / "logs").exists():
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("training never started")
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "interrupted" in output
+    assert (out / "metrics.json").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["src"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import signal
 import time
 import warnings
 from collections.abc import Sequence
@@ -119,7 +120,15 @@ def fit(
     train_loader = make_loader(train, cfg.batch_size, shuffle=True, seed=cfg.seed)
     val_loader = make_loader(val, max(cfg.batch_size, 256), shuffle=False) if has_val else None  # type: ignore
     start = time.perf_counter()
-    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    try:
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    except SystemExit:
+        # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1), ignoring further SIGINTs.
+        # Turn that back into a KeyboardInterrupt so callers (the API in a notebook, the CLI) can clean up.
+        if trainer.interrupted:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt from None
+        raise
     elapsed = time.perf_counter() - start
     if trainer.interrupted:
         raise KeyboardInterrupt
