@@ -72,14 +72,14 @@ def bench_probe_vs_finetune(epochs: int = 5) -> dict:
     for label, name, bs in runs:
         cfg = TrainConfig(epochs=epochs, batch_size=bs, patience=None, progress=False, checkpoints=False)
         start = time.perf_counter()
-        trained = get_strategy(name).fit(source, 5, tb, vb, cfg)
+        trained = train(get_strategy(name), source, 5, tb, vb, cfg)
         out[label] = {"wall_s": time.perf_counter() - start, "epochs": trained.fit.epochs_run,
                       "batch_size": get_strategy(name).resolve(cfg).batch_size,
                       "feature_extraction_s": trained.extra_time_s, "feature_cache": trained.feature_cache}
     os.environ["TRANSFERKIT_CACHE"] = tempfile.mkdtemp(prefix="tk-bench-cache-")
     cfg = TrainConfig(epochs=epochs, batch_size=64, patience=None, progress=False, checkpoints=False)
     start = time.perf_counter()
-    trained = get_strategy("linear_probe").fit(source, 5, tb, vb, cfg)
+    trained = train(get_strategy("linear_probe"), source, 5, tb, vb, cfg)
     out["linear_probe_cold_batch64"] = {"wall_s": time.perf_counter() - start, "batch_size": 64,
                                         "feature_extraction_s": trained.extra_time_s}
     for label in ("linear_probe_cold", "linear_probe_warm", "linear_probe_cold_batch64"):

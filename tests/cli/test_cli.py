@@ -110,7 +110,7 @@ def test_interrupted_transfer_keeps_previous_run(runs, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Finetune, "fit", interrupted)
+    monkeypatch.setattr(Finetune, "plan", interrupted)
     assert main(["transfer", "--source", str(root / "src"), "--data", data, "--classes", "2,3,4,6,7",
                  "--labels-per-class", "5", "--out", str(root / "tgt"), "--no-progress"]) == 130
     assert (root / "tgt" / "metrics.json").read_text() == before

@@ -4,6 +4,7 @@ import torch
 from transferkit.backbones import create_backbone
 from transferkit.config import TrainConfig
 from transferkit.data import get_dataset, labelled_budget_split, select_classes, to_batches
+from transferkit.engine import train as train_with
 from transferkit.strategies import get_strategy, list_strategies, resolve_strategy_name
 
 
@@ -36,7 +37,7 @@ def test_aliases_resolve_and_unknown_lists_valid():
 def test_finetune_freeze_keeps_first_groups_and_leaves_source_untouched(task):
     source, train, val = task
     before = snapshot(source)
-    out = get_strategy("finetune", freeze=2).fit(source, 5, train, val, CFG)
+    out = train_with(get_strategy("finetune", freeze=2), source, 5, train, val, CFG)
     after = out.model.state_dict()
     for k in ("stages.conv1.0.weight", "stages.conv2.0.weight"):
         assert torch.equal(after[k], before[k])
@@ -49,12 +50,12 @@ def test_finetune_freeze_keeps_first_groups_and_leaves_source_untouched(task):
 def test_finetune_rejects_freezing_the_head(task):
     source, train, val = task
     with pytest.raises(ValueError, match=r"freeze=4: seed_cnn has 4 parameter groups .* between 0 and 3"):
-        get_strategy("finetune", freeze=4).fit(source, 5, train, val, CFG)
+        train_with(get_strategy("finetune", freeze=4), source, 5, train, val, CFG)
 
 
 def test_linear_probe_trains_only_a_linear_head_on_flatten_features(task):
     source, train, val = task
-    out = get_strategy("linear_probe").fit(source, 5, train, val, CFG)
+    out = train_with(get_strategy("linear_probe"), source, 5, train, val, CFG)
     m = out.model
     assert list(m.stages) == ["conv1", "conv2"] and m.head.in_features == 1600
     assert torch.equal(m.stages.conv2[0].weight, source.stages.conv2[0].weight)
@@ -65,7 +66,7 @@ def test_linear_probe_trains_only_a_linear_head_on_flatten_features(task):
 
 def test_scratch_reinitialises_with_the_seed(task):
     source, train, val = task
-    a = get_strategy("scratch").fit(source, 5, train, val, CFG)
-    b = get_strategy("scratch").fit(source, 5, train, val, CFG)
+    a = train_with(get_strategy("scratch"), source, 5, train, val, CFG)
+    b = train_with(get_strategy("scratch"), source, 5, train, val, CFG)
     assert not torch.equal(a.model.stages.conv1[0].weight, source.stages.conv1[0].weight)
     assert torch.equal(a.model.stages.conv1[0].weight, b.model.stages.conv1[0].weight)  # same seed, same run

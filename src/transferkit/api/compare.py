@@ -6,8 +6,10 @@ design), selects its checkpoint on the validation split and is scored once on th
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +32,25 @@ from transferkit.config import TrainConfig
 from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import k_per_class, labelled_budget_split
+from transferkit.engine.trainer import train
 from transferkit.report.markdown import comparison_report
 from transferkit.report.metrics import mean_std
 from transferkit.report.plots import plot_comparison
 from transferkit.report.tables import comparison_table
 
 BASELINE = "scratch"
+
+
+@contextlib.contextmanager
+def _quiet_cache_log() -> Iterator[None]:
+    """One cache line per cell would drown the progress bar; each cell records its hit or miss instead."""
+    log = logging.getLogger("transferkit.backbones.cache")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def summarise(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -102,6 +117,10 @@ def compare(
     test_b = to_batches(test_set, model.input_spec)
     cells: list[dict[str, Any]] = []
     start = time.perf_counter()
+    # one cache line per cell would drown the progress bar; hits and misses are recorded in each cell instead
+    cache_log = logging.getLogger("transferkit.backbones.cache")
+    cache_level = cache_log.level
+    cache_log.setLevel(logging.WARNING)
     total = len(labels_per_class) * len(seeds) * len(strategies)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("comparing", total=total)
@@ -114,7 +133,7 @@ def compare(
                     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                                       progress=False, checkpoints=False)
                     t0 = time.perf_counter()
-                    trained = strat.fit(model, full.num_classes, train_b, val_b, cfg, None)
+                    trained = train(strat, model, full.num_classes, train_b, val_b, cfg, None)
                     test_m = score(trained.model, test_b, full.classes)
                     cells.append({
                         "strategy": name, "labels_per_class": k, "seed": seed, "accuracy": test_m["accuracy"],

@@ -33,11 +33,12 @@ from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches, to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import labelled_budget_split, parse_classes
+from transferkit.engine.trainer import TrainedModel, train
 from transferkit.report.markdown import run_report
 from transferkit.report.metrics import classification_metrics
 from transferkit.report.plots import plot_confusion, plot_learning_curves
 from transferkit.report.tables import metrics_table
-from transferkit.strategies.base import Strategy, TrainedModel, get_strategy
+from transferkit.strategies.base import Strategy, get_strategy
 
 
 def score(model: Backbone, data: TensorBatches, classes: list[str]) -> dict[str, Any]:
@@ -136,7 +137,7 @@ def _train_job(
     out = Path(out)
     with atomic.staged_dir(out) as tmp:
         write_yaml(tmp / "config.yaml", config)
-        trained = strategy.fit(source_model, full.num_classes, train_b, val_b, cfg, tmp)
+        trained = train(strategy, source_model, full.num_classes, train_b, val_b, cfg, tmp)
         val_m = score(trained.model, val_b, full.classes)
         test_m = score(trained.model, test_b, full.classes) if test_b is not None else None
         lineage = {

@@ -1,4 +1,4 @@
-"""Trainer factory and the one ``fit`` every strategy calls.
+"""Trainer factory, the generic ``fit`` loop, and ``train``, which runs a strategy's plan.
 
 Lightning owns the loop, devices, early stopping, checkpoints and the CSV log; this module sets it up the
 same way for every strategy: seeded and deterministic, early stopping and best-weight selection on the
@@ -22,15 +22,19 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
+from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches, make_loader
 from transferkit.engine.module import LossTerm, TransferModule
+from transferkit.strategies.base import Strategy
 
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*The number of training batches.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
+warnings.filterwarnings("ignore", ".*but have no `val_dataloader`.*")
+warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
 
 
 @dataclass
@@ -143,3 +147,36 @@ def fit(
         train_time_s=elapsed,
         stopped_early=trainer.current_epoch < cfg.epochs,
     )
+
+
+@dataclass
+class TrainedModel:
+    """The target model (weights of the best validation epoch) and how it got there."""
+
+    model: Backbone
+    fit: FitResult
+    strategy: str
+    options: dict[str, Any] = field(default_factory=dict)
+    trainable_params: int = 0
+    extra_time_s: float = 0.0  # time before the training loop (feature extraction)
+    feature_cache: str | None = None
+
+    @property
+    def total_time_s(self) -> float:
+        return self.fit.train_time_s + self.extra_time_s
+
+
+def train(
+    strategy: Strategy, source: Backbone, num_classes: int, train_data: TensorBatches, val_data: TensorBatches | None,
+    cfg: TrainConfig, run_dir: Path | None = None,
+) -> TrainedModel:
+    """Transfer ``source`` to a ``num_classes``-way task with ``strategy``: plan, fit, assemble.
+
+    ``source`` is never modified. Early stopping and the kept weights follow the validation data only.
+    """
+    plan = strategy.plan(source, num_classes, train_data, val_data, cfg)
+    trainable = plan.trainable_params
+    result = fit(plan.model, plan.param_groups, plan.train, plan.val, plan.cfg, run_dir, plan.eval_modules,
+                 plan.loss_terms)
+    model = plan.finalize() if plan.finalize is not None else plan.model
+    return TrainedModel(model, result, plan.strategy, plan.options, trainable, plan.extra_time_s, plan.feature_cache)

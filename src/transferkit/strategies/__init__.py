@@ -1,5 +1,6 @@
 """How to transfer to a labelled target: ``scratch`` (structure), ``linear_probe`` (feature), ``finetune``
-(parameter). ``get_strategy("finetune", freeze=2)``; a new strategy is one file plus ``@register_strategy``.
+(parameter). ``transferkit.engine.train(get_strategy("finetune", freeze=2), source, ...)``; a new strategy is
+one file with a ``plan`` method plus ``@register_strategy``.
 """
 
 from transferkit.strategies import finetune as _finetune  # noqa: F401  (registration)
@@ -7,7 +8,7 @@ from transferkit.strategies import linear_probe as _linear_probe  # noqa: F401
 from transferkit.strategies import scratch as _scratch  # noqa: F401
 from transferkit.strategies.base import (
     Strategy,
-    TrainedModel,
+    TrainingPlan,
     get_strategy,
     list_strategies,
     register_strategy,
@@ -18,6 +19,6 @@ from transferkit.strategies.linear_probe import LinearProbe
 from transferkit.strategies.scratch import Scratch
 
 __all__ = [
-    "Finetune", "LinearProbe", "Scratch", "Strategy", "TrainedModel", "freeze_groups", "get_strategy",
+    "Finetune", "LinearProbe", "Scratch", "Strategy", "TrainingPlan", "freeze_groups", "get_strategy",
     "list_strategies", "register_strategy", "resolve_strategy_name",
 ]

@@ -1,43 +1,72 @@
 """The strategy interface and registry: *how* knowledge moves from a source model to a target task.
 
 A strategy is built from a few options (``Strategy(**options)`` only stores and validates them, the
-scikit-learn way) and has one method, :meth:`Strategy.fit`, which decides which parameters train, at which
-learning rates, and hands the loop to :func:`transferkit.engine.fit`.
+scikit-learn way) and has one method, :meth:`Strategy.plan`: given the source model and the target data
+it decides what trains (a copy of the network, or only a head on cached features), at which learning
+rates, which modules stay frozen, and how to assemble the target model afterwards. The engine
+(:func:`transferkit.engine.train`) runs the plan; so data flows one way — strategies never import the
+engine, and the engine knows strategies only through this interface.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
+
+import torch
+from torch import nn
 
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches
-from transferkit.engine.trainer import FitResult
 
 
 @dataclass
-class TrainedModel:
-    """A strategy's result: the target model (weights of the best validation epoch) and how it got there."""
+class TrainingPlan:
+    """What a strategy asks the engine to train, and how to turn the result into the target model.
 
-    model: Backbone
-    fit: FitResult
+    Attributes
+    ----------
+    model:
+        The module the engine trains (the whole network, or only a head on cached features).
+    param_groups:
+        ``[{"params": [...], "lr": float, "name": str}]``; frozen parameters are in no group.
+    train, val:
+        The data the engine iterates (images, or extracted features).
+    cfg:
+        The training configuration with the strategy's defaults filled in.
+    finalize:
+        Called after training; returns the complete target model (default: ``model`` itself).
+    eval_modules:
+        Modules kept in eval mode while training (frozen BatchNorm statistics).
+    loss_terms:
+        Extra loss terms ``term(model, x, y, logits) -> scalar`` (regularisers).
+    """
+
+    model: nn.Module
+    param_groups: list[dict[str, Any]]
+    train: TensorBatches
+    val: TensorBatches | None
+    cfg: TrainConfig
     strategy: str
     options: dict[str, Any] = field(default_factory=dict)
-    trainable_params: int = 0
-    extra_time_s: float = 0.0  # time outside the training loop (feature extraction)
+    finalize: Callable[[], Backbone] | None = None
+    eval_modules: list[nn.Module] = field(default_factory=list)
+    loss_terms: list[Callable[..., torch.Tensor]] = field(default_factory=list)
+    extra_time_s: float = 0.0  # time spent before training (feature extraction)
     feature_cache: str | None = None  # "hit" / "miss" for strategies that read cached features
 
     @property
-    def total_time_s(self) -> float:
-        return self.fit.train_time_s + self.extra_time_s
+    def trainable_params(self) -> int:
+        return sum(p.numel() for g in self.param_groups for p in g["params"])
 
 
 class Strategy:
-    """Base class. Subclasses set ``name``, ``aliases``, ``default_lr``, ``options`` and implement ``fit``."""
+    """Base class. Subclasses set ``name``, ``aliases``, ``default_lr``, ``option_defaults`` and implement
+    :meth:`plan`."""
 
     name: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
@@ -60,16 +89,10 @@ class Strategy:
         """``cfg`` with this strategy's defaults filled in where it leaves ``lr``/``batch_size`` unset."""
         return dataclasses.replace(cfg, lr=self.lr(cfg), batch_size=cfg.batch_size or self.default_batch_size)
 
-    def fit(
-        self,
-        source: Backbone,
-        num_classes: int,
-        train: TensorBatches,
-        val: TensorBatches | None,
-        cfg: TrainConfig,
-        run_dir: Path | None = None,
-    ) -> TrainedModel:
-        """Transfer from ``source`` (never modified) to a ``num_classes``-way target task."""
+    def plan(
+        self, source: Backbone, num_classes: int, train: TensorBatches, val: TensorBatches | None, cfg: TrainConfig
+    ) -> TrainingPlan:
+        """How to transfer from ``source`` (never modified) to a ``num_classes``-way target task."""
         raise NotImplementedError
 
     @staticmethod

@@ -7,16 +7,16 @@ features) is the classic way to trade target-specific accuracy for fewer trainab
 
 from __future__ import annotations
 
-from pathlib import Path
+import torch
+from torch import nn
 
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches
-from transferkit.engine.trainer import fit
-from transferkit.strategies.base import Strategy, TrainedModel, register_strategy
+from transferkit.strategies.base import Strategy, TrainingPlan, register_strategy
 
 
-def freeze_groups(model: Backbone, n: int) -> list:
+def freeze_groups(model: Backbone, n: int) -> list[nn.Module]:
     """Freeze the first ``n`` parameter groups (``requires_grad=False``); return the frozen modules.
 
     The head must stay trainable, so ``n`` may be at most ``len(param_groups) - 1``.
@@ -28,7 +28,7 @@ def freeze_groups(model: Backbone, n: int) -> list:
             f"({', '.join(g.name for g in groups)}); freeze must be between 0 and {len(groups) - 1} "
             "so that the head still trains"
         )
-    frozen = []
+    frozen: list[nn.Module] = []
     for g in groups[:n]:
         for p in g.params:
             p.requires_grad_(False)
@@ -46,16 +46,13 @@ class Finetune(Strategy):
     default_lr = 1e-3
     option_defaults = {"freeze": 0}
 
-    def fit(self, source: Backbone, num_classes: int, train: TensorBatches, val: TensorBatches | None,
-            cfg: TrainConfig, run_dir: Path | None = None) -> TrainedModel:
-        import lightning as L
-
+    def plan(self, source: Backbone, num_classes: int, train: TensorBatches, val: TensorBatches | None,
+             cfg: TrainConfig) -> TrainingPlan:
         cfg = self.resolve(cfg)
-        L.seed_everything(cfg.seed, verbose=False)  # the new head's init depends on the seed alone
+        torch.manual_seed(cfg.seed)  # the new head's init depends on the seed alone
         model = self.copy_source(source)
         model.reset_classifier(num_classes)
         frozen = freeze_groups(model, int(self.options["freeze"]))
         params = [p for p in model.parameters() if p.requires_grad]
-        groups = [{"params": params, "lr": self.lr(cfg), "name": "trainable"}]
-        result = fit(model, groups, train, val, cfg, run_dir, eval_modules=frozen)
-        return TrainedModel(model, result, self.name, dict(self.options), sum(p.numel() for p in params))
+        groups = [{"params": params, "lr": cfg.lr, "name": "trainable"}]
+        return TrainingPlan(model, groups, train, val, cfg, self.name, dict(self.options), eval_modules=frozen)

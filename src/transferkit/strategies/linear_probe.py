@@ -10,7 +10,6 @@ this linear-probe protocol).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -20,8 +19,7 @@ from transferkit.backbones.cache import cached_features
 from transferkit.backbones.features import extract_features
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches
-from transferkit.engine.trainer import fit
-from transferkit.strategies.base import Strategy, TrainedModel, register_strategy
+from transferkit.strategies.base import Strategy, TrainingPlan, register_strategy
 
 
 def frozen_features(model: Backbone, data: TensorBatches) -> tuple[torch.Tensor, bool]:
@@ -35,8 +33,8 @@ def frozen_features(model: Backbone, data: TensorBatches) -> tuple[torch.Tensor,
 class LinearProbe(Strategy):
     """Frozen extractor up to stage ``layer`` (default: the backbone's ``default_probe_layer``) + linear head.
 
-    The returned model is the source truncated after ``layer`` with the trained head: a complete model
-    that ``predict`` and ``evaluate`` use like any other.
+    The engine trains only the head, on cached features; the target model is the source truncated after
+    ``layer`` with that head — a complete model that ``predict`` and ``evaluate`` use like any other.
     """
 
     name = "linear_probe"
@@ -46,10 +44,8 @@ class LinearProbe(Strategy):
     default_batch_size = 256  # a step on cached features costs microseconds: fewer, larger steps
     option_defaults = {"layer": None}
 
-    def fit(self, source: Backbone, num_classes: int, train: TensorBatches, val: TensorBatches | None,
-            cfg: TrainConfig, run_dir: Path | None = None) -> TrainedModel:
-        import lightning as L
-
+    def plan(self, source: Backbone, num_classes: int, train: TensorBatches, val: TensorBatches | None,
+             cfg: TrainConfig) -> TrainingPlan:
         cfg = self.resolve(cfg)
         model = self.copy_source(source)
         stages = list(source.stages)
@@ -59,19 +55,21 @@ class LinearProbe(Strategy):
         model.reset_classifier(num_classes)
         for p in model.parameters():
             p.requires_grad_(False)
+        model.eval()
         start = time.perf_counter()
         f_train, hit_train = frozen_features(model, train)
-        f_val, hit_val = frozen_features(model, val) if val is not None and len(val) else (None, False)
+        f_val, hit_val = frozen_features(model, val) if val is not None and len(val) else (None, True)
         extract_s = time.perf_counter() - start
-        L.seed_everything(cfg.seed, verbose=False)
+        torch.manual_seed(cfg.seed)
         head = nn.Linear(model.feature_dim, num_classes)
-        feats_train = TensorBatches(f_train, train.y)
-        feats_val = TensorBatches(f_val, val.y) if f_val is not None else None
-        groups = [{"params": list(head.parameters()), "lr": self.lr(cfg), "name": "head"}]
-        result = fit(head, groups, feats_train, feats_val, cfg, run_dir)
-        model.head = head
-        model.eval()
-        options = {**self.options, "layer": layer}
-        cache = "hit" if hit_train and (hit_val or f_val is None) else "miss"
-        return TrainedModel(model, result, self.name, options, sum(p.numel() for p in head.parameters()),
-                            extract_s, cache)
+
+        def attach_head() -> Backbone:
+            model.head = head
+            return model.eval()
+
+        return TrainingPlan(
+            head, [{"params": list(head.parameters()), "lr": cfg.lr, "name": "head"}],
+            TensorBatches(f_train, train.y), TensorBatches(f_val, val.y) if f_val is not None else None, cfg,
+            self.name, {**self.options, "layer": layer}, finalize=attach_head, extra_time_s=extract_s,
+            feature_cache="hit" if hit_train and hit_val else "miss",
+        )

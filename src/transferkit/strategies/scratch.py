@@ -6,14 +6,13 @@ training the same network from scratch on the same labels, nothing was transferr
 
 from __future__ import annotations
 
-from pathlib import Path
+import torch
 
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.registry import build_from_config
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches
-from transferkit.engine.trainer import fit
-from transferkit.strategies.base import Strategy, TrainedModel, register_strategy
+from transferkit.strategies.base import Strategy, TrainingPlan, register_strategy
 
 
 @register_strategy
@@ -25,14 +24,11 @@ class Scratch(Strategy):
     kind = "structure transfer (baseline)"
     default_lr = 1e-3
 
-    def fit(self, source: Backbone, num_classes: int, train: TensorBatches, val: TensorBatches | None,
-            cfg: TrainConfig, run_dir: Path | None = None) -> TrainedModel:
-        import lightning as L
-
+    def plan(self, source: Backbone, num_classes: int, train: TensorBatches, val: TensorBatches | None,
+             cfg: TrainConfig) -> TrainingPlan:
         cfg = self.resolve(cfg)
-        L.seed_everything(cfg.seed, verbose=False)  # the random init depends on the seed alone
-        config = {**source.config(), "num_classes": num_classes, "cut_at": None}
-        model = build_from_config(config)
-        groups = [{"params": list(model.parameters()), "lr": self.lr(cfg), "name": "all"}]
-        result = fit(model, groups, train, val, cfg, run_dir)
-        return TrainedModel(model, result, self.name, dict(self.options), model.num_parameters())
+        torch.manual_seed(cfg.seed)  # the random init depends on the seed alone
+        model = build_from_config({**source.config(), "num_classes": num_classes, "cut_at": None})
+        model.input_spec = source.input_spec
+        groups = [{"params": list(model.parameters()), "lr": cfg.lr, "name": "all"}]
+        return TrainingPlan(model, groups, train, val, cfg, self.name, dict(self.options))
