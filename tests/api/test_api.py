@@ -81,3 +81,22 @@ def test_mini_demo_writes_a_readable_report(tmp_path):
     assert "linear_probe" in text and "± " in text and "split_task/comparison.png" in text
     assert {r["strategy"] for r in res.metrics["split_task"]["summary"]} == {"scratch", "linear_probe", "finetune"}
     assert (tmp_path / "demo" / "source" / "bundle" / "model.safetensors").is_file()
+
+
+def test_timm_source_with_a_local_weights_file(tmp_path):
+    import safetensors.torch
+    import timm
+
+    net = timm.create_model("resnet18", pretrained=False, num_classes=1000)
+    safetensors.torch.save_file(net.state_dict(), str(tmp_path / "r18.safetensors"))
+    res = tk.transfer(source="timm:resnet18", weights=tmp_path / "r18.safetensors", image_size=32, data="digits",
+                      classes="0-2", labels_per_class=3, strategy="linear_probe", epochs=2, out=tmp_path / "t",
+                      progress=False)
+    assert res.metrics["n_train"] == 9 and res.model.feature_dim == 512
+    model, meta = tk.load_bundle(tmp_path / "t")  # rebuilt without the weights file: the bundle has them
+    assert model.arch == "timm:resnet18" and meta["classes"] == ["0", "1", "2"]
+
+
+def test_weights_or_size_with_a_bundle_source_is_refused(source, tmp_path):
+    with pytest.raises(ValueError, match="is a bundle: it has its own weights"):
+        tk.transfer(source=source.run_dir, weights="x.safetensors", data="digits", out=tmp_path / "x")

@@ -42,10 +42,12 @@ def set_threads(num_threads: int | None = None) -> None:
         torch.set_num_threads(n)
 
 
-def load_source(source: str | Path | Backbone, image_size: int | None = None) -> tuple[Backbone, dict[str, Any]]:
-    """A source model from a run directory, a bundle directory or a registered pretrained backbone name.
+def load_source(source: str | Path | Backbone, image_size: int | None = None,
+                weights: str | Path | None = None) -> tuple[Backbone, dict[str, Any]]:
+    """A source model from a run directory, a bundle directory or a pretrained backbone name.
 
-    ``image_size`` sets the input size of a named pretrained backbone (e.g. 96 px to save CPU time).
+    ``image_size`` sets the input size of a named pretrained backbone (e.g. 96 px to save CPU time);
+    ``weights`` is a local weights file for ``timm:<arch>`` / ``torchvision:<arch>``.
     """
     if isinstance(source, Backbone):
         return source, {"source": source.arch}
@@ -54,7 +56,10 @@ def load_source(source: str | Path | Backbone, image_size: int | None = None) ->
         path = resolve_bundle(text)
     except BundleError as exc:
         if is_backbone_name(text):
-            model = create_backbone(text, pretrained=True, **({"img_size": image_size} if image_size else {}))
+            kwargs: dict[str, Any] = {"img_size": image_size} if image_size else {}
+            if weights is not None:
+                kwargs["weights"] = str(weights)
+            model = create_backbone(text, pretrained=True, **kwargs)
             classes = imagenet_classes() if model.num_classes == 1000 else []
             return model, {"source": text, "classes": classes, "lineage": {"source": f"pretrained:{text}"}}
         if Path(text).exists():
@@ -62,6 +67,9 @@ def load_source(source: str | Path | Backbone, image_size: int | None = None) ->
         raise BundleError(
             f"--source '{text}': neither a run/bundle directory nor a backbone with pretrained weights ({exc})"
         ) from None
+    if weights is not None or image_size is not None:
+        raise ValueError(f"--source {path} is a bundle: it has its own weights and input size; "
+                         "--weights/--image-size apply to a pretrained backbone name only")
     model, meta = load_bundle(path)
     meta = {**meta, "source": str(path)}
     return model, meta

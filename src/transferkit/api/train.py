@@ -27,7 +27,7 @@ from transferkit.api.runs import (
 )
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.features import predict_logits
-from transferkit.backbones.registry import create_backbone
+from transferkit.backbones.registry import backbone_info, create_backbone
 from transferkit.bundle import save_bundle
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches, to_batches
@@ -158,22 +158,29 @@ def pretrain(
     data: str = "fashion_mnist", classes: str | list[int] | None = None, backbone: str = "seed_cnn",
     epochs: int = 3, seed: int = 0, out: str | Path = "runs/source", image_size: int | None = None,
     batch_size: int = 128, lr: float | None = None, weight_decay: float = 1e-4, optimizer: str = "adamw",
-    patience: int | None = None, val_fraction: float = 0.1, pretrained: bool = False, strict: bool = False,
+    patience: int | None = None, val_fraction: float = 0.1, pretrained: bool = False,
+    weights: str | Path | None = None, strict: bool = False,
     convert_channels: bool = False, accelerator: str = "cpu", devices: int | str = 1, progress: bool = True,
     console: Console | None = None,
 ) -> RunResult:
     """Train a source model on ``data`` (restricted to ``classes``) and write a run directory with its bundle.
 
-    The model is ``backbone`` with random weights (``pretrained=True`` starts from its shipped weights),
-    trained on the training split minus a stratified ``val_fraction`` held out for checkpoint selection.
+    The model is ``backbone`` with random weights (``pretrained=True`` starts from its shipped weights, or
+    from ``weights`` for ``timm:``/``torchvision:`` architectures), trained on the training split minus a
+    stratified ``val_fraction`` held out for checkpoint selection.
     """
-    config = {"command": "pretrain", **{k: v for k, v in locals().items() if k not in ("console",)}}
+    config = {"command": "pretrain", **{k: str(v) if k in ("out", "weights") and v is not None else v
+                                         for k, v in locals().items() if k not in ("console",)}}
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
                       patience=patience, seed=seed, accelerator=accelerator, devices=devices, progress=progress)
     probe = load_task(data, "train", classes, strict)  # fail fast on bad data / classes, before building
-    kwargs: dict[str, Any] = {"in_chans": max(probe.channels, 1)} if not pretrained else {}
+    # small CNNs take the data's channels; ImageNet-style backbones keep 3 (grey images are repeated)
+    grey_native = backbone_info(backbone).default_channels == 1
+    kwargs: dict[str, Any] = {"in_chans": probe.channels} if grey_native and not pretrained else {}
     if image_size:
         kwargs["img_size"] = image_size
+    if weights is not None:
+        kwargs["weights"] = str(weights)
     import lightning as L
 
     L.seed_everything(seed, verbose=False)
@@ -190,22 +197,24 @@ def transfer(
     out: str | Path = "runs/transfer", epochs: int = 30, batch_size: int | None = None, lr: float | None = None,
     weight_decay: float = 1e-4, optimizer: str = "adamw", patience: int | None = 10, freeze: int | None = None,
     probe_layer: str | None = None, val_per_class: int | None = None, val_fraction: float = 0.1,
-    image_size: int | None = None, strict: bool = False, convert_channels: bool = False, accelerator: str = "cpu",
-    devices: int | str = 1, progress: bool = True, console: Console | None = None,
+    image_size: int | None = None, weights: str | Path | None = None, strict: bool = False,
+    convert_channels: bool = False, accelerator: str = "cpu", devices: int | str = 1, progress: bool = True,
+    console: Console | None = None,
 ) -> RunResult:
     """Transfer ``source`` (run dir, bundle dir or pretrained backbone name) to a new task and evaluate it.
 
     ``labels_per_class=k`` trains on ``k`` labelled images per class, with ``val_per_class`` (default ``k``)
     other training-split images per class for early stopping; the test split is only used for the final
     evaluation. ``strategy`` is ``scratch``/``structure``, ``linear_probe``/``feature`` or
-    ``finetune``/``parameter``. ``image_size`` sets the input size of a named pretrained backbone.
+    ``finetune``/``parameter``. ``image_size`` sets the input size of a named pretrained backbone and
+    ``weights`` a local weights file for ``timm:``/``torchvision:`` sources.
     """
-    config = {"command": "transfer", **{k: str(v) if k == "source" else v for k, v in locals().items()
-                                         if k not in ("console",)}}
+    config = {"command": "transfer", **{k: str(v) if k in ("source", "weights") and v is not None else v
+                                         for k, v in locals().items() if k not in ("console",)}}
     strat = make_strategy(strategy, freeze, probe_layer)  # validate before loading anything
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
                       patience=patience, seed=seed, accelerator=accelerator, devices=devices, progress=progress)
-    source_model, source_meta = load_source(source, image_size)
+    source_model, source_meta = load_source(source, image_size, weights)
     return _train_job("transfer", source_model, source_meta, strat, data, classes, labels_per_class, val_per_class,
                       val_fraction, cfg, out, strict, convert_channels, config, console)
 

@@ -98,6 +98,10 @@ class Backbone(nn.Module):
             x = stage(x)
             if name == layer:
                 break
+        return self.pool_features(x)
+
+    def pool_features(self, x: torch.Tensor) -> torch.Tensor:
+        """A stage's output as a feature vector ``(B, D)``: flattened here; CNNs with feature maps average."""
         return x.flatten(1) if x.ndim > 2 else x
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
@@ -155,6 +159,6 @@ class Backbone(nn.Module):
             self.eval()
             for name, stage in self.stages.items():
                 x = stage(x)
-                self.stage_dims[name] = int(x[0].numel())
+                self.stage_dims[name] = int(self.pool_features(x).shape[1])
             self.train(was_training)
         self.feature_dim = self.stage_dims[list(self.stages)[-1]]

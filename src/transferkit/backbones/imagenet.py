@@ -114,26 +114,8 @@ def imagenet_classes() -> list[str]:
 class PooledCNN(Backbone):
     """A CNN whose stages output feature maps; the features of a stage are their global average ``(B, C)``."""
 
-    def forward_features(self, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
-        if layer is not None and layer not in self.stages:
-            raise ValueError(f"unknown layer '{layer}' for {self.arch}; valid layers: {', '.join(self.stages)}")
-        for name, stage in self.stages.items():
-            x = stage(x)
-            if name == layer:
-                break
+    def pool_features(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean((2, 3)) if x.ndim == 4 else x.flatten(1)
-
-    def _register_dims(self) -> None:
-        h, w = self.input_spec.size or (224, 224)
-        x = torch.zeros(1, self.input_spec.channels, h, w)
-        was_training = self.training
-        self.eval()
-        with torch.no_grad():
-            for name, stage in self.stages.items():
-                x = stage(x)
-                self.stage_dims[name] = int(x.shape[1])
-        self.train(was_training)
-        self.feature_dim = self.stage_dims[list(self.stages)[-1]]
 
     def _setup(self, arch: str, img_size: int, in_chans: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         if in_chans != 3:

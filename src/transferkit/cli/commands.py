@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from transferkit import api
-from transferkit.backbones import create_backbone, list_backbones
+from transferkit.backbones import create_backbone, list_backbone_families, list_backbones
 from transferkit.data import list_datasets
 from transferkit.strategies import list_strategies
 
@@ -48,6 +48,8 @@ def cmd_backbones(a: argparse.Namespace, console: Console) -> None:
         table.add_row(info.name, f"{model.num_parameters():,}", str(model.feature_dim), size,
                       "available" if info.weights_available() else "none (pretrain it)", info.description)
     console.print(table)
+    for family in list_backbone_families():
+        console.print(f"  {family.prefix}:<name>  {family.description}")
 
 
 def cmd_strategies(a: argparse.Namespace, console: Console) -> None:
@@ -61,7 +63,7 @@ def cmd_strategies(a: argparse.Namespace, console: Console) -> None:
 
 def cmd_pretrain(a: argparse.Namespace, console: Console) -> None:
     api.pretrain(data=a.data, classes=a.classes, backbone=a.backbone, out=a.out, image_size=a.image_size,
-                 val_fraction=a.val_fraction, pretrained=a.pretrained, strict=a.strict,
+                 val_fraction=a.val_fraction, pretrained=a.pretrained, weights=a.weights, strict=a.strict,
                  convert_channels=a.convert_channels, console=console, **_train_kwargs(a))
 
 
@@ -69,6 +71,7 @@ def cmd_transfer(a: argparse.Namespace, console: Console) -> None:
     _need(a.source, "--source")
     api.transfer(source=a.source, data=a.data, classes=a.classes, labels_per_class=a.labels_per_class,
                  strategy=a.strategy, out=a.out, freeze=a.freeze, probe_layer=a.probe_layer,
+                 image_size=a.image_size, weights=a.weights,
                  val_per_class=a.val_per_class, val_fraction=a.val_fraction, strict=a.strict,
                  convert_channels=a.convert_channels, console=console, **_train_kwargs(a))
 
@@ -104,7 +107,8 @@ def cmd_compare(a: argparse.Namespace, console: Console) -> None:
     strategies = a.strategies if isinstance(a.strategies, list) else [s.strip() for s in a.strategies.split(",")]
     api.compare(a.source, a.data, a.classes, strategies=strategies, labels_per_class=lpc, seeds=range(a.seeds),
                 out=a.out, epochs=a.epochs, batch_size=a.batch_size, patience=a.patience, lr=a.lr,
-                val_per_class=a.val_per_class, convert_channels=a.convert_channels, console=console)
+                val_per_class=a.val_per_class, image_size=a.image_size, test_per_class=a.test_per_class,
+                convert_channels=a.convert_channels, console=console)
 
 
 def cmd_demo(a: argparse.Namespace, console: Console) -> None:

@@ -70,6 +70,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     _data_options(p)
     p.add_argument("--backbone", default="seed_cnn", help="architecture (see 'transferkit backbones')")
     p.add_argument("--pretrained", action="store_true", help="start from the backbone's shipped weights")
+    p.add_argument("--weights", default=None, help="weights file for a timm:/torchvision: --backbone")
     p.add_argument("--image-size", type=int, default=None, help="input size in pixels (default: the backbone's)")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training split held out for validation")
@@ -88,6 +89,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation share when all labels are used")
     p.add_argument("--freeze", type=int, default=None, help="finetune: freeze the first N parameter groups")
     p.add_argument("--probe-layer", default=None, help="linear_probe: stage whose output is the feature")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="input size for a pretrained backbone --source (e.g. 96 to save CPU time)")
+    p.add_argument("--weights", default=None, help="weights file for a timm:/torchvision: --source")
     p.add_argument("--out", default="runs/transfer", help="run directory to write")
     _train_options(p, epochs=30, batch_size=None, patience=10)
 
@@ -113,6 +117,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--labels-per-class", type=_int_list, default=[5, 10, 50])
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
     p.add_argument("--val-per-class", type=int, default=None)
+    p.add_argument("--image-size", type=int, default=None, help="input size for a pretrained backbone --source")
+    p.add_argument("--test-per-class", type=int, default=None,
+                   help="score on a fixed stratified test subset of this many images per class")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--patience", type=int, default=10)
