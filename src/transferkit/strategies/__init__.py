@@ -1,6 +1,8 @@
 """How to transfer to a labelled target: ``scratch`` (structure), ``linear_probe`` (feature), ``finetune``
-(parameter). ``transferkit.engine.train(get_strategy("finetune", freeze=2), source, ...)``; a new strategy is
-one file with a ``plan`` method plus ``@register_strategy``.
+(parameter; with freezing by index or name pattern, a BatchNorm policy, discriminative learning rates and the
+regularisers of :mod:`transferkit.regularizers`).
+``transferkit.engine.train(get_strategy("finetune", freeze=2), source, ...)``; a new strategy is one file with a
+``plan`` method plus ``@register_strategy``.
 """
 
 from transferkit.strategies import finetune as _finetune  # noqa: F401  (registration)
@@ -14,11 +16,14 @@ from transferkit.strategies.base import (
     register_strategy,
     resolve_strategy_name,
 )
-from transferkit.strategies.finetune import Finetune, freeze_groups
+from transferkit.strategies.finetune import Finetune
+from transferkit.strategies.freezing import freeze_batchnorm, freeze_groups, freeze_matching
 from transferkit.strategies.linear_probe import LinearProbe
+from transferkit.strategies.lr_groups import param_group_lrs, parse_group_lrs
 from transferkit.strategies.scratch import Scratch
 
 __all__ = [
-    "Finetune", "LinearProbe", "Scratch", "Strategy", "TrainingPlan", "freeze_groups", "get_strategy",
-    "list_strategies", "register_strategy", "resolve_strategy_name",
+    "Finetune", "LinearProbe", "Scratch", "Strategy", "TrainingPlan", "freeze_batchnorm", "freeze_groups",
+    "freeze_matching", "get_strategy", "list_strategies", "param_group_lrs", "parse_group_lrs", "register_strategy",
+    "resolve_strategy_name",
 ]
