@@ -172,3 +172,20 @@ def test_real_ctrl_c_during_training_leaves_previous_run_intact(tmp_path):
     assert "interrupted" in output
     assert (out / "metrics.json").read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["src"]
+
+
+def test_strategy_options_from_flags_and_yaml(runs, tmp_path, capsys):
+    root, data = runs
+    base = ["transfer", "--source", str(root / "src"), "--data", data, "--classes", "2,3,4,6,7",
+            "--labels-per-class", "5", "--epochs", "2", "--no-progress"]
+    assert main([*base, "--option", "regularizer=l2sp", "--option", "reg_alpha=0.05", "--out",
+                 str(tmp_path / "l2sp")]) == 0
+    opts = json.loads((tmp_path / "l2sp" / "metrics.json").read_text())["options"]
+    assert opts["regularizer"] == "l2sp" and opts["reg_alpha"] == 0.05
+    cfg = tmp_path / "o.yaml"
+    cfg.write_text(yaml.safe_dump({"options": {"bn": "frozen"}}))
+    assert main([*base, "--config", str(cfg), "--out", str(tmp_path / "bn")]) == 0
+    assert json.loads((tmp_path / "bn" / "metrics.json").read_text())["options"]["bn"] == "frozen"
+    assert main([*base, "--option", "regulariser=l2sp", "--out", str(tmp_path / "bad")]) == 2
+    assert "valid options: freeze" in " ".join(capsys.readouterr().out.split())
+    assert not (tmp_path / "bad").exists()

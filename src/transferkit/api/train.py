@@ -49,12 +49,14 @@ def score(model: Backbone, data: TensorBatches, classes: list[str]) -> dict[str,
     return metrics
 
 
-def make_strategy(strategy: str, freeze: int | None = None, layer: str | None = None) -> Strategy:
-    """The strategy with only the options that apply to it (``freeze`` for finetune, ``layer`` for the probe)."""
+def make_strategy(strategy: str, freeze: int | None = None, layer: str | None = None,
+                  options: dict[str, Any] | None = None) -> Strategy:
+    """The strategy with only the options that apply to it (``freeze`` for finetune, ``layer`` for the probe,
+    plus any of its own ``options``, e.g. ``{"regularizer": "l2sp"}``); a wrong option lists the valid ones."""
     from transferkit.strategies.base import resolve_strategy_name
 
     name = resolve_strategy_name(strategy)
-    options: dict[str, Any] = {}
+    options = dict(options or {})
     if freeze is not None:
         if name != "finetune":
             raise ValueError(f"--freeze applies to the finetune strategy only, not '{strategy}'")
@@ -196,8 +198,8 @@ def transfer(
     labels_per_class: int | None = None, strategy: str = "finetune", seed: int = 0,
     out: str | Path = "runs/transfer", epochs: int = 30, batch_size: int | None = None, lr: float | None = None,
     weight_decay: float = 1e-4, optimizer: str = "adamw", patience: int | None = 10, freeze: int | None = None,
-    probe_layer: str | None = None, val_per_class: int | None = None, val_fraction: float = 0.1,
-    image_size: int | None = None, weights: str | Path | None = None, strict: bool = False,
+    probe_layer: str | None = None, options: dict[str, Any] | None = None, val_per_class: int | None = None,
+    val_fraction: float = 0.1, image_size: int | None = None, weights: str | Path | None = None, strict: bool = False,
     convert_channels: bool = False, accelerator: str = "cpu", devices: int | str = 1, progress: bool = True,
     console: Console | None = None,
 ) -> RunResult:
@@ -206,12 +208,13 @@ def transfer(
     ``labels_per_class=k`` trains on ``k`` labelled images per class, with ``val_per_class`` (default ``k``)
     other training-split images per class for early stopping; the test split is only used for the final
     evaluation. ``strategy`` is ``scratch``/``structure``, ``linear_probe``/``feature`` or
-    ``finetune``/``parameter``. ``image_size`` sets the input size of a named pretrained backbone and
+    ``finetune``/``parameter``; ``options`` holds further strategy options (``transferkit strategies`` lists
+    them). ``image_size`` sets the input size of a named pretrained backbone and
     ``weights`` a local weights file for ``timm:``/``torchvision:`` sources.
     """
     config = {"command": "transfer", **{k: str(v) if k in ("source", "weights") and v is not None else v
                                          for k, v in locals().items() if k not in ("console",)}}
-    strat = make_strategy(strategy, freeze, probe_layer)  # validate before loading anything
+    strat = make_strategy(strategy, freeze, probe_layer, options)  # validate before loading anything
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
                       patience=patience, seed=seed, accelerator=accelerator, devices=devices, progress=progress)
     source_model, source_meta = load_source(source, image_size, weights)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -21,6 +22,19 @@ def _train_kwargs(a: argparse.Namespace) -> dict:
     return {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "weight_decay": a.weight_decay,
             "optimizer": a.optimizer, "patience": a.patience, "seed": a.seed, "accelerator": a.accelerator,
             "devices": _devices(a.devices), "progress": a.progress}
+
+
+def parse_options(values: list[str] | dict | None) -> dict:
+    """``["bn=frozen", "reg_alpha=0.01"]`` (flags) or a mapping (YAML) → typed options (YAML scalars)."""
+    if values is None or isinstance(values, dict):
+        return dict(values or {})
+    out = {}
+    for item in values:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--option '{item}': expected KEY=VALUE, e.g. --option regularizer=l2sp")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return out
 
 
 def _need(value: object, flag: str) -> None:
@@ -71,6 +85,7 @@ def cmd_transfer(a: argparse.Namespace, console: Console) -> None:
     _need(a.source, "--source")
     api.transfer(source=a.source, data=a.data, classes=a.classes, labels_per_class=a.labels_per_class,
                  strategy=a.strategy, out=a.out, freeze=a.freeze, probe_layer=a.probe_layer,
+                 options=parse_options(a.options),
                  image_size=a.image_size, weights=a.weights,
                  val_per_class=a.val_per_class, val_fraction=a.val_fraction, strict=a.strict,
                  convert_channels=a.convert_channels, console=console, **_train_kwargs(a))

@@ -89,6 +89,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation share when all labels are used")
     p.add_argument("--freeze", type=int, default=None, help="finetune: freeze the first N parameter groups")
     p.add_argument("--probe-layer", default=None, help="linear_probe: stage whose output is the feature")
+    p.add_argument("--option", dest="options", action="append", default=None, metavar="KEY=VALUE",
+                   help="any other strategy option, repeatable (e.g. --option regularizer=l2sp --option bn=frozen); "
+                        "'transferkit strategies' lists them")
     p.add_argument("--image-size", type=int, default=None,
                    help="input size for a pretrained backbone --source (e.g. 96 to save CPU time)")
     p.add_argument("--weights", default=None, help="weights file for a timm:/torchvision: --source")
