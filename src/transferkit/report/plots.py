@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from transferkit import atomic  # noqa: E402
 
@@ -33,6 +34,7 @@ def plot_learning_curves(history: Sequence[dict[str, float]], path: Path, title:
             if not np.all(np.isnan(ys)):
                 ax.plot(epochs, ys, style, ms=3, label=split)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("accuracy" if key == "acc" else "cross-entropy")
         ax.grid(alpha=0.3)
         ax.legend()
