@@ -45,6 +45,7 @@ def test_evaluate_reproduces_the_run_metrics(runs, tmp_path):
     assert main(["evaluate", str(root / "tgt"), "--data", data, "--classes", "2,3,4,6,7", "--split", "test",
                  "--out", str(tmp_path / "ev")]) == 0
     ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert yaml.safe_load((tmp_path / "ev" / "config.yaml").read_text())["split"] == "test"
     assert ev["accuracy"] == json.loads((root / "tgt" / "metrics.json").read_text())["accuracy"]
 
 

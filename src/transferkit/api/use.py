@@ -20,6 +20,7 @@ from transferkit.api.runs import (
     load_task,
     set_threads,
     write_json,
+    write_yaml,
 )
 from transferkit.api.train import score
 from transferkit.backbones.features import predict_logits
@@ -40,8 +41,10 @@ def evaluate(
     """Metrics of a trained model (run dir or bundle) on ``split`` of ``data`` restricted to ``classes``.
 
     The data's classes must match the model's (number, and names where both have them). With ``out``,
-    ``metrics.json`` and ``confusion_matrix.png`` are written there.
+    ``config.yaml``, ``metrics.json`` and ``confusion_matrix.png`` are written there.
     """
+    config = {"command": "evaluate", **{k: str(v) if isinstance(v, Path) else v for k, v in locals().items()
+                                         if k != "console"}}
     set_threads()
     net, meta = load_source(model)
     ds = load_task(data, split, classes, strict)
@@ -53,6 +56,7 @@ def evaluate(
     metrics = {"model": str(model), "data": data, "split": split, **metrics}
     if out is not None:
         out = Path(out)
+        write_yaml(out / "config.yaml", config)
         write_json(out / "metrics.json", metrics)
         plot_confusion(metrics["confusion_matrix"], ds.classes, out / "confusion_matrix.png",
                        f"{split} split, accuracy {metrics['accuracy']:.3f}")
