@@ -14,7 +14,6 @@ parameters in input → output order with the head last.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -146,9 +145,6 @@ class Backbone(nn.Module):
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
-
-    def named_stages(self) -> Iterator[tuple[str, nn.Module]]:
-        yield from self.stages.items()
 
     def _register_dims(self) -> None:
         """Record every stage's output width by a dry run at the spec's size."""

@@ -3,9 +3,9 @@
 from transferkit.report.markdown import comparison_report, markdown_table, run_report
 from transferkit.report.metrics import classification_metrics, mean_std
 from transferkit.report.plots import plot_comparison, plot_confusion, plot_learning_curves
-from transferkit.report.tables import comparison_table, metrics_table, print_table
+from transferkit.report.tables import comparison_table, metrics_table
 
 __all__ = [
     "classification_metrics", "comparison_report", "comparison_table", "markdown_table", "mean_std",
-    "metrics_table", "plot_comparison", "plot_confusion", "plot_learning_curves", "print_table", "run_report",
+    "metrics_table", "plot_comparison", "plot_confusion", "plot_learning_curves", "run_report",
 ]

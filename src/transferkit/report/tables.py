@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 
@@ -31,6 +30,3 @@ def comparison_table(columns: Sequence[str], rows: Sequence[Sequence[str]], titl
         table.add_row(*row)
     return table
 
-
-def print_table(table: Table, console: Console | None = None) -> None:
-    (console or Console()).print(table)
