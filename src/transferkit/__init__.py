@@ -23,7 +23,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "RunResult": "transferkit.api", "compare": "transferkit.api", "demo": "transferkit.api",
     "evaluate": "transferkit.api", "predict": "transferkit.api", "pretrain": "transferkit.api",
-    "transfer": "transferkit.api", "create_backbone": "transferkit.backbones",
+    "transfer": "transferkit.api", "curve": "transferkit.api", "lr_find": "transferkit.api",
+    "merge": "transferkit.api", "create_backbone": "transferkit.backbones",
     "list_backbones": "transferkit.backbones",
     "load_bundle": "transferkit.bundle", "save_bundle": "transferkit.bundle", "get_dataset": "transferkit.data",
     "list_datasets": "transferkit.data", "get_strategy": "transferkit.strategies",

@@ -3,7 +3,10 @@
 ``model.safetensors`` holds tensors only, so loading a bundle **never unpickles anything** (a pickle can
 run arbitrary code). ``transferkit.json`` holds what is needed to rebuild and use the model: the
 architecture, classes, preprocessing (input spec) and lineage (source, data, strategy, seed), plus the
-metrics and library versions. Bundles are written to a temporary directory and renamed into place.
+metrics and library versions. A LoRA bundle (``adapter`` in the JSON) stores only the adapters, the head
+(and BatchNorm statistics if they trained) and rebuilds on its source, whose weights it checks by hash;
+:func:`transferkit.api.merge` turns it into a plain, self-contained bundle. Bundles are written to a
+temporary directory and renamed into place.
 """
 
 from __future__ import annotations
@@ -58,8 +61,16 @@ def save_bundle(model: Backbone, meta: dict[str, Any], path: str | Path) -> Path
         "input_spec": model.input_spec.to_dict(),
         "versions": library_versions(),
     }
+    adapter = getattr(model, "adapter", None)
+    if adapter is not None:  # LoRA: only what differs from the source is stored (adapters, head, BN statistics)
+        from transferkit.strategies.lora import adapter_state
+
+        full["adapter"] = dict(adapter)
+        tensors = adapter_state(model, with_bn_stats=adapter.get("bn") == "train")
+    else:
+        tensors = model.state_dict()
     with atomic.staged_dir(path) as tmp:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         safetensors.torch.save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / META_FILE).write_text(json.dumps(full, indent=2, default=str) + "\n")
     return path
@@ -109,8 +120,46 @@ def load_bundle(path: str | Path) -> tuple[Backbone, dict[str, Any]]:
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise BundleError(f"{path}: bundle format {meta['format_version']} is newer than this transferkit "
                           f"understands ({FORMAT_VERSION}); upgrade transferkit")
-    model = build_from_config(meta["architecture"])
-    load_weights(model, path / WEIGHTS_FILE)
+    if meta.get("adapter"):
+        model = _load_adapter_model(path, meta)
+    else:
+        model = build_from_config(meta["architecture"])
+        load_weights(model, path / WEIGHTS_FILE)
     model.input_spec = InputSpec.from_dict(meta["input_spec"])
     model.eval()
     return model, meta
+
+
+def _load_adapter_model(path: Path, meta: dict[str, Any]) -> Backbone:
+    """Rebuild a LoRA bundle: the source it was trained from (checked by weight hash), the adapters, the head."""
+    from transferkit.backbones.cache import weights_hash
+    from transferkit.backbones.registry import create_backbone, is_backbone_name
+    from transferkit.strategies.lora import adapter_state, inject_lora
+
+    adapter = meta["adapter"]
+    base_info = adapter.get("base") or {}
+    source = str((meta.get("lineage") or {}).get("source") or "")
+    try:
+        base, _ = load_bundle(source)
+    except BundleError:
+        arch = base_info.get("architecture") or {}
+        if not (source and is_backbone_name(source) and arch):
+            raise BundleError(f"{path}: a LoRA bundle holds adapters only; its source '{source}' is neither a "
+                              "bundle nor a backbone with pretrained weights here — merge it where the source "
+                              "is available (transferkit merge) to get a self-contained bundle") from None
+        base = create_backbone(source, pretrained=True, **(arch.get("kwargs") or {}))
+    if base_info.get("weights_hash") and weights_hash(base) != base_info["weights_hash"]:
+        raise BundleError(f"{path}: the source '{source}' has other weights than the ones these adapters were "
+                          "trained on (weight hash differs); the adapters would not fit it")
+    base.reset_classifier(int(meta["num_classes"]))
+    inject_lora(base, adapter["targets"], adapter["r"], adapter["alpha"], adapter.get("dropout", 0.0))
+    base.adapter.update({k: v for k, v in adapter.items() if k not in base.adapter})
+    state = safetensors.torch.load_file(str(path / WEIGHTS_FILE))
+    expected = adapter_state(base, with_bn_stats=adapter.get("bn") == "train")
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise BundleError(f"{path / WEIGHTS_FILE}: adapter weights do not fit (missing {missing[:5]}, "
+                          f"unexpected {unexpected[:5]})")
+    base.load_state_dict(state, strict=False)
+    return base

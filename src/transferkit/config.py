@@ -6,11 +6,23 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("constant", "cosine", "onecycle")
+AUGMENT_PRESETS = ("none", "light", "standard", "strong")
+CLASS_WEIGHTS = ("none", "balanced")
+SAMPLERS = ("random", "balanced")
 
 
 @dataclass
 class TrainConfig:
-    """How the engine trains: epochs, batch size, optimiser, early stopping, devices, seed.
+    """How the engine trains: epochs, batch size, optimiser and schedule, early stopping, devices, seed,
+    augmentation (training batches only) and class-imbalance handling.
+
+    ``schedule``: ``constant`` (default), ``cosine`` (cosine decay to 0 over ``epochs``, after
+    ``warmup_epochs`` of linear warm-up) or ``onecycle`` (Smith & Topin, 2017, "Super-Convergence").
+    ``augment``: a torchvision ``transforms.v2`` preset (``none``/``light``/``standard``/``strong``);
+    ``mixup``/``cutmix``: Beta(α, α) parameter, 0 = off (Zhang et al., 2018; Yun et al., 2019).
+    ``class_weight="balanced"`` weights the loss by inverse class frequency; ``sampler="balanced"`` draws
+    classes equally often instead.
 
     ``lr=None`` and ``batch_size=None`` let the strategy choose its own defaults (a linear probe on cached
     features takes larger, cheaper batches than fine-tuning a network). Early stopping and the best
@@ -30,6 +42,13 @@ class TrainConfig:
     precision: str = "32-true"
     progress: bool = True
     checkpoints: bool = True
+    schedule: str = "constant"
+    warmup_epochs: int = 0
+    augment: str = "none"
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    class_weight: str = "none"
+    sampler: str = "random"
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -42,6 +61,23 @@ class TrainConfig:
             raise ValueError(f"--monitor: unknown '{self.monitor}'; valid choices: val_loss, val_acc")
         if self.lr is not None and self.lr <= 0:
             raise ValueError(f"--lr must be positive, got {self.lr}")
+        for flag, value, choices in (("--schedule", self.schedule, SCHEDULES), ("--augment", self.augment,
+                                     AUGMENT_PRESETS), ("--class-weight", self.class_weight, CLASS_WEIGHTS),
+                                     ("--sampler", self.sampler, SAMPLERS)):
+            if value not in choices:
+                raise ValueError(f"{flag}: unknown '{value}'; valid choices: {', '.join(choices)}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"--warmup-epochs must be between 0 and --epochs - 1 ({self.epochs - 1}), "
+                             f"got {self.warmup_epochs}")
+        if self.warmup_epochs and self.schedule == "onecycle":
+            raise ValueError("--warmup-epochs does not apply to --schedule onecycle (it has its own warm-up); "
+                             "use it with cosine or constant")
+        for flag, value in (("--mixup", self.mixup), ("--cutmix", self.cutmix)):
+            if not value >= 0:
+                raise ValueError(f"{flag} is the Beta(α, α) parameter and must be ≥ 0 (0 = off), got {value}")
+        if self.class_weight == "balanced" and self.sampler == "balanced":
+            raise ValueError("--class-weight balanced and --sampler balanced both correct class imbalance; "
+                             "choose one (applying both over-corrects)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,24 +5,11 @@ import torch
 
 from transferkit.backbones import create_backbone
 from transferkit.config import TrainConfig
-from transferkit.data import TensorBatches
 from transferkit.engine import train as train_with
 from transferkit.regularizers import DELTA, L2SP, BatchSpectralShrinkage
 from transferkit.strategies import get_strategy, param_group_lrs
 
 CFG = TrainConfig(epochs=1, batch_size=16, lr=1e-3, progress=False, checkpoints=False, patience=None)
-
-
-@pytest.fixture(scope="module")
-def data():
-    g = torch.Generator().manual_seed(0)
-    return TensorBatches(torch.randn(32, 1, 28, 28, generator=g), torch.randint(0, 3, (32,), generator=g))
-
-
-@pytest.fixture
-def source():
-    torch.manual_seed(0)
-    return create_backbone("seed_cnn", num_classes=5)
 
 
 def plan(source, data, **options):

@@ -31,7 +31,8 @@ def test_aliases_resolve_and_unknown_lists_valid():
         get_strategy("magic")
     with pytest.raises(ValueError, match="has no option"):
         get_strategy("scratch", freeze=1)
-    assert [c.name for c in list_strategies()] == ["finetune", "linear_probe", "scratch"]
+    assert [c.name for c in list_strategies()] == ["finetune", "linear_probe", "lora", "scratch"]
+    assert resolve_strategy_name("adapters") == "lora"
 
 
 def test_finetune_freeze_keeps_first_groups_and_leaves_source_untouched(task):

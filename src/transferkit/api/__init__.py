@@ -1,13 +1,16 @@
 """The high-level Python API: one function per job, each writing a run directory.
 
 Everything the CLI does is a call here: :func:`pretrain`, :func:`transfer`, :func:`evaluate`,
-:func:`predict`, :func:`compare` and :func:`demo`.
+:func:`predict`, :func:`compare`, :func:`curve` and :func:`demo`.
 """
 
 from transferkit.api.compare import compare
+from transferkit.api.curve import curve
 from transferkit.api.demo import demo
+from transferkit.api.lr_find import lr_find
+from transferkit.api.merge import merge
 from transferkit.api.runs import RunResult
 from transferkit.api.train import pretrain, transfer
 from transferkit.api.use import evaluate, predict
 
-__all__ = ["RunResult", "compare", "demo", "evaluate", "predict", "pretrain", "transfer"]
+__all__ = ["RunResult", "compare", "curve", "demo", "evaluate", "lr_find", "merge", "predict", "pretrain", "transfer"]

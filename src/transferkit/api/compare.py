@@ -27,6 +27,7 @@ from transferkit.api.runs import (
     write_yaml,
 )
 from transferkit.api.train import make_strategy, score
+from transferkit.api.variants import parse_variants
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import to_batches
@@ -97,7 +98,7 @@ def findings(summary: Sequence[dict[str, Any]]) -> list[str]:
 
 def compare(
     source: str | Path | Backbone, data: str = "fashion_mnist", classes: str | list[int] | None = None,
-    strategies: Sequence[str] = ("scratch", "linear_probe", "finetune"),
+    strategies: Sequence[str | dict[str, Any]] = ("scratch", "linear_probe", "finetune"),
     labels_per_class: Sequence[int | None] = (5, 10, 50), seeds: Sequence[int] = (0, 1, 2),
     out: str | Path = "runs/compare", epochs: int = 30, batch_size: int | None = None, patience: int | None = 10,
     lr: float | None = None, val_per_class: int | None = None, val_fraction: float = 0.1, title: str = "",
@@ -109,13 +110,15 @@ def compare(
     Writes ``out/`` with ``config.yaml``, ``metrics.json`` (every cell and the mean ± std summary),
     ``comparison.png`` (bars with ±1 std error bars) and ``report.md``. ``test_per_class`` scores on a fixed
     stratified subset of the test split (seed 0, the same for every cell) to save time with large models;
-    ``image_size`` sets the input size of a named pretrained backbone.
+    ``image_size`` sets the input size of a named pretrained backbone. ``strategies`` may be variant specs
+    (``l2sp=finetune:regularizer=l2sp``, see :func:`transferkit.api.variants.parse_variant`); each cell's
+    ``strategy`` is the variant's label (the plain name for a plain name).
     """
     console = console or Console()
     config = {"command": "compare", **{k: (str(v) if k == "source" else v) for k, v in locals().items()
                                         if k not in ("console",)}}
     set_threads()
-    built = {s: make_strategy(s) for s in strategies}
+    built = {v.label: make_strategy(v.strategy, options=v.options) for v in parse_variants(strategies)}
     model, meta = load_source(source, image_size)
     full = load_task(data, "train", classes)
     check_channels(full, model, convert_channels, f"--data {data}")
@@ -166,7 +169,7 @@ def compare(
     series = {s: ([next(r["accuracy_mean"] for r in summary if r["strategy"] == s and r["labels_per_class"] == k)
                    for k in labels_per_class],
                   [next(r["accuracy_std"] for r in summary if r["strategy"] == s and r["labels_per_class"] == k)
-                   for k in labels_per_class]) for s in strategies}
+                   for k in labels_per_class]) for s in built}
     title = title or f"{meta.get('source', 'source')} → {data} {classes or ''}".strip()
     with atomic.staged_dir(out) as tmp:
         write_yaml(tmp / "config.yaml", config)

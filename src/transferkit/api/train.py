@@ -30,6 +30,7 @@ from transferkit.backbones.features import predict_logits
 from transferkit.backbones.registry import backbone_info, create_backbone
 from transferkit.bundle import save_bundle
 from transferkit.config import TrainConfig
+from transferkit.data.class_map import apply_class_map, load_class_map, match_classes
 from transferkit.data.prepare import TensorBatches, to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import labelled_budget_split, parse_classes
@@ -89,6 +90,7 @@ def write_run(
         "train_time_s": trained.fit.train_time_s,
         "feature_extraction_s": trained.extra_time_s,
         "feature_cache": trained.feature_cache,
+        "head_init": trained.head_init,
         "total_time_s": wall_s,
         "fit": trained.fit.to_dict(),
     }
@@ -111,6 +113,12 @@ def write_run(
             f"{trained.trainable_params:,} / {trained.model.num_parameters():,}",
         "train time": f"{trained.fit.train_time_s:.1f} s", "total time": f"{wall_s:.1f} s",
     }
+    if trained.head_init is not None:
+        h = trained.head_init
+        pairs = ", ".join(f"{t} ← {s}" for t, s in h["matched"].items())
+        facts["head rows from the source head"] = (f"{len(h['matched'])} of {len(classes)} classes"
+                                                   + (f" ({pairs})" if pairs else "")
+                                                   + ("" if h["applied"] else f" — not applied: {h['reason']}"))
     if trained.feature_cache:
         facts["features"] = f"extracted in {trained.extra_time_s:.1f} s (feature cache {trained.feature_cache})"
     notes = ["Early stopping and the best checkpoint used the validation split only; the test split was "
@@ -125,28 +133,36 @@ def _train_job(
     kind: str, source_model: Backbone, source_meta: dict[str, Any], strategy: Strategy, data: str,
     classes: str | list[int] | None, labels_per_class: int | None, val_per_class: int | None, val_fraction: float,
     cfg: TrainConfig, out: str | Path, strict: bool, convert_channels: bool, config: dict[str, Any],
-    console: Console | None,
+    console: Console | None, class_map: dict[str, str] | None = None, head_init: bool = False,
 ) -> RunResult:
     console = console or Console()
     set_threads()
     start = time.perf_counter()
     full = load_task(data, "train", classes, strict)
+    if class_map:
+        full = apply_class_map(full, class_map)
     check_channels(full, source_model, convert_channels, f"--data {data}")
+    source_classes = list(source_meta.get("classes") or [])
+    mapping = match_classes(full.classes, source_classes) if head_init and source_classes else None
     train_set, val_set = labelled_budget_split(full, labels_per_class, val_per_class, val_fraction, cfg.seed)
     spec = source_model.input_spec
     train_b, val_b = to_batches(train_set, spec), to_batches(val_set, spec)
-    test_b = to_batches(load_task(data, "test", classes, strict), spec) if has_split(data, "test") else None
+    test_set = load_task(data, "test", classes, strict) if has_split(data, "test") else None
+    if test_set is not None and class_map:
+        test_set = apply_class_map(test_set, class_map)
+    test_b = to_batches(test_set, spec) if test_set is not None else None
     out = Path(out)
     with atomic.staged_dir(out) as tmp:
         write_yaml(tmp / "config.yaml", config)
-        trained = train(strategy, source_model, full.num_classes, train_b, val_b, cfg, tmp)
+        trained = train(strategy, source_model, full.num_classes, train_b, val_b, cfg, tmp, head_init=mapping,
+                        class_names=(full.classes, source_classes))
         val_m = score(trained.model, val_b, full.classes)
         test_m = score(trained.model, test_b, full.classes) if test_b is not None else None
         lineage = {
             "kind": kind, "source": source_meta.get("source", "scratch"),
             "source_lineage": source_meta.get("lineage"), "data": data, "classes": parse_classes(classes),
             "labels_per_class": labels_per_class, "strategy": trained.strategy, "options": trained.options,
-            "seed": cfg.seed,
+            "seed": cfg.seed, "class_map": class_map or None,
         }
         sizes = {"n_train": len(train_set), "n_val": len(val_set), "n_test": len(test_b) if test_b else 0}
         metrics = write_run(tmp, kind, trained, full.classes, lineage, config, val_m, test_m, sizes,
@@ -163,7 +179,8 @@ def pretrain(
     patience: int | None = None, val_fraction: float = 0.1, pretrained: bool = False,
     weights: str | Path | None = None, strict: bool = False,
     convert_channels: bool = False, accelerator: str = "cpu", devices: int | str = 1, progress: bool = True,
-    console: Console | None = None,
+    schedule: str = "constant", warmup_epochs: int = 0, augment: str = "none", mixup: float = 0.0,
+    cutmix: float = 0.0, class_weight: str = "none", sampler: str = "random", console: Console | None = None,
 ) -> RunResult:
     """Train a source model on ``data`` (restricted to ``classes``) and write a run directory with its bundle.
 
@@ -174,7 +191,9 @@ def pretrain(
     config = {"command": "pretrain", **{k: str(v) if k in ("out", "weights") and v is not None else v
                                          for k, v in locals().items() if k not in ("console",)}}
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
-                      patience=patience, seed=seed, accelerator=accelerator, devices=devices, progress=progress)
+                      patience=patience, seed=seed, accelerator=accelerator, devices=devices, progress=progress,
+                      schedule=schedule, warmup_epochs=warmup_epochs, augment=augment, mixup=mixup, cutmix=cutmix,
+                      class_weight=class_weight, sampler=sampler)
     probe = load_task(data, "train", classes, strict)  # fail fast on bad data / classes, before building
     # small CNNs take the data's channels; ImageNet-style backbones keep 3 (grey images are repeated)
     grey_native = backbone_info(backbone).default_channels == 1
@@ -201,6 +220,9 @@ def transfer(
     probe_layer: str | None = None, options: dict[str, Any] | None = None, val_per_class: int | None = None,
     val_fraction: float = 0.1, image_size: int | None = None, weights: str | Path | None = None, strict: bool = False,
     convert_channels: bool = False, accelerator: str = "cpu", devices: int | str = 1, progress: bool = True,
+    schedule: str = "constant", warmup_epochs: int = 0, augment: str = "none", mixup: float = 0.0,
+    cutmix: float = 0.0, class_weight: str = "none", sampler: str = "random",
+    class_map: str | Path | dict | None = None, head_init: bool = True, cv: int | None = None,
     console: Console | None = None,
 ) -> RunResult:
     """Transfer ``source`` (run dir, bundle dir or pretrained backbone name) to a new task and evaluate it.
@@ -211,14 +233,30 @@ def transfer(
     ``finetune``/``parameter``; ``options`` holds further strategy options (``transferkit strategies`` lists
     them). ``image_size`` sets the input size of a named pretrained backbone and
     ``weights`` a local weights file for ``timm:``/``torchvision:`` sources.
+
+    ``class_map`` (a YAML/JSON file or a mapping ``{target class: new name}``) renames or merges target
+    classes first. With ``head_init`` (default on), target classes whose names match a source class start
+    from the source head's rows (:mod:`transferkit.strategies.head_init`); the report says which.
+
+    ``cv=K`` runs stratified K-fold cross-validation on the labelled training set instead
+    (:mod:`transferkit.api.cv`): per-fold and mean ± std scores, no test split, no bundle.
     """
     config = {"command": "transfer", **{k: str(v) if k in ("source", "weights") and v is not None else v
                                          for k, v in locals().items() if k not in ("console",)}}
     strat = make_strategy(strategy, freeze, probe_layer, options)  # validate before loading anything
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
-                      patience=patience, seed=seed, accelerator=accelerator, devices=devices, progress=progress)
+                      patience=patience, seed=seed, accelerator=accelerator, devices=devices, progress=progress,
+                      schedule=schedule, warmup_epochs=warmup_epochs, augment=augment, mixup=mixup, cutmix=cutmix,
+                      class_weight=class_weight, sampler=sampler)
+    cmap = (load_class_map(class_map) if isinstance(class_map, (str, Path)) else dict(class_map)) \
+        if class_map else None
+    if cv is not None:  # K-fold cross-validation on the labelled training set: no test split, no bundle
+        from transferkit.api.cv import cross_validate
+
+        return cross_validate(source, data, classes, cv, strat, cfg, labels_per_class, val_per_class, val_fraction,
+                              out, strict, convert_channels, config, console, image_size, weights, cmap, head_init)
     source_model, source_meta = load_source(source, image_size, weights)
     return _train_job("transfer", source_model, source_meta, strat, data, classes, labels_per_class, val_per_class,
-                      val_fraction, cfg, out, strict, convert_channels, config, console)
+                      val_fraction, cfg, out, strict, convert_channels, config, console, cmap, head_init)
 
 

@@ -21,7 +21,9 @@ def _devices(value: str | int) -> int | str:
 def _train_kwargs(a: argparse.Namespace) -> dict:
     return {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "weight_decay": a.weight_decay,
             "optimizer": a.optimizer, "patience": a.patience, "seed": a.seed, "accelerator": a.accelerator,
-            "devices": _devices(a.devices), "progress": a.progress}
+            "devices": _devices(a.devices), "progress": a.progress, "schedule": a.schedule,
+            "warmup_epochs": a.warmup_epochs, "augment": a.augment, "mixup": a.mixup, "cutmix": a.cutmix,
+            "class_weight": a.class_weight, "sampler": a.sampler}
 
 
 def parse_options(values: list[str] | dict | None) -> dict:
@@ -86,9 +88,9 @@ def cmd_transfer(a: argparse.Namespace, console: Console) -> None:
     api.transfer(source=a.source, data=a.data, classes=a.classes, labels_per_class=a.labels_per_class,
                  strategy=a.strategy, out=a.out, freeze=a.freeze, probe_layer=a.probe_layer,
                  options=parse_options(a.options),
-                 image_size=a.image_size, weights=a.weights,
+                 image_size=a.image_size, weights=a.weights, class_map=a.class_map, head_init=a.head_init,
                  val_per_class=a.val_per_class, val_fraction=a.val_fraction, strict=a.strict,
-                 convert_channels=a.convert_channels, console=console, **_train_kwargs(a))
+                 convert_channels=a.convert_channels, cv=a.cv, console=console, **_train_kwargs(a))
 
 
 def cmd_evaluate(a: argparse.Namespace, console: Console) -> None:
@@ -124,6 +126,49 @@ def cmd_compare(a: argparse.Namespace, console: Console) -> None:
                 out=a.out, epochs=a.epochs, batch_size=a.batch_size, patience=a.patience, lr=a.lr,
                 val_per_class=a.val_per_class, image_size=a.image_size, test_per_class=a.test_per_class,
                 convert_channels=a.convert_channels, console=console)
+
+
+def seed_list(value: int | str | list) -> list[int]:
+    """``3`` / ``"3"`` → seeds ``[0, 1, 2]``; ``"0,3,7"`` or ``[0, 3, 7]`` → exactly those seeds."""
+    if isinstance(value, list | tuple):
+        return [int(v) for v in value]
+    text = str(value).strip()
+    try:
+        return [int(t) for t in text.split(",") if t.strip()] if "," in text else list(range(int(text)))
+    except ValueError:
+        raise ValueError(f"--seeds '{value}': expected a count N (seeds 0..N-1) or a list like 0,3,7") from None
+
+
+def cmd_curve(a: argparse.Namespace, console: Console) -> None:
+    _need(a.source, "--source")
+    strategies = a.strategy or ["scratch", "linear_probe", "finetune"]
+    if isinstance(strategies, str | dict):  # a single spec in --config
+        strategies = [strategies]
+    train_options = {"weight_decay": a.weight_decay, "optimizer": a.optimizer, "schedule": a.schedule,
+                     "warmup_epochs": a.warmup_epochs, "augment": a.augment, "mixup": a.mixup, "cutmix": a.cutmix,
+                     "class_weight": a.class_weight, "sampler": a.sampler, "accelerator": a.accelerator,
+                     "devices": _devices(a.devices)}
+    api.curve(a.source, a.data, a.classes, strategies=strategies, labels_per_class=a.labels_per_class,
+              seeds=seed_list(a.seeds), out=a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+              patience=a.patience, val_per_class=a.val_per_class, val_fraction=a.val_fraction,
+              image_size=a.image_size, test_per_class=a.test_per_class, convert_channels=a.convert_channels,
+              strict=a.strict, train_options=train_options, restart=a.restart, title=a.title or "", console=console)
+
+
+def cmd_lr_find(a: argparse.Namespace, console: Console) -> None:
+    _need(a.source, "--source")
+    api.lr_find(a.source, a.data, a.classes, labels_per_class=a.labels_per_class, strategy=a.strategy,
+                options=parse_options(a.options), out=a.out, batch_size=a.batch_size, optimizer=a.optimizer,
+                weight_decay=a.weight_decay, seed=a.seed, min_lr=a.min_lr, max_lr=a.max_lr, steps=a.steps,
+                val_per_class=a.val_per_class, image_size=a.image_size, convert_channels=a.convert_channels,
+                console=console)
+
+
+def cmd_merge(a: argparse.Namespace, console: Console) -> None:
+    _need(a.model, "MODEL (LoRA run or bundle directory)")
+    _need(a.out, "--out")
+    res = api.merge(a.model, a.out)
+    console.print(f"merged bundle: {res.run_dir}")
 
 
 def cmd_demo(a: argparse.Namespace, console: Console) -> None:

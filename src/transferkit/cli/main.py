@@ -23,6 +23,57 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
 
 
+class _SpecList(argparse.Action):
+    """A repeatable flag whose values *replace* a default (e.g. a list from ``--config``) instead of extending it,
+    so that flags given on the command line win over the file, as they do for every other option."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        current = getattr(namespace, self.dest, None)
+        items = [] if current is None or current is self.default else list(current)
+        setattr(namespace, self.dest, [*items, values])
+
+
+def _curve_parser(p: argparse.ArgumentParser) -> None:
+    from transferkit.config import AUGMENT_PRESETS, CLASS_WEIGHTS, OPTIMIZERS, SAMPLERS, SCHEDULES
+
+    p.add_argument("--source", required=False, help="run directory, bundle directory or pretrained backbone name")
+    _data_options(p)
+    p.add_argument("--strategy", action=_SpecList, default=None, metavar="SPEC",
+                   help="strategy variant [LABEL=]STRATEGY[:KEY=VALUE...], repeatable, e.g. finetune, "
+                        "l2sp=finetune:regularizer=l2sp:reg_alpha=0.01, finetune:bn=frozen "
+                        "(default: scratch, linear_probe, finetune)")
+    p.add_argument("--labels-per-class", default="1,5,10,50,100,all",
+                   help="labelled training images per class, 'all' = the whole training split (default %(default)s)")
+    p.add_argument("--seeds", default=3, help="N (seeds 0..N-1) or a list such as 0,3,7 (default 3)")
+    p.add_argument("--out", default="runs/curve",
+                   help="curve directory; rerunning with the same one resumes (default %(default)s)")
+    p.add_argument("--restart", action="store_true", help="delete the finished cells in --out and start over")
+    p.add_argument("--val-per-class", type=int, default=None,
+                   help="validation images per class from the training split (default: = labels per class)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="validation share for the 'all' budget")
+    p.add_argument("--image-size", type=int, default=None, help="input size for a pretrained backbone --source")
+    p.add_argument("--test-per-class", type=int, default=None,
+                   help="score on a fixed stratified test subset of this many images per class")
+    p.add_argument("--title", default="", help="title of the plot and report")
+    g = p.add_argument_group("training (every cell)")
+    g.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
+    g.add_argument("--batch-size", type=int, default=None, help="batch size (default: the strategy's own)")
+    g.add_argument("--lr", type=float, default=None, help="learning rate (default: the strategy's own)")
+    g.add_argument("--patience", type=int, default=10, help="early-stopping patience on the validation loss")
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS)
+    g.add_argument("--schedule", default="constant", choices=SCHEDULES, help="learning-rate schedule")
+    g.add_argument("--warmup-epochs", type=int, default=0, help="linear warm-up epochs before the schedule")
+    g.add_argument("--augment", default="none", choices=AUGMENT_PRESETS, help="augmentation preset (training only)")
+    g.add_argument("--mixup", type=float, default=0.0, help="Mixup Beta(α, α) parameter; 0 = off")
+    g.add_argument("--cutmix", type=float, default=0.0, help="CutMix Beta(α, α) parameter; 0 = off")
+    g.add_argument("--class-weight", default="none", choices=CLASS_WEIGHTS)
+    g.add_argument("--sampler", default="random", choices=SAMPLERS)
+    g.add_argument("--accelerator", default="cpu", help="passed to Lightning: cpu, gpu, auto, … (default cpu)")
+    g.add_argument("--devices", default=1, help="passed to Lightning (default 1)")
+
+
 def _train_options(p: argparse.ArgumentParser, epochs: int, batch_size: int | None, patience: int | None) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=epochs, help=f"maximum epochs (default {epochs})")
@@ -33,6 +84,17 @@ def _train_options(p: argparse.ArgumentParser, epochs: int, batch_size: int | No
     g.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
     g.add_argument("--patience", type=int, default=patience,
                    help="early-stopping patience in epochs on the validation loss (default %(default)s)")
+    g.add_argument("--schedule", default="constant", choices=["constant", "cosine", "onecycle"],
+                   help="learning-rate schedule (default constant)")
+    g.add_argument("--warmup-epochs", type=int, default=0, help="linear warm-up epochs before the schedule")
+    g.add_argument("--augment", default="none", choices=["none", "light", "standard", "strong"],
+                   help="augmentation preset for training batches only (default none)")
+    g.add_argument("--mixup", type=float, default=0.0, help="Mixup Beta(α, α) parameter; 0 = off")
+    g.add_argument("--cutmix", type=float, default=0.0, help="CutMix Beta(α, α) parameter; 0 = off")
+    g.add_argument("--class-weight", default="none", choices=["none", "balanced"],
+                   help="balanced: weight the loss by inverse class frequency")
+    g.add_argument("--sampler", default="random", choices=["random", "balanced"],
+                   help="balanced: draw every class equally often")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--accelerator", default="cpu", help="passed to Lightning: cpu, gpu, auto, … (default cpu)")
     g.add_argument("--devices", default=1, help="passed to Lightning (default 1)")
@@ -95,7 +157,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--image-size", type=int, default=None,
                    help="input size for a pretrained backbone --source (e.g. 96 to save CPU time)")
     p.add_argument("--weights", default=None, help="weights file for a timm:/torchvision: --source")
+    p.add_argument("--class-map", default=None, metavar="FILE",
+                   help="YAML/JSON 'target class: new name' file that renames or merges target classes")
+    p.add_argument("--no-head-init", dest="head_init", action="store_false",
+                   help="do not start head rows of classes shared with the source from the source head")
     p.add_argument("--out", default="runs/transfer", help="run directory to write")
+    p.add_argument("--cv", type=int, default=None, metavar="K",
+                   help="stratified K-fold cross-validation on the labelled training set instead of one run "
+                        "(per-fold and mean ± std scores; no test split, no bundle)")
     _train_options(p, epochs=30, batch_size=None, patience=10)
 
     p = add("evaluate", "evaluate a trained model on a dataset split")
@@ -129,6 +198,30 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--out", default="runs/compare")
 
+    _curve_parser(add("curve", "label-efficiency curves: accuracy vs labels per class per strategy (resumable)"))
+
+    p = add("lr-find", "learning-rate range test for a strategy on a target task (plot + suggested --lr)")
+    p.add_argument("--source", required=False, help="run directory, bundle directory or pretrained backbone name")
+    _data_options(p)
+    p.add_argument("--strategy", default="finetune")
+    p.add_argument("--option", dest="options", action="append", default=None, metavar="KEY=VALUE",
+                   help="strategy option, repeatable (as for transfer)")
+    p.add_argument("--labels-per-class", type=int, default=None)
+    p.add_argument("--val-per-class", type=int, default=None)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--min-lr", type=float, default=1e-6)
+    p.add_argument("--max-lr", type=float, default=1.0)
+    p.add_argument("--steps", type=int, default=100, help="training steps of the sweep (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/lr_find")
+
+    p = add("merge", "fold a LoRA bundle's adapters into the source weights: a plain, self-contained bundle")
+    p.add_argument("model", nargs="?", help="LoRA run directory or bundle directory")
+    p.add_argument("--out", default=None, help="bundle directory to write")
+
     p = add("demo", "the demo: Fashion-MNIST split task, scratch vs linear probe vs fine-tune over seeds")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--seeds", type=int, default=3)
@@ -142,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, subs = build_parser()
     try:
         args = parse_args(parser, subs, argv)
-        return getattr(commands, f"cmd_{args.command}")(args, console) or 0
+        return getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args, console) or 0
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]: earlier run directories and bundles were left intact")
         return 130

@@ -9,7 +9,8 @@ which keeps the data pipeline's cost near that of a hand-written loop over in-me
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from transferkit.data.balance import balanced_sampler
 from transferkit.data.base import ImageSet
 
 
@@ -77,6 +79,8 @@ class TensorBatches(Dataset):
     ``x`` is ``uint8`` images ``(N, C, H, W)`` (normalised with ``mean``/``std`` per batch) or already-float
     features ``(N, D)`` (``mean=None``: served as they are). ``y`` holds int64 labels or is ``None``.
     ``key`` names the content (``ImageSet.fingerprint()``) so that extracted features can be cached.
+    ``transform`` (set through :meth:`with_transform`, training data only) maps each fetched ``uint8`` batch
+    to an augmented one *before* normalisation.
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class TensorBatches(Dataset):
     ) -> None:
         self.x, self.y = x, y
         self.key = key  # content fingerprint of the source data (feature-cache key), when known
+        self.transform: Callable[[torch.Tensor], torch.Tensor] | None = None
         if mean is not None:
             c = x.shape[1]
             m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
@@ -102,8 +107,22 @@ class TensorBatches(Dataset):
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    def with_transform(self, transform: Callable[[torch.Tensor], torch.Tensor] | None) -> TensorBatches:
+        """A shallow copy (same tensors, no data copied) whose batches pass through ``transform`` first.
+
+        ``transform`` receives the raw batch ``(B, C, H, W)`` (``uint8`` images) and must return a new tensor
+        of the same shape and dtype without modifying its input (which may be a view of the dataset);
+        normalisation follows. ``self`` is left untouched, so validation and test data, or the same data
+        used elsewhere, are never augmented.
+        """
+        out = copy.copy(self)
+        out.transform = transform
+        return out
+
     def _fetch(self, idx) -> tuple[torch.Tensor, ...] | torch.Tensor:
         x = self.x[idx]
+        if self.transform is not None:
+            x = self.transform(x)
         if self._scale is not None:
             x = torch.addcmul(self._shift, x.float(), self._scale)
         return x if self.y is None else (x, self.y[idx])
@@ -114,8 +133,10 @@ class TensorBatches(Dataset):
 
     def __getitems__(self, indices: list[int]):
         idx = torch.as_tensor(indices)
-        # contiguous runs (no shuffling) are served as views, not gathers
-        if len(indices) and indices[-1] - indices[0] == len(indices) - 1:
+        # contiguous runs (no shuffling) are served as views, not gathers; the cheap end-points test comes
+        # first, the exact one only when it passes (shuffled or resampled batches may repeat indices)
+        n = len(indices)
+        if n and indices[-1] - indices[0] == n - 1 and list(indices) == list(range(indices[0], indices[0] + n)):
             idx = slice(indices[0], indices[-1] + 1)
         return self._fetch(idx)
 
@@ -124,8 +145,21 @@ def _keep_batch(batch):
     return batch
 
 
-def make_loader(data: TensorBatches, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
-    """A ``DataLoader`` over :class:`TensorBatches`: seeded shuffling, batches fetched by slicing."""
+def make_loader(data: TensorBatches, batch_size: int, shuffle: bool, seed: int = 0,
+                sampler: str = "random") -> DataLoader:
+    """A ``DataLoader`` over :class:`TensorBatches`: seeded shuffling, batches fetched by slicing.
+
+    ``sampler="balanced"`` draws examples with replacement so that every class is seen equally often
+    (:func:`~transferkit.data.balance.balanced_sampler`, seeded with ``seed``; the order is random whatever
+    ``shuffle`` says). Either way whole batches are fetched with one ``__getitems__`` call.
+    """
+    if sampler == "balanced":
+        if data.y is None:
+            raise ValueError("--sampler balanced needs labelled training data")
+        return DataLoader(data, batch_size=batch_size, sampler=balanced_sampler(data.y, seed),
+                          generator=torch.Generator().manual_seed(seed), collate_fn=_keep_batch, num_workers=0)
+    if sampler != "random":
+        raise ValueError(f"--sampler: unknown '{sampler}'; valid choices: random, balanced")
     gen = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
         data, batch_size=batch_size, shuffle=shuffle, generator=gen, collate_fn=_keep_batch, num_workers=0

@@ -12,7 +12,7 @@ import logging
 import signal
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,12 @@ from torch import nn
 
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
+from transferkit.data.augment import MixupCutmix, augmented, infer_num_classes, require_image_batches
+from transferkit.data.balance import class_weights
 from transferkit.data.prepare import TensorBatches, make_loader
 from transferkit.engine.module import LossTerm, TransferModule
-from transferkit.strategies.base import Strategy
+from transferkit.strategies.base import Phase, Strategy
+from transferkit.strategies.head_init import init_head_rows
 
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -70,6 +73,34 @@ class BestWeights(Callback):
             self.state = copy.deepcopy(pl_module.model.state_dict())
 
 
+class PhaseSwitch(Callback):
+    """Apply a plan's :class:`~transferkit.strategies.base.Phase` changes at the start of their epochs:
+    unfreeze parameters, let their modules train, scale the learning rates (gradual unfreezing, two-phase)."""
+
+    def __init__(self, phases: Sequence[Phase]) -> None:
+        self.phases = sorted(phases, key=lambda p: p.start_epoch)
+        self.applied: list[tuple[int, str]] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for phase in self.phases:
+            if phase.start_epoch != trainer.current_epoch:
+                continue
+            for p in phase.unfreeze:
+                p.requires_grad_(True)
+            released = {id(m) for m in phase.train_modules}
+            pl_module.eval_modules = [m for m in pl_module.eval_modules if id(m) not in released]
+            for m in phase.train_modules:
+                m.train()
+            if phase.lr_factor is not None:
+                pl_module.lr_factor = phase.lr_factor
+                for sc in trainer.lr_scheduler_configs:  # the new rates apply from this epoch's first step
+                    sched = sc.scheduler
+                    for group, base, fn in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas,
+                                               strict=True):
+                        group["lr"] = base * fn(sched.last_epoch)
+            self.applied.append((trainer.current_epoch, phase.name))
+
+
 def build_trainer(cfg: TrainConfig, run_dir: Path | None, callbacks: Sequence[Callback], has_val: bool) -> L.Trainer:
     """A ``lightning.Trainer`` configured from ``cfg`` (CPU by default; ``accelerator``/``devices`` passed through)."""
     cbs = list(callbacks)
@@ -97,6 +128,16 @@ def build_trainer(cfg: TrainConfig, run_dir: Path | None, callbacks: Sequence[Ca
     )
 
 
+def _batch_options(model: nn.Module, train: TensorBatches, cfg: TrainConfig) -> dict[str, Any]:
+    """``TransferModule``'s class weights and Mixup/CutMix from ``cfg``; refuses pixel-only options on features."""
+    require_image_batches(cfg, train)  # before any training: --augment/--cutmix need image batches
+    if cfg.class_weight == "none" and not (cfg.mixup > 0 or cfg.cutmix > 0):
+        return {}
+    n = infer_num_classes(model, train)
+    return {"class_weights": class_weights(train.y, n) if cfg.class_weight == "balanced" else None,
+            "mixer": MixupCutmix.from_config(cfg, n)}
+
+
 def fit(
     model: nn.Module,
     param_groups: Sequence[dict[str, Any]],
@@ -106,6 +147,7 @@ def fit(
     run_dir: Path | None = None,
     eval_modules: Sequence[nn.Module] = (),
     loss_terms: Sequence[LossTerm] = (),
+    phases: Sequence[Phase] = (),
 ) -> FitResult:
     """Train ``model`` in place; afterwards it holds the weights of the best validation epoch.
 
@@ -117,11 +159,12 @@ def fit(
     if cfg.batch_size is None or cfg.lr is None:
         raise ValueError("fit() needs a concrete batch_size and lr (Strategy.resolve fills in defaults)")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = TransferModule(model, param_groups, cfg, eval_modules, loss_terms)
+    module = TransferModule(model, param_groups, cfg, eval_modules, loss_terms, **_batch_options(model, train, cfg))
     has_val = val is not None and len(val) > 0
     best = BestWeights(cfg.monitor)
-    trainer = build_trainer(cfg, run_dir, [best], has_val)
-    train_loader = make_loader(train, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    trainer = build_trainer(cfg, run_dir, [best, PhaseSwitch(phases)], has_val)
+    train_loader = make_loader(augmented(train, cfg.augment), cfg.batch_size, shuffle=True, seed=cfg.seed,
+                               sampler=cfg.sampler)  # augmentation on training batches only
     val_loader = make_loader(val, max(cfg.batch_size, 256), shuffle=False) if has_val else None  # type: ignore
     start = time.perf_counter()
     try:
@@ -160,6 +203,7 @@ class TrainedModel:
     trainable_params: int = 0
     extra_time_s: float = 0.0  # time before the training loop (feature extraction)
     feature_cache: str | None = None
+    head_init: dict[str, Any] | None = None  # which head rows started from the source head's
 
     @property
     def total_time_s(self) -> float:
@@ -168,15 +212,25 @@ class TrainedModel:
 
 def train(
     strategy: Strategy, source: Backbone, num_classes: int, train_data: TensorBatches, val_data: TensorBatches | None,
-    cfg: TrainConfig, run_dir: Path | None = None,
+    cfg: TrainConfig, run_dir: Path | None = None, head_init: Mapping[int, int] | None = None,
+    class_names: tuple[list[str], list[str]] | None = None,
 ) -> TrainedModel:
     """Transfer ``source`` to a ``num_classes``-way task with ``strategy``: plan, fit, assemble.
 
     ``source`` is never modified. Early stopping and the kept weights follow the validation data only.
+    ``head_init`` (``{target class: source class}``, e.g. from
+    :func:`transferkit.data.class_map.match_classes`) starts those rows of the new head from the source
+    head's (strategies that build a new head on the source's features: finetune, linear_probe, lora);
+    ``class_names`` = ``(target classes, source classes)`` only label the report.
     """
     plan = strategy.plan(source, num_classes, train_data, val_data, cfg)
+    head_report = None
+    if head_init is not None and plan.head is not None:
+        tnames, snames = class_names or (None, None)
+        head_report = init_head_rows(plan.head, getattr(source, "head", None), head_init, snames, tnames)
     trainable = plan.trainable_params
     result = fit(plan.model, plan.param_groups, plan.train, plan.val, plan.cfg, run_dir, plan.eval_modules,
-                 plan.loss_terms)
+                 plan.loss_terms, plan.phases)
     model = plan.finalize() if plan.finalize is not None else plan.model
-    return TrainedModel(model, result, plan.strategy, plan.options, trainable, plan.extra_time_s, plan.feature_cache)
+    return TrainedModel(model, result, plan.strategy, plan.options, trainable, plan.extra_time_s, plan.feature_cache,
+                        head_report)

@@ -1,4 +1,5 @@
-"""Plots a person reads (matplotlib, headless): learning curves, confusion matrix, comparison with error bars."""
+"""Plots a person reads (matplotlib, headless): learning curves, confusion matrix, comparison with error bars,
+label-efficiency curves."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
 
 from transferkit import atomic  # noqa: E402
 
@@ -80,4 +81,49 @@ def plot_comparison(
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncols=min(len(series), 4))
     ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_curve(
+    xs: Sequence[float], tick_labels: Sequence[str], series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    path: Path, ylabel: str = "test accuracy", xlabel: str = "labelled training images per class",
+    title: str = "", chance: float | None = None,
+) -> Path:
+    """Label-efficiency curves: one line per ``series[name] = (means, stds)`` over ``xs`` on a log x axis,
+    ±1 std error bars, ticks at exactly ``xs`` named ``tick_labels`` (so "all" can sit at the right end);
+    ``chance`` draws the chance level as a dashed line. NaN means (missing cells) leave a gap."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for name, (means, stds) in series.items():
+        ax.errorbar(xs, means, yerr=stds, marker="o", ms=4, capsize=3, lw=1.5, label=name)
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
+    ax.set_xscale("log")
+    ax.set_xticks(list(xs), list(tick_labels))
+    ax.xaxis.set_minor_locator(NullLocator())
+    if len(xs) > 1:
+        lo, hi = min(xs), max(xs)
+        ax.set_xlim(lo / 1.3, hi * 1.3)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_lr_find(lrs: Sequence[float], losses: Sequence[float], suggestion: float | None, path: Path,
+                 title: str = "") -> Path:
+    """Training loss against learning rate (log scale) from a range test, with the suggested rate marked."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot(lrs, losses, "-", lw=1.5)
+    if suggestion is not None and lrs:
+        i = int(np.argmin(np.abs(np.log(np.asarray(lrs)) - np.log(suggestion))))
+        ax.plot([lrs[i]], [losses[i]], "o", color="tab:red", label=f"suggestion {suggestion:.2g}")
+        ax.legend()
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss (smoothed)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
     return _save(fig, path)

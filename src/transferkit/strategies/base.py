@@ -25,6 +25,22 @@ from transferkit.data.prepare import TensorBatches
 
 
 @dataclass
+class Phase:
+    """A change of what trains, applied by the engine at the start of epoch ``start_epoch`` (0-based).
+
+    ``unfreeze`` parameters get ``requires_grad=True`` (they are already in an optimiser group, idle until
+    then: optimisers skip parameters without gradients, so neither the update nor weight decay touches
+    them); ``train_modules`` leave eval mode; ``lr_factor`` scales every group's learning rate from then on.
+    """
+
+    start_epoch: int
+    name: str
+    unfreeze: list[nn.Parameter] = field(default_factory=list)
+    train_modules: list[nn.Module] = field(default_factory=list)
+    lr_factor: float | None = None
+
+
+@dataclass
 class TrainingPlan:
     """What a strategy asks the engine to train, and how to turn the result into the target model.
 
@@ -44,6 +60,8 @@ class TrainingPlan:
         Modules kept in eval mode while training (frozen BatchNorm statistics).
     loss_terms:
         Extra loss terms ``term(model, x, y, logits) -> scalar`` (regularisers).
+    phases:
+        Scheduled changes of what trains (gradual unfreezing, two-phase fine-tuning), in epoch order.
     """
 
     model: nn.Module
@@ -58,6 +76,8 @@ class TrainingPlan:
     loss_terms: list[Callable[..., torch.Tensor]] = field(default_factory=list)
     extra_time_s: float = 0.0  # time spent before training (feature extraction)
     feature_cache: str | None = None  # "hit" / "miss" for strategies that read cached features
+    phases: list[Phase] = field(default_factory=list)
+    head: nn.Module | None = None  # the new classifier (its rows can be initialised from the source head)
 
     @property
     def trainable_params(self) -> int:

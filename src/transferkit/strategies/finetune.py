@@ -11,6 +11,12 @@ Options beyond ``freeze`` (every default leaves plain fine-tuning exactly as it 
   (BatchNorm in eval mode with the source's statistics, affine frozen; :func:`freeze_batchnorm`).
 * ``lr_decay`` / ``group_lrs`` — discriminative learning rates (:func:`param_group_lrs`): the head at the
   strategy's learning rate, each earlier group × ``lr_decay``; ``group_lrs`` sets named groups explicitly.
+* ``preset="two_phase"`` — the Keras guide's and fastai's ``fine_tune`` recipe: only the head trains for
+  ``head_epochs`` epochs (default 3; fastai uses 1), then every (not otherwise frozen) group trains with the
+  learning rates × ``phase2_lr`` (default 0.1; the Keras guide drops 1e-3 → 1e-5, fastai halves it).
+* ``unfreeze_every=N`` — gradual unfreezing (Howard & Ruder, 2018, "Universal Language Model Fine-tuning",
+  ULMFiT): the head trains alone, then every ``N`` epochs one more group, from the top down, joins it.
+  Groups frozen by ``freeze``/``freeze_pattern`` never unfreeze. Still-frozen groups run in eval mode.
 * ``regularizer`` — ``l2sp``, ``delta`` or ``bss`` (:mod:`transferkit.regularizers`), with ``reg_alpha``
   (L2-SP/DELTA α, BSS η), ``reg_beta`` (L2-SP/DELTA β on the head), ``reg_k`` (BSS k), ``reg_layers`` and
   ``reg_attention`` (DELTA). L2-SP and DELTA replace weight decay, as in their papers: the optimiser groups
@@ -22,19 +28,21 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches
 from transferkit.regularizers import Regularizer, get_regularizer, list_regularizers
 from transferkit.regularizers.base import regularizer_class
-from transferkit.strategies.base import Strategy, TrainingPlan, register_strategy
+from transferkit.strategies.base import Phase, Strategy, TrainingPlan, register_strategy
 from transferkit.strategies.freezing import freeze_batchnorm, freeze_groups, freeze_matching, split_patterns
 from transferkit.strategies.lr_groups import param_group_lrs, parse_group_lrs
 
 __all__ = ["BN_POLICIES", "Finetune", "freeze_groups"]
 
 BN_POLICIES = ("train", "frozen")
+PRESETS = ("none", "two_phase")
 REG_OPTIONS = ("reg_alpha", "reg_beta", "reg_k", "reg_layers", "reg_attention")
 ATTENTION_SAMPLE = 128  # training examples DELTA's channel attention is measured on (once, before training)
 
@@ -64,6 +72,7 @@ class Finetune(Strategy):
     kind = "parameter transfer"
     default_lr = 1e-3
     option_defaults = {"freeze": 0, "freeze_pattern": None, "bn": "train", "lr_decay": None, "group_lrs": None,
+                       "preset": "none", "head_epochs": None, "phase2_lr": None, "unfreeze_every": None,
                        "regularizer": None, **dict.fromkeys(REG_OPTIONS)}
 
     def __init__(self, **options: Any) -> None:
@@ -80,7 +89,30 @@ class Finetune(Strategy):
                              f"the rate), got {decay!r}")
         if o["group_lrs"] is not None:
             o["group_lrs"] = parse_group_lrs(o["group_lrs"], "finetune: group_lrs")
+        self._check_schedule()
         self._check_regularizer()
+
+    def _check_schedule(self) -> None:
+        o = self.options
+        if o["preset"] not in PRESETS:
+            raise ValueError(f"finetune: preset='{o['preset']}' is unknown; valid choices: {', '.join(PRESETS)}")
+        for key in ("head_epochs", "unfreeze_every"):
+            v = o[key]
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"finetune: {key} must be a whole number of epochs ≥ 1, got {v!r}")
+        v = o["phase2_lr"]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
+            raise ValueError(f"finetune: phase2_lr is a factor on the learning rates and must be > 0, got {v!r}")
+        two = o["preset"] == "two_phase"
+        wrong = [k for k in ("head_epochs", "phase2_lr") if o[k] is not None and not two]
+        if wrong:
+            raise ValueError(f"finetune: {', '.join(wrong)} applies to preset=two_phase only")
+        if two and o["unfreeze_every"] is not None:
+            raise ValueError("finetune: preset=two_phase and unfreeze_every are two different unfreezing "
+                             "schedules; choose one")
+        if two:
+            o["head_epochs"] = o["head_epochs"] or 3
+            o["phase2_lr"] = o["phase2_lr"] or 0.1
 
     def _check_regularizer(self) -> None:
         o, choices = self.options, ", ".join(list_regularizers())
@@ -100,6 +132,45 @@ class Finetune(Strategy):
             self.build_regularizer()
         except ValueError as e:
             raise ValueError(f"finetune: {', '.join(given)}: {e}") from None
+
+    def _phases(self, model: Backbone, cfg: TrainConfig) -> tuple[list[Phase], list[nn.Module]]:
+        """Hold back the groups that unfreeze later (``preset=two_phase``, ``unfreeze_every``); return the
+        phases that release them and the held modules (in eval mode until released).
+
+        Call after the permanent freezing: groups already frozen are never released.
+        """
+        o = self.options
+        if o["preset"] != "two_phase" and o["unfreeze_every"] is None:
+            return [], []
+        held = [g for g in model.param_groups() if g.name != "head" and any(p.requires_grad for p in g.params)]
+        if not held:
+            raise ValueError(f"finetune: {'preset=two_phase' if o['preset'] == 'two_phase' else 'unfreeze_every'} "
+                             "has nothing to unfreeze: every group but the head is frozen (freeze/freeze_pattern)")
+        released = [(g, [p for p in g.params if p.requires_grad]) for g in held]
+        for _, params in released:
+            for p in params:
+                p.requires_grad_(False)
+        bn_fixed = set()
+        if o["bn"] == "frozen":
+            bn_fixed = {id(m) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+
+        def trainable_modules(g) -> list[nn.Module]:  # noqa: ANN001
+            return [m for top in g.modules for m in top.modules() if id(m) not in bn_fixed]
+
+        if o["preset"] == "two_phase":
+            if o["head_epochs"] >= cfg.epochs:
+                raise ValueError(f"finetune: head_epochs={o['head_epochs']} leaves no epoch for the second phase "
+                                 f"(epochs={cfg.epochs}); use fewer head epochs or more epochs")
+            phases = [Phase(o["head_epochs"], "all groups", [p for _, ps in released for p in ps],
+                            [m for g, _ in released for m in trainable_modules(g)], float(o["phase2_lr"]))]
+        else:
+            n = int(o["unfreeze_every"])
+            if n >= cfg.epochs:
+                raise ValueError(f"finetune: unfreeze_every={n} unfreezes nothing within epochs={cfg.epochs}")
+            phases = [Phase(n * (i + 1), f"+{g.name}", ps, trainable_modules(g))
+                      for i, (g, ps) in enumerate(reversed(released)) if n * (i + 1) < cfg.epochs]
+        held_modules = [m for g, _ in released for m in g.modules]
+        return phases, held_modules
 
     def build_regularizer(self) -> Regularizer | None:
         """The configured regulariser, not yet attached (``None`` without ``regularizer``)."""
@@ -130,7 +201,9 @@ class Finetune(Strategy):
             groups = [{"params": params, "lr": cfg.lr, "name": "trainable"}]
         else:
             groups = param_group_lrs(model, cfg.lr, o["lr_decay"], o["group_lrs"])
-        plan = TrainingPlan(model, groups, train, val, cfg, self.name, self.recorded_options(), eval_modules=frozen)
+        phases, held = self._phases(model, cfg)
+        plan = TrainingPlan(model, groups, train, val, cfg, self.name, self.recorded_options(),
+                            eval_modules=frozen + held, phases=phases, head=model.head)
         reg = self.build_regularizer()
         if reg is not None:
             data = training_sample(train, ATTENTION_SAMPLE, cfg.seed) if reg.needs_data else None

@@ -47,6 +47,12 @@ class LinearProbe(Strategy):
     def plan(self, source: Backbone, num_classes: int, train: TensorBatches, val: TensorBatches | None,
              cfg: TrainConfig) -> TrainingPlan:
         cfg = self.resolve(cfg)
+        pixel = ([f"--augment {cfg.augment}"] if cfg.augment != "none" else []) + (
+            [f"--cutmix {cfg.cutmix:g}"] if cfg.cutmix > 0 else [])
+        if pixel:  # checked before the (slow) feature extraction; the engine checks again for any strategy
+            raise ValueError(f"{' and '.join(pixel)}: augmentation needs image batches, but linear_probe trains "
+                             "a head on cached features — use finetune (or scratch), or turn it off "
+                             "(--mixup works on features)")
         model = self.copy_source(source)
         stages = list(source.stages)
         layer = self.options["layer"] or source.default_probe_layer or (stages[-1] if stages else None)
@@ -71,5 +77,5 @@ class LinearProbe(Strategy):
             head, [{"params": list(head.parameters()), "lr": cfg.lr, "name": "head"}],
             TensorBatches(f_train, train.y), TensorBatches(f_val, val.y) if f_val is not None else None, cfg,
             self.name, {**self.options, "layer": layer}, finalize=attach_head, extra_time_s=extract_s,
-            feature_cache="hit" if hit_train and hit_val else "miss",
+            feature_cache="hit" if hit_train and hit_val else "miss", head=head,
         )

@@ -1,0 +1,220 @@
+"""``transfer --cv K``: stratified K-fold cross-validation of one transfer recipe on the labelled training set.
+
+With few labels a single train/test split says little: one lucky split can move accuracy by several points.
+Cross-validation estimates how well a recipe (source, strategy, options, training settings) transfers, with
+a spread, from the labelled examples alone:
+
+* the pool is the target task's *training* split — or, with ``labels_per_class=k``, the ``k`` labelled images
+  per class drawn from it (:func:`~transferkit.data.splits.k_per_class`, the labelled budget);
+* ``StratifiedKFold(K, shuffle=True, random_state=seed)`` splits the pool; each fold's held-out part is that
+  fold's evaluation set;
+* each fold's validation set (early stopping, kept epoch) is carved, stratified, from that fold's *training*
+  part — never from its held-out part — with at least one image per class where the class has two or more;
+* the **test split is not used at all**, and **no bundle is written**: the K models each saw only part of the
+  pool, and none of them is "the" model. Run ``transfer`` without ``--cv`` to train the model you keep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from sklearn.model_selection import StratifiedKFold
+
+from transferkit import atomic
+from transferkit.api.compare import best_val_accuracy
+from transferkit.api.runs import RunResult, check_channels, load_source, load_task, set_threads, write_json, write_yaml
+from transferkit.api.train import score
+from transferkit.backbones.base import Backbone
+from transferkit.config import TrainConfig
+from transferkit.data.class_map import apply_class_map, match_classes
+from transferkit.data.prepare import to_batches
+from transferkit.data.splits import k_per_class
+from transferkit.engine.trainer import train
+from transferkit.report.markdown import comparison_report
+from transferkit.report.metrics import classification_metrics, mean_std
+from transferkit.report.plots import plot_comparison, plot_confusion
+from transferkit.report.tables import comparison_table
+from transferkit.strategies.base import Strategy
+
+
+@dataclasses.dataclass
+class Fold:
+    """One fold, as indices into the pool: ``train`` fits, ``val`` early-stops, ``eval`` is held out and scored."""
+
+    train: np.ndarray
+    val: np.ndarray
+    eval: np.ndarray
+
+
+def check_fold_count(k: Any) -> None:
+    """Raise a ``ValueError`` naming ``--cv`` unless ``k`` is an integer ≥ 2 (checked before any data is read)."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
+        raise ValueError(f"--cv {k}: cross-validation needs at least 2 folds (an integer, --cv ≥ 2)")
+
+
+def check_cv(k: Any, labels: np.ndarray, classes: list[str]) -> None:
+    """Raise a ``ValueError`` naming ``--cv`` unless ``2 ≤ k ≤`` the smallest class count of ``labels``."""
+    check_fold_count(k)
+    counts = np.bincount(labels, minlength=len(classes))
+    small = int(np.argmin(counts))
+    if k > counts[small]:
+        limit = (f"use --cv between 2 and {counts[small]}" if counts[small] >= 2
+                 else "every class needs at least 2 labelled images")
+        raise ValueError(f"--cv {k}: more folds than images in the smallest class of the labelled training set "
+                         f"(class '{classes[small]}' has {counts[small]}); {limit}")
+
+
+def cv_folds(labels: np.ndarray, k: int, seed: int, val_fraction: float = 0.1,
+             val_per_class: int | None = None) -> list[Fold]:
+    """Stratified K-fold split of ``labels`` (the pool), each fold's training part split again into train and
+    validation: ``val_per_class`` images per class, or a stratified ``val_fraction`` of it with at least one
+    image per class wherever the class has two or more (every class keeps at least one training image)."""
+    labels = np.asarray(labels)
+    if val_per_class is None and not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"--val-fraction must lie strictly between 0 and 1, got {val_fraction}")
+    if val_per_class is not None and val_per_class < 0:
+        raise ValueError(f"--val-per-class must be ≥ 0, got {val_per_class}")
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    folds = []
+    for i, (fit_idx, eval_idx) in enumerate(skf.split(np.zeros(len(labels)), labels)):
+        rng = np.random.default_rng([seed, i])
+        train, val = [], []
+        for c in np.unique(labels[fit_idx]):
+            pool = rng.permutation(fit_idx[labels[fit_idx] == c])
+            if val_per_class is not None:
+                n_val = val_per_class
+                if n_val > len(pool) - 1:
+                    raise ValueError(f"--val-per-class {val_per_class}: fold {i + 1} of --cv {k} has only "
+                                     f"{len(pool)} training images of class {c}; at most {len(pool) - 1} can be "
+                                     "held out for validation (use fewer, or fewer folds)")
+            else:
+                n_val = min(max(1, int(round(len(pool) * val_fraction))), len(pool) - 1)
+            val.append(pool[:n_val])
+            train.append(pool[n_val:])
+        folds.append(Fold(np.sort(np.concatenate(train)), np.sort(np.concatenate(val)), np.sort(eval_idx)))
+    return folds
+
+
+def cross_validate(
+    source: str | Path | Backbone, data: str, classes: str | list[int] | None, cv: int, strategy: Strategy,
+    cfg: TrainConfig, labels_per_class: int | None = None, val_per_class: int | None = None,
+    val_fraction: float = 0.1, out: str | Path = "runs/transfer-cv", strict: bool = False,
+    convert_channels: bool = False, config: dict[str, Any] | None = None, console: Console | None = None,
+    image_size: int | None = None, weights: str | Path | None = None, class_map: dict[str, str] | None = None,
+    head_init: bool = False,
+) -> RunResult:
+    """K-fold cross-validation of ``strategy`` from ``source`` on ``data``'s labelled training set (see the
+    module docstring); what ``transfer(cv=K)`` runs. Every check (``K``, budget, validation sizes) happens
+    before the source is loaded or anything trains. ``val_per_class``/``val_fraction`` size each fold's
+    validation set, carved from that fold's training part (not extra images beyond the labelled budget, as
+    without ``cv``). ``class_map`` and ``head_init`` act as in ``transfer``.
+
+    Writes ``out/`` atomically: ``config.yaml``, ``metrics.json`` (per fold, mean ± std, pooled out-of-fold
+    metrics), ``folds.json`` (the fold indices into the training split), ``folds.png``,
+    ``confusion_matrix.png`` (out-of-fold predictions) and ``report.md``. No bundle, no test-split score.
+    """
+    console = console or Console()
+    start = time.perf_counter()
+    check_fold_count(cv)
+    set_threads()
+    full = load_task(data, "train", classes, strict)
+    if class_map:
+        full = apply_class_map(full, class_map)
+    pool_idx = (k_per_class(full, labels_per_class, cfg.seed) if labels_per_class is not None
+                else np.arange(len(full)))
+    pool = full.subset(pool_idx, f"{full.name}[{labels_per_class or 'all'}/class]")
+    check_cv(cv, pool.labels, full.classes)
+    folds = cv_folds(pool.labels, cv, cfg.seed, val_fraction, val_per_class)
+    model, meta = load_source(source, image_size, weights)
+    check_channels(full, model, convert_channels, f"--data {data}")
+    source_classes = list(meta.get("classes") or [])
+    mapping = match_classes(full.classes, source_classes) if head_init and source_classes else None
+    spec = model.input_spec
+    fold_cfg = dataclasses.replace(cfg, checkpoints=False)
+
+    records: list[dict[str, Any]] = []
+    trained = None
+    for i, fold in enumerate(folds):
+        console.print(f"fold {i + 1}/{cv}: {len(fold.train)} train, {len(fold.val)} validation, "
+                      f"{len(fold.eval)} held out")
+        train_b = to_batches(pool.subset(fold.train), spec)
+        val_b = to_batches(pool.subset(fold.val), spec)
+        eval_b = to_batches(pool.subset(fold.eval), spec)
+        trained = train(strategy, model, full.num_classes, train_b, val_b if len(val_b) else None, fold_cfg, None,
+                        head_init=mapping, class_names=(full.classes, source_classes))
+        m = score(trained.model, eval_b, full.classes)
+        records.append({
+            "fold": i + 1, "n_train": len(fold.train), "n_val": len(fold.val), "n_eval": len(fold.eval),
+            "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "loss": m["loss"],
+            "val_accuracy": best_val_accuracy(trained), "best_epoch": trained.fit.best_epoch,
+            "epochs_run": trained.fit.epochs_run, "train_time_s": trained.total_time_s,
+            "confusion_matrix": m["confusion_matrix"],
+        })
+    assert trained is not None
+    # every pool image is held out exactly once, so the summed confusion matrices are the out-of-fold predictions
+    pooled_cm = np.sum([np.asarray(r["confusion_matrix"]) for r in records], axis=0)
+    true_pooled = np.repeat(np.arange(full.num_classes), pooled_cm.sum(1))
+    pred_pooled = np.concatenate([np.repeat(np.arange(full.num_classes), row) for row in pooled_cm])
+    pooled = classification_metrics(true_pooled, pred_pooled, full.classes)
+    acc_mean, acc_std = mean_std([r["accuracy"] for r in records])
+    f1_mean, f1_std = mean_std([r["macro_f1"] for r in records])
+    wall = time.perf_counter() - start
+    metrics = {
+        "task": "transfer", "mode": "cross-validation", "split": f"{cv}-fold cross-validation", "cv": cv,
+        "accuracy": acc_mean, "accuracy_std": acc_std, "macro_f1": f1_mean, "macro_f1_std": f1_std,
+        "accuracy_mean": acc_mean, "macro_f1_mean": f1_mean,
+        "folds": records, "out_of_fold": pooled, "strategy": trained.strategy, "options": trained.options,
+        "seed": cfg.seed, "labels_per_class": labels_per_class, "n_pool": len(pool),
+        "test_split_used": False, "bundle": None, "total_time_s": wall,
+    }
+    chance = 1.0 / full.num_classes
+    columns = ["fold", "train", "validation", "held out", "accuracy", "macro-F1", "best epoch"]
+    rows = [[str(r["fold"]), str(r["n_train"]), str(r["n_val"]), str(r["n_eval"]), f"{r['accuracy']:.3f}",
+             f"{r['macro_f1']:.3f}", str(r["best_epoch"] + 1)] for r in records]
+    rows.append(["mean ± std", "", "", str(len(pool)), f"{acc_mean:.3f} ± {acc_std:.3f}",
+                 f"{f1_mean:.3f} ± {f1_std:.3f}", ""])
+    val_note = (f"{val_per_class} images per class" if val_per_class is not None
+                else f"a stratified {val_fraction:.0%} (at least one per class)")
+    budget = (f"{labels_per_class} labelled images per class drawn from the training split (seed {cfg.seed})"
+              if labels_per_class is not None else "the whole training split")
+    intro = [
+        f"Source: `{meta.get('source')}`. Target: `{data}` classes {classes or 'all'} ({', '.join(full.classes)}). "
+        f"Strategy `{trained.strategy}` {trained.options or ''}. Pool: {budget}, {len(pool)} images, split by "
+        f"stratified {cv}-fold cross-validation (shuffled, seed {cfg.seed}). Each fold trains on the other folds "
+        "minus a stratified validation part (early stopping and the kept epoch) and is scored once on its "
+        f"held-out fold. Validation: {val_note} of each fold's training part. Mean ± sample std over folds."
+    ]
+    notes = [
+        "The test split was not used at all: every number here comes from held-out folds of the training set.",
+        f"Pooled out-of-fold accuracy {pooled['accuracy']:.3f}, macro-F1 {pooled['macro_f1']:.3f} "
+        f"(each pool image predicted once, by the model that did not train on it); chance {chance:.3f}.",
+        "No bundle was written: the K fold models each saw only part of the pool. Rerun transfer without --cv "
+        "to train the model you keep (and score it once on the test split).",
+    ]
+    index = {"index_space": "positions in the target task's training split (after --classes)",
+             "pool": pool_idx.tolist(),
+             "folds": [{"train": pool_idx[f.train].tolist(), "val": pool_idx[f.val].tolist(),
+                        "eval": pool_idx[f.eval].tolist()} for f in folds]}
+    out = Path(out)
+    with atomic.staged_dir(out) as tmp:
+        write_yaml(tmp / "config.yaml", config or {"command": "transfer", "cv": cv})
+        write_json(tmp / "metrics.json", metrics)
+        write_json(tmp / "folds.json", index)
+        plot_comparison([f"fold {r['fold']}" for r in records] + ["mean"],
+                        {"accuracy": ([r["accuracy"] for r in records] + [acc_mean], [0.0] * cv + [acc_std]),
+                         "macro-F1": ([r["macro_f1"] for r in records] + [f1_mean], [0.0] * cv + [f1_std])},
+                        tmp / "folds.png", ylabel="held-out fold score", title=f"{cv}-fold cross-validation",
+                        chance=chance)
+        plot_confusion(pooled["confusion_matrix"], full.classes, tmp / "confusion_matrix.png",
+                       f"out-of-fold predictions, accuracy {pooled['accuracy']:.3f}")
+        comparison_report(tmp / "report.md", f"transferkit transfer: {cv}-fold cross-validation", intro, columns,
+                          rows, ["folds.png", "confusion_matrix.png"], notes)
+    console.print(comparison_table(columns, rows, title=f"transfer --cv {cv} → {out}"))
+    for line in notes:
+        console.print(f"  • {line}")
+    return RunResult(out, metrics, None, {"classes": full.classes, "folds": index["folds"]})

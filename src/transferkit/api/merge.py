@@ -1,0 +1,27 @@
+"""``merge``: fold a LoRA bundle's adapters into its source weights, giving a plain self-contained bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transferkit.api.runs import RunResult
+from transferkit.bundle import BundleError, load_bundle, resolve_bundle, save_bundle
+from transferkit.strategies.lora import merge_lora
+
+
+def merge(bundle: str | Path, out: str | Path) -> RunResult:
+    """Load the LoRA bundle (or run directory) ``bundle`` on its source, merge ``W + (alpha/r)·B·A`` into every
+    adapted layer and write a plain bundle at ``out`` (atomically). Its predictions equal the adapter model's
+    up to float rounding; it no longer needs the source to load."""
+    path = resolve_bundle(bundle)
+    model, meta = load_bundle(path)
+    if not meta.get("adapter"):
+        raise BundleError(f"{path}: not a LoRA bundle (no adapters to merge); it is already self-contained")
+    adapter = meta["adapter"]
+    merge_lora(model)
+    keep = {k: v for k, v in meta.items() if k not in ("adapter", "architecture", "num_classes", "input_spec",
+                                                       "versions", "format_version")}
+    keep["lineage"] = {**(meta.get("lineage") or {}), "merged_from": str(path),
+                       "adapter": {k: v for k, v in adapter.items() if k != "targets"}}
+    out = save_bundle(model, keep, out)
+    return RunResult(Path(out), dict(meta.get("metrics") or {}), model, keep)

@@ -1,0 +1,185 @@
+"""Data augmentation for training batches: ``transforms.v2`` presets, and Mixup/CutMix.
+
+Presets (``--augment``), applied to the ``uint8`` images of the **training** batches only, before
+normalisation (:meth:`TensorBatches.with_transform`), each image with its own random draw:
+
+* ``none`` — no augmentation.
+* ``light`` — random horizontal flip and a small random translation (pad by 1/8 of the side with reflection,
+  random crop back: the classic CIFAR "pad and crop").
+* ``standard`` — random horizontal flip, ``RandomResizedCrop(scale=(0.6, 1))`` (Szegedy et al., 2015,
+  "Going Deeper with Convolutions") and a rotation of at most ±10°.
+* ``strong`` — ``standard`` plus RandAugment (two random operations at magnitude 9; Cubuk et al., 2020,
+  "RandAugment: Practical automated data augmentation with a reduced search space"), colour jitter
+  (brightness, contrast, saturation; 3-channel data only) and RandomErasing (p = 0.25; Zhong et al., 2020,
+  "Random Erasing Data Augmentation"). :func:`augmentation` also accepts ``policy="trivial"`` for
+  TrivialAugmentWide (Müller & Hutter, 2021, "TrivialAugment: Tuning-free Yet State-of-the-Art Data
+  Augmentation"), parameter-free but with wider ranges (rotations up to 135°), too strong for small images.
+
+Horizontal flips assume mirror-symmetric classes (true for clothing and natural images, not for digits or
+text: use ``--augment none`` there, or a custom transform through ``with_transform``).
+
+Mixup (Zhang et al., 2018, "mixup: Beyond Empirical Risk Minimization") blends two examples and their
+labels with λ ~ Beta(α, α); CutMix (Yun et al., 2019, "CutMix: Regularization Strategy to Train Strong
+Classifiers with Localizable Features") pastes a box of one image into another and mixes the labels by
+area. :class:`MixupCutmix` applies them to a whole batch (pairs are the batch and itself rolled by one, as
+in torchvision; the loader already shuffles) and returns soft targets. With both on, each batch uses one of
+the two, chosen with probability 1/2 (as timm's ``Mixup`` does).
+
+All randomness comes from torch's global generator, so :func:`lightning.seed_everything` makes a run
+reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torchvision.transforms import v2
+
+from transferkit.config import TrainConfig
+from transferkit.data.prepare import TensorBatches
+
+AUGMENT_PRESETS = ("none", "light", "standard", "strong")
+RANDAUGMENT_OPS, RANDAUGMENT_MAGNITUDE = 2, 9  # the ImageNet setting of Cubuk et al. (2020)
+
+
+class PerSample:
+    """Apply a ``transforms.v2`` transform to each image of a batch separately.
+
+    A v2 transform called on a batch tensor draws its random parameters once for the whole batch (every
+    image flipped, or none); looping over the images gives each its own draw. At the batch sizes and image
+    sizes of this toolkit the loop costs far less than the forward and backward pass it feeds.
+    """
+
+    def __init__(self, transform: Callable[[torch.Tensor], torch.Tensor], name: str = "custom") -> None:
+        self.transform, self.name = transform, name
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if batch.ndim != 4:
+            raise ValueError(f"augmentation expects an image batch (B, C, H, W), got shape {tuple(batch.shape)}")
+        if batch.shape[0] == 0:
+            return batch.clone()
+        return torch.stack([self.transform(img) for img in batch])
+
+    def __repr__(self) -> str:
+        return f"PerSample({self.name}: {self.transform})"
+
+
+def augmentation(preset: str, channels: int, size: tuple[int, int], policy: str = "randaugment") -> PerSample | None:
+    """The ``preset`` pipeline for ``uint8`` images with ``channels`` channels of ``size`` (H, W).
+
+    Returns a callable that maps a batch ``(B, C, H, W)`` to an augmented batch of the same shape and dtype
+    (``None`` for ``"none"``). ``policy`` picks the automatic policy of ``strong``: ``"randaugment"``
+    (default) or ``"trivial"`` (TrivialAugmentWide).
+    """
+    if preset not in AUGMENT_PRESETS:
+        raise ValueError(f"--augment: unknown '{preset}'; valid choices: {', '.join(AUGMENT_PRESETS)}")
+    if policy not in ("randaugment", "trivial"):
+        raise ValueError(f"unknown augmentation policy '{policy}'; valid choices: randaugment, trivial")
+    if preset == "none":
+        return None
+    h, w = int(size[0]), int(size[1])
+    flip = v2.RandomHorizontalFlip()
+    if preset == "light":
+        pad = max(1, round(min(h, w) / 8))
+        return PerSample(v2.Compose([flip, v2.RandomCrop((h, w), padding=pad, padding_mode="reflect")]), preset)
+    ops: list[nn.Module] = [flip, v2.RandomResizedCrop((h, w), scale=(0.6, 1.0), antialias=True),
+                            v2.RandomRotation(10)]
+    if preset == "strong":
+        ops.append(v2.RandAugment(RANDAUGMENT_OPS, RANDAUGMENT_MAGNITUDE) if policy == "randaugment"
+                   else v2.TrivialAugmentWide())
+        if channels == 3:
+            ops.append(v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3))
+        ops.append(v2.RandomErasing(p=0.25, scale=(0.02, 0.2), value=0))
+    return PerSample(v2.Compose(ops), preset)
+
+
+def require_image_batches(cfg: TrainConfig, data: TensorBatches) -> None:
+    """Refuse ``--augment``/``--cutmix`` when the training data are features ``(N, D)``, not images.
+
+    Both act on pixels; a strategy that trains on extracted features (``linear_probe`` trains a head on cached
+    features) cannot use them. Mixup mixes feature vectors just as well and is allowed. Called before training
+    starts, so a run fails at once rather than after its first epoch.
+    """
+    if data.x.ndim == 4:
+        return
+    bad = ([f"--augment {cfg.augment}"] if cfg.augment != "none" else []) + (
+        [f"--cutmix {cfg.cutmix:g}"] if cfg.cutmix > 0 else [])
+    if bad:
+        shape = "×".join(str(s) for s in data.x.shape[1:]) or "scalar"
+        fix = " and ".join(("--augment none" if b.startswith("--augment") else "--cutmix 0") for b in bad)
+        raise ValueError(
+            f"{' and '.join(bad)}: augmentation needs image batches, but this strategy trains on {shape} "
+            f"feature vectors (linear_probe trains a head on cached features, not images) — use finetune "
+            f"(or scratch), which trains on images, or {fix} (--mixup works on features)"
+        )
+
+
+def augmented(data: TensorBatches, preset: str, policy: str = "randaugment") -> TensorBatches:
+    """``data`` with the ``preset`` augmentation on its batches (``data`` itself for ``"none"``).
+
+    Returns a copy (see :meth:`TensorBatches.with_transform`): the original — and any validation or test
+    data — stays unaugmented.
+    """
+    if preset == "none":
+        return data
+    if data.x.ndim != 4:
+        raise ValueError(f"--augment {preset}: augmentation needs image batches (N, C, H, W), got data of shape "
+                         f"{tuple(data.x.shape)}")
+    return data.with_transform(augmentation(preset, data.x.shape[1], tuple(data.x.shape[-2:]), policy))
+
+
+class MixupCutmix:
+    """Turn a batch ``(x, y)`` with integer labels into ``(mixed x, soft targets (B, num_classes))``.
+
+    ``mixup``/``cutmix`` are the Beta(α, α) parameters (0 = off; at least one must be on). Uses
+    ``torchvision.transforms.v2.MixUp``/``CutMix``; each call picks one of them at random when both are on.
+    Works on whichever device ``x`` lives. Feature batches ``(B, D)`` can be mixed with Mixup (CutMix needs
+    images and raises). The soft targets sum to 1 per row.
+    """
+
+    def __init__(self, num_classes: int, mixup: float = 0.0, cutmix: float = 0.0) -> None:
+        if num_classes < 1:
+            raise ValueError(f"Mixup/CutMix need the number of classes, got {num_classes}")
+        if mixup < 0 or cutmix < 0 or not (mixup > 0 or cutmix > 0):
+            raise ValueError(f"need mixup > 0 or cutmix > 0 (both ≥ 0), got mixup={mixup}, cutmix={cutmix}")
+        self.num_classes, self.mixup, self.cutmix = num_classes, mixup, cutmix
+        parts = ([v2.MixUp(alpha=mixup, num_classes=num_classes)] if mixup > 0 else []) + (
+            [v2.CutMix(alpha=cutmix, num_classes=num_classes)] if cutmix > 0 else [])
+        self.transform = parts[0] if len(parts) == 1 else v2.RandomChoice(parts)
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig, num_classes: int) -> MixupCutmix | None:
+        """The mixer ``cfg`` asks for (``--mixup``/``--cutmix``), or ``None`` when both are off."""
+        return cls(num_classes, cfg.mixup, cfg.cutmix) if cfg.mixup > 0 or cfg.cutmix > 0 else None
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.ndim == 2:  # feature vectors: Mixup only, as (B, D, 1, 1) "images"
+            if self.cutmix > 0:
+                raise ValueError("--cutmix needs image batches (B, C, H, W), got feature vectors (B, D)")
+            xm, t = self.transform(x[:, :, None, None], y)
+            return xm.flatten(1), t
+        return self.transform(x, y)
+
+    def __repr__(self) -> str:
+        return f"MixupCutmix(num_classes={self.num_classes}, mixup={self.mixup}, cutmix={self.cutmix})"
+
+
+def infer_num_classes(model: nn.Module, data: TensorBatches) -> int:
+    """How many logits ``model`` produces: its ``num_classes`` (a :class:`Backbone`), ``out_features`` (a bare
+    linear head), or else one training example through the model (in eval mode, no gradient, modes restored)."""
+    n = getattr(model, "num_classes", None)
+    if isinstance(n, int) and n > 0:
+        return n
+    if isinstance(model, nn.Linear):
+        return model.out_features
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            x = data.__getitems__([0])
+            return int(model(x[0] if isinstance(x, tuple) else x).shape[-1])
+    finally:
+        for m, training in modes.items():
+            m.train(training)
