@@ -76,7 +76,7 @@ def run_curve(part: str, seeds: int) -> None:
                  and c["labels_per_class"] == r["labels_per_class"]]
         params = cells[0].get("trainable_params", "") if cells else ""
         print(f"| {r['strategy']} | {r['labels_per_class'] or 'all'} | {r['accuracy_mean']:.3f} ± "
-              f"{r['accuracy_std']:.3f} | {r['total_time_s_mean']:.1f} ± {r['total_time_s_std']:.1f} | {params:,} |")
+              f"{r['accuracy_std']:.3f} | {r['wall_time_s_mean']:.1f} ± {r['wall_time_s_std']:.1f} | {params:,} |")
     for line in res.metrics["findings"]:
         print(f"- {line}")
 

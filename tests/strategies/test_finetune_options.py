@@ -144,3 +144,5 @@ def test_training_with_a_regularizer_runs_and_leaves_source_untouched(source, da
     assert all(torch.equal(v, before[k]) for k, v in source.state_dict().items())
     assert not out.model.head._forward_pre_hooks and not any(s._forward_hooks for s in out.model.stages.values())
     assert out.model(data.x[:2]).shape == (2, 3)
+    reg = [row["reg_loss"] for row in out.fit.history]  # the regulariser's share of the loss is logged
+    assert reg and all(0 <= r < row["train_loss"] for r, row in zip(reg, out.fit.history, strict=True))

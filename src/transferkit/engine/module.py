@@ -71,7 +71,7 @@ class TransferModule(L.LightningModule):
         self.register_buffer("class_weights", None if class_weights is None else class_weights.float(),
                              persistent=False)
         self.history: list[dict[str, float]] = []
-        self._sums = torch.zeros(3)  # loss·n, correct, n
+        self._sums = torch.zeros(4)  # loss·n, correct, n, extra-terms·n
         self._val = torch.zeros(3)
         self._val_row: dict[str, float] = {}
 
@@ -91,24 +91,29 @@ class TransferModule(L.LightningModule):
             x, target = self.mixer(x, y)  # soft targets (B, C)
         logits = self.model(x)
         loss = F.cross_entropy(logits, target, weight=self.class_weights)
+        extra = torch.zeros((), device=loss.device)
         for term in self.loss_terms:
-            loss = loss + term(self.model, x, y, logits)
+            extra = extra + term(self.model, x, y, logits)
+        loss = loss + extra
         # accumulate epoch statistics ourselves: one log call per epoch keeps the framework's overhead low
         with torch.no_grad():
             n = y.shape[0]
             hard = target.argmax(1) if target.ndim == 2 else y
             self._sums += torch.stack([loss.detach().float().cpu() * n,
-                                       (logits.argmax(1) == hard).sum().float().cpu(), torch.tensor(float(n))])
+                                       (logits.argmax(1) == hard).sum().float().cpu(), torch.tensor(float(n)),
+                                       extra.detach().float().cpu() * n])
         return loss
 
     def on_train_epoch_end(self) -> None:
-        loss_n, correct, n = self._sums.tolist()
+        loss_n, correct, n, extra_n = self._sums.tolist()
         row = {"epoch": float(self.current_epoch), "train_loss": loss_n / max(n, 1), "train_acc": correct / max(n, 1)}
+        if self.loss_terms:  # the regulariser's share of train_loss, so its coefficient can be judged
+            row["reg_loss"] = extra_n / max(n, 1)
         if self._trainer is not None and self.trainer.optimizers:  # the head's (largest) rate at the epoch's end
             row["lr"] = max(float(g["lr"]) for g in self.trainer.optimizers[0].param_groups)
         row.update(self._val_row)
         self.history.append(row)
-        self.log_dict({"train_loss": row["train_loss"], "train_acc": row["train_acc"]}, on_epoch=True)
+        self.log_dict({k: row[k] for k in ("train_loss", "train_acc", "reg_loss", "lr") if k in row}, on_epoch=True)
 
     # -- validation --------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:

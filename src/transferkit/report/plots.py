@@ -107,7 +107,10 @@ def plot_curve(
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if len(series) > 5:  # many variants: the legend goes beside the axes, not over the lines
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.legend(fontsize=8)
     ax.set_title(title)
     return _save(fig, path)
 

@@ -50,8 +50,9 @@ class LinearProbe(Strategy):
         pixel = ([f"--augment {cfg.augment}"] if cfg.augment != "none" else []) + (
             [f"--cutmix {cfg.cutmix:g}"] if cfg.cutmix > 0 else [])
         if pixel:  # checked before the (slow) feature extraction; the engine checks again for any strategy
+            fix = " and ".join("--augment none" if p.startswith("--augment") else "--cutmix 0" for p in pixel)
             raise ValueError(f"{' and '.join(pixel)}: augmentation needs image batches, but linear_probe trains "
-                             "a head on cached features — use finetune (or scratch), or turn it off "
+                             f"a head on cached features — use finetune (or scratch), or {fix} "
                              "(--mixup works on features)")
         model = self.copy_source(source)
         stages = list(source.stages)
