@@ -79,6 +79,30 @@ def run_curve(part: str, seeds: int) -> None:
               f"{r['accuracy_std']:.3f} | {r['wall_time_s_mean']:.1f} ± {r['wall_time_s_std']:.1f} | {params:,} |")
     for line in res.metrics["findings"]:
         print(f"- {line}")
+    print("\nAgainst plain fine-tuning (the issue's goal: an advanced variant better by more than one std at "
+          "≤ 10 labels/class):")
+    for line in against_finetune(res.metrics["summary"]):
+        print(f"- {line}")
+
+
+ADVANCED = ("two_phase", "discriminative_lr", "gradual_unfreeze", "l2sp", "delta", "bss", "lora")
+
+
+def against_finetune(summary: list[dict]) -> list[str]:
+    """Each advanced variant's mean test accuracy minus plain fine-tuning's, per budget, with the verdict
+    'better/worse by more than one std' (the larger of the two stds) or 'within one std'."""
+    lines = []
+    for k in sorted({r["labels_per_class"] for r in summary}):
+        base = next(r for r in summary if r["strategy"] == "finetune" and r["labels_per_class"] == k)
+        for r in summary:
+            if r["strategy"] not in ADVANCED or r["labels_per_class"] != k:
+                continue
+            diff, spread = r["accuracy_mean"] - base["accuracy_mean"], max(r["accuracy_std"], base["accuracy_std"])
+            verdict = ("better by more than one std" if diff > spread else
+                       "worse by more than one std" if -diff > spread else "within one std")
+            lines.append(f"{k}/class {r['strategy']}: {r['accuracy_mean']:.3f} vs {base['accuracy_mean']:.3f} "
+                         f"(Δ {diff:+.3f}, std ≤ {spread:.3f}) — {verdict}")
+    return lines
 
 
 def _size(path: Path) -> int:
