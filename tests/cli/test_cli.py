@@ -168,7 +168,12 @@ def test_real_ctrl_c_during_training_leaves_previous_run_intact(tmp_path):
         pytest.fail("training never started")
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=60)
+    try:
+        output, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # say what the process was doing instead of a bare timeout
+        proc.kill()
+        output, _ = proc.communicate()
+        pytest.fail(f"still running 120 s after SIGINT; its output:\n{output[-3000:]}")
     assert proc.returncode == 130, output
     assert "interrupted" in output
     assert (out / "metrics.json").read_text() == before
