@@ -156,7 +156,10 @@ def test_real_ctrl_c_during_training_leaves_previous_run_intact(tmp_path):
     before = (out / "metrics.json").read_text()
     long_run = cmd[:]
     long_run[long_run.index("2")] = "500"
-    proc = subprocess.Popen(long_run, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # a shell that starts the test run in the background (`make test &`) makes SIGINT ignored, and an ignored
+    # signal stays ignored across exec: give the child the default disposition, as a terminal would
+    proc = subprocess.Popen(long_run, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until training writes into its staging directory
         partial = [p for p in tmp_path.iterdir() if p.name.startswith(".src.partial-")]
