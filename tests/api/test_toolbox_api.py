@@ -38,6 +38,8 @@ def test_class_map_renames_and_merges_target_classes(source, tmp_path):
     _, meta = tk.load_bundle(run.run_dir)
     assert meta["classes"] == ["0", "odd"] and meta["lineage"]["class_map"] == {"7": "0", "8": "odd", "9": "odd"}
     assert run.metrics["head_init"]["matched"] == {"0": "0"} and not run.metrics["head_init"]["applied"]
+    again = tk.evaluate(run.run_dir, data="digits", classes="7,8,9", split="test")  # the same map is applied
+    assert again["accuracy"] == pytest.approx(run.metrics["accuracy"]) and again["n"] == run.metrics["n"]
     with pytest.raises(ValueError, match="'5' is not a class"):
         tk.transfer(source=source.run_dir, data="digits", classes="7,8", class_map={"5": "x"}, out=tmp_path / "n",
                     progress=False)

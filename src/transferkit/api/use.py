@@ -25,6 +25,7 @@ from transferkit.api.runs import (
 from transferkit.api.train import score
 from transferkit.backbones.features import predict_logits
 from transferkit.data.base import ImageSet
+from transferkit.data.class_map import apply_class_map
 from transferkit.data.images import list_image_files, load_image_file
 from transferkit.data.prepare import TensorBatches, prepare_images
 from transferkit.report.plots import plot_confusion
@@ -40,7 +41,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Metrics of a trained model (run dir or bundle) on ``split`` of ``data`` restricted to ``classes``.
 
-    The data's classes must match the model's (number, and names where both have them). With ``out``,
+    The data's classes must match the model's (number, and names where both have them); a model trained with a
+    class map (``transfer(class_map=...)``) gets the data mapped the same way. With ``out``,
     ``config.yaml``, ``metrics.json`` and ``confusion_matrix.png`` are written there.
     """
     config = {"command": "evaluate", **{k: str(v) if isinstance(v, Path) else v for k, v in locals().items()
@@ -48,6 +50,9 @@ def evaluate(
     set_threads()
     net, meta = load_source(model)
     ds = load_task(data, split, classes, strict)
+    cmap = (meta.get("lineage") or {}).get("class_map")
+    if cmap and ds.classes != list(meta.get("classes") or []):  # trained with --class-map: map the data the same way
+        ds = apply_class_map(ds, cmap, f"the class map {model} was trained with")
     check_classes(ds, meta, f"evaluate {model}")
     check_channels(ds, net, convert_channels, f"--data {data}")
     spec = net.input_spec
