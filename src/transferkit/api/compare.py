@@ -19,34 +19,29 @@ from rich.progress import Progress
 from transferkit import atomic
 from transferkit.api.runs import (
     RunResult,
+    best_val_accuracy,
     check_channels,
     load_source,
     load_task,
+    make_strategy,
+    score,
     set_threads,
     write_json,
     write_yaml,
 )
-from transferkit.api.train import make_strategy, score
 from transferkit.api.variants import parse_variants
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import k_per_class, labelled_budget_split
-from transferkit.engine.trainer import TrainedModel, train
+from transferkit.engine.trainer import train
 from transferkit.report.markdown import comparison_report
 from transferkit.report.metrics import mean_std
 from transferkit.report.plots import plot_comparison
 from transferkit.report.tables import comparison_table
 
 BASELINE = "scratch"
-
-
-def best_val_accuracy(trained: TrainedModel) -> float:
-    """Validation accuracy of the kept (best-epoch) weights, as the engine measured it: no second pass."""
-    epoch = trained.fit.best_epoch
-    return trained.fit.history[epoch].get("val_acc", float("nan")) if 0 <= epoch < len(trained.fit.history) \
-        else float("nan")
 
 
 @contextlib.contextmanager

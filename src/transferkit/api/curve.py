@@ -29,17 +29,19 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
-from transferkit.api.compare import BASELINE, _quiet_cache_log, best_val_accuracy, findings
+from transferkit.api.compare import BASELINE, _quiet_cache_log, findings
 from transferkit.api.runs import (
     RunResult,
+    best_val_accuracy,
     check_channels,
     load_source,
     load_task,
+    make_strategy,
+    score,
     set_threads,
     write_json,
     write_yaml,
 )
-from transferkit.api.train import make_strategy, score
 from transferkit.api.variants import Variant, parse_variants
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig

@@ -26,9 +26,17 @@ from rich.console import Console
 from sklearn.model_selection import StratifiedKFold
 
 from transferkit import atomic
-from transferkit.api.compare import best_val_accuracy
-from transferkit.api.runs import RunResult, check_channels, load_source, load_task, set_threads, write_json, write_yaml
-from transferkit.api.train import score
+from transferkit.api.runs import (
+    RunResult,
+    best_val_accuracy,
+    check_channels,
+    load_source,
+    load_task,
+    score,
+    set_threads,
+    write_json,
+    write_yaml,
+)
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.data.class_map import apply_class_map, match_classes

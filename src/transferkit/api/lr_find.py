@@ -8,8 +8,16 @@ from typing import Any
 from rich.console import Console
 
 from transferkit import atomic
-from transferkit.api.runs import RunResult, check_channels, load_source, load_task, set_threads, write_json, write_yaml
-from transferkit.api.train import make_strategy
+from transferkit.api.runs import (
+    RunResult,
+    check_channels,
+    load_source,
+    load_task,
+    make_strategy,
+    set_threads,
+    write_json,
+    write_yaml,
+)
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import to_batches

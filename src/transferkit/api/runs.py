@@ -1,4 +1,5 @@
-"""Shared pieces of the high-level jobs: run results, loading a source, fitting data to a model."""
+"""Shared pieces of the high-level jobs: run results, loading a source, fitting data to a model, building a
+strategy from options, scoring a model."""
 
 from __future__ import annotations
 
@@ -9,16 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import yaml
 
 from transferkit import atomic
 from transferkit.backbones.base import Backbone
+from transferkit.backbones.features import predict_logits
 from transferkit.backbones.imagenet import imagenet_classes
 from transferkit.backbones.registry import create_backbone, is_backbone_name
 from transferkit.bundle import BundleError, load_bundle, resolve_bundle
 from transferkit.data.base import ImageSet
+from transferkit.data.prepare import TensorBatches
 from transferkit.data.registry import get_dataset
 from transferkit.data.splits import parse_classes, select_classes
+from transferkit.engine.trainer import TrainedModel
+from transferkit.report.metrics import classification_metrics
+from transferkit.strategies.base import Strategy, get_strategy, resolve_strategy_name
 
 
 @dataclass
@@ -119,3 +126,35 @@ def _plain(obj: Any) -> Any:
     if hasattr(obj, "item") and callable(obj.item):
         return obj.item()
     return obj
+
+
+def score(model: Backbone, data: TensorBatches, classes: list[str]) -> dict[str, Any]:
+    """Classification metrics of ``model`` on ``data``, plus the mean cross-entropy as ``loss``."""
+    logits = predict_logits(model, data)
+    metrics = classification_metrics(data.y.numpy(), logits.argmax(1).numpy(), classes)
+    metrics["loss"] = float(F.cross_entropy(logits, data.y)) if len(data) else float("nan")
+    return metrics
+
+
+def make_strategy(strategy: str, freeze: int | None = None, layer: str | None = None,
+                  options: dict[str, Any] | None = None) -> Strategy:
+    """The strategy with only the options that apply to it (``freeze`` for finetune, ``layer`` for the probe,
+    plus any of its own ``options``, e.g. ``{"regularizer": "l2sp"}``); a wrong option lists the valid ones."""
+    name = resolve_strategy_name(strategy)
+    options = dict(options or {})
+    if freeze is not None:
+        if name != "finetune":
+            raise ValueError(f"--freeze applies to the finetune strategy only, not '{strategy}'")
+        options["freeze"] = freeze
+    if layer is not None:
+        if name != "linear_probe":
+            raise ValueError(f"--probe-layer applies to the linear_probe strategy only, not '{strategy}'")
+        options["layer"] = layer
+    return get_strategy(name, **options)
+
+
+def best_val_accuracy(trained: TrainedModel) -> float:
+    """Validation accuracy of the kept (best-epoch) weights, as the engine measured it: no second pass."""
+    epoch = trained.fit.best_epoch
+    return trained.fit.history[epoch].get("val_acc", float("nan")) if 0 <= epoch < len(trained.fit.history) \
+        else float("nan")

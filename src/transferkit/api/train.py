@@ -12,61 +12,34 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch.nn.functional as F
 from rich.console import Console
 
 from transferkit import atomic
+from transferkit.api.cv import cross_validate
 from transferkit.api.runs import (
     RunResult,
     check_channels,
     load_source,
     load_task,
+    make_strategy,
+    score,
     set_threads,
     write_json,
     write_yaml,
 )
 from transferkit.backbones.base import Backbone
-from transferkit.backbones.features import predict_logits
 from transferkit.backbones.registry import backbone_info, create_backbone
 from transferkit.bundle import save_bundle
 from transferkit.config import TrainConfig
 from transferkit.data.class_map import apply_class_map, load_class_map, match_classes
-from transferkit.data.prepare import TensorBatches, to_batches
+from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import labelled_budget_split, parse_classes
 from transferkit.engine.trainer import TrainedModel, train
 from transferkit.report.markdown import run_report
-from transferkit.report.metrics import classification_metrics
 from transferkit.report.plots import plot_confusion, plot_learning_curves
 from transferkit.report.tables import metrics_table
 from transferkit.strategies.base import Strategy, get_strategy
-
-
-def score(model: Backbone, data: TensorBatches, classes: list[str]) -> dict[str, Any]:
-    """Classification metrics of ``model`` on ``data``, plus the mean cross-entropy as ``loss``."""
-    logits = predict_logits(model, data)
-    metrics = classification_metrics(data.y.numpy(), logits.argmax(1).numpy(), classes)
-    metrics["loss"] = float(F.cross_entropy(logits, data.y)) if len(data) else float("nan")
-    return metrics
-
-
-def make_strategy(strategy: str, freeze: int | None = None, layer: str | None = None,
-                  options: dict[str, Any] | None = None) -> Strategy:
-    """The strategy with only the options that apply to it (``freeze`` for finetune, ``layer`` for the probe,
-    plus any of its own ``options``, e.g. ``{"regularizer": "l2sp"}``); a wrong option lists the valid ones."""
-    from transferkit.strategies.base import resolve_strategy_name
-
-    name = resolve_strategy_name(strategy)
-    options = dict(options or {})
-    if freeze is not None:
-        if name != "finetune":
-            raise ValueError(f"--freeze applies to the finetune strategy only, not '{strategy}'")
-        options["freeze"] = freeze
-    if layer is not None:
-        if name != "linear_probe":
-            raise ValueError(f"--probe-layer applies to the linear_probe strategy only, not '{strategy}'")
-        options["layer"] = layer
-    return get_strategy(name, **options)
 
 
 def write_run(
@@ -251,8 +224,6 @@ def transfer(
     cmap = (load_class_map(class_map) if isinstance(class_map, (str, Path)) else dict(class_map)) \
         if class_map else None
     if cv is not None:  # K-fold cross-validation on the labelled training set: no test split, no bundle
-        from transferkit.api.cv import cross_validate
-
         return cross_validate(source, data, classes, cv, strat, cfg, labels_per_class, val_per_class, val_fraction,
                               out, strict, convert_channels, config, console, image_size, weights, cmap, head_init)
     source_model, source_meta = load_source(source, image_size, weights)

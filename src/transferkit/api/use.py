@@ -18,11 +18,11 @@ from transferkit.api.runs import (
     check_classes,
     load_source,
     load_task,
+    score,
     set_threads,
     write_json,
     write_yaml,
 )
-from transferkit.api.train import score
 from transferkit.backbones.features import predict_logits
 from transferkit.data.base import ImageSet
 from transferkit.data.class_map import apply_class_map

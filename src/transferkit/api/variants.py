@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from transferkit.api.train import make_strategy
+from transferkit.api.runs import make_strategy
 
 
 class Variant(NamedTuple):
