@@ -199,3 +199,15 @@ def test_interrupted_curve_keeps_finished_cells_and_settings_are_checked_on_resu
     assert len(calls) == 2 and res.metrics["reused"] == 0
     assert len(list((out / "cells").glob("*.json"))) == 2 and res.metrics["cells_outside_grid"] == 0
     assert all(c["epochs_run"] <= 2 for c in res.metrics["cells"])
+
+
+def test_head_init_is_opt_in_recorded_per_cell_and_part_of_the_settings(source, tmp_path):
+    kw = dict(strategies=("finetune",), labels_per_class=(2,), seeds=(0,), out=tmp_path / "c", data="digits",
+              classes="3-5", epochs=1)
+    off = curve(source.run_dir, **kw)
+    assert off.metrics["cells"][0]["head_init"] is None
+    with pytest.raises(ValueError, match="--head-init"):  # another setting: resuming would mix cells
+        curve(source.run_dir, head_init=True, **kw)
+    on = curve(source.run_dir, head_init=True, restart=True, **kw)
+    assert on.metrics["cells"][0]["head_init"]["matched"] == {"3": "3", "4": "4"}
+    assert on.metrics["cells"][0]["head_init"]["applied"]

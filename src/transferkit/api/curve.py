@@ -45,6 +45,7 @@ from transferkit.api.runs import (
 from transferkit.api.variants import Variant, parse_variants
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
+from transferkit.data.class_map import match_classes
 from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import k_per_class, labelled_budget_split
@@ -69,6 +70,7 @@ _SETTING_NAMES = {
     "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "patience": "--patience",
     "val_per_class": "--val-per-class", "val_fraction": "--val-fraction", "image_size": "--image-size",
     "train_options": "training options (--schedule, --augment, …)", "format": "curve file format",
+    "head_init": "--head-init",
 }
 _METRICS = ("accuracy", "macro_f1", "val_accuracy", "train_time_s", "wall_time_s")
 
@@ -233,7 +235,7 @@ def curve(
     batch_size: int | None = None, lr: float | None = None, patience: int | None = 10,
     val_per_class: int | None = None, val_fraction: float = 0.1, image_size: int | None = None,
     test_per_class: int | None = None, convert_channels: bool = False, strict: bool = False,
-    train_options: dict[str, Any] | None = None, restart: bool = False, title: str = "",
+    train_options: dict[str, Any] | None = None, restart: bool = False, title: str = "", head_init: bool = False,
     console: Console | None = None,
 ) -> RunResult:
     """Label-efficiency curve of every strategy variant on one source → target task; resumable.
@@ -242,6 +244,9 @@ def curve(
     mappings, see :func:`transferkit.api.variants.parse_variant`); ``labels_per_class`` the budgets, ``None``
     or ``"all"`` meaning the whole training split minus a stratified ``val_fraction``; ``train_options`` further
     :class:`~transferkit.config.TrainConfig` fields for every cell (``schedule``, ``augment``, ``mixup``, …).
+    ``head_init=True`` starts the head rows of classes shared (by name) with the source from the source head, as
+    ``transfer`` does by default; it is off here so that a curve compares the strategies alone (each cell records
+    what was matched).
 
     Writes ``out/cells/*.json`` (one per finished cell, at once), ``out/curve.json`` (the settings a resume
     must match), and at the end ``metrics.json`` (cells, mean ± std summary, findings), ``curve.png``,
@@ -264,7 +269,7 @@ def curve(
               "seeds": seed_list, "out": str(out), "epochs": epochs, "batch_size": batch_size, "lr": lr,
               "patience": patience, "val_per_class": val_per_class, "val_fraction": val_fraction,
               "image_size": image_size, "test_per_class": test_per_class, "convert_channels": convert_channels,
-              "strict": strict, "title": title, **topts}
+              "strict": strict, "title": title, "head_init": head_init, **topts}
     built = {v.label: make_strategy(v.strategy, options=v.options) for v in variants}
     set_threads()
     model, meta = load_source(source, image_size)
@@ -291,7 +296,10 @@ def curve(
         "val_per_class": val_per_class, "val_fraction": val_fraction, "image_size": image_size,
         "train_options": {k: topts[k] for k in sorted(topts)  # an option at its default is the same setting
                           if k not in _UNCHECKED_OPTIONS and topts[k] != defaults[k]},
+        **({"head_init": True} if head_init else {}),  # absent when off: curves from before the option still match
     }, default=str))
+    source_classes = list(meta.get("classes") or [])
+    mapping = match_classes(full.classes, source_classes) if head_init and source_classes else None
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     out = Path(out)
     if restart:
@@ -331,7 +339,8 @@ def curve(
                     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
                                       progress=False, checkpoints=False, **topts)
                     t0 = time.perf_counter()
-                    trained = train(built[v.label], model, full.num_classes, train_b, val_b, cfg, None)
+                    trained = train(built[v.label], model, full.num_classes, train_b, val_b, cfg, None,
+                                    head_init=mapping, class_names=(full.classes, source_classes))
                     test_m = score(trained.model, test_b, full.classes)
                     cell = {
                         "strategy": v.label, "strategy_name": v.strategy, "options": v.options,
@@ -341,7 +350,7 @@ def curve(
                         "epochs_run": trained.fit.epochs_run, "best_epoch": trained.fit.best_epoch,
                         "trainable_params": trained.trainable_params, "n_train": len(train_set),
                         "n_val": len(val_set), "n_test": len(test_set), "num_classes": full.num_classes,
-                        "feature_cache": trained.feature_cache, "settings": digest,
+                        "feature_cache": trained.feature_cache, "head_init": trained.head_init, "settings": digest,
                         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                     }
                     write_json(cells_dir / cell_filename(v.label, k, seed), cell)  # atomic: whole or absent

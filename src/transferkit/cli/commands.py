@@ -152,7 +152,8 @@ def cmd_curve(a: argparse.Namespace, console: Console) -> None:
               seeds=seed_list(a.seeds), out=a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
               patience=a.patience, val_per_class=a.val_per_class, val_fraction=a.val_fraction,
               image_size=a.image_size, test_per_class=a.test_per_class, convert_channels=a.convert_channels,
-              strict=a.strict, train_options=train_options, restart=a.restart, title=a.title or "", console=console)
+              strict=a.strict, train_options=train_options, restart=a.restart, title=a.title or "",
+              head_init=a.head_init, console=console)
 
 
 def cmd_lr_find(a: argparse.Namespace, console: Console) -> None:

@@ -49,6 +49,8 @@ def _curve_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/curve",
                    help="curve directory; rerunning with the same one resumes (default %(default)s)")
     p.add_argument("--restart", action="store_true", help="delete the finished cells in --out and start over")
+    p.add_argument("--head-init", action="store_true",
+                   help="start head rows of classes shared with the source from the source head (as transfer does)")
     p.add_argument("--val-per-class", type=int, default=None,
                    help="validation images per class from the training split (default: = labels per class)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation share for the 'all' budget")
