@@ -49,7 +49,7 @@ def cmd_datasets(a: argparse.Namespace, console: Console) -> None:
     for col in ("name", "splits", "description"):
         table.add_column(col)
     for info in list_datasets():
-        table.add_row(info.name + (":PATH" if info.takes_argument else ""), ",".join(info.splits), info.description)
+        table.add_row(info.usage, ",".join(info.splits), info.description)
     console.print(table)
 
 

@@ -6,6 +6,7 @@ into the tensors a backbone expects.
 """
 
 from transferkit.data import images as _images  # noqa: F401  (registers the built-in datasets)
+from transferkit.data import shifted as _shifted  # noqa: F401  (domain-shifted Fashion-MNIST)
 from transferkit.data.base import ImageSet
 from transferkit.data.download import DatasetNotFoundError, data_root
 from transferkit.data.prepare import TensorBatches, make_loader, prepare_images, to_batches

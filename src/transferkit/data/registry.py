@@ -24,6 +24,11 @@ class DatasetInfo:
     takes_argument: bool
     modality: str = "image"
     splits_of: Callable[[str], tuple[str, ...]] | None = None  # splits of "name:ARG", decided by ARG
+    arg_name: str = "PATH"  # what the ARG of "name:ARG" is, as listings and messages show it
+
+    @property
+    def usage(self) -> str:
+        return self.name + (f":{self.arg_name}" if self.takes_argument else "")
 
 
 _REGISTRY: dict[str, tuple[DatasetInfo, Loader]] = {}
@@ -37,6 +42,7 @@ def register_dataset(
     takes_argument: bool = False,
     modality: str = "image",
     splits_of: Callable[[str], tuple[str, ...]] | None = None,
+    arg_name: str = "PATH",
 ) -> Callable[[Loader], Loader]:
     """Register ``loader(split, arg, strict) -> ImageSet`` under ``name``.
 
@@ -46,7 +52,8 @@ def register_dataset(
     def wrap(loader: Loader) -> Loader:
         if name in _REGISTRY:
             raise ValueError(f"dataset '{name}' is already registered")
-        _REGISTRY[name] = (DatasetInfo(name, description, splits, takes_argument, modality, splits_of), loader)
+        info = DatasetInfo(name, description, splits, takes_argument, modality, splits_of, arg_name)
+        _REGISTRY[name] = (info, loader)
         return loader
 
     return wrap
@@ -61,11 +68,11 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     """Split ``"name:ARG"`` into ``("name", "ARG")``; an unknown name lists the valid ones."""
     name, sep, arg = spec.partition(":")
     if name not in _REGISTRY:
-        valid = ", ".join(i.name + (":PATH" if i.takes_argument else "") for i in list_datasets())
+        valid = ", ".join(i.usage for i in list_datasets())
         raise ValueError(f"unknown dataset '{spec}'; valid datasets: {valid}")
     info = _REGISTRY[name][0]
     if info.takes_argument and not arg:
-        raise ValueError(f"dataset '{name}' needs an argument: '{name}:PATH'")
+        raise ValueError(f"dataset '{name}' needs an argument: '{info.usage}'")
     if not info.takes_argument and sep:
         raise ValueError(f"dataset '{name}' takes no argument (got '{spec}')")
     return name, (arg or None)
