@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from transferkit.adapt import mmd2, plot_embedding, proxy_a_distance
+from transferkit.adapt import mmd2, proxy_a_distance
+from transferkit.report.plots import plot_embedding
 
 
 def blobs(shift, n=300, d=8, seed=0):

@@ -7,14 +7,14 @@
 * :func:`mmd2` — the unbiased squared maximum mean discrepancy (Gretton et al., 2012, "A Kernel Two-Sample
   Test") with a sum of Gaussian kernels whose bandwidths are multiples of the median pairwise distance (the
   multi-kernel form of DAN, Long et al., 2015).
-* :func:`plot_embedding` — a 2-D t-SNE (van der Maaten & Hinton, 2008; scikit-learn) of both domains,
-  coloured by domain and by class.
+
+The 2-D t-SNE picture of both domains is :func:`transferkit.report.plots.plot_embedding` (reports sit above the
+methods, so the drawing lives there).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -82,37 +82,3 @@ def mmd2(source: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
     term_s = (kss.sum() - kss.diagonal().sum()) / (m * (m - 1))
     term_t = (ktt.sum() - ktt.diagonal().sum()) / (n * (n - 1))
     return float(term_s + term_t - 2 * kst.mean())
-
-
-def plot_embedding(source: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
-                   source_labels: np.ndarray | None, target_labels: np.ndarray | None, path: str | Path,
-                   title: str = "", max_per_domain: int = 500, seed: int = 0) -> Path:
-    """t-SNE of both domains (seeded subsample of ``max_per_domain`` each), two panels: by domain and by class
-    (target labels, when given, are for this picture only — never for training or selection)."""
-    from sklearn.manifold import TSNE
-
-    from transferkit.report.plots import _save, plt
-
-    s, t = _as_numpy(source), _as_numpy(target)
-    _check(s, t, "embedding plot")
-    rng = np.random.default_rng(seed)
-    i_s = rng.choice(len(s), min(len(s), max_per_domain), replace=False)
-    i_t = rng.choice(len(t), min(len(t), max_per_domain), replace=False)
-    x = np.concatenate([s[i_s], t[i_t]]).astype(np.float32)
-    emb = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30.0, (len(x) - 1) / 3)).fit_transform(x)
-    e_s, e_t = emb[: len(i_s)], emb[len(i_s):]
-    fig, (ax_d, ax_c) = plt.subplots(1, 2, figsize=(9, 4))
-    ax_d.scatter(*e_s.T, s=5, alpha=0.6, label="source")
-    ax_d.scatter(*e_t.T, s=5, alpha=0.6, label="target")
-    ax_d.legend(markerscale=3)
-    ax_d.set_title("by domain", fontsize=9)
-    for emb_part, labels, marker in ((e_s, source_labels, "o"), (e_t, target_labels, "x")):
-        if labels is not None:
-            idx = i_s if emb_part is e_s else i_t
-            ax_c.scatter(*emb_part.T, c=np.asarray(labels)[idx], cmap="tab10", s=6, marker=marker, alpha=0.7)
-    ax_c.set_title("by class (o source, x target)", fontsize=9)
-    for ax in (ax_d, ax_c):
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(title, fontsize=10)
-    return _save(fig, Path(path))

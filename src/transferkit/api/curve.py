@@ -34,6 +34,7 @@ from transferkit.api.runs import (
     RunResult,
     best_val_accuracy,
     check_channels,
+    head_init_mapping,
     load_source,
     load_task,
     make_strategy,
@@ -45,7 +46,6 @@ from transferkit.api.runs import (
 from transferkit.api.variants import Variant, parse_variants
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
-from transferkit.data.class_map import match_classes
 from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import k_per_class, labelled_budget_split
@@ -298,8 +298,7 @@ def curve(
                           if k not in _UNCHECKED_OPTIONS and topts[k] != defaults[k]},
         **({"head_init": True} if head_init else {}),  # absent when off: curves from before the option still match
     }, default=str))
-    source_classes = list(meta.get("classes") or [])
-    mapping = match_classes(full.classes, source_classes) if head_init and source_classes else None
+    mapping, source_classes = head_init_mapping(full.classes, meta, head_init)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     out = Path(out)
     if restart:

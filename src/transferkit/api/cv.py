@@ -30,6 +30,7 @@ from transferkit.api.runs import (
     RunResult,
     best_val_accuracy,
     check_channels,
+    head_init_mapping,
     load_source,
     load_task,
     score,
@@ -39,7 +40,6 @@ from transferkit.api.runs import (
 )
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
-from transferkit.data.class_map import apply_class_map, match_classes
 from transferkit.data.prepare import to_batches
 from transferkit.data.splits import k_per_class
 from transferkit.engine.trainer import train
@@ -130,9 +130,7 @@ def cross_validate(
     start = time.perf_counter()
     check_fold_count(cv)
     set_threads()
-    full = load_task(data, "train", classes, strict)
-    if class_map:
-        full = apply_class_map(full, class_map)
+    full = load_task(data, "train", classes, strict, class_map)
     pool_idx = (k_per_class(full, labels_per_class, cfg.seed) if labels_per_class is not None
                 else np.arange(len(full)))
     pool = full.subset(pool_idx, f"{full.name}[{labels_per_class or 'all'}/class]")
@@ -140,8 +138,7 @@ def cross_validate(
     folds = cv_folds(pool.labels, cv, cfg.seed, val_fraction, val_per_class)
     model, meta = load_source(source, image_size, weights)
     check_channels(full, model, convert_channels, f"--data {data}")
-    source_classes = list(meta.get("classes") or [])
-    mapping = match_classes(full.classes, source_classes) if head_init and source_classes else None
+    mapping, source_classes = head_init_mapping(full.classes, meta, head_init)
     spec = model.input_spec
     fold_cfg = dataclasses.replace(cfg, checkpoints=False)
 

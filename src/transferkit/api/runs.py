@@ -20,6 +20,7 @@ from transferkit.backbones.imagenet import imagenet_classes
 from transferkit.backbones.registry import create_backbone, is_backbone_name
 from transferkit.bundle import BundleError, load_bundle, resolve_bundle
 from transferkit.data.base import ImageSet
+from transferkit.data.class_map import apply_class_map, match_classes
 from transferkit.data.prepare import TensorBatches
 from transferkit.data.registry import get_dataset
 from transferkit.data.splits import parse_classes, select_classes
@@ -82,9 +83,20 @@ def load_source(source: str | Path | Backbone, image_size: int | None = None,
     return model, meta
 
 
-def load_task(data: str, split: str, classes: str | list[int] | None, strict: bool = False) -> ImageSet:
-    """Dataset ``data``'s ``split`` restricted to ``classes`` (relabelled 0..k-1 in the given order)."""
-    return select_classes(get_dataset(data, split, strict=strict), parse_classes(classes))
+def load_task(data: str, split: str, classes: str | list[int] | None, strict: bool = False,
+              class_map: dict[str, str] | None = None) -> ImageSet:
+    """Dataset ``data``'s ``split`` restricted to ``classes`` (relabelled 0..k-1 in the given order), then renamed
+    or merged by ``class_map`` (:func:`transferkit.data.class_map.apply_class_map`) when one is given."""
+    ds = select_classes(get_dataset(data, split, strict=strict), parse_classes(classes))
+    return apply_class_map(ds, class_map) if class_map else ds
+
+
+def head_init_mapping(target_classes: list[str], source_meta: dict[str, Any],
+                      on: bool) -> tuple[dict[int, int] | None, list[str]]:
+    """``({target class: source class}, source classes)`` for the source-head row initialisation: classes matched
+    by name (:func:`transferkit.data.class_map.match_classes`); ``None`` when off or the source names no classes."""
+    source_classes = list(source_meta.get("classes") or [])
+    return (match_classes(target_classes, source_classes) if on and source_classes else None), source_classes
 
 
 def check_channels(ds: ImageSet, model: Backbone, convert_channels: bool, what: str) -> None:

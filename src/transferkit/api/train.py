@@ -19,6 +19,7 @@ from transferkit.api.cv import cross_validate
 from transferkit.api.runs import (
     RunResult,
     check_channels,
+    head_init_mapping,
     load_source,
     load_task,
     make_strategy,
@@ -31,7 +32,7 @@ from transferkit.backbones.base import Backbone
 from transferkit.backbones.registry import backbone_info, create_backbone
 from transferkit.bundle import save_bundle
 from transferkit.config import TrainConfig
-from transferkit.data.class_map import apply_class_map, load_class_map, match_classes
+from transferkit.data.class_map import load_class_map
 from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import labelled_budget_split, parse_classes
@@ -111,18 +112,13 @@ def _train_job(
     console = console or Console()
     set_threads()
     start = time.perf_counter()
-    full = load_task(data, "train", classes, strict)
-    if class_map:
-        full = apply_class_map(full, class_map)
+    full = load_task(data, "train", classes, strict, class_map)
     check_channels(full, source_model, convert_channels, f"--data {data}")
-    source_classes = list(source_meta.get("classes") or [])
-    mapping = match_classes(full.classes, source_classes) if head_init and source_classes else None
+    mapping, source_classes = head_init_mapping(full.classes, source_meta, head_init)
     train_set, val_set = labelled_budget_split(full, labels_per_class, val_per_class, val_fraction, cfg.seed)
     spec = source_model.input_spec
     train_b, val_b = to_batches(train_set, spec), to_batches(val_set, spec)
-    test_set = load_task(data, "test", classes, strict) if has_split(data, "test") else None
-    if test_set is not None and class_map:
-        test_set = apply_class_map(test_set, class_map)
+    test_set = load_task(data, "test", classes, strict, class_map) if has_split(data, "test") else None
     test_b = to_batches(test_set, spec) if test_set is not None else None
     out = Path(out)
     with atomic.staged_dir(out) as tmp:

@@ -95,6 +95,22 @@ def augmentation(preset: str, channels: int, size: tuple[int, int], policy: str 
     return PerSample(v2.Compose(ops), preset)
 
 
+def pixel_options(cfg: TrainConfig) -> list[str]:
+    """The pixel options of ``cfg`` (``--augment``, ``--cutmix``) as flags, e.g. ``["--augment light"]``."""
+    return ([f"--augment {cfg.augment}"] if cfg.augment != "none" else []) + (
+        [f"--cutmix {cfg.cutmix:g}"] if cfg.cutmix > 0 else [])
+
+
+def refuse_pixel_options(cfg: TrainConfig, why: str) -> None:
+    """Raise a ``ValueError`` naming the pixel options of ``cfg`` (if any) and how to fix them; ``why`` says what
+    the training data are instead of images."""
+    bad = pixel_options(cfg)
+    if bad:
+        fix = " and ".join(("--augment none" if b.startswith("--augment") else "--cutmix 0") for b in bad)
+        raise ValueError(f"{' and '.join(bad)}: augmentation needs image batches, but {why} — use finetune "
+                         f"(or scratch), which trains on images, or {fix} (--mixup works on features)")
+
+
 def require_image_batches(cfg: TrainConfig, data: TensorBatches) -> None:
     """Refuse ``--augment``/``--cutmix`` when the training data are features ``(N, D)``, not images.
 
@@ -102,18 +118,10 @@ def require_image_batches(cfg: TrainConfig, data: TensorBatches) -> None:
     features) cannot use them. Mixup mixes feature vectors just as well and is allowed. Called before training
     starts, so a run fails at once rather than after its first epoch.
     """
-    if data.x.ndim == 4:
-        return
-    bad = ([f"--augment {cfg.augment}"] if cfg.augment != "none" else []) + (
-        [f"--cutmix {cfg.cutmix:g}"] if cfg.cutmix > 0 else [])
-    if bad:
+    if data.x.ndim != 4:
         shape = "×".join(str(s) for s in data.x.shape[1:]) or "scalar"
-        fix = " and ".join(("--augment none" if b.startswith("--augment") else "--cutmix 0") for b in bad)
-        raise ValueError(
-            f"{' and '.join(bad)}: augmentation needs image batches, but this strategy trains on {shape} "
-            f"feature vectors (linear_probe trains a head on cached features, not images) — use finetune "
-            f"(or scratch), which trains on images, or {fix} (--mixup works on features)"
-        )
+        refuse_pixel_options(cfg, f"this strategy trains on {shape} feature vectors (linear_probe trains a head on "
+                                  "cached features, not images)")
 
 
 def augmented(data: TensorBatches, preset: str, policy: str = "randaugment") -> TensorBatches:

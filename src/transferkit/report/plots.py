@@ -130,3 +130,38 @@ def plot_lr_find(lrs: Sequence[float], losses: Sequence[float], suggestion: floa
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def plot_embedding(source: np.ndarray, target: np.ndarray,
+                   source_labels: np.ndarray | None, target_labels: np.ndarray | None, path: str | Path,
+                   title: str = "", max_per_domain: int = 500, seed: int = 0) -> Path:
+    """t-SNE (van der Maaten & Hinton, 2008; scikit-learn) of source and target features, e.g. before and after
+    domain adaptation, on a seeded subsample of ``max_per_domain`` each; two panels: by domain and by class
+    (target labels, when given, are for this picture only — never for training or selection)."""
+    from sklearn.manifold import TSNE
+
+    s, t = np.asarray(source), np.asarray(target)
+    if s.ndim != 2 or t.ndim != 2 or s.shape[1] != t.shape[1]:
+        raise ValueError(f"embedding plot: needs two (N, D) feature matrices of the same width, got {s.shape} and "
+                         f"{t.shape}")
+    rng = np.random.default_rng(seed)
+    i_s = rng.choice(len(s), min(len(s), max_per_domain), replace=False)
+    i_t = rng.choice(len(t), min(len(t), max_per_domain), replace=False)
+    x = np.concatenate([s[i_s], t[i_t]]).astype(np.float32)
+    emb = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30.0, (len(x) - 1) / 3)).fit_transform(x)
+    e_s, e_t = emb[: len(i_s)], emb[len(i_s):]
+    fig, (ax_d, ax_c) = plt.subplots(1, 2, figsize=(9, 4))
+    ax_d.scatter(*e_s.T, s=5, alpha=0.6, label="source")
+    ax_d.scatter(*e_t.T, s=5, alpha=0.6, label="target")
+    ax_d.legend(markerscale=3)
+    ax_d.set_title("by domain", fontsize=9)
+    for emb_part, labels, marker in ((e_s, source_labels, "o"), (e_t, target_labels, "x")):
+        if labels is not None:
+            idx = i_s if emb_part is e_s else i_t
+            ax_c.scatter(*emb_part.T, c=np.asarray(labels)[idx], cmap="tab10", s=6, marker=marker, alpha=0.7)
+    ax_c.set_title("by class (o source, x target)", fontsize=9)
+    for ax in (ax_d, ax_c):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, Path(path))

@@ -18,6 +18,7 @@ from transferkit.backbones.base import Backbone
 from transferkit.backbones.cache import cached_features
 from transferkit.backbones.features import extract_features
 from transferkit.config import TrainConfig
+from transferkit.data.augment import refuse_pixel_options
 from transferkit.data.prepare import TensorBatches
 from transferkit.strategies.base import Strategy, TrainingPlan, register_strategy
 
@@ -47,13 +48,8 @@ class LinearProbe(Strategy):
     def plan(self, source: Backbone, num_classes: int, train: TensorBatches, val: TensorBatches | None,
              cfg: TrainConfig) -> TrainingPlan:
         cfg = self.resolve(cfg)
-        pixel = ([f"--augment {cfg.augment}"] if cfg.augment != "none" else []) + (
-            [f"--cutmix {cfg.cutmix:g}"] if cfg.cutmix > 0 else [])
-        if pixel:  # checked before the (slow) feature extraction; the engine checks again for any strategy
-            fix = " and ".join("--augment none" if p.startswith("--augment") else "--cutmix 0" for p in pixel)
-            raise ValueError(f"{' and '.join(pixel)}: augmentation needs image batches, but linear_probe trains "
-                             f"a head on cached features — use finetune (or scratch), or {fix} "
-                             "(--mixup works on features)")
+        # checked before the (slow) feature extraction; the engine checks again for any strategy
+        refuse_pixel_options(cfg, "linear_probe trains a head on cached features, not images")
         model = self.copy_source(source)
         stages = list(source.stages)
         layer = self.options["layer"] or source.default_probe_layer or (stages[-1] if stages else None)
