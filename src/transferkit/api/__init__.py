@@ -1,9 +1,11 @@
 """The high-level Python API: one function per job, each writing a run directory.
 
 Everything the CLI does is a call here: :func:`pretrain`, :func:`transfer`, :func:`evaluate`,
-:func:`predict`, :func:`compare`, :func:`curve` and :func:`demo`.
+:func:`predict`, :func:`compare`, :func:`curve`, :func:`adapt`, :func:`adapt_compare` and :func:`demo`.
 """
 
+from transferkit.api.adaptation import adapt
+from transferkit.api.adaptation_compare import adapt_compare
 from transferkit.api.compare import compare
 from transferkit.api.curve import curve
 from transferkit.api.demo import demo
@@ -13,4 +15,5 @@ from transferkit.api.runs import RunResult
 from transferkit.api.train import pretrain, transfer
 from transferkit.api.use import evaluate, predict
 
-__all__ = ["RunResult", "compare", "curve", "demo", "evaluate", "lr_find", "merge", "predict", "pretrain", "transfer"]
+__all__ = ["RunResult", "adapt", "adapt_compare", "compare", "curve", "demo", "evaluate", "lr_find", "merge",
+           "predict", "pretrain", "transfer"]

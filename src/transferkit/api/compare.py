@@ -37,7 +37,7 @@ from transferkit.data.registry import has_split
 from transferkit.data.splits import k_per_class, labelled_budget_split
 from transferkit.engine.trainer import train
 from transferkit.report.markdown import comparison_report
-from transferkit.report.metrics import mean_std
+from transferkit.report.metrics import mean_std, verdict
 from transferkit.report.plots import plot_comparison
 from transferkit.report.tables import comparison_table
 
@@ -81,12 +81,9 @@ def findings(summary: Sequence[dict[str, Any]]) -> list[str]:
             continue
         diff = row["accuracy_mean"] - base["accuracy_mean"]
         spread = max(row["accuracy_std"], base["accuracy_std"])
-        if min(row["seeds"], base["seeds"]) < 2:
-            verdict = "cannot be ranked against (one seed, no spread)"
-        else:
-            verdict = "beats" if diff > spread else "loses to" if -diff > spread else "is within one std of"
+        word = verdict(diff, spread, min(row["seeds"], base["seeds"]))
         k = row["labels_per_class"] or "all"
-        lines.append(f"{k} labels/class: {row['strategy']} {verdict} scratch "
+        lines.append(f"{k} labels/class: {row['strategy']} {word} scratch "
                      f"({row['accuracy_mean']:.3f} vs {base['accuracy_mean']:.3f}, Δ {diff:+.3f}, std ≤ {spread:.3f})")
     return lines
 

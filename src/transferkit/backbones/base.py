@@ -87,6 +87,7 @@ class Backbone(nn.Module):
         self.cut_at: str | None = None
         self.stage_dims: dict[str, int] = {}
         self.input_spec = InputSpec()
+        self.head_hidden = 0  # >0: the head is a bottleneck MLP (Linear → BatchNorm → ReLU → Linear)
 
     # -- forward ---------------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
@@ -112,8 +113,22 @@ class Backbone(nn.Module):
 
     # -- transfer operations ---------------------------------------------------------------------
     def build_head(self, num_classes: int) -> nn.Module:
-        """A fresh classifier on ``feature_dim`` features (override for an MLP head)."""
+        """A fresh classifier on ``feature_dim`` features: linear, or with ``head_hidden > 0`` a bottleneck
+        ``Linear(feature_dim, head_hidden) → BatchNorm1d → ReLU → Linear(head_hidden, num_classes)`` (the
+        domain-adaptation classifier of Ganin et al., 2016 and Long et al., 2018, whose bottleneck output the
+        adaptation losses align). Subclasses may override."""
+        if self.head_hidden:
+            h = int(self.head_hidden)
+            return nn.Sequential(nn.Linear(self.feature_dim, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True),
+                                 nn.Linear(h, num_classes))
         return nn.Linear(self.feature_dim, num_classes)
+
+    def set_bottleneck(self, num_classes: int, hidden: int) -> None:
+        """Replace the head with a fresh ``num_classes``-way head with a ``hidden``-wide bottleneck (0: linear)."""
+        if hidden < 0:
+            raise ValueError(f"--bottleneck must be ≥ 0 (0: a linear head), got {hidden}")
+        self.head_hidden = int(hidden)
+        self.reset_classifier(num_classes)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head with a freshly initialised one for ``num_classes`` classes."""
@@ -141,7 +156,10 @@ class Backbone(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this architecture (weights aside)."""
-        return {"arch": self.arch, "kwargs": self.arch_kwargs, "num_classes": self.num_classes, "cut_at": self.cut_at}
+        config = {"arch": self.arch, "kwargs": self.arch_kwargs, "num_classes": self.num_classes, "cut_at": self.cut_at}
+        if self.head_hidden:
+            config["head_hidden"] = self.head_hidden
+        return config
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

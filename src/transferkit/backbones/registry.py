@@ -161,10 +161,13 @@ def create_backbone(
 
 def build_from_config(config: dict[str, Any]) -> Backbone:
     """Rebuild an architecture (random weights) from :meth:`Backbone.config`."""
-    return create_backbone(
+    model = create_backbone(
         config["arch"], num_classes=config["num_classes"], pretrained=False, cut_at=config.get("cut_at"),
         **config.get("kwargs", {}),
     )
+    if config.get("head_hidden"):
+        model.set_bottleneck(config["num_classes"], int(config["head_hidden"]))
+    return model
 
 
 def is_backbone_name(name: str) -> bool:

@@ -128,6 +128,40 @@ def cmd_compare(a: argparse.Namespace, console: Console) -> None:
                 convert_channels=a.convert_channels, console=console)
 
 
+def cmd_adapt(a: argparse.Namespace, console: Console) -> int:
+    if a.list_methods:
+        from transferkit.adapt import list_methods
+
+        table = Table(title="adaptation methods (use --method NAME, combine with '+')")
+        for col in ("name", "what it does", "options", "paper"):
+            table.add_column(col)
+        for cls in list_methods():
+            table.add_row(cls.name, cls.summary, ", ".join(f"{k}={v}" for k, v in cls.option_defaults.items()) or "-",
+                          cls.paper or "-")
+        console.print(table)
+        return 0
+    methods = a.method if isinstance(a.method, list) else [m.strip() for m in str(a.method).split(",") if m.strip()]
+    kwargs = {"source": a.source, "target": a.target, "backbone": a.backbone, "pretrained": a.pretrained,
+              "frozen": a.frozen, "bottleneck": a.bottleneck, "classes": a.classes,
+              "source_per_class": a.source_per_class, "target_limit": a.target_limit, "target_val": a.target_val,
+              "test_limit": a.test_limit, "val_fraction": a.val_fraction, "selection": a.selection,
+              "oracle_selection": a.oracle_selection, "options": parse_options(a.options), "epochs": a.epochs,
+              "batch_size": a.batch_size, "lr": a.lr, "backbone_lr_mult": a.backbone_lr_mult,
+              "weight_decay": a.weight_decay, "optimizer": a.optimizer, "image_size": a.image_size,
+              "resize": a.resize, "strict": a.strict, "diagnostics": a.diagnostics, "accelerator": a.accelerator,
+              "devices": _devices(a.devices)}
+    if len(methods) > 1 or a.seeds is not None:
+        seeds = seed_list(a.seeds) if a.seeds is not None else [a.seed]
+        result = api.adapt_compare(methods, seeds, out=a.out, title=a.title, restart=a.restart,
+                                   cell_plots=a.plots, console=console, **kwargs)
+        diverged = any(c.get("diverged") for c in result.metrics["cells"])
+    else:
+        result = api.adapt(method=methods[0], seed=a.seed, out=a.out, plots=a.plots, progress=a.progress,
+                           console=console, **kwargs)
+        diverged = bool(result.metrics.get("diverged"))
+    return 3 if diverged else 0  # a run that diverged is written (last good epoch kept) but signalled
+
+
 def seed_list(value: int | str | list) -> list[int]:
     """``3`` / ``"3"`` → seeds ``[0, 1, 2]``; ``"0,3,7"`` or ``[0, 3, 7]`` → exactly those seeds."""
     if isinstance(value, list | tuple):

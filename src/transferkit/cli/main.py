@@ -220,6 +220,57 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/lr_find")
 
+    p = add("adapt", "unsupervised domain adaptation: labelled source → unlabelled target (one method, or a "
+                     "comparison of methods × seeds)")
+    p.add_argument("--source", default="fashion_mnist", help="labelled source dataset (default %(default)s)")
+    p.add_argument("--target", default="fashion_mnist_m", help="target dataset; its labels are not used "
+                   "(default %(default)s)")
+    p.add_argument("--method", default="dann",
+                   help="method, '+' combines (dann+self_training); comma-separated methods run a comparison "
+                        "(--list-methods shows them; default %(default)s)")
+    p.add_argument("--list-methods", action="store_true", help="list the adaptation methods and exit")
+    p.add_argument("--seeds", default=None,
+                   help="comparison mode: N (seeds 0..N-1) or a list such as 0,3,7 (default: --seed only)")
+    p.add_argument("--backbone", default="seed_cnn", help="backbone name or bundle/run directory (default %(default)s)")
+    p.add_argument("--pretrained", action="store_true", help="start from the backbone's shipped weights")
+    p.add_argument("--frozen", action="store_true",
+                   help="adapt only the head on frozen (cached) features of a pretrained backbone")
+    p.add_argument("--bottleneck", type=int, default=256, help="width of the bottleneck the methods align (0: none)")
+    p.add_argument("--classes", default=None, help="class indices to keep in both domains, e.g. 0-4")
+    p.add_argument("--source-per-class", type=int, default=None, help="cap on source training images per class")
+    p.add_argument("--target-limit", type=int, default=None, help="cap on unlabelled target training images")
+    p.add_argument("--target-val", type=int, default=1000,
+                   help="target images held out (unlabelled) for label-free selection (default %(default)s)")
+    p.add_argument("--test-limit", type=int, default=None, help="score on a fixed random subset of the target test")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="source validation share (default %(default)s)")
+    p.add_argument("--selection", default="source_val", choices=["source_val", "target_entropy", "dev"],
+                   help="label-free checkpoint selection (default %(default)s)")
+    p.add_argument("--oracle-selection", action="store_true",
+                   help="select on target-validation LABELS instead (analysis only; reports say so)")
+    p.add_argument("--option", dest="options", action="append", default=None, metavar="KEY=VALUE",
+                   help="method option, repeatable (trade_off=0.5, threshold=0.95, dann.hidden=512)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3)")
+    p.add_argument("--backbone-lr-mult", type=float, default=None,
+                   help="backbone rate = lr × this (default 0.1 for pretrained weights, 1 from scratch)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
+    p.add_argument("--image-size", type=int, default=None, help="input size of the backbone")
+    p.add_argument("--resize", action="store_true", help="allow source and target images of different sizes "
+                   "(both are resized to the model's input size)")
+    p.add_argument("--strict", action="store_true", help="fail on unreadable image files instead of skipping them")
+    p.add_argument("--no-diagnostics", dest="diagnostics", action="store_false",
+                   help="skip proxy A-distance / MMD before and after")
+    p.add_argument("--no-plots", dest="plots", action="store_false", help="skip the t-SNE and learning-curve plots")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/adapt")
+    p.add_argument("--restart", action="store_true", help="comparison mode: discard finished cells in --out")
+    p.add_argument("--title", default="", help="comparison mode: title of the table and chart")
+    p.add_argument("--accelerator", default="cpu")
+    p.add_argument("--devices", default=1)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+
     p = add("merge", "fold a LoRA bundle's adapters into the source weights: a plain, self-contained bundle")
     p.add_argument("model", nargs="?", help="LoRA run directory or bundle directory")
     p.add_argument("--out", default=None, help="bundle directory to write")

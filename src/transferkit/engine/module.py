@@ -50,6 +50,8 @@ class TransferModule(L.LightningModule):
         label that dominates the mixed example), so it reads lower than without mixing.
     """
 
+    extra_name = "reg_loss"  # the history's name for the loss terms' share (regularisers here)
+
     def __init__(
         self,
         model: nn.Module,
@@ -107,13 +109,14 @@ class TransferModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         loss_n, correct, n, extra_n = self._sums.tolist()
         row = {"epoch": float(self.current_epoch), "train_loss": loss_n / max(n, 1), "train_acc": correct / max(n, 1)}
-        if self.loss_terms:  # the regulariser's share of train_loss, so its coefficient can be judged
-            row["reg_loss"] = extra_n / max(n, 1)
+        if self.loss_terms or self.extra_name != "reg_loss":  # the extra terms' share of train_loss
+            row[self.extra_name] = extra_n / max(n, 1)
         if self._trainer is not None and self.trainer.optimizers:  # the head's (largest) rate at the epoch's end
             row["lr"] = max(float(g["lr"]) for g in self.trainer.optimizers[0].param_groups)
         row.update(self._val_row)
         self.history.append(row)
-        self.log_dict({k: row[k] for k in ("train_loss", "train_acc", "reg_loss", "lr") if k in row}, on_epoch=True)
+        self.log_dict({k: row[k] for k in ("train_loss", "train_acc", self.extra_name, "lr") if k in row},
+                      on_epoch=True)
 
     # -- validation --------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:

@@ -138,6 +138,23 @@ def _batch_options(model: nn.Module, train: TensorBatches, cfg: TrainConfig) -> 
             "mixer": MixupCutmix.from_config(cfg, n)}
 
 
+def run_fit(trainer: L.Trainer, module: L.LightningModule, train_loader: Any, val_loaders: Any) -> float:
+    """``trainer.fit``; returns the seconds it took. Ctrl-C surfaces as ``KeyboardInterrupt``."""
+    start = time.perf_counter()
+    try:
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loaders)
+    except SystemExit:
+        # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1), ignoring further SIGINTs.
+        # Turn that back into a KeyboardInterrupt so callers (the API in a notebook, the CLI) can clean up.
+        if trainer.interrupted:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt from None
+        raise
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+    return time.perf_counter() - start
+
+
 def fit(
     model: nn.Module,
     param_groups: Sequence[dict[str, Any]],
@@ -166,19 +183,7 @@ def fit(
     train_loader = make_loader(augmented(train, cfg.augment), cfg.batch_size, shuffle=True, seed=cfg.seed,
                                sampler=cfg.sampler)  # augmentation on training batches only
     val_loader = make_loader(val, max(cfg.batch_size, 256), shuffle=False) if has_val else None  # type: ignore
-    start = time.perf_counter()
-    try:
-        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
-    except SystemExit:
-        # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1), ignoring further SIGINTs.
-        # Turn that back into a KeyboardInterrupt so callers (the API in a notebook, the CLI) can clean up.
-        if trainer.interrupted:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise KeyboardInterrupt from None
-        raise
-    elapsed = time.perf_counter() - start
-    if trainer.interrupted:
-        raise KeyboardInterrupt
+    elapsed = run_fit(trainer, module, train_loader, val_loader)
     if best.state is not None:
         model.load_state_dict(best.state)
     model.eval()

@@ -38,3 +38,11 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     if arr.size == 0:
         return float("nan"), float("nan")
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+
+
+def verdict(diff: float, spread: float, seeds: int) -> str:
+    """How a mean difference ``diff`` reads against the larger of two stds: ``beats`` / ``loses to`` when it
+    exceeds one std, ``is within one std of`` otherwise; no verdict with fewer than two seeds (no spread)."""
+    if seeds < 2:
+        return "cannot be ranked against (one seed, no spread)"
+    return "beats" if diff > spread else "loses to" if -diff > spread else "is within one std of"

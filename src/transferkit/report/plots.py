@@ -1,5 +1,5 @@
 """Plots a person reads (matplotlib, headless): learning curves, confusion matrix, comparison with error bars,
-label-efficiency curves."""
+per-method bars, label-efficiency curves."""
 
 from __future__ import annotations
 
@@ -80,6 +80,53 @@ def plot_comparison(
     ax.set_ylim(0, 1)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncols=min(len(series), 4))
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+_BAR_KINDS = ("baseline", "reference", "method")
+
+
+def plot_method_bars(rows: Sequence[dict], path: Path, title: str = "", reference_line: float | None = None) -> Path:
+    """One bar per method: mean target accuracy with ±1 std error bars and the value written above each bar.
+
+    ``rows[i] = {"label": str, "mean": float, "std": float, "kind": "baseline" | "reference" | "method"}`` (kind
+    defaults to ``"method"``): baselines are grey; references — upper bounds that use what adaptation may not, such
+    as a model trained on labelled target data — are hatched and their tick reads "(reference)"; methods are
+    coloured. ``reference_line`` draws a dashed horizontal line, e.g. at the source-only accuracy."""
+    if not rows:
+        raise ValueError("method bars: no rows to plot")
+    kinds = [r.get("kind", "method") for r in rows]
+    bad = sorted({k for k in kinds if k not in _BAR_KINDS})
+    if bad:
+        raise ValueError(f"method bars: unknown kind(s) {bad}; valid: {', '.join(_BAR_KINDS)}")
+    means = np.asarray([float(r["mean"]) for r in rows])
+    stds = np.nan_to_num(np.asarray([float(r.get("std", 0.0)) for r in rows]))  # one seed: std is NaN or 0
+    labels = [str(r["label"]) + ("\n(reference)" if k == "reference" else "") for r, k in zip(rows, kinds, strict=True)]
+    palette = plt.get_cmap("tab10").colors
+    colours, n_methods = [], 0
+    for k in kinds:
+        if k == "method":
+            colours.append(palette[n_methods % len(palette)])
+            n_methods += 1
+        else:
+            colours.append("0.6" if k == "baseline" else "white")
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(rows) + 1.5), 3.8))
+    bars = ax.bar(x, means, 0.7, yerr=stds, capsize=3, color=colours, edgecolor="0.25", lw=0.8)
+    for bar, k in zip(bars, kinds, strict=True):
+        if k == "reference":
+            bar.set_hatch("//")
+    for xi, m, s in zip(x, means, stds, strict=True):
+        ax.text(xi, m + s + 0.01, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
+    if reference_line is not None:
+        ax.axhline(reference_line, color="0.3", ls="--", lw=1, label=f"reference level {reference_line:.3f}")
+        ax.legend(fontsize=8, loc="best")
+    ax.set_xticks(x, labels, rotation=30 if len(rows) > 4 else 0, ha="right" if len(rows) > 4 else "center")
+    ax.set_ylabel("target accuracy")
+    ax.set_ylim(0, max(1.0, float(np.max(means + stds)) + 0.08))
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
     ax.set_title(title)
     return _save(fig, path)
 

@@ -1,0 +1,416 @@
+"""``adapt``: unsupervised domain adaptation from a labelled source dataset to an unlabelled target dataset.
+
+What the job uses, and what it never touches:
+
+* **source** ``train`` split → stratified training and validation parts (labels used);
+* **target** ``train`` split → a random held-out *target-validation* part and the unlabelled training part.
+  Their labels are dropped before training (``target_oracle`` aside, which trains on them by definition and
+  is reported as an upper reference) and are read only by ``--oracle-selection``, which is labelled as such;
+* **target** ``test`` split → the final scores, once per kept checkpoint, after training.
+
+Model selection (:mod:`transferkit.adapt.selection`) follows ``selection`` (default: source-validation
+accuracy); the report also gives the target accuracy of the checkpoint every other label-free criterion
+would have picked, and of the last epoch, so their reliability can be judged. Diagnostics: proxy A-distance
+and MMD between source- and target-validation features before training and after, and t-SNE pictures.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+
+from transferkit import atomic
+from transferkit.adapt.adabn import adapt_batchnorm
+from transferkit.adapt.diagnostics import mmd2, proxy_a_distance
+from transferkit.adapt.methods import AdaptMethod, build_method, parse_method
+from transferkit.adapt.net import AdaptNet
+from transferkit.adapt.selection import SELECTION_CRITERIA, check_criterion, deep_embedded_validation, target_entropy
+from transferkit.api.runs import RunResult, load_task, set_threads, write_json, write_yaml
+from transferkit.backbones.base import Backbone
+from transferkit.backbones.cache import cached_features
+from transferkit.backbones.registry import backbone_info, create_backbone, is_backbone_name
+from transferkit.bundle import load_bundle, resolve_bundle, save_bundle
+from transferkit.config import TrainConfig
+from transferkit.data.base import ImageSet
+from transferkit.data.prepare import TensorBatches, to_batches
+from transferkit.data.registry import has_split
+from transferkit.data.splits import labelled_budget_split
+from transferkit.engine.adapt import AdaptFitResult, ValOutput, fit_adapt
+from transferkit.report.markdown import markdown_table, run_report
+from transferkit.report.metrics import classification_metrics
+from transferkit.report.plots import plot_confusion, plot_embedding, plot_learning_curves
+from transferkit.report.tables import metrics_table
+
+LABEL_FREE = ("source_val", "target_entropy", "dev")
+ORACLE_NOTE = "ORACLE selection: the checkpoint was chosen with target labels (for analysis only, not a fair result)"
+REFERENCE_NOTE = "target_oracle is an UPPER REFERENCE trained on labelled target data, not an adaptation method"
+
+
+# -- data -------------------------------------------------------------------------------------------------
+def check_domains(source: ImageSet, target: ImageSet, resize: bool) -> None:
+    """Source and target must share their classes (names, in order); different image sizes need ``resize``."""
+    if list(source.classes) != list(target.classes):
+        raise ValueError(f"source {source.name} and target {target.name} have different classes: source "
+                         f"{list(source.classes)}, target {list(target.classes)}; choose --classes so both have the "
+                         "same ones (in the same order)")
+    shapes = {d.name: (sorted({im.shape[:2] for im in d.images[:256]}) if isinstance(d.images, list)
+                       else [tuple(d.images.shape[1:3])]) for d in (source, target)}
+    if shapes[source.name] != shapes[target.name] and not resize:
+        raise ValueError(f"source {source.name} has images of size {shapes[source.name][0]} but target {target.name} "
+                         f"has {shapes[target.name][0]}; pass --resize to resize both to the model's input size "
+                         "(--image-size)")
+
+
+def random_split(ds: ImageSet, n_val: int, limit: int | None, seed: int) -> tuple[ImageSet, ImageSet]:
+    """Unlabelled-style split (labels not consulted): ``n_val`` random held-out images, then up to ``limit``."""
+    rng = np.random.default_rng(seed + 104729)
+    order = rng.permutation(len(ds))
+    val, rest = order[:n_val], order[n_val:]
+    if limit is not None:
+        rest = rest[:limit]
+    return ds.subset(np.sort(rest), ds.name + "[train]"), ds.subset(np.sort(val), ds.name + "[val]")
+
+
+def unlabelled(batches: TensorBatches) -> TensorBatches:
+    """The same images without labels (a shallow copy): what the adaptation loop sees of the target."""
+    out = copy.copy(batches)
+    out.y = None
+    return out
+
+
+# -- model ------------------------------------------------------------------------------------------------
+def build_model(backbone: str, num_classes: int, channels: int, pretrained: bool, image_size: int | None,
+                bottleneck: int) -> tuple[Backbone, str]:
+    """The network to adapt: a backbone by name (random or pretrained weights) or a bundle/run directory."""
+    if not is_backbone_name(backbone):
+        try:
+            path = resolve_bundle(backbone)
+        except Exception as exc:
+            raise ValueError(f"--backbone '{backbone}': neither a backbone name ('transferkit backbones' lists them) "
+                             f"nor a bundle/run directory ({exc})") from None
+        model, _ = load_bundle(path)
+        model.train()
+        for p in model.parameters():
+            p.requires_grad_(True)
+        model.set_bottleneck(num_classes, bottleneck)
+        return model, f"bundle:{path}"
+    kwargs: dict[str, Any] = {}
+    if not pretrained and backbone_info(backbone).default_channels == 1:
+        kwargs["in_chans"] = channels
+    if image_size:
+        kwargs["img_size"] = image_size
+    model = create_backbone(backbone, num_classes=num_classes, pretrained=pretrained, **kwargs)
+    model.set_bottleneck(num_classes, bottleneck)
+    return model, f"{'pretrained' if pretrained else 'scratch'}:{backbone}"
+
+
+# -- selection --------------------------------------------------------------------------------------------
+def make_scorer(oracle: bool):  # noqa: ANN201
+    """Scores after each epoch from [source val, target val, source-train probe] outputs."""
+
+    def scorer(outs: list[ValOutput]) -> dict[str, float]:
+        src, tgt, probe = outs
+        losses = F.cross_entropy(src.logits, src.labels, reduction="none")
+        row = {"val_loss": float(losses.mean()), "val_acc": float((src.logits.argmax(1) == src.labels).float().mean())}
+        row["source_val"] = row["val_acc"]
+        row["target_entropy"] = target_entropy(tgt.logits)
+        try:
+            row["dev"] = deep_embedded_validation(probe.features.numpy(), src.features.numpy(), losses.numpy(),
+                                                  tgt.features.numpy())
+        except ValueError:
+            row["dev"] = float("nan")
+        if oracle and tgt.labels is not None:
+            row["oracle"] = float((tgt.logits.argmax(1) == tgt.labels).float().mean())
+        return row
+
+    return scorer
+
+
+def _accuracy(net: AdaptNet, data: TensorBatches, batch_size: int = 256) -> tuple[float, np.ndarray]:
+    net.eval()
+    preds = []
+    with torch.inference_mode():
+        for i in range(0, len(data), batch_size):
+            x = data.__getitems__(list(range(i, min(i + batch_size, len(data)))))[0]
+            preds.append(net(x).argmax(1))
+    p = torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
+    return float((p == data.y.numpy()).mean()) if len(p) else float("nan"), p
+
+
+def _sample(data: TensorBatches, n: int, seed: int = 0) -> TensorBatches:
+    """A seeded random subset of at most ``n`` items (splits may be ordered by class: never take the first n)."""
+    if len(data) <= n:
+        return data
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    out = copy.copy(data)
+    out.x, out.y = data.x[idx], None if data.y is None else data.y[idx]
+    return out
+
+
+def _embed(net: AdaptNet, data: TensorBatches, batch_size: int = 256) -> np.ndarray:
+    net.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(data), batch_size):
+            batch = data.__getitems__(list(range(i, min(i + batch_size, len(data)))))
+            out.append(net.embed(batch[0] if isinstance(batch, tuple) else batch))
+    return torch.cat(out).numpy()
+
+
+def _diagnostics(net: AdaptNet, source: TensorBatches, target: TensorBatches, seed: int) -> dict[str, float]:
+    s, t = _embed(net, _sample(source, 1000, seed)), _embed(net, _sample(target, 1000, seed + 1))
+    return {"proxy_a_distance": proxy_a_distance(s, t, seed=seed, max_per_domain=1000),
+            "mmd2": mmd2(s, t, max_per_domain=1000, seed=seed)}
+
+
+def _batches(net_in: AdaptNet, data: TensorBatches, batch_size: int):  # noqa: ANN202
+    for i in range(0, len(data), batch_size):
+        batch = data.__getitems__(list(range(i, min(i + batch_size, len(data)))))
+        yield batch[0] if isinstance(batch, tuple) else batch
+
+
+# -- the job ----------------------------------------------------------------------------------------------
+def adapt(
+    source: str = "fashion_mnist", target: str = "fashion_mnist_m", method: str = "dann",
+    backbone: str = "seed_cnn", pretrained: bool = False, frozen: bool = False, bottleneck: int = 256,
+    classes: str | list[int] | None = None, source_per_class: int | None = None, target_limit: int | None = None,
+    target_val: int = 1000, test_limit: int | None = None, val_fraction: float = 0.1, selection: str = "source_val",
+    oracle_selection: bool = False,
+    epochs: int = 10, batch_size: int = 64, lr: float | None = None, backbone_lr_mult: float | None = None,
+    weight_decay: float = 1e-4, optimizer: str = "adamw", options: dict[str, Any] | None = None, seed: int = 0,
+    out: str | Path = "runs/adapt", image_size: int | None = None, resize: bool = False, strict: bool = False,
+    diagnostics: bool = True, plots: bool = True, accelerator: str = "cpu", devices: int | str = 1,
+    progress: bool = True, console: Console | None = None,
+) -> RunResult:
+    """Adapt a classifier trained on labelled ``source`` to the unlabelled ``target`` domain with ``method``.
+
+    ``method`` is a registered method or a ``+`` combination (:mod:`transferkit.adapt.methods`); ``options``
+    go to it (``{"trade_off": 0.5}``, ``{"dann.hidden": 512}``). The network is ``backbone`` (a name — random
+    weights, or its shipped weights with ``pretrained`` — or a bundle/run directory) with a ``bottleneck``-wide
+    bottleneck head. ``frozen`` adapts only the head on frozen, cached features of a pretrained extractor
+    (fast on a CPU). ``source_per_class`` caps the source training images per class, ``target_limit`` the
+    unlabelled target images; ``target_val`` target images are held out for label-free selection;
+    ``test_limit`` scores on a fixed random subset of the target test split (the same for every seed and method).
+
+    ``selection``: ``source_val`` (default), ``target_entropy`` or ``dev``; ``oracle_selection=True`` selects on
+    the target-validation *labels* instead, for analysis only, and says so in every output.
+    """
+    config = {"command": "adapt", **{k: str(v) if isinstance(v, Path) else v for k, v in locals().items()
+                                      if k not in ("console",)}}
+    console = console or Console()
+    parts = parse_method(method)  # validate before loading anything
+    check_criterion(selection)
+    if selection == "oracle":
+        raise ValueError("--selection oracle peeks at target labels; ask for it explicitly with --oracle-selection")
+    if epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {epochs}")
+    if target_val < 4:
+        raise ValueError(f"--target-val must be at least 4 held-out target images, got {target_val}")
+    if frozen and not pretrained and is_backbone_name(backbone):
+        raise ValueError("--frozen adapts a head on frozen features: pass --pretrained (or a bundle as --backbone); "
+                         "frozen random features would not transfer anything")
+    oracle_method = parts == ["target_oracle"]
+    select_on = "oracle" if oracle_selection else selection
+    set_threads()
+    start = time.perf_counter()
+
+    # data: the target's labels stay out of training and selection
+    src_full = load_task(source, "train", classes, strict)
+    tgt_full = load_task(target, "train", classes, strict)
+    check_domains(src_full, tgt_full, resize)
+    if not has_split(target, "test"):
+        raise ValueError(f"--target {target} has no test split to score the adapted model on")
+    tgt_test_set = load_task(target, "test", classes, strict)
+    if test_limit is not None and test_limit < len(tgt_test_set):  # fixed subset: seed 0 for every run
+        keep = np.sort(np.random.default_rng(0).permutation(len(tgt_test_set))[:test_limit])
+        tgt_test_set = tgt_test_set.subset(keep, f"{tgt_test_set.name}[{test_limit}]")
+    val_per_class = None if source_per_class is None else max(source_per_class // 5, 5)
+    s_train, s_val = labelled_budget_split(src_full, source_per_class, val_per_class, val_fraction, seed)
+    t_train, t_val = random_split(tgt_full, min(target_val, len(tgt_full) // 2), target_limit, seed)
+    if len(t_train) < batch_size and not oracle_method and "source_only" not in parts:
+        raise ValueError(f"--target {target}: {len(t_train)} unlabelled target training images, fewer than "
+                         f"--batch-size {batch_size}; lower --batch-size or give more target data")
+    channels = max(src_full.channels, tgt_full.channels)  # grey → colour by repetition (lossless)
+    model, origin = build_model(backbone, src_full.num_classes, channels, pretrained, image_size, bottleneck)
+    spec = model.input_spec
+    prep = {name: to_batches(ds, spec) for name, ds in
+            (("s_train", s_train), ("s_val", s_val), ("t_train", t_train), ("t_val", t_val), ("t_test", tgt_test_set))}
+    prep["source_val"] = prep["s_val"]  # the real source validation data (diagnostics compare it with the target)
+    if oracle_method:  # the upper reference: the labelled target replaces the source for training and selection
+        prep["s_train"], prep["s_val"] = prep["t_train"], prep["t_val"]
+
+    # frozen features: adapt the head only, on cached features
+    extract_s = 0.0
+    feat = dict(prep)
+    if frozen:
+        t0 = time.perf_counter()
+        extractor = copy.deepcopy(model).eval()
+        for key, data in prep.items():
+            f, _ = cached_features(extractor, data, data.key or key)
+            feat[key] = TensorBatches(f, data.y, key=data.key)
+        extract_s = time.perf_counter() - t0
+        net = AdaptNet(None, model.head)
+    else:
+        net = AdaptNet(model)
+
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr if lr is not None else 1e-3,
+                      weight_decay=weight_decay, optimizer=optimizer, seed=seed, accelerator=accelerator,
+                      devices=devices, progress=progress)
+    import lightning as L
+
+    L.seed_everything(seed, verbose=False)
+    method_mod = build_method(method, net.feature_dim, src_full.num_classes, options)
+    mult = backbone_lr_mult if backbone_lr_mult is not None else (0.1 if (pretrained or origin.startswith("bundle"))
+                                                                 else 1.0)
+    head_params = list(net.bottleneck.parameters()) + list(net.classifier.parameters())
+    head_ids = {id(p) for p in head_params}
+    body = [p for p in net.parameters() if id(p) not in head_ids]
+    groups = [{"params": head_params, "lr": cfg.lr, "name": "head"},
+              {"params": list(method_mod.parameters()), "lr": cfg.lr, "name": "method"}]
+    if body and not frozen:
+        groups.insert(0, {"params": body, "lr": cfg.lr * mult, "name": "backbone"})
+    groups = [g for g in groups if g["params"]]
+
+    # before: diagnostics of the starting features (the pretrained extractor, or the random initialisation)
+    diag: dict[str, Any] = {}
+    if diagnostics:
+        diag["before"] = _diagnostics(net, feat["source_val"], feat["t_val"], seed)
+    pics = (_sample(feat["source_val"], 500, seed), _sample(feat["t_test"], 500, seed + 1))  # t-SNE subsets
+    before_emb = (_embed(net, pics[0]), _embed(net, pics[1])) if plots else None
+
+    t_val_seen = feat["t_val"] if (oracle_selection or oracle_method) else unlabelled(feat["t_val"])
+    probe = unlabelled(feat["s_train"])  # a random 1000 source-training inputs: DEV's density-ratio fit
+    probe.x = probe.x[torch.randperm(len(probe), generator=torch.Generator().manual_seed(seed))[:1000]]
+    criteria = {c: SELECTION_CRITERIA[c] for c in LABEL_FREE}
+    if oracle_selection:
+        criteria["oracle"] = SELECTION_CRITERIA["oracle"]
+    out = Path(out)
+    with atomic.staged_dir(out) as tmp:
+        write_yaml(tmp / "config.yaml", config)
+        fit = fit_adapt(net, method_mod, groups, feat["s_train"], unlabelled(feat["t_train"]),
+                        [feat["s_val"], t_val_seen, probe], cfg, make_scorer(oracle_selection or oracle_method),
+                        criteria, tmp)
+        results = _evaluate(net, method_mod, fit, feat, select_on, batch_size)
+        chosen = results["selected_state"]
+        net.load_state_dict(chosen)
+        if diagnostics:
+            diag["after"] = _diagnostics(net, feat["source_val"], feat["t_val"], seed)
+        acc_t, pred_t = _accuracy(net, feat["t_test"])
+        acc_s, _ = _accuracy(net, feat["source_val"])
+        final = model.eval()  # frozen: the untouched extractor + the adapted head (the same module the net trained)
+        metrics = {
+            "task": "adapt", "method": "+".join(parts), "reference": bool(oracle_method),
+            "options": method_mod.options, "selection": select_on, "oracle_selection": bool(oracle_selection),
+            "seed": seed, "source": source, "target": target, "backbone": origin, "frozen": frozen,
+            "target_accuracy": acc_t, "target_accuracy_last": results["last_accuracy"],
+            "selected_epoch": fit.best_epochs.get(select_on, -1), "last_epoch": fit.last_epoch,
+            "by_criterion": results["by_criterion"], "source_val_accuracy": acc_s,
+            "target_test": classification_metrics(feat["t_test"].y.numpy(), pred_t, src_full.classes),
+            "diagnostics": diag, "diverged": fit.diverged, "epochs_run": fit.epochs_run,
+            "n_source_train": len(s_train), "n_source_val": len(s_val), "n_target_train": len(t_train),
+            "n_target_val": len(t_val), "n_target_test": len(tgt_test_set),
+            "train_time_s": fit.train_time_s, "feature_extraction_s": extract_s,
+            "adabn": results["adabn"],
+        }
+        metrics["total_time_s"] = time.perf_counter() - start
+        lineage = {"kind": "adapt", "source": origin, "data": source, "target": target, "method": "+".join(parts),
+                   "options": method_mod.options, "selection": select_on, "seed": seed,
+                   "classes": src_full.classes}
+        save_bundle(final, {"classes": src_full.classes, "lineage": lineage,
+                            "metrics": {"split": f"{target} test", "accuracy": acc_t}, "config": config},
+                    tmp / "bundle")
+        write_json(tmp / "metrics.json", metrics)
+        _write_report(tmp, metrics, fit, src_full.classes, before_emb, net, pics, plots)
+    console.print(metrics_table(metrics["target_test"], f"adapt {'+'.join(parts)} → {out} ({target} test)"))
+    if fit.diverged:
+        console.print(f"[red]training diverged at step {fit.diverged['step']}: {fit.diverged['what']}; kept the last "
+                      "good epoch's weights. Try a lower --lr or --option trade_off=0.3[/red]")
+    console.print(f"report: {out / 'report.md'}   bundle: {out / 'bundle'}")
+    return RunResult(out, metrics, final, {"classes": src_full.classes, "lineage": lineage})
+
+
+def _evaluate(net: AdaptNet, method: AdaptMethod, fit: AdaptFitResult, feat: dict[str, TensorBatches],
+              select_on: str, batch_size: int) -> dict[str, Any]:
+    """Target-test accuracy of every criterion's checkpoint and of the last epoch (AdaBN applied to each)."""
+    adabn = method.post_hoc == "adabn"
+
+    def prepared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        net.load_state_dict(state)
+        if adabn:
+            adapt_batchnorm(net, _batches(net, feat["t_train"], batch_size))
+        return copy.deepcopy(net.state_dict())
+
+    by: dict[str, Any] = {}
+    states: dict[str, dict[str, torch.Tensor]] = {}
+    for name, state in fit.states.items():
+        states[name] = prepared(state)
+        acc, _ = _accuracy(net, feat["t_test"])
+        by[name] = {"epoch": fit.best_epochs[name], "score": fit.best_scores[name], "target_accuracy": acc,
+                    "uses_target_labels": name == "oracle"}
+    last = prepared(fit.last_state) if fit.last_state is not None else None
+    last_acc = _accuracy(net, feat["t_test"])[0] if last is not None else float("nan")
+    if select_on not in states:  # e.g. DEV undefined in every epoch: fall back to the last epoch, and say so
+        by[select_on] = {"epoch": fit.last_epoch, "score": float("nan"), "target_accuracy": last_acc,
+                         "note": "criterion undefined in every epoch; the last epoch was kept"}
+        chosen = last
+    else:
+        chosen = states[select_on]
+    return {"selected_state": chosen, "last_accuracy": last_acc, "by_criterion": by,
+            "adabn": {"applied": adabn, "target_images": len(feat["t_train"])} if adabn else None}
+
+
+def _write_report(run_dir: Path, m: dict[str, Any], fit: AdaptFitResult, classes: list[str],
+                  before_emb: tuple[np.ndarray, np.ndarray] | None, net: AdaptNet,
+                  pics: tuple[TensorBatches, TensorBatches], plots: bool) -> None:
+    images: list[str] = []
+    if plots and fit.history:
+        plot_learning_curves(fit.history, run_dir / "learning_curves.png", f"adapt: {m['method']} (source val)")
+        images.append("learning_curves.png")
+    plot_confusion(m["target_test"]["confusion_matrix"], classes, run_dir / "confusion_matrix.png",
+                   f"target test, accuracy {m['target_accuracy']:.3f}")
+    images.append("confusion_matrix.png")
+    if plots and before_emb is not None:
+        s_lab, t_lab = pics[0].y.numpy(), pics[1].y.numpy()
+        plot_embedding(before_emb[0], before_emb[1], s_lab, t_lab, run_dir / "tsne_before.png",
+                       "features before training (source val vs target test)")
+        plot_embedding(_embed(net, pics[0]), _embed(net, pics[1]), s_lab, t_lab,
+                       run_dir / "tsne_after.png", f"features after {m['method']} (selected checkpoint)")
+        images += ["tsne_before.png", "tsne_after.png"]
+    facts = {
+        "job": "adapt", "method": m["method"] + ("  (UPPER REFERENCE: trained on target labels)" if m["reference"]
+                                                else ""),
+        "source → target": f"{m['source']} → {m['target']}", "network": m["backbone"] + (" (frozen features)" if
+                                                                                         m["frozen"] else ""),
+        "options": m["options"] or "-", "selection": m["selection"] + ("  (ORACLE: uses target labels)"
+                                                                     if m["oracle_selection"] else ""),
+        "source train / val images": f"{m['n_source_train']} / {m['n_source_val']}",
+        "target unlabelled / held-out / test": f"{m['n_target_train']} / {m['n_target_val']} / {m['n_target_test']}",
+        "seed": m["seed"], "epochs run": m["epochs_run"], "selected epoch": m["selected_epoch"] + 1,
+        "target accuracy (selected)": f"{m['target_accuracy']:.4f}",
+        "target accuracy (last epoch)": f"{m['target_accuracy_last']:.4f}",
+        "train time": f"{m['train_time_s']:.1f} s", "total time": f"{m['total_time_s']:.1f} s",
+    }
+    if m["diverged"]:
+        facts["DIVERGED"] = f"at step {m['diverged']['step']}: {m['diverged']['what']} — the last good epoch was kept"
+    notes = ["Target labels were never used for training or selection" if not (m["oracle_selection"] or m["reference"])
+             else (ORACLE_NOTE if m["oracle_selection"] else REFERENCE_NOTE),
+             "The target test split was scored once per kept checkpoint, after training."]
+    rows = [(k, v["epoch"] + 1, f"{v['score']:.4f}", f"{v['target_accuracy']:.4f}",
+             "yes (oracle)" if v.get("uses_target_labels") else "no") for k, v in m["by_criterion"].items()]
+    rows.append(("last epoch", m["last_epoch"] + 1, "-", f"{m['target_accuracy_last']:.4f}", "no"))
+    notes.append("Checkpoint each selection criterion picks, and its target-test accuracy:\n\n"
+                 + markdown_table(["criterion", "epoch", "score", "target accuracy", "uses target labels"], rows))
+    if m["diagnostics"]:
+        d = m["diagnostics"]
+        drows = [(k, f"{d['before'][k]:.3f}", f"{d['after'][k]:.3f}") for k in ("proxy_a_distance", "mmd2")]
+        notes.append("Domain distance between source- and target-validation features (bottleneck), before training "
+                     "and after (selected checkpoint):\n\n" + markdown_table(["measure", "before", "after"], drows))
+    run_report(run_dir / "report.md", f"transferkit adapt: {m['method']}", facts,
+               {**m["target_test"], "split": f"{m['target']} test"}, images, notes)

@@ -1,0 +1,179 @@
+"""``adapt`` in comparison mode: several methods × seeds on one source → target pair, one table and bar chart.
+
+Every cell is a complete :func:`transferkit.api.adaptation.adapt` run written to ``out/cells/<method>-seed<k>/``
+(its own report and bundle), so an interrupted comparison resumes: a cell whose ``metrics.json`` exists with
+the same settings is read back instead of retrained (``restart=True`` discards them). The summary gives,
+per method, the target-test accuracy of the checkpoint chosen by the (label-free) selection criterion and of
+the last epoch as mean ± sample std over seeds, the **gap closed** ``(method − source_only) / (target_oracle −
+source_only)`` when both references ran, and the domain distances after training. ``target_oracle`` is an
+upper reference (it trains on target labels) and is marked so in the table, chart and findings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from transferkit.adapt.methods import parse_method
+from transferkit.api.adaptation import ORACLE_NOTE, REFERENCE_NOTE, adapt
+from transferkit.api.runs import RunResult, write_json, write_yaml
+from transferkit.report.markdown import comparison_report
+from transferkit.report.metrics import mean_std, verdict
+from transferkit.report.plots import plot_method_bars
+from transferkit.report.tables import comparison_table
+
+BASELINE, REFERENCE = "source_only", "target_oracle"
+_NOT_SETTINGS = ("out", "progress", "console", "plots", "seed")  # what may differ between a cell and a rerun
+
+
+def _cell_settings(kwargs: dict[str, Any], method: str, seed: int) -> dict[str, Any]:
+    return json.loads(json.dumps({**{k: v for k, v in kwargs.items() if k not in _NOT_SETTINGS}, "method": method,
+                                  "seed": seed}, default=str))
+
+
+def _read_cell(cell_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        metrics = json.loads((cell_dir / "metrics.json").read_text())
+        stored = json.loads((cell_dir / "settings.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics if stored == settings else None
+
+
+def summarise_methods(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean ± std over seeds per method, and the gap closed relative to source_only and target_oracle."""
+    methods = list(dict.fromkeys(c["method"] for c in cells))
+    rows = []
+    for m in methods:
+        group = [c for c in cells if c["method"] == m]
+        row: dict[str, Any] = {"method": m, "seeds": len(group), "reference": m == REFERENCE}
+        for key in ("target_accuracy", "target_accuracy_last", "source_val_accuracy", "train_time_s",
+                    "total_time_s"):
+            row[f"{key}_mean"], row[f"{key}_std"] = mean_std([c[key] for c in group])
+        for key in ("proxy_a_distance", "mmd2"):
+            vals = [c["diagnostics"]["after"][key] for c in group if c.get("diagnostics")]
+            row[f"{key}_mean"], row[f"{key}_std"] = mean_std(vals) if vals else (float("nan"), float("nan"))
+        row["diverged"] = sum(1 for c in group if c.get("diverged"))
+        rows.append(row)
+    base = next((r for r in rows if r["method"] == BASELINE), None)
+    ref = next((r for r in rows if r["method"] == REFERENCE), None)
+    for r in rows:
+        r["gap_closed"] = float("nan")
+        r["gap_closed_last"] = float("nan")
+        if base and ref and ref["target_accuracy_mean"] != base["target_accuracy_mean"]:
+            span = ref["target_accuracy_mean"] - base["target_accuracy_mean"]
+            r["gap_closed"] = (r["target_accuracy_mean"] - base["target_accuracy_mean"]) / span
+            r["gap_closed_last"] = (r["target_accuracy_last_mean"] - base["target_accuracy_mean"]) / span
+    return rows
+
+
+def adapt_findings(summary: Sequence[dict[str, Any]]) -> list[str]:
+    """Each method against source_only (beats / within / loses by more than one std), and the best gap closed."""
+    base = next((r for r in summary if r["method"] == BASELINE), None)
+    lines = []
+    if base is not None:
+        for r in summary:
+            if r["method"] in (BASELINE, REFERENCE):
+                continue
+            diff = r["target_accuracy_mean"] - base["target_accuracy_mean"]
+            spread = max(r["target_accuracy_std"], base["target_accuracy_std"])
+            word = verdict(diff, spread, min(r["seeds"], base["seeds"]))
+            gap = f", gap closed {r['gap_closed']:.0%}" if math.isfinite(r["gap_closed"]) else ""
+            lines.append(f"{r['method']} {word} source_only ({r['target_accuracy_mean']:.3f} vs "
+                         f"{base['target_accuracy_mean']:.3f}, Δ {diff:+.3f}, std ≤ {spread:.3f}{gap})")
+    methods = [r for r in summary if r["method"] not in (BASELINE, REFERENCE) and math.isfinite(r["gap_closed"])]
+    if methods:
+        best = max(methods, key=lambda r: r["gap_closed"])
+        lines.append(f"best method: {best['method']}, closing {best['gap_closed']:.0%} of the source_only → "
+                     "target_oracle gap")
+    if any(r["method"] == REFERENCE for r in summary):
+        lines.append(REFERENCE_NOTE)
+    for r in summary:
+        if r["diverged"]:
+            lines.append(f"{r['method']}: {r['diverged']} run(s) diverged (last good epoch kept)")
+    return lines
+
+
+def adapt_compare(methods: Sequence[str] = (BASELINE, "dann", "dan", "coral", REFERENCE), seeds: Sequence[int] = (0,),
+                  out: str | Path = "runs/adapt-compare", title: str = "", restart: bool = False,
+                  cell_plots: bool = False, console: Console | None = None, **adapt_kwargs: Any) -> RunResult:
+    """Run :func:`~transferkit.api.adaptation.adapt` for every method × seed; write ``out/report.md``,
+    ``out/metrics.json`` (cells + summary) and ``out/adaptation.png``. ``adapt_kwargs`` are ``adapt``'s
+    (source, target, backbone, epochs, selection, …), shared by every cell."""
+    console = console or Console()
+    adapt_kwargs = {k: v for k, v in adapt_kwargs.items() if k not in ("progress", "plots")}  # set per cell here
+    for m in methods:
+        parse_method(m)  # fail before any training
+    if not seeds:
+        raise ValueError("--seeds: give at least one seed")
+    out = Path(out)
+    cells_dir = out / "cells"
+    if restart and cells_dir.exists():
+        shutil.rmtree(cells_dir)
+    start = time.perf_counter()
+    cells: list[dict[str, Any]] = []
+    reused = 0
+    for method in methods:
+        for seed in seeds:
+            cell_dir = cells_dir / f"{method.replace('+', '_')}-seed{seed}"
+            settings = _cell_settings(adapt_kwargs, method, seed)
+            metrics = _read_cell(cell_dir, settings)
+            if metrics is None:
+                console.print(f"[bold]{method}[/bold] · seed {seed}")
+                run = adapt(method=method, seed=seed, out=cell_dir, plots=cell_plots, progress=False,
+                            console=console, **adapt_kwargs)
+                write_json(cell_dir / "settings.json", settings)
+                metrics = run.metrics
+            else:
+                reused += 1
+            cells.append(metrics)
+    summary = summarise_methods(cells)
+    notes = adapt_findings(summary)
+    selection = cells[0]["selection"]
+    oracle = any(c.get("oracle_selection") for c in cells)
+
+    def pm(r: dict[str, Any], key: str, fmt: str = ".3f") -> str:
+        return f"{r[key + '_mean']:{fmt}} ± {r[key + '_std']:{fmt}}"
+
+    columns = ["method", "target acc (selected)", "target acc (last epoch)", "gap closed", "gap closed (last)",
+               "PAD after", "MMD² after", "source val acc", "time (s)"]
+    rows = [[r["method"] + (" (upper reference)" if r["reference"] else ""), pm(r, "target_accuracy"),
+             pm(r, "target_accuracy_last"),
+             f"{r['gap_closed']:.0%}" if math.isfinite(r["gap_closed"]) else "-",
+             f"{r['gap_closed_last']:.0%}" if math.isfinite(r["gap_closed_last"]) else "-",
+             pm(r, "proxy_a_distance", ".2f"), pm(r, "mmd2", ".3f"), pm(r, "source_val_accuracy"),
+             pm(r, "total_time_s", ".0f")] for r in summary]
+    first = cells[0]
+    frozen = ", frozen" if first["frozen"] else ""
+    title = title or f"{first['source']} → {first['target']} ({first['backbone']}{frozen})"
+    bars = [{"label": r["method"], "mean": r["target_accuracy_mean"], "std": r["target_accuracy_std"],
+             "kind": "reference" if r["reference"] else "baseline" if r["method"] == BASELINE else "method"}
+            for r in summary]
+    base = next((r for r in summary if r["method"] == BASELINE), None)
+    plot_method_bars(bars, out / "adaptation.png", f"{title}\nselection: {selection}"
+                     + (" (ORACLE)" if oracle else ""), base["target_accuracy_mean"] if base else None)
+    wall = time.perf_counter() - start
+    write_yaml(out / "config.yaml", {"command": "adapt-compare", "methods": list(methods), "seeds": list(seeds),
+                                     **adapt_kwargs})
+    write_json(out / "metrics.json", {"cells": cells, "summary": summary, "findings": notes, "wall_time_s": wall,
+                                      "cells_reused": reused})
+    intro = [f"Source `{first['source']}` → target `{first['target']}`, network `{first['backbone']}`"
+             f"{' (frozen features, adapted head)' if first['frozen'] else ''}. Seeds {list(seeds)}; mean ± sample "
+             f"std over seeds. Checkpoint selection: **{selection}**"
+             + (f" — {ORACLE_NOTE}" if oracle else " (no target labels used)")
+             + f". Target images: {first['n_target_train']} unlabelled for training, {first['n_target_val']} held out"
+             f" (unlabelled) for selection, {first['n_target_test']} test images scored once per kept checkpoint.",
+             "Gap closed = (method − source_only) / (target_oracle − source_only), on the mean accuracies."]
+    comparison_report(out / "report.md", f"Domain adaptation: {title}", intro, columns, rows, ["adaptation.png"],
+                      notes)
+    console.print(comparison_table(columns, rows, title=f"{title} — mean ± std over {len(seeds)} seed(s)"))
+    for line in notes:
+        console.print(f"  • {line}")
+    return RunResult(out, {"cells": cells, "summary": summary, "findings": notes, "wall_time_s": wall})
