@@ -405,12 +405,14 @@ def _write_report(run_dir: Path, m: dict[str, Any], fit: AdaptFitResult, classes
     rows = [(k, v["epoch"] + 1, f"{v['score']:.4f}", f"{v['target_accuracy']:.4f}",
              "yes (oracle)" if v.get("uses_target_labels") else "no") for k, v in m["by_criterion"].items()]
     rows.append(("last epoch", m["last_epoch"] + 1, "-", f"{m['target_accuracy_last']:.4f}", "no"))
+    columns = ["criterion", "epoch", "score", "target accuracy", "uses target labels"]
     notes.append("Checkpoint each selection criterion picks, and its target-test accuracy:\n\n"
-                 + markdown_table(["criterion", "epoch", "score", "target accuracy", "uses target labels"], rows))
+                 + markdown_table(columns, rows) + "\n")
     if m["diagnostics"]:
         d = m["diagnostics"]
         drows = [(k, f"{d['before'][k]:.3f}", f"{d['after'][k]:.3f}") for k in ("proxy_a_distance", "mmd2")]
         notes.append("Domain distance between source- and target-validation features (bottleneck), before training "
-                     "and after (selected checkpoint):\n\n" + markdown_table(["measure", "before", "after"], drows))
+                     "and after (selected checkpoint):\n\n"
+                     + markdown_table(["measure", "before", "after"], drows) + "\n")
     run_report(run_dir / "report.md", f"transferkit adapt: {m['method']}", facts,
                {**m["target_test"], "split": f"{m['target']} test"}, images, notes)
