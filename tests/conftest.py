@@ -22,6 +22,17 @@ def _isolated_data_root(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TRANSFERKIT_OFFLINE", "1")
 
 
+@pytest.fixture
+def single_thread():
+    """Tiny tensors run fastest on one intra-op thread (and far faster when other jobs load the CPU)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def fashion_available() -> bool:
     from transferkit.data import get_dataset
 

@@ -10,14 +10,7 @@ from torch import nn
 
 from transferkit.distill import HintLoss, KDLoss, kd_loss
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors run faster on one thread, and far faster when other jobs load the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: one thread is fastest
 
 
 def logits(*shape, seed=0):

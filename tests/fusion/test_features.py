@@ -6,14 +6,7 @@ from torch import nn
 
 from transferkit.fusion import FUSION_MODES, FusedFeatures
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny models: with a CPU benchmark beside them, intra-op threads only spin; one thread keeps them fast."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: one thread is fastest
 
 
 class _Extractor(nn.Module):

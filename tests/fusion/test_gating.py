@@ -5,14 +5,7 @@ import torch
 
 from transferkit.fusion import GatedFusion, fit_gating
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny models: with a CPU benchmark beside them, intra-op threads only spin; one thread keeps them fast."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: one thread is fastest
 
 
 def _routing_task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
