@@ -29,7 +29,7 @@ def test_adapt_run_writes_everything_and_never_shows_target_labels(tmp_path, mon
         seen["val_y"] = [v.y is None for v in val_sets]
         return real(net, method, groups, source, target, val_sets, *args, **kwargs)
 
-    monkeypatch.setattr("transferkit.api.adaptation.fit_adapt", spy)
+    monkeypatch.setattr("transferkit.api.adapt_job.fit_adapt", spy)
     res = api.adapt(method="dann", out=tmp_path / "run", **SMALL)
     assert seen["target_y"] is None and seen["val_y"] == [False, True, True]  # source val labelled; target not
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from transferkit.adapt.methods import AdaptMethod, build_method
-from transferkit.adapt.net import AdaptNet
+from transferkit.adaptation.methods import AdaptMethod, build_method
+from transferkit.adaptation.net import AdaptNet
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches
 from transferkit.engine.adapt import DivergenceError, ValOutput, fit_adapt

@@ -4,16 +4,17 @@ Everything the CLI does is a call here: :func:`pretrain`, :func:`transfer`, :fun
 :func:`predict`, :func:`compare`, :func:`curve`, :func:`adapt`, :func:`adapt_compare` and :func:`demo`.
 """
 
-from transferkit.api.adaptation import adapt
-from transferkit.api.adaptation_compare import adapt_compare
+from transferkit.api.adapt_compare_job import adapt_compare
+from transferkit.api.adapt_job import adapt
 from transferkit.api.compare import compare
 from transferkit.api.curve import curve
 from transferkit.api.demo import demo
+from transferkit.api.distill_job import distill
 from transferkit.api.lr_find import lr_find
 from transferkit.api.merge import merge
 from transferkit.api.runs import RunResult
 from transferkit.api.train import pretrain, transfer
 from transferkit.api.use import evaluate, predict
 
-__all__ = ["RunResult", "adapt", "adapt_compare", "compare", "curve", "demo", "evaluate", "lr_find", "merge",
-           "predict", "pretrain", "transfer"]
+__all__ = ["RunResult", "adapt", "adapt_compare", "compare", "curve", "demo", "distill", "evaluate", "lr_find",
+           "merge", "predict", "pretrain", "transfer"]

@@ -51,3 +51,28 @@ def predict_logits(model: Backbone, data: TensorBatches, batch_size: int = 64) -
     """Logits ``(N, num_classes)`` of the whole model over ``data`` (eval mode, inference mode)."""
     chunks = _batched(model, data, model, batch_size)
     return torch.cat(chunks) if chunks else torch.empty(0, model.num_classes)
+
+
+def measure_latency(model: torch.nn.Module, input_shape: tuple[int, ...], batch_size: int, repeats: int = 20,
+                    warmup: int = 3) -> dict[str, float]:
+    """CPU inference latency of ``model`` on random inputs ``(batch_size, *input_shape)``: median and 90th
+    percentile milliseconds per batch over ``repeats`` timed calls (after ``warmup``), eval + inference mode,
+    the threads torch is set to use. A relative figure: compare models measured the same way on one machine."""
+    import time
+
+    was_training = model.training
+    model.eval()
+    x = torch.randn(batch_size, *input_shape)
+    times = []
+    try:
+        with torch.inference_mode():
+            for i in range(warmup + repeats):
+                start = time.perf_counter()
+                model(x)
+                if i >= warmup:
+                    times.append((time.perf_counter() - start) * 1000)
+    finally:
+        model.train(was_training)
+    t = torch.tensor(times)
+    return {"batch_size": batch_size, "median_ms": float(t.median()), "p90_ms": float(t.quantile(0.9)),
+            "per_image_ms": float(t.median()) / batch_size, "threads": torch.get_num_threads()}

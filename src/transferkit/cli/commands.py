@@ -130,7 +130,7 @@ def cmd_compare(a: argparse.Namespace, console: Console) -> None:
 
 def cmd_adapt(a: argparse.Namespace, console: Console) -> int:
     if a.list_methods:
-        from transferkit.adapt import list_methods
+        from transferkit.adaptation import list_methods
 
         table = Table(title="adaptation methods (use --method NAME, combine with '+')")
         for col in ("name", "what it does", "options", "paper"):
@@ -160,6 +160,17 @@ def cmd_adapt(a: argparse.Namespace, console: Console) -> int:
                            console=console, **kwargs)
         diverged = bool(result.metrics.get("diverged"))
     return 3 if diverged else 0  # a run that diverged is written (last good epoch kept) but signalled
+
+
+def cmd_distill(a: argparse.Namespace, console: Console) -> None:
+    _need(a.teacher, "--teacher")
+    api.distill(a.teacher, a.student, a.data, a.classes, labels_per_class=a.labels_per_class,
+                val_per_class=a.val_per_class, unlabelled=a.unlabelled, temperature=a.temperature, alpha=a.alpha,
+                hint_layer=a.hint_layer, teacher_layer=a.teacher_layer, hint_weight=a.hint_weight,
+                baseline=a.baseline, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
+                patience=a.patience, seed=a.seed, out=a.out, image_size=a.image_size, pretrained=a.pretrained,
+                latency=a.latency, strict=a.strict, convert_channels=a.convert_channels, progress=a.progress,
+                console=console)
 
 
 def seed_list(value: int | str | list) -> list[int]:

@@ -80,7 +80,8 @@ class TensorBatches(Dataset):
     features ``(N, D)`` (``mean=None``: served as they are). ``y`` holds int64 labels or is ``None``.
     ``key`` names the content (``ImageSet.fingerprint()``) so that extracted features can be cached.
     ``transform`` (set through :meth:`with_transform`, training data only) maps each fetched ``uint8`` batch
-    to an augmented one *before* normalisation.
+    to an augmented one *before* normalisation. ``extras`` are further per-item tensors (e.g. a teacher's
+    logits for distillation) served after the labels: a batch is then ``(x, y, *extras)``.
     """
 
     def __init__(
@@ -90,8 +91,12 @@ class TensorBatches(Dataset):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         key: str | None = None,
+        extras: Sequence[torch.Tensor] = (),
     ) -> None:
         self.x, self.y = x, y
+        self.extras = tuple(extras)
+        if any(len(e) != len(x) for e in self.extras):
+            raise ValueError(f"extras must have one row per item ({len(x)}), got {[len(e) for e in self.extras]}")
         self.key = key  # content fingerprint of the source data (feature-cache key), when known
         self.transform: Callable[[torch.Tensor], torch.Tensor] | None = None
         if mean is not None:
@@ -125,7 +130,9 @@ class TensorBatches(Dataset):
             x = self.transform(x)
         if self._scale is not None:
             x = torch.addcmul(self._shift, x.float(), self._scale)
-        return x if self.y is None else (x, self.y[idx])
+        if self.y is None:
+            return x
+        return (x, self.y[idx], *(e[idx] for e in self.extras)) if self.extras else (x, self.y[idx])
 
     def __getitem__(self, i: int):
         out = self._fetch(slice(i, i + 1))

@@ -1,9 +1,9 @@
 """The loop of unsupervised domain adaptation: labelled source and unlabelled target batches drawn together.
 
 It knows no particular method. It trains a network with two calls, ``embed(x) -> features`` and
-``classify(features) -> logits`` (:class:`transferkit.adapt.net.AdaptNet`), and a *method* module that maps
+``classify(features) -> logits`` (:class:`transferkit.adaptation.net.AdaptNet`), and a *method* module that maps
 ``(f_s, logits_s, f_t, logits_t, progress)`` to named loss terms added to the source cross-entropy
-(:mod:`transferkit.adapt.methods`). Each epoch is one pass over the longer of the two loaders (Lightning's
+(:mod:`transferkit.adaptation.methods`). Each epoch is one pass over the longer of the two loaders (Lightning's
 ``CombinedLoader`` in ``max_size_cycle`` mode cycles the shorter one).
 
 Model selection is the caller's: after every epoch the validation loaders' features, logits and labels

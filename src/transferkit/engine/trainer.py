@@ -171,19 +171,31 @@ def fit(
     ``param_groups`` lists what trains and at which learning rate; everything else should have
     ``requires_grad=False``. With no validation data the last epoch's weights are kept.
     """
+    check_fit_inputs(train, cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = TransferModule(model, param_groups, cfg, eval_modules, loss_terms, **_batch_options(model, train, cfg))
+    train_loader = make_loader(augmented(train, cfg.augment), cfg.batch_size, shuffle=True, seed=cfg.seed,
+                               sampler=cfg.sampler)  # augmentation on training batches only
+    return fit_module(module, train_loader, val, cfg, run_dir, [PhaseSwitch(phases)])
+
+
+def check_fit_inputs(train: TensorBatches, cfg: TrainConfig) -> None:
     if len(train) == 0:
         raise ValueError("the training set is empty")
     if cfg.batch_size is None or cfg.lr is None:
         raise ValueError("fit() needs a concrete batch_size and lr (Strategy.resolve fills in defaults)")
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = TransferModule(model, param_groups, cfg, eval_modules, loss_terms, **_batch_options(model, train, cfg))
+
+
+def fit_module(module: TransferModule, train_loader: Any, val: TensorBatches | None, cfg: TrainConfig,
+               run_dir: Path | None = None, callbacks: Sequence[Callback] = ()) -> FitResult:
+    """Run a built module: early stopping and the kept weights follow ``cfg.monitor`` on ``val``; afterwards
+    ``module.model`` holds the best validation epoch's weights (the last epoch's without validation data)."""
     has_val = val is not None and len(val) > 0
     best = BestWeights(cfg.monitor)
-    trainer = build_trainer(cfg, run_dir, [best, PhaseSwitch(phases)], has_val)
-    train_loader = make_loader(augmented(train, cfg.augment), cfg.batch_size, shuffle=True, seed=cfg.seed,
-                               sampler=cfg.sampler)  # augmentation on training batches only
+    trainer = build_trainer(cfg, run_dir, [best, *callbacks], has_val)
     val_loader = make_loader(val, max(cfg.batch_size, 256), shuffle=False) if has_val else None  # type: ignore
     elapsed = run_fit(trainer, module, train_loader, val_loader)
+    model = module.model
     if best.state is not None:
         model.load_state_dict(best.state)
     model.eval()

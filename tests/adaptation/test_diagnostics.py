@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from transferkit.adapt import mmd2, proxy_a_distance
+from transferkit.adaptation import mmd2, proxy_a_distance
 from transferkit.report.plots import plot_embedding
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from transferkit.distill import FeatureTap, module_names, probe_shape
+from transferkit.distillation import FeatureTap, module_names, probe_shape
 
 
 class Tiny(nn.Module):

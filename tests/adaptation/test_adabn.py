@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from transferkit.adapt.adabn import adapt_batchnorm, batchnorm_layers
+from transferkit.adaptation.adabn import adapt_batchnorm, batchnorm_layers
 
 
 def make_model(dropout=False):

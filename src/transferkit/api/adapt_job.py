@@ -8,7 +8,7 @@ What the job uses, and what it never touches:
   is reported as an upper reference) and are read only by ``--oracle-selection``, which is labelled as such;
 * **target** ``test`` split → the final scores, once per kept checkpoint, after training.
 
-Model selection (:mod:`transferkit.adapt.selection`) follows ``selection`` (default: source-validation
+Model selection (:mod:`transferkit.adaptation.selection`) follows ``selection`` (default: source-validation
 accuracy); the report also gives the target accuracy of the checkpoint every other label-free criterion
 would have picked, and of the last epoch, so their reliability can be judged. Diagnostics: proxy A-distance
 and MMD between source- and target-validation features before training and after, and t-SNE pictures.
@@ -27,11 +27,16 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from transferkit import atomic
-from transferkit.adapt.adabn import adapt_batchnorm
-from transferkit.adapt.diagnostics import mmd2, proxy_a_distance
-from transferkit.adapt.methods import AdaptMethod, build_method, parse_method
-from transferkit.adapt.net import AdaptNet
-from transferkit.adapt.selection import SELECTION_CRITERIA, check_criterion, deep_embedded_validation, target_entropy
+from transferkit.adaptation.adabn import adapt_batchnorm
+from transferkit.adaptation.diagnostics import mmd2, proxy_a_distance
+from transferkit.adaptation.methods import AdaptMethod, build_method, parse_method
+from transferkit.adaptation.net import AdaptNet
+from transferkit.adaptation.selection import (
+    SELECTION_CRITERIA,
+    check_criterion,
+    deep_embedded_validation,
+    target_entropy,
+)
 from transferkit.api.runs import RunResult, load_task, set_threads, write_json, write_yaml
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.cache import cached_features
@@ -191,7 +196,7 @@ def adapt(
 ) -> RunResult:
     """Adapt a classifier trained on labelled ``source`` to the unlabelled ``target`` domain with ``method``.
 
-    ``method`` is a registered method or a ``+`` combination (:mod:`transferkit.adapt.methods`); ``options``
+    ``method`` is a registered method or a ``+`` combination (:mod:`transferkit.adaptation.methods`); ``options``
     go to it (``{"trade_off": 0.5}``, ``{"dann.hidden": 512}``). The network is ``backbone`` (a name — random
     weights, or its shipped weights with ``pretrained`` — or a bundle/run directory) with a ``bottleneck``-wide
     bottleneck head. ``frozen`` adapts only the head on frozen, cached features of a pretrained extractor

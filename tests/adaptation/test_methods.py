@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from transferkit.adapt.methods import CDAN, DANN, Combined, SelfTraining, build_method, list_methods, parse_method
+from transferkit.adaptation.methods import CDAN, DANN, Combined, SelfTraining, build_method, list_methods, parse_method
 
 
 def _batch(n=16, d=8, c=3, seed=0, shift=0.0):
@@ -78,7 +78,7 @@ def test_dann_reverses_the_discriminators_gradient_into_the_features():
     # the same loss without reversal
     f_s2 = f_s.detach().clone().requires_grad_(True)
     d = dann.discriminator(torch.cat([f_s2, f_t.detach()]))
-    from transferkit.adapt.methods import _domain_loss
+    from transferkit.adaptation.methods import _domain_loss
 
     _domain_loss(d[:16], d[16:]).backward()
     lam = dann.grl.coeff

@@ -115,7 +115,7 @@ class HintLoss(nn.Module):
       does), then the vector case applies.
 
     Shapes are given without the batch dimension (e.g. ``(64, 7, 7)`` or ``(1280,)``, see
-    :func:`transferkit.distill.probe_shape`) so that the regressor's parameters exist before the optimiser is
+    :func:`transferkit.distillation.probe_shape`) so that the regressor's parameters exist before the optimiser is
     built. The teacher's features are detached.
     """
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferkit.distill import HintLoss, KDLoss, kd_loss
+from transferkit.distillation import HintLoss, KDLoss, kd_loss
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny tensors: one thread is fastest
 

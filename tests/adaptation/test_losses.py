@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from transferkit.adapt.losses import GradientReversal, coral_loss, dann_coefficient, entropy, mk_mmd_loss
+from transferkit.adaptation.losses import GradientReversal, coral_loss, dann_coefficient, entropy, mk_mmd_loss
 
 
 def test_gradient_reversal_is_identity_forward_and_flips_gradients():

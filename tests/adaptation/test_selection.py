@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from transferkit.adapt.selection import (
+from transferkit.adaptation.selection import (
     SELECTION_CRITERIA,
     check_criterion,
     deep_embedded_validation,

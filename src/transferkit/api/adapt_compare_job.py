@@ -1,6 +1,6 @@
 """``adapt`` in comparison mode: several methods × seeds on one source → target pair, one table and bar chart.
 
-Every cell is a complete :func:`transferkit.api.adaptation.adapt` run written to ``out/cells/<method>-seed<k>/``
+Every cell is a complete :func:`transferkit.api.adapt_job.adapt` run written to ``out/cells/<method>-seed<k>/``
 (its own report and bundle), so an interrupted comparison resumes: a cell whose ``metrics.json`` exists with
 the same settings is read back instead of retrained (``restart=True`` discards them). The summary gives,
 per method, the target-test accuracy of the checkpoint chosen by the (label-free) selection criterion and of
@@ -21,8 +21,8 @@ from typing import Any
 
 from rich.console import Console
 
-from transferkit.adapt.methods import parse_method
-from transferkit.api.adaptation import ORACLE_NOTE, REFERENCE_NOTE, adapt
+from transferkit.adaptation.methods import parse_method
+from transferkit.api.adapt_job import ORACLE_NOTE, REFERENCE_NOTE, adapt
 from transferkit.api.runs import RunResult, write_json, write_yaml
 from transferkit.report.markdown import comparison_report
 from transferkit.report.metrics import mean_std, verdict
@@ -104,7 +104,7 @@ def adapt_findings(summary: Sequence[dict[str, Any]]) -> list[str]:
 def adapt_compare(methods: Sequence[str] = (BASELINE, "dann", "dan", "coral", REFERENCE), seeds: Sequence[int] = (0,),
                   out: str | Path = "runs/adapt-compare", title: str = "", restart: bool = False,
                   cell_plots: bool = False, console: Console | None = None, **adapt_kwargs: Any) -> RunResult:
-    """Run :func:`~transferkit.api.adaptation.adapt` for every method × seed; write ``out/report.md``,
+    """Run :func:`~transferkit.api.adapt_job.adapt` for every method × seed; write ``out/report.md``,
     ``out/metrics.json`` (cells + summary) and ``out/adaptation.png``. ``adapt_kwargs`` are ``adapt``'s
     (source, target, backbone, epochs, selection, …), shared by every cell."""
     console = console or Console()

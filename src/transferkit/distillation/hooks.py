@@ -4,7 +4,7 @@ FitNets-style hints (Romero et al., ICLR 2015) match a student's intermediate la
 expose such a layer without changing the model's code: :class:`FeatureTap` keeps the latest output of a module
 named as in ``model.named_modules()`` (for a :class:`~transferkit.backbones.base.Backbone`, e.g.
 ``"stages.conv2"``), and :func:`probe_shape` tells that output's shape so that a
-:class:`~transferkit.distill.losses.HintLoss` can be built before training starts.
+:class:`~transferkit.distillation.losses.HintLoss` can be built before training starts.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferkit.adapt.losses import GradientReversal, coral_loss, dann_coefficient, mk_mmd_loss
+from transferkit.adaptation.losses import GradientReversal, coral_loss, dann_coefficient, mk_mmd_loss
 
 Terms = dict[str, torch.Tensor]
 

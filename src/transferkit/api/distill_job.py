@@ -1,0 +1,256 @@
+"""``distill``: a large teacher bundle → a small student, with a labels-only student trained beside it.
+
+What runs:
+
+1. The **transfer set** — the labelled training images, plus ``unlabelled`` further training-split images whose
+   labels are hidden (label ``-1``: the teacher labels them softly) — passes once through the teacher, with the
+   teacher's own preprocessing (input size, channels, normalisation). Its logits (and, for hints, the output of
+   ``teacher_layer``) are stored; the student, with *its* preprocessing, trains against them. So a 96-px
+   ImageNet teacher and a 28-px grey student need no common input format.
+2. The student trains with :class:`transferkit.distillation.KDLoss` (``α · T² KL + (1 − α) CE``) and, with
+   ``hint_layer``/``teacher_layer``, a FitNets hint term (:class:`transferkit.distillation.HintLoss`, weight
+   ``hint_weight``). Early stopping and the kept epoch follow the labelled validation split.
+3. ``baseline=True`` (default) trains the same student architecture from the same seed on the labelled images
+   only (the honest comparison), and the teacher, the KD student and the labels-only student are scored on the
+   test split with their parameter counts and CPU latency at batch 1 and 64.
+
+The student's bundle records the teacher's lineage.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+
+from transferkit import atomic
+from transferkit.api.runs import (
+    RunResult,
+    check_channels,
+    check_classes,
+    load_source,
+    load_task,
+    score,
+    set_threads,
+    write_json,
+    write_yaml,
+)
+from transferkit.backbones.base import Backbone
+from transferkit.backbones.features import measure_latency, predict_logits
+from transferkit.backbones.registry import backbone_info, create_backbone
+from transferkit.bundle import save_bundle
+from transferkit.config import TrainConfig
+from transferkit.data.base import ImageSet
+from transferkit.data.prepare import TensorBatches, to_batches
+from transferkit.data.registry import has_split
+from transferkit.data.splits import k_per_class, train_val_split
+from transferkit.distillation import FeatureTap, HintLoss, KDLoss, module_names
+from transferkit.engine.targets import fit_with_targets
+from transferkit.engine.trainer import train
+from transferkit.report.markdown import markdown_table, run_report
+from transferkit.report.plots import plot_learning_curves
+from transferkit.report.tables import comparison_table
+from transferkit.strategies.base import get_strategy
+
+
+class _DistillLoss(nn.Module):
+    """KD (+ hint) as one loss module ``(logits, y, teacher_logits[, teacher_features]) -> terms``."""
+
+    def __init__(self, kd: KDLoss, hint: HintLoss | None, tap: FeatureTap | None, hint_weight: float) -> None:
+        super().__init__()
+        self.kd, self.hint, self.tap, self.hint_weight = kd, hint, tap, float(hint_weight)
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor,
+                teacher_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        terms = self.kd(logits, teacher_logits, y)
+        if self.hint is not None and teacher_features is not None:
+            terms["hint"] = self.hint_weight * self.hint(self.tap.output, teacher_features.float())
+        return terms
+
+
+def transfer_set(full: ImageSet, labels_per_class: int | None, val_per_class: int | None, unlabelled: int,
+                 val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet, np.ndarray]:
+    """(training images incl. hidden-label ones, validation images, labels with ``-1`` where hidden)."""
+    if labels_per_class is None:
+        if unlabelled:
+            raise ValueError("--unlabelled needs --labels-per-class: without it every training image is labelled")
+        tr, va = train_val_split(full, val_fraction, seed)
+        extra = np.array([], dtype=np.int64)
+    else:
+        n_val = labels_per_class if val_per_class is None else val_per_class
+        va = k_per_class(full, n_val, seed + 7919)
+        tr = k_per_class(full, labels_per_class, seed, exclude=va)
+        rest = np.setdiff1d(np.arange(len(full)), np.concatenate([tr, va]))
+        if unlabelled > len(rest):
+            raise ValueError(f"--unlabelled {unlabelled}: only {len(rest)} further training images are left")
+        extra = np.sort(np.random.default_rng(seed + 31337).choice(rest, unlabelled, replace=False))
+    idx = np.concatenate([tr, extra])
+    labels = full.labels[idx].astype(np.int64)
+    labels[len(tr):] = -1
+    return full.subset(idx, full.name + "[transfer set]"), full.subset(va, full.name + "[val]"), labels
+
+
+def _teacher_outputs(teacher: Backbone, data: TensorBatches, layer: str | None,
+                     batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if layer is None:
+        return predict_logits(teacher, data, batch_size), None
+    with FeatureTap(teacher, layer) as tap:
+        logits, feats = [], []
+        teacher.eval()
+        with torch.inference_mode():
+            for i in range(0, len(data), batch_size):
+                x = data.__getitems__(list(range(i, min(i + batch_size, len(data)))))[0]
+                logits.append(teacher(x))
+                feats.append(tap.output.half())  # float16: a feature map per image adds up
+    return torch.cat(logits), torch.cat(feats)
+
+
+def _build_student(student: str | Backbone, num_classes: int, channels: int, image_size: int | None,
+                   pretrained: bool, seed: int) -> Backbone:
+    if isinstance(student, Backbone):
+        return copy.deepcopy(student)
+    kwargs: dict[str, Any] = {}
+    if not pretrained and backbone_info(student).default_channels == 1:
+        kwargs["in_chans"] = channels
+    if image_size:
+        kwargs["img_size"] = image_size
+    torch.manual_seed(seed)
+    return create_backbone(student, num_classes=num_classes, pretrained=pretrained, **kwargs)
+
+
+def _latency(model: Backbone) -> dict[str, dict[str, float]]:
+    spec = model.input_spec
+    shape = (spec.channels, *(spec.size or (224, 224)))
+    return {f"batch_{b}": measure_latency(model, shape, b, repeats=20 if b == 1 else 5) for b in (1, 64)}
+
+
+def distill(
+    teacher: str | Path | Backbone, student: str | Backbone = "seed_cnn", data: str = "fashion_mnist",
+    classes: str | list[int] | None = None, labels_per_class: int | None = None, val_per_class: int | None = None,
+    unlabelled: int = 0, temperature: float = 4.0, alpha: float = 0.9, hint_layer: str | None = None,
+    teacher_layer: str | None = None, hint_weight: float = 1.0, baseline: bool = True, epochs: int = 20,
+    batch_size: int = 128, lr: float | None = 1e-3, weight_decay: float = 1e-4, optimizer: str = "adamw",
+    patience: int | None = 5, seed: int = 0, out: str | Path = "runs/distill", image_size: int | None = None,
+    pretrained: bool = False, val_fraction: float = 0.1, latency: bool = True, strict: bool = False,
+    convert_channels: bool = False, progress: bool = True, console: Console | None = None,
+) -> RunResult:
+    """Distil ``teacher`` (a run or bundle directory) into ``student`` (a backbone name, random init unless
+    ``pretrained``) on ``data``'s training split; score teacher, KD student and labels-only student on the test
+    split. ``hint_layer``/``teacher_layer`` name modules (``transferkit``'s ``module_names``) for FitNets hints.
+    """
+    config = {"command": "distill", **{k: str(v) if isinstance(v, Path) else v for k, v in locals().items()
+                                        if k not in ("console", "teacher", "student")},
+              "teacher": str(teacher), "student": str(student)}
+    console = console or Console()
+    kd = KDLoss(temperature, alpha)  # validates T and α before any work
+    if (hint_layer is None) != (teacher_layer is None):
+        raise ValueError("hint distillation needs both --hint-layer (student module) and --teacher-layer")
+    set_threads()
+    start = time.perf_counter()
+    teacher_model, teacher_meta = load_source(teacher)
+    full = load_task(data, "train", classes, strict)
+    check_classes(full, teacher_meta, f"--teacher {teacher}")
+    check_channels(full, teacher_model, convert_channels, f"--data {data}")
+    if not has_split(data, "test"):
+        raise ValueError(f"distill needs a test split for the final scores; {data} has none")
+    train_set, val_set, labels = transfer_set(full, labels_per_class, val_per_class, unlabelled, val_fraction, seed)
+    test_set = load_task(data, "test", classes, strict)
+
+    t0 = time.perf_counter()
+    t_logits, t_feats = _teacher_outputs(teacher_model, to_batches(train_set, teacher_model.input_spec), teacher_layer)
+    teacher_time = time.perf_counter() - t0
+    student_model = _build_student(student, full.num_classes, full.channels, image_size, pretrained, seed)
+    template = copy.deepcopy(student_model)  # the labels-only student starts from the same architecture
+    spec = student_model.input_spec
+    s_train = to_batches(train_set, spec)
+    s_train = TensorBatches(s_train.x, torch.from_numpy(labels), spec.mean, spec.std, s_train.key,
+                            extras=(t_logits,) if t_feats is None else (t_logits, t_feats))
+    val_b, test_b = to_batches(val_set, spec), to_batches(test_set, spec)
+    hint = tap = None
+    if hint_layer is not None:
+        if hint_layer not in module_names(student_model):
+            FeatureTap(student_model, hint_layer)  # raises, listing the valid names
+        from transferkit.distillation import probe_shape
+
+        example = s_train.__getitems__([0, 1])[0]
+        s_shape = probe_shape(student_model, hint_layer, example)
+        hint = HintLoss(s_shape, tuple(t_feats.shape[1:]))
+        tap = FeatureTap(student_model, hint_layer)
+    loss = _DistillLoss(kd, hint, tap, hint_weight)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr or 1e-3, weight_decay=weight_decay,
+                      optimizer=optimizer, patience=patience, seed=seed, progress=progress)
+    groups = [{"params": list(student_model.parameters()), "lr": cfg.lr, "name": "student"}]
+    if hint is not None:
+        groups.append({"params": list(hint.parameters()), "lr": cfg.lr, "name": "hint_regressor"})
+    out = Path(out)
+    with atomic.staged_dir(out) as tmp:
+        write_yaml(tmp / "config.yaml", config)
+        try:
+            fit = fit_with_targets(student_model, loss, groups, s_train, val_b, cfg, tmp)
+        finally:
+            if tap is not None:
+                tap.remove()
+        rows: dict[str, dict[str, Any]] = {}
+        rows["teacher"] = {"model": teacher_model, "test": score(teacher_model, to_batches(test_set,
+                                                                                          teacher_model.input_spec),
+                                                                 full.classes)}
+        rows["student (KD)"] = {"model": student_model, "test": score(student_model, test_b, full.classes),
+                                "fit": fit.to_dict()}
+        if baseline:
+            n_lab = int((labels >= 0).sum())
+            lab = TensorBatches(s_train.x[:n_lab], s_train.y[:n_lab], spec.mean, spec.std)
+            plain = train(get_strategy("scratch"), template, full.num_classes, lab, val_b, cfg, None)
+            rows["student (labels only)"] = {"model": plain.model, "test": score(plain.model, test_b, full.classes),
+                                             "fit": plain.fit.to_dict()}
+        summary = []
+        for name, r in rows.items():
+            entry = {"model": name, "accuracy": r["test"]["accuracy"], "macro_f1": r["test"]["macro_f1"],
+                     "params": r["model"].num_parameters(), "input": list(r["model"].input_spec.size or [])}
+            if latency:
+                entry["latency"] = _latency(r["model"])
+            summary.append(entry)
+        lineage = {"kind": "distill", "source": f"scratch:{student_model.arch}" if not pretrained
+                   else f"pretrained:{student_model.arch}", "teacher": str(teacher),
+                   "teacher_lineage": teacher_meta.get("lineage"), "data": data, "classes": full.classes,
+                   "labels_per_class": labels_per_class, "unlabelled": unlabelled, "temperature": temperature,
+                   "alpha": alpha, "hint": {"student": hint_layer, "teacher": teacher_layer} if hint_layer else None,
+                   "seed": seed}
+        kd_test = rows["student (KD)"]["test"]
+        save_bundle(student_model, {"classes": full.classes, "lineage": lineage, "config": config, "metrics": {
+            "split": "test", "accuracy": kd_test["accuracy"], "macro_f1": kd_test["macro_f1"], "n": kd_test["n"]}},
+            tmp / "bundle")
+        metrics = {"task": "distill", "split": "test", "accuracy": kd_test["accuracy"], "macro_f1": kd_test["macro_f1"],
+                   "models": summary, "fit": fit.to_dict(), "teacher_pass_s": teacher_time,
+                   "n_labelled": int((labels >= 0).sum()), "n_unlabelled": int((labels < 0).sum()),
+                   "n_val": len(val_set), "n_test": len(test_set), "seed": seed,
+                   "total_time_s": time.perf_counter() - start}
+        write_json(tmp / "metrics.json", metrics)
+        images = []
+        if fit.history:
+            plot_learning_curves(fit.history, tmp / "learning_curves.png", "KD student")
+            images.append("learning_curves.png")
+        columns = ["model", "test accuracy", "macro-F1", "parameters", "input", "latency b=1 (ms)",
+                   "latency b=64 (ms)"]
+        table = [[e["model"], f"{e['accuracy']:.4f}", f"{e['macro_f1']:.4f}", f"{e['params']:,}",
+                  "×".join(map(str, e["input"])) or "-",
+                  f"{e['latency']['batch_1']['median_ms']:.2f}" if latency else "-",
+                  f"{e['latency']['batch_64']['median_ms']:.1f}" if latency else "-"] for e in summary]
+        facts = {"job": "distill", "teacher": str(teacher), "student": student_model.arch,
+                 "transfer set": f"{metrics['n_labelled']} labelled + {metrics['n_unlabelled']} unlabelled images",
+                 "temperature / α": f"{temperature} / {alpha}",
+                 "hint": f"{hint_layer} → {teacher_layer} (weight {hint_weight})" if hint_layer else "none",
+                 "best epoch (validation)": fit.best_epoch + 1, "epochs run": fit.epochs_run,
+                 "teacher pass": f"{teacher_time:.1f} s", "total time": f"{metrics['total_time_s']:.1f} s"}
+        notes = ["Each model is scored once on the test split; the students' epochs were chosen on the labelled "
+                 "validation split. Latency: median of repeated CPU calls on random inputs at each model's own "
+                 f"input size ({torch.get_num_threads()} threads).", markdown_table(columns, table) + "\n"]
+        run_report(tmp / "report.md", "transferkit distill", facts, {**kd_test, "split": "test (KD student)"},
+                   images, notes)
+    console.print(comparison_table(columns, table, title=f"distill → {out}"))
+    return RunResult(out, metrics, student_model, {"classes": full.classes, "lineage": lineage})

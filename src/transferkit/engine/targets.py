@@ -1,0 +1,68 @@
+"""Training on batches that carry extra targets: ``(x, y, *extras)`` — e.g. a teacher's logits (distillation).
+
+The engine knows no particular method: the caller passes a *loss module* ``loss(logits, y, *extras) ->
+{name: scalar}`` (for knowledge distillation, :class:`transferkit.distillation.KDLoss` plus a hint term) whose
+own parameters (a hint regressor) train with the model. Labels ``-1`` mark unlabelled examples (their
+extras still count). Validation, early stopping, the kept weights and the CSV log are those of
+:func:`transferkit.engine.trainer.fit`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from transferkit.config import TrainConfig
+from transferkit.data.prepare import TensorBatches, make_loader
+from transferkit.engine.module import TransferModule
+from transferkit.engine.trainer import FitResult, check_fit_inputs, fit_module
+
+TargetLoss = Callable[..., dict[str, torch.Tensor]]
+
+
+class TargetsModule(TransferModule):
+    """``loss(logits, y, *extras)``'s terms summed; ``train_acc`` over the labelled examples (``y ≥ 0``)."""
+
+    extra_name = "target_terms"
+
+    def __init__(self, model: nn.Module, loss: nn.Module, param_groups: Sequence[dict[str, Any]], cfg: TrainConfig,
+                 eval_modules: Sequence[nn.Module] = ()) -> None:
+        super().__init__(model, param_groups, cfg, eval_modules)
+        self.loss = loss
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y, *extras = batch
+        logits = self.model(x)
+        terms = self.loss(logits, y, *extras)
+        loss = sum(terms.values(), torch.zeros((), device=logits.device))
+        with torch.no_grad():
+            labelled = y >= 0
+            b = float(len(y))
+            self._sums += torch.tensor([float(loss.detach()) * b, 0.0, b, float(loss.detach()) * b])
+            self._labelled += torch.tensor([float((logits.argmax(1)[labelled] == y[labelled]).sum()),
+                                            float(labelled.sum())])
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self._labelled = torch.zeros(2)
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        correct, n = self._labelled.tolist()
+        self.history[-1]["train_acc"] = correct / n if n else float("nan")  # over the labelled examples only
+
+
+def fit_with_targets(model: nn.Module, loss: nn.Module, param_groups: Sequence[dict[str, Any]], train: TensorBatches,
+                     val: TensorBatches | None, cfg: TrainConfig, run_dir: Path | None = None) -> FitResult:
+    """Train ``model`` in place on ``train`` batches ``(x, y, *extras)`` with ``loss``; keep the best validation
+    epoch's weights (plain cross-entropy on the labelled ``val``), as :func:`~transferkit.engine.trainer.fit`."""
+    check_fit_inputs(train, cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = TargetsModule(model, loss, param_groups, cfg)
+    return fit_module(module, make_loader(train, cfg.batch_size, shuffle=True, seed=cfg.seed), val, cfg, run_dir)
