@@ -243,6 +243,7 @@ def adapt(
         raise ValueError(f"--target {target}: {len(t_train)} unlabelled target training images, fewer than "
                          f"--batch-size {batch_size}; lower --batch-size or give more target data")
     channels = max(src_full.channels, tgt_full.channels)  # grey → colour by repetition (lossless)
+    torch.manual_seed(seed)  # the initialisation (backbone from scratch, bottleneck head) depends on the seed alone
     model, origin = build_model(backbone, src_full.num_classes, channels, pretrained, image_size, bottleneck)
     spec = model.input_spec
     prep = {name: to_batches(ds, spec) for name, ds in
