@@ -25,7 +25,7 @@ _EXPORTS = {
     "evaluate": "transferkit.api", "predict": "transferkit.api", "pretrain": "transferkit.api",
     "transfer": "transferkit.api", "curve": "transferkit.api", "lr_find": "transferkit.api",
     "merge": "transferkit.api", "adapt": "transferkit.api", "adapt_compare": "transferkit.api",
-    "distill": "transferkit.api",
+    "distill": "transferkit.api", "fuse": "transferkit.api",
     "create_backbone": "transferkit.backbones",
     "list_backbones": "transferkit.backbones",
     "load_bundle": "transferkit.bundle", "save_bundle": "transferkit.bundle", "get_dataset": "transferkit.data",

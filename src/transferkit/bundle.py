@@ -122,6 +122,11 @@ def load_bundle(path: str | Path) -> tuple[Backbone, dict[str, Any]]:
                           f"understands ({FORMAT_VERSION}); upgrade transferkit")
     if meta.get("adapter"):
         model = _load_adapter_model(path, meta)
+    elif meta["architecture"].get("arch") == "fused":  # several members + a combination rule (transferkit fuse)
+        from transferkit.fusion.model import FusedModel
+
+        model = FusedModel.from_config(meta["architecture"])
+        load_weights(model, path / WEIGHTS_FILE)
     else:
         model = build_from_config(meta["architecture"])
         load_weights(model, path / WEIGHTS_FILE)

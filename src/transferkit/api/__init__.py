@@ -10,11 +10,12 @@ from transferkit.api.compare import compare
 from transferkit.api.curve import curve
 from transferkit.api.demo import demo
 from transferkit.api.distill_job import distill
+from transferkit.api.fuse_job import fuse
 from transferkit.api.lr_find import lr_find
 from transferkit.api.merge import merge
 from transferkit.api.runs import RunResult
 from transferkit.api.train import pretrain, transfer
 from transferkit.api.use import evaluate, predict
 
-__all__ = ["RunResult", "adapt", "adapt_compare", "compare", "curve", "demo", "distill", "evaluate", "lr_find",
+__all__ = ["RunResult", "adapt", "adapt_compare", "compare", "curve", "demo", "distill", "evaluate", "fuse", "lr_find",
            "merge", "predict", "pretrain", "transfer"]

@@ -173,6 +173,13 @@ def cmd_distill(a: argparse.Namespace, console: Console) -> None:
                 console=console)
 
 
+def cmd_fuse(a: argparse.Namespace, console: Console) -> None:
+    members = a.members if isinstance(a.members, list) else [a.members]
+    methods = a.methods if isinstance(a.methods, list) else [m.strip() for m in str(a.methods).split(",") if m.strip()]
+    api.fuse(members, a.data, a.classes, methods=methods, fit_per_class=a.fit_per_class, seed=a.seed, out=a.out,
+             gate_epochs=a.gate_epochs, strict=a.strict, console=console)
+
+
 def seed_list(value: int | str | list) -> list[int]:
     """``3`` / ``"3"`` → seeds ``[0, 1, 2]``; ``"0,3,7"`` or ``[0, 3, 7]`` → exactly those seeds."""
     if isinstance(value, list | tuple):

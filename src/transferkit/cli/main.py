@@ -298,6 +298,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--out", default="runs/distill")
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
+    p = add("fuse", "fuse trained models: averaging, fitted weights, stacking, gating, uniform/greedy soups")
+    p.add_argument("members", nargs="*", help="run or bundle directories of the members (two or more)")
+    _data_options(p)
+    p.add_argument("--methods", default=",".join(("average", "weighted", "stacking", "gating", "soup_uniform",
+                                                   "soup_greedy")), help="comma-separated (default: all)")
+    p.add_argument("--fit-per-class", type=int, default=100,
+                   help="held-out training-split images per class the fusion is fitted on (default %(default)s)")
+    p.add_argument("--gate-epochs", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/fuse")
+
     p = add("merge", "fold a LoRA bundle's adapters into the source weights: a plain, self-contained bundle")
     p.add_argument("model", nargs="?", help="LoRA run directory or bundle directory")
     p.add_argument("--out", default=None, help="bundle directory to write")

@@ -1,0 +1,214 @@
+"""``fuse``: combine several trained models (bundles) into one — ensembles, stacking, gating, model soups.
+
+Everything is fitted on **held-out** data, never the test split: a *fit set* of ``fit_per_class`` training-split
+images per class that none of the members trained or validated on when their lineage says which images those
+were (``labels_per_class`` runs are reconstructed exactly from data, classes, budget and seed); a member trained
+on the whole split cannot be excluded that way, and the report says so. Members' predictions on the fit set are
+out-of-sample for them, so the weights, the stacker (its regularisation chosen by cross-validation, i.e. on
+out-of-fold meta-predictions) and the gate are fitted there; the greedy soup adds ingredients while the fit-set
+accuracy does not drop (Wortsman et al., 2022). The test split is scored once per model at the end.
+
+Outputs: ``bundles/<method>/`` for every method, ``bundle/`` = the method with the best fit-set accuracy,
+``metrics.json``, ``report.md`` (members vs methods, fit-set and test accuracy) and a bar chart.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+
+from transferkit import atomic
+from transferkit.api.runs import RunResult, load_source, load_task, score, set_threads, write_json, write_yaml
+from transferkit.backbones.base import Backbone
+from transferkit.backbones.features import extract_features, predict_logits
+from transferkit.bundle import save_bundle
+from transferkit.data.base import ImageSet
+from transferkit.data.prepare import to_batches
+from transferkit.data.registry import has_split
+from transferkit.data.splits import k_per_class, parse_classes
+from transferkit.fusion import Stacker, check_members, check_soup, fit_gating, fit_weights, greedy_soup, uniform_soup
+from transferkit.fusion.model import FusedModel
+from transferkit.report.markdown import comparison_report
+from transferkit.report.plots import plot_method_bars
+from transferkit.report.tables import comparison_table
+
+FUSE_METHODS = ("average", "weighted", "stacking", "gating", "soup_uniform", "soup_greedy")
+
+
+def _permute_head(model: Backbone, perm: np.ndarray) -> None:
+    """Reorder the output rows of ``model``'s last linear layer so its classes follow ``perm``."""
+    last = model.head[-1] if isinstance(model.head, nn.Sequential) else model.head
+    if not isinstance(last, nn.Linear):
+        raise ValueError(f"cannot align the classes of {model.arch}: its head does not end in a linear layer")
+    idx = torch.as_tensor(perm, dtype=torch.long)
+    with torch.no_grad():
+        last.weight.copy_(last.weight[idx].clone())
+        if last.bias is not None:
+            last.bias.copy_(last.bias[idx].clone())
+
+
+def _member_indices(full: ImageSet, lineage: dict[str, Any] | None, data: str, classes: list[int] | None,
+                    val_fraction: float = 0.1) -> np.ndarray | None:
+    """The training-split indices a member trained or validated on, when its lineage allows rebuilding them."""
+    lin = lineage or {}
+    if lin.get("data") != data or parse_classes(lin.get("classes")) != classes:
+        return np.array([], dtype=np.int64) if lin.get("data") not in (None, data) else None
+    k = lin.get("labels_per_class")
+    if k is None:
+        return None  # trained on the whole split (minus a validation share): cannot be excluded
+    seed = int(lin.get("seed", 0))
+    n_val = k
+    val_idx = k_per_class(full, n_val, seed + 7919)
+    tr_idx = k_per_class(full, k, seed, exclude=val_idx)
+    return np.concatenate([tr_idx, val_idx])
+
+
+def _probs(model: Backbone, ds: ImageSet) -> torch.Tensor:
+    return torch.softmax(predict_logits(model, to_batches(ds, model.input_spec)), 1)
+
+
+def _state_accuracy(model: Backbone, state: dict[str, torch.Tensor], ds: ImageSet, labels: np.ndarray) -> float:
+    model.load_state_dict(state)
+    return _acc(_probs(model, ds), labels)
+
+
+def _acc(probs: torch.Tensor | np.ndarray, labels: np.ndarray) -> float:
+    return float((np.asarray(probs).argmax(1) == labels).mean())
+
+
+def fuse(
+    members: Sequence[str | Path], data: str = "fashion_mnist", classes: str | list[int] | None = None,
+    methods: Sequence[str] = FUSE_METHODS, fit_per_class: int = 100, seed: int = 0, out: str | Path = "runs/fuse",
+    gate_epochs: int = 200, strict: bool = False, console: Console | None = None,
+) -> RunResult:
+    """Fuse the ``members`` (run or bundle directories) with every method in ``methods`` on ``data``.
+
+    ``soup_uniform``/``soup_greedy`` need members of one architecture fine-tuned from the same initialisation;
+    with other members they are skipped with the reason in the report (or refused when they are all you asked
+    for). Members with the same classes in another order are aligned by class name.
+    """
+    config = {"command": "fuse", "members": [str(m) for m in members], "data": data, "classes": classes,
+              "methods": list(methods), "fit_per_class": fit_per_class, "seed": seed, "out": str(out)}
+    console = console or Console()
+    bad = [m for m in methods if m not in FUSE_METHODS]
+    if bad:
+        raise ValueError(f"unknown fusion method(s) {bad}; valid choices: {', '.join(FUSE_METHODS)}")
+    if len(members) < 2:
+        raise ValueError(f"fuse needs at least 2 members, got {len(members)}")
+    set_threads()
+    start = time.perf_counter()
+    loaded = [load_source(m) for m in members]
+    models = [copy.deepcopy(m).eval() for m, _ in loaded]
+    metas = [meta for _, meta in loaded]
+    perms = check_members([list(meta.get("classes") or []) for meta in metas])  # raises naming both lists
+    for model, perm in zip(models, perms, strict=True):
+        if not np.array_equal(perm, np.arange(len(perm))):
+            _permute_head(model, perm)
+    class_names = list(metas[0]["classes"])
+    full = load_task(data, "train", classes, strict)
+    if full.classes != class_names:
+        raise ValueError(f"--data {data}: classes {full.classes} differ from the members' {class_names}")
+    if not has_split(data, "test"):
+        raise ValueError(f"fuse needs a test split for the final scores; {data} has none")
+    test = load_task(data, "test", classes, strict)
+
+    # the fit set: held out from every member whose training images can be reconstructed
+    used = [_member_indices(full, meta.get("lineage"), data, parse_classes(classes)) for meta in metas]
+    unknown = [str(members[i]) for i, u in enumerate(used) if u is None]
+    exclude = np.unique(np.concatenate([u for u in used if u is not None] or [np.array([], np.int64)]))
+    fit_idx = k_per_class(full, fit_per_class, seed + 424242, exclude=exclude.astype(np.int64))
+    fit_set = full.subset(fit_idx, full.name + "[fit set]")
+    y_fit, y_test = fit_set.labels, test.labels
+
+    member_fit = torch.stack([_probs(m, fit_set) for m in models])  # (M, N, C)
+    member_test = torch.stack([_probs(m, test) for m in models])
+    rows = [{"model": f"member {i}: {Path(str(members[i])).name}", "kind": "member",
+             "fit_accuracy": _acc(member_fit[i], y_fit), "test_accuracy": _acc(member_test[i], y_test)}
+            for i in range(len(models))]
+    best_member = max(range(len(models)), key=lambda i: rows[i]["fit_accuracy"])
+    fused: dict[str, Backbone] = {}
+    skipped: dict[str, str] = {}
+    for method in methods:
+        if method.startswith("soup"):
+            try:
+                check_soup(models, init_hashes=[str((m.get("lineage") or {}).get("source")) for m in metas])
+            except ValueError as exc:
+                skipped[method] = str(exc)
+                continue
+            states = [m.state_dict() for m in models]
+            soup = copy.deepcopy(models[0])
+            if method == "soup_uniform":
+                soup.load_state_dict(uniform_soup(states))
+            else:
+                state, kept, _ = greedy_soup(states, lambda st, s=soup: _state_accuracy(s, st, fit_set, y_fit))
+                soup.load_state_dict(state)
+                config["greedy_soup_kept"] = kept
+            fused[method] = soup.eval()
+            continue
+        model = FusedModel([copy.deepcopy(m) for m in models], "gating" if method == "gating" else method)
+        if method == "weighted":
+            model.weights.copy_(torch.as_tensor(fit_weights(member_fit.numpy(), y_fit), dtype=torch.float32))
+        elif method == "stacking":
+            st = Stacker(seed=seed).fit(member_fit.numpy(), y_fit)
+            coef, intercept = torch.as_tensor(st.coef_), torch.as_tensor(st.intercept_)
+            if coef.shape[0] == 1:  # binary: scikit-learn keeps one logit (class 1); make it two rows
+                coef, intercept = torch.cat([torch.zeros_like(coef), coef]), torch.cat([torch.zeros(1), intercept])
+            model.stack_coef.copy_(coef.float())
+            model.stack_intercept.copy_(intercept.float())
+            model.stack_eps.fill_(st.eps)
+        elif method == "gating":
+            batches = [to_batches(fit_set, m.input_spec) for m in models]
+            logits = torch.stack([predict_logits(m, b) for m, b in zip(models, batches, strict=True)], 1)
+            feats = torch.cat([extract_features(m, b) for m, b in zip(models, batches, strict=True)], 1)
+            gate = fit_gating(logits, feats, torch.as_tensor(y_fit), epochs=gate_epochs, seed=seed)
+            model.gating.load_state_dict(gate.state_dict())
+        fused[method] = model.eval()
+    if not fused:
+        raise ValueError("no fusion method could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    for name, model in fused.items():
+        rows.append({"model": name, "kind": "fusion", "fit_accuracy": _acc(_probs(model, fit_set), y_fit),
+                     "test_accuracy": score(model, to_batches(test, model.input_spec), class_names)["accuracy"]})
+    best = max((r for r in rows if r["kind"] == "fusion"), key=lambda r: r["fit_accuracy"])
+    lineage = {"kind": "fuse", "members": [str(m) for m in members], "data": data, "classes": class_names,
+               "seed": seed}
+    out = Path(out)
+    with atomic.staged_dir(out) as tmp:
+        write_yaml(tmp / "config.yaml", config)
+        for name, model in fused.items():
+            save_bundle(model, {"classes": class_names, "lineage": {**lineage, "method": name}, "config": config},
+                        tmp / "bundles" / name)
+        save_bundle(fused[best["model"]], {"classes": class_names, "lineage": {**lineage, "method": best["model"]},
+                                           "config": config}, tmp / "bundle")
+        metrics = {"task": "fuse", "rows": rows, "best_member": rows[best_member]["model"], "selected": best["model"],
+                   "skipped": skipped, "fit_set": {"n": len(fit_set), "per_class": fit_per_class,
+                                                   "members_not_excluded": unknown},
+                   "n_test": len(test), "total_time_s": time.perf_counter() - start}
+        write_json(tmp / "metrics.json", metrics)
+        plot_method_bars([{"label": r["model"], "mean": r["test_accuracy"], "std": 0.0,
+                           "kind": "baseline" if r["kind"] == "member" else "method"} for r in rows],
+                         tmp / "fusion.png", f"fusion on {data}: test accuracy",
+                         rows[best_member]["test_accuracy"])
+        columns = ["model", "fit-set accuracy", "test accuracy"]
+        table = [[r["model"], f"{r['fit_accuracy']:.4f}", f"{r['test_accuracy']:.4f}"] for r in rows]
+        intro = [f"{len(models)} members on `{data}` ({', '.join(class_names)}). Weights, stacker, gate and greedy "
+                 f"soup were fitted on a held-out fit set of {fit_per_class} training-split images per class "
+                 f"({len(fit_set)} images); the test split ({len(test)} images) was scored once per model."]
+        if unknown:
+            intro.append("These members' training images could not be reconstructed from their lineage, so the fit "
+                         f"set may overlap them: {', '.join(unknown)}.")
+        findings = [f"selected (best fit-set accuracy): {best['model']} — test {best['test_accuracy']:.4f} vs best "
+                    f"single member {rows[best_member]['test_accuracy']:.4f}"]
+        findings += [f"{k} skipped: {v}" for k, v in skipped.items()]
+        comparison_report(tmp / "report.md", f"Fusion: {data}", intro, columns, table, ["fusion.png"], findings)
+    console.print(comparison_table(columns, table, title=f"fuse → {out}"))
+    for line in findings:
+        console.print(f"  • {line}")
+    return RunResult(out, metrics, fused[best["model"]], {"classes": class_names, "lineage": lineage})
