@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,7 @@ from transferkit.adaptation.selection import (
 from transferkit.api.runs import RunResult, load_task, set_threads, write_json, write_yaml
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.cache import cached_features
+from transferkit.backbones.features import batched_outputs
 from transferkit.backbones.registry import backbone_info, create_backbone, is_backbone_name
 from transferkit.bundle import load_bundle, resolve_bundle, save_bundle
 from transferkit.config import TrainConfig
@@ -139,13 +141,8 @@ def make_scorer(oracle: bool):  # noqa: ANN201
 
 
 def _accuracy(net: AdaptNet, data: TensorBatches, batch_size: int = 256) -> tuple[float, np.ndarray]:
-    net.eval()
-    preds = []
-    with torch.inference_mode():
-        for i in range(0, len(data), batch_size):
-            x = data.__getitems__(list(range(i, min(i + batch_size, len(data)))))[0]
-            preds.append(net(x).argmax(1))
-    p = torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
+    chunks = batched_outputs(net, data, net, batch_size)
+    p = torch.cat(chunks).argmax(1).numpy() if chunks else np.zeros(0, dtype=np.int64)
     return float((p == data.y.numpy()).mean()) if len(p) else float("nan"), p
 
 
@@ -160,13 +157,7 @@ def _sample(data: TensorBatches, n: int, seed: int = 0) -> TensorBatches:
 
 
 def _embed(net: AdaptNet, data: TensorBatches, batch_size: int = 256) -> np.ndarray:
-    net.eval()
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(data), batch_size):
-            batch = data.__getitems__(list(range(i, min(i + batch_size, len(data)))))
-            out.append(net.embed(batch[0] if isinstance(batch, tuple) else batch))
-    return torch.cat(out).numpy()
+    return torch.cat(batched_outputs(net, data, net.embed, batch_size)).numpy()
 
 
 def _diagnostics(net: AdaptNet, source: TensorBatches, target: TensorBatches, seed: int) -> dict[str, float]:
@@ -269,8 +260,6 @@ def adapt(
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr if lr is not None else 1e-3,
                       weight_decay=weight_decay, optimizer=optimizer, seed=seed, accelerator=accelerator,
                       devices=devices, progress=progress)
-    import lightning as L
-
     L.seed_everything(seed, verbose=False)
     method_mod = build_method(method, net.feature_dim, src_full.num_classes, options)
     mult = backbone_lr_mult if backbone_lr_mult is not None else (0.1 if (pretrained or origin.startswith("bundle"))

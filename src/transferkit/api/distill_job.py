@@ -42,14 +42,14 @@ from transferkit.api.runs import (
     write_yaml,
 )
 from transferkit.backbones.base import Backbone
-from transferkit.backbones.features import measure_latency, predict_logits
+from transferkit.backbones.features import batched_outputs, measure_latency, predict_logits
 from transferkit.backbones.registry import backbone_info, create_backbone
 from transferkit.bundle import save_bundle
 from transferkit.config import TrainConfig
 from transferkit.data.base import ImageSet
 from transferkit.data.prepare import TensorBatches, to_batches
 from transferkit.data.registry import has_split
-from transferkit.data.splits import k_per_class, train_val_split
+from transferkit.data.splits import labelled_budget_indices
 from transferkit.distillation import FeatureTap, HintLoss, KDLoss, module_names
 from transferkit.engine.targets import fit_with_targets
 from transferkit.engine.trainer import train
@@ -77,15 +77,11 @@ class _DistillLoss(nn.Module):
 def transfer_set(full: ImageSet, labels_per_class: int | None, val_per_class: int | None, unlabelled: int,
                  val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet, np.ndarray]:
     """(training images incl. hidden-label ones, validation images, labels with ``-1`` where hidden)."""
-    if labels_per_class is None:
-        if unlabelled:
-            raise ValueError("--unlabelled needs --labels-per-class: without it every training image is labelled")
-        tr, va = train_val_split(full, val_fraction, seed)
-        extra = np.array([], dtype=np.int64)
-    else:
-        n_val = labels_per_class if val_per_class is None else val_per_class
-        va = k_per_class(full, n_val, seed + 7919)
-        tr = k_per_class(full, labels_per_class, seed, exclude=va)
+    if labels_per_class is None and unlabelled:
+        raise ValueError("--unlabelled needs --labels-per-class: without it every training image is labelled")
+    tr, va = labelled_budget_indices(full, labels_per_class, val_per_class, val_fraction, seed)
+    extra = np.array([], dtype=np.int64)
+    if unlabelled:
         rest = np.setdiff1d(np.arange(len(full)), np.concatenate([tr, va]))
         if unlabelled > len(rest):
             raise ValueError(f"--unlabelled {unlabelled}: only {len(rest)} further training images are left")
@@ -100,15 +96,15 @@ def _teacher_outputs(teacher: Backbone, data: TensorBatches, layer: str | None,
                      batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor | None]:
     if layer is None:
         return predict_logits(teacher, data, batch_size), None
+    feats: list[torch.Tensor] = []
     with FeatureTap(teacher, layer) as tap:
-        logits, feats = [], []
-        teacher.eval()
-        with torch.inference_mode():
-            for i in range(0, len(data), batch_size):
-                x = data.__getitems__(list(range(i, min(i + batch_size, len(data)))))[0]
-                logits.append(teacher(x))
-                feats.append(tap.output.half())  # float16: a feature map per image adds up
-    return torch.cat(logits), torch.cat(feats)
+        def logits_and_features(x: torch.Tensor) -> torch.Tensor:
+            out = teacher(x)
+            feats.append(tap.output.half().contiguous())  # float16: a feature map per image adds up
+            return out
+
+        logits = torch.cat(batched_outputs(teacher, data, logits_and_features, batch_size))
+    return logits, torch.cat(feats)
 
 
 def _build_student(student: str | Backbone, num_classes: int, channels: int, image_size: int | None,

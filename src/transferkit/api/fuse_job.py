@@ -31,9 +31,9 @@ from transferkit.backbones.base import Backbone
 from transferkit.backbones.features import extract_features, predict_logits
 from transferkit.bundle import save_bundle
 from transferkit.data.base import ImageSet
-from transferkit.data.prepare import to_batches
+from transferkit.data.prepare import TensorBatches, to_batches
 from transferkit.data.registry import has_split
-from transferkit.data.splits import k_per_class, parse_classes
+from transferkit.data.splits import k_per_class, labelled_budget_indices, parse_classes
 from transferkit.fusion import Stacker, check_members, check_soup, fit_gating, fit_weights, greedy_soup, uniform_soup
 from transferkit.fusion.model import FusedModel
 from transferkit.report.markdown import comparison_report
@@ -64,20 +64,17 @@ def _member_indices(full: ImageSet, lineage: dict[str, Any] | None, data: str, c
     k = lin.get("labels_per_class")
     if k is None:
         return None  # trained on the whole split (minus a validation share): cannot be excluded
-    seed = int(lin.get("seed", 0))
-    n_val = k
-    val_idx = k_per_class(full, n_val, seed + 7919)
-    tr_idx = k_per_class(full, k, seed, exclude=val_idx)
+    tr_idx, val_idx = labelled_budget_indices(full, k, None, val_fraction, int(lin.get("seed", 0)))
     return np.concatenate([tr_idx, val_idx])
 
 
-def _probs(model: Backbone, ds: ImageSet) -> torch.Tensor:
-    return torch.softmax(predict_logits(model, to_batches(ds, model.input_spec)), 1)
+def _probs(model: Backbone, data: TensorBatches) -> torch.Tensor:
+    return torch.softmax(predict_logits(model, data), 1)
 
 
-def _state_accuracy(model: Backbone, state: dict[str, torch.Tensor], ds: ImageSet, labels: np.ndarray) -> float:
+def _state_accuracy(model: Backbone, state: dict[str, torch.Tensor], data: TensorBatches) -> float:
     model.load_state_dict(state)
-    return _acc(_probs(model, ds), labels)
+    return _acc(_probs(model, data), data.y.numpy())
 
 
 def _acc(probs: torch.Tensor | np.ndarray, labels: np.ndarray) -> float:
@@ -128,8 +125,10 @@ def fuse(
     fit_set = full.subset(fit_idx, full.name + "[fit set]")
     y_fit, y_test = fit_set.labels, test.labels
 
-    member_fit = torch.stack([_probs(m, fit_set) for m in models])  # (M, N, C)
-    member_test = torch.stack([_probs(m, test) for m in models])
+    fit_b = [to_batches(fit_set, m.input_spec) for m in models]  # prepared once per member
+    fit_logits = torch.stack([predict_logits(m, b) for m, b in zip(models, fit_b, strict=True)])  # (M, N, C)
+    member_fit = torch.softmax(fit_logits, 2)
+    member_test = torch.stack([_probs(m, to_batches(test, m.input_spec)) for m in models])
     rows = [{"model": f"member {i}: {Path(str(members[i])).name}", "kind": "member",
              "fit_accuracy": _acc(member_fit[i], y_fit), "test_accuracy": _acc(member_test[i], y_test)}
             for i in range(len(models))]
@@ -148,7 +147,7 @@ def fuse(
             if method == "soup_uniform":
                 soup.load_state_dict(uniform_soup(states))
             else:
-                state, kept, _ = greedy_soup(states, lambda st, s=soup: _state_accuracy(s, st, fit_set, y_fit))
+                state, kept, _ = greedy_soup(states, lambda st, s=soup: _state_accuracy(s, st, fit_b[0]))
                 soup.load_state_dict(state)
                 config["greedy_soup_kept"] = kept
             fused[method] = soup.eval()
@@ -165,16 +164,16 @@ def fuse(
             model.stack_intercept.copy_(intercept.float())
             model.stack_eps.fill_(st.eps)
         elif method == "gating":
-            batches = [to_batches(fit_set, m.input_spec) for m in models]
-            logits = torch.stack([predict_logits(m, b) for m, b in zip(models, batches, strict=True)], 1)
-            feats = torch.cat([extract_features(m, b) for m, b in zip(models, batches, strict=True)], 1)
-            gate = fit_gating(logits, feats, torch.as_tensor(y_fit), epochs=gate_epochs, seed=seed)
+            feats = torch.cat([extract_features(m, b) for m, b in zip(models, fit_b, strict=True)], 1)
+            gate = fit_gating(fit_logits.transpose(0, 1), feats, torch.as_tensor(y_fit), epochs=gate_epochs,
+                              seed=seed)
             model.gating.load_state_dict(gate.state_dict())
         fused[method] = model.eval()
     if not fused:
         raise ValueError("no fusion method could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     for name, model in fused.items():
-        rows.append({"model": name, "kind": "fusion", "fit_accuracy": _acc(_probs(model, fit_set), y_fit),
+        fit_data = fit_b[0] if name.startswith("soup") else to_batches(fit_set, model.input_spec)
+        rows.append({"model": name, "kind": "fusion", "fit_accuracy": _acc(_probs(model, fit_data), y_fit),
                      "test_accuracy": score(model, to_batches(test, model.input_spec), class_names)["accuracy"]})
     best = max((r for r in rows if r["kind"] == "fusion"), key=lambda r: r["fit_accuracy"])
     lineage = {"kind": "fuse", "members": [str(m) for m in members], "data": data, "classes": class_names,

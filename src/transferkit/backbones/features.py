@@ -15,8 +15,10 @@ from transferkit.backbones.base import Backbone
 from transferkit.data.prepare import TensorBatches
 
 
-def _batched(model: Backbone, data: TensorBatches, fn: Callable[[torch.Tensor], torch.Tensor],
-             batch_size: int) -> list[torch.Tensor]:
+def batched_outputs(model: torch.nn.Module, data: TensorBatches, fn: Callable[[torch.Tensor], torch.Tensor],
+                    batch_size: int) -> list[torch.Tensor]:
+    """``fn(x)`` over ``data``'s inputs in batches (eval + inference mode, channels-last for images), as CPU
+    float chunks; ``model`` is the module ``fn`` runs (its mode and memory format are restored afterwards)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -43,13 +45,13 @@ def extract_features(
     model: Backbone, data: TensorBatches, layer: str | None = None, batch_size: int = 64
 ) -> torch.Tensor:
     """Features ``(N, D)`` of every item of ``data`` after stage ``layer`` (float32, on the CPU)."""
-    chunks = _batched(model, data, lambda x: model.forward_features(x, layer), batch_size)
+    chunks = batched_outputs(model, data, lambda x: model.forward_features(x, layer), batch_size)
     return torch.cat(chunks) if chunks else torch.empty(0, model.feature_dim)
 
 
 def predict_logits(model: Backbone, data: TensorBatches, batch_size: int = 64) -> torch.Tensor:
     """Logits ``(N, num_classes)`` of the whole model over ``data`` (eval mode, inference mode)."""
-    chunks = _batched(model, data, model, batch_size)
+    chunks = batched_outputs(model, data, model, batch_size)
     return torch.cat(chunks) if chunks else torch.empty(0, model.num_classes)
 
 

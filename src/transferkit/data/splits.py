@@ -93,6 +93,18 @@ def train_val_split(ds: ImageSet, val_fraction: float, seed: int) -> tuple[np.nd
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
+def labelled_budget_indices(
+    ds: ImageSet, labels_per_class: int | None, val_per_class: int | None, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices, validation indices) of :func:`labelled_budget_split` — the same draw, as indices
+    (to rebuild which images a run used, or to add further images around them)."""
+    if labels_per_class is None:
+        return train_val_split(ds, val_fraction, seed)
+    n_val = labels_per_class if val_per_class is None else val_per_class
+    val_idx = k_per_class(ds, n_val, seed + 7919) if n_val > 0 else np.array([], dtype=np.int64)
+    return k_per_class(ds, labels_per_class, seed, exclude=val_idx), val_idx
+
+
 def labelled_budget_split(
     ds: ImageSet, labels_per_class: int | None, val_per_class: int | None, val_fraction: float, seed: int
 ) -> tuple[ImageSet, ImageSet]:
@@ -102,13 +114,11 @@ def labelled_budget_split(
     ``val_per_class`` other images per class (default ``k``: a labelled budget of ``2k`` per class, recorded
     in the run). Without it, a stratified ``val_fraction`` of ``ds`` becomes validation.
     """
+    tr, va = labelled_budget_indices(ds, labels_per_class, val_per_class, val_fraction, seed)
     if labels_per_class is None:
-        tr, va = train_val_split(ds, val_fraction, seed)
         return ds.subset(tr, ds.name + "[train]"), ds.subset(va, ds.name + "[val]")
     n_val = labels_per_class if val_per_class is None else val_per_class
-    val_idx = k_per_class(ds, n_val, seed + 7919) if n_val > 0 else np.array([], dtype=np.int64)
-    tr_idx = k_per_class(ds, labels_per_class, seed, exclude=val_idx)
     return (
-        ds.subset(tr_idx, f"{ds.name}[{labels_per_class}/class]"),
-        ds.subset(val_idx, f"{ds.name}[val {n_val}/class]"),
+        ds.subset(tr, f"{ds.name}[{labels_per_class}/class]"),
+        ds.subset(va, f"{ds.name}[val {n_val}/class]"),
     )

@@ -28,8 +28,6 @@ TargetLoss = Callable[..., dict[str, torch.Tensor]]
 class TargetsModule(TransferModule):
     """``loss(logits, y, *extras)``'s terms summed; ``train_acc`` over the labelled examples (``y ≥ 0``)."""
 
-    extra_name = "target_terms"
-
     def __init__(self, model: nn.Module, loss: nn.Module, param_groups: Sequence[dict[str, Any]], cfg: TrainConfig,
                  eval_modules: Sequence[nn.Module] = ()) -> None:
         super().__init__(model, param_groups, cfg, eval_modules)
@@ -43,7 +41,7 @@ class TargetsModule(TransferModule):
         with torch.no_grad():
             labelled = y >= 0
             b = float(len(y))
-            self._sums += torch.tensor([float(loss.detach()) * b, 0.0, b, float(loss.detach()) * b])
+            self._sums += torch.tensor([float(loss.detach()) * b, 0.0, b, 0.0])  # accuracy: labelled ones below
             self._labelled += torch.tensor([float((logits.argmax(1)[labelled] == y[labelled]).sum()),
                                             float(labelled.sum())])
         return loss
