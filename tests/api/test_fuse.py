@@ -2,8 +2,10 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from transferkit import api
 from transferkit.bundle import load_bundle, save_bundle
@@ -36,6 +38,7 @@ def test_fuse_writes_a_bundle_per_method_that_evaluate_reads(members, tmp_path):
         assert ev["accuracy"] == pytest.approx(rows[method]["test_accuracy"], abs=2e-3), method
     # the greedy soup never does worse than its best ingredient on the fit set (by construction)
     assert rows["soup_greedy"]["fit_accuracy"] >= max(r["fit_accuracy"] for r in m["rows"][:3])
+    assert m["greedy_soup_kept"] and set(m["greedy_soup_kept"]) <= {str(r) for r in runs}
     _, meta = load_bundle(tmp_path / "fuse")
     assert meta["lineage"]["kind"] == "fuse" and meta["lineage"]["method"] == m["selected"]
     assert res.metrics["selected"] == m["selected"]
@@ -82,3 +85,49 @@ def test_fuse_bad_input(members, tmp_path):
         api.fuse([runs[0], lenet], data, classes="4,5,6,7", methods=["soup_uniform"], fit_per_class=20,
                  out=tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_predict_reads_fused_bundles_like_any_other(members, tmp_path, fashion_npz):
+    data, runs, _ = members
+    api.fuse(runs, data, classes="4,5,6,7", methods=["stacking", "soup_uniform"], fit_per_class=20,
+             out=tmp_path / "f", gate_epochs=10)
+    z = np.load(fashion_npz)
+    imgs = z["x_test"][np.isin(z["y_test"], [4, 5, 6, 7])][:6]
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, img in enumerate(imgs):
+        Image.fromarray(img).save(folder / f"{i}.png")
+    for method in ("stacking", "soup_uniform"):
+        rows = sorted(api.predict(tmp_path / "f" / "bundles" / method, [folder]), key=lambda r: r["path"])
+        model, meta = load_bundle(tmp_path / "f" / "bundles" / method)
+        spec = model.input_spec
+        x = (torch.from_numpy(imgs).float().div(255).unsqueeze(1) - spec.mean[0]) / spec.std[0]
+        with torch.no_grad():
+            expected = [meta["classes"][i] for i in model(x).argmax(1).tolist()]
+        assert [r["predicted_class"] for r in rows] == expected, method
+
+
+def test_fit_on_the_members_shared_validation_split(members, tmp_path):
+    data, runs, root = members
+    other = tmp_path / "ft0_lr"
+    api.transfer(source=root / "src", data=data, classes="4,5,6,7", labels_per_class=15, strategy="finetune",
+                 epochs=2, seed=0, lr=3e-4, out=other, progress=False)
+    api.fuse([runs[0], other], data, classes="4,5,6,7", methods=["average", "weighted"], fit_on="validation",
+             out=tmp_path / "v")
+    m = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    assert m["fit_set"]["on"] == "validation" and m["fit_set"]["n"] == 15 * 4  # their 15/class validation images
+    with pytest.raises(ValueError, match="one shared validation split"):  # seeds 0 and 1 drew other images
+        api.fuse(runs[:2], data, classes="4,5,6,7", fit_on="validation", out=tmp_path / "x")
+    with pytest.raises(ValueError, match="valid choices: held_out, validation"):
+        api.fuse(runs[:2], data, classes="4,5,6,7", fit_on="test", out=tmp_path / "x")
+
+
+def test_member_split_follows_the_recorded_validation_size(members):
+    from transferkit.api.fuse_job import _member_split
+    from transferkit.api.runs import load_task
+
+    data, _, _ = members
+    full = load_task(data, "train", "4,5,6,7")
+    lineage = {"data": data, "classes": [4, 5, 6, 7], "labels_per_class": 3, "val_per_class": 7, "seed": 2}
+    tr, va = _member_split(full, lineage, data, [4, 5, 6, 7])
+    assert len(tr) == 12 and len(va) == 28 and not set(tr) & set(va)

@@ -1,7 +1,8 @@
 """The high-level Python API: one function per job, each writing a run directory.
 
 Everything the CLI does is a call here: :func:`pretrain`, :func:`transfer`, :func:`evaluate`,
-:func:`predict`, :func:`compare`, :func:`curve`, :func:`adapt`, :func:`adapt_compare` and :func:`demo`.
+:func:`predict`, :func:`compare`, :func:`curve`, :func:`adapt`, :func:`adapt_compare`, :func:`select` and
+:func:`demo`.
 """
 
 from transferkit.api.adapt_compare_job import adapt_compare
@@ -14,8 +15,9 @@ from transferkit.api.fuse_job import fuse
 from transferkit.api.lr_find import lr_find
 from transferkit.api.merge import merge
 from transferkit.api.runs import RunResult
+from transferkit.api.select_job import select
 from transferkit.api.train import pretrain, transfer
 from transferkit.api.use import evaluate, predict
 
 __all__ = ["RunResult", "adapt", "adapt_compare", "compare", "curve", "demo", "distill", "evaluate", "fuse", "lr_find",
-           "merge", "predict", "pretrain", "transfer"]
+           "merge", "predict", "pretrain", "select", "transfer"]

@@ -222,7 +222,9 @@ def distill(
             "split": "test", "accuracy": kd_test["accuracy"], "macro_f1": kd_test["macro_f1"], "n": kd_test["n"]}},
             tmp / "bundle")
         metrics = {"task": "distill", "split": "test", "accuracy": kd_test["accuracy"], "macro_f1": kd_test["macro_f1"],
-                   "models": summary, "fit": fit.to_dict(), "teacher_pass_s": teacher_time,
+                   "models": summary, "fit": fit.to_dict(),
+                   "baseline_fit": rows["student (labels only)"]["fit"] if baseline else None,
+                   "teacher_pass_s": teacher_time,
                    "n_labelled": int((labels >= 0).sum()), "n_unlabelled": int((labels < 0).sum()),
                    "n_val": len(val_set), "n_test": len(test_set), "seed": seed,
                    "total_time_s": time.perf_counter() - start}
@@ -245,7 +247,8 @@ def distill(
                  "teacher pass": f"{teacher_time:.1f} s", "total time": f"{metrics['total_time_s']:.1f} s"}
         notes = ["Each model is scored once on the test split; the students' epochs were chosen on the labelled "
                  "validation split. Latency: median of repeated CPU calls on random inputs at each model's own "
-                 f"input size ({torch.get_num_threads()} threads).", markdown_table(columns, table) + "\n"]
+                 f"input size ({torch.get_num_threads()} threads).",
+                 "Teacher and students on the test split:\n\n" + markdown_table(columns, table) + "\n"]
         run_report(tmp / "report.md", "transferkit distill", facts, {**kd_test, "split": "test (KD student)"},
                    images, notes)
     console.print(comparison_table(columns, table, title=f"distill → {out}"))

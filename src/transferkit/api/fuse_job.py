@@ -1,9 +1,11 @@
 """``fuse``: combine several trained models (bundles) into one — ensembles, stacking, gating, model soups.
 
-Everything is fitted on **held-out** data, never the test split: a *fit set* of ``fit_per_class`` training-split
-images per class that none of the members trained or validated on when their lineage says which images those
-were (``labels_per_class`` runs are reconstructed exactly from data, classes, budget and seed); a member trained
-on the whole split cannot be excluded that way, and the report says so. Members' predictions on the fit set are
+Everything is fitted on **held-out** data, never the test split: by default a *fit set* of ``fit_per_class``
+training-split images per class that none of the members trained or validated on when their lineage says which
+images those were (``labels_per_class`` runs are reconstructed exactly from data, classes, budget, validation size
+and seed); a member trained on the whole split cannot be excluded that way, and the report says so. With
+``fit_on="validation"`` the fit set is the members' shared validation split instead — no labelled images beyond
+the members' own budget (the images their early stopping saw are reused). Members' predictions on the fit set are
 out-of-sample for them, so the weights, the stacker (its regularisation chosen by cross-validation, i.e. on
 out-of-fold meta-predictions) and the gate are fitted there; the greedy soup adds ingredients while the fit-set
 accuracy does not drop (Wortsman et al., 2022). The test split is scored once per model at the end.
@@ -28,7 +30,7 @@ from torch import nn
 from transferkit import atomic
 from transferkit.api.runs import RunResult, load_source, load_task, score, set_threads, write_json, write_yaml
 from transferkit.backbones.base import Backbone
-from transferkit.backbones.features import extract_features, predict_logits
+from transferkit.backbones.features import batched_outputs, predict_logits
 from transferkit.bundle import save_bundle
 from transferkit.data.base import ImageSet
 from transferkit.data.prepare import TensorBatches, to_batches
@@ -41,6 +43,7 @@ from transferkit.report.plots import plot_method_bars
 from transferkit.report.tables import comparison_table
 
 FUSE_METHODS = ("average", "weighted", "stacking", "gating", "soup_uniform", "soup_greedy")
+FIT_ON = ("held_out", "validation")
 
 
 def _permute_head(model: Backbone, perm: np.ndarray) -> None:
@@ -55,21 +58,69 @@ def _permute_head(model: Backbone, perm: np.ndarray) -> None:
             last.bias.copy_(last.bias[idx].clone())
 
 
-def _member_indices(full: ImageSet, lineage: dict[str, Any] | None, data: str, classes: list[int] | None,
-                    val_fraction: float = 0.1) -> np.ndarray | None:
-    """The training-split indices a member trained or validated on, when its lineage allows rebuilding them."""
+def _member_split(full: ImageSet, lineage: dict[str, Any] | None, data: str,
+                  classes: list[int] | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(training, validation)`` indices of the training split a member used, rebuilt from its lineage (the same
+    draw as :func:`~transferkit.data.splits.labelled_budget_indices`); empty when it trained on other data,
+    ``None`` when it cannot be rebuilt (trained on the whole split, or no lineage)."""
     lin = lineage or {}
     if lin.get("data") != data or parse_classes(lin.get("classes")) != classes:
-        return np.array([], dtype=np.int64) if lin.get("data") not in (None, data) else None
+        if lin.get("data") not in (None, data):
+            return np.array([], dtype=np.int64), np.array([], dtype=np.int64)
+        return None
     k = lin.get("labels_per_class")
     if k is None:
         return None  # trained on the whole split (minus a validation share): cannot be excluded
-    tr_idx, val_idx = labelled_budget_indices(full, k, None, val_fraction, int(lin.get("seed", 0)))
-    return np.concatenate([tr_idx, val_idx])
+    return labelled_budget_indices(full, k, lin.get("val_per_class"), float(lin.get("val_fraction") or 0.1),
+                                   int(lin.get("seed", 0)))
+
+
+def _fit_set_indices(full: ImageSet, metas: Sequence[dict[str, Any]], members: Sequence[str | Path], data: str,
+                     classes: list[int] | None, fit_on: str, fit_per_class: int,
+                     seed: int) -> tuple[np.ndarray, list[str]]:
+    """The fit set's indices and the members whose images could not be excluded (see :func:`fuse`)."""
+    splits = [_member_split(full, meta.get("lineage"), data, classes) for meta in metas]
+    unknown = [str(members[i]) for i, sp in enumerate(splits) if sp is None]
+    if fit_on == "validation":
+        if unknown:
+            raise ValueError(f"--fit-on validation: the validation images of {', '.join(unknown)} cannot be rebuilt "
+                             "from their lineage (trained on another dataset or the whole split); use "
+                             "--fit-on held_out")
+        vals = [np.sort(sp[1]) for sp in splits]
+        if any(len(v) == 0 for v in vals) or any(not np.array_equal(vals[0], v) for v in vals[1:]):
+            raise ValueError("--fit-on validation needs members with one shared validation split (same data, "
+                             "classes, labels per class, validation size and seed); these members differ — use "
+                             "--fit-on held_out")
+        trained = np.concatenate([sp[0] for sp in splits])
+        return np.setdiff1d(vals[0], trained), []
+    exclude = np.unique(np.concatenate([np.concatenate(sp) for sp in splits if sp is not None]
+                                       or [np.array([], np.int64)]))
+    return k_per_class(full, fit_per_class, seed + 424242, exclude=exclude.astype(np.int64)), unknown
 
 
 def _probs(model: Backbone, data: TensorBatches) -> torch.Tensor:
     return torch.softmax(predict_logits(model, data), 1)
+
+
+def _member_outputs(models: Sequence[Backbone], data: Sequence[TensorBatches],
+                    batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """Members' logits ``(M, N, C)`` and concatenated features ``(N, Σ D)`` from one pass each."""
+    logits, feats = [], []
+    for model, batches in zip(models, data, strict=True):
+        def both(x: torch.Tensor, m: Backbone = model) -> torch.Tensor:
+            f = m.forward_features(x)
+            return torch.cat([f, m.forward_head(f)], 1)
+
+        out = torch.cat(batched_outputs(model, batches, both, batch_size))
+        feats.append(out[:, : model.feature_dim])
+        logits.append(out[:, model.feature_dim:])
+    return torch.stack(logits), torch.cat(feats, 1)
+
+
+def _combined(model: FusedModel, member_logits: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+    """A fused model's probabilities from its members' precomputed logits ``(M, N, C)`` and features."""
+    with torch.inference_mode():
+        return model.eval().combine(member_logits.transpose(0, 1), feats).exp()
 
 
 def _state_accuracy(model: Backbone, state: dict[str, torch.Tensor], data: TensorBatches) -> float:
@@ -84,17 +135,26 @@ def _acc(probs: torch.Tensor | np.ndarray, labels: np.ndarray) -> float:
 def fuse(
     members: Sequence[str | Path], data: str = "fashion_mnist", classes: str | list[int] | None = None,
     methods: Sequence[str] = FUSE_METHODS, fit_per_class: int = 100, seed: int = 0, out: str | Path = "runs/fuse",
-    gate_epochs: int = 200, strict: bool = False, console: Console | None = None,
+    gate_epochs: int = 200, fit_on: str = "held_out", strict: bool = False, console: Console | None = None,
 ) -> RunResult:
     """Fuse the ``members`` (run or bundle directories) with every method in ``methods`` on ``data``.
+
+    ``fit_on`` says which labelled images fit the weights, stacker, gate and greedy soup: ``held_out`` (default)
+    — ``fit_per_class`` further training-split images per class that no member trained or validated on; or
+    ``validation`` — the members' shared validation split (members trained on one labelled budget, e.g. several
+    strategies with the same ``labels_per_class`` and seed): no labels beyond the members' budget, at the price of
+    reusing the images their early stopping saw.
 
     ``soup_uniform``/``soup_greedy`` need members of one architecture fine-tuned from the same initialisation;
     with other members they are skipped with the reason in the report (or refused when they are all you asked
     for). Members with the same classes in another order are aligned by class name.
     """
     config = {"command": "fuse", "members": [str(m) for m in members], "data": data, "classes": classes,
-              "methods": list(methods), "fit_per_class": fit_per_class, "seed": seed, "out": str(out)}
+              "methods": list(methods), "fit_per_class": fit_per_class, "fit_on": fit_on, "seed": seed,
+              "out": str(out)}
     console = console or Console()
+    if fit_on not in FIT_ON:
+        raise ValueError(f"--fit-on {fit_on!r}: valid choices: {', '.join(FIT_ON)}")
     bad = [m for m in methods if m not in FUSE_METHODS]
     if bad:
         raise ValueError(f"unknown fusion method(s) {bad}; valid choices: {', '.join(FUSE_METHODS)}")
@@ -117,24 +177,24 @@ def fuse(
         raise ValueError(f"fuse needs a test split for the final scores; {data} has none")
     test = load_task(data, "test", classes, strict)
 
-    # the fit set: held out from every member whose training images can be reconstructed
-    used = [_member_indices(full, meta.get("lineage"), data, parse_classes(classes)) for meta in metas]
-    unknown = [str(members[i]) for i, u in enumerate(used) if u is None]
-    exclude = np.unique(np.concatenate([u for u in used if u is not None] or [np.array([], np.int64)]))
-    fit_idx = k_per_class(full, fit_per_class, seed + 424242, exclude=exclude.astype(np.int64))
-    fit_set = full.subset(fit_idx, full.name + "[fit set]")
+    fit_idx, unknown = _fit_set_indices(full, metas, members, data, parse_classes(classes), fit_on, fit_per_class,
+                                        seed)
+    fit_set = full.subset(fit_idx, full.name + ("[members' validation]" if fit_on == "validation" else "[fit set]"))
     y_fit, y_test = fit_set.labels, test.labels
 
-    fit_b = [to_batches(fit_set, m.input_spec) for m in models]  # prepared once per member
-    fit_logits = torch.stack([predict_logits(m, b) for m, b in zip(models, fit_b, strict=True)])  # (M, N, C)
-    member_fit = torch.softmax(fit_logits, 2)
-    member_test = torch.stack([_probs(m, to_batches(test, m.input_spec)) for m in models])
+    # every member runs once on the fit set and once on the test split, with its own preprocessing; the
+    # ensemble methods are then fitted and scored from these outputs (a FusedModel computes the same thing)
+    fit_b = [to_batches(fit_set, m.input_spec) for m in models]
+    fit_logits, fit_feats = _member_outputs(models, fit_b)  # (M, N, C), (N, ΣD)
+    test_logits, test_feats = _member_outputs(models, [to_batches(test, m.input_spec) for m in models])
+    member_fit, member_test = torch.softmax(fit_logits, 2), torch.softmax(test_logits, 2)
     rows = [{"model": f"member {i}: {Path(str(members[i])).name}", "kind": "member",
              "fit_accuracy": _acc(member_fit[i], y_fit), "test_accuracy": _acc(member_test[i], y_test)}
             for i in range(len(models))]
     best_member = max(range(len(models)), key=lambda i: rows[i]["fit_accuracy"])
     fused: dict[str, Backbone] = {}
     skipped: dict[str, str] = {}
+    soup_kept: list[str] | None = None  # the greedy soup's ingredients
     for method in methods:
         if method.startswith("soup"):
             try:
@@ -149,7 +209,7 @@ def fuse(
             else:
                 state, kept, _ = greedy_soup(states, lambda st, s=soup: _state_accuracy(s, st, fit_b[0]))
                 soup.load_state_dict(state)
-                config["greedy_soup_kept"] = kept
+                soup_kept = [str(members[i]) for i in kept]
             fused[method] = soup.eval()
             continue
         model = FusedModel([copy.deepcopy(m) for m in models], "gating" if method == "gating" else method)
@@ -164,17 +224,20 @@ def fuse(
             model.stack_intercept.copy_(intercept.float())
             model.stack_eps.fill_(st.eps)
         elif method == "gating":
-            feats = torch.cat([extract_features(m, b) for m, b in zip(models, fit_b, strict=True)], 1)
-            gate = fit_gating(fit_logits.transpose(0, 1), feats, torch.as_tensor(y_fit), epochs=gate_epochs,
+            gate = fit_gating(fit_logits.transpose(0, 1), fit_feats, torch.as_tensor(y_fit), epochs=gate_epochs,
                               seed=seed)
             model.gating.load_state_dict(gate.state_dict())
         fused[method] = model.eval()
     if not fused:
         raise ValueError("no fusion method could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     for name, model in fused.items():
-        fit_data = fit_b[0] if name.startswith("soup") else to_batches(fit_set, model.input_spec)
-        rows.append({"model": name, "kind": "fusion", "fit_accuracy": _acc(_probs(model, fit_data), y_fit),
-                     "test_accuracy": score(model, to_batches(test, model.input_spec), class_names)["accuracy"]})
+        if name.startswith("soup"):  # one network: run it
+            fit_acc = _acc(_probs(model, fit_b[0]), y_fit)
+            test_acc = score(model, to_batches(test, model.input_spec), class_names)["accuracy"]
+        else:
+            fit_acc = _acc(_combined(model, fit_logits, fit_feats), y_fit)
+            test_acc = _acc(_combined(model, test_logits, test_feats), y_test)
+        rows.append({"model": name, "kind": "fusion", "fit_accuracy": fit_acc, "test_accuracy": test_acc})
     best = max((r for r in rows if r["kind"] == "fusion"), key=lambda r: r["fit_accuracy"])
     lineage = {"kind": "fuse", "members": [str(m) for m in members], "data": data, "classes": class_names,
                "seed": seed}
@@ -187,8 +250,9 @@ def fuse(
         save_bundle(fused[best["model"]], {"classes": class_names, "lineage": {**lineage, "method": best["model"]},
                                            "config": config}, tmp / "bundle")
         metrics = {"task": "fuse", "rows": rows, "best_member": rows[best_member]["model"], "selected": best["model"],
-                   "skipped": skipped, "fit_set": {"n": len(fit_set), "per_class": fit_per_class,
-                                                   "members_not_excluded": unknown},
+                   "skipped": skipped, "greedy_soup_kept": soup_kept,
+                   "fit_set": {"n": len(fit_set), "on": fit_on, "members_not_excluded": unknown,
+                               "per_class": fit_per_class if fit_on == "held_out" else None},
                    "n_test": len(test), "total_time_s": time.perf_counter() - start}
         write_json(tmp / "metrics.json", metrics)
         plot_method_bars([{"label": r["model"], "mean": r["test_accuracy"], "std": 0.0,
@@ -197,9 +261,12 @@ def fuse(
                          rows[best_member]["test_accuracy"])
         columns = ["model", "fit-set accuracy", "test accuracy"]
         table = [[r["model"], f"{r['fit_accuracy']:.4f}", f"{r['test_accuracy']:.4f}"] for r in rows]
+        fit_text = (f"a held-out fit set of {fit_per_class} training-split images per class" if fit_on == "held_out"
+                    else "the members' shared validation split")
         intro = [f"{len(models)} members on `{data}` ({', '.join(class_names)}). Weights, stacker, gate and greedy "
-                 f"soup were fitted on a held-out fit set of {fit_per_class} training-split images per class "
-                 f"({len(fit_set)} images); the test split ({len(test)} images) was scored once per model."]
+                 f"soup were fitted on {fit_text} ({len(fit_set)} images); the test split ({len(test)} images) was "
+                 "scored once per model (the ensembles from their members' outputs, which is what their bundles "
+                 "compute up to the rounding of a resize in floating point)."]
         if unknown:
             intro.append("These members' training images could not be reconstructed from their lineage, so the fit "
                          f"set may overlap them: {', '.join(unknown)}.")

@@ -16,6 +16,7 @@ import yaml
 from transferkit import atomic
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.features import predict_logits
+from transferkit.backbones.fused import FUSION_MODES, FeatureFusionBackbone
 from transferkit.backbones.imagenet import imagenet_classes
 from transferkit.backbones.registry import create_backbone, is_backbone_name
 from transferkit.bundle import BundleError, load_bundle, resolve_bundle
@@ -27,6 +28,8 @@ from transferkit.data.splits import parse_classes, select_classes
 from transferkit.engine.trainer import TrainedModel
 from transferkit.report.metrics import classification_metrics
 from transferkit.strategies.base import Strategy, get_strategy, resolve_strategy_name
+
+FUSED_SOURCE_PREFIX = "fuse:"
 
 
 @dataclass
@@ -56,10 +59,15 @@ def load_source(source: str | Path | Backbone, image_size: int | None = None,
 
     ``image_size`` sets the input size of a named pretrained backbone (e.g. 96 px to save CPU time);
     ``weights`` is a local weights file for ``timm:<arch>`` / ``torchvision:<arch>``.
+    ``fuse:[MODE[@WIDTH]:]A+B`` fuses the features of several such sources (:func:`parse_fused_source`).
     """
     if isinstance(source, Backbone):
         return source, {"source": source.arch}
     text = str(source)
+    if text.startswith(FUSED_SOURCE_PREFIX) and not Path(text).exists():
+        if weights is not None:
+            raise ValueError(f"--source {text}: --weights applies to one pretrained backbone, not to a fusion")
+        return _load_fused_source(text, image_size)
     try:
         path = resolve_bundle(text)
     except BundleError as exc:
@@ -81,6 +89,53 @@ def load_source(source: str | Path | Backbone, image_size: int | None = None,
     model, meta = load_bundle(path)
     meta = {**meta, "source": str(path)}
     return model, meta
+
+
+def parse_fused_source(text: str) -> tuple[str, int | None, list[str]]:
+    """``fuse:[MODE[@WIDTH]:]A+B[+…]`` → ``(mode, width, [A, B, …])`` — a feature-fusion source
+    (:class:`~transferkit.backbones.fused.FeatureFusionBackbone`) of members ``A``, ``B`` (run or bundle directories,
+    or pretrained backbone names). ``MODE`` is one of :data:`~transferkit.backbones.fused.FUSION_MODES` (default
+    ``concat``); ``WIDTH`` the common projection width (required by ``sum``, ``product`` and ``max``)."""
+    body = text[len(FUSED_SOURCE_PREFIX):]
+    head, sep, rest = body.partition(":")
+    mode, width, members_text = "concat", None, body
+    # a mode spec is the first ':'-part when it is neither a member list, a model-family prefix nor a path
+    if sep and "+" not in head and not is_backbone_name(f"{head}:x") and not Path(head).exists():
+        name, _, w = head.partition("@")
+        if name not in FUSION_MODES:
+            raise ValueError(f"--source {text}: unknown feature-fusion mode '{name}'; valid modes: "
+                             f"{', '.join(FUSION_MODES)} (syntax: fuse:[MODE[@WIDTH]:]A+B)")
+        mode, members_text = name, rest
+        if w:
+            try:
+                width = int(w)
+            except ValueError:
+                raise ValueError(f"--source {text}: projection width '{w}' is not an integer "
+                                 "(e.g. fuse:sum@256:A+B)") from None
+    members = [m.strip() for m in members_text.split("+")]
+    if len(members) < 2 or not all(members):
+        raise ValueError(f"--source {text}: feature fusion needs at least two members joined by '+', e.g. "
+                         "fuse:concat:mobilenet_v2+runs/demo/source")
+    nested = [m for m in members if m.startswith(FUSED_SOURCE_PREFIX)]
+    if nested:
+        raise ValueError(f"--source {text}: a fusion member cannot itself be a fusion ({nested[0]})")
+    return mode, width, members
+
+
+def _load_fused_source(text: str, image_size: int | None) -> tuple[Backbone, dict[str, Any]]:
+    mode, width, names = parse_fused_source(text)
+    members, lineages = [], []
+    for name in names:  # --image-size applies to the named pretrained members (bundles have their own size)
+        named = is_backbone_name(name) and not Path(name).exists()
+        model, meta = load_source(name, image_size if named else None)
+        members.append(model)
+        lineages.append(meta.get("lineage") or {"source": meta.get("source", name)})
+    try:
+        model = FeatureFusionBackbone(members, mode, width)
+    except ValueError as exc:
+        raise ValueError(f"--source {text}: {exc}") from None
+    return model, {"source": text, "classes": [], "lineage": {"source": text, "fusion": {
+        "mode": mode, "width": width, "members": names, "member_lineages": lineages}}}
 
 
 def load_task(data: str, split: str, classes: str | list[int] | None, strict: bool = False,

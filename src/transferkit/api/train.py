@@ -130,7 +130,8 @@ def _train_job(
         lineage = {
             "kind": kind, "source": source_meta.get("source", "scratch"),
             "source_lineage": source_meta.get("lineage"), "data": data, "classes": parse_classes(classes),
-            "labels_per_class": labels_per_class, "strategy": trained.strategy, "options": trained.options,
+            "labels_per_class": labels_per_class, "val_per_class": val_per_class, "val_fraction": val_fraction,
+            "strategy": trained.strategy, "options": trained.options,
             "seed": cfg.seed, "class_map": class_map or None,
         }
         sizes = {"n_train": len(train_set), "n_val": len(val_set), "n_test": len(test_b) if test_b else 0}
@@ -212,6 +213,8 @@ def transfer(
     """
     config = {"command": "transfer", **{k: str(v) if k in ("source", "weights") and v is not None else v
                                          for k, v in locals().items() if k not in ("console",)}}
+    if isinstance(source, Backbone):  # a model object: its architecture, not its printout
+        config["source"] = f"<{source.arch} model object>"
     strat = make_strategy(strategy, freeze, probe_layer, options)  # validate before loading anything
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
                       patience=patience, seed=seed, accelerator=accelerator, devices=devices, progress=progress,

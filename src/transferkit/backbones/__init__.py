@@ -3,6 +3,7 @@
 ``create_backbone("seed_cnn", num_classes=5)``; ``create_backbone("mobilenet_v2", pretrained=True)`` (ImageNet,
 offline); ``create_backbone("timm:resnet18", weights="resnet18.safetensors")`` for any timm/torchvision model.
 ``list_backbones()`` shows the built-ins, ``list_backbone_families()`` the library prefixes.
+``FeatureFusionBackbone([a, b], mode="concat")`` fuses several backbones' features for one head.
 """
 
 from transferkit.backbones import external as _external  # noqa: F401  (registers timm: and torchvision:)
@@ -11,6 +12,13 @@ from transferkit.backbones import small as _small  # noqa: F401  (registers the 
 from transferkit.backbones.base import Backbone, InputSpec, ParamGroup
 from transferkit.backbones.cache import cache_root, cached_features, weights_hash
 from transferkit.backbones.external import ExternalBackbone, PretrainedWeightsUnavailable
+from transferkit.backbones.fused import (
+    FUSION_MODES,
+    FeatureCombiner,
+    FeatureFusionBackbone,
+    joint_input_spec,
+    member_input,
+)
 from transferkit.backbones.imagenet import imagenet_classes
 from transferkit.backbones.registry import (
     BackboneFamily,
@@ -27,9 +35,9 @@ from transferkit.backbones.registry import (
 from transferkit.backbones.weights import UnsafeCheckpointError, WeightsMismatchError, read_state_dict
 
 __all__ = [
-    "Backbone", "BackboneFamily", "BackboneInfo", "ExternalBackbone", "InputSpec", "ParamGroup",
-    "PretrainedWeightsUnavailable", "UnsafeCheckpointError", "WeightsMismatchError", "backbone_info",
-    "build_from_config", "cache_root", "cached_features", "create_backbone", "imagenet_classes", "is_backbone_name",
-    "list_backbone_families", "list_backbones", "read_state_dict", "register_backbone", "register_backbone_family",
-    "weights_hash",
+    "FUSION_MODES", "Backbone", "BackboneFamily", "BackboneInfo", "ExternalBackbone", "FeatureCombiner",
+    "FeatureFusionBackbone", "InputSpec", "ParamGroup", "PretrainedWeightsUnavailable", "UnsafeCheckpointError",
+    "WeightsMismatchError", "backbone_info", "build_from_config", "cache_root", "cached_features", "create_backbone",
+    "imagenet_classes", "is_backbone_name", "joint_input_spec", "list_backbone_families", "list_backbones",
+    "member_input", "read_state_dict", "register_backbone", "register_backbone_family", "weights_hash",
 ]

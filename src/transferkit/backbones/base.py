@@ -123,6 +123,11 @@ class Backbone(nn.Module):
                                  nn.Linear(h, num_classes))
         return nn.Linear(self.feature_dim, num_classes)
 
+    def probe_head(self, num_classes: int) -> nn.Module:
+        """A fresh head for a linear probe on :meth:`forward_features`: one linear layer (composite backbones put
+        their fusion layer before it)."""
+        return nn.Linear(self.feature_dim, num_classes)
+
     def set_bottleneck(self, num_classes: int, hidden: int) -> None:
         """Replace the head with a fresh ``num_classes``-way head with a ``hidden``-wide bottleneck (0: linear)."""
         if hidden < 0:

@@ -160,7 +160,12 @@ def create_backbone(
 
 
 def build_from_config(config: dict[str, Any]) -> Backbone:
-    """Rebuild an architecture (random weights) from :meth:`Backbone.config`."""
+    """Rebuild an architecture (random weights) from :meth:`Backbone.config` — composite ones
+    (:class:`~transferkit.backbones.fused.FeatureFusionBackbone`) member by member."""
+    if config.get("arch") == "fused_features":
+        from transferkit.backbones.fused import FeatureFusionBackbone  # imports this module
+
+        return FeatureFusionBackbone.from_config(config, build_from_config)
     model = create_backbone(
         config["arch"], num_classes=config["num_classes"], pretrained=False, cut_at=config.get("cut_at"),
         **config.get("kwargs", {}),

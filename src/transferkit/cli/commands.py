@@ -176,8 +176,18 @@ def cmd_distill(a: argparse.Namespace, console: Console) -> None:
 def cmd_fuse(a: argparse.Namespace, console: Console) -> None:
     members = a.members if isinstance(a.members, list) else [a.members]
     methods = a.methods if isinstance(a.methods, list) else [m.strip() for m in str(a.methods).split(",") if m.strip()]
-    api.fuse(members, a.data, a.classes, methods=methods, fit_per_class=a.fit_per_class, seed=a.seed, out=a.out,
-             gate_epochs=a.gate_epochs, strict=a.strict, console=console)
+    api.fuse(members, a.data, a.classes, methods=methods, fit_per_class=a.fit_per_class, fit_on=a.fit_on,
+             seed=a.seed, out=a.out, gate_epochs=a.gate_epochs, strict=a.strict, console=console)
+
+
+def cmd_select(a: argparse.Namespace, console: Console) -> None:
+    candidates = a.candidates if isinstance(a.candidates, list) else [a.candidates]
+    _need(candidates, "CANDIDATE (one or more sources)")
+    scores = a.scores if isinstance(a.scores, list) else [s.strip() for s in str(a.scores).split(",") if s.strip()]
+    api.select(candidates, a.data, a.classes, labels_per_class=a.labels_per_class, scores=scores, verify=a.verify,
+               verify_all=a.verify_all, seed=a.seed, out=a.out, image_size=a.image_size, epochs=a.epochs,
+               patience=a.patience, batch_size=a.batch_size, lr=a.lr, val_per_class=a.val_per_class,
+               val_fraction=a.val_fraction, strict=a.strict, convert_channels=a.convert_channels, console=console)
 
 
 def seed_list(value: int | str | list) -> list[int]:

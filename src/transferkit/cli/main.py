@@ -37,7 +37,7 @@ class _SpecList(argparse.Action):
 def _curve_parser(p: argparse.ArgumentParser) -> None:
     from transferkit.config import AUGMENT_PRESETS, CLASS_WEIGHTS, OPTIMIZERS, SAMPLERS, SCHEDULES
 
-    p.add_argument("--source", required=False, help="run directory, bundle directory or pretrained backbone name")
+    p.add_argument("--source", required=False, help=SOURCE_HELP)
     _data_options(p)
     p.add_argument("--strategy", action=_SpecList, default=None, metavar="SPEC",
                    help="strategy variant [LABEL=]STRATEGY[:KEY=VALUE...], repeatable, e.g. finetune, "
@@ -103,6 +103,10 @@ def _train_options(p: argparse.ArgumentParser, epochs: int, batch_size: int | No
     g.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
 
+SOURCE_HELP = ("run directory, bundle directory or pretrained backbone name; fuse:[MODE[@WIDTH]:]A+B fuses the "
+               "features of several (MODE: concat, sum, product, max)")
+
+
 def _data_options(p: argparse.ArgumentParser, default_data: str | None = "fashion_mnist") -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", default=default_data, required=default_data is None,
@@ -142,7 +146,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     _train_options(p, epochs=3, batch_size=128, patience=None)
 
     p = add("transfer", "transfer a source model to a target task")
-    p.add_argument("--source", required=False, help="run directory, bundle directory or pretrained backbone name")
+    p.add_argument("--source", required=False, help=SOURCE_HELP)
     _data_options(p)
     p.add_argument("--strategy", default="finetune",
                    help="scratch (structure), linear_probe (feature) or finetune (parameter)")
@@ -185,7 +189,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--convert-channels", action="store_true", help="allow converting colour images to greyscale")
 
     p = add("compare", "compare strategies × labels per class × seeds (mean ± std)")
-    p.add_argument("--source", required=False, help="run directory, bundle directory or pretrained backbone name")
+    p.add_argument("--source", required=False, help=SOURCE_HELP)
     _data_options(p)
     p.add_argument("--strategies", default="scratch,linear_probe,finetune")
     p.add_argument("--labels-per-class", type=_int_list, default=[5, 10, 50])
@@ -203,7 +207,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     _curve_parser(add("curve", "label-efficiency curves: accuracy vs labels per class per strategy (resumable)"))
 
     p = add("lr-find", "learning-rate range test for a strategy on a target task (plot + suggested --lr)")
-    p.add_argument("--source", required=False, help="run directory, bundle directory or pretrained backbone name")
+    p.add_argument("--source", required=False, help=SOURCE_HELP)
     _data_options(p)
     p.add_argument("--strategy", default="finetune")
     p.add_argument("--option", dest="options", action="append", default=None, metavar="KEY=VALUE",
@@ -305,9 +309,39 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                                                    "soup_greedy")), help="comma-separated (default: all)")
     p.add_argument("--fit-per-class", type=int, default=100,
                    help="held-out training-split images per class the fusion is fitted on (default %(default)s)")
+    p.add_argument("--fit-on", choices=["held_out", "validation"], default="held_out",
+                   help="fit on --fit-per-class further held-out images (default) or on the members' shared "
+                        "validation split (no labels beyond their budget)")
     p.add_argument("--gate-epochs", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/fuse")
+
+    p = add("select", "rank candidate sources for a target task by transferability scores (LogME, H-score, LEEP, "
+                      "NCE), optionally verified by fine-tuning")
+    p.add_argument("candidates", nargs="*", metavar="CANDIDATE",
+                   help="pretrained backbone name, run/bundle directory, timm:/torchvision:/fuse: source, or "
+                        "random:<backbone> (random initialisation, a baseline); unloadable ones are skipped")
+    _data_options(p)
+    p.add_argument("--labels-per-class", type=int, default=None, metavar="K",
+                   help="score on the K labelled images per class a 'transfer --labels-per-class K' run trains on "
+                        "(default: the whole training split)")
+    p.add_argument("--val-per-class", type=int, default=None,
+                   help="as for transfer: validation images per class set aside first (default: = labels per class)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="as for transfer (verification without K)")
+    p.add_argument("--scores", default="logme,h_score,leep,nce",
+                   help="comma-separated scores, the first ranks (logme, h_score, leep, nce; default %(default)s)")
+    p.add_argument("--verify", type=int, default=0, metavar="K",
+                   help="fine-tune the top K candidates and correlate scores with their test accuracy (default 0)")
+    p.add_argument("--verify-all", action="store_true", help="fine-tune every usable candidate (for analysis)")
+    p.add_argument("--image-size", type=int, default=None, metavar="N",
+                   help="input size for named pretrained / random: backbones")
+    p.add_argument("--epochs", type=int, default=30, help="verification: maximum epochs (default %(default)s)")
+    p.add_argument("--patience", type=int, default=10,
+                   help="verification: early-stopping patience (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=None, help="verification: batch size (default: the strategy's)")
+    p.add_argument("--lr", type=float, default=None, help="verification: learning rate (default: the strategy's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/select")
 
     p = add("merge", "fold a LoRA bundle's adapters into the source weights: a plain, self-contained bundle")
     p.add_argument("model", nargs="?", help="LoRA run directory or bundle directory")

@@ -3,13 +3,13 @@
 Different pretrained backbones see different things (a supervised CNN, a self-supervised ViT); feeding a head
 their joint features can beat each alone — the "off-the-shelf" CNN features of Razavian, Azizpour, Sullivan &
 Carlsson, 2014, "CNN Features off-the-shelf: an Astounding Baseline for Recognition", combined. The ways to join
-them (:data:`FUSION_MODES`):
+them (:data:`FUSION_MODES`) are those of :class:`~transferkit.backbones.fused.FeatureCombiner`: ``concat``,
+``sum`` (learnable convex weights), ``product`` and ``max`` (after projecting to a common ``width``).
 
-* ``concat`` — concatenation (optionally each first projected to ``width``): keeps everything, widest output;
-* ``sum`` — each projected to ``width``, then a weighted sum with learnable softmax-normalised weights (a convex
-  combination, so the scale does not drift and the weights say which extractor the head relies on);
-* ``product`` — element-wise product of the projections (multiplicative interactions, as in bilinear pooling);
-* ``max`` — element-wise maximum of the projections.
+:class:`FusedFeatures` fuses arbitrary extractor modules (with per-extractor ``adapters``) — a building block for
+your own models. To *train* a fused model with transferkit's strategies and save it as a bundle, use
+:class:`~transferkit.backbones.fused.FeatureFusionBackbone` (``--source fuse:MODE:A+B`` on the command line),
+which fuses backbones, each with its own preprocessing, and puts the fusion layer in the head.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-FUSION_MODES: tuple[str, ...] = ("concat", "sum", "product", "max")
+from transferkit.backbones.fused import FUSION_MODES, FeatureCombiner
+
+__all__ = ["FUSION_MODES", "FusedFeatures"]
 
 
 def _as_module(extractor: object, i: int) -> nn.Module:
@@ -62,8 +64,7 @@ class FusedFeatures(nn.Module):
                  width: int | None = None, dims: Sequence[int] | None = None,
                  adapters: Sequence[Callable[[torch.Tensor], torch.Tensor] | None] | None = None) -> None:
         super().__init__()
-        if mode not in FUSION_MODES:
-            raise ValueError(f"unknown feature-fusion mode {mode!r}; valid modes: {', '.join(FUSION_MODES)}")
+        FeatureCombiner([1], mode, width)  # validates mode and width before touching the extractors
         if not extractors:
             raise ValueError("feature fusion: needs at least one extractor")
         self.extractors = nn.ModuleList([_as_module(e, i) for i, e in enumerate(extractors)])
@@ -79,50 +80,39 @@ class FusedFeatures(nn.Module):
         self.adapters = list(adapters) if adapters is not None else [None] * m
         if len(self.adapters) != m:
             raise ValueError(f"feature fusion: {m} extractors but {len(self.adapters)} adapters")
-        if width is None and mode != "concat":
-            raise ValueError(f"feature fusion: mode {mode!r} needs a common projection width (width=)")
-        if width is not None and width < 1:
-            raise ValueError(f"feature fusion: width must be >= 1, got {width}")
+        self.combiner = FeatureCombiner(self.dims, mode, width)
         self.mode, self.width = mode, width
-        self.projections = nn.ModuleList([nn.Linear(d, width) for d in self.dims]) if width else None
-        self.mix_logits = nn.Parameter(torch.zeros(m)) if mode == "sum" else None
-        self.feature_dim = sum(self.dims) if width is None else (m * width if mode == "concat" else width)
+        self.feature_dim = self.combiner.feature_dim
+
+    @property
+    def projections(self) -> nn.ModuleList | None:
+        """The per-extractor projections to ``width`` (``None`` for a raw concatenation)."""
+        return self.combiner.projections
+
+    @property
+    def mix_logits(self) -> nn.Parameter | None:
+        """The ``sum`` mode's learnable mixing logits."""
+        return self.combiner.mix_logits
 
     def mixing_weights(self) -> torch.Tensor:
         """The ``sum`` mode's weights ``(M,)`` (softmax of learnable logits; they sum to 1)."""
-        if self.mix_logits is None:
-            raise ValueError(f"feature fusion: mode {self.mode!r} has no mixing weights (only 'sum')")
-        return torch.softmax(self.mix_logits, dim=0)
+        return self.combiner.mixing_weights()
+
+    def _raw_features(self, x: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        m = len(self.extractors)
+        inputs = list(x) if isinstance(x, (list, tuple)) else [x if a is None else a(x) for a in self.adapters]
+        if len(inputs) != m:
+            raise ValueError(f"feature fusion: {m} extractors but {len(inputs)} per-extractor inputs")
+        return [e.forward_features(xi) if hasattr(e, "forward_features") else e(xi)
+                for e, xi in zip(self.extractors, inputs, strict=True)]
 
     def member_features(self, x: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Each extractor's (projected, when ``width`` is set) features, ``(B, D_i)`` or ``(B, width)``."""
-        m = len(self.extractors)
-        if isinstance(x, (list, tuple)):
-            if len(x) != m:
-                raise ValueError(f"feature fusion: {m} extractors but {len(x)} per-extractor inputs")
-            inputs = list(x)
-        else:
-            inputs = [x if a is None else a(x) for a in self.adapters]
-        feats = []
-        for i, (extractor, xi) in enumerate(zip(self.extractors, inputs, strict=True)):
-            f = extractor.forward_features(xi) if hasattr(extractor, "forward_features") else extractor(xi)
-            if f.ndim != 2 or f.shape[1] != self.dims[i]:
-                raise ValueError(f"feature fusion: extractor {i} returned shape {tuple(f.shape)}, expected "
-                                 f"(B, {self.dims[i]})")
-            feats.append(self.projections[i](f) if self.projections is not None else f)
-        return feats
+        return self.combiner.project(self._raw_features(x))
 
     def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """Fused features ``(B, feature_dim)``."""
-        feats = self.member_features(x)
-        if self.mode == "concat":
-            return torch.cat(feats, dim=1)
-        stacked = torch.stack(feats, dim=1)  # (B, M, width)
-        if self.mode == "sum":
-            return (self.mixing_weights().view(1, -1, 1) * stacked).sum(1)
-        if self.mode == "product":
-            return stacked.prod(1)
-        return stacked.amax(1)
+        return self.combiner(self._raw_features(x))
 
     def forward_features(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """Same as :meth:`forward`: the fusion is itself an extractor (it can be nested, or fed to a head)."""

@@ -2,11 +2,9 @@
 
 :class:`FusedModel` is a :class:`~transferkit.backbones.base.Backbone`, so bundles, ``predict`` and
 ``evaluate`` treat it like any other model. Each member keeps **its own preprocessing**: the fused model's
-input is the image scaled to ``[0, 1]`` (mean 0, std 1 in its input spec) at the largest member's size with
-the most channels any member takes; every member then resizes (bilinear, antialiased), converts channels
-(grey → colour by repetition, colour → grey by luminance) and normalises with its own mean/std. (Resizing in
-floating point, not on ``uint8`` as :mod:`transferkit.data.prepare` does, can move a member's logits by a
-rounding error.)
+input is the image scaled to ``[0, 1]`` at the largest member's size with the most channels any member takes
+(:func:`~transferkit.backbones.fused.joint_input_spec`), and every member converts it to its own input
+(:func:`~transferkit.backbones.fused.member_input`) — as the feature-fusion backbone does.
 
 Combination rules (``method``), all fitted by the caller on held-out predictions (:mod:`transferkit.fusion`):
 
@@ -30,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferkit.backbones.base import Backbone, InputSpec
+from transferkit.backbones.fused import joint_input_spec, member_input
 from transferkit.backbones.registry import build_from_config
 from transferkit.fusion.gating import GatedFusion
 
@@ -51,10 +50,7 @@ class FusedModel(Backbone):
         self.members = nn.ModuleList(members)
         self.method = method
         self.num_classes = members[0].num_classes
-        channels = max(m.input_spec.channels for m in members)
-        sizes = [tuple(m.input_spec.size) for m in members if m.input_spec.size]
-        size = max(sizes, key=lambda s: s[0] * s[1]) if sizes else None
-        self.input_spec = InputSpec(channels=channels, size=size, mean=(0.0,) * channels, std=(1.0,) * channels)
+        self.input_spec = joint_input_spec(members)
         n, c = len(members), self.num_classes
         self.feature_dim = sum(m.feature_dim for m in members)
         self.register_buffer("weights", torch.full((n,), 1.0 / n))
@@ -65,32 +61,11 @@ class FusedModel(Backbone):
         for m in self.members:
             m.eval()
 
-    # -- preprocessing per member -------------------------------------------------------------------------
-    @staticmethod
-    def member_input(member: Backbone, x: torch.Tensor) -> torch.Tensor:
-        """``x`` in ``[0, 1]`` → ``member``'s own input (size, channels, normalisation)."""
-        spec = member.input_spec
-        if x.ndim != 4:
-            return x
-        c = x.shape[1]
-        if spec.channels != c:
-            if c == 1:
-                x = x.expand(-1, spec.channels, -1, -1)
-            elif spec.channels == 1:
-                x = (x[:, :3] * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
-            else:
-                x = x[:, : spec.channels]
-        if spec.size and tuple(x.shape[-2:]) != tuple(spec.size):
-            x = F.interpolate(x, size=tuple(spec.size), mode="bilinear", antialias=True, align_corners=False)
-        mean = x.new_tensor(spec.mean).view(1, -1, 1, 1)
-        std = x.new_tensor(spec.std).view(1, -1, 1, 1)
-        return (x - mean) / std
-
     def member_outputs(self, x: torch.Tensor, features: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Member logits ``(B, M, C)`` (and concatenated member features ``(B, ΣD)`` when asked)."""
         logits, feats = [], []
         for m in self.members:
-            xi = self.member_input(m, x)
+            xi = member_input(m.input_spec, x)
             if features:
                 f = m.forward_features(xi)
                 feats.append(f)

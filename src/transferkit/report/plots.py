@@ -212,3 +212,47 @@ def plot_embedding(source: np.ndarray, target: np.ndarray,
         ax.set_yticks([])
     fig.suptitle(title, fontsize=10)
     return _save(fig, Path(path))
+
+
+def plot_score_vs_accuracy(names: Sequence[str], accuracies: Sequence[float],
+                           scores: dict[str, Sequence[float | None]], correlations: dict[str, dict], path: Path,
+                           title: str = "", accuracy_label: str = "fine-tuned test accuracy") -> Path:
+    """Transferability score against fine-tuned accuracy, one panel per score, one labelled point per candidate.
+
+    ``scores[name][i]`` is candidate ``names[i]``'s value (``None``: not available, left out of that panel);
+    ``correlations[name]`` holds ``kendall_tau`` and ``pearson_r`` (``None`` → "n/a"), written on the panel."""
+    if not scores:
+        raise ValueError("score vs accuracy plot: no scores to plot")
+    if len(names) != len(accuracies) or any(len(v) != len(names) for v in scores.values()):
+        raise ValueError(f"score vs accuracy plot: {len(names)} names, {len(accuracies)} accuracies and score lists "
+                         f"of lengths {[len(v) for v in scores.values()]} must match")
+    n = len(scores)
+    cols = min(n, 2)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
+    for ax, (score, values) in zip(axes.flat, scores.items(), strict=False):
+        pts = [(v, a, lab) for v, a, lab in zip(values, accuracies, names, strict=True) if v is not None]
+        if pts:
+            xs, ys, labels = zip(*pts, strict=True)
+            ax.scatter(xs, ys, s=30, color="tab:blue", zorder=3)
+            for x, y, lab in zip(xs, ys, labels, strict=True):
+                ax.annotate(str(lab), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes, color="0.4")
+        corr = correlations.get(score, {})
+
+        def fmt(v: float | None) -> str:
+            return "n/a" if v is None else f"{v:.3f}"
+
+        ax.text(0.02, 0.98, f"Kendall τ = {fmt(corr.get('kendall_tau'))} / Pearson r = {fmt(corr.get('pearson_r'))}",
+                transform=ax.transAxes, ha="left", va="top", fontsize=8,
+                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8, "edgecolor": "0.7"})
+        ax.set_xlabel(score)
+        ax.set_ylabel(accuracy_label)
+        ax.grid(alpha=0.3)
+        ax.margins(x=0.15, y=0.2)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title or "transferability score vs fine-tuned accuracy", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)

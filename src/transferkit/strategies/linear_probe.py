@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 
 import torch
-from torch import nn
 
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.cache import cached_features
@@ -32,7 +31,8 @@ def frozen_features(model: Backbone, data: TensorBatches) -> tuple[torch.Tensor,
 
 @register_strategy
 class LinearProbe(Strategy):
-    """Frozen extractor up to stage ``layer`` (default: the backbone's ``default_probe_layer``) + linear head.
+    """Frozen extractor up to stage ``layer`` (default: the backbone's ``default_probe_layer``) + linear head
+    (:meth:`Backbone.probe_head`: a feature-fusion backbone puts its trainable fusion layer before it).
 
     The engine trains only the head, on cached features; the target model is the source truncated after
     ``layer`` with that head — a complete model that ``predict`` and ``evaluate`` use like any other.
@@ -64,7 +64,7 @@ class LinearProbe(Strategy):
         f_val, hit_val = frozen_features(model, val) if val is not None and len(val) else (None, True)
         extract_s = time.perf_counter() - start
         torch.manual_seed(cfg.seed)
-        head = nn.Linear(model.feature_dim, num_classes)
+        head = model.probe_head(num_classes)
 
         def attach_head() -> Backbone:
             model.head = head

@@ -1,0 +1,104 @@
+"""Benchmark for the transferability issue: do the scores rank sources the way fine-tuning does, and how much faster?
+
+    .venv/bin/python benchmarks/bench_select.py [--targets fashion10,fashion_split,digits] [--seeds 0]
+
+Six candidate sources — ImageNet MobileNetV2, EfficientNet-Lite0/1/2 (all at 96 px), ``seed_cnn`` pretrained on the
+Fashion-MNIST source split (classes 0,1,5,8,9; 3 epochs on all their training images), and a randomly initialised
+MobileNetV2 — on three targets, each with 10 labelled training images per class:
+
+* ``fashion10`` — Fashion-MNIST, all 10 classes;
+* ``fashion_split`` — the Fashion-MNIST split target (classes 2,3,4,6,7);
+* ``digits`` — scikit-learn's 8×8 digits (10 classes), upscaled by each model's preprocessing.
+
+Per target and seed, one ``transferkit.select`` with ``verify_all``: every score on the 10/class labelled images
+(features through a **fresh** feature cache, so scoring time includes feature extraction), then every candidate
+fine-tuned (``finetune``; ``scratch`` for the random one; at most 10 epochs, patience 3, validation = 10 other
+training images per class) and scored on the target's test split. Kendall τ and Pearson r between each score and
+the fine-tuned test accuracy over the candidates, scoring time vs the brute-force fine-tuning time.
+Writes ``runs/bench_select/`` and ``benchmarks/results/select.json``; prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from transferkit.api import pretrain, select  # noqa: E402
+
+RUNS = ROOT / "runs" / "bench_select"
+OUT_JSON = ROOT / "benchmarks" / "results" / "select.json"
+TARGETS = {"fashion10": ("fashion_mnist", None), "fashion_split": ("fashion_mnist", "2,3,4,6,7"),
+           "digits": ("digits", None)}
+
+
+def _source_cnn() -> Path:
+    src = RUNS / "source_cnn"
+    if not (src / "bundle").exists():
+        pretrain(data="fashion_mnist", classes="0,1,5,8,9", backbone="seed_cnn", epochs=3, seed=0, out=src,
+                 progress=False)
+    return src
+
+
+def _fmt(xs: list[float]) -> str:
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "n/a"
+    return f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.3f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--targets", default=",".join(TARGETS))
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--labels", type=int, default=10)
+    args = ap.parse_args()
+    candidates = ["mobilenet_v2", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+                  str(_source_cnn()), "random:mobilenet_v2"]
+    results = json.loads(OUT_JSON.read_text()) if OUT_JSON.exists() else {}
+    cells = results.setdefault("cells", {})
+    for target in args.targets.split(","):
+        data, classes = TARGETS[target]
+        for seed in (int(s) for s in args.seeds.split(",")):
+            key = f"{target}/s{seed}"
+            if key in cells:
+                continue
+            with tempfile.TemporaryDirectory() as cache:  # a cold feature cache: scoring time includes extraction
+                os.environ["TRANSFERKIT_CACHE"] = cache
+                res = select(candidates, data, classes, labels_per_class=args.labels, verify_all=True, seed=seed,
+                             out=RUNS / target / f"s{seed}", image_size=96, epochs=10, patience=3)
+            m = res.metrics
+            cells[key] = {"ver": m["verification"], "skipped": m["skipped"], "scoring_time_s": m["scoring_time_s"],
+                          "candidates": [{"name": e["name"], "scores": e["scores"], "time": e["time"],
+                                          "accuracy": (e.get("verification") or {}).get("accuracy")}
+                                         for e in m["candidates"]]}
+            OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
+            OUT_JSON.write_text(json.dumps(results, indent=2) + "\n")  # after each cell: partial results survive
+    scores = list(next(iter(cells.values()))["ver"]["correlations"])
+    print("\n| target | " + " | ".join(f"{s} τ / r" for s in scores) + " | scoring (s) | fine-tuning (s) | speed-up |")
+    print("|---|" + "---|" * (len(scores) + 3))
+    per_score: dict[str, list[float]] = {s: [] for s in scores}
+    for key, c in cells.items():
+        corr = c["ver"]["correlations"]
+        for s in scores:
+            per_score[s].append(corr[s]["kendall_tau"])
+        taus = [" / ".join("n/a" if corr[s][k] is None else f"{corr[s][k]:.2f}" for k in ("kendall_tau", "pearson_r"))
+                for s in scores]
+        print(f"| {key} | " + " | ".join(taus) + f" | {c['ver']['scoring_time_s']:.1f} | "
+              f"{c['ver']['finetune_time_s']:.0f} | {c['ver']['speedup']:.0f}× |")
+    print("| mean τ over targets | " + " | ".join(_fmt(per_score[s]) for s in scores) + " | | | |")
+    for key, c in cells.items():
+        print(f"\n{key}: " + "; ".join(f"{e['name']} acc {e['accuracy']:.3f} " + ", ".join(
+            f"{k} {v:.3f}" for k, v in e["scores"].items() if v is not None) for e in c["candidates"]
+            if e["accuracy"] is not None))
+
+
+if __name__ == "__main__":
+    main()

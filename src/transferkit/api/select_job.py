@@ -1,0 +1,480 @@
+"""``select``: rank candidate sources for a target task by transferability scores, before any fine-tuning.
+
+Every candidate — a pretrained backbone name, a run or bundle directory, ``timm:``/``torchvision:``/``fuse:``
+sources, or ``random:<backbone>`` (that architecture randomly initialised: the baseline a useful source must
+beat) — looks once at the target's labelled training images, frozen, with its own preprocessing. The scores of
+:mod:`transferkit.transferability` are computed on what it produces:
+
+* ``logme`` — LogME (You et al., ICML 2021): log evidence of a Bayesian linear model on the features;
+* ``h_score`` — H-score (Bao et al., ICIP 2019): between-class over total feature covariance;
+* ``h_score_shrunk`` — the same with a Ledoit–Wolf-shrunk covariance (Ibrahim et al., 2021): with few images in
+  many dimensions the plain H-score saturates at ``C − 1`` and cannot tell candidates apart;
+* ``leep`` — LEEP (Nguyen et al., ICML 2020): log-likelihood of the labels through the source head's classes;
+* ``nce`` — NCE (Tran et al., ICCV 2019): negative conditional entropy of the labels given hard source labels.
+
+``leep`` and ``nce`` need a source head (``num_classes ≥ 2``: ImageNet backbones' 1000 classes, a bundle's own
+head); for a candidate without one they are "n/a", not an error. The scoring set is exactly the ``k`` labelled
+images per class a ``transfer(..., labels_per_class=k, seed=seed)`` run trains on (or the whole training split);
+the test split is never used for selection. Features come through the on-disk feature cache, so a second
+selection over the same candidates is nearly free.
+
+``verify=K`` fine-tunes the top ``K`` candidates (``verify_all``: all of them — for analysis) with
+:func:`~transferkit.api.train.transfer` and reports, per score, Kendall's τ and Pearson's r between the score and
+the fine-tuned test accuracy, whether the top-1 agree, and the time of scoring against the time of brute-force
+fine-tuning. A candidate that cannot be loaded (weights unavailable offline, not a bundle, …) is skipped with the
+reason; the ranking covers the rest.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.markup import escape
+
+from transferkit import atomic
+from transferkit.api.runs import RunResult, check_channels, load_source, load_task, set_threads, write_json, write_yaml
+from transferkit.backbones.base import Backbone
+from transferkit.backbones.cache import cached_features
+from transferkit.backbones.features import predict_logits
+from transferkit.backbones.registry import backbone_info, create_backbone, is_backbone_name
+from transferkit.data.base import ImageSet
+from transferkit.data.prepare import to_batches
+from transferkit.data.splits import labelled_budget_indices, parse_classes
+from transferkit.report.markdown import markdown_table
+from transferkit.report.plots import plot_score_vs_accuracy
+from transferkit.report.tables import comparison_table
+from transferkit.transferability import SCORES
+
+RANDOM_PREFIX = "random:"
+DEFAULT_SCORES = ("logme", "h_score", "h_score_shrunk", "leep", "nce")
+MIN_FOR_CORRELATION = 3
+
+
+def parse_scores(scores: str | Sequence[str]) -> list[str]:
+    """``"logme,leep"`` or ``["logme", "leep"]`` → the list of score names (order kept: the first ranks);
+    an unknown name is a ValueError listing the valid ones."""
+    names = [s.strip() for s in scores.split(",")] if isinstance(scores, str) else [str(s).strip() for s in scores]
+    names = [s for s in names if s]
+    if not names:
+        raise ValueError(f"--scores: give at least one score; valid scores: {', '.join(SCORES)}")
+    bad = [s for s in names if s not in SCORES]
+    if bad:
+        raise ValueError(f"--scores: unknown score(s) {bad}; valid scores: {', '.join(SCORES)}")
+    return list(dict.fromkeys(names))
+
+
+def _label(candidate: str) -> str:
+    """A short display name: the directory name of a run/bundle (its run's name for ``…/bundle``), else as given."""
+    p = Path(candidate)
+    if p.exists():
+        p = p.resolve()
+        return p.parent.name if p.name == "bundle" and p.parent.name else p.name
+    return candidate
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_.") or "candidate"
+
+
+def _kind(candidate: str) -> str:
+    if Path(candidate).exists():
+        return "run/bundle"
+    if candidate.startswith(RANDOM_PREFIX):
+        return "random init"
+    if candidate.startswith("fuse:"):
+        return "feature fusion"
+    return "pretrained"
+
+
+def _load_candidate(candidate: str, image_size: int | None, seed: int,
+                    channels: int) -> tuple[Backbone, dict[str, Any]]:
+    """The candidate's frozen model and meta; ``random:<backbone>`` is built with ``torch.manual_seed(seed)``
+    (small grey-native CNNs take the data's channels, as ``pretrain`` does), without touching the global RNG."""
+    if candidate.startswith(RANDOM_PREFIX) and not Path(candidate).exists():
+        arch = candidate[len(RANDOM_PREFIX):]
+        if not arch:
+            raise ValueError(f"'{candidate}' names no architecture; write e.g. random:mobilenet_v2")
+        kwargs: dict[str, Any] = {"img_size": image_size} if image_size else {}
+        if not is_backbone_name(arch):
+            backbone_info(arch)  # raises, listing the valid backbones
+        if ":" not in arch and backbone_info(arch).default_channels == 1:
+            kwargs["in_chans"] = channels
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = create_backbone(arch, pretrained=False, **kwargs)
+        return model, {"source": candidate, "classes": [], "lineage": {"source": f"random:{arch}", "seed": seed}}
+    named = not Path(candidate).exists()  # --image-size applies to named backbones (and fuse: members), not bundles
+    return load_source(candidate, image_size if named else None)
+
+
+def _source_probs(model: Backbone, feats: torch.Tensor, data: Any) -> np.ndarray:
+    """The source head's softmax on the target images: from the cached features when the model's forward is the
+    plain ``head(features)`` (no second pass through the backbone), else from a full forward pass."""
+    if type(model).forward is Backbone.forward:
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                x = feats.clone()  # a fresh, aligned buffer: a cache hit (read from a file) computes bit for bit alike
+                logits = torch.cat([model.forward_head(x[i:i + 4096]) for i in range(0, len(x), 4096)])
+        finally:
+            model.train(was_training)
+    else:
+        logits = predict_logits(model, data)
+    return torch.softmax(logits.double(), 1).numpy()
+
+
+def _score_candidate(candidate: str, model: Backbone, scoring: ImageSet, scores: list[str],
+                     random_init: bool) -> dict[str, Any]:
+    """Features (cached), source-head probabilities and every requested score for one loaded candidate."""
+    t0 = time.perf_counter()
+    batches = to_batches(scoring, model.input_spec)
+    feats, hit = cached_features(model, batches, batches.key or scoring.fingerprint())
+    want_probs = any(SCORES[s][1] == "source_probs" for s in scores)
+    has_head = model.num_classes >= 2 and not random_init
+    probs = _source_probs(model, feats, batches) if want_probs and has_head else None
+    t1 = time.perf_counter()
+    y = scoring.labels.astype(np.int64)
+    f64 = feats.double().numpy()
+    values: dict[str, float | None] = {}
+    missing: dict[str, str] = {}
+    score_times: dict[str, float] = {}
+    for name in scores:
+        fn, kind = SCORES[name]
+        if kind == "source_probs" and probs is None:
+            values[name] = None
+            missing[name] = ("random initialisation: no source head" if random_init else
+                             f"no source head with ≥ 2 classes (num_classes={model.num_classes})")
+            continue
+        s0 = time.perf_counter()
+        try:
+            values[name] = float(fn(f64 if kind == "features" else probs, y, num_classes=scoring.num_classes))
+        except ValueError as exc:
+            raise ValueError(f"candidate {candidate}: score {name}: {exc}") from None
+        score_times[name] = time.perf_counter() - s0
+    t2 = time.perf_counter()
+    return {"scores": values, "not_available": missing, "feature_dim": int(feats.shape[1]),
+            "source_classes": int(model.num_classes) if has_head else 0, "feature_cache": "hit" if hit else "miss",
+            "input": list(model.input_spec.size or []), "time": {"features_s": t1 - t0, "scores_s": t2 - t1,
+                                                                 "per_score_s": score_times}}
+
+
+def _ranks(entries: list[dict[str, Any]], name: str) -> dict[int, int]:
+    """Index → rank (1 = best, by descending score) of the entries that have score ``name``."""
+    have = [i for i, e in enumerate(entries) if e["scores"].get(name) is not None]
+    order = sorted(have, key=lambda i: -entries[i]["scores"][name])  # stable: ties keep the input order
+    return {i: r + 1 for r, i in enumerate(order)}
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(float(x)) else None
+
+
+def _correlations(entries: list[dict[str, Any]], scores: list[str]) -> dict[str, dict[str, Any]]:
+    """Per score: Kendall τ and Pearson r with the fine-tuned accuracy over the verified candidates that have the
+    score (``None`` below :data:`MIN_FOR_CORRELATION` points or for constant values), and the top-1 agreement."""
+    from scipy.stats import kendalltau, pearsonr
+
+    out: dict[str, dict[str, Any]] = {}
+    for name in scores:
+        pts = [(e["name"], e["scores"][name], e["verification"]["accuracy"]) for e in entries
+               if e.get("verification") and e["scores"].get(name) is not None]
+        row: dict[str, Any] = {"n": len(pts), "kendall_tau": None, "kendall_p": None, "pearson_r": None,
+                               "pearson_p": None, "note": None, "top1_by_score": None, "top1_by_accuracy": None,
+                               "top1_match": None}
+        if pts:
+            names, s, a = zip(*pts, strict=True)
+            row["top1_by_score"] = names[int(np.argmax(s))]
+            row["top1_by_accuracy"] = names[int(np.argmax(a))]
+            row["top1_match"] = row["top1_by_score"] == row["top1_by_accuracy"]
+        if len(pts) < MIN_FOR_CORRELATION:
+            row["note"] = f"n/a: {len(pts)} verified candidate(s) with this score; a correlation needs ≥ " \
+                          f"{MIN_FOR_CORRELATION}"
+        elif len(set(s)) < 2 or len(set(a)) < 2:
+            row["note"] = "n/a: the " + ("scores" if len(set(s)) < 2 else "fine-tuned accuracies") + " are all equal"
+        else:
+            tau = kendalltau(s, a)
+            r = pearsonr(s, a)
+            row.update(kendall_tau=_finite(tau.statistic), kendall_p=_finite(tau.pvalue),
+                       pearson_r=_finite(r.statistic), pearson_p=_finite(r.pvalue))
+        out[name] = row
+    return out
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def select(
+    candidates: str | Path | Sequence[str | Path], data: str = "fashion_mnist", classes: str | list[int] | None = None,
+    labels_per_class: int | None = None, scores: str | Sequence[str] = DEFAULT_SCORES, verify: int = 0,
+    verify_all: bool = False, seed: int = 0, out: str | Path = "runs/select", image_size: int | None = None,
+    epochs: int = 30, patience: int | None = 10, batch_size: int | None = None, lr: float | None = None,
+    val_per_class: int | None = None, val_fraction: float = 0.1, strict: bool = False,
+    convert_channels: bool = False, console: Console | None = None,
+) -> RunResult:
+    """Rank ``candidates`` as sources for ``data`` (restricted to ``classes``) by transferability scores.
+
+    ``scores`` (names from :data:`transferkit.transferability.SCORES`; the first ranks) are computed on the
+    scoring set — with ``labels_per_class=k`` the ``k`` labelled images per class of
+    :func:`~transferkit.data.splits.labelled_budget_indices` with ``val_per_class``/``val_fraction``/``seed``
+    (the very images ``transfer(..., labels_per_class=k, seed=seed)`` trains on), else the whole training split.
+    ``image_size`` sets the input size of named pretrained (and ``random:``) backbones.
+
+    ``verify=K`` fine-tunes the top ``K`` by the first score (``verify_all=True``: every usable candidate) with
+    ``transfer(strategy="finetune")`` — ``scratch`` for ``random:`` candidates — for ``epochs``/``patience``/
+    ``batch_size``/``lr`` into ``<out>/verify/``, and correlates scores with the runs' test accuracy.
+
+    Writes ``config.yaml``, ``metrics.json``, ``report.md`` (and ``score_vs_accuracy.png`` after verification)
+    into ``out`` atomically; ``result.metrics["selected"]`` is the top-1 candidate.
+    """
+    config = {"command": "select", "candidates": None, "data": data, "classes": classes,
+              "labels_per_class": labels_per_class, "scores": None,
+              "verify": verify, "verify_all": verify_all, "seed": seed, "out": str(out), "image_size": image_size,
+              "epochs": epochs, "patience": patience, "batch_size": batch_size, "lr": lr,
+              "val_per_class": val_per_class, "val_fraction": val_fraction, "strict": strict,
+              "convert_channels": convert_channels}
+    console = console or Console()
+    names = parse_scores(scores)
+    config["scores"] = names
+    cands = [str(candidates)] if isinstance(candidates, (str, Path)) else [str(c) for c in candidates]
+    config["candidates"] = cands
+    if not cands:
+        raise ValueError("select needs at least one candidate source (a pretrained backbone name, a run/bundle "
+                         "directory, timm:/torchvision: names or random:<backbone>)")
+    dupes = sorted({c for c in cands if cands.count(c) > 1})
+    if dupes:
+        raise ValueError(f"candidate(s) given more than once: {dupes}")
+    if isinstance(verify, bool) or not isinstance(verify, (int, np.integer)) or verify < 0:
+        raise ValueError(f"--verify must be a whole number ≥ 0 (how many top candidates to fine-tune), got {verify!r}")
+    if verify > len(cands):
+        raise ValueError(f"--verify {verify}: only {len(cands)} candidate(s) were given")
+    set_threads()
+    start = time.perf_counter()
+    full = load_task(data, "train", classes, strict)
+    if labels_per_class is not None:
+        tr_idx, _ = labelled_budget_indices(full, labels_per_class, val_per_class, val_fraction, seed)
+        scoring = full.subset(tr_idx, f"{full.name}[{labels_per_class}/class]")
+    else:
+        scoring = full
+    data_s = time.perf_counter() - start
+
+    entries: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    labels_seen: dict[str, int] = {}
+    for cand in cands:
+        t0 = time.perf_counter()
+        try:
+            model, _ = _load_candidate(cand, image_size, seed, full.channels)
+            check_channels(full, model, convert_channels, f"candidate {cand}")
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # weights unavailable offline, not a bundle, wrong channels, …: skip with reason
+            skipped.append({"candidate": cand, "reason": f"{type(exc).__name__}: {exc}"})
+            console.print(f"  [yellow]skipped[/] {escape(cand)}: {escape(str(exc))}", highlight=False)
+            continue
+        load_s = time.perf_counter() - t0
+        random_init = cand.startswith(RANDOM_PREFIX) and not Path(cand).exists()
+        res = _score_candidate(cand, model, scoring, names, random_init)
+        label = _label(cand)
+        labels_seen[label] = labels_seen.get(label, 0) + 1
+        if labels_seen[label] > 1:
+            label = f"{label} #{labels_seen[label]}"
+        res["time"] = {"load_s": load_s, **res["time"]}
+        res["time"]["total_s"] = load_s + res["time"]["features_s"] + res["time"]["scores_s"]
+        entries.append({"candidate": cand, "name": label, "kind": _kind(cand), "arch": model.arch, **res,
+                        "params": model.num_parameters(), "verification": None,
+                        "_model": model if random_init else None})
+        del model
+    scoring_s = time.perf_counter() - start
+    if not entries:
+        raise ValueError("no candidate could be scored: " + "; ".join(f"{s['candidate']}: {s['reason']}"
+                                                                      for s in skipped))
+    n_verify = len(entries) if verify_all else int(verify)
+    if n_verify > len(entries):
+        raise ValueError(f"--verify {verify}: only {len(entries)} usable candidate(s) remain after skipping "
+                         f"{len(skipped)} ({', '.join(s['candidate'] for s in skipped)}); choose at most "
+                         f"{len(entries)}")
+
+    # rank by the first score (candidates without it last, in input order); every score's own ranks recorded
+    per_score = {name: _ranks(entries, name) for name in names}
+    first = per_score[names[0]]
+    order = sorted(range(len(entries)), key=lambda i: (first.get(i, len(entries) + 1), i))
+    for i, e in enumerate(entries):
+        e["ranks"] = {name: per_score[name].get(i) for name in names}
+        e["rank"] = first.get(i)
+    entries = [entries[i] for i in order]
+
+    out = Path(out)
+    verification: dict[str, Any] | None = None
+    with atomic.staged_dir(out) as tmp:
+        write_yaml(tmp / "config.yaml", config)
+        if n_verify:
+            verification = _verify(entries[:n_verify], data, classes, labels_per_class, val_per_class, val_fraction,
+                                   seed, epochs, patience, batch_size, lr, image_size, strict, convert_channels,
+                                   tmp / "verify", console)
+            verification["correlations"] = _correlations(entries, names)
+        for e in entries:
+            e.pop("_model", None)
+        metrics = {
+            "task": "select", "data": data, "classes": full.classes, "class_indices": parse_classes(classes),
+            "scoring_set": {"split": "train", "labels_per_class": labels_per_class, "n": len(scoring),
+                            "val_per_class": val_per_class, "seed": seed, "fingerprint": scoring.fingerprint()},
+            "scores": names, "ranked_by": names[0], "selected": entries[0]["candidate"],
+            "candidates": entries, "skipped": skipped,
+            "data_load_s": data_s, "scoring_time_s": scoring_s, "verification": verification,
+            "total_time_s": time.perf_counter() - start,
+        }
+        write_json(tmp / "metrics.json", metrics)
+        images = []
+        if verification is not None:
+            ver = [e for e in entries if e.get("verification")]
+            plot_score_vs_accuracy(
+                [e["name"] for e in ver], [e["verification"]["accuracy"] for e in ver],
+                {name: [e["scores"][name] for e in ver] for name in names},
+                {name: verification["correlations"][name] for name in names}, tmp / "score_vs_accuracy.png",
+                title=f"transferability vs fine-tuned accuracy on {data}",
+                accuracy_label=f"fine-tuned {verification['accuracy_split']} accuracy")
+            images.append("score_vs_accuracy.png")
+        columns, rows = _ranking_rows(entries, names)
+        _write_report(tmp / "report.md", metrics, columns, rows, images)
+    console.print(comparison_table(*_ranking_rows(entries, names, compact=True),
+                                   title=f"select → {out}  (ranked by {names[0]})"))
+    for s in skipped:
+        console.print(f"  skipped {s['candidate']}: {s['reason']}", markup=False, highlight=False)
+    for line in _verification_lines(metrics):
+        console.print(f"  • {line}", markup=False, highlight=False)
+    console.print(f"report: {out / 'report.md'}")
+    return RunResult(out, metrics, None, {"classes": full.classes, "selected": entries[0]["candidate"]})
+
+
+def _verify(chosen: list[dict[str, Any]], data: str, classes: str | list[int] | None, labels_per_class: int | None,
+            val_per_class: int | None, val_fraction: float, seed: int, epochs: int, patience: int | None,
+            batch_size: int | None, lr: float | None, image_size: int | None, strict: bool,
+            convert_channels: bool, root: Path, console: Console) -> dict[str, Any]:
+    """Fine-tune each chosen candidate as a user would (``transfer``) and record its accuracies and wall time."""
+    from transferkit.api.train import transfer
+
+    total = 0.0
+    split = None
+    for i, e in enumerate(chosen):
+        random_init = e["_model"] is not None
+        named = not Path(e["candidate"]).exists()
+        source: str | Backbone = e["_model"] if random_init else e["candidate"]
+        run_dir = root / f"{i + 1:02d}_{_safe(e['name'])}"
+        t0 = time.perf_counter()
+        res = transfer(source, data, classes, labels_per_class=labels_per_class,
+                       strategy="scratch" if random_init else "finetune", seed=seed, out=run_dir, epochs=epochs,
+                       batch_size=batch_size, lr=lr, patience=patience, val_per_class=val_per_class,
+                       val_fraction=val_fraction, image_size=image_size if named and not random_init else None,
+                       strict=strict, convert_channels=convert_channels, progress=False, console=console)
+        wall = time.perf_counter() - t0
+        total += wall
+        split = res.metrics["split"]
+        e["verification"] = {"strategy": res.metrics["strategy"], "accuracy": res.metrics["accuracy"],
+                             "split": split, "validation_accuracy": res.metrics["validation"]["accuracy"],
+                             "wall_time_s": wall, "run_dir": f"verify/{run_dir.name}"}
+    scoring = sum(e["time"]["total_s"] for e in chosen)
+    return {"n": len(chosen), "candidates": [e["candidate"] for e in chosen], "accuracy_split": split,
+            "finetune_time_s": total, "scoring_time_s": scoring,
+            "speedup": total / scoring if scoring > 0 else None, "epochs": epochs, "patience": patience}
+
+
+def _ranking_rows(entries: list[dict[str, Any]], names: list[str],
+                  compact: bool = False) -> tuple[list[str], list[list[str]]]:
+    """The ranking table: every score, the times, and the verification columns when it ran (``compact``: the
+    terminal's narrower version, one time column)."""
+    verified = any(e.get("verification") for e in entries)
+    columns = ["rank", "candidate", *names] + (["time (s)"] if compact else
+                                               ["load (s)", "features (s)", "scores (s)", "cache"])
+    if verified:
+        columns += ["fine-tuned acc"] if compact else ["fine-tuned acc", "val acc", "fine-tune (s)"]
+    rows = []
+    for e in entries:
+        t = e["time"]
+        row = [str(e["rank"]) if e["rank"] is not None else "-", e["name"], *[_fmt(e["scores"][n]) for n in names]]
+        row += [f"{t['total_s']:.2f}"] if compact else [f"{t['load_s']:.2f}", f"{t['features_s']:.2f}",
+                                                        f"{t['scores_s']:.3f}", e["feature_cache"]]
+        if verified:
+            v = e.get("verification")
+            cells = [f"{v['accuracy']:.4f}", f"{v['validation_accuracy']:.4f}", f"{v['wall_time_s']:.1f}"] if v \
+                else ["-", "-", "-"]
+            row += cells[:1] if compact else cells
+        rows.append(row)
+    return columns, rows
+
+
+def _verification_lines(metrics: dict[str, Any]) -> list[str]:
+    ver = metrics.get("verification")
+    lines = [f"selected (top-1 by {metrics['ranked_by']}): {metrics['candidates'][0]['name']}"]
+    if not ver:
+        return lines
+    split = ver["accuracy_split"]
+    for name, c in ver["correlations"].items():
+        if c["kendall_tau"] is None and c["pearson_r"] is None:
+            corr = c["note"] or "n/a"
+        else:
+            corr = f"Kendall τ = {_fmt(c['kendall_tau'], 3)}, Pearson r = {_fmt(c['pearson_r'], 3)} (n = {c['n']})"
+        top = "" if c["top1_match"] is None else (
+            f"; top-1 agrees ({c['top1_by_score']})" if c["top1_match"] else
+            f"; top-1 differs: {c['top1_by_score']} by score vs {c['top1_by_accuracy']} by {split} accuracy")
+        lines.append(f"{name} vs fine-tuned {split} accuracy: {corr}{top}")
+    speed = f"{ver['speedup']:.1f}×" if ver["speedup"] is not None else "n/a"
+    hits = sum(1 for e in metrics["candidates"] if e.get("verification") and e["feature_cache"] == "hit")
+    cached = f"; features of {hits} of them came from the feature cache" if hits else ""
+    lines.append(f"time: scoring {ver['scoring_time_s']:.1f} s vs fine-tuning {ver['finetune_time_s']:.1f} s for the "
+                 f"{ver['n']} verified candidate(s) — {speed} faster{cached} (all candidates scored in "
+                 f"{metrics['scoring_time_s']:.1f} s incl. loading the data)")
+    return lines
+
+
+def _write_report(path: Path, metrics: dict[str, Any], columns: list[str], rows: list[list[str]],
+                  images: list[str]) -> None:
+    s = metrics["scoring_set"]
+    what = (f"the {s['labels_per_class']} labelled training images per class (seed {s['seed']}) that "
+            f"`transfer --labels-per-class {s['labels_per_class']} --seed {s['seed']}` trains on"
+            if s["labels_per_class"] is not None else "the whole training split")
+    parts = [f"# Source selection: {metrics['data']}", "",
+             f"{len(metrics['candidates'])} candidate(s) scored on {what} — {s['n']} images of "
+             f"{len(metrics['classes'])} classes ({', '.join(metrics['classes'])}), each candidate frozen and with "
+             f"its own preprocessing. Ranked by **{metrics['ranked_by']}** (higher is better for every score; values "
+             "are comparable between candidates on this target set only). The test split was not used for "
+             "selection.", "",
+             "Scores: LogME (You et al., 2021) and H-score (Bao et al., 2019) on penultimate features; LEEP (Nguyen "
+             "et al., 2020) and NCE (Tran et al., 2019) on the source head's predictions over its own classes "
+             "(n/a for a candidate without a source head, e.g. a random initialisation).", "",
+             markdown_table(columns, rows), ""]
+    na = [(e["name"], k, v) for e in metrics["candidates"] for k, v in e["not_available"].items()]
+    if na:
+        parts += ["Not available: " + "; ".join(f"{n} {k} ({v})" for n, k, v in na) + ".", ""]
+    if metrics["skipped"]:
+        parts += ["## Skipped candidates", "", *[f"- `{s['candidate']}`: {s['reason']}" for s in metrics["skipped"]],
+                  ""]
+    ver = metrics["verification"]
+    if ver:
+        split = ver["accuracy_split"]
+        parts += ["## Verification by fine-tuning", "",
+                  f"The top {ver['n']} candidate(s) were fine-tuned with `transfer` (finetune; scratch for random "
+                  f"initialisations) on the same labelled images for at most {ver['epochs']} epochs (early stopping "
+                  f"on the validation split). The correlations use the **{split}** accuracy those runs report "
+                  "(validation accuracy is in the table too); selection itself never saw it.", "",
+                  markdown_table(["score", "n", "Kendall τ", "Pearson r", "top-1 by score", f"top-1 by {split} acc",
+                                  "agree"],
+                                 [[n, c["n"], _fmt(c["kendall_tau"], 3), _fmt(c["pearson_r"], 3),
+                                   c["top1_by_score"] or "-", c["top1_by_accuracy"] or "-",
+                                   "-" if c["top1_match"] is None else ("yes" if c["top1_match"] else "no")]
+                                  for n, c in ver["correlations"].items()]), ""]
+        notes = [c["note"] for c in ver["correlations"].values() if c["note"]]
+        if notes:
+            parts += [f"Correlations: {sorted(set(notes))[0]}.", ""]
+    parts += ["## Findings", "", *[f"- {line}" for line in _verification_lines(metrics)], ""]
+    parts += [f"![{Path(img).stem}]({img})" for img in images]
+    atomic.write_text(path, "\n".join(parts) + "\n")
