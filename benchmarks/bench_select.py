@@ -1,6 +1,7 @@
 """Benchmark for the transferability issue: do the scores rank sources the way fine-tuning does, and how much faster?
 
     .venv/bin/python benchmarks/bench_select.py [--targets fashion10,fashion_split,digits] [--seeds 0]
+    .venv/bin/python benchmarks/bench_select.py --probes    # analysis: scores vs linear-probe accuracy
 
 Six candidate sources — ImageNet MobileNetV2, EfficientNet-Lite0/1/2 (all at 96 px), ``seed_cnn`` pretrained on the
 Fashion-MNIST source split (classes 0,1,5,8,9; 3 epochs on all their training images), and a randomly initialised
@@ -54,11 +55,56 @@ def _fmt(xs: list[float]) -> str:
     return f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:.3f}"
 
 
+def probe_analysis(cells: dict, candidates: list[str], labels: int) -> dict:
+    """Analysis: the same candidates as linear probes (frozen features + a linear head — the model LogME and H-score
+    describe), and each score's Kendall τ against the probe's test accuracy."""
+    from scipy.stats import kendalltau
+
+    from transferkit.api import transfer
+
+    out = {}
+    for key, cell in cells.items():
+        target, seed = key.split("/s")
+        data, classes = TARGETS[target]
+        acc = {}
+        for cand, entry in zip(candidates, _by_candidate(cell, candidates), strict=True):
+            run = RUNS / "probes" / target / f"s{seed}" / entry["name"].replace(":", "_")
+            if not (run / "metrics.json").exists():
+                source = cand if not cand.startswith("random:") else _random(cand, int(seed))
+                transfer(source, data, classes, labels_per_class=labels, strategy="linear_probe", seed=int(seed),
+                         out=run, epochs=30, patience=5, image_size=96 if "/" not in cand and
+                         not cand.startswith("random:") else None, progress=False)
+            acc[entry["name"]] = json.loads((run / "metrics.json").read_text())["accuracy"]
+        taus = {}
+        for score in cell["candidates"][0]["scores"]:
+            pts = [(e["scores"][score], acc[e["name"]]) for e in cell["candidates"] if e["scores"][score] is not None]
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            taus[score] = float(kendalltau(xs, ys).statistic) if len(pts) >= 3 else None
+        out[key] = {"probe_accuracy": acc, "kendall_tau": taus}
+    return out
+
+
+def _by_candidate(cell: dict, candidates: list[str]) -> list[dict]:
+    names = {e["name"]: e for e in cell["candidates"]}
+    return [names[Path(c).name if "/" in c else c] for c in candidates]
+
+
+def _random(cand: str, seed: int):  # noqa: ANN202 — a Backbone
+    import torch
+
+    from transferkit.backbones import create_backbone
+
+    torch.manual_seed(seed)
+    return create_backbone(cand.split(":", 1)[1], pretrained=False, img_size=96)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--labels", type=int, default=10)
+    ap.add_argument("--probes", action="store_true",
+                    help="analysis: also train each candidate as a linear probe and correlate the scores with it")
     args = ap.parse_args()
     candidates = ["mobilenet_v2", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
                   str(_source_cnn()), "random:mobilenet_v2"]
@@ -81,6 +127,9 @@ def main() -> None:
                                          for e in m["candidates"]]}
             OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
             OUT_JSON.write_text(json.dumps(results, indent=2) + "\n")  # after each cell: partial results survive
+    if args.probes:
+        results["probes"] = probe_analysis(cells, candidates, args.labels)
+        OUT_JSON.write_text(json.dumps(results, indent=2) + "\n")
     scores = list(next(iter(cells.values()))["ver"]["correlations"])
     print("\n| target | " + " | ".join(f"{s} τ / r" for s in scores) + " | scoring (s) | fine-tuning (s) | speed-up |")
     print("|---|" + "---|" * (len(scores) + 3))
@@ -94,6 +143,11 @@ def main() -> None:
         print(f"| {key} | " + " | ".join(taus) + f" | {c['ver']['scoring_time_s']:.1f} | "
               f"{c['ver']['finetune_time_s']:.0f} | {c['ver']['speedup']:.0f}× |")
     print("| mean τ over targets | " + " | ".join(_fmt(per_score[s]) for s in scores) + " | | | |")
+    if "probes" in results:
+        print("\nKendall τ against linear-probe test accuracy:")
+        for key, p in results["probes"].items():
+            print(f"| {key} | " + " | ".join("n/a" if v is None else f"{v:.2f}" for v in p["kendall_tau"].values())
+                  + " | " + ", ".join(f"{k} {v:.3f}" for k, v in p["probe_accuracy"].items()) + " |")
     for key, c in cells.items():
         print(f"\n{key}: " + "; ".join(f"{e['name']} acc {e['accuracy']:.3f} " + ", ".join(
             f"{k} {v:.3f}" for k, v in e["scores"].items() if v is not None) for e in c["candidates"]

@@ -120,7 +120,7 @@ def test_select_verify_all_correlates_scores_with_fine_tuned_accuracy(sources, t
 def test_select_bad_input(sources, tmp_path):
     cands = _candidates(sources)
     kw = {"data": "digits", "classes": "5-9", "labels_per_class": 10}
-    with pytest.raises(ValueError, match="unknown score.*'bogus'.*valid scores: logme, h_score, h_score_shrunk, leep, nce"):
+    with pytest.raises(ValueError, match="unknown score.*'bogus'.*valid scores: logme, h_score, h_score_shrunk, leep"):
         api.select(cands, scores="logme,bogus", out=tmp_path / "x", **kw)
     with pytest.raises(ValueError, match="at least one candidate"):
         api.select([], out=tmp_path / "x", **kw)
@@ -155,3 +155,39 @@ def test_select_image_size_applies_to_named_backbones(sources, tmp_path, single_
     by_name = {c["name"]: c for c in m["candidates"]}
     assert by_name["random:mobilenet_v2"]["input"] == [32, 32] and by_name["cnn"]["input"] == [28, 28]
     assert by_name["random:mobilenet_v2"]["kind"] == "random init" and by_name["cnn"]["kind"] == "run/bundle"
+
+
+def test_select_reports_domain_similarity_to_a_source_dataset(sources, tmp_path, single_thread):
+    kw = dict(data="digits", classes="5-9", labels_per_class=10, scores="logme", similarity_data="digits",
+              similarity_samples=60)
+    near = api.select([str(sources / "cnn")], similarity_classes="5-9", out=tmp_path / "near", **kw).metrics
+    far = api.select([str(sources / "cnn")], similarity_classes="0-4", out=tmp_path / "far", **kw).metrics
+    s_near, s_far = near["candidates"][0]["similarity"]["values"], far["candidates"][0]["similarity"]["values"]
+    for s in (s_near, s_far):
+        assert -1 <= s["mean_cosine"] <= 1 and 0 <= s["proxy_a_distance"] <= 2 and math.isfinite(s["mmd2"])
+    # the same classes (other images) are closer than other classes, by every measure
+    assert s_near["proxy_a_distance"] < s_far["proxy_a_distance"] and s_near["mmd2"] < s_far["mmd2"]
+    assert s_near["mean_cosine"] > s_far["mean_cosine"]
+    assert near["similarity"]["n"] == 60 and "PAD" in (tmp_path / "near" / "report.md").read_text()
+    with pytest.raises(ValueError, match="--similarity-samples must be at least 2"):
+        api.select([str(sources / "cnn")], similarity_classes="0-4", out=tmp_path / "x",
+                   **{**kw, "similarity_samples": 1})
+
+
+def test_candidate_without_offline_weights_is_skipped_with_the_reason(sources, tmp_path, monkeypatch):
+    from transferkit.api import select_job
+    from transferkit.backbones import PretrainedWeightsUnavailable
+
+    real = select_job.load_source
+
+    def offline(source, *args, **kwargs):
+        if str(source) == "timm:resnet18":  # what an offline machine answers (no network in tests)
+            raise PretrainedWeightsUnavailable("timm:resnet18: pretrained weights are not available offline")
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(select_job, "load_source", offline)
+    m = api.select([str(sources / "cnn"), "timm:resnet18"], data="digits", classes="5-9", labels_per_class=10,
+                   scores="logme", out=tmp_path / "s").metrics
+    assert [c["name"] for c in m["candidates"]] == ["cnn"]
+    assert m["skipped"] == [{"candidate": "timm:resnet18", "reason": "PretrainedWeightsUnavailable: timm:resnet18: "
+                             "pretrained weights are not available offline"}]

@@ -51,7 +51,7 @@ from transferkit.data.splits import labelled_budget_indices, parse_classes
 from transferkit.report.markdown import markdown_table
 from transferkit.report.plots import plot_score_vs_accuracy
 from transferkit.report.tables import comparison_table
-from transferkit.transferability import SCORES
+from transferkit.transferability import SCORES, mean_cosine, mmd, proxy_a_distance
 
 RANDOM_PREFIX = "random:"
 DEFAULT_SCORES = ("logme", "h_score", "h_score_shrunk", "leep", "nce")
@@ -167,6 +167,24 @@ def _score_candidate(candidate: str, model: Backbone, scoring: ImageSet, scores:
                                                                  "per_score_s": score_times}}
 
 
+SIMILARITY = {"mean_cosine": mean_cosine, "mmd2": mmd, "proxy_a_distance": proxy_a_distance}
+
+
+def _similarity(model: Backbone, source: ImageSet, target: ImageSet, convert_channels: bool) -> dict[str, Any]:
+    """Domain similarity of ``source`` and ``target`` images in ``model``'s feature space (features cached)."""
+    t0 = time.perf_counter()
+    try:
+        check_channels(source, model, convert_channels, f"--similarity-data {source.name}")
+    except ValueError as exc:
+        return {"values": dict.fromkeys(SIMILARITY), "note": str(exc), "time_s": 0.0}
+    feats = []
+    for ds in (source, target):
+        batches = to_batches(ds, model.input_spec)
+        feats.append(cached_features(model, batches, batches.key or ds.fingerprint())[0].double().numpy())
+    values = {name: float(fn(feats[0], feats[1])) for name, fn in SIMILARITY.items()}
+    return {"values": values, "note": "", "time_s": time.perf_counter() - t0}
+
+
 def _ranks(entries: list[dict[str, Any]], name: str) -> dict[int, int]:
     """Index → rank (1 = best, by descending score) of the entries that have score ``name``."""
     have = [i for i, e in enumerate(entries) if e["scores"].get(name) is not None]
@@ -218,7 +236,8 @@ def select(
     labels_per_class: int | None = None, scores: str | Sequence[str] = DEFAULT_SCORES, verify: int = 0,
     verify_all: bool = False, seed: int = 0, out: str | Path = "runs/select", image_size: int | None = None,
     epochs: int = 30, patience: int | None = 10, batch_size: int | None = None, lr: float | None = None,
-    val_per_class: int | None = None, val_fraction: float = 0.1, strict: bool = False,
+    val_per_class: int | None = None, val_fraction: float = 0.1, similarity_data: str | None = None,
+    similarity_classes: str | list[int] | None = None, similarity_samples: int = 500, strict: bool = False,
     convert_channels: bool = False, console: Console | None = None,
 ) -> RunResult:
     """Rank ``candidates`` as sources for ``data`` (restricted to ``classes``) by transferability scores.
@@ -233,6 +252,11 @@ def select(
     ``transfer(strategy="finetune")`` — ``scratch`` for ``random:`` candidates — for ``epochs``/``patience``/
     ``batch_size``/``lr`` into ``<out>/verify/``, and correlates scores with the runs' test accuracy.
 
+    ``similarity_data`` (with ``similarity_classes``) names a *source* dataset: ``similarity_samples`` of its
+    training images go through every candidate too, and the domain similarity between them and the scoring set is
+    reported in that candidate's feature space — cosine of the mean features, unbiased MMD² and the proxy
+    A-distance (:mod:`transferkit.transferability.similarity`). Shown beside the scores, not used for ranking.
+
     Writes ``config.yaml``, ``metrics.json``, ``report.md`` (and ``score_vs_accuracy.png`` after verification)
     into ``out`` atomically; ``result.metrics["selected"]`` is the top-1 candidate.
     """
@@ -241,7 +265,8 @@ def select(
               "verify": verify, "verify_all": verify_all, "seed": seed, "out": str(out), "image_size": image_size,
               "epochs": epochs, "patience": patience, "batch_size": batch_size, "lr": lr,
               "val_per_class": val_per_class, "val_fraction": val_fraction, "strict": strict,
-              "convert_channels": convert_channels}
+              "convert_channels": convert_channels, "similarity_data": similarity_data,
+              "similarity_classes": similarity_classes, "similarity_samples": similarity_samples}
     console = console or Console()
     names = parse_scores(scores)
     config["scores"] = names
@@ -265,6 +290,14 @@ def select(
         scoring = full.subset(tr_idx, f"{full.name}[{labels_per_class}/class]")
     else:
         scoring = full
+    source_set = None
+    if similarity_data is not None:
+        if similarity_samples < 2:
+            raise ValueError(f"--similarity-samples must be at least 2, got {similarity_samples}")
+        sfull = load_task(similarity_data, "train", similarity_classes, strict)
+        pick = np.random.default_rng(seed + 99991).choice(len(sfull), min(similarity_samples, len(sfull)),
+                                                          replace=False)
+        source_set = sfull.subset(np.sort(pick), f"{sfull.name}[{len(pick)} for similarity]")
     data_s = time.perf_counter() - start
 
     entries: list[dict[str, Any]] = []
@@ -290,6 +323,8 @@ def select(
             label = f"{label} #{labels_seen[label]}"
         res["time"] = {"load_s": load_s, **res["time"]}
         res["time"]["total_s"] = load_s + res["time"]["features_s"] + res["time"]["scores_s"]
+        if source_set is not None:  # timed apart: not part of the scoring time
+            res["similarity"] = _similarity(model, source_set, scoring, convert_channels)
         entries.append({"candidate": cand, "name": label, "kind": _kind(cand), "arch": model.arch, **res,
                         "params": model.num_parameters(), "verification": None,
                         "_model": model if random_init else None})
@@ -330,6 +365,8 @@ def select(
                             "val_per_class": val_per_class, "seed": seed, "fingerprint": scoring.fingerprint()},
             "scores": names, "ranked_by": names[0], "selected": entries[0]["candidate"],
             "candidates": entries, "skipped": skipped,
+            "similarity": {"data": similarity_data, "classes": source_set.classes, "n": len(source_set)}
+            if source_set is not None else None,
             "data_load_s": data_s, "scoring_time_s": scoring_s, "verification": verification,
             "total_time_s": time.perf_counter() - start,
         }
@@ -393,8 +430,11 @@ def _ranking_rows(entries: list[dict[str, Any]], names: list[str],
     """The ranking table: every score, the times, and the verification columns when it ran (``compact``: the
     terminal's narrower version, one time column)."""
     verified = any(e.get("verification") for e in entries)
+    similar = any(e.get("similarity") for e in entries)
     columns = ["rank", "candidate", *names] + (["time (s)"] if compact else
                                                ["load (s)", "features (s)", "scores (s)", "cache"])
+    if similar:
+        columns += ["cos(mean)", "MMD²", "PAD"]
     if verified:
         columns += ["fine-tuned acc"] if compact else ["fine-tuned acc", "val acc", "fine-tune (s)"]
     rows = []
@@ -403,6 +443,9 @@ def _ranking_rows(entries: list[dict[str, Any]], names: list[str],
         row = [str(e["rank"]) if e["rank"] is not None else "-", e["name"], *[_fmt(e["scores"][n]) for n in names]]
         row += [f"{t['total_s']:.2f}"] if compact else [f"{t['load_s']:.2f}", f"{t['features_s']:.2f}",
                                                         f"{t['scores_s']:.3f}", e["feature_cache"]]
+        if similar:
+            sim = (e.get("similarity") or {}).get("values") or {}
+            row += [_fmt(sim.get(k)) for k in SIMILARITY]
         if verified:
             v = e.get("verification")
             cells = [f"{v['accuracy']:.4f}", f"{v['validation_accuracy']:.4f}", f"{v['wall_time_s']:.1f}"] if v \
@@ -452,6 +495,18 @@ def _write_report(path: Path, metrics: dict[str, Any], columns: list[str], rows:
              "et al., 2020) and NCE (Tran et al., 2019) on the source head's predictions over its own classes "
              "(n/a for a candidate without a source head, e.g. a random initialisation).", "",
              markdown_table(columns, rows), ""]
+    sim = metrics.get("similarity")
+    if sim:
+        parts += [f"Domain similarity to `{sim['data']}` ({sim['n']} training images; classes "
+                  f"{sim['classes']}) in each candidate's feature space: cos(mean) = cosine of the mean features "
+                  "(1: same centre), MMD² = unbiased squared maximum mean discrepancy, Gaussian kernel, median "
+                  "bandwidth (Gretton et al., 2012; ≈ 0: same distribution), PAD = proxy A-distance 2(1 − 2ε) of a "
+                  "domain classifier (Ben-David et al., 2007; 0: indistinguishable, 2: separable). Not used for "
+                  "the ranking.", ""]
+        notes = [f"{e['name']}: {e['similarity']['note']}" for e in metrics["candidates"]
+                 if e.get("similarity") and e["similarity"]["note"]]
+        if notes:
+            parts += ["Similarity not available: " + "; ".join(notes), ""]
     na = [(e["name"], k, v) for e in metrics["candidates"] for k, v in e["not_available"].items()]
     if na:
         parts += ["Not available: " + "; ".join(f"{n} {k} ({v})" for n, k, v in na) + ".", ""]

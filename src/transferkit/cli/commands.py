@@ -187,7 +187,9 @@ def cmd_select(a: argparse.Namespace, console: Console) -> None:
     api.select(candidates, a.data, a.classes, labels_per_class=a.labels_per_class, scores=scores, verify=a.verify,
                verify_all=a.verify_all, seed=a.seed, out=a.out, image_size=a.image_size, epochs=a.epochs,
                patience=a.patience, batch_size=a.batch_size, lr=a.lr, val_per_class=a.val_per_class,
-               val_fraction=a.val_fraction, strict=a.strict, convert_channels=a.convert_channels, console=console)
+               val_fraction=a.val_fraction, similarity_data=a.similarity_data,
+               similarity_classes=a.similarity_classes, similarity_samples=a.similarity_samples, strict=a.strict,
+               convert_channels=a.convert_channels, console=console)
 
 
 def seed_list(value: int | str | list) -> list[int]:

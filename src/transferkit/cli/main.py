@@ -328,8 +328,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--val-per-class", type=int, default=None,
                    help="as for transfer: validation images per class set aside first (default: = labels per class)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="as for transfer (verification without K)")
-    p.add_argument("--scores", default="logme,h_score,leep,nce",
-                   help="comma-separated scores, the first ranks (logme, h_score, leep, nce; default %(default)s)")
+    p.add_argument("--scores", default="logme,h_score,h_score_shrunk,leep,nce",
+                   help="comma-separated scores, the first ranks (default %(default)s)")
+    p.add_argument("--similarity-data", default=None, metavar="DATA",
+                   help="a source dataset: report its domain similarity to the target (mean-feature cosine, MMD², "
+                        "proxy A-distance) in each candidate's feature space")
+    p.add_argument("--similarity-classes", default=None, help="classes of --similarity-data (default: all)")
+    p.add_argument("--similarity-samples", type=int, default=500,
+                   help="source images drawn for the similarity (default %(default)s)")
     p.add_argument("--verify", type=int, default=0, metavar="K",
                    help="fine-tune the top K candidates and correlate scores with their test accuracy (default 0)")
     p.add_argument("--verify-all", action="store_true", help="fine-tune every usable candidate (for analysis)")
