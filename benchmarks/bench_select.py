@@ -84,6 +84,33 @@ def probe_analysis(cells: dict, candidates: list[str], labels: int) -> dict:
     return out
 
 
+def pooled(cells: dict) -> dict:
+    """Per target with ≥ 2 seeds: each candidate's fine-tuned accuracy and scores averaged over the seeds, and each
+    score's Kendall τ / Pearson r against the mean accuracy (a less noisy reference than one seed)."""
+    from scipy.stats import kendalltau, pearsonr
+
+    by_target: dict[str, list[dict]] = {}
+    for key, cell in cells.items():
+        by_target.setdefault(key.split("/s")[0], []).append(cell)
+    out = {}
+    for target, seeds in by_target.items():
+        if len(seeds) < 2:
+            continue
+        names = [e["name"] for e in seeds[0]["candidates"]]
+        rows = {n: [next(e for e in c["candidates"] if e["name"] == n) for c in seeds] for n in names}
+        acc = {n: [e["accuracy"] for e in r] for n, r in rows.items()}
+        corr = {}
+        for score in seeds[0]["candidates"][0]["scores"]:
+            have = [n for n in names if all(e["scores"][score] is not None for e in rows[n])]
+            xs = [statistics.mean(e["scores"][score] for e in rows[n]) for n in have]
+            ys = [statistics.mean(acc[n]) for n in have]
+            ok = len(have) >= 3 and len(set(xs)) > 1
+            corr[score] = {"kendall_tau": float(kendalltau(xs, ys).statistic) if ok else None,
+                           "pearson_r": float(pearsonr(xs, ys).statistic) if ok else None}
+        out[target] = {"seeds": len(seeds), "accuracy": acc, "correlations": corr}
+    return out
+
+
 def _by_candidate(cell: dict, candidates: list[str]) -> list[dict]:
     names = {e["name"]: e for e in cell["candidates"]}
     return [names[Path(c).name if "/" in c else c] for c in candidates]
@@ -142,7 +169,16 @@ def main() -> None:
                 for s in scores]
         print(f"| {key} | " + " | ".join(taus) + f" | {c['ver']['scoring_time_s']:.1f} | "
               f"{c['ver']['finetune_time_s']:.0f} | {c['ver']['speedup']:.0f}× |")
-    print("| mean τ over targets | " + " | ".join(_fmt(per_score[s]) for s in scores) + " | | | |")
+    print("| mean τ over cells (targets × seeds) | " + " | ".join(_fmt(per_score[s]) for s in scores) + " | | | |")
+    results["pooled"] = pooled(cells)
+    OUT_JSON.write_text(json.dumps(results, indent=2) + "\n")
+    if results["pooled"]:
+        print("\nPooled over seeds (mean score vs mean fine-tuned accuracy), Kendall τ / Pearson r:")
+        for target, p in results["pooled"].items():
+            print(f"| {target} ({p['seeds']} seeds) | " + " | ".join(
+                " / ".join("n/a" if c[k] is None else f"{c[k]:.2f}" for k in ("kendall_tau", "pearson_r"))
+                for c in p["correlations"].values()) + " | " + ", ".join(
+                f"{n} {_fmt(a)}" for n, a in p["accuracy"].items()) + " |")
     if "probes" in results:
         print("\nKendall τ against linear-probe test accuracy:")
         for key, p in results["probes"].items():

@@ -253,9 +253,10 @@ def select(
     ``batch_size``/``lr`` into ``<out>/verify/``, and correlates scores with the runs' test accuracy.
 
     ``similarity_data`` (with ``similarity_classes``) names a *source* dataset: ``similarity_samples`` of its
-    training images go through every candidate too, and the domain similarity between them and the scoring set is
-    reported in that candidate's feature space — cosine of the mean features, unbiased MMD² and the proxy
-    A-distance (:mod:`transferkit.transferability.similarity`). Shown beside the scores, not used for ranking.
+    training images (never the scoring images themselves) go through every candidate too, and the domain
+    similarity between them and the scoring set is reported in that candidate's feature space — cosine of the mean
+    features, unbiased MMD² and the proxy A-distance (:mod:`transferkit.transferability.similarity`). Shown beside
+    the scores, not used for ranking.
 
     Writes ``config.yaml``, ``metrics.json``, ``report.md`` (and ``score_vs_accuracy.png`` after verification)
     into ``out`` atomically; ``result.metrics["selected"]`` is the top-1 candidate.
@@ -295,8 +296,11 @@ def select(
         if similarity_samples < 2:
             raise ValueError(f"--similarity-samples must be at least 2, got {similarity_samples}")
         sfull = load_task(similarity_data, "train", similarity_classes, strict)
-        pick = np.random.default_rng(seed + 99991).choice(len(sfull), min(similarity_samples, len(sfull)),
-                                                          replace=False)
+        pool = np.arange(len(sfull))
+        if (similarity_data, parse_classes(similarity_classes)) == (data, parse_classes(classes)) \
+                and labels_per_class is not None:  # the same images: keep the scoring set out of the source sample
+            pool = np.setdiff1d(pool, tr_idx)
+        pick = np.random.default_rng(seed + 99991).choice(pool, min(similarity_samples, len(pool)), replace=False)
         source_set = sfull.subset(np.sort(pick), f"{sfull.name}[{len(pick)} for similarity]")
     data_s = time.perf_counter() - start
 
