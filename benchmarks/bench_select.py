@@ -119,10 +119,10 @@ def _by_candidate(cell: dict, candidates: list[str]) -> list[dict]:
 def _random(cand: str, seed: int):  # noqa: ANN202 — a Backbone
     import torch
 
-    from transferkit.backbones import create_backbone
+    from transferkit.api.runs import backbone_for_data
 
     torch.manual_seed(seed)
-    return create_backbone(cand.split(":", 1)[1], pretrained=False, img_size=96)
+    return backbone_for_data(cand.split(":", 1)[1], channels=1, image_size=96)
 
 
 def main() -> None:

@@ -303,26 +303,37 @@ class CDANE(CDAN):
     entropy_conditioning = True
 
 
+class _StatisticAlignment(AdaptMethod):
+    """A distance between the source and target feature batches, weighted by ``trade_off``: the loss term
+    ``loss_name`` is ``trade_off · distance(f_s, f_t)``."""
+
+    option_defaults = {"trade_off": 1.0}
+    loss_name = ""
+
+    @staticmethod
+    def distance(f_s: torch.Tensor, f_t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, f_s, logits_s, f_t, logits_t, progress):  # noqa: ANN001, ANN201
+        return {self.loss_name: self.options["trade_off"] * self.distance(f_s, f_t)}
+
+
 @register_method
-class DAN(AdaptMethod):
+class DAN(_StatisticAlignment):
     name = "dan"
     summary = "multi-kernel MMD between source and target features"
     paper = "Long et al., 2015, Learning Transferable Features with Deep Adaptation Networks (ICML)"
-    option_defaults = {"trade_off": 1.0}
-
-    def forward(self, f_s, logits_s, f_t, logits_t, progress):  # noqa: ANN001, ANN201
-        return {"mmd_loss": self.options["trade_off"] * mk_mmd_loss(f_s, f_t)}
+    loss_name = "mmd_loss"
+    distance = staticmethod(mk_mmd_loss)
 
 
 @register_method
-class CORAL(AdaptMethod):
+class CORAL(_StatisticAlignment):
     name = "coral"
     summary = "align second-order statistics (feature covariances)"
     paper = "Sun & Saenko, 2016, Deep CORAL: Correlation Alignment for Deep Domain Adaptation"
-    option_defaults = {"trade_off": 1.0}
-
-    def forward(self, f_s, logits_s, f_t, logits_t, progress):  # noqa: ANN001, ANN201
-        return {"coral_loss": self.options["trade_off"] * coral_loss(f_s, f_t)}
+    loss_name = "coral_loss"
+    distance = staticmethod(coral_loss)
 
 
 @register_method

@@ -38,11 +38,11 @@ from transferkit.adaptation.selection import (
     deep_embedded_validation,
     target_entropy,
 )
-from transferkit.api.runs import RunResult, load_task, set_threads, write_json, write_yaml
+from transferkit.api.runs import RunResult, backbone_for_data, load_task, set_threads, write_json, write_yaml
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.cache import cached_features
 from transferkit.backbones.features import batched_outputs
-from transferkit.backbones.registry import backbone_info, create_backbone, is_backbone_name
+from transferkit.backbones.registry import is_backbone_name
 from transferkit.bundle import load_bundle, resolve_bundle, save_bundle
 from transferkit.config import TrainConfig
 from transferkit.data.base import ImageSet
@@ -108,12 +108,7 @@ def build_model(backbone: str, num_classes: int, channels: int, pretrained: bool
             p.requires_grad_(True)
         model.set_bottleneck(num_classes, bottleneck)
         return model, f"bundle:{path}"
-    kwargs: dict[str, Any] = {}
-    if not pretrained and backbone_info(backbone).default_channels == 1:
-        kwargs["in_chans"] = channels
-    if image_size:
-        kwargs["img_size"] = image_size
-    model = create_backbone(backbone, num_classes=num_classes, pretrained=pretrained, **kwargs)
+    model = backbone_for_data(backbone, channels, num_classes, pretrained, image_size)
     model.set_bottleneck(num_classes, bottleneck)
     return model, f"{'pretrained' if pretrained else 'scratch'}:{backbone}"
 

@@ -32,6 +32,7 @@ from torch import nn
 from transferkit import atomic
 from transferkit.api.runs import (
     RunResult,
+    backbone_for_data,
     check_channels,
     check_classes,
     load_source,
@@ -43,7 +44,6 @@ from transferkit.api.runs import (
 )
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.features import batched_outputs, measure_latency, predict_logits
-from transferkit.backbones.registry import backbone_info, create_backbone
 from transferkit.bundle import save_bundle
 from transferkit.config import TrainConfig
 from transferkit.data.base import ImageSet
@@ -111,13 +111,8 @@ def _build_student(student: str | Backbone, num_classes: int, channels: int, ima
                    pretrained: bool, seed: int) -> Backbone:
     if isinstance(student, Backbone):
         return copy.deepcopy(student)
-    kwargs: dict[str, Any] = {}
-    if not pretrained and backbone_info(student).default_channels == 1:
-        kwargs["in_chans"] = channels
-    if image_size:
-        kwargs["img_size"] = image_size
     torch.manual_seed(seed)
-    return create_backbone(student, num_classes=num_classes, pretrained=pretrained, **kwargs)
+    return backbone_for_data(student, channels, num_classes, pretrained, image_size)
 
 
 def _latency(model: Backbone) -> dict[str, dict[str, float]]:

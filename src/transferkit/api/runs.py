@@ -18,7 +18,7 @@ from transferkit.backbones.base import Backbone
 from transferkit.backbones.features import predict_logits
 from transferkit.backbones.fused import FUSION_MODES, FeatureFusionBackbone
 from transferkit.backbones.imagenet import imagenet_classes
-from transferkit.backbones.registry import create_backbone, is_backbone_name
+from transferkit.backbones.registry import backbone_info, create_backbone, is_backbone_name
 from transferkit.bundle import BundleError, load_bundle, resolve_bundle
 from transferkit.data.base import ImageSet
 from transferkit.data.class_map import apply_class_map, match_classes
@@ -89,6 +89,18 @@ def load_source(source: str | Path | Backbone, image_size: int | None = None,
     model, meta = load_bundle(path)
     meta = {**meta, "source": str(path)}
     return model, meta
+
+
+def backbone_for_data(name: str, channels: int, num_classes: int = 0, pretrained: bool = False,
+                      image_size: int | None = None, **kwargs: Any) -> Backbone:
+    """``create_backbone(name, ...)`` fitted to the data: a grey-native small CNN built with random weights takes the
+    data's ``channels``; ImageNet-style backbones keep their 3 (grey images are repeated when prepared).
+    ``image_size`` sets the input size. Seeding is the caller's."""
+    if not pretrained and backbone_info(name).default_channels == 1:
+        kwargs["in_chans"] = channels
+    if image_size:
+        kwargs["img_size"] = image_size
+    return create_backbone(name, num_classes=num_classes, pretrained=pretrained, **kwargs)
 
 
 def parse_fused_source(text: str) -> tuple[str, int | None, list[str]]:

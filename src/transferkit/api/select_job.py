@@ -40,11 +40,19 @@ from rich.console import Console
 from rich.markup import escape
 
 from transferkit import atomic
-from transferkit.api.runs import RunResult, check_channels, load_source, load_task, set_threads, write_json, write_yaml
+from transferkit.api.runs import (
+    RunResult,
+    backbone_for_data,
+    check_channels,
+    load_source,
+    load_task,
+    set_threads,
+    write_json,
+    write_yaml,
+)
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.cache import cached_features
 from transferkit.backbones.features import predict_logits
-from transferkit.backbones.registry import backbone_info, create_backbone, is_backbone_name
 from transferkit.data.base import ImageSet
 from transferkit.data.prepare import to_batches
 from transferkit.data.splits import labelled_budget_indices, parse_classes
@@ -102,14 +110,9 @@ def _load_candidate(candidate: str, image_size: int | None, seed: int,
         arch = candidate[len(RANDOM_PREFIX):]
         if not arch:
             raise ValueError(f"'{candidate}' names no architecture; write e.g. random:mobilenet_v2")
-        kwargs: dict[str, Any] = {"img_size": image_size} if image_size else {}
-        if not is_backbone_name(arch):
-            backbone_info(arch)  # raises, listing the valid backbones
-        if ":" not in arch and backbone_info(arch).default_channels == 1:
-            kwargs["in_chans"] = channels
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):  # unknown names raise, listing the valid backbones
             torch.manual_seed(seed)
-            model = create_backbone(arch, pretrained=False, **kwargs)
+            model = backbone_for_data(arch, channels, image_size=image_size)
         return model, {"source": candidate, "classes": [], "lineage": {"source": f"random:{arch}", "seed": seed}}
     named = not Path(candidate).exists()  # --image-size applies to named backbones (and fuse: members), not bundles
     return load_source(candidate, image_size if named else None)
@@ -133,8 +136,9 @@ def _source_probs(model: Backbone, feats: torch.Tensor, data: Any) -> np.ndarray
 
 
 def _score_candidate(candidate: str, model: Backbone, scoring: ImageSet, scores: list[str],
-                     random_init: bool) -> dict[str, Any]:
-    """Features (cached), source-head probabilities and every requested score for one loaded candidate."""
+                     random_init: bool) -> tuple[dict[str, Any], torch.Tensor]:
+    """Features (cached), source-head probabilities and every requested score for one loaded candidate; returns
+    the result and the features (for the domain similarity)."""
     t0 = time.perf_counter()
     batches = to_batches(scoring, model.input_spec)
     feats, hit = cached_features(model, batches, batches.key or scoring.fingerprint())
@@ -161,27 +165,29 @@ def _score_candidate(candidate: str, model: Backbone, scoring: ImageSet, scores:
             raise ValueError(f"candidate {candidate}: score {name}: {exc}") from None
         score_times[name] = time.perf_counter() - s0
     t2 = time.perf_counter()
-    return {"scores": values, "not_available": missing, "feature_dim": int(feats.shape[1]),
-            "source_classes": int(model.num_classes) if has_head else 0, "feature_cache": "hit" if hit else "miss",
-            "input": list(model.input_spec.size or []), "time": {"features_s": t1 - t0, "scores_s": t2 - t1,
-                                                                 "per_score_s": score_times}}
+    result = {"scores": values, "not_available": missing, "feature_dim": int(feats.shape[1]),
+              "source_classes": int(model.num_classes) if has_head else 0, "feature_cache": "hit" if hit else "miss",
+              "input": list(model.input_spec.size or []), "time": {"features_s": t1 - t0, "scores_s": t2 - t1,
+                                                                   "per_score_s": score_times}}
+    return result, feats
 
 
 SIMILARITY = {"mean_cosine": mean_cosine, "mmd2": mmd, "proxy_a_distance": proxy_a_distance}
 
 
-def _similarity(model: Backbone, source: ImageSet, target: ImageSet, convert_channels: bool) -> dict[str, Any]:
-    """Domain similarity of ``source`` and ``target`` images in ``model``'s feature space (features cached)."""
+def _similarity(model: Backbone, source: ImageSet, target_features: torch.Tensor,
+                convert_channels: bool) -> dict[str, Any]:
+    """Domain similarity of ``source`` images and the target's features in ``model``'s feature space (the source
+    features through the cache)."""
     t0 = time.perf_counter()
     try:
         check_channels(source, model, convert_channels, f"--similarity-data {source.name}")
     except ValueError as exc:
         return {"values": dict.fromkeys(SIMILARITY), "note": str(exc), "time_s": 0.0}
-    feats = []
-    for ds in (source, target):
-        batches = to_batches(ds, model.input_spec)
-        feats.append(cached_features(model, batches, batches.key or ds.fingerprint())[0].double().numpy())
-    values = {name: float(fn(feats[0], feats[1])) for name, fn in SIMILARITY.items()}
+    batches = to_batches(source, model.input_spec)
+    src = cached_features(model, batches, batches.key or source.fingerprint())[0].double().numpy()
+    tgt = target_features.double().numpy()
+    values = {name: float(fn(src, tgt)) for name, fn in SIMILARITY.items()}
     return {"values": values, "note": "", "time_s": time.perf_counter() - t0}
 
 
@@ -320,7 +326,7 @@ def select(
             continue
         load_s = time.perf_counter() - t0
         random_init = cand.startswith(RANDOM_PREFIX) and not Path(cand).exists()
-        res = _score_candidate(cand, model, scoring, names, random_init)
+        res, feats = _score_candidate(cand, model, scoring, names, random_init)
         label = _label(cand)
         labels_seen[label] = labels_seen.get(label, 0) + 1
         if labels_seen[label] > 1:
@@ -328,7 +334,7 @@ def select(
         res["time"] = {"load_s": load_s, **res["time"]}
         res["time"]["total_s"] = load_s + res["time"]["features_s"] + res["time"]["scores_s"]
         if source_set is not None:  # timed apart: not part of the scoring time
-            res["similarity"] = _similarity(model, source_set, scoring, convert_channels)
+            res["similarity"] = _similarity(model, source_set, feats, convert_channels)
         entries.append({"candidate": cand, "name": label, "kind": _kind(cand), "arch": model.arch, **res,
                         "params": model.num_parameters(), "verification": None,
                         "_model": model if random_init else None})

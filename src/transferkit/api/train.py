@@ -18,6 +18,7 @@ from transferkit import atomic
 from transferkit.api.cv import cross_validate
 from transferkit.api.runs import (
     RunResult,
+    backbone_for_data,
     check_channels,
     head_init_mapping,
     load_source,
@@ -29,7 +30,7 @@ from transferkit.api.runs import (
     write_yaml,
 )
 from transferkit.backbones.base import Backbone
-from transferkit.backbones.registry import backbone_info, create_backbone
+from transferkit.backbones.registry import backbone_info
 from transferkit.bundle import save_bundle
 from transferkit.config import TrainConfig
 from transferkit.data.class_map import load_class_map
@@ -165,17 +166,12 @@ def pretrain(
                       schedule=schedule, warmup_epochs=warmup_epochs, augment=augment, mixup=mixup, cutmix=cutmix,
                       class_weight=class_weight, sampler=sampler)
     probe = load_task(data, "train", classes, strict)  # fail fast on bad data / classes, before building
-    # small CNNs take the data's channels; ImageNet-style backbones keep 3 (grey images are repeated)
-    grey_native = backbone_info(backbone).default_channels == 1
-    kwargs: dict[str, Any] = {"in_chans": probe.channels} if grey_native and not pretrained else {}
-    if image_size:
-        kwargs["img_size"] = image_size
-    if weights is not None:
-        kwargs["weights"] = str(weights)
+    backbone_info(backbone)  # fail fast on an unknown name, listing the valid ones
+    kwargs: dict[str, Any] = {"weights": str(weights)} if weights is not None else {}
     import lightning as L
 
     L.seed_everything(seed, verbose=False)
-    model = create_backbone(backbone, num_classes=probe.num_classes, pretrained=pretrained, **kwargs)
+    model = backbone_for_data(backbone, probe.channels, probe.num_classes, pretrained, image_size, **kwargs)
     strategy = get_strategy("finetune" if pretrained else "scratch")
     meta = {"source": f"pretrained:{backbone}" if pretrained else f"scratch:{backbone}"}
     return _train_job("pretrain", model, meta, strategy, data, classes, None, None, val_fraction, cfg, out,

@@ -79,6 +79,17 @@ def member_input(spec: InputSpec, x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
+def members_from_config(configs: Sequence[dict[str, Any]], build: Any) -> list[Backbone]:
+    """Rebuild a composite model's members (random weights) from their configs, each with its recorded input spec;
+    ``build`` is :func:`~transferkit.backbones.registry.build_from_config`."""
+    members = []
+    for mc in configs:
+        member = build({k: v for k, v in mc.items() if k != "input_spec"})
+        member.input_spec = InputSpec.from_dict(mc["input_spec"])
+        members.append(member)
+    return members
+
+
 class FeatureCombiner(nn.Module):
     """Fuse per-extractor features ``(B, D_i)`` into one ``(B, feature_dim)`` vector (:data:`FUSION_MODES`).
 
@@ -242,12 +253,7 @@ class FeatureFusionBackbone(Backbone):
     def from_config(cls, config: dict[str, Any], build: Any) -> FeatureFusionBackbone:
         """Rebuild (random weights) from :meth:`config`; ``build`` rebuilds one member from its config."""
         kwargs = dict(config["kwargs"])
-        members = []
-        for mc in kwargs.pop("members"):
-            member = build({k: v for k, v in mc.items() if k != "input_spec"})
-            member.input_spec = InputSpec.from_dict(mc["input_spec"])
-            members.append(member)
-        model = cls(members, **kwargs)
+        model = cls(members_from_config(kwargs.pop("members"), build), **kwargs)
         if config.get("head_hidden"):
             model.head_hidden = int(config["head_hidden"])
         model.reset_classifier(int(config.get("num_classes") or 0))

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferkit.backbones.base import Backbone, InputSpec
-from transferkit.backbones.fused import joint_input_spec, member_input
+from transferkit.backbones.base import Backbone
+from transferkit.backbones.fused import joint_input_spec, member_input, members_from_config
 from transferkit.backbones.registry import build_from_config
 from transferkit.fusion.gating import GatedFusion
 
@@ -105,12 +105,7 @@ class FusedModel(Backbone):
     def from_config(cls, config: dict[str, Any]) -> FusedModel:
         """Rebuild (random weights) from :meth:`config`; the bundle loader fills in the weights."""
         kwargs = dict(config["kwargs"])
-        members = []
-        for mc in kwargs.pop("members"):
-            member = build_from_config(mc)
-            member.input_spec = InputSpec.from_dict(mc["input_spec"])
-            members.append(member)
-        return cls(members, **kwargs)
+        return cls(members_from_config(kwargs.pop("members"), build_from_config), **kwargs)
 
     def param_groups(self):  # noqa: ANN201 — a fused model is used, not fine-tuned
         return []
