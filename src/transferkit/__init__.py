@@ -12,6 +12,8 @@ feature, structure), compare them honestly over seeds, and read the report::
 
 Which source to start from? ``tk.select(["runs/src", "mobilenet_v2", "random:seed_cnn"], data=..., classes=...,
 labels_per_class=10)`` ranks candidates by transferability scores (LogME, H-score, LEEP, NCE) without fine-tuning.
+Which learning rate, weight decay, freezing? ``tk.tune("runs/src", data=..., classes=..., labels_per_class=10,
+n_trials=20, out="runs/tune")`` searches them (Optuna, TPE) on the validation split and writes ``best_config.yaml``.
 
 The names below are imported on first use (PEP 562), so ``import transferkit.data`` stays cheap.
 """
@@ -28,7 +30,8 @@ _EXPORTS = {
     "evaluate": "transferkit.api", "predict": "transferkit.api", "pretrain": "transferkit.api",
     "transfer": "transferkit.api", "curve": "transferkit.api", "lr_find": "transferkit.api",
     "merge": "transferkit.api", "adapt": "transferkit.api", "adapt_compare": "transferkit.api",
-    "distill": "transferkit.api", "fuse": "transferkit.api", "select": "transferkit.api",
+    "distill": "transferkit.api", "fuse": "transferkit.api", "select": "transferkit.api", "tune": "transferkit.api",
+    "resume": "transferkit.api",
     "create_backbone": "transferkit.backbones",
     "list_backbones": "transferkit.backbones",
     "load_bundle": "transferkit.bundle", "save_bundle": "transferkit.bundle", "get_dataset": "transferkit.data",

@@ -10,6 +10,7 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 AUGMENT_PRESETS = ("none", "light", "standard", "strong")
 CLASS_WEIGHTS = ("none", "balanced")
 SAMPLERS = ("random", "balanced")
+DISTRIBUTED = ("auto", "ddp", "ddp_find_unused_parameters_true")
 
 
 @dataclass
@@ -23,6 +24,13 @@ class TrainConfig:
     ``mixup``/``cutmix``: Beta(α, α) parameter, 0 = off (Zhang et al., 2018; Yun et al., 2019).
     ``class_weight="balanced"`` weights the loss by inverse class frequency; ``sampler="balanced"`` draws
     classes equally often instead.
+
+    Scale and faults: ``devices`` × ``num_nodes`` processes train with ``distributed`` (Lightning's strategy:
+    ``auto`` picks DDP for more than one device; gloo on CPU); ``batch_size`` is the **global** batch, split
+    over the processes, with BatchNorm synchronised (``sync_batchnorm``), so a 2-process run takes the same
+    steps as a 1-process one. ``deterministic=None`` means on for CPU runs (bit-identical for a seed).
+    ``checkpoint_every`` optimiser steps (and at every epoch end) a resume checkpoint is written when the
+    job gives a run directory; ``resume_from`` continues from one (set by the jobs' ``resume``).
 
     ``lr=None`` and ``batch_size=None`` let the strategy choose its own defaults (a linear probe on cached
     features takes larger, cheaper batches than fine-tuning a network). Early stopping and the best
@@ -49,6 +57,19 @@ class TrainConfig:
     cutmix: float = 0.0
     class_weight: str = "none"
     sampler: str = "random"
+    distributed: str = "auto"
+    num_nodes: int = 1
+    deterministic: bool | None = None
+    sync_batchnorm: bool = True
+    checkpoint_every: int | None = 200
+    resume_from: str | None = None
+
+    @property
+    def processes(self) -> int:
+        """How many training processes the devices and nodes make (1 for ``devices`` like ``"auto"``)."""
+        d = self.devices
+        n = len(d) if isinstance(d, list | tuple) else (int(d) if str(d).isdigit() else 1)
+        return max(n, 1) * max(self.num_nodes, 1)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -75,6 +96,16 @@ class TrainConfig:
         for flag, value in (("--mixup", self.mixup), ("--cutmix", self.cutmix)):
             if not value >= 0:
                 raise ValueError(f"{flag} is the Beta(α, α) parameter and must be ≥ 0 (0 = off), got {value}")
+        if self.distributed not in DISTRIBUTED:
+            raise ValueError(f"--distributed: unknown '{self.distributed}'; valid choices: {', '.join(DISTRIBUTED)}")
+        if self.num_nodes < 1:
+            raise ValueError(f"--num-nodes must be at least 1, got {self.num_nodes}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ValueError(f"--checkpoint-every must be at least 1 step (or None for epoch ends only), "
+                             f"got {self.checkpoint_every}")
+        if self.batch_size is not None and self.batch_size < self.processes:
+            raise ValueError(f"--batch-size {self.batch_size} is the global batch and must be at least the number "
+                             f"of processes ({self.processes})")
         if self.class_weight == "balanced" and self.sampler == "balanced":
             raise ValueError("--class-weight balanced and --sampler balanced both correct class imbalance; "
                              "choose one (applying both over-corrects)")

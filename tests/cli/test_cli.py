@@ -115,7 +115,7 @@ def test_interrupted_transfer_keeps_previous_run(runs, monkeypatch):
     assert main(["transfer", "--source", str(root / "src"), "--data", data, "--classes", "2,3,4,6,7",
                  "--labels-per-class", "5", "--out", str(root / "tgt"), "--no-progress"]) == 130
     assert (root / "tgt" / "metrics.json").read_text() == before
-    assert not [p for p in root.iterdir() if p.name.startswith(".tgt")]  # no partial directory left
+    assert not [p for p in root.iterdir() if p.name.startswith(".tgt.partial")]  # no partial directory left
 
 
 def test_listing_commands(capsys):
@@ -140,13 +140,15 @@ def test_predict_with_a_pretrained_imagenet_backbone(tmp_path):
     assert any(281 <= i <= 285 for i in top5) and "cat" in row["predicted_class"].lower()
 
 
-def test_real_ctrl_c_during_training_leaves_previous_run_intact(tmp_path):
+def test_real_ctrl_c_during_training_saves_a_checkpoint_and_leaves_previous_run_intact(tmp_path):
     """Send SIGINT to a real `transferkit pretrain` process in the middle of training."""
     import os
     import signal
     import subprocess
     import sys
     import time
+
+    from transferkit.rundir import latest_good_checkpoint
 
     out = tmp_path / "src"
     cmd = [sys.executable, "-m", "transferkit.cli.main", "pretrain", "--data", "digits", "--epochs", "2", "--out",
@@ -162,7 +164,7 @@ def test_real_ctrl_c_during_training_leaves_previous_run_intact(tmp_path):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until training writes into its staging directory
-        partial = [p for p in tmp_path.iterdir() if p.name.startswith(".src.partial-")]
+        partial = [p for p in tmp_path.iterdir() if p.name == ".src.partial"]
         if partial and (partial[0] / "logs").exists():
             break
         time.sleep(0.2)
@@ -178,9 +180,13 @@ def test_real_ctrl_c_during_training_leaves_previous_run_intact(tmp_path):
         output, _ = proc.communicate()
         pytest.fail(f"still running 120 s after SIGINT; its output:\n{output[-3000:]}")
     assert proc.returncode == 130, output
-    assert "interrupted" in output
+    assert "interrupted" in output and "SIGINT" in output and f"transferkit resume {out}" in " ".join(output.split())
     assert (out / "metrics.json").read_text() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["src"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".src.lock", ".src.partial", "src"]
+    ckpt, _ = latest_good_checkpoint(tmp_path / ".src.partial" / "checkpoints")
+    assert ckpt is not None  # saved at the end of the batch in flight
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True)  # a fresh run must not discard it
+    assert again.returncode == 2 and "--resume" in again.stdout and "--overwrite" in again.stdout
 
 
 def test_strategy_options_from_flags_and_yaml(runs, tmp_path, capsys):

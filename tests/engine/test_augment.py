@@ -24,9 +24,9 @@ class SpyBatches(TensorBatches):
         super().__init__(*args, **kwargs)
         self.log: list[tuple[int, bool]] = []  # shared with copies made by with_transform
 
-    def _fetch(self, idx):
+    def _fetch(self, idx, seed=None):
         self.log.append((id(self), self.transform is not None))
-        return super()._fetch(idx)
+        return super()._fetch(idx, seed)
 
 
 def fake_images(n, seed, cls=SpyBatches):
@@ -93,12 +93,12 @@ def test_training_step_uses_soft_targets_and_class_weights_but_validation_stays_
     logits = model(2 * x)
     assert torch.isclose(loss, -(w * soft * logits.log_softmax(1)).sum(1).mean())
     assert torch.equal(seen["x"], 2 * x) and torch.equal(seen["y"], y)  # mixed inputs, original hard labels
-    assert module._sums[1] == (logits.argmax(1) == soft.argmax(1)).sum()  # train accuracy vs the soft argmax
+    assert module.train_sums.total[1] == (logits.argmax(1) == soft.argmax(1)).sum()  # train accuracy vs the soft argmax
 
     plain = TransferModule(model, [], cfg(), class_weights=w)
     assert torch.isclose(plain.training_step((x, y), 0), F.cross_entropy(model(x), y, weight=w))
     plain.validation_step((x, y), 0)
-    assert torch.isclose(plain._val[0], F.cross_entropy(model(x), y, reduction="sum"))  # unweighted
+    assert torch.isclose(plain.val_sums.total[0].float(), F.cross_entropy(model(x), y, reduction="sum"))  # unweighted
 
 
 def imbalanced_blobs(n, seed):

@@ -127,7 +127,7 @@ def adapt_compare(methods: Sequence[str] = (BASELINE, "dann", "dan", "coral", RE
             metrics = _read_cell(cell_dir, settings)
             if metrics is None:
                 console.print(f"[bold]{method}[/bold] · seed {seed}")
-                run = adapt(method=method, seed=seed, out=cell_dir, plots=cell_plots, progress=False,
+                run = adapt(method=method, seed=seed, out=cell_dir, plots=cell_plots, progress=False, overwrite=True,
                             console=console, **adapt_kwargs)
                 write_json(cell_dir / "settings.json", settings)
                 metrics = run.metrics

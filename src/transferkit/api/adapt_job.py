@@ -17,6 +17,7 @@ and MMD between source- and target-validation features before training and after
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
-from transferkit import atomic
 from transferkit.adaptation.adabn import adapt_batchnorm
 from transferkit.adaptation.diagnostics import mmd2, proxy_a_distance
 from transferkit.adaptation.methods import AdaptMethod, build_method, parse_method
@@ -54,6 +54,7 @@ from transferkit.report.markdown import markdown_table, run_report
 from transferkit.report.metrics import classification_metrics
 from transferkit.report.plots import plot_confusion, plot_embedding, plot_learning_curves
 from transferkit.report.tables import metrics_table
+from transferkit.rundir import run_session
 
 LABEL_FREE = ("source_val", "target_entropy", "dev")
 ORACLE_NOTE = "ORACLE selection: the checkpoint was chosen with target labels (for analysis only, not a fair result)"
@@ -178,7 +179,8 @@ def adapt(
     weight_decay: float = 1e-4, optimizer: str = "adamw", options: dict[str, Any] | None = None, seed: int = 0,
     out: str | Path = "runs/adapt", image_size: int | None = None, resize: bool = False, strict: bool = False,
     diagnostics: bool = True, plots: bool = True, accelerator: str = "cpu", devices: int | str = 1,
-    progress: bool = True, console: Console | None = None,
+    progress: bool = True, checkpoint_every: int | None = 200, resume: bool = False, overwrite: bool = False,
+    console: Console | None = None,
 ) -> RunResult:
     """Adapt a classifier trained on labelled ``source`` to the unlabelled ``target`` domain with ``method``.
 
@@ -254,7 +256,7 @@ def adapt(
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr if lr is not None else 1e-3,
                       weight_decay=weight_decay, optimizer=optimizer, seed=seed, accelerator=accelerator,
-                      devices=devices, progress=progress)
+                      devices=devices, progress=progress, checkpoint_every=checkpoint_every)
     L.seed_everything(seed, verbose=False)
     method_mod = build_method(method, net.feature_dim, src_full.num_classes, options)
     mult = backbone_lr_mult if backbone_lr_mult is not None else (0.1 if (pretrained or origin.startswith("bundle"))
@@ -282,8 +284,12 @@ def adapt(
     if oracle_selection:
         criteria["oracle"] = SELECTION_CRITERIA["oracle"]
     out = Path(out)
-    with atomic.staged_dir(out) as tmp:
+    with run_session(out, resume, overwrite, config) as session:
+        tmp = session.path
         write_yaml(tmp / "config.yaml", config)
+        if session.resume_from is not None:
+            cfg = dataclasses.replace(cfg, resume_from=str(session.resume_from))
+            console.print(f"resuming {out} from {session.resume_from.name}")
         fit = fit_adapt(net, method_mod, groups, feat["s_train"], unlabelled(feat["t_train"]),
                         [feat["s_val"], t_val_seen, probe], cfg, make_scorer(oracle_selection or oracle_method),
                         criteria, tmp)

@@ -38,6 +38,7 @@ from transferkit.api.runs import (
     load_source,
     load_task,
     make_strategy,
+    require_one_process,
     score,
     set_threads,
     write_json,
@@ -262,7 +263,8 @@ def curve(
         raise ValueError(f"--seeds: need at least one seed and no duplicates, got {seed_list}")
     topts = _check_train_options(train_options)
     defaults = TrainConfig().to_dict()
-    TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, **topts)  # fail fast
+    require_one_process(TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, **topts),
+                        "curve")  # fail fast
     # config.yaml mirrors the CLI flags, so `transferkit curve --config out/config.yaml` resumes this curve
     config = {"command": "curve", "source": str(source) if not isinstance(source, Backbone) else source.arch,
               "data": data, "classes": classes, "strategy": list(strategies), "labels_per_class": budgets,

@@ -20,6 +20,7 @@ The student's bundle records the teacher's lineage.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,6 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from transferkit import atomic
 from transferkit.api.runs import (
     RunResult,
     backbone_for_data,
@@ -56,6 +56,7 @@ from transferkit.engine.trainer import train
 from transferkit.report.markdown import markdown_table, run_report
 from transferkit.report.plots import plot_learning_curves
 from transferkit.report.tables import comparison_table
+from transferkit.rundir import run_session
 from transferkit.strategies.base import get_strategy
 
 
@@ -129,7 +130,8 @@ def distill(
     batch_size: int = 128, lr: float | None = 1e-3, weight_decay: float = 1e-4, optimizer: str = "adamw",
     patience: int | None = 5, seed: int = 0, out: str | Path = "runs/distill", image_size: int | None = None,
     pretrained: bool = False, val_fraction: float = 0.1, latency: bool = True, strict: bool = False,
-    convert_channels: bool = False, progress: bool = True, console: Console | None = None,
+    convert_channels: bool = False, progress: bool = True, checkpoint_every: int | None = 200,
+    resume: bool = False, overwrite: bool = False, console: Console | None = None,
 ) -> RunResult:
     """Distil ``teacher`` (a run or bundle directory) into ``student`` (a backbone name, random init unless
     ``pretrained``) on ``data``'s training split; score teacher, KD student and labels-only student on the test
@@ -175,13 +177,18 @@ def distill(
         tap = FeatureTap(student_model, hint_layer)
     loss = _DistillLoss(kd, hint, tap, hint_weight)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr or 1e-3, weight_decay=weight_decay,
-                      optimizer=optimizer, patience=patience, seed=seed, progress=progress)
+                      optimizer=optimizer, patience=patience, seed=seed, progress=progress,
+                      checkpoint_every=checkpoint_every)
     groups = [{"params": list(student_model.parameters()), "lr": cfg.lr, "name": "student"}]
     if hint is not None:
         groups.append({"params": list(hint.parameters()), "lr": cfg.lr, "name": "hint_regressor"})
     out = Path(out)
-    with atomic.staged_dir(out) as tmp:
+    with run_session(out, resume, overwrite, config) as session:
+        tmp = session.path
         write_yaml(tmp / "config.yaml", config)
+        if session.resume_from is not None:  # the student's training continues; the labels-only baseline reruns
+            cfg = dataclasses.replace(cfg, resume_from=str(session.resume_from))
+            console.print(f"resuming {out} from {session.resume_from.name}")
         try:
             fit = fit_with_targets(student_model, loss, groups, s_train, val_b, cfg, tmp)
         finally:
@@ -196,7 +203,8 @@ def distill(
         if baseline:
             n_lab = int((labels >= 0).sum())
             lab = TensorBatches(s_train.x[:n_lab], s_train.y[:n_lab], spec.mean, spec.std)
-            plain = train(get_strategy("scratch"), template, full.num_classes, lab, val_b, cfg, None)
+            plain = train(get_strategy("scratch"), template, full.num_classes, lab, val_b,
+                          dataclasses.replace(cfg, resume_from=None), None)
             rows["student (labels only)"] = {"model": plain.model, "test": score(plain.model, test_b, full.classes),
                                              "fit": plain.fit.to_dict()}
         summary = []

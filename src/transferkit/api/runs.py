@@ -20,6 +20,7 @@ from transferkit.backbones.fused import FUSION_MODES, FeatureFusionBackbone
 from transferkit.backbones.imagenet import imagenet_classes
 from transferkit.backbones.registry import backbone_info, create_backbone, is_backbone_name
 from transferkit.bundle import BundleError, load_bundle, resolve_bundle
+from transferkit.config import TrainConfig
 from transferkit.data.base import ImageSet
 from transferkit.data.class_map import apply_class_map, match_classes
 from transferkit.data.prepare import TensorBatches
@@ -44,6 +45,13 @@ class RunResult:
     @property
     def bundle_dir(self) -> Path | None:
         return self.run_dir / "bundle" if self.run_dir else None
+
+
+def require_one_process(cfg: TrainConfig, what: str) -> None:
+    """Refuse DDP for a job that runs many trainings or writes from every process (compare, curve, cv, …)."""
+    if cfg.processes > 1:
+        raise ValueError(f"{what} runs in one process (it trains many models and writes their results as it goes); "
+                         "use --devices 1 --num-nodes 1 here, and DDP for a single 'transfer' or 'pretrain' run")
 
 
 def set_threads(num_threads: int | None = None) -> None:

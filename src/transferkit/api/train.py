@@ -8,13 +8,15 @@ previous run directory and bundle exactly as they were.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.callbacks import Callback
 from rich.console import Console
 
-from transferkit import atomic
 from transferkit.api.cv import cross_validate
 from transferkit.api.runs import (
     RunResult,
@@ -24,6 +26,7 @@ from transferkit.api.runs import (
     load_source,
     load_task,
     make_strategy,
+    require_one_process,
     score,
     set_threads,
     write_json,
@@ -38,18 +41,23 @@ from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import labelled_budget_split, parse_classes
 from transferkit.engine.trainer import TrainedModel, train
+from transferkit.provenance import provenance
 from transferkit.report.markdown import run_report
 from transferkit.report.plots import plot_confusion, plot_learning_curves
 from transferkit.report.tables import metrics_table
+from transferkit.rundir import run_session
 from transferkit.strategies.base import Strategy, get_strategy
 
 
 def write_run(
     run_dir: Path, kind: str, trained: TrainedModel, classes: list[str], lineage: dict[str, Any],
     config: dict[str, Any], val: dict[str, Any], test: dict[str, Any] | None, data_sizes: dict[str, int],
-    wall_s: float,
+    wall_s: float, provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write metrics.json, plots, bundle/ and report.md of a finished run into ``run_dir``; return the metrics."""
+    """Write metrics.json, plots, bundle/ and report.md of a finished run into ``run_dir``; return the metrics.
+
+    ``provenance`` (:func:`transferkit.provenance.provenance`: seed, data fingerprints, library versions, git
+    commits) goes into metrics.json as it is."""
     final = test if test is not None else val
     metrics = {
         "task": kind,
@@ -68,6 +76,7 @@ def write_run(
         "head_init": trained.head_init,
         "total_time_s": wall_s,
         "fit": trained.fit.to_dict(),
+        "provenance": provenance,
     }
     save_bundle(trained.model, {"classes": classes, "lineage": lineage, "metrics": {
         k: metrics[k] for k in ("split", "accuracy", "macro_f1", "n")}, "config": config}, run_dir / "bundle")
@@ -109,6 +118,7 @@ def _train_job(
     classes: str | list[int] | None, labels_per_class: int | None, val_per_class: int | None, val_fraction: float,
     cfg: TrainConfig, out: str | Path, strict: bool, convert_channels: bool, config: dict[str, Any],
     console: Console | None, class_map: dict[str, str] | None = None, head_init: bool = False,
+    callbacks: Sequence[Callback] = (), evaluate_test: bool = True, resume: bool = False, overwrite: bool = False,
 ) -> RunResult:
     console = console or Console()
     set_threads()
@@ -119,13 +129,22 @@ def _train_job(
     train_set, val_set = labelled_budget_split(full, labels_per_class, val_per_class, val_fraction, cfg.seed)
     spec = source_model.input_spec
     train_b, val_b = to_batches(train_set, spec), to_batches(val_set, spec)
-    test_set = load_task(data, "test", classes, strict, class_map) if has_split(data, "test") else None
+    test_set = load_task(data, "test", classes, strict, class_map) \
+        if evaluate_test and has_split(data, "test") else None
     test_b = to_batches(test_set, spec) if test_set is not None else None
     out = Path(out)
-    with atomic.staged_dir(out) as tmp:
+    with run_session(out, resume, overwrite, config) as session:
+        tmp = session.path
         write_yaml(tmp / "config.yaml", config)
+        if session.resume_from is not None:
+            cfg = dataclasses.replace(cfg, resume_from=str(session.resume_from))
+            for reason in session.skipped:
+                console.print(f"[yellow]skipped[/]: {reason}")
+            console.print(f"resuming {out} from {session.resume_from.name}")
         trained = train(strategy, source_model, full.num_classes, train_b, val_b, cfg, tmp, head_init=mapping,
-                        class_names=(full.classes, source_classes))
+                        class_names=(full.classes, source_classes), callbacks=callbacks)
+        if session.worker:  # a DDP process other than rank 0: rank 0 scores and writes
+            return RunResult(None, {}, trained.model, {"classes": full.classes, "rank": trained.fit.rank})
         val_m = score(trained.model, val_b, full.classes)
         test_m = score(trained.model, test_b, full.classes) if test_b is not None else None
         lineage = {
@@ -136,8 +155,10 @@ def _train_job(
             "seed": cfg.seed, "class_map": class_map or None,
         }
         sizes = {"n_train": len(train_set), "n_val": len(val_set), "n_test": len(test_b) if test_b else 0}
+        prov = provenance(cfg.seed, {"train": train_b.key, "validation": val_b.key,
+                                     "test": test_b.key if test_b is not None else None})
         metrics = write_run(tmp, kind, trained, full.classes, lineage, config, val_m, test_m, sizes,
-                            time.perf_counter() - start)
+                            time.perf_counter() - start, prov)
     console.print(metrics_table(metrics, f"{kind} → {out}  ({metrics['split']} split)"))
     console.print(f"report: {out / 'report.md'}   bundle: {out / 'bundle'}")
     return RunResult(out, metrics, trained.model, {"classes": full.classes, "lineage": lineage})
@@ -151,20 +172,26 @@ def pretrain(
     weights: str | Path | None = None, strict: bool = False,
     convert_channels: bool = False, accelerator: str = "cpu", devices: int | str = 1, progress: bool = True,
     schedule: str = "constant", warmup_epochs: int = 0, augment: str = "none", mixup: float = 0.0,
-    cutmix: float = 0.0, class_weight: str = "none", sampler: str = "random", console: Console | None = None,
+    cutmix: float = 0.0, class_weight: str = "none", sampler: str = "random", num_nodes: int = 1,
+    distributed: str = "auto", deterministic: bool | None = None, checkpoint_every: int | None = 200,
+    resume: bool = False, overwrite: bool = False, console: Console | None = None,
 ) -> RunResult:
     """Train a source model on ``data`` (restricted to ``classes``) and write a run directory with its bundle.
 
     The model is ``backbone`` with random weights (``pretrained=True`` starts from its shipped weights, or
     from ``weights`` for ``timm:``/``torchvision:`` architectures), trained on the training split minus a
     stratified ``val_fraction`` held out for checkpoint selection.
+
+    Scale and faults (as for :func:`transfer`): ``devices``/``num_nodes``/``distributed`` (DDP),
+    ``deterministic``, ``checkpoint_every``, ``resume``, ``overwrite``.
     """
     config = {"command": "pretrain", **{k: str(v) if k in ("out", "weights") and v is not None else v
                                          for k, v in locals().items() if k not in ("console",)}}
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
                       patience=patience, seed=seed, accelerator=accelerator, devices=devices, progress=progress,
                       schedule=schedule, warmup_epochs=warmup_epochs, augment=augment, mixup=mixup, cutmix=cutmix,
-                      class_weight=class_weight, sampler=sampler)
+                      class_weight=class_weight, sampler=sampler, num_nodes=num_nodes, distributed=distributed,
+                      deterministic=deterministic, checkpoint_every=checkpoint_every)
     probe = load_task(data, "train", classes, strict)  # fail fast on bad data / classes, before building
     backbone_info(backbone)  # fail fast on an unknown name, listing the valid ones
     kwargs: dict[str, Any] = {"weights": str(weights)} if weights is not None else {}
@@ -175,7 +202,7 @@ def pretrain(
     strategy = get_strategy("finetune" if pretrained else "scratch")
     meta = {"source": f"pretrained:{backbone}" if pretrained else f"scratch:{backbone}"}
     return _train_job("pretrain", model, meta, strategy, data, classes, None, None, val_fraction, cfg, out,
-                      strict, convert_channels, config, console)
+                      strict, convert_channels, config, console, resume=resume, overwrite=overwrite)
 
 
 def transfer(
@@ -189,7 +216,9 @@ def transfer(
     schedule: str = "constant", warmup_epochs: int = 0, augment: str = "none", mixup: float = 0.0,
     cutmix: float = 0.0, class_weight: str = "none", sampler: str = "random",
     class_map: str | Path | dict | None = None, head_init: bool = True, cv: int | None = None,
-    console: Console | None = None,
+    num_nodes: int = 1, distributed: str = "auto", deterministic: bool | None = None,
+    checkpoint_every: int | None = 200, resume: bool = False, overwrite: bool = False,
+    console: Console | None = None, callbacks: Sequence[Callback] = (), evaluate_test: bool = True,
 ) -> RunResult:
     """Transfer ``source`` (run dir, bundle dir or pretrained backbone name) to a new task and evaluate it.
 
@@ -206,23 +235,38 @@ def transfer(
 
     ``cv=K`` runs stratified K-fold cross-validation on the labelled training set instead
     (:mod:`transferkit.api.cv`): per-fold and mean ± std scores, no test split, no bundle.
+
+    Scale and faults: ``devices`` × ``num_nodes`` processes train with DDP (``distributed``; ``batch_size`` is
+    the global batch; only rank 0 writes); ``deterministic`` (default: on for CPU) makes a seed reproduce its
+    metrics bit for bit; resume checkpoints are written every ``checkpoint_every`` steps and at epoch ends
+    (:mod:`transferkit.engine.checkpoints`); ``resume=True`` continues the interrupted run at ``out`` (same
+    options), ``overwrite=True`` discards one, or runs beside a live run holding ``out``
+    (:mod:`transferkit.rundir`).
+
+    ``callbacks`` are further Lightning callbacks for the training loop (not recorded in ``config.yaml``);
+    ``evaluate_test=False`` skips the test split entirely (metrics then come from the validation split — what
+    a hyper-parameter search's trials must use).
     """
     config = {"command": "transfer", **{k: str(v) if k in ("source", "weights") and v is not None else v
-                                         for k, v in locals().items() if k not in ("console",)}}
+                                         for k, v in locals().items()
+                                         if k not in ("console", "callbacks", "evaluate_test")}}
     if isinstance(source, Backbone):  # a model object: its architecture, not its printout
         config["source"] = f"<{source.arch} model object>"
     strat = make_strategy(strategy, freeze, probe_layer, options)  # validate before loading anything
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
                       patience=patience, seed=seed, accelerator=accelerator, devices=devices, progress=progress,
                       schedule=schedule, warmup_epochs=warmup_epochs, augment=augment, mixup=mixup, cutmix=cutmix,
-                      class_weight=class_weight, sampler=sampler)
+                      class_weight=class_weight, sampler=sampler, num_nodes=num_nodes, distributed=distributed,
+                      deterministic=deterministic, checkpoint_every=checkpoint_every)
     cmap = (load_class_map(class_map) if isinstance(class_map, (str, Path)) else dict(class_map)) \
         if class_map else None
     if cv is not None:  # K-fold cross-validation on the labelled training set: no test split, no bundle
+        require_one_process(cfg, "--cv")
         return cross_validate(source, data, classes, cv, strat, cfg, labels_per_class, val_per_class, val_fraction,
                               out, strict, convert_channels, config, console, image_size, weights, cmap, head_init)
     source_model, source_meta = load_source(source, image_size, weights)
     return _train_job("transfer", source_model, source_meta, strat, data, classes, labels_per_class, val_per_class,
-                      val_fraction, cfg, out, strict, convert_channels, config, console, cmap, head_init)
+                      val_fraction, cfg, out, strict, convert_channels, config, console, cmap, head_init,
+                      callbacks, evaluate_test, resume, overwrite)
 
 

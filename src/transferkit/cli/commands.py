@@ -23,7 +23,29 @@ def _train_kwargs(a: argparse.Namespace) -> dict:
             "optimizer": a.optimizer, "patience": a.patience, "seed": a.seed, "accelerator": a.accelerator,
             "devices": _devices(a.devices), "progress": a.progress, "schedule": a.schedule,
             "warmup_epochs": a.warmup_epochs, "augment": a.augment, "mixup": a.mixup, "cutmix": a.cutmix,
-            "class_weight": a.class_weight, "sampler": a.sampler}
+            "class_weight": a.class_weight, "sampler": a.sampler, **_scale_kwargs(a)}
+
+
+def _fault_kwargs(a: argparse.Namespace) -> dict:
+    return {"checkpoint_every": a.checkpoint_every, "overwrite": a.overwrite}
+
+
+def _scale_kwargs(a: argparse.Namespace) -> dict:
+    return {**_fault_kwargs(a), "num_nodes": a.num_nodes, "distributed": a.distributed,
+            "deterministic": a.deterministic}
+
+
+def _resumed(a: argparse.Namespace, console: Console) -> bool:
+    """``--resume RUN_DIR``: continue that run with its recorded options (and nothing else)."""
+    if not getattr(a, "resume", None):
+        return False
+    api.resume(a.resume, progress=a.progress, console=console)
+    return True
+
+
+def cmd_resume(a: argparse.Namespace, console: Console) -> None:
+    _need(a.run_dir, "RUN_DIR")
+    api.resume(a.run_dir, progress=a.progress, console=console)
 
 
 def parse_options(values: list[str] | dict | None) -> dict:
@@ -78,12 +100,16 @@ def cmd_strategies(a: argparse.Namespace, console: Console) -> None:
 
 
 def cmd_pretrain(a: argparse.Namespace, console: Console) -> None:
+    if _resumed(a, console):
+        return
     api.pretrain(data=a.data, classes=a.classes, backbone=a.backbone, out=a.out, image_size=a.image_size,
                  val_fraction=a.val_fraction, pretrained=a.pretrained, weights=a.weights, strict=a.strict,
                  convert_channels=a.convert_channels, console=console, **_train_kwargs(a))
 
 
 def cmd_transfer(a: argparse.Namespace, console: Console) -> None:
+    if _resumed(a, console):
+        return
     _need(a.source, "--source")
     api.transfer(source=a.source, data=a.data, classes=a.classes, labels_per_class=a.labels_per_class,
                  strategy=a.strategy, out=a.out, freeze=a.freeze, probe_layer=a.probe_layer,
@@ -140,6 +166,8 @@ def cmd_adapt(a: argparse.Namespace, console: Console) -> int:
                           cls.paper or "-")
         console.print(table)
         return 0
+    if _resumed(a, console):
+        return 0
     methods = a.method if isinstance(a.method, list) else [m.strip() for m in str(a.method).split(",") if m.strip()]
     kwargs = {"source": a.source, "target": a.target, "backbone": a.backbone, "pretrained": a.pretrained,
               "frozen": a.frozen, "bottleneck": a.bottleneck, "classes": a.classes,
@@ -157,12 +185,14 @@ def cmd_adapt(a: argparse.Namespace, console: Console) -> int:
         diverged = any(c.get("diverged") for c in result.metrics["cells"])
     else:
         result = api.adapt(method=methods[0], seed=a.seed, out=a.out, plots=a.plots, progress=a.progress,
-                           console=console, **kwargs)
+                           console=console, **_fault_kwargs(a), **kwargs)
         diverged = bool(result.metrics.get("diverged"))
     return 3 if diverged else 0  # a run that diverged is written (last good epoch kept) but signalled
 
 
 def cmd_distill(a: argparse.Namespace, console: Console) -> None:
+    if _resumed(a, console):
+        return
     _need(a.teacher, "--teacher")
     api.distill(a.teacher, a.student, a.data, a.classes, labels_per_class=a.labels_per_class,
                 val_per_class=a.val_per_class, unlabelled=a.unlabelled, temperature=a.temperature, alpha=a.alpha,
@@ -170,7 +200,7 @@ def cmd_distill(a: argparse.Namespace, console: Console) -> None:
                 baseline=a.baseline, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
                 patience=a.patience, seed=a.seed, out=a.out, image_size=a.image_size, pretrained=a.pretrained,
                 latency=a.latency, strict=a.strict, convert_channels=a.convert_channels, progress=a.progress,
-                console=console)
+                console=console, **_fault_kwargs(a))
 
 
 def cmd_fuse(a: argparse.Namespace, console: Console) -> None:
@@ -238,3 +268,39 @@ def cmd_merge(a: argparse.Namespace, console: Console) -> None:
 
 def cmd_demo(a: argparse.Namespace, console: Console) -> None:
     api.demo(out=a.out, seeds=a.seeds, console=console)
+
+
+def _name_values(values: list[str] | str | dict | None, flag: str, example: str, typed: bool) -> dict:
+    """``["NAME=VALUE", …]`` (flags) or a mapping (YAML) → ``{name: value}``; ``typed`` reads values as YAML."""
+    if values is None or isinstance(values, dict):
+        return dict(values or {})
+    out: dict = {}
+    for item in [values] if isinstance(values, str) else values:
+        name, sep, value = str(item).partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"{flag} '{item}': expected NAME=VALUE, e.g. {flag} {example}")
+        if name.strip() in out:
+            raise ValueError(f"{flag} {name.strip()} is given twice")
+        out[name.strip()] = yaml.safe_load(value) if typed else value.strip()
+    return out
+
+
+def cmd_tune(a: argparse.Namespace, console: Console) -> None:
+    from transferkit.tuning.space import load_space_file
+
+    _need(a.source, "--source")
+    space = {**(load_space_file(a.space) if a.space else {}),
+             **_name_values(a.param, "--param", "lr=loguniform:1e-4:1e-1", typed=False)}
+    pruner = None
+    if not a.pruning:
+        import optuna
+
+        pruner = optuna.pruners.NopPruner()
+    api.tune(a.source, a.data, a.classes, labels_per_class=a.labels_per_class, strategy=a.strategy,
+             space=space or None, metric=a.metric, n_trials=a.trials, timeout=a.timeout, storage=a.storage,
+             study_name=a.study_name, out=a.out, epochs=a.epochs, seed=a.seed, options=parse_options(a.options),
+             fixed=_name_values(a.fixed, "--fixed", "schedule=cosine", typed=True), val_per_class=a.val_per_class,
+             val_fraction=a.val_fraction, image_size=a.image_size, weights=a.weights, strict=a.strict,
+             convert_channels=a.convert_channels, class_map=a.class_map, accelerator=a.accelerator,
+             pruner_startup_trials=a.pruner_startup_trials, pruner_warmup_epochs=a.pruner_warmup_epochs,
+             pruner=pruner, progress=a.progress, console=console)

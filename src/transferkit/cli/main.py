@@ -14,6 +14,8 @@ from rich.console import Console
 
 from transferkit.cli import commands
 from transferkit.cli.config import parse_args
+from transferkit.engine.checkpoints import Interrupted
+from transferkit.engine.module import DivergenceError
 
 
 def _int_list(text: str) -> list[int]:
@@ -101,10 +103,51 @@ def _train_options(p: argparse.ArgumentParser, epochs: int, batch_size: int | No
     g.add_argument("--accelerator", default="cpu", help="passed to Lightning: cpu, gpu, auto, … (default cpu)")
     g.add_argument("--devices", default=1, help="passed to Lightning (default 1)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    _scale_options(p)
+
+
+def _fault_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    g = p.add_argument_group("checkpoints and resume")
+    g.add_argument("--checkpoint-every", type=int, default=200, metavar="STEPS",
+                   help="write a resume checkpoint every STEPS optimiser steps, besides every epoch end "
+                        "(default %(default)s)")
+    g.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue the interrupted run RUN_DIR from its newest good checkpoint, with the options "
+                        "recorded in its config.yaml (other options are ignored); same as 'transferkit resume'")
+    g.add_argument("--overwrite", action="store_true",
+                   help="discard an interrupted run in --out instead of refusing, or run even though another run "
+                        "holds --out (this one then stages separately)")
+    return g
+
+
+def _scale_options(p: argparse.ArgumentParser) -> None:
+    from transferkit.config import DISTRIBUTED
+
+    g = _fault_options(p)
+    g.add_argument("--num-nodes", type=int, default=1, help="machines for DDP (default 1; see the README)")
+    g.add_argument("--distributed", default="auto", choices=DISTRIBUTED,
+                   help="Lightning strategy when --devices × --num-nodes > 1: auto = ddp (gloo on CPU). "
+                        "(--strategy names the transfer strategy.) The batch size is the global batch")
+    g.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
+                   help="deterministic algorithms: bit-identical metrics for a seed (default: on for CPU)")
 
 
 SOURCE_HELP = ("run directory, bundle directory or pretrained backbone name; fuse:[MODE[@WIDTH]:]A+B fuses the "
                "features of several (MODE: concat, sum, product, max)")
+
+
+def _target_task(p: argparse.ArgumentParser, val_note: str = "") -> None:
+    """--source, the data options, --strategy and the labelled budget: what transfer and tune share."""
+    p.add_argument("--source", required=False, help=SOURCE_HELP)
+    _data_options(p)
+    p.add_argument("--strategy", default="finetune",
+                   help="scratch (structure), linear_probe (feature), finetune (parameter) or lora")
+    p.add_argument("--labels-per-class", type=int, default=None,
+                   help="labelled training images per class (default: all)")
+    p.add_argument("--val-per-class", type=int, default=None,
+                   help="validation images per class, drawn from the training split (default: = labels per "
+                        f"class);{val_note}")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="validation share when all labels are used")
 
 
 def _data_options(p: argparse.ArgumentParser, default_data: str | None = "fashion_mnist") -> None:
@@ -146,15 +189,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     _train_options(p, epochs=3, batch_size=128, patience=None)
 
     p = add("transfer", "transfer a source model to a target task")
-    p.add_argument("--source", required=False, help=SOURCE_HELP)
-    _data_options(p)
-    p.add_argument("--strategy", default="finetune",
-                   help="scratch (structure), linear_probe (feature) or finetune (parameter)")
-    p.add_argument("--labels-per-class", type=int, default=None,
-                   help="labelled training images per class (default: all)")
-    p.add_argument("--val-per-class", type=int, default=None,
-                   help="validation images per class, drawn from the training split (default: = labels per class)")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="validation share when all labels are used")
+    _target_task(p)
     p.add_argument("--freeze", type=int, default=None, help="finetune: freeze the first N parameter groups")
     p.add_argument("--probe-layer", default=None, help="linear_probe: stage whose output is the feature")
     p.add_argument("--option", dest="options", action="append", default=None, metavar="KEY=VALUE",
@@ -172,6 +207,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    help="stratified K-fold cross-validation on the labelled training set instead of one run "
                         "(per-fold and mean ± std scores; no test split, no bundle)")
     _train_options(p, epochs=30, batch_size=None, patience=10)
+
+    p = add("resume", "continue an interrupted pretrain/transfer/adapt/distill run from its newest good checkpoint")
+    p.add_argument("run_dir", nargs="?", help="the interrupted run's --out directory")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
     p = add("evaluate", "evaluate a trained model on a dataset split")
     p.add_argument("model", nargs="?", help="run directory or bundle directory")
@@ -274,6 +313,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--accelerator", default="cpu")
     p.add_argument("--devices", default=1)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    _fault_options(p)
 
     p = add("distill", "knowledge distillation: teacher bundle → small student, compared with a labels-only student")
     p.add_argument("--teacher", required=False, help="run directory or bundle directory of the teacher")
@@ -301,6 +341,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/distill")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    _fault_options(p)
 
     p = add("fuse", "fuse trained models: averaging, fitted weights, stacking, gating, uniform/greedy soups")
     p.add_argument("members", nargs="*", help="run or bundle directories of the members (two or more)")
@@ -349,6 +390,42 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/select")
 
+    p = add("tune", "hyper-parameter search (Optuna: TPE, median pruning) over a strategy's options, selected on "
+                    "the validation split; resumable, several workers may share a study")
+    _target_task(p, " every trial is judged on them")
+    p.add_argument("--param", action=_SpecList, default=None, metavar="NAME=SPEC",
+                   help="a searched argument, repeatable: SPEC is loguniform:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH "
+                        "or choice:A,B,C; NAME a training argument (lr, weight_decay, batch_size, freeze, augment, …) "
+                        "or option.KEY for a strategy option (default: lr, weight_decay, and freeze for finetune)")
+    p.add_argument("--space", default=None, metavar="FILE.yaml",
+                   help="search space file 'NAME: SPEC' (a list means choice); --param adds to it and wins")
+    p.add_argument("--trials", type=int, default=20, help="trials this run adds to the study (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    p.add_argument("--metric", default="val_acc", choices=["val_acc", "val_loss"],
+                   help="objective on the validation split: val_acc (maximised, default) or val_loss (minimised)")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage URL (default sqlite:///OUT/study.db); rerunning resumes the study")
+    p.add_argument("--study-name", default=None, help="study name in the storage (default: the name of --out)")
+    p.add_argument("--option", dest="options", action="append", default=None, metavar="KEY=VALUE",
+                   help="a fixed strategy option, repeatable (as for transfer)")
+    p.add_argument("--fixed", action="append", default=None, metavar="NAME=VALUE",
+                   help="a fixed training argument for every trial, repeatable (e.g. --fixed schedule=cosine "
+                        "--fixed batch_size=32)")
+    p.add_argument("--image-size", type=int, default=None, help="input size for a pretrained backbone --source")
+    p.add_argument("--weights", default=None, help="weights file for a timm:/torchvision: --source")
+    p.add_argument("--class-map", default=None, metavar="FILE", help="as for transfer")
+    p.add_argument("--epochs", type=int, default=30, help="maximum epochs per trial (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data split, the training and the sampler")
+    p.add_argument("--pruner-startup-trials", type=int, default=5,
+                   help="prune nothing until this many trials have finished (default %(default)s)")
+    p.add_argument("--pruner-warmup-epochs", type=int, default=2,
+                   help="judge a trial only after this many epochs (default %(default)s)")
+    p.add_argument("--no-pruning", dest="pruning", action="store_false", help="let every trial run to its end")
+    p.add_argument("--accelerator", default="cpu", help="passed to Lightning: cpu, gpu, auto, … (default cpu)")
+    p.add_argument("--out", default="runs/tune",
+                   help="search directory: study.db, trials/, best_config.yaml, report (default %(default)s)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+
     p = add("merge", "fold a LoRA bundle's adapters into the source weights: a plain, self-contained bundle")
     p.add_argument("model", nargs="?", help="LoRA run directory or bundle directory")
     p.add_argument("--out", default=None, help="bundle directory to write")
@@ -359,6 +436,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, subs
 
 
+def _out_of(checkpoint: object) -> str:
+    """``runs/x`` from ``runs/.x.partial/checkpoints/resume-….ckpt``."""
+    from pathlib import Path
+
+    if checkpoint is None:
+        return "RUN_DIR"
+    partial = Path(str(checkpoint)).parent.parent
+    name = partial.name
+    return str(partial.with_name(name[1:-len(".partial")])) if name.startswith(".") and name.endswith(".partial") \
+        else "RUN_DIR"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("transferkit").setLevel(logging.INFO)
@@ -367,9 +456,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_args(parser, subs, argv)
         return getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args, console) or 0
+    except Interrupted as exc:
+        where = f"; checkpoint {exc.checkpoint}" if exc.checkpoint else ""
+        console.print(f"[red]interrupted[/] ({exc}){where}: continue with 'transferkit resume "
+                      f"{_out_of(exc.checkpoint)}'; earlier run directories and bundles were left intact",
+                      highlight=False)
+        return 130
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]: earlier run directories and bundles were left intact")
         return 130
+    except DivergenceError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        return 3
     except (ValueError, FileNotFoundError, OSError) as exc:
         console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
         return 2

@@ -52,17 +52,22 @@ def class_weights(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     return w
 
 
-def balanced_sampler(y: torch.Tensor, seed: int = 0, num_samples: int | None = None) -> WeightedRandomSampler:
-    """A seeded sampler that draws every class (present in ``y``) equally often in expectation.
-
-    Each example is drawn with probability ``∝ 1 / count_{y_i}``, with replacement, ``num_samples`` times
-    per epoch (default ``len(y)``, so an epoch keeps its length). The sampler owns a generator seeded with
-    ``seed``, so the sequence of epochs is the same for the same seed whatever else uses the global RNG.
-    """
+def balanced_weights(y: torch.Tensor) -> torch.Tensor:
+    """Per-example draw weights ``∝ 1 / count_{y_i}``: sampling with them draws every class present in ``y``
+    equally often in expectation (``--sampler balanced``;
+    :class:`~transferkit.data.sampling.EpochBatchSampler` draws ``len(y)`` examples per epoch with them)."""
     y = torch.as_tensor(y).long().flatten()
     if len(y) == 0:
         raise ValueError("balanced sampling needs at least one labelled training example")
-    counts = class_counts(y)
-    weights = (1.0 / counts.double())[y]
+    return (1.0 / class_counts(y).double())[y]
+
+
+def balanced_sampler(y: torch.Tensor, seed: int = 0, num_samples: int | None = None) -> WeightedRandomSampler:
+    """A seeded ``WeightedRandomSampler`` with :func:`balanced_weights` (for code outside the training loop).
+
+    Draws ``num_samples`` times per epoch (default ``len(y)``, so an epoch keeps its length), with its own
+    generator seeded with ``seed``.
+    """
+    weights = balanced_weights(y)
     gen = torch.Generator().manual_seed(seed)
-    return WeightedRandomSampler(weights, num_samples or len(y), replacement=True, generator=gen)
+    return WeightedRandomSampler(weights, num_samples or len(weights), replacement=True, generator=gen)

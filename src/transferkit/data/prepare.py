@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from transferkit.data.balance import balanced_sampler
+from transferkit.data.balance import balanced_weights
 from transferkit.data.base import ImageSet
+from transferkit.data.sampling import EpochBatchSampler, SeededBatch
 
 
 class SpecLike(Protocol):
@@ -124,10 +125,15 @@ class TensorBatches(Dataset):
         out.transform = transform
         return out
 
-    def _fetch(self, idx) -> tuple[torch.Tensor, ...] | torch.Tensor:
+    def _fetch(self, idx, seed: int | None = None) -> tuple[torch.Tensor, ...] | torch.Tensor:
         x = self.x[idx]
         if self.transform is not None:
-            x = self.transform(x)
+            if seed is None:
+                x = self.transform(x)
+            else:  # the batch's own random stream: what it sees cannot depend on when it was fetched
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    x = self.transform(x)
         if self._scale is not None:
             x = torch.addcmul(self._shift, x.float(), self._scale)
         if self.y is None:
@@ -139,13 +145,14 @@ class TensorBatches(Dataset):
         return tuple(t[0] for t in out) if isinstance(out, tuple) else out[0]
 
     def __getitems__(self, indices: list[int]):
+        seed = indices.seed if isinstance(indices, SeededBatch) else None
         idx = torch.as_tensor(indices)
         # contiguous runs (no shuffling) are served as views, not gathers; the cheap end-points test comes
         # first, the exact one only when it passes (shuffled or resampled batches may repeat indices)
         n = len(indices)
         if n and indices[-1] - indices[0] == n - 1 and list(indices) == list(range(indices[0], indices[0] + n)):
             idx = slice(indices[0], indices[-1] + 1)
-        return self._fetch(idx)
+        return self._fetch(idx, seed)
 
 
 def _keep_batch(batch):
@@ -154,23 +161,23 @@ def _keep_batch(batch):
 
 def make_loader(data: TensorBatches, batch_size: int, shuffle: bool, seed: int = 0,
                 sampler: str = "random") -> DataLoader:
-    """A ``DataLoader`` over :class:`TensorBatches`: seeded shuffling, batches fetched by slicing.
+    """A ``DataLoader`` over :class:`TensorBatches`: seeded, resumable, DDP-sharded batches fetched by slicing.
 
+    The order comes from :class:`~transferkit.data.sampling.EpochBatchSampler` (a permutation per epoch
+    derived from ``seed`` and the epoch; ``shuffle=False`` keeps the data's order, for evaluation).
     ``sampler="balanced"`` draws examples with replacement so that every class is seen equally often
-    (:func:`~transferkit.data.balance.balanced_sampler`, seeded with ``seed``; the order is random whatever
-    ``shuffle`` says). Either way whole batches are fetched with one ``__getitems__`` call.
+    (weights from :func:`~transferkit.data.balance.balanced_weights`; the order is random whatever
+    ``shuffle`` says). ``batch_size`` is the global batch: under DDP each process loads its share of it.
     """
     if sampler == "balanced":
         if data.y is None:
             raise ValueError("--sampler balanced needs labelled training data")
-        return DataLoader(data, batch_size=batch_size, sampler=balanced_sampler(data.y, seed),
-                          generator=torch.Generator().manual_seed(seed), collate_fn=_keep_batch, num_workers=0)
-    if sampler != "random":
+        order = EpochBatchSampler(len(data), batch_size, "weighted", seed, weights=balanced_weights(data.y))
+    elif sampler != "random":
         raise ValueError(f"--sampler: unknown '{sampler}'; valid choices: random, balanced")
-    gen = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(
-        data, batch_size=batch_size, shuffle=shuffle, generator=gen, collate_fn=_keep_batch, num_workers=0
-    )
+    else:
+        order = EpochBatchSampler(len(data), batch_size, "shuffle" if shuffle else "sequential", seed, train=shuffle)
+    return DataLoader(data, batch_sampler=order, collate_fn=_keep_batch, num_workers=0)
 
 
 def to_batches(ds: ImageSet, spec: SpecLike) -> TensorBatches:

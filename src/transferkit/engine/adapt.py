@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +33,8 @@ from torch import nn
 
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches, make_loader
-from transferkit.engine.module import TransferModule
-from transferkit.engine.trainer import build_trainer, run_fit
-
-warnings.filterwarnings("ignore", ".*`training_step` returned `None`.*")  # how a diverged step is skipped
+from transferkit.engine.module import DivergenceError, TransferModule
+from transferkit.engine.trainer import build_trainer, guarded_fit, keep_log_before_resume, resume_callback
 
 
 @dataclass
@@ -52,10 +49,6 @@ class ValOutput:
 Scorer = Callable[[list[ValOutput]], dict[str, float]]
 
 
-class DivergenceError(RuntimeError):
-    """Training produced a non-finite loss or gradient before any epoch finished."""
-
-
 class AdaptModule(TransferModule):
     """Source cross-entropy + a method's terms over joint source/target batches; label-free validation."""
 
@@ -66,17 +59,12 @@ class AdaptModule(TransferModule):
         super().__init__(net, param_groups, cfg, eval_modules)
         self.method = method
         self.scorer = scorer
-        self.diverged: dict[str, Any] | None = None
         self._total_steps = 1
         self._outs: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]] = {}
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         self._total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
-
-    def _diverge(self, what: str) -> None:
-        if self.diverged is None:
-            self.diverged = {"step": int(self.global_step), "epoch": int(self.current_epoch), "what": what}
-        self.trainer.should_stop = True
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor | None:
         if self.diverged is not None:
@@ -99,23 +87,14 @@ class AdaptModule(TransferModule):
         terms = self.method(f_s, l_s, f_t, l_t, progress)
         extra = sum(terms.values(), torch.zeros((), device=ce.device))
         loss = ce + extra
-        if not torch.isfinite(loss):
-            parts = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in {"cross_entropy": ce, **terms}.items())
-            self._diverge(f"non-finite loss ({parts})")
+        if not self.finite_or_stop(loss, {"cross_entropy": ce, **terms}):
             return None
         with torch.no_grad():
             n = ys.shape[0]
-            self._sums += torch.stack([loss.detach().float().cpu() * n, (l_s.argmax(1) == ys).sum().float().cpu(),
-                                       torch.tensor(float(n)), extra.detach().float().cpu() * n])
+            self.train_sums.update(torch.stack([loss.detach().double() * n, (l_s.argmax(1) == ys).sum().double(),
+                                                torch.tensor(float(n), dtype=torch.float64, device=loss.device),
+                                                extra.detach().double() * n]))
         return loss
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        if grads and not torch.isfinite(torch.stack([g.detach().abs().max() for g in grads])).all():
-            self._diverge("non-finite gradient")
-            for g in optimizer.param_groups:  # no update from this step
-                for p in g["params"]:
-                    p.grad = None
 
     # -- validation: collect, then let the caller score ------------------------------------------------
     def on_validation_epoch_start(self) -> None:
@@ -157,6 +136,13 @@ class KeepStates(Callback):
         self.states: dict[str, dict[str, torch.Tensor]] = {}
         self.last_state: dict[str, torch.Tensor] | None = None
         self.last_epoch = -1
+
+    def state_dict(self) -> dict[str, Any]:  # in resume checkpoints: the choices made before an interruption
+        return {k: getattr(self, k) for k in ("best", "epochs", "states", "last_state", "last_epoch")}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or getattr(pl_module, "diverged", None) is not None:
@@ -212,19 +198,25 @@ def fit_adapt(
         raise ValueError("fit_adapt() needs a concrete batch_size and lr")
     if len(source) == 0:
         raise ValueError("the source training set is empty")
+    if cfg.processes > 1:
+        raise ValueError("domain adaptation runs in one process: its label-free model selection scores every "
+                         "validation output together after each epoch, which DDP would split over processes; use "
+                         "--devices 1 --num-nodes 1")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = AdaptModule(net, method, param_groups, cfg, scorer, eval_modules)
     keep = KeepStates(criteria)
     quiet = dataclasses.replace(cfg, patience=None, checkpoints=False)  # fixed epochs; weights kept in memory
-    trainer = build_trainer(quiet, run_dir, [keep], has_val=bool(val_sets))
     loaders = {"source": make_loader(source, cfg.batch_size, shuffle=True, seed=cfg.seed)}
     if getattr(method, "uses_target", True):
         if target is None or len(target) == 0:
             raise ValueError("this adaptation method needs unlabelled target data")
         loaders["target"] = make_loader(target, cfg.batch_size, shuffle=True, seed=cfg.seed + 1)
     train_loader = CombinedLoader(loaders, mode="max_size_cycle")
+    keep_log_before_resume(cfg, run_dir)
+    saver = resume_callback(cfg, run_dir, train_loader)  # resume checkpoints (the best-weight copies are in KeepStates)
+    trainer = build_trainer(quiet, run_dir, [keep, *([saver] if saver else [])], has_val=bool(val_sets))
     val_loaders = [make_loader(v, max(cfg.batch_size, 256), shuffle=False) for v in val_sets] or None
-    elapsed = run_fit(trainer, module, train_loader, val_loaders)
+    elapsed = module.time_before_resume + guarded_fit(trainer, module, train_loader, val_loaders, cfg, saver)
     if module.diverged is not None and keep.last_state is None:
         d = module.diverged
         raise DivergenceError(f"training diverged at step {d['step']} (epoch {d['epoch'] + 1}): {d['what']}, "

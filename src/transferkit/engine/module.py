@@ -5,11 +5,19 @@ It knows nothing about particular transfer methods: a strategy hands it the mode
 mode (frozen BatchNorm), and extra loss terms (regularisers of later issues). Class-imbalance weights and
 Mixup/CutMix (``--class-weight``, ``--mixup``, ``--cutmix``) change the training loss only; the validation
 loss stays plain, unweighted cross-entropy on the true labels, so early stopping compares like with like.
+
+Under DDP every process sees its share of each global batch: the epoch sums behind the logged metrics are
+reduced over processes (a ``torchmetrics`` metric), and the cross-entropy is weighted by the share's size so
+that the averaged gradient is the global batch's (:meth:`TransferModule.share_weight`). A non-finite loss or
+gradient skips the step and stops the run (:attr:`TransferModule.diverged`; the engine turns it into a
+:class:`DivergenceError` naming the step).
 """
 
 from __future__ import annotations
 
 import math
+import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,11 +25,40 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import Metric
 
 from transferkit.config import TrainConfig
 
 LossTerm = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 BatchMixer = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+warnings.filterwarnings("ignore", ".*was called before the ``update`` method.*")  # an epoch with no step left
+warnings.filterwarnings("ignore", ".*`training_step` returned `None`.*")  # how a diverged step is skipped
+warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed.*")  # our sums are reduced already
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss or gradient; the message names the step and what to try."""
+
+
+class EpochSums(Metric):
+    """Running sums over an epoch (loss·n, correct, n, …), summed over DDP processes when computed.
+
+    float64, so that sums over large epochs stay exact enough to compare runs; kept in checkpoints
+    (``persistent``) so that a run resumed in the middle of an epoch reports the same epoch figures.
+    """
+
+    full_state_update = False
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.add_state("total", torch.zeros(size, dtype=torch.float64), dist_reduce_fx="sum", persistent=True)
+
+    def update(self, values: torch.Tensor) -> None:
+        self.total += values.detach().to(self.total)
+
+    def compute(self) -> torch.Tensor:
+        return self.total
 
 
 class TransferModule(L.LightningModule):
@@ -73,16 +110,78 @@ class TransferModule(L.LightningModule):
         self.register_buffer("class_weights", None if class_weights is None else class_weights.float(),
                              persistent=False)
         self.history: list[dict[str, float]] = []
-        self._sums = torch.zeros(4)  # loss·n, correct, n, extra-terms·n
-        self._val = torch.zeros(3)
+        self.train_sums = EpochSums(4)  # loss·n, correct, n, extra-terms·n
+        self.val_sums = EpochSums(3)  # loss sum, correct, n
         self._val_row: dict[str, float] = {}
+        self.diverged: dict[str, Any] | None = None
+        self._eval_names: list[str] | None = None
+        self.time_before_resume = 0.0  # training seconds spent before the checkpoint this run resumed from
+        self._fit_started = time.perf_counter()
+
+    # -- data parallelism, divergence, checkpoints ------------------------------------------------------
+    def share_weight(self, n: int) -> float | torch.Tensor:
+        """Factor on a per-example-mean loss of this process's ``n`` examples so that DDP's gradient average
+        equals the gradient of the mean over the whole global batch (1 in a single process)."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return 1.0
+        total = self.trainer.strategy.reduce(torch.tensor(float(n), device=self.device), reduce_op="sum")
+        return n * self.trainer.world_size / total
+
+    def _diverge(self, what: str) -> None:
+        if self.diverged is None:
+            self.diverged = {"step": int(self.global_step), "epoch": int(self.current_epoch), "what": what}
+        self.trainer.should_stop = True
+
+    def finite_or_stop(self, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> bool:
+        """``True`` when ``loss`` is finite; otherwise record the divergence (naming ``parts``) and stop."""
+        if torch.isfinite(loss):
+            return True
+        detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in parts.items())
+        self._diverge(f"non-finite loss ({detail})")
+        return False
+
+    def skip_step(self, loss: torch.Tensor) -> torch.Tensor | None:
+        """What a diverged step returns: ``None`` (no backward) alone; under DDP every process must still join
+        the gradient all-reduce, so the loss goes on and the non-finite gradient check drops the update."""
+        return loss if self._trainer is not None and self.trainer.world_size > 1 else None
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if grads and not torch.isfinite(torch.stack([g.detach().abs().max() for g in grads])).all():
+            self._diverge("non-finite gradient")
+            for g in optimizer.param_groups:  # no update from this step
+                for p in g["params"]:
+                    p.grad = None
+
+    def on_fit_start(self) -> None:
+        self._fit_started = time.perf_counter()
+        # BatchNorm layers may have been swapped for SyncBatchNorm (DDP): find the frozen ones again by name
+        names = {id(m): n for n, m in self.model.named_modules()}
+        if self._eval_names is None:
+            self._eval_names = [names[id(m)] for m in self.eval_modules if id(m) in names]
+            self._eval_other = [m for m in self.eval_modules if id(m) not in names]
+        current = dict(self.model.named_modules())
+        self.eval_modules = [current[n] for n in self._eval_names if n in current] + self._eval_other
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["transferkit_module"] = {
+            "history": self.history, "val_row": self._val_row, "lr_factor": getattr(self, "lr_factor", 1.0),
+            "train_time_s": self.time_before_resume + time.perf_counter() - self._fit_started}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("transferkit_module", {})
+        self.history = list(state.get("history", []))
+        self._val_row = dict(state.get("val_row", {}))
+        self._restored_lr_factor = self.lr_factor = state.get("lr_factor", 1.0)
+        self.time_before_resume = float(state.get("train_time_s", 0.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
     # -- training ----------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
-        self._sums.zero_()
+        if self.trainer.fit_loop.epoch_loop.batch_progress.current.processed == 0:  # not a resumed epoch
+            self.train_sums.reset()
         for m in self.eval_modules:
             m.eval()
 
@@ -92,22 +191,24 @@ class TransferModule(L.LightningModule):
         if self.mixer is not None:
             x, target = self.mixer(x, y)  # soft targets (B, C)
         logits = self.model(x)
-        loss = F.cross_entropy(logits, target, weight=self.class_weights)
-        extra = torch.zeros((), device=loss.device)
+        ce = F.cross_entropy(logits, target, weight=self.class_weights)
+        extra = torch.zeros((), device=ce.device)
         for term in self.loss_terms:
             extra = extra + term(self.model, x, y, logits)
-        loss = loss + extra
-        # accumulate epoch statistics ourselves: one log call per epoch keeps the framework's overhead low
+        loss = ce + extra
+        if not self.finite_or_stop(loss, {"cross_entropy": ce, "terms": extra}):
+            return self.skip_step(loss)
+        # accumulate epoch statistics ourselves: one reduction per epoch keeps the framework's overhead low
         with torch.no_grad():
             n = y.shape[0]
             hard = target.argmax(1) if target.ndim == 2 else y
-            self._sums += torch.stack([loss.detach().float().cpu() * n,
-                                       (logits.argmax(1) == hard).sum().float().cpu(), torch.tensor(float(n)),
-                                       extra.detach().float().cpu() * n])
-        return loss
+            self.train_sums.update(torch.stack([loss.detach().double() * n, (logits.argmax(1) == hard).sum().double(),
+                                                torch.tensor(float(n), dtype=torch.float64, device=loss.device),
+                                                extra.detach().double() * n]))
+        return ce * self.share_weight(n) + extra
 
     def on_train_epoch_end(self) -> None:
-        loss_n, correct, n, extra_n = self._sums.tolist()
+        loss_n, correct, n, extra_n = self.train_sums.compute().tolist()
         row = {"epoch": float(self.current_epoch), "train_loss": loss_n / max(n, 1), "train_acc": correct / max(n, 1)}
         if self.loss_terms or self.extra_name != "reg_loss":  # the extra terms' share of train_loss
             row[self.extra_name] = extra_n / max(n, 1)
@@ -120,17 +221,17 @@ class TransferModule(L.LightningModule):
 
     # -- validation --------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
-        self._val.zero_()
+        self.val_sums.reset()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self.model(x)
-        n = y.shape[0]
-        self._val += torch.stack([F.cross_entropy(logits, y, reduction="sum").float().cpu(),
-                                  (logits.argmax(1) == y).sum().float().cpu(), torch.tensor(float(n))])
+        self.val_sums.update(torch.stack([F.cross_entropy(logits, y, reduction="sum").double(),
+                                          (logits.argmax(1) == y).sum().double(),
+                                          torch.tensor(float(y.shape[0]), dtype=torch.float64, device=y.device)]))
 
     def on_validation_epoch_end(self) -> None:
-        loss_sum, correct, n = self._val.tolist()
+        loss_sum, correct, n = self.val_sums.compute().tolist()
         if n == 0:
             return
         self._val_row = {"val_loss": loss_sum / n, "val_acc": correct / n}
@@ -148,7 +249,8 @@ class TransferModule(L.LightningModule):
             opt = torch.optim.Adam(groups, lr=groups[0]["lr"], weight_decay=wd)
         else:
             opt = torch.optim.AdamW(groups, lr=groups[0]["lr"], weight_decay=wd)
-        self.lr_factor = 1.0  # phases (two-phase fine-tuning) scale every group's rate from their epoch on
+        # phases (two-phase fine-tuning) scale every group's rate from their epoch on; a resumed run continues
+        self.lr_factor = getattr(self, "_restored_lr_factor", 1.0)
         total = max(int(self.trainer.estimated_stepping_batches), 1) if self._trainer is not None else 1
         shape = lr_multiplier(self.cfg.schedule, total, total * self.cfg.warmup_epochs // max(self.cfg.epochs, 1))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: shape(step) * self.lr_factor)

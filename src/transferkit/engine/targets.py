@@ -19,7 +19,7 @@ from torch import nn
 
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches, make_loader
-from transferkit.engine.module import TransferModule
+from transferkit.engine.module import EpochSums, TransferModule
 from transferkit.engine.trainer import FitResult, check_fit_inputs, fit_module
 
 TargetLoss = Callable[..., dict[str, torch.Tensor]]
@@ -32,27 +32,32 @@ class TargetsModule(TransferModule):
                  eval_modules: Sequence[nn.Module] = ()) -> None:
         super().__init__(model, param_groups, cfg, eval_modules)
         self.loss = loss
+        self.labelled_sums = EpochSums(2)  # correct, n over the labelled examples
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, *extras = batch
         logits = self.model(x)
         terms = self.loss(logits, y, *extras)
         loss = sum(terms.values(), torch.zeros((), device=logits.device))
+        if not self.finite_or_stop(loss, terms):
+            return self.skip_step(loss)
         with torch.no_grad():
             labelled = y >= 0
             b = float(len(y))
-            self._sums += torch.tensor([float(loss.detach()) * b, 0.0, b, 0.0])  # accuracy: labelled ones below
-            self._labelled += torch.tensor([float((logits.argmax(1)[labelled] == y[labelled]).sum()),
-                                            float(labelled.sum())])
-        return loss
+            self.train_sums.update(torch.stack([loss.detach().double() * b, *torch.tensor([0.0, b, 0.0],
+                                                                                          device=loss.device)]))
+            self.labelled_sums.update(torch.stack([(logits.argmax(1)[labelled] == y[labelled]).sum().double(),
+                                                   labelled.sum().double()]))
+        return loss * self.share_weight(len(y))  # the terms are means over the batch (KD, hint)
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
-        self._labelled = torch.zeros(2)
+        if self.trainer.fit_loop.epoch_loop.batch_progress.current.processed == 0:
+            self.labelled_sums.reset()
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
-        correct, n = self._labelled.tolist()
+        correct, n = self.labelled_sums.compute().tolist()
         self.history[-1]["train_acc"] = correct / n if n else float("nan")  # over the labelled examples only
 
 

@@ -2,13 +2,19 @@
 
 Lightning owns the loop, devices, early stopping, checkpoints and the CSV log; this module sets it up the
 same way for every strategy: seeded and deterministic, early stopping and best-weight selection on the
-validation split, a best checkpoint in ``<run_dir>/checkpoints/``, metrics in ``<run_dir>/logs/metrics.csv``.
+validation split, a best checkpoint and resume checkpoints (:mod:`transferkit.engine.checkpoints`) in
+``<run_dir>/checkpoints/``, metrics in ``<run_dir>/logs/metrics.csv``.
+
+More than one process (``devices`` × ``num_nodes``) trains with Lightning's DDP strategy: our own samplers
+shard each global batch (``use_distributed_sampler=False``), BatchNorm is synchronised, the epoch metrics
+are reduced over processes, and only rank 0 writes files (Lightning's loggers and checkpoint I/O).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
 import signal
 import time
 import warnings
@@ -18,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+import torch
+from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.layer_sync import TorchSyncBatchNorm
 from torch import nn
 
 from transferkit.backbones.base import Backbone
@@ -27,7 +35,9 @@ from transferkit.config import TrainConfig
 from transferkit.data.augment import MixupCutmix, augmented, infer_num_classes, require_image_batches
 from transferkit.data.balance import class_weights
 from transferkit.data.prepare import TensorBatches, make_loader
-from transferkit.engine.module import LossTerm, TransferModule
+from transferkit.data.sampling import EpochBatchSampler
+from transferkit.engine.checkpoints import AtomicCheckpointIO, Interrupted, ResumeCheckpoints
+from transferkit.engine.module import DivergenceError, LossTerm, TransferModule
 from transferkit.strategies.base import Phase, Strategy
 from transferkit.strategies.head_init import init_head_rows
 
@@ -38,6 +48,9 @@ warnings.filterwarnings("ignore", ".*The number of training batches.*")
 warnings.filterwarnings("ignore", ".*LeafSpec.*")
 warnings.filterwarnings("ignore", ".*but have no `val_dataloader`.*")
 warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
+warnings.filterwarnings("ignore", ".*resuming from a checkpoint that ended before the epoch ended.*")  # ours resume
+warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
+warnings.filterwarnings("ignore", ".*Experiment logs directory .* exists and is not empty.*")
 
 
 @dataclass
@@ -50,22 +63,33 @@ class FitResult:
     epochs_run: int = 0
     train_time_s: float = 0.0
     stopped_early: bool = False
+    rank: int = 0  # this process's rank (only rank 0 writes results)
+    world_size: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {"best_epoch": self.best_epoch, "best_score": self.best_score, "epochs_run": self.epochs_run,
-                "train_time_s": self.train_time_s, "stopped_early": self.stopped_early}
+                "train_time_s": self.train_time_s, "stopped_early": self.stopped_early, "processes": self.world_size}
 
 
 class BestWeights(Callback):
-    """Keep an in-memory copy of the weights at the best ``monitor`` value on the validation split."""
+    """Keep an in-memory copy of the weights at the best ``monitor`` value on the validation split
+    (saved in resume checkpoints, so a resumed run keeps the best epoch from before the interruption)."""
 
     def __init__(self, monitor: str) -> None:
         self.monitor, self.mode = monitor, ("min" if monitor.endswith("loss") else "max")
         self.best = float("inf") if self.mode == "min" else -float("inf")
         self.best_epoch, self.state = -1, None
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "state": self.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.state = state["best"], state["best_epoch"], state["state"]
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        if getattr(pl_module, "diverged", None) is not None:
             return
         value = float(trainer.callback_metrics[self.monitor])
         if (value < self.best) if self.mode == "min" else (value > self.best):
@@ -81,16 +105,29 @@ class PhaseSwitch(Callback):
         self.phases = sorted(phases, key=lambda p: p.start_epoch)
         self.applied: list[tuple[int, str]] = []
 
+    def _release(self, phase: Phase, pl_module: L.LightningModule) -> None:
+        for p in phase.unfreeze:
+            p.requires_grad_(True)
+        released = {id(m) for m in phase.train_modules}
+        pl_module.eval_modules = [m for m in pl_module.eval_modules if id(m) not in released]
+        for m in phase.train_modules:
+            m.train()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1 and any(p.start_epoch > 0 and (p.unfreeze or p.train_modules) for p in self.phases):
+            raise ValueError("gradual unfreezing / two-phase fine-tuning changes which parameters train during the "
+                             "run, which DDP cannot follow (it registers the trainable parameters once); train "
+                             "with --devices 1, or with a fixed --freeze")
+        for phase in self.phases:  # a resumed run: the phases that began before the checkpoint (rates restored)
+            if phase.start_epoch < trainer.current_epoch:
+                self._release(phase, pl_module)
+                self.applied.append((phase.start_epoch, phase.name))
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for phase in self.phases:
             if phase.start_epoch != trainer.current_epoch:
                 continue
-            for p in phase.unfreeze:
-                p.requires_grad_(True)
-            released = {id(m) for m in phase.train_modules}
-            pl_module.eval_modules = [m for m in pl_module.eval_modules if id(m) not in released]
-            for m in phase.train_modules:
-                m.train()
+            self._release(phase, pl_module)
             if phase.lr_factor is not None:
                 pl_module.lr_factor = phase.lr_factor
                 for sc in trainer.lr_scheduler_configs:  # the new rates apply from this epoch's first step
@@ -111,15 +148,21 @@ def build_trainer(cfg: TrainConfig, run_dir: Path | None, callbacks: Sequence[Ca
         cbs.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=cfg.monitor,
                                    mode="min" if cfg.monitor.endswith("loss") else "max", save_top_k=1))
     logger = CSVLogger(save_dir=str(run_dir), name="logs", version="") if run_dir is not None else False
+    multi = cfg.processes > 1
     return L.Trainer(
         max_epochs=cfg.epochs,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy="ddp" if multi and cfg.distributed == "auto" else cfg.distributed,
+        sync_batchnorm=multi and cfg.sync_batchnorm,
+        use_distributed_sampler=False,  # our samplers shard each global batch themselves (data.sampling)
+        plugins=[AtomicCheckpointIO()],
         precision=cfg.precision,
-        deterministic=True,
+        deterministic=cfg.deterministic if cfg.deterministic is not None else cfg.accelerator == "cpu",
         logger=logger,
         callbacks=cbs,
-        enable_checkpointing=bool(has_val and cfg.checkpoints and run_dir is not None),
+        enable_checkpointing=any(isinstance(c, Checkpoint) for c in cbs),
         enable_progress_bar=cfg.progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -138,11 +181,13 @@ def _batch_options(model: nn.Module, train: TensorBatches, cfg: TrainConfig) -> 
             "mixer": MixupCutmix.from_config(cfg, n)}
 
 
-def run_fit(trainer: L.Trainer, module: L.LightningModule, train_loader: Any, val_loaders: Any) -> float:
-    """``trainer.fit``; returns the seconds it took. Ctrl-C surfaces as ``KeyboardInterrupt``."""
+def run_fit(trainer: L.Trainer, module: L.LightningModule, train_loader: Any, val_loaders: Any,
+            ckpt_path: str | None = None) -> float:
+    """``trainer.fit`` (from ``ckpt_path`` when resuming); returns the seconds it took. Ctrl-C surfaces as
+    ``KeyboardInterrupt``."""
     start = time.perf_counter()
     try:
-        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loaders)
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loaders, ckpt_path=ckpt_path)
     except SystemExit:
         # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1), ignoring further SIGINTs.
         # Turn that back into a KeyboardInterrupt so callers (the API in a notebook, the CLI) can clean up.
@@ -165,6 +210,7 @@ def fit(
     eval_modules: Sequence[nn.Module] = (),
     loss_terms: Sequence[LossTerm] = (),
     phases: Sequence[Phase] = (),
+    callbacks: Sequence[Callback] = (),
 ) -> FitResult:
     """Train ``model`` in place; afterwards it holds the weights of the best validation epoch.
 
@@ -176,7 +222,7 @@ def fit(
     module = TransferModule(model, param_groups, cfg, eval_modules, loss_terms, **_batch_options(model, train, cfg))
     train_loader = make_loader(augmented(train, cfg.augment), cfg.batch_size, shuffle=True, seed=cfg.seed,
                                sampler=cfg.sampler)  # augmentation on training batches only
-    return fit_module(module, train_loader, val, cfg, run_dir, [PhaseSwitch(phases)])
+    return fit_module(module, train_loader, val, cfg, run_dir, [PhaseSwitch(phases), *callbacks])
 
 
 def check_fit_inputs(train: TensorBatches, cfg: TrainConfig) -> None:
@@ -186,26 +232,91 @@ def check_fit_inputs(train: TensorBatches, cfg: TrainConfig) -> None:
         raise ValueError("fit() needs a concrete batch_size and lr (Strategy.resolve fills in defaults)")
 
 
+def train_samplers(loader: Any) -> list[EpochBatchSampler]:
+    """The :class:`EpochBatchSampler` objects behind a training loader (one, or one per loader combined)."""
+    loaders = getattr(loader, "flattened", None) or [loader]
+    return [dl.batch_sampler for dl in loaders if isinstance(getattr(dl, "batch_sampler", None), EpochBatchSampler)]
+
+
+def resume_callback(cfg: TrainConfig, run_dir: Path | None, train_loader: Any) -> ResumeCheckpoints | None:
+    """The resume-checkpoint callback for a run that writes a run directory (``None`` otherwise)."""
+    if run_dir is None or not cfg.checkpoints:
+        return None
+    return ResumeCheckpoints(Path(run_dir) / "checkpoints", cfg.checkpoint_every, samplers=train_samplers(train_loader))
+
+
+def keep_log_before_resume(cfg: TrainConfig, run_dir: Path | None) -> None:
+    """Lightning's CSV logger starts ``logs/metrics.csv`` afresh; a resumed run keeps the earlier rows beside it
+    (the run's history, in metrics.json and the plots, is restored from the checkpoint in full)."""
+    if cfg.resume_from is None or run_dir is None:
+        return
+    log = Path(run_dir) / "logs" / "metrics.csv"
+    if log.is_file():
+        n = len(list(log.parent.glob("metrics.before-resume-*.csv"))) + 1
+        log.rename(log.with_name(f"metrics.before-resume-{n}.csv"))
+
+
+def set_process_threads(cfg: TrainConfig) -> None:
+    """Several CPU processes on one machine share its cores: each takes its part (no oversubscription)."""
+    if cfg.processes > 1 and cfg.accelerator == "cpu":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // max(cfg.processes // max(cfg.num_nodes, 1), 1)))
+
+
+def guarded_fit(trainer: L.Trainer, module: TransferModule, train_loader: Any, val_loaders: Any, cfg: TrainConfig,
+                saver: ResumeCheckpoints | None) -> float:
+    """:func:`run_fit` with the fault handling every training loop shares: a signal-triggered stop re-raised as
+    :class:`~transferkit.engine.checkpoints.Interrupted` naming the checkpoint it saved."""
+    set_process_threads(cfg)
+    try:
+        return run_fit(trainer, module, train_loader, val_loaders, cfg.resume_from)
+    except KeyboardInterrupt:
+        if saver is not None and saver._requested is not None:  # noqa: SLF001
+            raise Interrupted(saver._requested, saver.last_path) from None  # noqa: SLF001
+        raise
+
+
+def divergence_message(diverged: dict[str, Any], saver: ResumeCheckpoints | None, cfg: TrainConfig) -> str:
+    where = (f"the last good checkpoint is {saver.last_path}" if saver is not None and saver.last_path is not None
+             else "no checkpoint was written before it")
+    return (f"training diverged at step {diverged['step']} (epoch {diverged['epoch'] + 1}): {diverged['what']}; "
+            f"{where}. Try a lower learning rate (--lr, now {cfg.lr:g})")
+
+
 def fit_module(module: TransferModule, train_loader: Any, val: TensorBatches | None, cfg: TrainConfig,
                run_dir: Path | None = None, callbacks: Sequence[Callback] = ()) -> FitResult:
     """Run a built module: early stopping and the kept weights follow ``cfg.monitor`` on ``val``; afterwards
-    ``module.model`` holds the best validation epoch's weights (the last epoch's without validation data)."""
+    ``module.model`` holds the best validation epoch's weights (the last epoch's without validation data).
+
+    With a ``run_dir``, resume checkpoints are written there (``cfg.checkpoint_every`` steps and epoch ends)
+    and ``cfg.resume_from`` continues from one. A non-finite loss or gradient raises
+    :class:`~transferkit.engine.module.DivergenceError`; SIGINT/SIGTERM saves a checkpoint and raises
+    :class:`~transferkit.engine.checkpoints.Interrupted`.
+    """
     has_val = val is not None and len(val) > 0
     best = BestWeights(cfg.monitor)
-    trainer = build_trainer(cfg, run_dir, [best, *callbacks], has_val)
+    keep_log_before_resume(cfg, run_dir)
+    saver = resume_callback(cfg, run_dir, train_loader)
+    trainer = build_trainer(cfg, run_dir, [best, *callbacks, *([saver] if saver else [])], has_val)
     val_loader = make_loader(val, max(cfg.batch_size, 256), shuffle=False) if has_val else None  # type: ignore
-    elapsed = run_fit(trainer, module, train_loader, val_loader)
+    elapsed = guarded_fit(trainer, module, train_loader, val_loader, cfg, saver)
+    if module.diverged is not None:
+        raise DivergenceError(divergence_message(module.diverged, saver, cfg))
     model = module.model
     if best.state is not None:
         model.load_state_dict(best.state)
+    if trainer.world_size > 1:
+        TorchSyncBatchNorm().revert(model)
     model.eval()
     return FitResult(
         history=module.history,
         best_epoch=best.best_epoch,
         best_score=best.best if best.state is not None else float("nan"),
         epochs_run=trainer.current_epoch,
-        train_time_s=elapsed,
+        train_time_s=module.time_before_resume + elapsed,
         stopped_early=trainer.current_epoch < cfg.epochs,
+        rank=trainer.global_rank,
+        world_size=trainer.world_size,
     )
 
 
@@ -230,7 +341,7 @@ class TrainedModel:
 def train(
     strategy: Strategy, source: Backbone, num_classes: int, train_data: TensorBatches, val_data: TensorBatches | None,
     cfg: TrainConfig, run_dir: Path | None = None, head_init: Mapping[int, int] | None = None,
-    class_names: tuple[list[str], list[str]] | None = None,
+    class_names: tuple[list[str], list[str]] | None = None, callbacks: Sequence[Callback] = (),
 ) -> TrainedModel:
     """Transfer ``source`` to a ``num_classes``-way task with ``strategy``: plan, fit, assemble.
 
@@ -238,7 +349,8 @@ def train(
     ``head_init`` (``{target class: source class}``, e.g. from
     :func:`transferkit.data.class_map.match_classes`) starts those rows of the new head from the source
     head's (strategies that build a new head on the source's features: finetune, linear_probe, lora);
-    ``class_names`` = ``(target classes, source classes)`` only label the report.
+    ``class_names`` = ``(target classes, source classes)`` only label the report; ``callbacks`` are further
+    Lightning callbacks (e.g. a hyper-parameter search's pruning hook).
     """
     plan = strategy.plan(source, num_classes, train_data, val_data, cfg)
     head_report = None
@@ -247,7 +359,7 @@ def train(
         head_report = init_head_rows(plan.head, getattr(source, "head", None), head_init, snames, tnames)
     trainable = plan.trainable_params
     result = fit(plan.model, plan.param_groups, plan.train, plan.val, plan.cfg, run_dir, plan.eval_modules,
-                 plan.loss_terms, plan.phases)
+                 plan.loss_terms, plan.phases, callbacks)
     model = plan.finalize() if plan.finalize is not None else plan.model
     return TrainedModel(model, result, plan.strategy, plan.options, trainable, plan.extra_time_s, plan.feature_cache,
                         head_report)

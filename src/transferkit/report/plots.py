@@ -1,5 +1,5 @@
 """Plots a person reads (matplotlib, headless): learning curves, confusion matrix, comparison with error bars,
-per-method bars, label-efficiency curves."""
+per-method bars, label-efficiency curves, a hyper-parameter search's history."""
 
 from __future__ import annotations
 
@@ -255,4 +255,41 @@ def plot_score_vs_accuracy(names: Sequence[str], accuracies: Sequence[float],
         ax.set_visible(False)
     fig.suptitle(title or "transferability score vs fine-tuned accuracy", fontsize=10)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_optimisation_history(trials: Sequence[dict], path: Path, metric: str = "validation accuracy",
+                              maximise: bool = True, title: str = "") -> Path:
+    """A hyper-parameter search's history: each finished trial's value by trial number (dots), the best value so
+    far (a step line), pruned trials at the last value they reported (grey crosses) and failed trials as red
+    ticks on the x axis.
+
+    ``trials[i] = {"number": int, "state": "COMPLETE" | "PRUNED" | "FAIL" | …, "value": float | None}``.
+    ``maximise`` says which way "best" goes."""
+    done = sorted((int(t["number"]), float(t["value"])) for t in trials
+                  if t.get("state") == "COMPLETE" and t.get("value") is not None and np.isfinite(t["value"]))
+    pruned = [(int(t["number"]), float(t["value"])) for t in trials
+              if t.get("state") == "PRUNED" and t.get("value") is not None and np.isfinite(t["value"])]
+    failed = [int(t["number"]) for t in trials if t.get("state") == "FAIL"]
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    if done:
+        xs, ys = zip(*done, strict=True)
+        ax.plot(xs, ys, "o", ms=5, color="tab:blue", label="trial", zorder=3)
+        best = np.maximum.accumulate(ys) if maximise else np.minimum.accumulate(ys)
+        ax.step(xs, best, where="post", color="tab:red", lw=1.5, label="best so far", zorder=2)
+    if pruned:
+        xs, ys = zip(*pruned, strict=True)
+        ax.plot(xs, ys, "x", ms=6, color="0.45", label="pruned (last reported value)", zorder=3)
+    if failed:
+        ax.plot(failed, [0.0] * len(failed), "|", ms=12, mew=1.5, color="tab:red", label="failed",
+                transform=ax.get_xaxis_transform(), clip_on=False)
+    if not (done or pruned or failed):
+        ax.text(0.5, 0.5, "no trials yet", ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(f"{metric} ({'higher' if maximise else 'lower'} is better)")
+    ax.grid(alpha=0.3)
+    if done or pruned or failed:
+        ax.legend(fontsize=8)
+    ax.set_title(title or "optimisation history")
     return _save(fig, path)
