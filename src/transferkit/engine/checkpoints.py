@@ -23,6 +23,7 @@ import io
 import random
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,7 @@ class ResumeCheckpoints(Checkpoint):
         self.signals = signals
         self.last_path: Path | None = None
         self.saves = 0
+        self.save_seconds = 0.0  # wall time spent writing checkpoints (the overhead they cost)
         self._seq = 0
         self._requested: int | None = None
         self._previous: dict[int, Any] = {}
@@ -169,6 +171,7 @@ class ResumeCheckpoints(Checkpoint):
     def save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path | None:
         if self._diverged(pl_module):
             return None
+        start = time.perf_counter()
         self._seq += 1
         path = self.dirpath / f"resume-{self._seq:06d}-e{trainer.current_epoch:03d}-s{trainer.global_step:07d}.ckpt"
         trainer.save_checkpoint(path)  # every process calls it (a barrier); only rank 0 writes
@@ -176,6 +179,7 @@ class ResumeCheckpoints(Checkpoint):
         if trainer.is_global_zero:
             for old in resume_checkpoints(self.dirpath)[self.keep:]:
                 AtomicCheckpointIO().remove_checkpoint(old)
+        self.save_seconds += time.perf_counter() - start
         return path
 
     def _stop_requested(self, trainer: L.Trainer) -> bool:

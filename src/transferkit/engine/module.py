@@ -116,6 +116,8 @@ class TransferModule(L.LightningModule):
         self.diverged: dict[str, Any] | None = None
         self._eval_names: list[str] | None = None
         self.time_before_resume = 0.0  # training seconds spent before the checkpoint this run resumed from
+        self.epoch_times: list[float] = []  # wall seconds per epoch (training + its validation pass)
+        self._epoch_started = time.perf_counter()
         self._fit_started = time.perf_counter()
 
     # -- data parallelism, divergence, checkpoints ------------------------------------------------------
@@ -180,6 +182,7 @@ class TransferModule(L.LightningModule):
 
     # -- training ----------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
+        self._epoch_started = time.perf_counter()
         if self.trainer.fit_loop.epoch_loop.batch_progress.current.processed == 0:  # not a resumed epoch
             self.train_sums.reset()
         for m in self.eval_modules:
@@ -216,6 +219,7 @@ class TransferModule(L.LightningModule):
             row["lr"] = max(float(g["lr"]) for g in self.trainer.optimizers[0].param_groups)
         row.update(self._val_row)
         self.history.append(row)
+        self.epoch_times.append(time.perf_counter() - self._epoch_started)
         self.log_dict({k: row[k] for k in ("train_loss", "train_acc", self.extra_name, "lr") if k in row},
                       on_epoch=True)
 

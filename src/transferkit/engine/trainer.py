@@ -27,7 +27,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.plugins.layer_sync import TorchSyncBatchNorm
 from torch import nn
 
 from transferkit.backbones.base import Backbone
@@ -38,6 +37,7 @@ from transferkit.data.prepare import TensorBatches, make_loader
 from transferkit.data.sampling import EpochBatchSampler
 from transferkit.engine.checkpoints import AtomicCheckpointIO, Interrupted, ResumeCheckpoints
 from transferkit.engine.module import DivergenceError, LossTerm, TransferModule
+from transferkit.engine.syncbn import GlobalBatchNorm
 from transferkit.strategies.base import Phase, Strategy
 from transferkit.strategies.head_init import init_head_rows
 
@@ -65,10 +65,15 @@ class FitResult:
     stopped_early: bool = False
     rank: int = 0  # this process's rank (only rank 0 writes results)
     world_size: int = 1
+    checkpoints: int = 0  # resume checkpoints written by this process's run (since any resume)
+    checkpoint_time_s: float = 0.0  # and the seconds they took (part of train_time_s)
+    epoch_times_s: list[float] = field(default_factory=list)  # per epoch run by this process (since any resume)
 
     def to_dict(self) -> dict[str, Any]:
         return {"best_epoch": self.best_epoch, "best_score": self.best_score, "epochs_run": self.epochs_run,
-                "train_time_s": self.train_time_s, "stopped_early": self.stopped_early, "processes": self.world_size}
+                "train_time_s": self.train_time_s, "stopped_early": self.stopped_early, "processes": self.world_size,
+                "checkpoints": self.checkpoints, "checkpoint_time_s": self.checkpoint_time_s,
+                "epoch_times_s": self.epoch_times_s}
 
 
 class BestWeights(Callback):
@@ -155,9 +160,8 @@ def build_trainer(cfg: TrainConfig, run_dir: Path | None, callbacks: Sequence[Ca
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
         strategy="ddp" if multi and cfg.distributed == "auto" else cfg.distributed,
-        sync_batchnorm=multi and cfg.sync_batchnorm,
         use_distributed_sampler=False,  # our samplers shard each global batch themselves (data.sampling)
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(), *([GlobalBatchNorm()] if multi and cfg.sync_batchnorm else [])],
         precision=cfg.precision,
         deterministic=cfg.deterministic if cfg.deterministic is not None else cfg.accelerator == "cpu",
         logger=logger,
@@ -305,8 +309,6 @@ def fit_module(module: TransferModule, train_loader: Any, val: TensorBatches | N
     model = module.model
     if best.state is not None:
         model.load_state_dict(best.state)
-    if trainer.world_size > 1:
-        TorchSyncBatchNorm().revert(model)
     model.eval()
     return FitResult(
         history=module.history,
@@ -317,6 +319,9 @@ def fit_module(module: TransferModule, train_loader: Any, val: TensorBatches | N
         stopped_early=trainer.current_epoch < cfg.epochs,
         rank=trainer.global_rank,
         world_size=trainer.world_size,
+        checkpoints=saver.saves if saver else 0,
+        checkpoint_time_s=saver.save_seconds if saver else 0.0,
+        epoch_times_s=list(module.epoch_times),
     )
 
 
