@@ -50,7 +50,7 @@ def demo(out: str | Path = "runs/demo", seeds: int = 3, labels_per_class: tuple[
         console.print(f"[bold]1/{steps}[/] re-using the source model in {src_dir} (same configuration)")
     else:
         console.print(f"[bold]1/{steps}[/] pretraining seed_cnn on Fashion-MNIST classes {{0,1,5,8,9}} (source task)")
-        pretrain(out=src_dir, progress=True, console=console, **wanted)
+        pretrain(out=src_dir, progress=True, console=console, overwrite=True, **wanted)
     console.print(f"[bold]2/{steps}[/] seed_cnn → classes {{2,3,4,6,7}}: scratch vs linear_probe vs finetune")
     split = compare(src_dir, "fashion_mnist", TARGET_CLASSES, labels_per_class=labels_per_class,
                     seeds=tuple(range(seeds)), out=out / "split_task", epochs=epochs,

@@ -422,7 +422,8 @@ def _verify(chosen: list[dict[str, Any]], data: str, classes: str | list[int] | 
                        strategy="scratch" if random_init else "finetune", seed=seed, out=run_dir, epochs=epochs,
                        batch_size=batch_size, lr=lr, patience=patience, val_per_class=val_per_class,
                        val_fraction=val_fraction, image_size=image_size if named and not random_init else None,
-                       strict=strict, convert_channels=convert_channels, progress=False, console=console)
+                       strict=strict, convert_channels=convert_channels, progress=False, console=console,
+                       overwrite=True)  # an interrupted verification run is simply redone
         wall = time.perf_counter() - t0
         total += wall
         split = res.metrics["split"]
