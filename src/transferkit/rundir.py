@@ -171,7 +171,8 @@ def _check_same_config(partial: Path, config: dict[str, Any] | None) -> None:
     if config is None or not recorded_file.is_file():
         return
     recorded = yaml.safe_load(recorded_file.read_text()) or {}
-    now = yaml.safe_load(yaml.safe_dump(config, sort_keys=False)) or {}  # the same YAML types as recorded
+    # the types config.yaml has (paths → str, tuples → lists, NumPy scalars → Python)
+    now = json.loads(json.dumps(config, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
     diff = sorted(k for k in set(recorded) | set(now) if k not in RESUME_FREE and recorded.get(k) != now.get(k))
     if diff:
         detail = "; ".join(f"{k}: {recorded.get(k)!r} then, {now.get(k)!r} now" for k in diff)

@@ -200,3 +200,17 @@ def test_resume_refusals_name_the_problem(source, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(transfer_args(root, data, tmp_path / "x", "--distributed", "horovod"))
     assert "invalid choice: 'horovod'" in capsys.readouterr().err
+
+
+def test_distill_trains_both_students_with_two_processes(source, tmp_path):
+    root, data = source
+    out = tmp_path / "kd"
+    res = subprocess.run(cli("distill", "--teacher", str(root / "src"), "--data", data, "--classes", "0,1,5,8,9",
+                             "--labels-per-class", "20", "--unlabelled", "100", "--epochs", "2", "--batch-size", "32",
+                             "--no-latency", "--no-progress", "--devices", "2", "--out", str(out)),
+                         env=env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["fit"]["processes"] == 2 and m["baseline_fit"]["processes"] == 2
+    assert [e["model"] for e in m["models"]] == ["teacher", "student (KD)", "student (labels only)"]
+    assert res.stdout.count("distill →") == 1  # rank 0 alone reports

@@ -131,11 +131,18 @@ def distill(
     patience: int | None = 5, seed: int = 0, out: str | Path = "runs/distill", image_size: int | None = None,
     pretrained: bool = False, val_fraction: float = 0.1, latency: bool = True, strict: bool = False,
     convert_channels: bool = False, progress: bool = True, checkpoint_every: int | None = 200,
-    resume: bool = False, overwrite: bool = False, console: Console | None = None,
+    resume: bool = False, overwrite: bool = False, accelerator: str = "cpu", devices: int | str = 1,
+    num_nodes: int = 1, distributed: str = "auto", deterministic: bool | None = None,
+    console: Console | None = None,
 ) -> RunResult:
     """Distil ``teacher`` (a run or bundle directory) into ``student`` (a backbone name, random init unless
     ``pretrained``) on ``data``'s training split; score teacher, KD student and labels-only student on the test
     split. ``hint_layer``/``teacher_layer`` name modules (``transferkit``'s ``module_names``) for FitNets hints.
+
+    Both students train with DDP over ``devices`` × ``num_nodes`` processes when more than one (the teacher's
+    outputs are computed in every process; rank 0 scores and writes); ``resume``/``overwrite``/
+    ``checkpoint_every`` as for :func:`transferkit.api.train.transfer` (a resumed run continues the KD student and
+    retrains the labels-only one, which has no checkpoints).
     """
     config = {"command": "distill", **{k: str(v) if isinstance(v, Path) else v for k, v in locals().items()
                                         if k not in ("console", "teacher", "student")},
@@ -178,7 +185,8 @@ def distill(
     loss = _DistillLoss(kd, hint, tap, hint_weight)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr or 1e-3, weight_decay=weight_decay,
                       optimizer=optimizer, patience=patience, seed=seed, progress=progress,
-                      checkpoint_every=checkpoint_every)
+                      checkpoint_every=checkpoint_every, accelerator=accelerator, devices=devices,
+                      num_nodes=num_nodes, distributed=distributed, deterministic=deterministic)
     groups = [{"params": list(student_model.parameters()), "lr": cfg.lr, "name": "student"}]
     if hint is not None:
         groups.append({"params": list(hint.parameters()), "lr": cfg.lr, "name": "hint_regressor"})
@@ -194,17 +202,21 @@ def distill(
         finally:
             if tap is not None:
                 tap.remove()
+        plain = None
+        if baseline:  # every DDP process takes part in this training too
+            n_lab = int((labels >= 0).sum())
+            lab = TensorBatches(s_train.x[:n_lab], s_train.y[:n_lab], spec.mean, spec.std)
+            plain = train(get_strategy("scratch"), template, full.num_classes, lab, val_b,
+                          dataclasses.replace(cfg, resume_from=None), None)
+        if session.worker:  # a DDP process other than rank 0: rank 0 scores and writes
+            return RunResult(None, {}, student_model, {"classes": full.classes, "rank": fit.rank})
         rows: dict[str, dict[str, Any]] = {}
         rows["teacher"] = {"model": teacher_model, "test": score(teacher_model, to_batches(test_set,
                                                                                           teacher_model.input_spec),
                                                                  full.classes)}
         rows["student (KD)"] = {"model": student_model, "test": score(student_model, test_b, full.classes),
                                 "fit": fit.to_dict()}
-        if baseline:
-            n_lab = int((labels >= 0).sum())
-            lab = TensorBatches(s_train.x[:n_lab], s_train.y[:n_lab], spec.mean, spec.std)
-            plain = train(get_strategy("scratch"), template, full.num_classes, lab, val_b,
-                          dataclasses.replace(cfg, resume_from=None), None)
+        if plain is not None:
             rows["student (labels only)"] = {"model": plain.model, "test": score(plain.model, test_b, full.classes),
                                              "fit": plain.fit.to_dict()}
         summary = []

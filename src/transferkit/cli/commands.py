@@ -200,7 +200,7 @@ def cmd_distill(a: argparse.Namespace, console: Console) -> None:
                 baseline=a.baseline, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
                 patience=a.patience, seed=a.seed, out=a.out, image_size=a.image_size, pretrained=a.pretrained,
                 latency=a.latency, strict=a.strict, convert_channels=a.convert_channels, progress=a.progress,
-                console=console, **_fault_kwargs(a))
+                accelerator=a.accelerator, devices=_devices(a.devices), console=console, **_scale_kwargs(a))
 
 
 def cmd_fuse(a: argparse.Namespace, console: Console) -> None:

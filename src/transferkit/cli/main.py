@@ -341,7 +341,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/distill")
     p.add_argument("--no-progress", dest="progress", action="store_false")
-    _fault_options(p)
+    p.add_argument("--accelerator", default="cpu", help="passed to Lightning: cpu, gpu, auto, … (default cpu)")
+    p.add_argument("--devices", default=1, help="processes per machine for DDP (default 1)")
+    _scale_options(p)
 
     p = add("fuse", "fuse trained models: averaging, fitted weights, stacking, gating, uniform/greedy soups")
     p.add_argument("members", nargs="*", help="run or bundle directories of the members (two or more)")
