@@ -49,6 +49,16 @@ class Crash(Callback):
             raise self.exc("simulated crash")
 
 
+class EpochCounts(Callback):
+    """How many training examples each epoch's running sums hold at its end."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.seen.append(float(pl_module.train_sums.total[2]))
+
+
 def run(tmp_path, epochs=3, callbacks=(), resume_from=None, every=2, lr=0.05, augment="light", mixup=0.3):
     model = make_model()
     cfg = TrainConfig(epochs=epochs, batch_size=16, lr=lr, seed=3, progress=False, patience=None,
@@ -69,7 +79,9 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path, crash_step)
         run(tmp_path / "run", callbacks=[Crash(crash_step)])
     ckpt, skipped = latest_good_checkpoint(tmp_path / "run" / "checkpoints")
     assert ckpt is not None and not skipped
-    model, resumed = run(tmp_path / "run", resume_from=str(ckpt))
+    counts = EpochCounts()
+    model, resumed = run(tmp_path / "run", resume_from=str(ckpt), callbacks=[counts])
+    assert counts.seen and all(n == 120 for n in counts.seen)  # each epoch's sums cover exactly its 120 images
     assert resumed.history == ref.history  # every epoch's train and validation figures, bit for bit
     assert same_weights(model, ref_model)
     assert resumed.best_epoch == ref.best_epoch
@@ -143,3 +155,27 @@ def test_sigterm_saves_a_checkpoint_at_the_end_of_the_batch_and_resume_finishes_
     model, resumed = run(tmp_path / "run", resume_from=str(info.value.checkpoint), augment="none", mixup=0.0)
     assert resumed.history == ref.history and same_weights(model, ref_model)
     assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None) or callable(signal.getsignal(signal.SIGTERM))
+
+
+def test_resume_inside_a_phase_that_unfroze_layers_equals_the_uninterrupted_run(tmp_path):
+    """Gradual unfreezing: the stem joins at epoch 2 (rates × 0.5); a crash in that epoch must resume into it."""
+    from transferkit.strategies.base import Phase
+
+    def phased(path, callbacks=(), resume_from=None):
+        model = make_model()
+        stem = list(model[0].parameters())
+        for p in stem:
+            p.requires_grad_(False)
+        cfg = TrainConfig(epochs=3, batch_size=16, lr=0.05, seed=3, progress=False, patience=None,
+                          checkpoint_every=2, resume_from=resume_from)
+        result = fit(model, [{"params": list(model.parameters()), "lr": 0.05}], images(), images(45, 1), cfg, path,
+                     phases=[Phase(1, "unfreeze stem", unfreeze=stem, lr_factor=0.5)], callbacks=callbacks)
+        return model, result
+
+    ref_model, ref = phased(tmp_path / "ref")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        phased(tmp_path / "run", callbacks=[Crash(11)])
+    ckpt, _ = latest_good_checkpoint(tmp_path / "run" / "checkpoints")
+    model, resumed = phased(tmp_path / "run", resume_from=str(ckpt))
+    assert [r["lr"] for r in ref.history] == [0.05, 0.025, 0.025]
+    assert resumed.history == ref.history and same_weights(model, ref_model)

@@ -114,7 +114,6 @@ class TransferModule(L.LightningModule):
         self.val_sums = EpochSums(3)  # loss sum, correct, n
         self._val_row: dict[str, float] = {}
         self.diverged: dict[str, Any] | None = None
-        self._eval_names: list[str] | None = None
         self.time_before_resume = 0.0  # training seconds spent before the checkpoint this run resumed from
         self.epoch_times: list[float] = []  # wall seconds per epoch (training + its validation pass)
         self._epoch_started = time.perf_counter()
@@ -156,14 +155,7 @@ class TransferModule(L.LightningModule):
                     p.grad = None
 
     def on_fit_start(self) -> None:
-        self._fit_started = time.perf_counter()
-        # BatchNorm layers may have been swapped for SyncBatchNorm (DDP): find the frozen ones again by name
-        names = {id(m): n for n, m in self.model.named_modules()}
-        if self._eval_names is None:
-            self._eval_names = [names[id(m)] for m in self.eval_modules if id(m) in names]
-            self._eval_other = [m for m in self.eval_modules if id(m) not in names]
-        current = dict(self.model.named_modules())
-        self.eval_modules = [current[n] for n in self._eval_names if n in current] + self._eval_other
+        self._fit_started = self._epoch_started = time.perf_counter()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["transferkit_module"] = {
@@ -182,9 +174,9 @@ class TransferModule(L.LightningModule):
 
     # -- training ----------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
+        # (Lightning skips this hook for an epoch resumed in the middle: its sums come from the checkpoint)
         self._epoch_started = time.perf_counter()
-        if self.trainer.fit_loop.epoch_loop.batch_progress.current.processed == 0:  # not a resumed epoch
-            self.train_sums.reset()
+        self.train_sums.reset()
         for m in self.eval_modules:
             m.eval()
 

@@ -52,8 +52,7 @@ class TargetsModule(TransferModule):
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
-        if self.trainer.fit_loop.epoch_loop.batch_progress.current.processed == 0:
-            self.labelled_sums.reset()
+        self.labelled_sums.reset()
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()

@@ -123,14 +123,19 @@ class PhaseSwitch(Callback):
             raise ValueError("gradual unfreezing / two-phase fine-tuning changes which parameters train during the "
                              "run, which DDP cannot follow (it registers the trainable parameters once); train "
                              "with --devices 1, or with a fixed --freeze")
-        for phase in self.phases:  # a resumed run: the phases that began before the checkpoint (rates restored)
-            if phase.start_epoch < trainer.current_epoch:
+        if trainer.ckpt_path is None:
+            return
+        # a resumed run: the phases that began up to the checkpoint's epoch (their rates come back with the
+        # optimiser and module state; Lightning skips on_train_epoch_start for an epoch resumed in the middle)
+        for phase in self.phases:
+            if phase.start_epoch <= trainer.current_epoch:
                 self._release(phase, pl_module)
                 self.applied.append((phase.start_epoch, phase.name))
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        done = set(self.applied)
         for phase in self.phases:
-            if phase.start_epoch != trainer.current_epoch:
+            if phase.start_epoch != trainer.current_epoch or (phase.start_epoch, phase.name) in done:
                 continue
             self._release(phase, pl_module)
             if phase.lr_factor is not None:
