@@ -214,3 +214,17 @@ def test_distill_trains_both_students_with_two_processes(source, tmp_path):
     assert m["fit"]["processes"] == 2 and m["baseline_fit"]["processes"] == 2
     assert [e["model"] for e in m["models"]] == ["teacher", "student (KD)", "student (labels only)"]
     assert res.stdout.count("distill →") == 1  # rank 0 alone reports
+
+
+def test_linear_probe_with_its_feature_cache_under_ddp_matches_one_process(source, tmp_path):
+    """Both processes extract (or read) the cached features — written atomically, so concurrent writers are safe."""
+    root, data = source
+    args = ("--strategy", "linear_probe", "--epochs", "4", "--batch-size", "32")
+    assert main(transfer_args(root, data, tmp_path / "one", *args)) == 0
+    res = subprocess.run(cli(*transfer_args(root, data, tmp_path / "two", *args, "--devices", "2")), env=env(),
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
+    assert b["fit"]["processes"] == 2 and b["feature_cache"] in ("hit", "miss")
+    assert abs(a["validation"]["loss"] - b["validation"]["loss"]) <= 1e-4
+    assert a["confusion_matrix"] == b["confusion_matrix"]
