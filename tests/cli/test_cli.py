@@ -67,7 +67,11 @@ def test_predict_writes_csv_and_skips_broken_files(runs, tmp_path, fashion_npz):
     out = tmp_path / "pred.csv"
     assert main(["predict", str(root / "tgt"), str(folder), "--output", str(out), "--top-k", "2"]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 4 and {"path", "predicted_class", "probability", "top2_class"} <= set(rows[0])
+    assert {"path", "predicted_class", "probability", "top2_class", "error"} <= set(rows[0])
+    junk = [r for r in rows if r["error"]]  # the broken file is reported in place, not silently dropped
+    assert len(junk) == 1 and junk[0]["path"].endswith("junk.png") and junk[0]["predicted_class"] == ""
+    rows = [r for r in rows if not r["error"]]
+    assert len(rows) == 4
     assert all(r["predicted_class"] in {"Pullover", "Dress", "Coat", "Shirt", "Sneaker"} for r in rows)
     assert all(0 < float(r["probability"]) <= 1 for r in rows)
     assert main(["predict", str(root / "tgt"), str(folder), "--strict"]) == 2

@@ -1,8 +1,8 @@
 """The high-level Python API: one function per job, each writing a run directory.
 
 Everything the CLI does is a call here: :func:`pretrain`, :func:`transfer`, :func:`evaluate`,
-:func:`predict`, :func:`resume`, :func:`compare`, :func:`curve`, :func:`adapt`, :func:`adapt_compare`, :func:`select`,
-:func:`tune` and :func:`demo`.
+:func:`predict`, :func:`resume`, :func:`compare`, :func:`curve`, :func:`adapt`, :func:`adapt_compare`,
+:func:`distill`, :func:`fuse`, :func:`select`, :func:`tune`, :func:`export`, :func:`serve` and :func:`demo`.
 """
 
 from transferkit.api.adapt_compare_job import adapt_compare
@@ -11,15 +11,17 @@ from transferkit.api.compare import compare
 from transferkit.api.curve import curve
 from transferkit.api.demo import demo
 from transferkit.api.distill_job import distill
+from transferkit.api.export_job import export
 from transferkit.api.fuse_job import fuse
 from transferkit.api.lr_find import lr_find
 from transferkit.api.merge import merge
 from transferkit.api.resume_job import resume
 from transferkit.api.runs import RunResult
 from transferkit.api.select_job import select
+from transferkit.api.serve_job import serve
 from transferkit.api.train import pretrain, transfer
 from transferkit.api.tune_job import tune
 from transferkit.api.use import evaluate, predict
 
 __all__ = ["RunResult", "adapt", "adapt_compare", "compare", "curve", "demo", "distill", "evaluate", "fuse", "lr_find",
-           "merge", "predict", "pretrain", "resume", "select", "transfer", "tune"]
+           "export", "merge", "predict", "pretrain", "resume", "select", "serve", "transfer", "tune"]

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import io
+import itertools
+import json
 import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import torch
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
-from transferkit import atomic
 from transferkit.api.runs import (
     check_channels,
     check_classes,
@@ -23,11 +37,18 @@ from transferkit.api.runs import (
     write_json,
     write_yaml,
 )
-from transferkit.backbones.features import predict_logits
-from transferkit.data.base import ImageSet
 from transferkit.data.class_map import apply_class_map
-from transferkit.data.images import list_image_files, load_image_file
 from transferkit.data.prepare import TensorBatches, prepare_images
+from transferkit.inference import (
+    DEFAULT_MAX_PIXELS,
+    BadImage,
+    Predictor,
+    TorchPredictor,
+    decode_image,
+    load_predictor,
+    predict_batch,
+    spec_channels_ok,
+)
 from transferkit.report.plots import plot_confusion
 from transferkit.report.tables import metrics_table
 
@@ -69,60 +90,292 @@ def evaluate(
     return metrics
 
 
-def predict(
-    model: str | Path, inputs: list[str | Path], output: str | Path | None = None, top_k: int = 1,
-    batch_size: int = 64, strict: bool = False, convert_channels: bool = False,
-) -> list[dict[str, Any]]:
-    """Predict the class of image files (folders are searched recursively).
+PREDICT_FORMATS = ("csv", "jsonl")
+_BUFFER_NAME = re.compile(r" ?<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+PREVIEW_ROWS = 20  # rows kept in the summary returned when predictions are streamed to a file
 
-    Returns one row per readable image: ``path``, ``predicted_class``, ``probability`` and, for
-    ``top_k > 1``, ``top{i}_class``/``top{i}_probability``. Unreadable files are skipped with a warning
-    naming each (``strict=True``: an error). With ``output``, the rows are written as CSV atomically.
+
+@dataclass(frozen=True)
+class PredictInput:
+    """One image to predict: ``path`` as reported in the output; ``error`` set when it is known to be missing."""
+
+    path: str
+    file: Path | None = None
+    error: str | None = None
+
+
+def predict(
+    model: str | Path, inputs: Sequence[str | Path], output: str | Path | None = None, top_k: int = 1,
+    batch_size: int = 64, strict: bool = False, convert_channels: bool = False, format: str | None = None,
+    backend: str = "torch", max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
+    console: Console | None = None,
+) -> list[dict[str, Any]] | dict[str, Any]:
+    """Predict the class of images, streaming: ``batch_size`` images are decoded and predicted at a time.
+
+    ``inputs`` are image files, folders (searched recursively in sorted order; hidden files and folders are
+    skipped, every other file is tried as an image) and ``.csv`` list files, whose ``path`` column (or first
+    column when no header is named ``path``) lists image paths, relative ones resolved against the CSV's folder.
+
+    Every image gives one row: ``path``, ``predicted_class``, ``probability``, ``top{i}_class``,
+    ``top{i}_index``, ``top{i}_probability`` for ``i`` = 1..``top_k`` and ``error``. An image that cannot be
+    predicted — not decodable, truncated, larger than ``max_pixels`` pixels, a listed file that is missing, colour
+    for a greyscale model without ``convert_channels`` — gets its reason in ``error`` and empty (``None``)
+    prediction fields; the others are still predicted. ``strict=True`` instead stops at the first such image
+    with a :class:`~transferkit.inference.BadImage` naming it.
+
+    ``backend="torch"`` runs a run directory, bundle or pretrained backbone name with PyTorch; ``"onnx"`` a
+    ``model.onnx`` from ``transferkit export`` (or a folder holding one) with ONNX Runtime.
+
+    Without ``output`` the rows are returned as a list (memory grows with the number of images). With
+    ``output`` each batch's rows are written as they are predicted (memory is bounded by one batch, whatever
+    the number of images) to a temporary file renamed into place at the end, so an error or Ctrl-C leaves no
+    half-written file and any previous ``output`` untouched; the format is ``format`` or the extension
+    (``.csv``/``.jsonl``), and a summary is returned: ``{"output", "format", "images", "predicted", "errors",
+    "preview": first rows, "error_rows": first rows with an error}``.
     """
-    set_threads()
-    net, meta = load_source(model)
-    classes = meta.get("classes") or [str(i) for i in range(net.num_classes)]
     if top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {top_k}")
-    top_k = min(top_k, len(classes))
-    files = list_image_files([Path(p) for p in inputs])
-    images, paths, bad = [], [], []
-    for f in files:
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    fmt = _predict_format(output, format)
+    paths = [Path(p).expanduser() for p in inputs]
+    if not paths:
+        raise ValueError("predict: no inputs (image files, folders or CSV lists)")
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    set_threads()
+    predictor = _load_predictor(model, backend)
+    k = max(1, min(top_k, len(predictor.classes)))
+    fields = predict_fields(k)
+    console = console or Console(stderr=True)
+    total = sum(1 for _ in iter_predict_inputs(paths)) if progress else None
+    counts = {"images": 0, "predicted": 0, "errors": 0}
+    preview: list[dict[str, Any]] = []
+    error_rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+
+    def run(sink: Callable[[list[dict[str, Any]]], None]) -> None:
+        columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("images"), TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=True, disable=not progress) as bar:
+            task = bar.add_task("predict", total=total)
+            for chunk in _chunks(iter_predict_inputs(paths), batch_size):
+                out = _predict_chunk(predictor, chunk, k, strict, convert_channels, max_pixels)
+                sink(out)
+                for row in out:
+                    bad = row["error"] is not None
+                    counts["errors" if bad else "predicted"] += 1
+                    if len(preview) < PREVIEW_ROWS:
+                        preview.append(row)
+                    if bad and len(error_rows) < PREVIEW_ROWS:
+                        error_rows.append(row)
+                counts["images"] += len(out)
+                bar.advance(task, len(out))
+        if not counts["images"]:
+            raise ValueError(f"no image files in {', '.join(map(str, paths))}")
+
+    if output is None:
+        run(rows.extend)
+    else:
+        output = Path(output)
+        with _atomic_text_file(output) as fh:
+            run(_row_writer(fh, fmt or "csv", fields))
+    if counts["errors"]:
+        log.warning("%d of %d image(s) could not be predicted, e.g.:\n  %s", counts["errors"], counts["images"],
+                    "\n  ".join(r["error"] for r in error_rows[:5]))
+    if output is None:
+        return rows
+    return {"output": str(output), "format": fmt, **counts, "preview": preview, "error_rows": error_rows}
+
+
+def predict_fields(top_k: int) -> list[str]:
+    """The output columns of :func:`predict` for ``top_k`` classes."""
+    top = [f"top{i}_{what}" for i in range(1, top_k + 1) for what in ("class", "index", "probability")]
+    return ["path", "predicted_class", "probability", *top, "error"]
+
+
+def iter_predict_inputs(inputs: Sequence[Path]) -> Iterator[PredictInput]:
+    """The images named by ``inputs`` (files, folders walked recursively in sorted order, CSV lists), lazily."""
+    for p in inputs:
+        if p.is_dir():
+            yield from (PredictInput(str(f), f) for f in _walk_sorted(p))
+        elif p.suffix.lower() == ".csv":
+            yield from _csv_list(p)
+        else:
+            yield PredictInput(str(p), p)
+
+
+def _walk_sorted(folder: Path) -> Iterator[Path]:
+    """Files under ``folder``, depth first in sorted order (the order of ``sorted(folder.rglob('*'))``), lazily;
+    hidden files and folders are skipped and symbolic links to folders not followed."""
+    with os.scandir(folder) as it:
+        entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it if not e.name.startswith("."))
+    for name, is_dir in entries:
+        path = folder / name
+        if is_dir:
+            yield from _walk_sorted(path)
+        elif path.is_file():
+            yield path
+
+
+def _csv_list(path: Path) -> Iterator[PredictInput]:
+    """Image paths listed in the ``path`` column (else the first column) of a CSV file, relative to its folder."""
+    from transferkit.data.images import IMAGE_SUFFIXES
+
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            return
+        names = [h.strip().lower() for h in header]
+        col = names.index("path") if "path" in names else 0
+        first = header[0].strip() if header else ""
+        if "path" not in names and first and (Path(first).suffix.lower() in IMAGE_SUFFIXES
+                                              or (path.parent / first).is_file()):
+            reader = itertools.chain([header], reader)  # no header: the first row is already an image
+        for row in reader:
+            value = row[col].strip() if col < len(row) else ""
+            if not value:
+                continue
+            f = Path(value).expanduser()
+            f = f if f.is_absolute() else path.parent / f
+            if f.is_file():
+                yield PredictInput(str(f), f)
+            else:
+                yield PredictInput(str(f), None, f"{f}: no such file (listed in {path})")
+
+
+def _chunks(items: Iterator[PredictInput], n: int) -> Iterator[list[PredictInput]]:
+    while chunk := list(itertools.islice(items, n)):
+        yield chunk
+
+
+def _load_predictor(model: str | Path, backend: str) -> Predictor:
+    """``torch``: anything :func:`load_source` reads (run/bundle directory, fused bundle, pretrained backbone
+    name); ``onnx``: :func:`transferkit.inference.load_predictor`."""
+    if backend != "torch":
+        return load_predictor(model, backend)
+    net, meta = load_source(model)
+    net.eval()
+    classes = list(meta.get("classes") or [str(i) for i in range(net.num_classes)])
+    return TorchPredictor(net, classes, net.input_spec, meta)
+
+
+def _read_image(item: PredictInput, max_pixels: int) -> np.ndarray:
+    if item.error is not None or item.file is None:
+        raise BadImage(item.error or f"{item.path}: no such file")
+    try:
+        data = item.file.read_bytes()
+    except OSError as exc:
+        raise BadImage(f"{item.path}: cannot be read ({exc.__class__.__name__}: {exc.strerror or exc})") from None
+    try:
+        return decode_image(data, item.path, max_pixels)
+    except BadImage as exc:  # PIL names the in-memory buffer ("<_io.BytesIO object at 0x…>"): noise in a report
+        raise BadImage(_BUFFER_NAME.sub("", str(exc))) from None
+
+
+def _predict_chunk(predictor: Predictor, items: list[PredictInput], k: int, strict: bool, convert_channels: bool,
+                   max_pixels: int) -> list[dict[str, Any]]:
+    """Decode and predict one batch; rows in the order of ``items`` (errors in place, unless ``strict``)."""
+    rows: list[dict[str, Any] | None] = [None] * len(items)
+    images, slots = [], []
+    for i, item in enumerate(items):
         try:
-            images.append(load_image_file(f))
-            paths.append(str(f))
-        except ValueError as exc:
+            im = _read_image(item, max_pixels)
+            spec_channels_ok([im], predictor.input_spec, convert_channels, [item.path])
+        except BadImage as exc:
             if strict:
                 raise
-            bad.append(str(exc))
-    if bad:
-        log.warning("skipped %d unreadable file(s):\n  %s", len(bad), "\n  ".join(bad))
-    if not images:
-        raise ValueError(f"no readable images in {', '.join(map(str, inputs))}")
-    spec = net.input_spec
-    colour = [p for p, im in zip(paths, images, strict=True) if im.ndim == 3 and im.shape[-1] > spec.channels]
-    if colour and not convert_channels:
-        raise ValueError(
-            f"predict: {colour[0]} (and {len(colour) - 1} more) has colour channels but the model expects "
-            f"{spec.channels}; pass --convert-channels to convert colour images to greyscale"
-        )
-    ds = ImageSet(images, np.zeros(len(images), np.int64), ["?"], "predict", paths)
-    x = prepare_images(ds, spec)
-    probs = torch.softmax(predict_logits(net, TensorBatches(x, None, spec.mean, spec.std), batch_size), 1)
-    top_p, top_i = probs.topk(top_k, dim=1)
-    rows = []
-    for path, ps, idx in zip(paths, top_p.tolist(), top_i.tolist(), strict=True):
-        row: dict[str, Any] = {"path": path, "predicted_class": classes[idx[0]], "probability": round(ps[0], 6)}
-        if top_k > 1:
-            for r in range(top_k):
-                row[f"top{r + 1}_index"] = idx[r]
-                row[f"top{r + 1}_class"] = classes[idx[r]]
-                row[f"top{r + 1}_probability"] = round(ps[r], 6)
-        rows.append(row)
-    if output is not None:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+            rows[i] = _error_row(item.path, str(exc), k)
+            continue
+        images.append(im)
+        slots.append(i)
+    try:
+        preds: list[dict[str, Any] | str] = list(predict_batch(predictor, images, k))
+    except (ValueError, RuntimeError) as exc:
+        if strict or len(images) < 2:
+            if strict:
+                raise
+            preds = [f"cannot be predicted ({exc.__class__.__name__}: {exc})"] * len(images)
+        else:  # one odd image should not cost the whole batch: try them one by one
+            preds = []
+            for im in images:
+                try:
+                    preds.extend(predict_batch(predictor, [im], k))
+                except (ValueError, RuntimeError) as one:
+                    preds.append(f"cannot be predicted ({one.__class__.__name__}: {one})")
+    for i, pred in zip(slots, preds, strict=True):
+        path = items[i].path
+        rows[i] = _error_row(path, f"{path}: {pred}", k) if isinstance(pred, str) else _prediction_row(path, pred)
+    return [r for r in rows if r is not None]
+
+
+def _prediction_row(path: str, pred: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"path": path, "predicted_class": pred["predicted_class"], "probability": pred["probability"]}
+    for i, t in enumerate(pred["top"], 1):
+        row.update({f"top{i}_class": t["class"], f"top{i}_index": t["index"], f"top{i}_probability": t["probability"]})
+    row["error"] = None
+    return row
+
+
+def _error_row(path: str, error: str, k: int) -> dict[str, Any]:
+    return {**dict.fromkeys(predict_fields(k)), "path": path, "error": error}
+
+
+def _predict_format(output: str | Path | None, fmt: str | None) -> str | None:
+    if fmt is not None:
+        fmt = fmt.lower()
+        if fmt not in PREDICT_FORMATS:
+            raise ValueError(f"--format: unknown '{fmt}'; valid choices: {', '.join(PREDICT_FORMATS)}")
+        return fmt
+    if output is None:
+        return None
+    suffix = Path(output).suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    raise ValueError(f"--output {output}: cannot tell the format from '{suffix or 'no extension'}'; name it "
+                     ".csv or .jsonl, or pass --format csv|jsonl")
+
+
+def _row_writer(fh: TextIO, fmt: str, fields: list[str]) -> Callable[[list[dict[str, Any]]], None]:
+    """A function writing rows to ``fh`` as CSV (header first; ``None`` → empty) or JSON lines, flushing each."""
+    if fmt == "csv":
+        writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(rows)
-        atomic.write_text(Path(output), buf.getvalue())
-    return rows
+        fh.flush()
+
+        def write_csv(rows: list[dict[str, Any]]) -> None:
+            writer.writerows(rows)
+            fh.flush()
+
+        return write_csv
+
+    def write_jsonl(rows: list[dict[str, Any]]) -> None:
+        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        fh.flush()
+
+    return write_jsonl
+
+
+@contextlib.contextmanager
+def _atomic_text_file(path: Path) -> Iterator[TextIO]:
+    """A text file written beside ``path`` under a hidden temporary name and renamed onto ``path`` only when the
+    block ends normally; on any error (or Ctrl-C) it is deleted and ``path`` is left as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; an output file gets the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -128,19 +128,23 @@ def cmd_evaluate(a: argparse.Namespace, console: Console) -> None:
 def cmd_predict(a: argparse.Namespace, console: Console) -> None:
     _need(a.model, "MODEL (run directory, bundle directory or backbone name)")
     _need(a.inputs, "IMAGE_OR_FOLDER")
-    rows = api.predict(a.model, a.inputs, output=a.output, top_k=a.top_k, batch_size=a.batch_size,
-                       strict=a.strict, convert_channels=a.convert_channels)
-    table = Table(title=f"predictions ({len(rows)} images)")
-    cols = list(rows[0])
+    result = api.predict(a.model, a.inputs, output=a.output, top_k=a.top_k, batch_size=a.batch_size,
+                         strict=a.strict, convert_channels=a.convert_channels, format=a.format,
+                         backend=a.backend, progress=a.progress, console=console)
+    if isinstance(result, dict):  # streamed to --output: a summary with the first rows
+        rows, n, errors = result["preview"], result["images"], result["errors"]
+    else:
+        rows, n, errors = result, len(result), sum(r["error"] is not None for r in result)
+    cols = [c for c in rows[0] if not (c.startswith("top1_") or c.endswith("_index") or (c == "error" and not errors))]
+    table = Table(title=f"predictions ({n} images)")
     for col in cols:
         table.add_column(col)
     for row in rows[:20]:
-        table.add_row(*(str(row[c]) for c in cols))
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in cols))
     console.print(table)
-    if len(rows) > 20:
-        console.print(f"… {len(rows) - 20} more")
-    if a.output:
-        console.print(f"wrote {a.output}")
+    if n > 20:
+        console.print(f"… {n - 20} more")
+    console.print(f"{n - errors} image(s) predicted, {errors} error(s)" + (f"; wrote {a.output}" if a.output else ""))
 
 
 def cmd_compare(a: argparse.Namespace, console: Console) -> None:
@@ -264,6 +268,18 @@ def cmd_merge(a: argparse.Namespace, console: Console) -> None:
     _need(a.out, "--out")
     res = api.merge(a.model, a.out)
     console.print(f"merged bundle: {res.run_dir}")
+
+
+def cmd_export(a: argparse.Namespace, console: Console) -> None:
+    _need(a.model, "MODEL (run or bundle directory)")
+    api.export(a.model, format=a.format, out=a.out, opset=a.opset, console=console)
+
+
+def cmd_serve(a: argparse.Namespace, console: Console) -> None:
+    _need(a.model, "MODEL (run directory, bundle directory or model.onnx)")
+    api.serve(a.model, host=a.host, port=a.port, backend=a.backend, max_upload_mb=a.max_upload_mb,
+              max_images=a.max_images, decode_timeout_s=a.decode_timeout, api_key=a.api_key, threads=a.threads,
+              log_level=a.log_level, console=console)
 
 
 def cmd_demo(a: argparse.Namespace, console: Console) -> None:

@@ -218,14 +218,23 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--out", default=None, help="also write metrics.json and confusion_matrix.png here")
 
-    p = add("predict", "predict the class of image files or folders")
-    p.add_argument("model", nargs="?", help="run directory, bundle directory or pretrained backbone name")
-    p.add_argument("inputs", nargs="*", help="image files or folders")
-    p.add_argument("--output", default=None, help="CSV file to write (default: print only)")
+    p = add("predict", "predict the class of image files, folders (recursively) and CSV lists of images")
+    p.add_argument("model", nargs="?", help="run directory, bundle directory or pretrained backbone name "
+                   "(--backend onnx: a model.onnx or a folder holding one)")
+    p.add_argument("inputs", nargs="*", help="image files, folders, or .csv files listing image paths "
+                   "(column 'path', else the first column)")
+    p.add_argument("--output", default=None, help="write the predictions here as they are made, .csv or .jsonl "
+                   "(default: print only)")
+    p.add_argument("--format", choices=["csv", "jsonl"], default=None, help="output format (default: from the "
+                   "--output extension)")
     p.add_argument("--top-k", type=int, default=1, help="also list the k most probable classes")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--strict", action="store_true", help="fail on unreadable files instead of skipping them")
+    p.add_argument("--batch-size", type=int, default=64, help="images decoded and predicted at a time")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="run the model with PyTorch or "
+                   "an exported ONNX model with ONNX Runtime")
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable image instead of "
+                   "reporting it in the error column")
     p.add_argument("--convert-channels", action="store_true", help="allow converting colour images to greyscale")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
     p = add("compare", "compare strategies × labels per class × seeds (mean ± std)")
     p.add_argument("--source", required=False, help=SOURCE_HELP)
@@ -431,6 +440,35 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p = add("merge", "fold a LoRA bundle's adapters into the source weights: a plain, self-contained bundle")
     p.add_argument("model", nargs="?", help="LoRA run directory or bundle directory")
     p.add_argument("--out", default=None, help="bundle directory to write")
+
+    p = add("export", "export a bundle to ONNX or TorchScript (classes and preprocessing in the metadata), verified "
+                      "against PyTorch")
+    p.add_argument("model", nargs="?", help="run directory or bundle directory (LoRA bundles are merged first)")
+    p.add_argument("--format", default="onnx", metavar="{onnx,torchscript}",
+                   help="onnx (model.onnx, ONNX Runtime) or torchscript (model.pt, torch.jit) (default %(default)s)")
+    p.add_argument("--out", default=None,
+                   help="file (or folder) to write (default: RUN_DIR/export/model.onnx|model.pt, or "
+                        "NAME.export/ beside a bare bundle directory NAME)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default %(default)s)")
+
+    p = add("serve", "serve a model over HTTP (FastAPI + uvicorn): POST /predict, GET /health, GET /model, /docs")
+    p.add_argument("model", nargs="?", help="run or bundle directory (torch), or model.onnx / its folder (onnx)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default %(default)s: this machine only; 0.0.0.0 exposes it — use an API key)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default %(default)s)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                   help="torch: a bundle; onnx: an exported model.onnx run with ONNX Runtime (default %(default)s)")
+    p.add_argument("--max-upload-mb", type=float, default=20,
+                   help="largest request body in MB, else 413 (default %(default)s)")
+    p.add_argument("--max-images", type=int, default=32, help="most images per request, else 413 (default %(default)s)")
+    p.add_argument("--decode-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="time allowed to decode a request's images, else 408 (default %(default)s)")
+    p.add_argument("--api-key", default=None, metavar="KEY",
+                   help="require header X-API-Key: KEY on /predict and /model (default: env TRANSFERKIT_API_KEY, "
+                        "else none)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads of the backend (default: its own)")
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn log level; info also logs every request (default %(default)s)")
 
     p = add("demo", "the demo: Fashion-MNIST split task, scratch vs linear probe vs fine-tune over seeds")
     p.add_argument("--out", default="runs/demo")

@@ -1,0 +1,93 @@
+"""``export``: a bundle → a verified ONNX or TorchScript file with its classes and preprocessing inside.
+
+See :mod:`transferkit.exporting` for the formats, the metadata and which bundle kinds export.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from transferkit import atomic
+from transferkit.bundle import load_bundle, resolve_bundle
+from transferkit.exporting import (
+    EXPORT_FORMATS,
+    bundle_kind,
+    export_onnx,
+    export_torchscript,
+    prepare_for_export,
+    verify_export,
+)
+
+FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt"}
+RECORD_FILE = "export.json"
+
+
+def default_out(bundle_dir: Path, fmt: str) -> Path:
+    """Where an export goes without ``out``: ``RUN_DIR/export/model.onnx`` (or ``model.pt``) for a run directory's
+    ``bundle/``; ``PARENT/NAME.export/model.onnx`` beside a bare bundle directory ``PARENT/NAME`` (never inside the
+    bundle, which is replaced whole when it is rewritten)."""
+    root = bundle_dir.parent / "export" if bundle_dir.name == "bundle" else \
+        bundle_dir.parent / f"{bundle_dir.name}.export"
+    return root / FILE_NAMES[fmt]
+
+
+def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = None, opset: int = 17,  # noqa: A002
+           console: Console | None = None, verify_inputs: torch.Tensor | None = None) -> dict[str, Any]:
+    """Export the bundle (or run directory) ``bundle`` as ``format`` (``onnx`` or ``torchscript``) and verify it.
+
+    ``out`` is the file to write (a directory: ``model.onnx``/``model.pt`` in it; default :func:`default_out`).
+    LoRA bundles are merged into their source first. The export is run against the bundle's PyTorch model on a
+    batch of 1 and a batch of several (``verify_inputs``: preprocessed images ``(N, C, H, W)``, N ≥ 2; default
+    sampled inputs) and must agree to 1e-4 with identical argmax, else it is deleted and an error raised.
+    Beside the file, ``export.json`` records each export made there (keyed by file name): format, opset, bundle
+    kind, verification figures, classes and input spec. Returns that record plus ``path``.
+    """
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"--format: unknown export format '{format}'; valid formats: {', '.join(EXPORT_FORMATS)}")
+    if isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= 21:
+        raise ValueError(f"--opset must be a whole number between 7 and 21, got {opset!r}")
+    bundle_dir = resolve_bundle(bundle)
+    model, meta = load_bundle(bundle_dir)
+    kind = bundle_kind(model, meta)
+    reference = copy.deepcopy(model).eval() if meta.get("adapter") else model  # verify against the unmerged model
+    model, notes = prepare_for_export(model, meta)
+    if out is None:
+        path = default_out(bundle_dir, format)
+    else:
+        path = Path(out).expanduser()
+        if path.is_dir() or (not path.suffix and not path.exists()):
+            path = path / FILE_NAMES[format]
+    if format == "onnx":
+        export_onnx(model, meta, path, opset=opset)
+    else:
+        export_torchscript(model, meta, path)
+    check = verify_export(path, reference, format, inputs=verify_inputs)
+    record: dict[str, Any] = {
+        "format": format, "opset": opset if format == "onnx" else None, "bundle": str(bundle_dir), "kind": kind,
+        "notes": notes, "verification": check, "classes": list(meta.get("classes") or []),
+        "input_spec": model.input_spec.to_dict(), "input": "images: float32 (N, C, H, W), preprocessed",
+        "output": "logits: (N, num_classes)", "lineage": meta.get("lineage") or {},
+    }
+    record_file = path.parent / RECORD_FILE
+    try:
+        records = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    except (OSError, ValueError):
+        records = {}
+    records[path.name] = record
+    atomic.write_text(record_file, json.dumps(records, indent=2, default=str) + "\n")
+    if console is not None:
+        for note in notes:
+            console.print(f"note: {note}", highlight=False)
+        console.print(f"exported {kind} bundle {bundle_dir} → {path} ({format}"
+                      f"{f', opset {opset}' if format == 'onnx' else ''})", highlight=False)
+        console.print(f"verified against PyTorch: max |Δ logits| = {check['max_abs_diff']:.2e} "
+                      f"(≤ {check['tolerance']:g}) on batches of {', '.join(k[6:] for k in check['batches'])}; "
+                      f"argmax identical", highlight=False)
+        console.print(f"record: {record_file}", highlight=False)
+    return {**record, "path": str(path)}

@@ -1,0 +1,117 @@
+"""``serve``: run a trained model as an HTTP inference service (FastAPI + uvicorn), see :mod:`transferkit.serve`.
+
+:func:`serve` blocks until the server is stopped (Ctrl-C); :func:`start_in_thread` runs an app in a background
+thread on a (free) loopback port — for tests and benchmarks — and :func:`stop_thread` shuts it down cleanly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+API_KEY_ENV = "TRANSFERKIT_API_KEY"
+
+
+def is_loopback(host: str) -> bool:
+    """``127.0.0.1``, ``::1``, ``localhost``: only this machine can connect."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def load_service_predictor(model: str | Path, backend: str = "torch", threads: int | None = None) -> Any:
+    """The predictor for ``model``: a bundle/run directory (torch) or a ``model.onnx`` / folder holding one (onnx).
+
+    ``threads`` caps the intra-op threads of the backend (torch: process-wide ``torch.set_num_threads``)."""
+    from transferkit.inference import OnnxPredictor, TorchPredictor
+
+    if backend == "torch":
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        return TorchPredictor.load(model)
+    if backend == "onnx":
+        return OnnxPredictor.load(model, threads=threads)
+    raise ValueError(f"--backend: unknown '{backend}'; valid choices: torch, onnx")
+
+
+def _model_name(predictor: Any, model: str | Path) -> str:
+    meta = getattr(predictor, "meta", None) or {}
+    return str(meta.get("name") or Path(str(model)).resolve().name)
+
+
+def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
+          max_upload_mb: float = 20, max_images: int = 32, decode_timeout_s: float = 5.0,
+          api_key: str | None = None, threads: int | None = None, log_level: str = "warning",
+          console: Console | None = None) -> None:
+    """Serve ``model`` over HTTP until stopped: ``POST /predict``, ``GET /health``, ``GET /model``, ``/docs``.
+
+    Binds to ``127.0.0.1`` by default (only this machine). ``api_key`` (or env ``TRANSFERKIT_API_KEY``) makes
+    ``/predict`` and ``/model`` require header ``X-API-Key``; binding elsewhere without a key prints a warning.
+    """
+    import uvicorn
+
+    from transferkit.serve import ServiceLimits, create_app  # FastAPI only when serving
+
+    console = console or Console()
+    if max_upload_mb <= 0 or max_images < 1 or decode_timeout_s <= 0:
+        raise ValueError("--max-upload-mb and --decode-timeout must be > 0 and --max-images ≥ 1")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port {port}: must be 0..65535")
+    api_key = api_key or os.environ.get(API_KEY_ENV) or None
+    predictor = load_service_predictor(model, backend, threads)
+    limits = ServiceLimits(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_images=max_images,
+                           decode_timeout_s=decode_timeout_s)
+    app = create_app(predictor, limits, api_key=api_key, backend_name=backend,
+                     model_name=_model_name(predictor, model))
+    if not is_loopback(host) and not api_key:
+        console.print(f"[yellow]warning:[/] serving on {host} without an API key: anyone who can reach this "
+                      f"machine can use the model; pass --api-key (or set {API_KEY_ENV})", highlight=False)
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"serving {model} ({backend}, {len(predictor.classes)} classes) on http://{shown}:{port} — "
+                  f"docs at /docs{', API key required' if api_key else ''}; Ctrl-C stops", highlight=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=log_level in ("info", "debug"),
+                            timeout_graceful_shutdown=10)
+    uvicorn.Server(config).run()
+
+
+def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, startup_timeout_s: float = 20.0,
+                    log_level: str = "warning") -> tuple[Any, threading.Thread, int]:
+    """Run ``app`` with uvicorn in a daemon thread; return ``(server, thread, port)`` once it accepts connections.
+
+    ``port=0`` lets the OS pick a free port (the returned one is the real port). Stop with :func:`stop_thread`
+    (``server.should_exit = True; thread.join()``). Raises ``RuntimeError`` if it does not start in time.
+    """
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                            timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"transferkit-serve-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(5)
+            raise RuntimeError(f"the server on {host}:{port} did not start within {startup_timeout_s:g} s")
+        time.sleep(0.01)
+    real_port = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+    return server, thread, int(real_port)
+
+
+def stop_thread(server: Any, thread: threading.Thread, timeout_s: float = 10.0) -> bool:
+    """Ask the server started by :func:`start_in_thread` to exit and wait; ``True`` if the thread ended."""
+    server.should_exit = True
+    thread.join(timeout_s)
+    return not thread.is_alive()
