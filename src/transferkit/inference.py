@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from transferkit.backbones.base import InputSpec
 from transferkit.data.base import ImageSet
 from transferkit.data.prepare import TensorBatches, prepare_images
 
+_BUFFER_NAME = re.compile(r" ?<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: larger images are refused as possible decompression bombs
 ONNX_FORMAT = "1"
 META_KEYS = ("transferkit.classes", "transferkit.input_spec", "transferkit.preprocessing", "transferkit.lineage",
@@ -63,7 +65,8 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX
     except Image.DecompressionBombError as exc:
         raise BadImage(f"{name}: refused as a decompression bomb ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise BadImage(f"{name}: not a readable image ({exc.__class__.__name__}: {exc})") from None
+        why = _BUFFER_NAME.sub("", str(exc))  # PIL names the in-memory buffer ("<_io.BytesIO object at 0x…>")
+        raise BadImage(f"{name}: not a readable image ({exc.__class__.__name__}: {why})") from None
 
 
 def spec_channels_ok(images: Sequence[np.ndarray], spec: InputSpec, convert_channels: bool,

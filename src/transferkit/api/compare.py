@@ -45,7 +45,7 @@ BASELINE = "scratch"
 
 
 @contextlib.contextmanager
-def _quiet_cache_log() -> Iterator[None]:
+def quiet_cache_log() -> Iterator[None]:
     """One cache line per cell would drown the progress bar; each cell records its hit or miss instead."""
     log = logging.getLogger("transferkit.backbones.cache")
     level = log.level

@@ -29,7 +29,7 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
-from transferkit.api.compare import BASELINE, _quiet_cache_log, findings
+from transferkit.api.compare import BASELINE, findings, quiet_cache_log
 from transferkit.api.runs import (
     RunResult,
     best_val_accuracy,
@@ -330,7 +330,7 @@ def curve(
     test_b = to_batches(test_set, model.input_spec) if todo else None
     computed = 0
     try:
-        with _quiet_cache_log(), Progress(console=console, transient=True) as progress:
+        with quiet_cache_log(), Progress(console=console, transient=True) as progress:
             task = progress.add_task("curve", total=n_todo)
             for (k, seed), group in todo.items():
                 train_set, val_set = labelled_budget_split(full, k, val_per_class, val_fraction, seed)

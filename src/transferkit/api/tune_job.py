@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from transferkit import atomic
-from transferkit.api.compare import _quiet_cache_log
+from transferkit.api.compare import quiet_cache_log
 from transferkit.api.runs import RunResult, make_strategy, write_json
 from transferkit.api.train import transfer
 from transferkit.backbones.base import Backbone
@@ -285,7 +285,7 @@ def _optimize(study: optuna.Study, params: list[SearchParam], base: dict[str, An
         return value
 
     try:
-        with _quiet_cache_log(), Progress(console=console, transient=True, disable=not progress) as bar:
+        with quiet_cache_log(), Progress(console=console, transient=True, disable=not progress) as bar:
             task = bar.add_task(f"tune {study.study_name}", total=n_trials)
             study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(ValueError, RuntimeError),
                            callbacks=[lambda _study, _trial: bar.advance(task)])

@@ -8,7 +8,6 @@ import itertools
 import json
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -91,7 +90,6 @@ def evaluate(
 
 
 PREDICT_FORMATS = ("csv", "jsonl")
-_BUFFER_NAME = re.compile(r" ?<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
 PREVIEW_ROWS = 20  # rows kept in the summary returned when predictions are streamed to a file
 
 
@@ -269,10 +267,7 @@ def _read_image(item: PredictInput, max_pixels: int) -> np.ndarray:
         data = item.file.read_bytes()
     except OSError as exc:
         raise BadImage(f"{item.path}: cannot be read ({exc.__class__.__name__}: {exc.strerror or exc})") from None
-    try:
-        return decode_image(data, item.path, max_pixels)
-    except BadImage as exc:  # PIL names the in-memory buffer ("<_io.BytesIO object at 0x…>"): noise in a report
-        raise BadImage(_BUFFER_NAME.sub("", str(exc))) from None
+    return decode_image(data, item.path, max_pixels)
 
 
 def _predict_chunk(predictor: Predictor, items: list[PredictInput], k: int, strict: bool, convert_channels: bool,
