@@ -298,7 +298,7 @@ def adapt(
         net.load_state_dict(chosen)
         if diagnostics:
             diag["after"] = _diagnostics(net, feat["source_val"], feat["t_val"], seed)
-        acc_t, pred_t = _accuracy(net, feat["t_test"])
+        acc_t, pred_t = results["selected_accuracy"], results["selected_predictions"]  # scored once, in _evaluate
         acc_s, _ = _accuracy(net, feat["source_val"])
         final = model.eval()  # frozen: the untouched extractor + the adapted head (the same module the net trained)
         metrics = {
@@ -345,20 +345,22 @@ def _evaluate(net: AdaptNet, method: AdaptMethod, fit: AdaptFitResult, feat: dic
 
     by: dict[str, Any] = {}
     states: dict[str, dict[str, torch.Tensor]] = {}
+    preds: dict[str, Any] = {}  # target-test predictions per checkpoint: the selected one's feed the report
     for name, state in fit.states.items():
         states[name] = prepared(state)
-        acc, _ = _accuracy(net, feat["t_test"])
+        acc, preds[name] = _accuracy(net, feat["t_test"])
         by[name] = {"epoch": fit.best_epochs[name], "score": fit.best_scores[name], "target_accuracy": acc,
                     "uses_target_labels": name == "oracle"}
     last = prepared(fit.last_state) if fit.last_state is not None else None
-    last_acc = _accuracy(net, feat["t_test"])[0] if last is not None else float("nan")
+    last_acc, last_pred = _accuracy(net, feat["t_test"]) if last is not None else (float("nan"), None)
     if select_on not in states:  # e.g. DEV undefined in every epoch: fall back to the last epoch, and say so
         by[select_on] = {"epoch": fit.last_epoch, "score": float("nan"), "target_accuracy": last_acc,
                          "note": "criterion undefined in every epoch; the last epoch was kept"}
-        chosen = last
+        chosen, chosen_pred = last, last_pred
     else:
-        chosen = states[select_on]
-    return {"selected_state": chosen, "last_accuracy": last_acc, "by_criterion": by,
+        chosen, chosen_pred = states[select_on], preds[select_on]
+    return {"selected_state": chosen, "selected_accuracy": by[select_on]["target_accuracy"],
+            "selected_predictions": chosen_pred, "last_accuracy": last_acc, "by_criterion": by,
             "adabn": {"applied": adabn, "target_images": len(feat["t_train"])} if adabn else None}
 
 

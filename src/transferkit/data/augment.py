@@ -37,10 +37,9 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
-from transferkit.config import TrainConfig
+from transferkit.config import AUGMENT_PRESETS, TrainConfig  # the presets' one list (also the CLI's choices)
 from transferkit.data.prepare import TensorBatches
 
-AUGMENT_PRESETS = ("none", "light", "standard", "strong")
 RANDAUGMENT_OPS, RANDAUGMENT_MAGNITUDE = 2, 9  # the ImageNet setting of Cubuk et al. (2020)
 
 
