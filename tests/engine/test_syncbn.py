@@ -31,8 +31,9 @@ def _worker(rank, port, queue):
         part = x[4 * rank:4 * (rank + 1)].clone().requires_grad_(True)
         y = bn(part)
         (y * w[4 * rank:4 * (rank + 1)]).sum().backward()
-        queue.put((rank, y.detach(), part.grad, bn.weight.grad, bn.running_mean.clone(), bn.running_var.clone(),
-                   type(bn).__name__))
+        # NumPy copies, pickled by value: a tensor would travel as a shared-memory handle that dies with this process
+        queue.put((rank, *(t.detach().numpy().copy() for t in (y, part.grad, bn.weight.grad, bn.running_mean,
+                                                                   bn.running_var)), type(bn).__name__))
     finally:
         dist.destroy_process_group()
 
@@ -44,6 +45,7 @@ def test_two_processes_normalise_with_the_global_batch_statistics():
     for p in procs:
         p.start()
     got = sorted((queue.get(timeout=60) for _ in procs), key=lambda t: t[0])
+    got = [(r, *(torch.from_numpy(a) for a in arrays), name) for r, *arrays, name in got]
     for p in procs:
         p.join(30)
     x, w = _batch()
