@@ -1,6 +1,7 @@
 """Running a trained model on new images, the same way everywhere: batch prediction, export checks, the service.
 
-* :func:`decode_image` — bytes → ``uint8`` array, refusing non-images, truncated files and decompression bombs
+* :func:`decode_image` (from :mod:`transferkit.data.images`, where file loading uses it too) — bytes →
+  ``uint8`` array, refusing non-images, truncated files and decompression bombs
   (more than ``max_pixels`` pixels) with a :class:`BadImage` that says which.
 * :func:`preprocess` — decoded images → the float batch ``(N, C, H, W)`` a model's :class:`InputSpec` asks for
   (channel conversion, antialiased resize, scaling to [0, 1], per-channel normalisation) — the same code path as
@@ -18,9 +19,7 @@ already preprocessed; output ``logits``: ``(N, num_classes)``; the batch axis is
 
 from __future__ import annotations
 
-import io
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,42 +30,12 @@ import torch
 
 from transferkit.backbones.base import InputSpec
 from transferkit.data.base import ImageSet
+from transferkit.data.images import DEFAULT_MAX_PIXELS, BadImage, decode_image  # noqa: F401  (part of this API)
 from transferkit.data.prepare import TensorBatches, prepare_images
 
-_BUFFER_NAME = re.compile(r" ?<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
-DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: larger images are refused as possible decompression bombs
 ONNX_FORMAT = "1"
 META_KEYS = ("transferkit.classes", "transferkit.input_spec", "transferkit.preprocessing", "transferkit.lineage",
              "transferkit.format")
-
-
-class BadImage(ValueError):
-    """An input that is not a decodable image of acceptable size; the message says why."""
-
-
-def decode_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode ``data`` to ``uint8`` (H, W) or (H, W, 3) without trusting it: size checked before decoding."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        raise BadImage(f"{name}: empty file")
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-            if w * h > max_pixels:
-                raise BadImage(f"{name}: {w}×{h} = {w * h:,} pixels is more than the limit of {max_pixels:,} "
-                               "(a decompression bomb?)")
-            im.load()
-            if im.mode not in ("L", "RGB"):
-                im = im.convert("RGB") if im.mode not in ("I", "I;16", "F", "1") else im.convert("L")
-            return np.array(im, dtype=np.uint8)
-    except BadImage:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise BadImage(f"{name}: refused as a decompression bomb ({exc})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        why = _BUFFER_NAME.sub("", str(exc))  # PIL names the in-memory buffer ("<_io.BytesIO object at 0x…>")
-        raise BadImage(f"{name}: not a readable image ({exc.__class__.__name__}: {why})") from None
 
 
 def spec_channels_ok(images: Sequence[np.ndarray], spec: InputSpec, convert_channels: bool,

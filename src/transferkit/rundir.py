@@ -70,7 +70,8 @@ def verify_checkpoint(path: str | Path) -> None:
         raise CorruptCheckpointError(f"checkpoint {path} does not exist")
     if not side.is_file():
         raise CorruptCheckpointError(f"checkpoint {path} has no checksum file {side.name} (its write did not finish)")
-    expected = side.read_text().split()[0] if side.read_text().strip() else ""
+    recorded = side.read_text().split()
+    expected = recorded[0] if recorded else ""
     actual = hashlib.sha256(path.read_bytes()).hexdigest()
     if actual != expected:
         raise CorruptCheckpointError(f"checkpoint {path} is corrupted: its SHA-256 {actual[:12]}… does not match the "
@@ -207,13 +208,8 @@ def run_session(out: str | Path, resume: bool = False, overwrite: bool = False,
             raise RunLockedError(f"{out} is being written by {_holder(lock_path(out))}; wait for it to finish, write "
                                  f"to another --out, or pass --overwrite to run anyway (this run then stages "
                                  f"separately and replaces {out} when it finishes)")
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-        try:
+        with atomic.staged_dir(out) as staging:  # private staging, replaces out at the end; removed on failure
             yield RunSession(out, staging)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        atomic.replace_dir(staging, out)
         return
     try:
         session = _open_partial(out, partial, resume, overwrite, config)

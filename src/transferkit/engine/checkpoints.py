@@ -198,8 +198,7 @@ class ResumeCheckpoints(Checkpoint):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if self._stop_requested(trainer):
-            self._stop_if_requested(trainer, pl_module)
+        self._stop_if_requested(trainer, pl_module)  # one agreement per step (a collective call under DDP)
         done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         if self.every and trainer.global_step % self.every == 0 and done < trainer.num_training_batches:
             self.save(trainer, pl_module)  # (the epoch's last batch is saved once, at the epoch's end)

@@ -166,7 +166,7 @@ class TransferModule(L.LightningModule):
         state = checkpoint.get("transferkit_module", {})
         self.history = list(state.get("history", []))
         self._val_row = dict(state.get("val_row", {}))
-        self._restored_lr_factor = self.lr_factor = state.get("lr_factor", 1.0)
+        self.lr_factor = state.get("lr_factor", 1.0)
         self.time_before_resume = float(state.get("train_time_s", 0.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -246,7 +246,7 @@ class TransferModule(L.LightningModule):
         else:
             opt = torch.optim.AdamW(groups, lr=groups[0]["lr"], weight_decay=wd)
         # phases (two-phase fine-tuning) scale every group's rate from their epoch on; a resumed run continues
-        self.lr_factor = getattr(self, "_restored_lr_factor", 1.0)
+        self.lr_factor = getattr(self, "lr_factor", 1.0)
         total = max(int(self.trainer.estimated_stepping_batches), 1) if self._trainer is not None else 1
         shape = lr_multiplier(self.cfg.schedule, total, total * self.cfg.warmup_epochs // max(self.cfg.epochs, 1))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: shape(step) * self.lr_factor)
