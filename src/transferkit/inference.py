@@ -32,6 +32,7 @@ from transferkit.backbones.base import InputSpec
 from transferkit.data.base import ImageSet
 from transferkit.data.images import DEFAULT_MAX_PIXELS, BadImage, decode_image  # noqa: F401  (part of this API)
 from transferkit.data.prepare import TensorBatches, prepare_images
+from transferkit.data.tokens import encode_texts, length_order
 
 ONNX_FORMAT = "1"
 META_KEYS = ("transferkit.classes", "transferkit.input_spec", "transferkit.preprocessing", "transferkit.lineage",
@@ -156,6 +157,22 @@ def top_k_rows(probs: torch.Tensor, classes: Sequence[str], top_k: int = 1) -> l
                      "top": [{"class": classes[i], "index": i, "probability": round(p, 6)}
                              for i, p in zip(idx, ps, strict=True)]})
     return rows
+
+
+def predict_texts(predictor: Predictor, texts: Sequence[str], top_k: int = 1) -> list[dict[str, Any]]:
+    """Texts → prediction rows, for a text model (tokenised with the model's tokenizer, truncated to its
+    ``max_length``; the rows keep the order of ``texts``)."""
+    if not texts:
+        return []
+    if predictor.input_spec.modality != "text":
+        raise ValueError("this model takes images, not texts")
+    ids, lengths, _ = encode_texts(texts, predictor.input_spec, "predict")
+    order = length_order(lengths)
+    logits = torch.empty(len(texts), len(predictor.classes))
+    for start in range(0, len(texts), 64):  # similar lengths per batch: less padding
+        idx = order[start:start + 64]
+        logits[idx] = predictor.logits(ids[idx])
+    return top_k_rows(torch.softmax(logits, 1), predictor.classes, top_k)
 
 
 def predict_batch(predictor: Predictor, images: Sequence[np.ndarray], top_k: int = 1) -> list[dict[str, Any]]:

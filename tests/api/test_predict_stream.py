@@ -195,7 +195,7 @@ def test_cli_streams_to_jsonl_and_prints_a_summary(tree, tmp_path, capsys):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 36 and sum(bool(r["error"]) for r in rows) == 4 and rows[0]["top3_class"]
     text = " ".join(capsys.readouterr().out.split())
-    assert "32 image(s) predicted, 4 error(s)" in text and str(out) in text
+    assert "32 input(s) predicted, 4 error(s)" in text and str(out) in text
     assert main(["predict", str(tree["bundle"]), str(tree["imgs"]), "--strict", "--no-progress"]) == 2
     assert main(["predict", str(tree["bundle"]), str(tree["good"][0]), "--backend", "onnx", "--no-progress"]) == 2
 

@@ -162,5 +162,5 @@ def test_bad_names_and_sizes_are_clear():
         create_backbone("timm:vit_tiny_patch16_224", img_size=96)
     with pytest.raises(ValueError, match="not supported"):
         create_backbone("timm:resnet18", img_size=64, cut_at="layer3")
-    assert {f.prefix for f in list_backbone_families()} == {"timm", "torchvision"}
+    assert {f.prefix for f in list_backbone_families()} == {"hf", "timm", "torchvision"}
     assert backbone_info("timm:resnet18").default_size == 224

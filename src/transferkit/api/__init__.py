@@ -2,7 +2,8 @@
 
 Everything the CLI does is a call here: :func:`pretrain`, :func:`transfer`, :func:`evaluate`,
 :func:`predict`, :func:`resume`, :func:`compare`, :func:`curve`, :func:`adapt`, :func:`adapt_compare`,
-:func:`distill`, :func:`fuse`, :func:`select`, :func:`tune`, :func:`export`, :func:`serve` and :func:`demo`.
+:func:`distill`, :func:`fuse`, :func:`select`, :func:`tune`, :func:`fewshot`, :func:`zeroshot`, :func:`export`,
+:func:`serve` and :func:`demo`.
 """
 
 from transferkit.api.adapt_compare_job import adapt_compare
@@ -12,6 +13,7 @@ from transferkit.api.curve import curve
 from transferkit.api.demo import demo
 from transferkit.api.distill_job import distill
 from transferkit.api.export_job import export
+from transferkit.api.fewshot_job import fewshot, zeroshot
 from transferkit.api.fuse_job import fuse
 from transferkit.api.lr_find import lr_find
 from transferkit.api.merge import merge
@@ -24,4 +26,5 @@ from transferkit.api.tune_job import tune
 from transferkit.api.use import evaluate, predict
 
 __all__ = ["RunResult", "adapt", "adapt_compare", "compare", "curve", "demo", "distill", "evaluate", "fuse", "lr_find",
-           "export", "merge", "predict", "pretrain", "resume", "select", "serve", "transfer", "tune"]
+           "export", "fewshot", "merge", "predict", "pretrain", "resume", "select", "serve", "transfer", "tune",
+           "zeroshot"]

@@ -54,6 +54,10 @@ def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = No
         raise ValueError(f"--opset must be a whole number between 7 and 21, got {opset!r}")
     bundle_dir = resolve_bundle(bundle)
     model, meta = load_bundle(bundle_dir)
+    if model.input_spec.modality == "text":
+        raise ValueError(f"{bundle_dir}: a text model ({model.arch}); export to ONNX/TorchScript supports image "
+                         "models only so far (the Hugging Face encoder and its tokenizer would need their own "
+                         "exporter, e.g. optimum). Use the bundle with transferkit.predict")
     kind = bundle_kind(model, meta)
     reference = copy.deepcopy(model).eval() if meta.get("adapter") else model  # verify against the unmerged model
     model, notes = prepare_for_export(model, meta)

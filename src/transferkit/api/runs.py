@@ -3,6 +3,7 @@ strategy from options, scoring a model."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from transferkit.backbones.imagenet import imagenet_classes
 from transferkit.backbones.registry import backbone_info, create_backbone, is_backbone_name
 from transferkit.bundle import BundleError, load_bundle, resolve_bundle
 from transferkit.config import TrainConfig
-from transferkit.data.base import ImageSet
+from transferkit.data.base import AnyDataset
 from transferkit.data.class_map import apply_class_map, match_classes
 from transferkit.data.prepare import TensorBatches
 from transferkit.data.registry import get_dataset
@@ -62,17 +63,26 @@ def set_threads(num_threads: int | None = None) -> None:
 
 
 def load_source(source: str | Path | Backbone, image_size: int | None = None,
-                weights: str | Path | None = None) -> tuple[Backbone, dict[str, Any]]:
+                weights: str | Path | None = None, max_length: int | None = None) -> tuple[Backbone, dict[str, Any]]:
     """A source model from a run directory, a bundle directory or a pretrained backbone name.
 
     ``image_size`` sets the input size of a named pretrained backbone (e.g. 96 px to save CPU time);
+    ``max_length`` the token limit of a named text backbone (``minilm``, ``hf:…``);
     ``weights`` is a local weights file for ``timm:<arch>`` / ``torchvision:<arch>``.
     ``fuse:[MODE[@WIDTH]:]A+B`` fuses the features of several such sources (:func:`parse_fused_source`).
     """
     if isinstance(source, Backbone):
+        if max_length is not None:
+            if not hasattr(source, "set_max_length"):
+                raise ValueError(f"--max-length applies to a text backbone; {source.arch} takes "
+                                 f"{source.input_spec.modality} input")
+            source = copy.deepcopy(source)  # the caller's model keeps its own limit
+            source.set_max_length(max_length)
         return source, {"source": source.arch}
     text = str(source)
     if text.startswith(FUSED_SOURCE_PREFIX) and not Path(text).exists():
+        if max_length is not None:
+            raise ValueError(f"--source {text}: --max-length applies to a text backbone, not to a fusion")
         if weights is not None:
             raise ValueError(f"--source {text}: --weights applies to one pretrained backbone, not to a fusion")
         return _load_fused_source(text, image_size)
@@ -83,6 +93,8 @@ def load_source(source: str | Path | Backbone, image_size: int | None = None,
             kwargs: dict[str, Any] = {"img_size": image_size} if image_size else {}
             if weights is not None:
                 kwargs["weights"] = str(weights)
+            if max_length is not None:
+                kwargs["max_length"] = int(max_length)
             model = create_backbone(text, pretrained=True, **kwargs)
             classes = imagenet_classes() if model.num_classes == 1000 else []
             return model, {"source": text, "classes": classes, "lineage": {"source": f"pretrained:{text}"}}
@@ -91,9 +103,9 @@ def load_source(source: str | Path | Backbone, image_size: int | None = None,
         raise BundleError(
             f"--source '{text}': neither a run/bundle directory nor a backbone with pretrained weights ({exc})"
         ) from None
-    if weights is not None or image_size is not None:
+    if weights is not None or image_size is not None or max_length is not None:
         raise ValueError(f"--source {path} is a bundle: it has its own weights and input size; "
-                         "--weights/--image-size apply to a pretrained backbone name only")
+                         "--weights/--image-size/--max-length apply to a pretrained backbone name only")
     model, meta = load_bundle(path)
     meta = {**meta, "source": str(path)}
     return model, meta
@@ -159,7 +171,7 @@ def _load_fused_source(text: str, image_size: int | None) -> tuple[Backbone, dic
 
 
 def load_task(data: str, split: str, classes: str | list[int] | None, strict: bool = False,
-              class_map: dict[str, str] | None = None) -> ImageSet:
+              class_map: dict[str, str] | None = None) -> AnyDataset:
     """Dataset ``data``'s ``split`` restricted to ``classes`` (relabelled 0..k-1 in the given order), then renamed
     or merged by ``class_map`` (:func:`transferkit.data.class_map.apply_class_map`) when one is given."""
     ds = select_classes(get_dataset(data, split, strict=strict), parse_classes(classes))
@@ -174,8 +186,15 @@ def head_init_mapping(target_classes: list[str], source_meta: dict[str, Any],
     return (match_classes(target_classes, source_classes) if on and source_classes else None), source_classes
 
 
-def check_channels(ds: ImageSet, model: Backbone, convert_channels: bool, what: str) -> None:
-    """Grey → colour is automatic (lossless); colour → grey needs ``convert_channels`` (it loses information)."""
+def check_channels(ds: AnyDataset, model: Backbone, convert_channels: bool, what: str) -> None:
+    """The data's kind (images/text) must be the model's; grey → colour is automatic (lossless); colour → grey needs
+    ``convert_channels`` (it loses information)."""
+    data_kind, model_kind = getattr(ds, "modality", "image"), model.input_spec.modality
+    if data_kind != model_kind:
+        raise ValueError(f"{what}: the data {ds.name} is {data_kind} but the model ({model.arch}) takes {model_kind} "
+                         f"input; choose a {data_kind} backbone ('transferkit backbones' lists them)")
+    if data_kind == "text":
+        return
     have, want = ds.channels, model.input_spec.channels
     if have > want and not convert_channels:
         raise ValueError(
@@ -184,7 +203,7 @@ def check_channels(ds: ImageSet, model: Backbone, convert_channels: bool, what: 
         )
 
 
-def check_classes(ds: ImageSet, meta: dict[str, Any], what: str) -> None:
+def check_classes(ds: AnyDataset, meta: dict[str, Any], what: str) -> None:
     """The data must have the model's classes (same number; same names when both are known)."""
     model_classes = meta.get("classes") or []
     if len(model_classes) != ds.num_classes:

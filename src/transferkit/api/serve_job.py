@@ -39,7 +39,11 @@ def load_service_predictor(model: str | Path, backend: str = "torch", threads: i
             import torch
 
             torch.set_num_threads(threads)
-        return TorchPredictor.load(model)
+        predictor = TorchPredictor.load(model)
+        if predictor.input_spec.modality != "text":
+            return predictor
+        raise ValueError(f"{model}: a text model; the HTTP service takes images only so far. Use "
+                         "'transferkit predict MODEL texts.csv' (or transferkit.predict) for texts")
     if backend == "onnx":
         return OnnxPredictor.load(model, threads=threads)
     raise ValueError(f"--backend: unknown '{backend}'; valid choices: torch, onnx")

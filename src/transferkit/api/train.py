@@ -91,7 +91,7 @@ def write_run(
     facts = {
         "job": kind, "strategy": f"{trained.strategy} {trained.options or ''}".strip(),
         "source": lineage.get("source", "-"), "data": f"{lineage.get('data')} classes {classes}",
-        "labelled training images": data_sizes["n_train"], "validation images": data_sizes["n_val"],
+        "labelled training examples": data_sizes["n_train"], "validation examples": data_sizes["n_val"],
         "seed": config.get("seed"), "best epoch (validation)": trained.fit.best_epoch + 1,
         "epochs run": trained.fit.epochs_run, "trainable / total parameters":
             f"{trained.trainable_params:,} / {trained.model.num_parameters():,}",
@@ -219,6 +219,7 @@ def transfer(
     num_nodes: int = 1, distributed: str = "auto", deterministic: bool | None = None,
     checkpoint_every: int | None = 200, resume: bool = False, overwrite: bool = False,
     console: Console | None = None, callbacks: Sequence[Callback] = (), evaluate_test: bool = True,
+    max_length: int | None = None,
 ) -> RunResult:
     """Transfer ``source`` (run dir, bundle dir or pretrained backbone name) to a new task and evaluate it.
 
@@ -226,8 +227,9 @@ def transfer(
     other training-split images per class for early stopping; the test split is only used for the final
     evaluation. ``strategy`` is ``scratch``/``structure``, ``linear_probe``/``feature`` or
     ``finetune``/``parameter``; ``options`` holds further strategy options (``transferkit strategies`` lists
-    them). ``image_size`` sets the input size of a named pretrained backbone and
-    ``weights`` a local weights file for ``timm:``/``torchvision:`` sources.
+    them). ``image_size`` sets the input size of a named pretrained backbone,
+    ``weights`` a local weights file for ``timm:``/``torchvision:`` sources and ``max_length`` the token limit of a
+    named text backbone (``minilm``, ``hf:…``; text data such as ``text:FILE.csv`` or ``ag_news``).
 
     ``class_map`` (a YAML/JSON file or a mapping ``{target class: new name}``) renames or merges target
     classes first. With ``head_init`` (default on), target classes whose names match a source class start
@@ -262,9 +264,11 @@ def transfer(
         if class_map else None
     if cv is not None:  # K-fold cross-validation on the labelled training set: no test split, no bundle
         require_one_process(cfg, "--cv")
+        if max_length is not None:
+            raise ValueError("--max-length is not supported with --cv yet; run without it (the backbone's default)")
         return cross_validate(source, data, classes, cv, strat, cfg, labels_per_class, val_per_class, val_fraction,
                               out, strict, convert_channels, config, console, image_size, weights, cmap, head_init)
-    source_model, source_meta = load_source(source, image_size, weights)
+    source_model, source_meta = load_source(source, image_size, weights, max_length)
     return _train_job("transfer", source_model, source_meta, strat, data, classes, labels_per_class, val_per_class,
                       val_fraction, cfg, out, strict, convert_channels, config, console, cmap, head_init,
                       callbacks, evaluate_test, resume, overwrite)

@@ -46,6 +46,7 @@ from transferkit.inference import (
     decode_image,
     load_predictor,
     predict_batch,
+    predict_texts,
     spec_channels_ok,
 )
 from transferkit.report.plots import plot_confusion
@@ -95,20 +96,73 @@ PREVIEW_ROWS = 20  # rows kept in the summary returned when predictions are stre
 
 @dataclass(frozen=True)
 class PredictInput:
-    """One image to predict: ``path`` as reported in the output; ``error`` set when it is known to be missing."""
+    """One image (or text) to predict: ``path`` as reported in the output (``file:line`` for texts); ``error`` set
+    when it is known to be unusable (missing file, empty text)."""
 
     path: str
     file: Path | None = None
     error: str | None = None
+    text: str | None = None
+
+
+TEXT_TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+
+
+def iter_text_inputs(inputs: Sequence[Path], text_column: str = "text") -> Iterator[PredictInput]:
+    """Texts to predict, lazily: ``.txt`` files give one text per line; ``.csv``/``.tsv`` files the ``text_column``
+    (several joined with ``+``, e.g. ``title+description``); ``.jsonl`` files that field of each object. An empty
+    text becomes an error row; a file that is not UTF-8 or lacks the column is an error naming it."""
+    columns = [c.strip() for c in text_column.split("+") if c.strip()]
+    for p in inputs:
+        if p.is_dir():
+            raise ValueError(f"{p}: a folder; a text model predicts .txt, .csv, .tsv or .jsonl files")
+        suffix = p.suffix.lower()
+        try:
+            with p.open(newline="" if suffix in TEXT_TABLE_SUFFIXES else None, encoding="utf-8-sig") as fh:
+                if suffix in TEXT_TABLE_SUFFIXES:
+                    reader = csv.DictReader(fh, delimiter=TEXT_TABLE_SUFFIXES[suffix])
+                    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+                    if missing:
+                        raise ValueError(f"{p}: no column {missing} (columns: {reader.fieldnames}); choose the text "
+                                         "column with --text-column")
+                    for row in reader:
+                        yield _text_input(f"{p}:{reader.line_num}", " ".join((row[c] or "").strip() for c in columns))
+                elif suffix in (".jsonl", ".ndjson"):
+                    for n, line in enumerate(fh, 1):
+                        if not line.strip():
+                            continue
+                        try:
+                            obj = json.loads(line)
+                            text = " ".join(str(obj.get(c) or "").strip() for c in columns)
+                        except (json.JSONDecodeError, AttributeError):
+                            yield PredictInput(f"{p}:{n}", error=f"{p}:{n}: not a JSON object")
+                            continue
+                        yield _text_input(f"{p}:{n}", text)
+                else:  # plain text, one per line
+                    for n, line in enumerate(fh, 1):
+                        yield _text_input(f"{p}:{n}", line.rstrip("\r\n"))
+        except UnicodeDecodeError as exc:
+            # an error row for the rest of this file; the other inputs are still predicted
+            yield PredictInput(str(p), error=f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); the rest of "
+                               f"this file was skipped. Convert it, e.g. iconv -f latin1 -t utf-8 {p.name}")
+
+
+def _text_input(where: str, text: str) -> PredictInput:
+    text = text.strip()
+    return PredictInput(where, text=text) if text else PredictInput(where, error=f"{where}: empty text")
 
 
 def predict(
     model: str | Path, inputs: Sequence[str | Path], output: str | Path | None = None, top_k: int = 1,
     batch_size: int = 64, strict: bool = False, convert_channels: bool = False, format: str | None = None,
     backend: str = "torch", max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
-    console: Console | None = None,
+    console: Console | None = None, text_column: str = "text",
 ) -> list[dict[str, Any]] | dict[str, Any]:
-    """Predict the class of images, streaming: ``batch_size`` images are decoded and predicted at a time.
+    """Predict the class of images (or texts, for a text model), streaming: ``batch_size`` at a time.
+
+    For a text model, ``inputs`` are ``.txt`` files (one text per line), ``.csv``/``.tsv`` files (column
+    ``text_column``; ``title+description`` joins two) or ``.jsonl`` files (:func:`iter_text_inputs`); ``path`` is then
+    ``file:line`` and an empty text is an error row.
 
     ``inputs`` are image files, folders (searched recursively in sorted order; hidden files and folders are
     skipped, every other file is tried as an image) and ``.csv`` list files, whose ``path`` column (or first
@@ -147,7 +201,12 @@ def predict(
     k = max(1, min(top_k, len(predictor.classes)))
     fields = predict_fields(k)
     console = console or Console(stderr=True)
-    total = sum(1 for _ in iter_predict_inputs(paths)) if progress else None
+    is_text = predictor.input_spec.modality == "text"
+
+    def items() -> Iterator[PredictInput]:
+        return iter_text_inputs(paths, text_column) if is_text else iter_predict_inputs(paths)
+
+    total = sum(1 for _ in items()) if progress else None
     counts = {"images": 0, "predicted": 0, "errors": 0}
     preview: list[dict[str, Any]] = []
     error_rows: list[dict[str, Any]] = []
@@ -158,8 +217,9 @@ def predict(
                    TextColumn("images"), TimeElapsedColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=True, disable=not progress) as bar:
             task = bar.add_task("predict", total=total)
-            for chunk in _chunks(iter_predict_inputs(paths), batch_size):
-                out = _predict_chunk(predictor, chunk, k, strict, convert_channels, max_pixels)
+            for chunk in _chunks(items(), batch_size):
+                out = _predict_text_chunk(predictor, chunk, k, strict) if is_text else \
+                    _predict_chunk(predictor, chunk, k, strict, convert_channels, max_pixels)
                 sink(out)
                 for row in out:
                     bad = row["error"] is not None
@@ -171,7 +231,7 @@ def predict(
                 counts["images"] += len(out)
                 bar.advance(task, len(out))
         if not counts["images"]:
-            raise ValueError(f"no image files in {', '.join(map(str, paths))}")
+            raise ValueError(f"no {'texts' if is_text else 'image files'} in {', '.join(map(str, paths))}")
 
     if output is None:
         run(rows.extend)
@@ -180,7 +240,7 @@ def predict(
         with _atomic_text_file(output) as fh:
             run(_row_writer(fh, fmt or "csv", fields))
     if counts["errors"]:
-        log.warning("%d of %d image(s) could not be predicted, e.g.:\n  %s", counts["errors"], counts["images"],
+        log.warning("%d of %d input(s) could not be predicted, e.g.:\n  %s", counts["errors"], counts["images"],
                     "\n  ".join(r["error"] for r in error_rows[:5]))
     if output is None:
         return rows
@@ -303,6 +363,21 @@ def _predict_chunk(predictor: Predictor, items: list[PredictInput], k: int, stri
     for i, pred in zip(slots, preds, strict=True):
         path = items[i].path
         rows[i] = _error_row(path, f"{path}: {pred}", k) if isinstance(pred, str) else _prediction_row(path, pred)
+    return [r for r in rows if r is not None]
+
+
+def _predict_text_chunk(predictor: Predictor, items: list[PredictInput], k: int,
+                        strict: bool) -> list[dict[str, Any]]:
+    """Predict one batch of texts; rows in the order of ``items`` (empty texts are error rows, unless ``strict``)."""
+    rows: list[dict[str, Any] | None] = [None] * len(items)
+    for i, item in enumerate(items):
+        if item.error is not None:
+            if strict:
+                raise ValueError(item.error)
+            rows[i] = _error_row(item.path, item.error, k)
+    slots = [i for i, r in enumerate(rows) if r is None]
+    for i, pred in zip(slots, predict_texts(predictor, [items[i].text or "" for i in slots], k), strict=True):
+        rows[i] = _prediction_row(items[i].path, pred)
     return [r for r in rows if r is not None]
 
 

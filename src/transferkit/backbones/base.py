@@ -14,10 +14,11 @@ parameters in input → output order with the head last.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -26,7 +27,9 @@ class InputSpec:
     """What a backbone expects as input; stored in every bundle so that ``predict`` preprocesses alike.
 
     Images are converted to ``channels`` channels, resized to ``size`` (``(H, W)``), scaled to [0, 1] and
-    normalised with ``mean``/``std`` per channel.
+    normalised with ``mean``/``std`` per channel. Text (``modality="text"``) is tokenised by ``tokenizer`` (a
+    ``tokenizers.Tokenizer``, which travels with the model and is written beside a bundle's weights, not into
+    the JSON) and truncated to ``extra["max_length"]`` tokens; ``extra["pad_id"]`` pads batches.
     """
 
     modality: str = "image"
@@ -36,19 +39,39 @@ class InputSpec:
     std: tuple[float, ...] = (0.5,)
     min_size: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    tokenizer: Any = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """JSON-safe fields (the tokenizer is not one: a bundle stores it as ``tokenizer.json``)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "tokenizer"}
         d["size"] = list(self.size) if self.size else None
         d["mean"], d["std"] = list(self.mean), list(self.std)
+        d["extra"] = dict(self.extra)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputSpec:
-        d = dict(d)
+        d = {k: v for k, v in d.items() if k != "tokenizer"}
         d["size"] = tuple(d["size"]) if d.get("size") else None
         d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
         return cls(**d)
+
+
+class CosineClassifier(nn.Module):
+    """Logits ``scale · cos(f, w_c)``: a classifier by direction only, whose rows are class prototypes or label
+    embeddings (few-shot prototypes, Snell et al., 2017, with cosine similarity as in Chen et al., 2019, "A Closer
+    Look at Few-shot Classification"; zero-shot by label descriptions). ``scale`` sharpens the softmax."""
+
+    def __init__(self, in_features: int, num_classes: int, scale: float = 10.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(num_classes, in_features) * 0.01)
+        self.scale = float(scale)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.normalize(features, dim=1) @ F.normalize(self.weight, dim=1).T
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.weight.shape[1]}, num_classes={self.weight.shape[0]}, scale={self.scale}"
 
 
 @dataclass
@@ -88,6 +111,7 @@ class Backbone(nn.Module):
         self.stage_dims: dict[str, int] = {}
         self.input_spec = InputSpec()
         self.head_hidden = 0  # >0: the head is a bottleneck MLP (Linear → BatchNorm → ReLU → Linear)
+        self.head_kind = "linear"  # "cosine": a CosineClassifier (prototypes, zero-shot label embeddings)
 
     # -- forward ---------------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
@@ -116,7 +140,10 @@ class Backbone(nn.Module):
         """A fresh classifier on ``feature_dim`` features: linear, or with ``head_hidden > 0`` a bottleneck
         ``Linear(feature_dim, head_hidden) → BatchNorm1d → ReLU → Linear(head_hidden, num_classes)`` (the
         domain-adaptation classifier of Ganin et al., 2016 and Long et al., 2018, whose bottleneck output the
-        adaptation losses align). Subclasses may override."""
+        adaptation losses align); with ``head_kind == "cosine"`` a :class:`CosineClassifier`. Subclasses may
+        override."""
+        if self.head_kind == "cosine":
+            return CosineClassifier(self.feature_dim, num_classes)
         if self.head_hidden:
             h = int(self.head_hidden)
             return nn.Sequential(nn.Linear(self.feature_dim, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True),
@@ -134,6 +161,17 @@ class Backbone(nn.Module):
             raise ValueError(f"--bottleneck must be ≥ 0 (0: a linear head), got {hidden}")
         self.head_hidden = int(hidden)
         self.reset_classifier(num_classes)
+
+    def set_cosine_head(self, weight: torch.Tensor) -> None:
+        """Replace the head with a :class:`CosineClassifier` whose rows are ``weight`` ``(num_classes, feature_dim)``
+        (class prototypes or label embeddings); the bundle records ``head_kind: cosine`` to rebuild it."""
+        if weight.ndim != 2 or weight.shape[1] != self.feature_dim:
+            raise ValueError(f"cosine head: expected weights (num_classes, {self.feature_dim}), "
+                             f"got {tuple(weight.shape)}")
+        self.head_kind, self.head_hidden = "cosine", 0
+        self.reset_classifier(int(weight.shape[0]))
+        with torch.no_grad():
+            self.head.weight.copy_(weight)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head with a freshly initialised one for ``num_classes`` classes."""
@@ -164,6 +202,8 @@ class Backbone(nn.Module):
         config = {"arch": self.arch, "kwargs": self.arch_kwargs, "num_classes": self.num_classes, "cut_at": self.cut_at}
         if self.head_hidden:
             config["head_hidden"] = self.head_hidden
+        if self.head_kind != "linear":
+            config["head_kind"] = self.head_kind
         return config
 
     def num_parameters(self, trainable_only: bool = False) -> int:

@@ -2,7 +2,7 @@
 
 Runs in ``torch.inference_mode`` (no autograd bookkeeping), in eval mode (BatchNorm uses running
 statistics, dropout off), with channels-last memory for 4-D inputs (faster convolutions on CPU), in
-batches taken straight from in-memory tensors.
+batches taken straight from in-memory tensors (texts sorted by length, so a batch pads to similar lengths).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 
 from transferkit.backbones.base import Backbone
 from transferkit.data.prepare import TensorBatches
+from transferkit.data.tokens import length_order
 
 
 def batched_outputs(model: torch.nn.Module, data: TensorBatches, fn: Callable[[torch.Tensor], torch.Tensor],
@@ -26,10 +27,13 @@ def batched_outputs(model: torch.nn.Module, data: TensorBatches, fn: Callable[[t
     if channels_last:
         model.to(memory_format=torch.channels_last)
     chunks = []
+    # texts go in length order (each batch pads to its longest text only), outputs come back in data order
+    lengths = getattr(data, "lengths", None)
+    order = length_order(lengths).tolist() if lengths is not None else list(range(len(data)))
     try:
         with torch.inference_mode():
             for start in range(0, len(data), batch_size):
-                batch = data.__getitems__(list(range(start, min(start + batch_size, len(data)))))
+                batch = data.__getitems__(order[start: start + batch_size])
                 x = (batch[0] if isinstance(batch, tuple) else batch).to(device)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
@@ -38,6 +42,11 @@ def batched_outputs(model: torch.nn.Module, data: TensorBatches, fn: Callable[[t
         if channels_last:
             model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
+    if lengths is not None and chunks:
+        out = torch.cat(chunks)
+        restored = torch.empty_like(out)
+        restored[torch.as_tensor(order)] = out
+        return [restored]
     return chunks
 
 

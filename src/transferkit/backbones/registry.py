@@ -172,6 +172,9 @@ def build_from_config(config: dict[str, Any]) -> Backbone:
     )
     if config.get("head_hidden"):
         model.set_bottleneck(config["num_classes"], int(config["head_hidden"]))
+    if config.get("head_kind", "linear") != "linear":
+        model.head_kind = config["head_kind"]
+        model.reset_classifier(config["num_classes"])
     return model
 
 

@@ -82,7 +82,8 @@ def cmd_backbones(a: argparse.Namespace, console: Console) -> None:
     for info in list_backbones():
         model = create_backbone(info.name, pretrained=False)
         spec = model.input_spec
-        size = f"{spec.channels}×{spec.size[0]}×{spec.size[1]}" if spec.size else f"{spec.channels}×any"
+        size = (f"text, ≤{spec.extra.get('max_length')} tokens" if spec.modality == "text"
+                else f"{spec.channels}×{spec.size[0]}×{spec.size[1]}" if spec.size else f"{spec.channels}×any")
         table.add_row(info.name, f"{model.num_parameters():,}", str(model.feature_dim), size,
                       "available" if info.weights_available() else "none (pretrain it)", info.description)
     console.print(table)
@@ -116,7 +117,8 @@ def cmd_transfer(a: argparse.Namespace, console: Console) -> None:
                  options=parse_options(a.options),
                  image_size=a.image_size, weights=a.weights, class_map=a.class_map, head_init=a.head_init,
                  val_per_class=a.val_per_class, val_fraction=a.val_fraction, strict=a.strict,
-                 convert_channels=a.convert_channels, cv=a.cv, console=console, **_train_kwargs(a))
+                 convert_channels=a.convert_channels, cv=a.cv, max_length=a.max_length, console=console,
+                 **_train_kwargs(a))
 
 
 def cmd_evaluate(a: argparse.Namespace, console: Console) -> None:
@@ -127,16 +129,16 @@ def cmd_evaluate(a: argparse.Namespace, console: Console) -> None:
 
 def cmd_predict(a: argparse.Namespace, console: Console) -> None:
     _need(a.model, "MODEL (run directory, bundle directory or backbone name)")
-    _need(a.inputs, "IMAGE_OR_FOLDER")
+    _need(a.inputs, "IMAGE_OR_FOLDER (or text files for a text model)")
     result = api.predict(a.model, a.inputs, output=a.output, top_k=a.top_k, batch_size=a.batch_size,
                          strict=a.strict, convert_channels=a.convert_channels, format=a.format,
-                         backend=a.backend, progress=a.progress, console=console)
+                         backend=a.backend, progress=a.progress, console=console, text_column=a.text_column)
     if isinstance(result, dict):  # streamed to --output: a summary with the first rows
         rows, n, errors = result["preview"], result["images"], result["errors"]
     else:
         rows, n, errors = result, len(result), sum(r["error"] is not None for r in result)
     cols = [c for c in rows[0] if not (c.startswith("top1_") or c.endswith("_index") or (c == "error" and not errors))]
-    table = Table(title=f"predictions ({n} images)")
+    table = Table(title=f"predictions ({n} inputs)")
     for col in cols:
         table.add_column(col)
     for row in rows[:20]:
@@ -144,7 +146,7 @@ def cmd_predict(a: argparse.Namespace, console: Console) -> None:
     console.print(table)
     if n > 20:
         console.print(f"… {n - 20} more")
-    console.print(f"{n - errors} image(s) predicted, {errors} error(s)" + (f"; wrote {a.output}" if a.output else ""))
+    console.print(f"{n - errors} input(s) predicted, {errors} error(s)" + (f"; wrote {a.output}" if a.output else ""))
 
 
 def cmd_compare(a: argparse.Namespace, console: Console) -> None:
@@ -261,6 +263,23 @@ def cmd_lr_find(a: argparse.Namespace, console: Console) -> None:
                 weight_decay=a.weight_decay, seed=a.seed, min_lr=a.min_lr, max_lr=a.max_lr, steps=a.steps,
                 val_per_class=a.val_per_class, image_size=a.image_size, convert_channels=a.convert_channels,
                 console=console)
+
+
+def cmd_fewshot(a: argparse.Namespace, console: Console) -> None:
+    api.fewshot(a.source, a.data, method=a.method, labels_per_class=a.labels_per_class, classes=a.classes,
+                seed=a.seed, out=a.out, evaluate_on=a.evaluate_on, iterations=a.iterations, max_pairs=a.max_pairs,
+                epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, head_c=a.head_c, n_way=a.n_way, n_query=a.n_query,
+                episodes=a.episodes, episode_classifier=a.episode_classifier, max_length=a.max_length,
+                image_size=a.image_size, strict=a.strict, convert_channels=a.convert_channels,
+                overwrite=a.overwrite, progress=a.progress, console=console)
+
+
+def cmd_zeroshot(a: argparse.Namespace, console: Console) -> None:
+    if a.data is None and a.labels is None:
+        raise ValueError("zeroshot needs --labels A,B,… or --data (whose class names become the labels)")
+    api.zeroshot(a.source, a.data, labels=a.labels, templates=a.templates, descriptions=a.descriptions,
+                 split=a.split, classes=a.classes, out=a.out, max_length=a.max_length, strict=a.strict,
+                 overwrite=a.overwrite, console=console)
 
 
 def cmd_merge(a: argparse.Namespace, console: Console) -> None:

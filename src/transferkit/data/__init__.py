@@ -7,7 +7,8 @@ into the tensors a backbone expects.
 
 from transferkit.data import images as _images  # noqa: F401  (registers the built-in datasets)
 from transferkit.data import shifted as _shifted  # noqa: F401  (domain-shifted Fashion-MNIST)
-from transferkit.data.base import ImageSet
+from transferkit.data import text as _text  # noqa: F401  (text tables, AG News)
+from transferkit.data.base import AnyDataset, ImageSet, TextSet
 from transferkit.data.download import DatasetNotFoundError, data_root
 from transferkit.data.prepare import TensorBatches, make_loader, prepare_images, to_batches
 from transferkit.data.registry import DatasetInfo, get_dataset, has_split, list_datasets, register_dataset
@@ -20,7 +21,8 @@ from transferkit.data.splits import (
 )
 
 __all__ = [
-    "DatasetInfo", "DatasetNotFoundError", "ImageSet", "TensorBatches", "data_root", "get_dataset", "has_split",
+    "AnyDataset", "DatasetInfo", "DatasetNotFoundError", "ImageSet", "TensorBatches", "TextSet", "data_root",
+    "get_dataset", "has_split",
     "k_per_class", "labelled_budget_split", "list_datasets", "make_loader", "parse_classes", "prepare_images",
     "register_dataset", "select_classes", "to_batches", "train_val_split",
 ]

@@ -117,6 +117,11 @@ def require_image_batches(cfg: TrainConfig, data: TensorBatches) -> None:
     features) cannot use them. Mixup mixes feature vectors just as well and is allowed. Called before training
     starts, so a run fails at once rather than after its first epoch.
     """
+    if data.lengths is not None or not data.x.is_floating_point() and data.x.ndim == 2:
+        bad = pixel_options(cfg) + (["--mixup"] if cfg.mixup > 0 else [])
+        if bad:
+            raise ValueError(f"{' and '.join(bad)}: these act on images, but the training data are texts (token "
+                             "ids); leave them at their defaults for text")
     if data.x.ndim != 4:
         shape = "×".join(str(s) for s in data.x.shape[1:]) or "scalar"
         refuse_pixel_options(cfg, f"this strategy trains on {shape} feature vectors (linear_probe trains a head on "

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from transferkit.data.base import ImageSet
+from transferkit.data.base import AnyDataset
 
 __all__ = ["apply_class_map", "load_class_map", "match_classes", "normalise_name"]
 
@@ -50,7 +50,7 @@ def load_class_map(path: str | Path) -> dict[str, str]:
     return out
 
 
-def apply_class_map(ds: ImageSet, mapping: Mapping[str, str], source: str = "--class-map") -> ImageSet:
+def apply_class_map(ds: AnyDataset, mapping: Mapping[str, str], source: str = "--class-map") -> AnyDataset:
     """``ds`` with its classes renamed/merged by ``mapping`` (keys: class names, or indices as text).
 
     The new classes keep the order of their first original class; merged classes share a label. A key that
@@ -71,7 +71,7 @@ def apply_class_map(ds: ImageSet, mapping: Mapping[str, str], source: str = "--c
         if name not in new_classes:
             new_classes.append(name)
     lookup = np.array([new_classes.index(n) for n in renamed], dtype=np.int64)
-    return ImageSet(ds.images, lookup[ds.labels], new_classes, ds.name + "[mapped]", getattr(ds, "paths", None))
+    return ds.relabelled(lookup[ds.labels], new_classes, ds.name + "[mapped]")
 
 
 def normalise_name(name: str) -> str:

@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from transferkit.data.balance import balanced_weights
-from transferkit.data.base import ImageSet
+from transferkit.data.base import AnyDataset, ImageSet
 from transferkit.data.sampling import EpochBatchSampler, SeededBatch
+from transferkit.data.tokens import encode_texts
 
 
 class SpecLike(Protocol):
@@ -80,6 +81,7 @@ class TensorBatches(Dataset):
     ``x`` is ``uint8`` images ``(N, C, H, W)`` (normalised with ``mean``/``std`` per batch) or already-float
     features ``(N, D)`` (``mean=None``: served as they are). ``y`` holds int64 labels or is ``None``.
     ``key`` names the content (``ImageSet.fingerprint()``) so that extracted features can be cached.
+    Text is ``int64`` token ids ``(N, L)`` padded with the tokenizer's pad id (``lengths`` holds the real counts).
     ``transform`` (set through :meth:`with_transform`, training data only) maps each fetched ``uint8`` batch
     to an augmented one *before* normalisation. ``extras`` are further per-item tensors (e.g. a teacher's
     logits for distillation) served after the labels: a batch is then ``(x, y, *extras)``.
@@ -93,8 +95,10 @@ class TensorBatches(Dataset):
         std: Sequence[float] | None = None,
         key: str | None = None,
         extras: Sequence[torch.Tensor] = (),
+        lengths: torch.Tensor | None = None,
     ) -> None:
         self.x, self.y = x, y
+        self.lengths = lengths  # token counts of text items (batching by length), None for images
         self.extras = tuple(extras)
         if any(len(e) != len(x) for e in self.extras):
             raise ValueError(f"extras must have one row per item ({len(x)}), got {[len(e) for e in self.extras]}")
@@ -180,6 +184,14 @@ def make_loader(data: TensorBatches, batch_size: int, shuffle: bool, seed: int =
     return DataLoader(data, batch_sampler=order, collate_fn=_keep_batch, num_workers=0)
 
 
-def to_batches(ds: ImageSet, spec: SpecLike) -> TensorBatches:
-    """``ds`` preprocessed for a model with input spec ``spec``, as labelled :class:`TensorBatches`."""
+def to_batches(ds: AnyDataset, spec: SpecLike) -> TensorBatches:
+    """``ds`` preprocessed for a model with input spec ``spec``, as labelled :class:`TensorBatches`: images resized
+    and converted (:func:`prepare_images`), texts tokenised (:func:`~transferkit.data.tokens.encode_texts`)."""
+    data_kind, model_kind = getattr(ds, "modality", "image"), getattr(spec, "modality", "image")
+    if data_kind != model_kind:
+        raise ValueError(f"the data {ds.name} is {data_kind} but the model takes {model_kind} input; choose a "
+                         f"{data_kind} backbone ('transferkit backbones' lists them) or {model_kind} data")
+    if data_kind == "text":
+        ids, lengths, _ = encode_texts(ds.texts, spec, ds.name)
+        return TensorBatches(ids, torch.from_numpy(ds.labels), key=ds.fingerprint(), lengths=lengths)
     return TensorBatches(prepare_images(ds, spec), torch.from_numpy(ds.labels), spec.mean, spec.std, ds.fingerprint())

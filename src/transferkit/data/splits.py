@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from transferkit.data.base import ImageSet
+from transferkit.data.base import AnyDataset
 
 
 def parse_classes(value: str | Sequence[int] | None) -> list[int] | None:
@@ -33,7 +33,7 @@ def parse_classes(value: str | Sequence[int] | None) -> list[int] | None:
     return [int(c) for c in value]
 
 
-def select_classes(ds: ImageSet, classes: Sequence[int] | None) -> ImageSet:
+def select_classes(ds: AnyDataset, classes: Sequence[int] | None) -> AnyDataset:
     """Keep only ``classes`` (indices into ``ds.classes``) and relabel them ``0..k-1`` in the given order.
 
     ``select_classes(fmnist, [2, 3, 4, 6, 7])`` turns "pullover, dress, coat, shirt, sneaker" into a
@@ -54,10 +54,10 @@ def select_classes(ds: ImageSet, classes: Sequence[int] | None) -> ImageSet:
     remap[classes] = np.arange(len(classes))
     idx = np.flatnonzero(remap[ds.labels] >= 0)
     sub = ds.subset(idx)
-    return ImageSet(sub.images, remap[sub.labels], [ds.classes[c] for c in classes], ds.name, sub.paths)
+    return sub.relabelled(remap[sub.labels], [ds.classes[c] for c in classes], ds.name)
 
 
-def k_per_class(ds: ImageSet, k: int, seed: int, exclude: np.ndarray | None = None) -> np.ndarray:
+def k_per_class(ds: AnyDataset, k: int, seed: int, exclude: np.ndarray | None = None) -> np.ndarray:
     """Indices of ``k`` images per class drawn without replacement with ``seed`` (stratified k-shot).
 
     Raises if a class has fewer than ``k`` images (after ``exclude``), naming the class and its count.
@@ -79,7 +79,7 @@ def k_per_class(ds: ImageSet, k: int, seed: int, exclude: np.ndarray | None = No
     return np.sort(np.concatenate(picked))
 
 
-def train_val_split(ds: ImageSet, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def train_val_split(ds: AnyDataset, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified split of ``ds`` into (train indices, validation indices); every class keeps ≥1 train image."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"--val-fraction must lie strictly between 0 and 1, got {val_fraction}")
@@ -94,7 +94,7 @@ def train_val_split(ds: ImageSet, val_fraction: float, seed: int) -> tuple[np.nd
 
 
 def labelled_budget_indices(
-    ds: ImageSet, labels_per_class: int | None, val_per_class: int | None, val_fraction: float, seed: int
+    ds: AnyDataset, labels_per_class: int | None, val_per_class: int | None, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(training indices, validation indices) of :func:`labelled_budget_split` — the same draw, as indices
     (to rebuild which images a run used, or to add further images around them)."""
@@ -106,8 +106,8 @@ def labelled_budget_indices(
 
 
 def labelled_budget_split(
-    ds: ImageSet, labels_per_class: int | None, val_per_class: int | None, val_fraction: float, seed: int
-) -> tuple[ImageSet, ImageSet]:
+    ds: AnyDataset, labels_per_class: int | None, val_per_class: int | None, val_fraction: float, seed: int
+) -> tuple[AnyDataset, AnyDataset]:
     """The training and validation sets of a target task, both drawn from ``ds`` (a *training* split).
 
     With ``labels_per_class=k`` the training set holds ``k`` images per class and the validation set

@@ -24,7 +24,7 @@ def run_report(path: Path, title: str, facts: dict[str, Any], metrics: dict[str,
         split = metrics.get("split", "test")
         parts += [f"## Metrics on the {split} split", "",
                   f"Accuracy **{metrics['accuracy']:.4f}**, macro-F1 **{metrics['macro_f1']:.4f}** "
-                  f"({metrics['n']} images).", "",
+                  f"({metrics['n']} examples).", "",
                   markdown_table(["class", "precision", "recall", "support"],
                                  [(c, f"{r['precision']:.3f}", f"{r['recall']:.3f}", r["support"])
                                   for c, r in metrics["per_class"].items()]), ""]

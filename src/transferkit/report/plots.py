@@ -43,6 +43,23 @@ def plot_learning_curves(history: Sequence[dict[str, float]], path: Path, title:
     return _save(fig, path)
 
 
+def plot_step_losses(losses: Sequence[float], path: Path, title: str = "", ylabel: str = "loss") -> Path:
+    """A loss per optimisation step (raw and a moving average), for loops without epochs (contrastive pairs)."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    steps = np.arange(1, len(losses) + 1)
+    ax.plot(steps, losses, alpha=0.35, lw=1, label="per step")
+    w = max(1, len(losses) // 20)
+    if w > 1:
+        smooth = np.convolve(np.asarray(losses, dtype=float), np.ones(w) / w, mode="valid")
+        ax.plot(steps[w - 1:], smooth, lw=2, label=f"mean of {w} steps")
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.suptitle(title or "training loss")
+    return _save(fig, path)
+
+
 def plot_confusion(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path, title: str = "") -> Path:
     """Confusion matrix, rows = true class, columns = predicted, row-normalised colours with counts."""
     cm = np.asarray(matrix, dtype=float)
@@ -133,7 +150,7 @@ def plot_method_bars(rows: Sequence[dict], path: Path, title: str = "", referenc
 
 def plot_curve(
     xs: Sequence[float], tick_labels: Sequence[str], series: dict[str, tuple[Sequence[float], Sequence[float]]],
-    path: Path, ylabel: str = "test accuracy", xlabel: str = "labelled training images per class",
+    path: Path, ylabel: str = "test accuracy", xlabel: str = "labelled training examples per class",
     title: str = "", chance: float | None = None,
 ) -> Path:
     """Label-efficiency curves: one line per ``series[name] = (means, stds)`` over ``xs`` on a log x axis,

@@ -42,13 +42,16 @@ def _adaptable(m: nn.Module) -> bool:
 
 
 def lora_targets(model: Backbone, target: str = "auto") -> list[str]:
-    """Names of the modules LoRA adapts: ``"auto"`` = every ``Linear`` and ungrouped ``Conv2d`` outside the head,
-    or the adaptable modules matching comma-separated ``fnmatch`` patterns.
+    """Names of the modules LoRA adapts: ``"auto"`` = the backbone's ``lora_default_targets`` when it names them
+    (text encoders: the attention query and value projections), else every ``Linear`` and ungrouped ``Conv2d``
+    outside the head; or the adaptable modules matching comma-separated ``fnmatch`` patterns.
 
     A pattern that matches no module, or matches only modules LoRA cannot adapt, is an error listing the
     adaptable module names.
     """
     candidates = [n for n, m in model.named_modules() if n and _adaptable(m) and not n.startswith("head")]
+    if target == "auto" and getattr(model, "lora_default_targets", None):  # e.g. a transformer's query/value
+        return [n for n in model.lora_default_targets if n in candidates]
     if target == "auto":
         if not candidates:
             raise ValueError(f"lora: {model.arch} has no Linear or Conv2d layer outside its head to adapt")

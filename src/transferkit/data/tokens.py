@@ -1,0 +1,56 @@
+"""Texts → padded token-id tensors for a text backbone (the text counterpart of ``prepare_images``).
+
+A text batch is one ``int64`` tensor ``(B, L)`` of token ids padded with the tokenizer's pad id, so text flows
+through the same :class:`~transferkit.data.prepare.TensorBatches`, loaders, feature cache and engine as images;
+the backbone derives the attention mask from the pad id and trims each batch to its longest text (dynamic
+padding). Inference sorts texts by length first (:func:`length_order`) so that each batch holds texts of
+similar length — on a CPU the padding a batch carries is time wasted.
+
+Tokenisation uses the fast (Rust) ``tokenizers`` library; texts longer than ``extra["max_length"]`` tokens
+are truncated (the model cannot read more), counted and reported once per dataset as a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+log = logging.getLogger("transferkit.data.tokens")
+
+
+def text_settings(spec: Any) -> tuple[Any, int, int]:
+    """``(tokenizer, max_length, pad_id)`` of a text input spec, or a clear error when it has no tokenizer."""
+    tokenizer = getattr(spec, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("this text model carries no tokenizer (a bundle without tokenizer.json, or an hf: model "
+                         "built from a config only); rebuild it from its pretrained source")
+    extra = getattr(spec, "extra", {}) or {}
+    return tokenizer, int(extra.get("max_length", 256)), int(extra.get("pad_id", 0))
+
+
+def encode_texts(texts: Sequence[str], spec: Any, what: str = "texts") -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Token ids ``(N, L)`` (``L`` = longest encoded text, at most ``max_length``), their lengths ``(N,)`` and the
+    number of texts that were truncated; a warning names that number when it is not zero."""
+    tokenizer, max_length, pad_id = text_settings(spec)
+    tok = tokenizer.__class__.from_str(tokenizer.to_str())  # a private copy: settings below must not leak
+    tok.no_padding()
+    tok.enable_truncation(max_length)
+    encodings = tok.encode_batch(list(texts)) if len(texts) else []
+    lengths = torch.tensor([len(e.ids) for e in encodings], dtype=torch.int64)
+    truncated = sum(1 for e in encodings if e.overflowing)
+    if truncated:
+        log.warning("%s: %d of %d texts were longer than %d tokens and were truncated (raise max_length, up to the "
+                    "model's limit, to keep more)", what, truncated, len(encodings), max_length)
+    width = int(lengths.max()) if len(encodings) else 1
+    ids = torch.full((len(encodings), width), pad_id, dtype=torch.int64)
+    for i, e in enumerate(encodings):
+        ids[i, : len(e.ids)] = torch.tensor(e.ids, dtype=torch.int64)
+    return ids, lengths, truncated
+
+
+def length_order(lengths: torch.Tensor) -> torch.Tensor:
+    """Indices that sort items by length (stable), for batching texts of similar length together."""
+    return torch.sort(lengths, stable=True).indices
