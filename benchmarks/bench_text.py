@@ -16,7 +16,7 @@ Methods (all on ``minilm`` = all-MiniLM-L6-v2, max 256 tokens):
 * **setfit** — ``transferkit.fewshot(method="setfit")``: contrastive pairs (20 iterations → 2·20·N pairs, capped at
   2,560 at 64/class to bound CPU time), 1 epoch, batch 16, lr 2e-5, then logistic regression (C = 1);
 * **finetune** — full fine-tuning with a new linear head (cross-entropy, AdamW, body lr 5e-5, head lr 1e-2,
-  batch 16, ~100 steps: 50 epochs at 8/class, 7 at 64/class), last weights;
+  batch 16, ~100 steps: 50 epochs at 8/class, 6 at 64/class), last weights;
 * **lora** — LoRA r = 8 on the attention query/value projections + head (lr 2e-3, same steps), last weights.
 
 Wall times: training (or fitting) plus embedding the evaluation articles, per run; the frozen methods share one

@@ -225,6 +225,9 @@ def _episodes_run(model: Backbone, pool: AnyDataset, data: str, k_shot: int, n_w
     feats = extract_features(model, batches)
     extract_s = time.perf_counter() - t
     result = evaluate_episodes(feats, pool.labels, n_way, k_shot, n_query, episodes, seed, classifier)
+    if episodes < 100:
+        console.print(f"[yellow]note[/]: only {episodes} episodes; the usual protocol uses ≥ 100 (600 by default) "
+                      "for a tight confidence interval", highlight=False)
     metrics = {"task": "fewshot", "method": "episodes", "split": "training split (labelled pool)",
                **result.to_dict(), "pool": len(pool), "seed": seed, "feature_extraction_s": extract_s,
                "total_time_s": time.perf_counter() - start,
