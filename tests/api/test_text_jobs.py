@@ -155,3 +155,11 @@ def test_label_efficiency_curve_on_text(minilm, data, tmp_path, single_thread):
         else res.metrics
     assert (tmp_path / "c" / "report.md").is_file()
     assert "linear_probe" in json.dumps(summary)
+
+
+def test_image_only_jobs_refuse_text_clearly(minilm, data, tmp_path):
+    with pytest.raises(ValueError, match="domain adaptation supports image data only so far"):
+        tk.adapt(source=data, target=data, method="dann", out=tmp_path / "a")
+    with pytest.raises(ValueError, match="distillation supports image data only so far"):
+        tk.distill(minilm, data=data, out=tmp_path / "d")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "d").exists()

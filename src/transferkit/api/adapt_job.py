@@ -38,7 +38,15 @@ from transferkit.adaptation.selection import (
     deep_embedded_validation,
     target_entropy,
 )
-from transferkit.api.runs import RunResult, backbone_for_data, load_task, set_threads, write_json, write_yaml
+from transferkit.api.runs import (
+    RunResult,
+    backbone_for_data,
+    load_task,
+    require_images,
+    set_threads,
+    write_json,
+    write_yaml,
+)
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.cache import cached_features
 from transferkit.backbones.features import batched_outputs
@@ -217,6 +225,8 @@ def adapt(
     # data: the target's labels stay out of training and selection
     src_full = load_task(source, "train", classes, strict)
     tgt_full = load_task(target, "train", classes, strict)
+    require_images(src_full, f"--source {source}", "domain adaptation")
+    require_images(tgt_full, f"--target {target}", "domain adaptation")
     check_domains(src_full, tgt_full, resize)
     if not has_split(target, "test"):
         raise ValueError(f"--target {target} has no test split to score the adapted model on")

@@ -37,6 +37,7 @@ from transferkit.api.runs import (
     check_classes,
     load_source,
     load_task,
+    require_images,
     score,
     set_threads,
     write_json,
@@ -155,6 +156,7 @@ def distill(
     start = time.perf_counter()
     teacher_model, teacher_meta = load_source(teacher)
     full = load_task(data, "train", classes, strict)
+    require_images(full, f"--data {data}", "distillation")
     check_classes(full, teacher_meta, f"--teacher {teacher}")
     check_channels(full, teacher_model, convert_channels, f"--data {data}")
     if not has_split(data, "test"):

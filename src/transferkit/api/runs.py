@@ -178,6 +178,13 @@ def load_task(data: str, split: str, classes: str | list[int] | None, strict: bo
     return apply_class_map(ds, class_map) if class_map else ds
 
 
+def require_images(ds: AnyDataset, option: str, job: str) -> None:
+    """A clear refusal for jobs that handle images only so far (text goes through transfer, fewshot, zeroshot)."""
+    if ds.modality != "image":
+        raise ValueError(f"{option}: {job} supports image data only so far; {ds.name} is {ds.modality}. For text use "
+                         "'transferkit transfer', 'fewshot' or 'zeroshot'")
+
+
 def head_init_mapping(target_classes: list[str], source_meta: dict[str, Any],
                       on: bool) -> tuple[dict[int, int] | None, list[str]]:
     """``({target class: source class}, source classes)`` for the source-head row initialisation: classes matched
