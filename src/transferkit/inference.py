@@ -32,7 +32,7 @@ from transferkit.backbones.base import InputSpec
 from transferkit.data.base import ImageSet
 from transferkit.data.images import DEFAULT_MAX_PIXELS, BadImage, decode_image  # noqa: F401  (part of this API)
 from transferkit.data.prepare import TensorBatches, prepare_images
-from transferkit.data.tokens import encode_texts, length_order
+from transferkit.data.tokens import encode_texts, length_batches
 
 ONNX_FORMAT = "1"
 META_KEYS = ("transferkit.classes", "transferkit.input_spec", "transferkit.preprocessing", "transferkit.lineage",
@@ -167,10 +167,8 @@ def predict_texts(predictor: Predictor, texts: Sequence[str], top_k: int = 1) ->
     if predictor.input_spec.modality != "text":
         raise ValueError("this model takes images, not texts")
     ids, lengths, _ = encode_texts(texts, predictor.input_spec, "predict")
-    order = length_order(lengths)
     logits = torch.empty(len(texts), len(predictor.classes))
-    for start in range(0, len(texts), 64):  # similar lengths per batch: less padding
-        idx = order[start:start + 64]
+    for idx in length_batches(lengths, 64):  # similar lengths per batch: less padding
         logits[idx] = predictor.logits(ids[idx])
     return top_k_rows(torch.softmax(logits, 1), predictor.classes, top_k)
 

@@ -92,7 +92,7 @@ def _setfit(model: Backbone, support: TensorBatches, num_classes: int, seed: int
             max_pairs: int | None, epochs: int, batch_size: int, lr: float, head_c: float,
             console: Console, progress: bool) -> dict[str, Any]:
     pairs, targets = make_pairs(support.y.numpy(), iterations, seed, max_pairs)
-    params = [p for p in model.stages.parameters()]
+    params = list(model.stages.parameters())
     for p in params:
         p.requires_grad_(True)
     bar = None

@@ -13,7 +13,7 @@ import torch
 
 from transferkit.backbones.base import Backbone
 from transferkit.data.prepare import TensorBatches
-from transferkit.data.tokens import length_order
+from transferkit.data.tokens import length_batches
 
 
 def batched_outputs(model: torch.nn.Module, data: TensorBatches, fn: Callable[[torch.Tensor], torch.Tensor],
@@ -29,11 +29,12 @@ def batched_outputs(model: torch.nn.Module, data: TensorBatches, fn: Callable[[t
     chunks = []
     # texts go in length order (each batch pads to its longest text only), outputs come back in data order
     lengths = getattr(data, "lengths", None)
-    order = length_order(lengths).tolist() if lengths is not None else list(range(len(data)))
+    batches = [] if not len(data) else length_batches(lengths, batch_size) if lengths is not None else \
+        list(torch.arange(len(data)).split(batch_size))
     try:
         with torch.inference_mode():
-            for start in range(0, len(data), batch_size):
-                batch = data.__getitems__(order[start: start + batch_size])
+            for idx in batches:
+                batch = data.__getitems__(idx.tolist())
                 x = (batch[0] if isinstance(batch, tuple) else batch).to(device)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
@@ -45,7 +46,7 @@ def batched_outputs(model: torch.nn.Module, data: TensorBatches, fn: Callable[[t
     if lengths is not None and chunks:
         out = torch.cat(chunks)
         restored = torch.empty_like(out)
-        restored[torch.as_tensor(order)] = out
+        restored[torch.cat(batches)] = out
         return [restored]
     return chunks
 

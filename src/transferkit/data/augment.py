@@ -117,7 +117,7 @@ def require_image_batches(cfg: TrainConfig, data: TensorBatches) -> None:
     features) cannot use them. Mixup mixes feature vectors just as well and is allowed. Called before training
     starts, so a run fails at once rather than after its first epoch.
     """
-    if data.lengths is not None or not data.x.is_floating_point() and data.x.ndim == 2:
+    if data.lengths is not None:  # token ids
         bad = pixel_options(cfg) + (["--mixup"] if cfg.mixup > 0 else [])
         if bad:
             raise ValueError(f"{' and '.join(bad)}: these act on images, but the training data are texts (token "

@@ -35,10 +35,10 @@ def encode_texts(texts: Sequence[str], spec: Any, what: str = "texts") -> tuple[
     """Token ids ``(N, L)`` (``L`` = longest encoded text, at most ``max_length``), their lengths ``(N,)`` and the
     number of texts that were truncated; a warning names that number when it is not zero."""
     tokenizer, max_length, pad_id = text_settings(spec)
-    tok = tokenizer.__class__.from_str(tokenizer.to_str())  # a private copy: settings below must not leak
-    tok.no_padding()
-    tok.enable_truncation(max_length)
-    encodings = tok.encode_batch(list(texts)) if len(texts) else []
+    # set on every call (cheap; no copy of the vocabulary): one tokenizer may serve models with different limits
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    encodings = tokenizer.encode_batch(list(texts)) if len(texts) else []
     lengths = torch.tensor([len(e.ids) for e in encodings], dtype=torch.int64)
     truncated = sum(1 for e in encodings if e.overflowing)
     if truncated:
@@ -54,3 +54,9 @@ def encode_texts(texts: Sequence[str], spec: Any, what: str = "texts") -> tuple[
 def length_order(lengths: torch.Tensor) -> torch.Tensor:
     """Indices that sort items by length (stable), for batching texts of similar length together."""
     return torch.sort(lengths, stable=True).indices
+
+
+def length_batches(lengths: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Index batches of ``batch_size`` items of similar length (in :func:`length_order`): each pads only to its
+    own longest text. Together they cover every item once."""
+    return list(length_order(lengths).split(batch_size))
