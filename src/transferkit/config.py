@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -120,3 +122,20 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training option(s) {sorted(unknown)}; valid: {', '.join(sorted(names))}")
         return cls(**d)
+
+
+def read_structured_file(path: str | Path, option: str) -> Any:
+    """The content of a YAML file (or JSON, by its ``.json`` suffix) given as ``option`` (e.g. ``--class-map``);
+    an unreadable or malformed file is a ``ValueError`` naming the option, the file and the parser's message."""
+    import yaml
+
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{option} {p}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    is_json = p.suffix.lower() == ".json"
+    try:
+        return json.loads(text) if is_json else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{option} {p}: not valid {'JSON' if is_json else 'YAML'} ({exc})") from None

@@ -159,6 +159,24 @@ def top_k_rows(probs: torch.Tensor, classes: Sequence[str], top_k: int = 1) -> l
     return rows
 
 
+def task_heads(meta: dict[str, Any] | None) -> list[tuple[str, list[str], slice]] | None:
+    """``[(task, classes, logit columns)]`` of a multi-task bundle (``tasks`` in its JSON), ``None`` otherwise."""
+    tasks = (meta or {}).get("tasks")
+    if not tasks:
+        return None
+    return [(t["name"], list(t["classes"]), slice(int(t["start"]), int(t["stop"]))) for t in tasks]
+
+
+def prediction_rows(predictor: Predictor, logits: torch.Tensor, top_k: int = 1) -> list[dict[str, Any]]:
+    """Rows of :func:`top_k_rows` from logits; a multi-task model gives ``{"tasks": {task: row}}`` per input, each
+    task's probabilities a softmax over its own classes."""
+    heads = task_heads(getattr(predictor, "meta", None))
+    if heads is None:
+        return top_k_rows(torch.softmax(logits, 1), predictor.classes, top_k)
+    per = {name: top_k_rows(torch.softmax(logits[:, sl], 1), classes, top_k) for name, classes, sl in heads}
+    return [{"tasks": {name: rows[i] for name, rows in per.items()}} for i in range(len(logits))]
+
+
 def predict_texts(predictor: Predictor, texts: Sequence[str], top_k: int = 1) -> list[dict[str, Any]]:
     """Texts → prediction rows, for a text model (tokenised with the model's tokenizer, truncated to its
     ``max_length``; the rows keep the order of ``texts``)."""
@@ -170,12 +188,11 @@ def predict_texts(predictor: Predictor, texts: Sequence[str], top_k: int = 1) ->
     logits = torch.empty(len(texts), len(predictor.classes))
     for idx in length_batches(lengths, 64):  # similar lengths per batch: less padding
         logits[idx] = predictor.logits(ids[idx])
-    return top_k_rows(torch.softmax(logits, 1), predictor.classes, top_k)
+    return prediction_rows(predictor, logits, top_k)
 
 
 def predict_batch(predictor: Predictor, images: Sequence[np.ndarray], top_k: int = 1) -> list[dict[str, Any]]:
     """Decoded images → prediction rows (preprocessing from the predictor's input spec)."""
     if not images:
         return []
-    probs = torch.softmax(predictor.logits(preprocess(images, predictor.input_spec)), 1)
-    return top_k_rows(probs, predictor.classes, top_k)
+    return prediction_rows(predictor, predictor.logits(preprocess(images, predictor.input_spec)), top_k)

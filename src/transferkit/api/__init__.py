@@ -2,7 +2,8 @@
 
 Everything the CLI does is a call here: :func:`pretrain`, :func:`transfer`, :func:`evaluate`,
 :func:`predict`, :func:`resume`, :func:`compare`, :func:`curve`, :func:`adapt`, :func:`adapt_compare`,
-:func:`distill`, :func:`fuse`, :func:`select`, :func:`tune`, :func:`fewshot`, :func:`zeroshot`, :func:`export`,
+:func:`distill`, :func:`fuse`, :func:`select`, :func:`tune`, :func:`fewshot`, :func:`zeroshot`, :func:`multitask`,
+:func:`export`,
 :func:`serve` and :func:`demo`.
 """
 
@@ -17,6 +18,7 @@ from transferkit.api.fewshot_job import fewshot, zeroshot
 from transferkit.api.fuse_job import fuse
 from transferkit.api.lr_find import lr_find
 from transferkit.api.merge import merge
+from transferkit.api.multitask_job import multitask
 from transferkit.api.resume_job import resume
 from transferkit.api.runs import RunResult
 from transferkit.api.select_job import select
@@ -26,5 +28,5 @@ from transferkit.api.tune_job import tune
 from transferkit.api.use import evaluate, predict
 
 __all__ = ["RunResult", "adapt", "adapt_compare", "compare", "curve", "demo", "distill", "evaluate", "fuse", "lr_find",
-           "export", "fewshot", "merge", "predict", "pretrain", "resume", "select", "serve", "transfer", "tune",
-           "zeroshot"]
+           "export", "fewshot", "merge", "multitask", "predict", "pretrain", "resume", "select", "serve", "transfer",
+           "tune", "zeroshot"]

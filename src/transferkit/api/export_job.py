@@ -58,6 +58,10 @@ def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = No
         raise ValueError(f"{bundle_dir}: a text model ({model.arch}); export to ONNX/TorchScript supports image "
                          "models only so far (the Hugging Face encoder and its tokenizer would need their own "
                          "exporter, e.g. optimum). Use the bundle with transferkit.predict")
+    if meta.get("tasks"):
+        raise ValueError(f"{bundle_dir}: a multi-task model ({len(meta['tasks'])} heads); export keeps one class "
+                         "list per model so far, which would mix the tasks' classes; use the bundle with "
+                         "transferkit.predict")
     kind = bundle_kind(model, meta)
     reference = copy.deepcopy(model).eval() if meta.get("adapter") else model  # verify against the unmerged model
     model, notes = prepare_for_export(model, meta)

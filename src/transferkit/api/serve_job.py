@@ -40,6 +40,10 @@ def load_service_predictor(model: str | Path, backend: str = "torch", threads: i
 
             torch.set_num_threads(threads)
         predictor = TorchPredictor.load(model)
+        if predictor.meta.get("tasks"):
+            raise ValueError(f"{model}: a multi-task model ({len(predictor.meta['tasks'])} heads); the HTTP service "
+                             "answers with one class per image so far. Use 'transferkit predict MODEL IMAGES' (or "
+                             "transferkit.predict), which returns every task's prediction")
         if predictor.input_spec.modality != "text":
             return predictor
         raise ValueError(f"{model}: a text model; the HTTP service takes images only so far. Use "

@@ -48,6 +48,7 @@ from transferkit.inference import (
     predict_batch,
     predict_texts,
     spec_channels_ok,
+    task_heads,
 )
 from transferkit.report.plots import plot_confusion
 from transferkit.report.tables import metrics_table
@@ -70,6 +71,10 @@ def evaluate(
                                          if k != "console"}}
     set_threads()
     net, meta = load_source(model)
+    if meta.get("tasks"):
+        raise ValueError(f"evaluate {model}: a multi-task model (tasks {[t['name'] for t in meta['tasks']]}); its "
+                         "per-task test figures are in its run's metrics.json and report.md, and 'transferkit predict' "
+                         "returns every task's prediction")
     ds = load_task(data, split, classes, strict)
     cmap = (meta.get("lineage") or {}).get("class_map")
     if cmap and ds.classes != list(meta.get("classes") or []):  # trained with --class-map: map the data the same way
@@ -198,8 +203,9 @@ def predict(
             raise FileNotFoundError(f"{p}: no such file or folder")
     set_threads()
     predictor = _load_predictor(model, backend)
-    k = max(1, min(top_k, len(predictor.classes)))
-    fields = predict_fields(k)
+    heads = task_heads(getattr(predictor, "meta", None))
+    k = max(1, min(top_k, *(len(c) for _, c, _ in heads))) if heads else max(1, min(top_k, len(predictor.classes)))
+    fields = predict_fields(k, [name for name, _, _ in heads] if heads else None)
     console = console or Console(stderr=True)
     is_text = predictor.input_spec.modality == "text"
 
@@ -218,8 +224,8 @@ def predict(
         with Progress(*columns, console=console, transient=True, disable=not progress) as bar:
             task = bar.add_task("predict", total=total)
             for chunk in _chunks(items(), batch_size):
-                out = _predict_text_chunk(predictor, chunk, k, strict) if is_text else \
-                    _predict_chunk(predictor, chunk, k, strict, convert_channels, max_pixels)
+                out = _predict_text_chunk(predictor, chunk, k, strict, fields) if is_text else \
+                    _predict_chunk(predictor, chunk, k, strict, convert_channels, max_pixels, fields)
                 sink(out)
                 for row in out:
                     bad = row["error"] is not None
@@ -247,9 +253,12 @@ def predict(
     return {"output": str(output), "format": fmt, **counts, "preview": preview, "error_rows": error_rows}
 
 
-def predict_fields(top_k: int) -> list[str]:
-    """The output columns of :func:`predict` for ``top_k`` classes."""
+def predict_fields(top_k: int, tasks: Sequence[str] | None = None) -> list[str]:
+    """The output columns of :func:`predict` for ``top_k`` classes; a multi-task model has ``<task>_class``,
+    ``<task>_probability`` and ``<task>_top{i}_…`` for each of its ``tasks`` instead of one set."""
     top = [f"top{i}_{what}" for i in range(1, top_k + 1) for what in ("class", "index", "probability")]
+    if tasks:
+        return ["path", *(f"{t}_{f}" for t in tasks for f in ("class", "probability", *top)), "error"]
     return ["path", "predicted_class", "probability", *top, "error"]
 
 
@@ -331,7 +340,7 @@ def _read_image(item: PredictInput, max_pixels: int) -> np.ndarray:
 
 
 def _predict_chunk(predictor: Predictor, items: list[PredictInput], k: int, strict: bool, convert_channels: bool,
-                   max_pixels: int) -> list[dict[str, Any]]:
+                   max_pixels: int, fields: list[str]) -> list[dict[str, Any]]:
     """Decode and predict one batch; rows in the order of ``items`` (errors in place, unless ``strict``)."""
     rows: list[dict[str, Any] | None] = [None] * len(items)
     images, slots = [], []
@@ -342,7 +351,7 @@ def _predict_chunk(predictor: Predictor, items: list[PredictInput], k: int, stri
         except BadImage as exc:
             if strict:
                 raise
-            rows[i] = _error_row(item.path, str(exc), k)
+            rows[i] = _error_row(item.path, str(exc), fields)
             continue
         images.append(im)
         slots.append(i)
@@ -362,19 +371,20 @@ def _predict_chunk(predictor: Predictor, items: list[PredictInput], k: int, stri
                     preds.append(f"cannot be predicted ({one.__class__.__name__}: {one})")
     for i, pred in zip(slots, preds, strict=True):
         path = items[i].path
-        rows[i] = _error_row(path, f"{path}: {pred}", k) if isinstance(pred, str) else _prediction_row(path, pred)
+        rows[i] = _error_row(path, f"{path}: {pred}", fields) if isinstance(pred, str) else \
+            _prediction_row(path, pred)
     return [r for r in rows if r is not None]
 
 
-def _predict_text_chunk(predictor: Predictor, items: list[PredictInput], k: int,
-                        strict: bool) -> list[dict[str, Any]]:
+def _predict_text_chunk(predictor: Predictor, items: list[PredictInput], k: int, strict: bool,
+                        fields: list[str]) -> list[dict[str, Any]]:
     """Predict one batch of texts; rows in the order of ``items`` (empty texts are error rows, unless ``strict``)."""
     rows: list[dict[str, Any] | None] = [None] * len(items)
     for i, item in enumerate(items):
         if item.error is not None:
             if strict:
                 raise ValueError(item.error)
-            rows[i] = _error_row(item.path, item.error, k)
+            rows[i] = _error_row(item.path, item.error, fields)
     slots = [i for i, r in enumerate(rows) if r is None]
     for i, pred in zip(slots, predict_texts(predictor, [items[i].text or "" for i in slots], k), strict=True):
         rows[i] = _prediction_row(items[i].path, pred)
@@ -382,15 +392,19 @@ def _predict_text_chunk(predictor: Predictor, items: list[PredictInput], k: int,
 
 
 def _prediction_row(path: str, pred: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"path": path, "predicted_class": pred["predicted_class"], "probability": pred["probability"]}
-    for i, t in enumerate(pred["top"], 1):
-        row.update({f"top{i}_class": t["class"], f"top{i}_index": t["index"], f"top{i}_probability": t["probability"]})
+    row: dict[str, Any] = {"path": path}
+    for prefix, p in (((f"{t}_", p) for t, p in pred["tasks"].items()) if "tasks" in pred else [("", pred)]):
+        row.update({f"{prefix}class" if prefix else "predicted_class": p["predicted_class"],
+                    f"{prefix}probability": p["probability"]})
+        for i, t in enumerate(p["top"], 1):
+            row.update({f"{prefix}top{i}_class": t["class"], f"{prefix}top{i}_index": t["index"],
+                        f"{prefix}top{i}_probability": t["probability"]})
     row["error"] = None
     return row
 
 
-def _error_row(path: str, error: str, k: int) -> dict[str, Any]:
-    return {**dict.fromkeys(predict_fields(k)), "path": path, "error": error}
+def _error_row(path: str, error: str, fields: list[str]) -> dict[str, Any]:
+    return {**dict.fromkeys(fields), "path": path, "error": error}
 
 
 def _predict_format(output: str | Path | None, fmt: str | None) -> str | None:

@@ -282,6 +282,13 @@ def cmd_zeroshot(a: argparse.Namespace, console: Console) -> None:
                  overwrite=a.overwrite, console=console)
 
 
+def cmd_multitask(a: argparse.Namespace, console: Console) -> None:
+    _need(a.config, "--config (the task spec, tasks.yaml)")
+    api.multitask(a.config, source=a.source, out=a.out, seed=a.seed, epochs=a.epochs, strategy=a.strategy,
+                  weighting=a.weighting, sampling=a.sampling, baselines=a.baselines, strict=a.strict, resume=a.resume,
+                  overwrite=a.overwrite, progress=a.progress, console=console)
+
+
 def cmd_merge(a: argparse.Namespace, console: Console) -> None:
     _need(a.model, "MODEL (LoRA run or bundle directory)")
     _need(a.out, "--out")

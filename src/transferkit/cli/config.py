@@ -44,7 +44,7 @@ def parse_args(parser: argparse.ArgumentParser, subparsers: dict[str, argparse.A
     """Parse once to find the command and ``--config``, apply the file as defaults, parse again."""
     args = parser.parse_args(argv)
     config = getattr(args, "config", None)
-    if config:
+    if config and not getattr(args, "config_is_spec", False):  # e.g. multitask: --config is the job's own spec
         sub = subparsers[args.command]
         sub.set_defaults(**load_config_file(config, sub))
         args = parser.parse_args(argv)

@@ -485,6 +485,25 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--out", default="runs/zeroshot", help="run directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace a run directory another run holds")
 
+    p = add("multitask", "train several tasks on one transferred backbone (one head per task) and compare each with "
+                         "its single-task model")
+    p.set_defaults(config_is_spec=True)  # --config is the task spec (tasks.yaml), read by the job itself
+    p.add_argument("--source", default=None, help=SOURCE_HELP + " (overrides the spec's 'source')")
+    p.add_argument("--strategy", default=None, help="transfer strategy (overrides the spec's; default finetune)")
+    p.add_argument("--weighting", default=None, metavar="{fixed,uncertainty,gradnorm,dwa}",
+                   help="loss weighting (overrides the spec's; default fixed)")
+    p.add_argument("--sampling", default=None, metavar="{proportional,uniform,temperature}",
+                   help="task sampling (overrides the spec's; default proportional)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (overrides the spec's; default 30)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the label draws and the training (default 0)")
+    p.add_argument("--no-baselines", dest="baselines", action="store_false", default=None,
+                   help="skip the single-task models (no comparison)")
+    p.add_argument("--strict", action="store_true", help="fail on unreadable files or rows with an empty text")
+    p.add_argument("--out", default=None, help="run directory to write (overrides the spec's; default runs/multitask)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run at --out")
+    p.add_argument("--overwrite", action="store_true", help="replace a run directory another run holds")
+    p.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
+
     p = add("merge", "fold a LoRA bundle's adapters into the source weights: a plain, self-contained bundle")
     p.add_argument("model", nargs="?", help="LoRA run directory or bundle directory")
     p.add_argument("--out", default=None, help="bundle directory to write")

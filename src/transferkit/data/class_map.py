@@ -14,14 +14,13 @@ new head start from the source head's rows for shared classes (:func:`transferki
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from transferkit.config import read_structured_file
 from transferkit.data.base import AnyDataset
 
 __all__ = ["apply_class_map", "load_class_map", "match_classes", "normalise_name"]
@@ -30,15 +29,7 @@ __all__ = ["apply_class_map", "load_class_map", "match_classes", "normalise_name
 def load_class_map(path: str | Path) -> dict[str, str]:
     """Read a ``{target class: new name}`` mapping from a YAML/JSON file; errors name the file and the entry."""
     p = Path(path).expanduser()
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ValueError(f"--class-map {p}: cannot read it ({exc.strerror or exc})") from None
-    try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"--class-map {p}: not valid {'JSON' if p.suffix.lower() == '.json' else 'YAML'} "
-                         f"({exc})") from None
+    data = read_structured_file(p, "--class-map")
     if not isinstance(data, dict) or not data:
         raise ValueError(f"--class-map {p}: expected a non-empty mapping 'target class: new name', e.g. "
                          "'Sneaker: running shoe'")

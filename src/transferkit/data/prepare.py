@@ -164,16 +164,19 @@ def _keep_batch(batch):
 
 
 def make_loader(data: TensorBatches, batch_size: int, shuffle: bool, seed: int = 0,
-                sampler: str = "random") -> DataLoader:
+                sampler: str = "random", weights: torch.Tensor | None = None) -> DataLoader:
     """A ``DataLoader`` over :class:`TensorBatches`: seeded, resumable, DDP-sharded batches fetched by slicing.
 
     The order comes from :class:`~transferkit.data.sampling.EpochBatchSampler` (a permutation per epoch
     derived from ``seed`` and the epoch; ``shuffle=False`` keeps the data's order, for evaluation).
     ``sampler="balanced"`` draws examples with replacement so that every class is seen equally often
     (weights from :func:`~transferkit.data.balance.balanced_weights`; the order is random whatever
-    ``shuffle`` says). ``batch_size`` is the global batch: under DDP each process loads its share of it.
+    ``shuffle`` says); ``weights`` (one per example) draws in proportion to them instead (multi-task sampling).
+    ``batch_size`` is the global batch: under DDP each process loads its share of it.
     """
-    if sampler == "balanced":
+    if weights is not None:
+        order = EpochBatchSampler(len(data), batch_size, "weighted", seed, weights=weights)
+    elif sampler == "balanced":
         if data.y is None:
             raise ValueError("--sampler balanced needs labelled training data")
         order = EpochBatchSampler(len(data), batch_size, "weighted", seed, weights=balanced_weights(data.y))

@@ -328,6 +328,17 @@ def _load_cached(path: Path, text_columns: list[str] | None, label_column: str, 
 )
 def text_table(split: str, arg: str | None = None, strict: bool = False) -> TextSet:
     """Load ``split`` of ``text:PATH``; val/test labels are mapped onto the train split's classes."""
+    file, text_columns, label_column = split_file(arg or "", split)
+    train_file = file if split == "train" else split_file(arg or "", "train")[0]
+    train = _load_cached(train_file, text_columns, label_column, strict, f"text:{arg}/train")
+    if split == "train":
+        return train
+    return read_text_table(file, text_columns, label_column, classes=train.classes, strict=strict,
+                           name=f"text:{arg}/{split}")
+
+
+def split_file(arg: str, split: str) -> tuple[Path, list[str] | None, str]:
+    """``(file, text columns, label column)`` of ``split`` of ``text:PATH``; a clear error when it has no such split."""
     path, text_columns, label_column = parse_text_arg(arg or "")
     if not path.exists():
         raise FileNotFoundError(f"text:{arg}: no such file or folder: {path}")
@@ -339,11 +350,40 @@ def text_table(split: str, arg: str | None = None, strict: bool = False) -> Text
         raise ValueError(f"text:{arg} has no '{split}' split (found: {found}); {hint}")
     if "train" not in files:
         raise ValueError(f"text:{arg}: {path} has no train.csv/.tsv/.jsonl, whose classes the other splits need")
-    train = _load_cached(files["train"], text_columns, label_column, strict, f"text:{arg}/train")
-    if split == "train":
-        return train
-    return read_text_table(files[split], text_columns, label_column, classes=train.classes, strict=strict,
-                           name=f"text:{arg}/{split}")
+    return files[split], text_columns, label_column
+
+
+def read_label_columns(
+    arg: str, split: str, columns: Sequence[str], strict: bool = False
+) -> tuple[TextSet, dict[str, list[str]]]:
+    """The texts of ``split`` of ``text:PATH`` (unlabelled) and the raw values of several label ``columns``, row by
+    row (``""`` where a row has no label in that column) — the data of a multi-task spec with one label column
+    per task. Rows with an empty text are skipped (counted in a warning; ``strict``: an error)."""
+    file, text_columns, _ = split_file(arg, split)
+    texts: list[str] = []
+    rows: list[str] = []
+    values: dict[str, list[str]] = {c: [] for c in columns}
+    skipped: list[tuple[str, str]] = []
+    streams = [_table_rows(file, text_columns, c) for c in columns] or [_table_rows(file, text_columns, None)]
+    for entries in zip(*streams, strict=True):
+        line, text, _ = entries[0]
+        if not text.strip():
+            skipped.append((f"{file}:{line}", "empty text"))
+            continue
+        texts.append(text.strip())
+        rows.append(f"{file.name}:{line}")
+        for c, (_, _, label) in zip(columns, entries, strict=False):
+            values[c].append(label.strip())
+    _report_skipped(str(file), skipped, strict)
+    if not texts:
+        raise ValueError(f"{file}: no usable rows (every text is empty)")
+    ds = TextSet(texts, np.zeros(len(texts), np.int64), ["unlabelled"], f"text:{arg}/{split}", rows)
+    return ds, values
+
+
+def sorted_labels(values: Sequence[str]) -> list[str]:
+    """The distinct non-empty values of a label column in class-id order (numeric order when all are integers)."""
+    return _sorted_labels([v for v in dict.fromkeys(values) if v])
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -203,7 +203,7 @@ class TransferModule(L.LightningModule):
         return ce * self.share_weight(n) + extra
 
     def on_train_epoch_end(self) -> None:
-        loss_n, correct, n, extra_n = self.train_sums.compute().tolist()
+        loss_n, correct, n, extra_n = self.train_sums.compute().tolist()[:4]  # subclasses may add more sums
         row = {"epoch": float(self.current_epoch), "train_loss": loss_n / max(n, 1), "train_acc": correct / max(n, 1)}
         if self.loss_terms or self.extra_name != "reg_loss":  # the extra terms' share of train_loss
             row[self.extra_name] = extra_n / max(n, 1)
