@@ -157,18 +157,20 @@ def multitask(
     names = [spec.tasks[i].name for i in cols]
     classes = [full.classes[i] for i in cols]
     slices = task_slices([len(c) for c in classes])
-    train_b, val_b = _batches(train_set, model_src, cols), _batches(val_set, model_src, cols)
+    # the rows the shared model trains on: those with a label of a trained task (not rows drawn for a holdout only)
+    mt_rows = np.flatnonzero((train_set.labels[:, cols] != MISSING).any(1))
+    train_b, val_b = _batches(train_set, model_src, cols, mt_rows), _batches(val_set, model_src, cols)
     eval_b = _batches(test_set, model_src, cols) if test_set is not None else val_b
     split = "test" if test_set is not None else "validation"
     combine = make_weighting(spec.weighting, len(cols), [spec.tasks[i].weight for i in cols], spec.gradnorm_alpha,
                              spec.dwa_temperature)
-    weights = task_sampling_weights(train_set.labels[:, cols], spec.sampling, spec.temperature)
+    weights = task_sampling_weights(train_set.labels[mt_rows][:, cols], spec.sampling, spec.temperature)
     out_dir = Path(spec.out or "runs/multitask")
     with run_session(out_dir, resume, overwrite, config_record) as session:
         tmp = session.path
         write_yaml(tmp / "config.yaml", config_record)
         run_cfg = cfg if session.resume_from is None else dataclasses.replace(cfg, resume_from=str(session.resume_from))
-        console.print(f"multitask: {len(names)} task(s) {names} on {len(train_set)} training rows, {spec.weighting} "
+        console.print(f"multitask: {len(names)} task(s) {names} on {len(train_b)} training rows, {spec.weighting} "
                       f"weighting, {spec.sampling} sampling")
         trained = train_multitask(strat, model_src, slices, names, train_b, val_b, run_cfg, combine, weights, tmp)
         mt_scores = _score_tasks(trained.model, eval_b, names, classes, slices)
@@ -255,12 +257,13 @@ def _metrics(spec: MultiTaskSpec, full: MultiTaskSet, train_set: MultiTaskSet, v
              trained: TrainedModel, combine: Any, split: str, baseline_s: float, wall_s: float,
              strat: Any) -> dict[str, Any]:
     tasks = {}
+    missing = full.missing()
     for name, i, cls in zip(names, cols, classes, strict=True):
         s = single.get(name)
         tasks[name] = {
             "classes": cls, "train_labels": int((train_set.labels[:, i] != MISSING).sum()),
             "val_labels": int((val_set.labels[:, i] != MISSING).sum()),
-            "missing_in_data": full.missing()[name], "rows_in_data": len(full),
+            "missing_in_data": missing[name], "rows_in_data": len(full),
             "labels_per_class": spec.tasks[i].labels_per_class,
             "multitask": mt[name], "single_task": s,
             "delta": None if s is None else mt[name]["accuracy"] - s["accuracy"],
@@ -270,7 +273,7 @@ def _metrics(spec: MultiTaskSpec, full: MultiTaskSet, train_set: MultiTaskSet, v
         "strategy": trained.strategy, "options": trained.options, "weighting": spec.weighting,
         "sampling": spec.sampling, "temperature": spec.temperature if spec.sampling == "temperature" else None,
         "final_weights": dict(zip(names, combine.weights().detach().cpu().tolist(), strict=True)),
-        "n_train_rows": len(train_set), "n_val_rows": len(val_set),
+        "n_train_rows": int((train_set.labels[:, cols] != MISSING).any(1).sum()), "n_val_rows": len(val_set),
         "trainable_params": trained.trainable_params, "total_params": trained.model.num_parameters(),
         "train_time_s": trained.fit.train_time_s, "baseline_time_s": baseline_s, "total_time_s": wall_s,
         "fit": trained.fit.to_dict(), "history": trained.fit.history,
