@@ -3,12 +3,12 @@
 Everything the CLI does is a call here: :func:`pretrain`, :func:`transfer`, :func:`evaluate`,
 :func:`predict`, :func:`resume`, :func:`compare`, :func:`curve`, :func:`adapt`, :func:`adapt_compare`,
 :func:`distill`, :func:`fuse`, :func:`select`, :func:`tune`, :func:`fewshot`, :func:`zeroshot`, :func:`multitask`,
-:func:`export`,
-:func:`serve` and :func:`demo`.
+:func:`auto`, :func:`export`, :func:`serve` and :func:`demo`.
 """
 
 from transferkit.api.adapt_compare_job import adapt_compare
 from transferkit.api.adapt_job import adapt
+from transferkit.api.auto_job import auto
 from transferkit.api.compare import compare
 from transferkit.api.curve import curve
 from transferkit.api.demo import demo
@@ -27,6 +27,6 @@ from transferkit.api.train import pretrain, transfer
 from transferkit.api.tune_job import tune
 from transferkit.api.use import evaluate, predict
 
-__all__ = ["RunResult", "adapt", "adapt_compare", "compare", "curve", "demo", "distill", "evaluate", "fuse", "lr_find",
-           "export", "fewshot", "merge", "multitask", "predict", "pretrain", "resume", "select", "serve", "transfer",
-           "tune", "zeroshot"]
+__all__ = ["RunResult", "adapt", "adapt_compare", "auto", "compare", "curve", "demo", "distill", "evaluate", "fuse",
+           "lr_find", "export", "fewshot", "merge", "multitask", "predict", "pretrain", "resume", "select", "serve",
+           "transfer", "tune", "zeroshot"]

@@ -102,7 +102,7 @@ def _kind(candidate: str) -> str:
     return "pretrained"
 
 
-def _load_candidate(candidate: str, image_size: int | None, seed: int,
+def load_candidate(candidate: str, image_size: int | None, seed: int,
                     channels: int) -> tuple[Backbone, dict[str, Any]]:
     """The candidate's frozen model and meta; ``random:<backbone>`` is built with ``torch.manual_seed(seed)``
     (small grey-native CNNs take the data's channels, as ``pretrain`` does), without touching the global RNG."""
@@ -316,7 +316,7 @@ def select(
     for cand in cands:
         t0 = time.perf_counter()
         try:
-            model, _ = _load_candidate(cand, image_size, seed, full.channels)
+            model, _ = load_candidate(cand, image_size, seed, full.channels)
             check_channels(full, model, convert_channels, f"candidate {cand}")
         except KeyboardInterrupt:
             raise

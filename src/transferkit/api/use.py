@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -37,7 +36,7 @@ from transferkit.api.runs import (
     write_yaml,
 )
 from transferkit.data.class_map import apply_class_map
-from transferkit.data.prepare import TensorBatches, prepare_images
+from transferkit.data.prepare import to_batches
 from transferkit.inference import (
     DEFAULT_MAX_PIXELS,
     BadImage,
@@ -82,8 +81,7 @@ def evaluate(
     check_classes(ds, meta, f"evaluate {model}")
     check_channels(ds, net, convert_channels, f"--data {data}")
     spec = net.input_spec
-    metrics = score(net, TensorBatches(prepare_images(ds, spec), torch.from_numpy(ds.labels), spec.mean, spec.std),
-                    ds.classes)
+    metrics = score(net, to_batches(ds, spec), ds.classes)  # images or texts, prepared as the model expects
     metrics = {"model": str(model), "data": data, "split": split, **metrics}
     if out is not None:
         out = Path(out)

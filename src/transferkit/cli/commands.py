@@ -289,6 +289,13 @@ def cmd_multitask(a: argparse.Namespace, console: Console) -> None:
                   overwrite=a.overwrite, progress=a.progress, console=console)
 
 
+def cmd_auto(a: argparse.Namespace, console: Console) -> None:
+    api.auto(a.data, candidates=a.candidates, budget=a.budget, classes=a.classes, labels_per_class=a.labels_per_class,
+             val_per_class=a.val_per_class, val_fraction=a.val_fraction, seed=a.seed, out=a.out,
+             image_size=a.image_size, keep=a.keep, finalists=a.finalists, first_epochs=a.first_epochs, eta=a.eta,
+             strict=a.strict, overwrite=a.overwrite, console=console)
+
+
 def cmd_merge(a: argparse.Namespace, console: Console) -> None:
     _need(a.model, "MODEL (LoRA run or bundle directory)")
     _need(a.out, "--out")

@@ -504,6 +504,25 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--overwrite", action="store_true", help="replace a run directory another run holds")
     p.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
 
+    p = add("auto", "choose the source and the strategy automatically within a time budget: rank sources by "
+                    "transferability, probe the best, then successive halving over fine-tuning variants and LoRA")
+    _data_options(p)
+    p.add_argument("--candidates", default=None,
+                   help="comma-separated sources (backbone names, run/bundle directories, random:NAME); default: "
+                        "every installed pretrained backbone of the data's modality")
+    p.add_argument("--budget", default="10m", help="wall-clock budget: 90s, 10m, 1.5h (default %(default)s)")
+    p.add_argument("--labels-per-class", type=int, default=None, help="labelled training examples per class")
+    p.add_argument("--val-per-class", type=int, default=None, help="validation examples per class (default: k)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="validation share without a labelled budget")
+    p.add_argument("--image-size", type=int, default=None, help="input size of named pretrained backbones")
+    p.add_argument("--keep", type=int, default=3, help="candidates kept after stage 1 (default %(default)s)")
+    p.add_argument("--finalists", type=int, default=2, help="candidates kept after the probes (default %(default)s)")
+    p.add_argument("--first-epochs", type=int, default=2, help="epochs of the first halving rung (default %(default)s)")
+    p.add_argument("--eta", type=int, default=3, help="halving factor: keep the best 1/eta (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/auto", help="run directory to write (default %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
     p = add("merge", "fold a LoRA bundle's adapters into the source weights: a plain, self-contained bundle")
     p.add_argument("model", nargs="?", help="LoRA run directory or bundle directory")
     p.add_argument("--out", default=None, help="bundle directory to write")

@@ -1,0 +1,177 @@
+"""Benchmark for the AutoTransfer issue: `auto` at several budgets vs the default fine-tune of the best-known source.
+
+    .venv/bin/python benchmarks/bench_auto.py --target fmnist10 --budgets 2m,5m,10m --seeds 0
+    .venv/bin/python benchmarks/bench_auto.py --target split --budgets 2m,5m,10m --seeds 0
+    .venv/bin/python benchmarks/bench_auto.py --target ag_news --budgets 2m,5m,10m --seeds 0
+
+Targets (fixed before running): ``fmnist10`` — Fashion-MNIST, all 10 classes, 10 labels per class, candidates =
+every installed pretrained image backbone at 96 px; ``split`` — Fashion-MNIST classes {2,3,4,6,7}, 10 labels per
+class, candidates = the same plus the seed_cnn source pretrained on {0,1,5,8,9}; ``ag_news`` — AG News
+(``../shared/data/ag_news``) 8 labels per class, candidate ``minilm``. Baseline (a): ``transfer`` with the default
+``finetune`` options of the best-known backbone (``mobilenet_v2`` at 96 px; ``minilm`` for text), same labelled
+images and validation images. Every figure is the test accuracy of the model each procedure chose on
+validation. Each procedure starts with an empty feature cache (none profits from features another extracted).
+Results: ``runs/bench_auto/`` and ``benchmarks/results/auto.json`` (resumable); a Markdown table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from transferkit.api import auto, evaluate, pretrain, transfer  # noqa: E402
+from transferkit.api.auto_job import DEFAULT_SPACE, default_candidates, parse_budget  # noqa: E402
+
+OUT = ROOT / "runs" / "bench_auto"
+RESULTS = ROOT / "benchmarks" / "results" / "auto.json"
+
+
+def split_source() -> Path:
+    src = OUT / "split_source"
+    if not (src / "bundle").exists():
+        pretrain(data="fashion_mnist", classes="0,1,5,8,9", backbone="seed_cnn", epochs=3, seed=0, out=src,
+                 progress=False)
+    return src
+
+
+def target(name: str) -> dict:
+    if name == "fmnist10":
+        return {"data": "fashion_mnist", "classes": None, "labels_per_class": 10, "image_size": 96,
+                "candidates": default_candidates("image"), "baseline": "mobilenet_v2"}
+    if name == "split":
+        return {"data": "fashion_mnist", "classes": "2,3,4,6,7", "labels_per_class": 10, "image_size": 96,
+                "candidates": [*default_candidates("image"), str(split_source())], "baseline": "mobilenet_v2"}
+    if name == "ag_news":
+        return {"data": f"text:{ROOT.parent / 'shared' / 'data' / 'ag_news'}?text=title+description",
+                "classes": None, "labels_per_class": 8, "image_size": None, "candidates": ["minilm"],
+                "baseline": "minilm"}
+    raise SystemExit(f"unknown target {name}; choose fmnist10, split or ag_news")
+
+
+def run_grid(t: dict, seed: int, out: Path) -> dict:
+    """Every candidate × {linear probe, each stage-3 configuration} trained to the end (30 epochs, patience 10),
+    chosen on validation accuracy; the winner's test accuracy, and the grid's total compute time."""
+    t0 = time.perf_counter()
+    runs = []
+    space = [("linear_probe", "linear_probe", {}), *DEFAULT_SPACE]
+    for cand in t["candidates"]:
+        named = not Path(cand).exists()
+        for label, strategy, options in space:
+            r0 = time.perf_counter()
+            run_dir = out / f"{Path(cand).name}__{label.replace(' ', '_').replace('=', '')}"
+            res = transfer(cand, data=t["data"], classes=t["classes"], labels_per_class=t["labels_per_class"],
+                           strategy=strategy, options=dict(options), seed=seed,
+                           image_size=t["image_size"] if named else None, out=run_dir, overwrite=True,
+                           progress=False, evaluate_test=False)
+            runs.append({"candidate": cand, "config": label, "val_accuracy": res.metrics["validation"]["accuracy"],
+                         "wall_s": time.perf_counter() - r0, "run_dir": str(run_dir)})
+            print(f"  grid {cand} · {label}: val {runs[-1]['val_accuracy']:.4f} ({runs[-1]['wall_s']:.0f} s)",
+                  flush=True)
+    best = max(runs, key=lambda r: r["val_accuracy"])
+    test = evaluate(best["run_dir"], t["data"], t["classes"], split="test")
+    return {"runs": runs, "best": f"{best['candidate']} · {best['config']}", "best_val": best["val_accuracy"],
+            "test_accuracy": test["accuracy"], "wall_s": time.perf_counter() - t0}
+
+
+@contextlib.contextmanager
+def cold_cache() -> Iterator[None]:
+    """An empty feature cache for one procedure: no run profits from features another one extracted."""
+    old = os.environ.get("TRANSFERKIT_CACHE")
+    tmp = tempfile.mkdtemp(prefix="bench-auto-cache-")
+    os.environ["TRANSFERKIT_CACHE"] = tmp
+    try:
+        yield
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is None:
+            os.environ.pop("TRANSFERKIT_CACHE", None)
+        else:
+            os.environ["TRANSFERKIT_CACHE"] = old
+
+
+def _load() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+
+
+def _save(results: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(RESULTS)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--target", required=True)
+    ap.add_argument("--budgets", default="2m,5m,10m")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--grid", action="store_true", help="also run the exhaustive grid over auto's search space")
+    args = ap.parse_args()
+    t = target(args.target)
+    results = _load()
+    cell = results.setdefault(args.target, {})
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        key = f"seed{seed}"
+        row = cell.setdefault(key, {})
+        if "baseline" not in row:
+            t0 = time.perf_counter()
+            res = transfer(t["baseline"], data=t["data"], classes=t["classes"], labels_per_class=t["labels_per_class"],
+                           strategy="finetune", seed=seed, image_size=t["image_size"],
+                           out=OUT / args.target / key / "baseline", overwrite=True, progress=False)
+            row["baseline"] = {"test_accuracy": res.metrics["accuracy"], "wall_s": time.perf_counter() - t0,
+                               "validation_accuracy": res.metrics["validation"]["accuracy"],
+                               "epochs_run": res.metrics["fit"]["epochs_run"]}
+            _save(results)
+            print(f"{args.target} {key} baseline: {row['baseline']}", flush=True)
+        if args.grid and "grid" not in row:
+            with cold_cache():
+                row["grid"] = run_grid(t, seed, OUT / args.target / key / "grid")
+            _save(results)
+            print(f"{args.target} {key} grid: best {row['grid']['best']}, test {row['grid']['test_accuracy']}, "
+                  f"compute {row['grid']['wall_s']:.0f} s", flush=True)
+        for budget in [b for b in args.budgets.split(",") if b]:
+            name = f"auto_{budget}"
+            if name in row:
+                continue
+            with cold_cache():
+                m = auto(t["data"], candidates=t["candidates"], budget=budget, classes=t["classes"],
+                         labels_per_class=t["labels_per_class"], seed=seed, image_size=t["image_size"],
+                         out=OUT / args.target / key / name, overwrite=True).metrics
+            row[name] = {"budget_s": parse_budget(budget), "wall_s": m["wall_s"], "over_budget": m["over_budget"],
+                         "stages_s": m["stages_s"], "test_reserve_s": m["test_reserve_s"],
+                         "chosen": {k: m["chosen"][k] for k in ("name", "stage", "val_accuracy")} if m["chosen"]
+                         else None,
+                         "test_accuracy": m["test"]["accuracy"] if m["test"] else None,
+                         "ranking": [(r["candidate"], r["scores"].get("logme")) for r in m["ranking"]],
+                         "probes": [(p["candidate"], p.get("val_accuracy")) for p in m["probes"]],
+                         "configs": [(c["name"], [(r["epochs"], r["val_accuracy"]) for r in c["rungs"]],
+                                      c["stopped"]) for c in m["configs"]]}
+            _save(results)
+            print(f"{args.target} {key} {name}: test {row[name]['test_accuracy']}, wall {m['wall_s']:.0f} s "
+                  f"({100 * m['over_budget']:+.1f} %), chosen {row[name]['chosen']}", flush=True)
+    lines = ["| target | seed | procedure | test accuracy | wall s | vs budget |", "|---|---|---|---|---|---|"]
+    for tname, seeds in results.items():
+        for key, row in seeds.items():
+            for proc, r in row.items():
+                if proc == "grid":
+                    lines.append(f"| {tname} | {key} | grid ({len(r['runs'])} runs, best {r['best']}) | "
+                                 f"{r['test_accuracy']} | {r['wall_s']:.0f} | — |")
+                    continue
+                over = f"{100 * r['over_budget']:+.1f} %" if "over_budget" in r else "—"
+                lines.append(f"| {tname} | {key} | {proc} | {r['test_accuracy']} | {r['wall_s']:.0f} | {over} |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,454 @@
+"""``auto``: choose the source and the strategy automatically, within a wall-clock budget.
+
+Three stages, each with its share of the budget, then one test evaluation:
+
+1. **rank sources** (≤ 15 % of the budget) — :func:`~transferkit.api.select_job.select` scores every candidate
+   (default: every built-in backbone of the data's modality whose pretrained weights are installed) with
+   transferability scores (LogME first) on the labelled training images, frozen; the top ``keep`` go on;
+2. **cheap probes** (up to 35 % of the budget in all) — a linear probe on cached features for each kept candidate,
+   scored on the validation split; the best ``finalists`` candidates go on;
+3. **strategies** (the rest, minus a small reserve) — successive halving (Jamieson & Talwalkar, 2016, "Non-stochastic
+   Best Arm Identification and Hyperparameter Optimization"; Li et al., 2018, "Hyperband") over the finalists ×
+   the search space (fine-tuning and its toolbox variants, LoRA): every configuration trains ``first_epochs`` epochs,
+   the best third trains three times as long, and so on while the budget lasts. A run's cost is predicted from its
+   seconds per epoch; a rung that does not fit is not started, and a deadline callback stops any run at the stage's
+   end (its best validation epoch is kept).
+
+Every choice uses the validation split only; the chosen model (best validation accuracy over probes and stage-3
+runs) is evaluated **once** on the test split at the end. The best bundle so far is copied to ``<out>/bundle``
+after every improvement, so an interrupted run (Ctrl-C) keeps it; ``report.md`` explains every decision: the
+ranking with its scores, the probes, each configuration's rungs and why it stopped, time per stage.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from rich.console import Console
+
+from transferkit import atomic
+from transferkit.api.runs import RunResult, load_task, write_json, write_yaml
+from transferkit.api.select_job import RANDOM_PREFIX, load_candidate, select
+from transferkit.api.train import transfer
+from transferkit.api.use import evaluate
+from transferkit.backbones.features import predict_logits
+from transferkit.backbones.registry import list_backbones
+from transferkit.bundle import load_bundle
+from transferkit.data.prepare import to_batches
+from transferkit.data.registry import has_split
+from transferkit.report.markdown import markdown_table
+from transferkit.report.tables import comparison_table
+
+RANK_SHARE, PROBE_SHARE = 0.15, 0.35  # cumulative shares of the budget at the end of stages 1 and 2
+DEFAULT_SPACE: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("finetune", "finetune", {}),
+    ("finetune lr_decay=0.5", "finetune", {"lr_decay": 0.5}),
+    ("finetune l2sp", "finetune", {"regularizer": "l2sp"}),
+    ("finetune two_phase", "finetune", {"preset": "two_phase", "head_epochs": 1}),
+    ("lora", "lora", {}),
+)
+SCORING_IMAGES = 1000  # stage 1 scores at most about this many labelled training examples
+
+
+def parse_budget(value: str | float | int) -> float:
+    """``"10m"``, ``"90s"``, ``"1.5h"`` or a number of seconds → seconds (> 0)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*", str(value))
+        if not m:
+            raise ValueError(f"--budget: '{value}' is not a duration; write e.g. 90s, 10m or 1.5h")
+        seconds = float(m.group(1)) * {"s": 1, "sec": 1, None: 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
+    if not seconds > 0:
+        raise ValueError(f"--budget must be positive, got {value!r}")
+    return seconds
+
+
+def default_candidates(modality: str) -> list[str]:
+    """Every registered backbone of ``modality`` whose pretrained weights are installed here."""
+    out = []
+    for info in list_backbones():
+        kind = "text" if info.default_channels == 0 else "image"
+        if kind == modality and info.weights_available():
+            out.append(info.name)
+    return out
+
+
+class Deadline(Callback):
+    """Stop training at ``deadline`` (``time.monotonic()`` seconds); the best validation epoch so far is kept."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.hit = False
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if time.monotonic() >= self.deadline:
+            self.hit = True
+            trainer.should_stop = True
+
+
+@dataclass
+class Config:
+    """One point of the stage-3 search: a candidate source with a strategy and its options, and its rungs."""
+
+    source: str
+    label: str
+    strategy: str
+    options: dict[str, Any]
+    rungs: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.source} · {self.label}"
+
+    @property
+    def score(self) -> float:
+        return self.rungs[-1]["val_accuracy"] if self.rungs else -1.0
+
+    @property
+    def seconds_per_epoch(self) -> float | None:
+        done = [r for r in self.rungs if r["epochs_run"] > 0]
+        return done[-1]["train_time_s"] / done[-1]["epochs_run"] if done else None
+
+
+class _Clock:
+    def __init__(self, budget: float) -> None:
+        self.start = time.monotonic()
+        self.budget = budget
+
+    def at(self, share: float) -> float:
+        return self.start + self.budget * share
+
+    def left(self, until: float | None = None) -> float:
+        return (self.start + self.budget if until is None else until) - time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+def auto(
+    data: str = "fashion_mnist", candidates: str | Sequence[str] | None = None, budget: str | float = "10m",
+    classes: str | list[int] | None = None, labels_per_class: int | None = None, val_per_class: int | None = None,
+    val_fraction: float = 0.1, seed: int = 0, out: str | Path = "runs/auto", image_size: int | None = None,
+    keep: int = 3, finalists: int = 2, first_epochs: int = 2, eta: int = 3, strict: bool = False,
+    overwrite: bool = False, console: Console | None = None,
+) -> RunResult:
+    """Pick the source and strategy for ``data`` within ``budget`` (``"10m"``, ``"90s"``, seconds) and write ``out``.
+
+    ``candidates`` (comma-separated or a list: pretrained backbone names, run/bundle directories, ``random:…``)
+    default to every installed pretrained backbone of the data's modality. ``labels_per_class`` /
+    ``val_per_class`` / ``val_fraction`` / ``seed`` define the training and validation images as for
+    :func:`~transferkit.api.train.transfer`; ``image_size`` sets the input size of named backbones (e.g. 96 px on a
+    CPU). ``keep`` candidates survive stage 1, ``finalists`` stage 2; stage 3 starts at ``first_epochs`` epochs and
+    keeps the best ``1/eta`` per rung. Returns the run (``metrics`` as in ``<out>/metrics.json``; ``model`` the chosen
+    one, or ``None`` when nothing finished).
+    """
+    console = console or Console()
+    budget_s = parse_budget(budget)
+    clock = _Clock(budget_s)
+    for name, value, low in (("keep", keep, 1), ("finalists", finalists, 1), ("first_epochs", first_epochs, 2),
+                             ("eta", eta, 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be a whole number ≥ {low}, got {value!r}")
+    full = load_task(data, "train", classes, strict)
+    _check_validation_possible(full, labels_per_class, val_per_class, val_fraction)
+    n_test = len(load_task(data, "test", classes, strict)) if has_split(data, "test") else 0
+    cands = ([c.strip() for c in candidates.split(",") if c.strip()] if isinstance(candidates, str)
+             else list(candidates or []) or default_candidates(full.modality))
+    if not cands:
+        raise ValueError(f"auto: no candidate sources: no pretrained {full.modality} backbone is installed here "
+                         "('transferkit backbones' shows which) and --candidates was not given")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ValueError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"command": "auto", "data": data, "candidates": cands, "budget": budget, "budget_s": budget_s,
+              "classes": classes, "labels_per_class": labels_per_class, "val_per_class": val_per_class,
+              "val_fraction": val_fraction, "seed": seed, "out": str(out), "image_size": image_size, "keep": keep,
+              "finalists": finalists, "first_epochs": first_epochs, "eta": eta}
+    write_yaml(out / "config.yaml", config)
+    common = {"data": data, "classes": classes, "labels_per_class": labels_per_class, "val_per_class": val_per_class,
+              "val_fraction": val_fraction, "seed": seed, "strict": strict, "progress": False,
+              "evaluate_test": False}
+    state: dict[str, Any] = {"stages": {}, "probes": [], "configs": [], "best": None, "interrupted": False,
+                             "ranking": []}
+    quiet = Console(quiet=True)
+
+    def say(stage: str, text: str) -> None:
+        console.print(f"[bold]{stage}[/] {text}  [dim]({max(clock.left(), 0):.0f} s of {budget_s:.0f} s left)[/]")
+
+    def consider(name: str, run_dir: Path, val_acc: float, detail: dict[str, Any]) -> None:
+        best = state["best"]
+        if best is None or val_acc > best["val_accuracy"]:
+            state["best"] = {"name": name, "run_dir": str(run_dir), "val_accuracy": val_acc, **detail}
+            with atomic.staged_dir(out / "bundle") as tmp:
+                shutil.copytree(run_dir / "bundle", tmp, dirs_exist_ok=True)
+
+    try:
+        # -- stage 1: rank the candidates by transferability ---------------------------------------------
+        t0 = time.monotonic()
+        say("stage 1/3", f"ranking {len(cands)} candidate(s) by transferability scores")
+        score_k = labels_per_class or max(1, min(SCORING_IMAGES // max(full.num_classes, 1),
+                                                 int(full.class_counts().min()) // 2))
+        sel = select(cands, data, classes, labels_per_class=score_k, val_per_class=val_per_class,
+                     val_fraction=val_fraction, seed=seed, out=out / "stage1_rank", image_size=image_size,
+                     strict=strict, console=quiet)
+        ranked = sel.metrics["candidates"]
+        state["ranking"] = [{"candidate": e["candidate"], "rank": e["rank"], "scores": e["scores"],
+                             "kept": i < keep} for i, e in enumerate(ranked)]
+        state["skipped"] = sel.metrics["skipped"]
+        kept = [e["candidate"] for e in ranked[:keep]]
+        state["stages"]["rank"] = time.monotonic() - t0
+        say("stage 1/3", f"kept {kept} (by {sel.metrics['ranked_by']})")
+
+        # -- stage 2: linear probes of the kept candidates --------------------------------------------------
+        t0 = time.monotonic()
+        for cand in kept:
+            if clock.left(clock.at(PROBE_SHARE)) <= 0 and state["probes"]:
+                state["probes"].append({"candidate": cand, "stopped": "stage 2's share of the budget was spent"})
+                continue
+            run_dir = out / "stage2_probes" / _safe(cand)
+            res = transfer(_source(cand, image_size, seed, full.channels), strategy="linear_probe", out=run_dir,
+                           image_size=_size_for(cand, image_size),
+                           callbacks=[Deadline(clock.at(PROBE_SHARE + 0.05))], console=quiet, **common)
+            val = res.metrics["validation"]["accuracy"]
+            state["probes"].append({"candidate": cand, "val_accuracy": val, "time_s": res.metrics["total_time_s"],
+                                    "run_dir": str(run_dir)})
+            consider(f"{cand} · linear_probe", run_dir, val, {"source": cand, "strategy": "linear_probe",
+                                                                "options": {}, "stage": 2})
+            say("stage 2/3", f"linear probe of {cand}: validation accuracy {val:.4f}")
+        state["stages"]["probe"] = time.monotonic() - t0
+
+        # -- stage 3: successive halving over strategies ---------------------------------------------------
+        t0 = time.monotonic()
+        probed = sorted((p for p in state["probes"] if "val_accuracy" in p), key=lambda p: -p["val_accuracy"])
+        finals = [p["candidate"] for p in probed[:finalists]]
+        configs = [Config(c, label, strat, opts) for c in finals for label, strat, opts in DEFAULT_SPACE]
+        state["configs"] = configs
+        speeds = _seconds_per_item(kept, full, image_size, seed) if n_test else {}
+
+        def reserve() -> float:  # for the test evaluation of the best model so far (its speed, measured above)
+            best = state["best"] or {}
+            per_item = speeds.get(best.get("source"), max(speeds.values(), default=0.0))
+            factor = 1.5 if best.get("strategy") == "lora" else 1.2  # adapters cost extra at inference
+            state["test_reserve_s"] = max(0.04 * budget_s, 3.0 + factor * n_test * per_item)
+            return state["test_reserve_s"]
+
+        _halving(configs, first_epochs, eta, lambda: clock.start + budget_s - reserve(), out, common, image_size,
+                 full.channels, quiet, say, consider)
+        state["stages"]["strategies"] = time.monotonic() - t0
+    except KeyboardInterrupt:
+        state["interrupted"] = True
+        console.print("[yellow]interrupted[/]: keeping the best model so far")
+
+    # -- the chosen model: one test evaluation ----------------------------------------------------------------
+    t0 = time.monotonic()
+    best = state["best"]
+    test = None
+    if best is not None and not state["interrupted"] and has_split(data, "test"):
+        test = evaluate(out / "bundle", data, classes, split="test", strict=strict, console=quiet)
+    state["stages"]["test"] = time.monotonic() - t0
+    metrics = _metrics(state, test, budget_s, clock.elapsed())
+    write_json(out / "metrics.json", metrics)
+    _write_report(out / "report.md", metrics)
+    _print_summary(console, metrics, out)
+    if state["interrupted"]:
+        raise KeyboardInterrupt
+    model = load_bundle(out / "bundle")[0] if best is not None else None
+    return RunResult(out, metrics, model, {"chosen": best})
+
+
+def _check_validation_possible(full: Any, k: int | None, v: int | None, fraction: float) -> None:
+    """Refuse, before any work, data whose smallest class cannot give validation examples beside its training ones
+    (``k`` + ``v`` per class with a labelled budget; 2 otherwise, one of each)."""
+    counts = full.class_counts()
+    need = k + (k if v is None else v) if k is not None else 2
+    small = [(full.classes[i], int(n)) for i, n in enumerate(counts) if n < need]
+    if small:
+        shown = ", ".join(f"'{c}' has {n}" for c, n in small[:5])
+        raise ValueError(f"auto chooses on a validation split, so every class needs at least {need} labelled "
+                         f"training examples; {shown}. Use fewer --labels-per-class, or estimate by cross-validation "
+                         "instead: 'transferkit transfer ... --cv 5'")
+
+
+def _source(candidate: str, image_size: int | None, seed: int, channels: int) -> Any:
+    """What :func:`transfer` takes for ``candidate``: its name or path, or for ``random:<backbone>`` that architecture
+    built with random weights (seeded), as stage 1 scored it."""
+    if candidate.startswith(RANDOM_PREFIX) and not Path(candidate).exists():
+        return load_candidate(candidate, image_size, seed, channels)[0]
+    return candidate
+
+
+def _size_for(candidate: str, image_size: int | None) -> int | None:
+    """``image_size`` applies to named backbones only (a run/bundle directory has its own input size)."""
+    return image_size if image_size and not Path(candidate).exists() and not candidate.startswith(RANDOM_PREFIX) \
+        else None
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[-60:] or "candidate"
+
+
+def _seconds_per_item(candidates: list[str], full: Any, image_size: int | None, seed: int,
+                      n: int = 64) -> dict[str, float]:
+    """Preprocessing + inference seconds per example of each candidate, timed warm on ``n`` training examples (the
+    feature cache is bypassed: the final test evaluation will not have it)."""
+    sample = full.subset(list(range(min(n, len(full)))))
+    speeds = {}
+    for cand in candidates:
+        model = load_candidate(cand, _size_for(cand, image_size), seed, full.channels)[0]
+        predict_logits(model, to_batches(sample.subset(list(range(min(8, len(sample))))), model.input_spec))
+        t0 = time.perf_counter()
+        predict_logits(model, to_batches(sample, model.input_spec))
+        speeds[cand] = (time.perf_counter() - t0) / max(len(sample), 1)
+    return speeds
+
+
+def _halving(configs: list[Config], first_epochs: int, eta: int, end: Any, out: Path,
+             common: dict[str, Any], image_size: int | None, channels: int, quiet: Console, say: Any,
+             consider: Any) -> None:
+    """Successive halving of ``configs`` until one is left or the stage's time is spent (``end()``: when it ends, which
+    moves with the test-evaluation reserve of the best model so far). Each run's cost is predicted from the seconds
+    per epoch of its last rung, or of the same strategy on the same source."""
+    alive = list(configs)
+    epochs = first_epochs
+    rung = 0
+    while alive:
+        ran = []
+        for cfg in alive:
+            stage_end = end()
+            left = stage_end - time.monotonic()
+            per_epoch = cfg.seconds_per_epoch or _similar_rate(configs, cfg)
+            if per_epoch is not None and per_epoch * epochs > left:
+                cfg.stopped = (f"budget: rung {rung + 1} ({epochs} epochs) needs ≈{per_epoch * epochs:.0f} s, "
+                               f"{max(left, 0):.0f} s were left")
+                continue
+            if left <= 0:
+                cfg.stopped = "budget: stage 3's time was spent"
+                continue
+            run_dir = out / "stage3_trials" / f"{_safe(cfg.source)}__{_safe(cfg.label)}__r{rung + 1}"
+            deadline = Deadline(stage_end)
+            t0 = time.monotonic()
+            try:
+                res = transfer(_source(cfg.source, image_size, common["seed"], channels), strategy=cfg.strategy,
+                               options=dict(cfg.options), epochs=epochs,
+                               patience=None, out=run_dir, image_size=_size_for(cfg.source, image_size),
+                               callbacks=[deadline], console=quiet, **common)
+            except (ValueError, RuntimeError) as exc:  # e.g. a strategy that does not apply to this source
+                cfg.stopped = f"failed: {type(exc).__name__}: {exc}"
+                continue
+            m = res.metrics
+            cfg.rungs.append({"rung": rung + 1, "epochs": epochs, "epochs_run": m["fit"]["epochs_run"],
+                              "val_accuracy": m["validation"]["accuracy"], "val_loss": m["validation"]["loss"],
+                              "train_time_s": m["train_time_s"], "wall_s": time.monotonic() - t0,
+                              "cut_by_deadline": deadline.hit, "run_dir": str(run_dir)})
+            consider(cfg.name, run_dir, m["validation"]["accuracy"],
+                     {"source": cfg.source, "strategy": cfg.strategy, "options": cfg.options, "stage": 3,
+                      "rung": rung + 1, "epochs": epochs})
+            say("stage 3/3", f"{cfg.name}: rung {rung + 1}, {epochs} epochs → validation accuracy "
+                             f"{m['validation']['accuracy']:.4f}")
+            ran.append(cfg)
+            if deadline.hit:
+                cfg.stopped = "budget: stopped by the deadline inside its run (best validation epoch kept)"
+        if len(ran) <= 1 or time.monotonic() >= end():
+            for cfg in ran:
+                if not cfg.stopped:
+                    cfg.stopped = "last one standing" if len(ran) == 1 else "budget: stage 3's time was spent"
+            return
+        ranked = sorted(ran, key=lambda c: (-c.score, c.rungs[-1]["val_loss"]))
+        n_keep = max(1, math.ceil(len(ranked) / eta))
+        cut = ranked[n_keep - 1].score
+        for i, cfg in enumerate(ranked[n_keep:], n_keep + 1):
+            cfg.stopped = (f"halved out after rung {rung + 1}: validation accuracy {cfg.score:.4f} (rank {i} of "
+                           f"{len(ranked)}) below the kept {cut:.4f}")
+        for cfg in ranked[:n_keep]:
+            cfg.stopped = ""
+        alive = [c for c in ranked[:n_keep] if not c.stopped]
+        epochs *= eta
+        rung += 1
+
+
+def _similar_rate(configs: list[Config], cfg: Config) -> float | None:
+    """Seconds per epoch of another configuration with the same source and strategy (a first estimate)."""
+    rates = [c.seconds_per_epoch for c in configs if c is not cfg and c.source == cfg.source
+             and c.strategy == cfg.strategy and c.seconds_per_epoch]
+    return max(rates) if rates else None
+
+
+def _metrics(state: dict[str, Any], test: dict[str, Any] | None, budget_s: float, wall_s: float) -> dict[str, Any]:
+    configs = [{"name": c.name, "source": c.source, "strategy": c.strategy, "options": c.options, "rungs": c.rungs,
+                "best_val_accuracy": max((r["val_accuracy"] for r in c.rungs), default=None),
+                "stopped": c.stopped or "not reached"} for c in state["configs"]]
+    best = dict(state["best"]) if state["best"] else None
+    return {
+        "task": "auto", "budget_s": budget_s, "wall_s": wall_s, "over_budget": wall_s / budget_s - 1,
+        "interrupted": state["interrupted"], "stages_s": state["stages"], "ranking": state["ranking"],
+        "test_reserve_s": state.get("test_reserve_s"),
+        "skipped": state.get("skipped", []), "probes": state["probes"], "configs": configs, "chosen": best,
+        "validation_accuracy": best["val_accuracy"] if best else None,
+        "test": {k: test[k] for k in ("accuracy", "macro_f1", "n")} if test else None,
+    }
+
+
+def _write_report(path: Path, m: dict[str, Any]) -> None:
+    parts = ["# transferkit auto run", "",
+             f"Budget {m['budget_s']:.0f} s, wall time {m['wall_s']:.1f} s ({100 * m['over_budget']:+.1f} %)"
+             + (" — **interrupted**: the best model so far was kept, no test evaluation" if m["interrupted"] else "")
+             + ".", "", "## Time per stage", "",
+             markdown_table(["stage", "seconds"], [(k, f"{v:.1f}") for k, v in m["stages_s"].items()]), "",
+             "## Stage 1 — sources ranked by transferability (training images, frozen)", ""]
+    if m["ranking"]:
+        names = list(m["ranking"][0]["scores"])
+        parts.append(markdown_table(["rank", "candidate", *names, "kept"],
+                                    [(r["rank"], r["candidate"], *(_num(r["scores"].get(n)) for n in names),
+                                      "yes" if r["kept"] else "no") for r in m["ranking"]]))
+    parts += [*(f"- skipped {s['candidate']}: {s['reason']}" for s in m["skipped"]), "",
+              "## Stage 2 — linear probes (validation accuracy)", "",
+              markdown_table(["candidate", "validation accuracy", "seconds / why not run"],
+                             [(p["candidate"], _num(p.get("val_accuracy")),
+                               f"{p['time_s']:.1f}" if "time_s" in p else p.get("stopped", "")) for p in m["probes"]]),
+              "", "## Stage 3 — strategies by successive halving", ""]
+    rows = []
+    for c in m["configs"]:
+        rungs = "; ".join(f"{r['epochs']} ep → {r['val_accuracy']:.4f} ({r['wall_s']:.0f} s)" for r in c["rungs"])
+        rows.append((c["name"], rungs or "-", c["stopped"]))
+    parts += [markdown_table(["configuration", "rungs (epochs → validation accuracy, seconds)", "why it stopped"],
+                             rows) if rows else "(no configuration reached stage 3)", "", "## Result", ""]
+    best = m["chosen"]
+    if best:
+        parts.append(f"Chosen: **{best['name']}** (stage {best['stage']}), validation accuracy "
+                     f"{best['val_accuracy']:.4f}" + (f", **test accuracy {m['test']['accuracy']:.4f}** (macro-F1 "
+                                                      f"{m['test']['macro_f1']:.4f}, {m['test']['n']} images, "
+                                                      "evaluated once, at the end)" if m["test"] else "") + ".")
+        parts.append("")
+        parts.append("Every choice above used the validation split only; the bundle is in `bundle/`.")
+    else:
+        parts.append("No model finished within the budget.")
+    atomic.write_text(path, "\n".join(parts) + "\n")
+
+
+def _num(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, (int, float)) and x == x else "n/a"
+
+
+def _print_summary(console: Console, m: dict[str, Any], out: Path) -> None:
+    rows = [(c["name"], _num(c["best_val_accuracy"]), c["stopped"][:60]) for c in m["configs"]]
+    rows = [(f"{p['candidate']} · linear_probe", _num(p.get("val_accuracy")), "stage 2") for p in m["probes"]] + rows
+    console.print(comparison_table(["configuration", "val acc", "stopped"], rows, f"auto → {out}"))
+    best = m["chosen"]
+    if best:
+        test = f", test {m['test']['accuracy']:.4f}" if m["test"] else ""
+        console.print(f"chosen: {best['name']} (validation {best['val_accuracy']:.4f}{test}); wall "
+                      f"{m['wall_s']:.0f} s of {m['budget_s']:.0f} s; report: {out / 'report.md'}")

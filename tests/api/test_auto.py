@@ -1,0 +1,100 @@
+"""``auto``: budget parsing, refusals, an end-to-end search within a small budget, and an interrupted search."""
+
+import json
+
+import pytest
+
+import transferkit as tk
+from transferkit.api import auto_job
+from transferkit.api.auto_job import parse_budget
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("1.5h", 5400), (30, 30), ("45", 45)])
+def test_parse_budget(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["ten minutes", "0s", "-5m", "5d"])
+def test_bad_budget_is_refused(bad):
+    with pytest.raises(ValueError, match="--budget"):
+        parse_budget(bad)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory, fashion_npz):
+    out = tmp_path_factory.mktemp("auto") / "src"
+    tk.pretrain(data=f"npz:{fashion_npz}", classes="0,1,5,8,9", epochs=2, out=out, progress=False)
+    return out
+
+
+def test_too_few_examples_for_validation_suggests_cv(fashion_npz, tmp_path):
+    with pytest.raises(ValueError, match=r"at least 200 .*--cv"):
+        tk.auto(f"npz:{fashion_npz}", candidates="random:seed_cnn", labels_per_class=100, budget="1m",
+                out=tmp_path / "a")
+    assert not (tmp_path / "a").exists()  # refused before anything was written
+
+
+def test_auto_search_within_budget(fashion_npz, source, tmp_path, single_thread):
+    budget = 60
+    res = tk.auto(f"npz:{fashion_npz}", candidates=[str(source), "random:seed_cnn"], classes="2,3,4,6,7",
+                  labels_per_class=10, budget=budget, keep=2, finalists=1, out=tmp_path / "auto")
+    m = res.metrics
+    assert res.model is not None and res.model.num_classes == 5
+    assert m["wall_s"] <= budget * 1.25  # the budget holds (the benchmark measures it precisely)
+    assert [r["candidate"] for r in m["ranking"]] and len(m["ranking"]) == 2
+    assert len(m["probes"]) == 2 and all("val_accuracy" in p for p in m["probes"])
+    assert any(c["rungs"] for c in m["configs"])
+    assert all(c["stopped"] for c in m["configs"])  # every configuration says why it stopped
+    chosen = m["chosen"]
+    assert chosen["val_accuracy"] == max([p["val_accuracy"] for p in m["probes"]]
+                                         + [c["best_val_accuracy"] for c in m["configs"] if c["rungs"]])
+    assert m["test"]["n"] == 200 and 0.2 < m["test"]["accuracy"] <= 1  # five classes: above chance
+    out = tmp_path / "auto"
+    meta = json.loads((out / "bundle" / "transferkit.json").read_text())
+    assert meta["classes"] == ["Pullover", "Dress", "Coat", "Shirt", "Sneaker"]
+    report = (out / "report.md").read_text()
+    for section in ("Stage 1", "Stage 2", "Stage 3", "why it stopped", "test accuracy"):
+        assert section in report
+    with pytest.raises(ValueError, match="--overwrite"):
+        tk.auto(f"npz:{fashion_npz}", candidates=str(source), labels_per_class=10, budget=10, out=out)
+
+
+def test_interrupted_search_keeps_the_best_bundle(fashion_npz, source, tmp_path, monkeypatch, single_thread):
+    real = auto_job.transfer
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        if kwargs.get("strategy") != "linear_probe":
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(auto_job, "transfer", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        tk.auto(f"npz:{fashion_npz}", candidates=str(source), classes="2,3,4,6,7", labels_per_class=10,
+                budget=120, out=tmp_path / "auto")
+    m = json.loads((tmp_path / "auto" / "metrics.json").read_text())
+    assert m["interrupted"] and m["test"] is None and m["chosen"] is not None
+    assert (tmp_path / "auto" / "bundle" / "model.safetensors").is_file()
+    assert "interrupted" in (tmp_path / "auto" / "report.md").read_text()
+
+
+def test_tight_budget_cuts_runs_and_says_so(fashion_npz, source, tmp_path, single_thread):
+    budget = 20
+    m = tk.auto(f"npz:{fashion_npz}", candidates=str(source), classes="2,3,4,6,7", labels_per_class=10,
+                budget=budget, first_epochs=200, out=tmp_path / "auto").metrics
+    assert m["wall_s"] <= budget * 1.25
+    reasons = [c["stopped"] for c in m["configs"]]
+    assert any(r.startswith("budget") for r in reasons), reasons
+    assert m["chosen"] is not None and (tmp_path / "auto" / "bundle").is_dir()
+
+
+def test_auto_on_text_without_a_label_budget(topics_dir, tmp_path, single_thread):
+    res = tk.auto(f"text:{topics_dir}", candidates="minilm", budget=30, val_fraction=0.25, finalists=1,
+                  out=tmp_path / "txt")
+    m = res.metrics
+    assert m["wall_s"] <= 30 * 1.25
+    assert [r["candidate"] for r in m["ranking"]] == ["minilm"]
+    assert m["probes"][0]["val_accuracy"] > 0.5 and m["test"]["n"] == 24
+    assert (tmp_path / "txt" / "bundle" / "tokenizer.json").is_file()
