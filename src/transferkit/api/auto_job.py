@@ -161,7 +161,7 @@ def auto(
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"--{name.replace('_', '-')} must be a whole number ≥ {low}, got {value!r}")
     full = load_task(data, "train", classes, strict)
-    _check_validation_possible(full, labels_per_class, val_per_class, val_fraction)
+    _check_validation_possible(full, labels_per_class, val_per_class)
     n_test = len(load_task(data, "test", classes, strict)) if has_split(data, "test") else 0
     cands = ([c.strip() for c in candidates.split(",") if c.strip()] if isinstance(candidates, str)
              else list(candidates or []) or default_candidates(full.modality))
@@ -270,7 +270,7 @@ def auto(
     return RunResult(out, metrics, model, {"chosen": best})
 
 
-def _check_validation_possible(full: Any, k: int | None, v: int | None, fraction: float) -> None:
+def _check_validation_possible(full: Any, k: int | None, v: int | None) -> None:
     """Refuse, before any work, data whose smallest class cannot give validation examples beside its training ones
     (``k`` + ``v`` per class with a labelled budget; 2 otherwise, one of each)."""
     counts = full.class_counts()
