@@ -131,3 +131,24 @@ def test_task_sampling_weights():
     assert mass(task_sampling_weights(labels, "temperature", 1.0)) == pytest.approx((100 / 110, 10 / 110))
     with pytest.raises(ValueError, match="valid choices"):
         task_sampling_weights(labels, "other")
+
+
+def test_text_column_class_map_holds_on_the_test_split(tmp_path):
+    root = tmp_path / "news"
+    root.mkdir()
+    for split, seed in (("train", 0), ("test", 1)):
+        rows = [(t, label, "good" if i % 2 else "bad") for i, (t, label) in enumerate(topic_texts(4, seed))]
+        write_two_columns(root / f"{split}.csv", rows)
+    spec = parse_spec({"data": f"text:{root}", "tasks": [
+        {"name": "topic", "column": "topic", "class_map": {"sports": "leisure", "weather": "leisure"}},
+        {"name": "tone", "column": "tone"}]})
+    train = load_multitask(spec, "train")
+    assert train.classes[0] == ["business", "leisure", "science"]
+    test = load_multitask(spec, "test", train.classes)
+    assert test.classes == train.classes and (test.labels[:, 0] >= 0).all()
+    bad = parse_spec({"data": f"text:{root}", "tasks": [{"name": "t", "column": "topic", "class_map": {"x": "y"}}]})
+    with pytest.raises(ValueError, match=r"class_map names \['x'\]"):
+        load_multitask(bad, "train")
+    subset = parse_spec({"data": f"text:{root}", "tasks": [{"name": "t", "column": "topic", "classes": "0,1"}]})
+    with pytest.raises(ValueError, match="leave the cells of unwanted rows empty"):
+        load_multitask(subset, "train")

@@ -186,13 +186,18 @@ def _shared_block(spec: MultiTaskSpec, split: str, tasks: list[int], classes: li
         for i, col in zip(tasks, wanted, strict=True):
             t = spec.tasks[i]
             where = f"task '{t.name}' (data {spec.data}, column '{col}')"
+            if t.classes is not None:
+                raise ValueError(f"{where}: 'classes' picks class indices of a dataset; for a label column, leave "
+                                 "the cells of unwanted rows empty, or rename/merge values with 'class_map'")
+            raw = values[col]
+            if t.class_map:  # rename/merge the column's values by name (unmapped values keep theirs)
+                unknown = sorted(set(t.class_map) - set(raw)) if split == "train" else []
+                if unknown:
+                    raise ValueError(f"{where}: class_map names {unknown}, which no row of the column holds; values: "
+                                     f"{', '.join(sorted_labels(raw))}")
+                raw = [t.class_map.get(v, v) if v else v for v in raw]
             given = None if classes is None else classes[i]
-            labels, cls = _column_labels(values[col], given, TaskSpec(t.name, column=col), where, ds.rows)
-            if t.classes is not None or t.class_map:
-                holder = ds.relabelled(np.maximum(labels, 0), cls)
-                sub_labels, cls = _class_labels(holder, t, where)
-                labels = np.where(labels == MISSING, MISSING, sub_labels)
-            task_classes[i] = _same_classes(cls, classes, i, where) if given is None else given
+            labels, task_classes[i] = _column_labels(raw, given, TaskSpec(t.name, column=col), where, ds.rows)
             cols[i] = labels
         return ds, cols
     ds = get_dataset(spec.data, split, strict=strict)
