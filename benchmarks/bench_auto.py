@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import sys
@@ -30,19 +29,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from transferkit.api import auto, evaluate, pretrain, transfer  # noqa: E402
+from _common import load_results, save_results, split_source  # noqa: E402
+
+from transferkit.api import auto, evaluate, transfer  # noqa: E402
 from transferkit.api.auto_job import DEFAULT_SPACE, default_candidates, parse_budget  # noqa: E402
 
 OUT = ROOT / "runs" / "bench_auto"
 RESULTS = ROOT / "benchmarks" / "results" / "auto.json"
-
-
-def split_source() -> Path:
-    src = OUT / "split_source"
-    if not (src / "bundle").exists():
-        pretrain(data="fashion_mnist", classes="0,1,5,8,9", backbone="seed_cnn", epochs=3, seed=0, out=src,
-                 progress=False)
-    return src
 
 
 def target(name: str) -> dict:
@@ -51,7 +44,8 @@ def target(name: str) -> dict:
                 "candidates": default_candidates("image"), "baseline": "mobilenet_v2"}
     if name == "split":
         return {"data": "fashion_mnist", "classes": "2,3,4,6,7", "labels_per_class": 10, "image_size": 96,
-                "candidates": [*default_candidates("image"), str(split_source())], "baseline": "mobilenet_v2"}
+                "candidates": [*default_candidates("image"), str(split_source(OUT / "split_source"))],
+                "baseline": "mobilenet_v2"}
     if name == "ag_news":
         return {"data": f"text:{ROOT.parent / 'shared' / 'data' / 'ag_news'}?text=title+description",
                 "classes": None, "labels_per_class": 8, "image_size": None, "candidates": ["minilm"],
@@ -100,17 +94,6 @@ def cold_cache() -> Iterator[None]:
             os.environ["TRANSFERKIT_CACHE"] = old
 
 
-def _load() -> dict:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-
-
-def _save(results: dict) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(RESULTS)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--target", required=True)
@@ -119,7 +102,7 @@ def main() -> None:
     ap.add_argument("--grid", action="store_true", help="also run the exhaustive grid over auto's search space")
     args = ap.parse_args()
     t = target(args.target)
-    results = _load()
+    results = load_results(RESULTS)
     cell = results.setdefault(args.target, {})
     for seed in [int(s) for s in args.seeds.split(",")]:
         key = f"seed{seed}"
@@ -132,12 +115,12 @@ def main() -> None:
             row["baseline"] = {"test_accuracy": res.metrics["accuracy"], "wall_s": time.perf_counter() - t0,
                                "validation_accuracy": res.metrics["validation"]["accuracy"],
                                "epochs_run": res.metrics["fit"]["epochs_run"]}
-            _save(results)
+            save_results(RESULTS, results)
             print(f"{args.target} {key} baseline: {row['baseline']}", flush=True)
         if args.grid and "grid" not in row:
             with cold_cache():
                 row["grid"] = run_grid(t, seed, OUT / args.target / key / "grid")
-            _save(results)
+            save_results(RESULTS, results)
             print(f"{args.target} {key} grid: best {row['grid']['best']}, test {row['grid']['test_accuracy']}, "
                   f"compute {row['grid']['wall_s']:.0f} s", flush=True)
         for budget in [b for b in args.budgets.split(",") if b]:
@@ -157,7 +140,7 @@ def main() -> None:
                          "probes": [(p["candidate"], p.get("val_accuracy")) for p in m["probes"]],
                          "configs": [(c["name"], [(r["epochs"], r["val_accuracy"]) for r in c["rungs"]],
                                       c["stopped"]) for c in m["configs"]]}
-            _save(results)
+            save_results(RESULTS, results)
             print(f"{args.target} {key} {name}: test {row[name]['test_accuracy']}, wall {m['wall_s']:.0f} s "
                   f"({100 * m['over_budget']:+.1f} %), chosen {row[name]['chosen']}", flush=True)
     lines = ["| target | seed | procedure | test accuracy | wall s | vs budget |", "|---|---|---|---|---|---|"]

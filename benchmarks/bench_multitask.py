@@ -16,7 +16,6 @@ a Markdown table is printed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from transferkit.api import multitask, pretrain  # noqa: E402
+from _common import load_results, save_results, split_source  # noqa: E402
+
+from transferkit.api import multitask  # noqa: E402
 from transferkit.report.metrics import mean_std  # noqa: E402
 
 OUT = ROOT / "runs" / "bench_multitask"
@@ -42,23 +43,8 @@ VARIANTS = {  # name: (weighting, sampling)
 }
 
 
-def _load() -> dict:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-
-
-def _save(results: dict) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(RESULTS)
-
-
 def source() -> Path:
-    src = OUT / "source"
-    if not (src / "bundle").exists():
-        pretrain(data="fashion_mnist", classes="0,1,5,8,9", backbone="seed_cnn", epochs=3, seed=0, out=src,
-                 progress=False)
-    return src
+    return split_source(OUT / "source")
 
 
 def run_cell(k: int, seed: int, variant: str) -> dict:
@@ -121,7 +107,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--labels", default="10,50", help="fine labels per class to run, comma-separated")
     args = ap.parse_args()
-    results = _load()
+    results = load_results(RESULTS)
     for k in [int(x) for x in args.labels.split(",")]:
         for seed in range(args.seeds):
             for variant in VARIANTS:
@@ -129,7 +115,7 @@ def main() -> None:
                 if variant in cells:
                     continue
                 cells[variant] = run_cell(k, seed, variant)
-                _save(results)
+                save_results(RESULTS, results)
                 print(f"k={k} seed={seed} {variant}: {cells[variant]}", flush=True)
     print(table(results, args.seeds))
 

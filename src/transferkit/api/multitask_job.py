@@ -19,6 +19,7 @@ task's prediction.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -73,6 +74,13 @@ def _batches(data: MultiTaskSet, model: Backbone, columns: list[int], rows: np.n
         data = data.subset(rows)
     out = to_batches(data.inputs, model.input_spec)
     out.y = torch.from_numpy(np.ascontiguousarray(data.labels[:, columns]))
+    return out
+
+
+def _column(data: TensorBatches, k: int) -> TensorBatches:
+    """``data`` with only label column ``k`` (the same tensors: nothing is prepared again)."""
+    out = copy.copy(data)
+    out.y = data.y[:, k:k + 1]
     return out
 
 
@@ -193,7 +201,7 @@ def multitask(
                 single_epochs[name] = c1.epochs
                 singles[name] = train_multitask(make_strategy(spec.strategy, options=spec.options), model_src, one,
                                                 [name], tr, va, c1, FixedWeighting(1))
-                ev = va if test_set is None else _batches(test_set, model_src, [i])
+                ev = va if test_set is None else _column(eval_b, k)  # the test images prepared once, above
                 single_scores[name] = _score_tasks(singles[name].model, ev, [name], [classes[k]], one)[name]
                 baseline_s += time.perf_counter() - t0
         holdout = _holdout_probes(spec, full, train_set, test_set if test_set is not None else val_set, model_src,
