@@ -92,9 +92,19 @@ def test_tight_budget_cuts_runs_and_says_so(fashion_npz, source, tmp_path, singl
 
 def test_auto_on_text_without_a_label_budget(topics_dir, tmp_path, single_thread):
     res = tk.auto(f"text:{topics_dir}", candidates="minilm", budget=30, val_fraction=0.25, finalists=1,
-                  out=tmp_path / "txt")
+                  max_length=24, out=tmp_path / "txt")
     m = res.metrics
     assert m["wall_s"] <= 30 * 1.25
     assert [r["candidate"] for r in m["ranking"]] == ["minilm"]
     assert m["probes"][0]["val_accuracy"] > 0.5 and m["test"]["n"] == 24
     assert (tmp_path / "txt" / "bundle" / "tokenizer.json").is_file()
+    assert res.model.input_spec.extra["max_length"] == 24  # --max-length reached the chosen model
+
+
+def test_max_length_on_image_data_is_refused_before_anything_is_written(fashion_npz, tmp_path):
+    with pytest.raises(ValueError, match=r"--max-length 32 applies to text data.*image"):
+        tk.auto(f"npz:{fashion_npz}", candidates="random:seed_cnn", labels_per_class=5, max_length=32,
+                out=tmp_path / "a")
+    with pytest.raises(ValueError, match=r"--max-length 32 applies to text data"):
+        tk.select(["random:seed_cnn"], f"npz:{fashion_npz}", max_length=32, out=tmp_path / "s")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "s").exists()

@@ -163,3 +163,16 @@ def test_image_only_jobs_refuse_text_clearly(minilm, data, tmp_path):
     with pytest.raises(ValueError, match="distillation supports image data only so far"):
         tk.distill(minilm, data=data, out=tmp_path / "d")
     assert not (tmp_path / "a").exists() and not (tmp_path / "d").exists()
+
+
+def test_select_cli_passes_max_length_to_text_candidates(data, tmp_path, single_thread):
+    from transferkit.bundle import load_bundle
+    from transferkit.cli.main import main
+
+    out = tmp_path / "sel"
+    assert main(["select", "minilm", "--data", data, "--labels-per-class", "3", "--max-length", "12", "--verify", "1",
+                 "--epochs", "1", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["selected"] == "minilm" and "max_length: 12" in (out / "config.yaml").read_text()
+    bundle = next((out / "verify").glob("*/bundle"))
+    assert load_bundle(bundle)[0].input_spec.extra["max_length"] == 12  # the verification run used it too

@@ -36,7 +36,7 @@ from lightning.pytorch.callbacks import Callback
 from rich.console import Console
 
 from transferkit import atomic
-from transferkit.api.runs import RunResult, load_task, write_json, write_yaml
+from transferkit.api.runs import RunResult, check_max_length, load_task, write_json, write_yaml
 from transferkit.api.select_job import RANDOM_PREFIX, load_candidate, select
 from transferkit.api.train import transfer
 from transferkit.api.use import evaluate
@@ -140,8 +140,8 @@ def auto(
     data: str = "fashion_mnist", candidates: str | Sequence[str] | None = None, budget: str | float = "10m",
     classes: str | list[int] | None = None, labels_per_class: int | None = None, val_per_class: int | None = None,
     val_fraction: float = 0.1, seed: int = 0, out: str | Path = "runs/auto", image_size: int | None = None,
-    keep: int = 3, finalists: int = 2, first_epochs: int = 2, eta: int = 3, strict: bool = False,
-    overwrite: bool = False, console: Console | None = None,
+    max_length: int | None = None, keep: int = 3, finalists: int = 2, first_epochs: int = 2, eta: int = 3,
+    strict: bool = False, overwrite: bool = False, console: Console | None = None,
 ) -> RunResult:
     """Pick the source and strategy for ``data`` within ``budget`` (``"10m"``, ``"90s"``, seconds) and write ``out``.
 
@@ -149,9 +149,9 @@ def auto(
     default to every installed pretrained backbone of the data's modality. ``labels_per_class`` /
     ``val_per_class`` / ``val_fraction`` / ``seed`` define the training and validation images as for
     :func:`~transferkit.api.train.transfer`; ``image_size`` sets the input size of named backbones (e.g. 96 px on a
-    CPU). ``keep`` candidates survive stage 1, ``finalists`` stage 2; stage 3 starts at ``first_epochs`` epochs and
-    keeps the best ``1/eta`` per rung. Returns the run (``metrics`` as in ``<out>/metrics.json``; ``model`` the chosen
-    one, or ``None`` when nothing finished).
+    CPU), ``max_length`` the token limit of named text backbones. ``keep`` candidates survive stage 1, ``finalists``
+    stage 2; stage 3 starts at ``first_epochs`` epochs and keeps the best ``1/eta`` per rung. Returns the run
+    (``metrics`` as in ``<out>/metrics.json``; ``model`` the chosen one, or ``None`` when nothing finished).
     """
     console = console or Console()
     budget_s = parse_budget(budget)
@@ -161,6 +161,7 @@ def auto(
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"--{name.replace('_', '-')} must be a whole number ≥ {low}, got {value!r}")
     full = load_task(data, "train", classes, strict)
+    check_max_length(full, max_length)
     _check_validation_possible(full, labels_per_class, val_per_class)
     n_test = len(load_task(data, "test", classes, strict)) if has_split(data, "test") else 0
     cands = ([c.strip() for c in candidates.split(",") if c.strip()] if isinstance(candidates, str)
@@ -176,12 +177,14 @@ def auto(
     out.mkdir(parents=True, exist_ok=True)
     config = {"command": "auto", "data": data, "candidates": cands, "budget": budget, "budget_s": budget_s,
               "classes": classes, "labels_per_class": labels_per_class, "val_per_class": val_per_class,
-              "val_fraction": val_fraction, "seed": seed, "out": str(out), "image_size": image_size, "keep": keep,
+              "val_fraction": val_fraction, "seed": seed, "out": str(out), "image_size": image_size,
+              "max_length": max_length, "keep": keep,
               "finalists": finalists, "first_epochs": first_epochs, "eta": eta}
     write_yaml(out / "config.yaml", config)
     common = {"data": data, "classes": classes, "labels_per_class": labels_per_class, "val_per_class": val_per_class,
               "val_fraction": val_fraction, "seed": seed, "strict": strict, "progress": False,
               "evaluate_test": False}
+    sizes = {"image_size": image_size, "max_length": max_length}  # for named backbones only (_named_only)
     state: dict[str, Any] = {"stages": {}, "probes": [], "configs": [], "best": None, "interrupted": False,
                              "ranking": []}
     quiet = Console(quiet=True)
@@ -204,7 +207,7 @@ def auto(
                                                  int(full.class_counts().min()) // 2))
         sel = select(cands, data, classes, labels_per_class=score_k, val_per_class=val_per_class,
                      val_fraction=val_fraction, seed=seed, out=out / "stage1_rank", image_size=image_size,
-                     strict=strict, console=quiet)
+                     max_length=max_length, strict=strict, console=quiet)
         ranked = sel.metrics["candidates"]
         state["ranking"] = [{"candidate": e["candidate"], "rank": e["rank"], "scores": e["scores"],
                              "kept": i < keep} for i, e in enumerate(ranked)]
@@ -221,7 +224,7 @@ def auto(
                 continue
             run_dir = out / "stage2_probes" / _safe(cand)
             res = transfer(_source(cand, image_size, seed, full.channels), strategy="linear_probe", out=run_dir,
-                           image_size=_size_for(cand, image_size),
+                           **_named_only(cand, sizes),
                            callbacks=[Deadline(clock.at(PROBE_SHARE + 0.05))], console=quiet, **common)
             val = res.metrics["validation"]["accuracy"]
             state["probes"].append({"candidate": cand, "val_accuracy": val, "time_s": res.metrics["total_time_s"],
@@ -237,7 +240,7 @@ def auto(
         finals = [p["candidate"] for p in probed[:finalists]]
         configs = [Config(c, label, strat, opts) for c in finals for label, strat, opts in DEFAULT_SPACE]
         state["configs"] = configs
-        speeds = _seconds_per_item(kept, full, image_size, seed) if n_test else {}
+        speeds = _seconds_per_item(kept, full, sizes, seed) if n_test else {}
 
         def reserve() -> float:  # for the test evaluation of the best model so far (its speed, measured above)
             best = state["best"] or {}
@@ -246,7 +249,7 @@ def auto(
             state["test_reserve_s"] = max(0.04 * budget_s, 3.0 + factor * n_test * per_item)
             return state["test_reserve_s"]
 
-        _halving(configs, first_epochs, eta, lambda: clock.start + budget_s - reserve(), out, common, image_size,
+        _halving(configs, first_epochs, eta, lambda: clock.start + budget_s - reserve(), out, common, sizes,
                  full.channels, quiet, say, consider)
         state["stages"]["strategies"] = time.monotonic() - t0
     except KeyboardInterrupt:
@@ -291,24 +294,26 @@ def _source(candidate: str, image_size: int | None, seed: int, channels: int) ->
     return candidate
 
 
-def _size_for(candidate: str, image_size: int | None) -> int | None:
-    """``image_size`` applies to named backbones only (a run/bundle directory has its own input size)."""
-    return image_size if image_size and not Path(candidate).exists() and not candidate.startswith(RANDOM_PREFIX) \
-        else None
+def _named_only(candidate: str, sizes: dict[str, int | None]) -> dict[str, int | None]:
+    """``sizes`` (``image_size``, ``max_length``) for a named backbone; ``None`` each for a run/bundle directory (it
+    has its own input size) or a ``random:`` one (built at its size by :func:`_source`)."""
+    named = not Path(candidate).exists() and not candidate.startswith(RANDOM_PREFIX)
+    return {k: v if named else None for k, v in sizes.items()}
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[-60:] or "candidate"
 
 
-def _seconds_per_item(candidates: list[str], full: Any, image_size: int | None, seed: int,
+def _seconds_per_item(candidates: list[str], full: Any, sizes: dict[str, int | None], seed: int,
                       n: int = 64) -> dict[str, float]:
     """Preprocessing + inference seconds per example of each candidate, timed warm on ``n`` training examples (the
     feature cache is bypassed: the final test evaluation will not have it)."""
     sample = full.subset(list(range(min(n, len(full)))))
     speeds = {}
     for cand in candidates:
-        model = load_candidate(cand, _size_for(cand, image_size), seed, full.channels)[0]
+        named = _named_only(cand, sizes)
+        model = load_candidate(cand, named["image_size"], seed, full.channels, named["max_length"])[0]
         predict_logits(model, to_batches(sample.subset(list(range(min(8, len(sample))))), model.input_spec))
         t0 = time.perf_counter()
         predict_logits(model, to_batches(sample, model.input_spec))
@@ -317,7 +322,7 @@ def _seconds_per_item(candidates: list[str], full: Any, image_size: int | None, 
 
 
 def _halving(configs: list[Config], first_epochs: int, eta: int, end: Any, out: Path,
-             common: dict[str, Any], image_size: int | None, channels: int, quiet: Console, say: Any,
+             common: dict[str, Any], sizes: dict[str, int | None], channels: int, quiet: Console, say: Any,
              consider: Any) -> None:
     """Successive halving of ``configs`` until one is left or the stage's time is spent (``end()``: when it ends, which
     moves with the test-evaluation reserve of the best model so far). Each run's cost is predicted from the seconds
@@ -342,9 +347,9 @@ def _halving(configs: list[Config], first_epochs: int, eta: int, end: Any, out: 
             deadline = Deadline(stage_end)
             t0 = time.monotonic()
             try:
-                res = transfer(_source(cfg.source, image_size, common["seed"], channels), strategy=cfg.strategy,
-                               options=dict(cfg.options), epochs=epochs,
-                               patience=None, out=run_dir, image_size=_size_for(cfg.source, image_size),
+                res = transfer(_source(cfg.source, sizes["image_size"], common["seed"], channels),
+                               strategy=cfg.strategy, options=dict(cfg.options), epochs=epochs,
+                               patience=None, out=run_dir, **_named_only(cfg.source, sizes),
                                callbacks=[deadline], console=quiet, **common)
             except (ValueError, RuntimeError) as exc:  # e.g. a strategy that does not apply to this source
                 cfg.stopped = f"failed: {type(exc).__name__}: {exc}"

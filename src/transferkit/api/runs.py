@@ -185,6 +185,12 @@ def require_images(ds: AnyDataset, option: str, job: str) -> None:
                          "'transferkit transfer', 'fewshot' or 'zeroshot'")
 
 
+def check_max_length(ds: AnyDataset, max_length: int | None) -> None:
+    """Refuse ``--max-length`` (a token limit) for data that is not text, naming the data's kind."""
+    if max_length is not None and ds.modality != "text":
+        raise ValueError(f"--max-length {max_length} applies to text data; {ds.name} holds {ds.modality} examples")
+
+
 def head_init_mapping(target_classes: list[str], source_meta: dict[str, Any],
                       on: bool) -> tuple[dict[int, int] | None, list[str]]:
     """``({target class: source class}, source classes)`` for the source-head row initialisation: classes matched

@@ -44,6 +44,7 @@ from transferkit.api.runs import (
     RunResult,
     backbone_for_data,
     check_channels,
+    check_max_length,
     load_source,
     load_task,
     set_threads,
@@ -102,10 +103,11 @@ def _kind(candidate: str) -> str:
     return "pretrained"
 
 
-def load_candidate(candidate: str, image_size: int | None, seed: int,
-                    channels: int) -> tuple[Backbone, dict[str, Any]]:
+def load_candidate(candidate: str, image_size: int | None, seed: int, channels: int,
+                   max_length: int | None = None) -> tuple[Backbone, dict[str, Any]]:
     """The candidate's frozen model and meta; ``random:<backbone>`` is built with ``torch.manual_seed(seed)``
-    (small grey-native CNNs take the data's channels, as ``pretrain`` does), without touching the global RNG."""
+    (small grey-native CNNs take the data's channels, as ``pretrain`` does), without touching the global RNG.
+    ``image_size`` / ``max_length`` apply to named backbones (a bundle has its own input size)."""
     if candidate.startswith(RANDOM_PREFIX) and not Path(candidate).exists():
         arch = candidate[len(RANDOM_PREFIX):]
         if not arch:
@@ -115,7 +117,7 @@ def load_candidate(candidate: str, image_size: int | None, seed: int,
             model = backbone_for_data(arch, channels, image_size=image_size)
         return model, {"source": candidate, "classes": [], "lineage": {"source": f"random:{arch}", "seed": seed}}
     named = not Path(candidate).exists()  # --image-size applies to named backbones (and fuse: members), not bundles
-    return load_source(candidate, image_size if named else None)
+    return load_source(candidate, image_size if named else None, max_length=max_length if named else None)
 
 
 def _source_probs(model: Backbone, feats: torch.Tensor, data: Any) -> np.ndarray:
@@ -244,7 +246,7 @@ def select(
     epochs: int = 30, patience: int | None = 10, batch_size: int | None = None, lr: float | None = None,
     val_per_class: int | None = None, val_fraction: float = 0.1, similarity_data: str | None = None,
     similarity_classes: str | list[int] | None = None, similarity_samples: int = 500, strict: bool = False,
-    convert_channels: bool = False, console: Console | None = None,
+    convert_channels: bool = False, max_length: int | None = None, console: Console | None = None,
 ) -> RunResult:
     """Rank ``candidates`` as sources for ``data`` (restricted to ``classes``) by transferability scores.
 
@@ -252,7 +254,8 @@ def select(
     scoring set — with ``labels_per_class=k`` the ``k`` labelled images per class of
     :func:`~transferkit.data.splits.labelled_budget_indices` with ``val_per_class``/``val_fraction``/``seed``
     (the very images ``transfer(..., labels_per_class=k, seed=seed)`` trains on), else the whole training split.
-    ``image_size`` sets the input size of named pretrained (and ``random:``) backbones.
+    ``image_size`` sets the input size of named pretrained (and ``random:``) backbones, ``max_length`` the token
+    limit of named text backbones (``minilm``, ``hf:…``; text data only).
 
     ``verify=K`` fine-tunes the top ``K`` by the first score (``verify_all=True``: every usable candidate) with
     ``transfer(strategy="finetune")`` — ``scratch`` for ``random:`` candidates — for ``epochs``/``patience``/
@@ -273,7 +276,8 @@ def select(
               "epochs": epochs, "patience": patience, "batch_size": batch_size, "lr": lr,
               "val_per_class": val_per_class, "val_fraction": val_fraction, "strict": strict,
               "convert_channels": convert_channels, "similarity_data": similarity_data,
-              "similarity_classes": similarity_classes, "similarity_samples": similarity_samples}
+              "similarity_classes": similarity_classes, "similarity_samples": similarity_samples,
+              "max_length": max_length}
     console = console or Console()
     names = parse_scores(scores)
     config["scores"] = names
@@ -292,6 +296,7 @@ def select(
     set_threads()
     start = time.perf_counter()
     full = load_task(data, "train", classes, strict)
+    check_max_length(full, max_length)
     if labels_per_class is not None:
         tr_idx, _ = labelled_budget_indices(full, labels_per_class, val_per_class, val_fraction, seed)
         scoring = full.subset(tr_idx, f"{full.name}[{labels_per_class}/class]")
@@ -316,7 +321,7 @@ def select(
     for cand in cands:
         t0 = time.perf_counter()
         try:
-            model, _ = load_candidate(cand, image_size, seed, full.channels)
+            model, _ = load_candidate(cand, image_size, seed, full.channels, max_length)
             check_channels(full, model, convert_channels, f"candidate {cand}")
         except KeyboardInterrupt:
             raise
@@ -364,8 +369,8 @@ def select(
         write_yaml(tmp / "config.yaml", config)
         if n_verify:
             verification = _verify(entries[:n_verify], data, classes, labels_per_class, val_per_class, val_fraction,
-                                   seed, epochs, patience, batch_size, lr, image_size, strict, convert_channels,
-                                   tmp / "verify", console)
+                                   seed, epochs, patience, batch_size, lr, image_size, max_length, strict,
+                                   convert_channels, tmp / "verify", console)
             verification["correlations"] = _correlations(entries, names)
         for e in entries:
             e.pop("_model", None)
@@ -405,7 +410,7 @@ def select(
 
 def _verify(chosen: list[dict[str, Any]], data: str, classes: str | list[int] | None, labels_per_class: int | None,
             val_per_class: int | None, val_fraction: float, seed: int, epochs: int, patience: int | None,
-            batch_size: int | None, lr: float | None, image_size: int | None, strict: bool,
+            batch_size: int | None, lr: float | None, image_size: int | None, max_length: int | None, strict: bool,
             convert_channels: bool, root: Path, console: Console) -> dict[str, Any]:
     """Fine-tune each chosen candidate as a user would (``transfer``) and record its accuracies and wall time."""
     from transferkit.api.train import transfer
@@ -422,6 +427,7 @@ def _verify(chosen: list[dict[str, Any]], data: str, classes: str | list[int] | 
                        strategy="scratch" if random_init else "finetune", seed=seed, out=run_dir, epochs=epochs,
                        batch_size=batch_size, lr=lr, patience=patience, val_per_class=val_per_class,
                        val_fraction=val_fraction, image_size=image_size if named and not random_init else None,
+                       max_length=max_length if named and not random_init else None,
                        strict=strict, convert_channels=convert_channels, progress=False, console=console,
                        overwrite=True)  # an interrupted verification run is simply redone
         wall = time.perf_counter() - t0

@@ -225,7 +225,7 @@ def cmd_select(a: argparse.Namespace, console: Console) -> None:
                patience=a.patience, batch_size=a.batch_size, lr=a.lr, val_per_class=a.val_per_class,
                val_fraction=a.val_fraction, similarity_data=a.similarity_data,
                similarity_classes=a.similarity_classes, similarity_samples=a.similarity_samples, strict=a.strict,
-               convert_channels=a.convert_channels, console=console)
+               convert_channels=a.convert_channels, max_length=a.max_length, console=console)
 
 
 def seed_list(value: int | str | list) -> list[int]:
@@ -292,7 +292,8 @@ def cmd_multitask(a: argparse.Namespace, console: Console) -> None:
 def cmd_auto(a: argparse.Namespace, console: Console) -> None:
     api.auto(a.data, candidates=a.candidates, budget=a.budget, classes=a.classes, labels_per_class=a.labels_per_class,
              val_per_class=a.val_per_class, val_fraction=a.val_fraction, seed=a.seed, out=a.out,
-             image_size=a.image_size, keep=a.keep, finalists=a.finalists, first_epochs=a.first_epochs, eta=a.eta,
+             image_size=a.image_size, max_length=a.max_length, keep=a.keep, finalists=a.finalists,
+             first_epochs=a.first_epochs, eta=a.eta,
              strict=a.strict, overwrite=a.overwrite, console=console)
 
 

@@ -397,6 +397,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--verify-all", action="store_true", help="fine-tune every usable candidate (for analysis)")
     p.add_argument("--image-size", type=int, default=None, metavar="N",
                    help="input size for named pretrained / random: backbones")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="token limit for named text backbones (minilm, hf:…); longer texts are truncated")
     p.add_argument("--epochs", type=int, default=30, help="verification: maximum epochs (default %(default)s)")
     p.add_argument("--patience", type=int, default=10,
                    help="verification: early-stopping patience (default %(default)s)")
@@ -515,6 +517,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--val-per-class", type=int, default=None, help="validation examples per class (default: k)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation share without a labelled budget")
     p.add_argument("--image-size", type=int, default=None, help="input size of named pretrained backbones")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="token limit for named text backbones (minilm, hf:…); longer texts are truncated")
     p.add_argument("--keep", type=int, default=3, help="candidates kept after stage 1 (default %(default)s)")
     p.add_argument("--finalists", type=int, default=2, help="candidates kept after the probes (default %(default)s)")
     p.add_argument("--first-epochs", type=int, default=2, help="epochs of the first halving rung (default %(default)s)")
