@@ -134,6 +134,8 @@ def main() -> None:
     ap.add_argument("--budgets", default="2m,5m,10m")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--grid", action="store_true", help="also run the exhaustive grid over auto's search space")
+    ap.add_argument("--first-epochs", type=int, default=None,
+                    help="ablation: length of auto's first rung (default 2); results as auto_<budget>_first<N>")
     args = ap.parse_args()
     t = target(args.target)
     results = load_results(RESULTS)
@@ -158,13 +160,14 @@ def main() -> None:
             print(f"{args.target} {key} grid: best {row['grid']['best']}, test {row['grid']['test_accuracy']}, "
                   f"compute {row['grid']['wall_s']:.0f} s", flush=True)
         for budget in [b for b in args.budgets.split(",") if b]:
-            name = f"auto_{budget}"
+            name = f"auto_{budget}" + (f"_first{args.first_epochs}" if args.first_epochs else "")
             if name in row:
                 continue
             with cold_cache():
                 m = auto(t["data"], candidates=t["candidates"], budget=budget, classes=t["classes"],
                          labels_per_class=t["labels_per_class"], seed=seed, image_size=t["image_size"],
-                         out=OUT / args.target / key / name, overwrite=True).metrics
+                         out=OUT / args.target / key / name, overwrite=True,
+                         **({"first_epochs": args.first_epochs} if args.first_epochs else {})).metrics
             row[name] = {"budget_s": parse_budget(budget), "wall_s": m["wall_s"], "over_budget": m["over_budget"],
                          "stages_s": m["stages_s"], "test_reserve_s": m["test_reserve_s"],
                          "chosen": {k: m["chosen"][k] for k in ("name", "stage", "val_accuracy")} if m["chosen"]
@@ -191,8 +194,8 @@ def summary(results: dict) -> str:
         out += [f"### {tname}", "", "| procedure | test accuracy, mean ± std | seeds | per seed | wall s per seed |",
                 "|---|---|---|---|---|"]
         procs = sorted({p for row in seeds.values() for p in row},
-                       key=lambda p: (p != "baseline", p == "grid", parse_budget(p[5:]) if p.startswith("auto_")
-                                      else 0))
+                       key=lambda p: (p != "baseline", p == "grid", p.count("_first"),
+                                      parse_budget(p[5:].split("_")[0]) if p.startswith("auto_") else 0))
         for proc in procs:
             cells = [(k, row[proc]) for k, row in seeds.items() if proc in row and row[proc].get("test_accuracy")
                      is not None]
