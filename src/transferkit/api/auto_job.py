@@ -312,8 +312,8 @@ def _seconds_per_item(candidates: list[str], full: Any, sizes: dict[str, int | N
     sample = full.subset(list(range(min(n, len(full)))))
     speeds = {}
     for cand in candidates:
-        named = _named_only(cand, sizes)
-        model = load_candidate(cand, named["image_size"], seed, full.channels, named["max_length"])[0]
+        # load_candidate applies the sizes as stage 1 and the trials do: named backbones, random: at image_size
+        model = load_candidate(cand, sizes["image_size"], seed, full.channels, sizes["max_length"])[0]
         predict_logits(model, to_batches(sample.subset(list(range(min(8, len(sample))))), model.input_spec))
         t0 = time.perf_counter()
         predict_logits(model, to_batches(sample, model.input_spec))
