@@ -45,6 +45,12 @@ def test_auto_search_within_budget(fashion_npz, source, tmp_path, single_thread)
     assert len(m["probes"]) == 2 and all("val_accuracy" in p for p in m["probes"])
     assert any(c["rungs"] for c in m["configs"])
     assert all(c["stopped"] for c in m["configs"])  # every configuration says why it stopped
+    # 50 labelled images at batch 64 = one optimiser step per epoch: rung 1 is 10 epochs (--first-steps 10)
+    assert (m["first_rung"]["epochs"], m["first_rung"]["steps_per_epoch"]) == (10, 1)
+    assert all(r["epochs"] == 10 for c in m["configs"] for r in c["rungs"][:1])
+    for c in m["configs"]:  # the last one standing trains with early stopping
+        if c["stopped"].startswith("last one standing"):
+            assert c["rungs"][-1]["early_stopping"] and len(c["rungs"]) > 1
     chosen = m["chosen"]
     assert chosen["val_accuracy"] == max([p["val_accuracy"] for p in m["probes"]]
                                          + [c["best_val_accuracy"] for c in m["configs"] if c["rungs"]])
@@ -52,8 +58,9 @@ def test_auto_search_within_budget(fashion_npz, source, tmp_path, single_thread)
     out = tmp_path / "auto"
     meta = json.loads((out / "bundle" / "transferkit.json").read_text())
     assert meta["classes"] == ["Pullover", "Dress", "Coat", "Shirt", "Sneaker"]
+    assert not list(out.rglob("*.ckpt"))  # trials are never resumed: their Lightning checkpoints are removed
     report = (out / "report.md").read_text()
-    for section in ("Stage 1", "Stage 2", "Stage 3", "why it stopped", "test accuracy"):
+    for section in ("Stage 1", "Stage 2", "Stage 3", "Rung 1: 10 epochs", "why it stopped", "test accuracy"):
         assert section in report
     with pytest.raises(ValueError, match="--overwrite"):
         tk.auto(f"npz:{fashion_npz}", candidates=str(source), labels_per_class=10, budget=10, out=out)
@@ -108,3 +115,41 @@ def test_max_length_on_image_data_is_refused_before_anything_is_written(fashion_
     with pytest.raises(ValueError, match=r"--max-length 32 applies to text data"):
         tk.select(["random:seed_cnn"], f"npz:{fashion_npz}", max_length=32, out=tmp_path / "s")
     assert not (tmp_path / "a").exists() and not (tmp_path / "s").exists()
+
+
+def _cfg(strategy: str = "finetune", seconds_per_epoch: float | None = None) -> auto_job.Config:
+    cfg = auto_job.Config("src", strategy, strategy, {})
+    if seconds_per_epoch is not None:
+        cfg.rungs.append({"epochs_run": 4, "train_time_s": 4 * seconds_per_epoch, "val_accuracy": 0.5})
+    return cfg
+
+
+@pytest.mark.parametrize(("n_train", "first_epochs", "epochs", "steps"), [
+    (32, None, 10, 1),     # AG News at 8 labels per class: one step per epoch → 10 epochs for 10 steps
+    (100, None, 5, 2),     # Fashion-MNIST at 10 per class, batch 64: 2 steps per epoch
+    (5000, None, 2, 79),   # plenty of data: never fewer than 2 epochs
+    (32, 3, 3, 1),         # --first-epochs wins when given
+])
+def test_first_rung_is_sized_in_optimiser_steps(n_train, first_epochs, epochs, steps):
+    rung = auto_job._first_rung([_cfg("finetune"), _cfg("lora")], n_train, first_epochs, first_steps=10)
+    assert (rung["epochs"], rung["steps_per_epoch"], rung["batch_size"]) == (epochs, steps, 64)
+
+
+def test_a_rung_that_does_not_fit_is_shortened_then_thinned():
+    a, b = _cfg(seconds_per_epoch=1.0), _cfg(seconds_per_epoch=2.0)  # best-ranked first
+    assert auto_job._fit_rung([a, b], 30, 10, left=100.0) == ([a, b], 30)  # 90 s: fits as planned
+    assert auto_job._fit_rung([a, b], 30, 10, left=60.0) == ([a, b], 20)   # shortened, still longer than before
+    assert auto_job._fit_rung([a, b], 30, 10, left=25.0) == ([a], 25)      # b would get < 10 epochs: dropped
+    assert auto_job._fit_rung([a, b], 30, 10, left=9.0) == ([], 0)         # nobody can train longer than before
+    a.rungs[-1]["wall_s"] = a.rungs[-1]["train_time_s"] + 15.0  # 15 s per run outside training (model, data, bundle)
+    assert auto_job._fit_rung([a], 30, 10, left=40.0) == ([a], 25)
+    assert auto_job._fit_rung([a], 30, 10, left=24.0) == ([], 0)
+
+
+def test_inference_cost_separates_the_fixed_part(fashion_npz):
+    from transferkit.api.runs import load_task
+
+    full = load_task(f"npz:{fashion_npz}", "train", None, False)
+    costs = auto_job._inference_cost(["random:seed_cnn"], full, {"image_size": None, "max_length": None}, seed=0)
+    fixed, per_item = costs["random:seed_cnn"]
+    assert fixed >= 0 and 0 < per_item < 0.05  # a small CNN on 28 px images: well under 50 ms per image

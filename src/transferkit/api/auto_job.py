@@ -9,10 +9,14 @@ Three stages, each with its share of the budget, then one test evaluation:
    scored on the validation split; the best ``finalists`` candidates go on;
 3. **strategies** (the rest, minus a small reserve) — successive halving (Jamieson & Talwalkar, 2016, "Non-stochastic
    Best Arm Identification and Hyperparameter Optimization"; Li et al., 2018, "Hyperband") over the finalists ×
-   the search space (fine-tuning and its toolbox variants, LoRA): every configuration trains ``first_epochs`` epochs,
-   the best third trains three times as long, and so on while the budget lasts. A run's cost is predicted from its
-   seconds per epoch; a rung that does not fit is not started, and a deadline callback stops any run at the stage's
-   end (its best validation epoch is kept).
+   the search space (fine-tuning and its toolbox variants, LoRA): every configuration trains at least
+   ``first_steps`` optimiser steps (``first_epochs`` epochs: at 10 labels per class an epoch is one step, and two
+   steps rank configurations by how fast they move, not where they end), the best third trains three times as long,
+   and so on while the budget lasts. A run's cost is predicted from its seconds per epoch; a rung that does not fit
+   is shortened to what does (fewer epochs, then fewer configurations, never shorter than the rung before), so the
+   budget goes to the most promising configurations; the last one standing trains with early stopping (patience
+   ``FINAL_PATIENCE`` epochs) and ends the search once its validation accuracy stops improving. A deadline
+   callback stops any run at the stage's end (its best validation epoch is kept).
 
 Every choice uses the validation split only; the chosen model (best validation accuracy over probes and stage-3
 runs) is evaluated **once** on the test split at the end. The best bundle so far is copied to ``<out>/bundle``
@@ -47,6 +51,7 @@ from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
 from transferkit.report.markdown import markdown_table
 from transferkit.report.tables import comparison_table
+from transferkit.strategies.base import get_strategy
 
 RANK_SHARE, PROBE_SHARE = 0.15, 0.35  # cumulative shares of the budget at the end of stages 1 and 2
 DEFAULT_SPACE: tuple[tuple[str, str, dict[str, Any]], ...] = (
@@ -57,6 +62,7 @@ DEFAULT_SPACE: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("lora", "lora", {}),
 )
 SCORING_IMAGES = 1000  # stage 1 scores at most about this many labelled training examples
+FINAL_PATIENCE = 10  # epochs without a better validation accuracy that end the last configuration standing
 
 
 def parse_budget(value: str | float | int) -> float:
@@ -120,6 +126,13 @@ class Config:
         done = [r for r in self.rungs if r["epochs_run"] > 0]
         return done[-1]["train_time_s"] / done[-1]["epochs_run"] if done else None
 
+    @property
+    def overhead_s(self) -> float:
+        """Seconds of its last run outside the training epochs (building the model, preparing the data, writing
+        the bundle): paid again by every rung."""
+        last = self.rungs[-1] if self.rungs else {}
+        return max(0.0, last.get("wall_s", 0.0) - last.get("train_time_s", 0.0))
+
 
 class _Clock:
     def __init__(self, budget: float) -> None:
@@ -140,7 +153,8 @@ def auto(
     data: str = "fashion_mnist", candidates: str | Sequence[str] | None = None, budget: str | float = "10m",
     classes: str | list[int] | None = None, labels_per_class: int | None = None, val_per_class: int | None = None,
     val_fraction: float = 0.1, seed: int = 0, out: str | Path = "runs/auto", image_size: int | None = None,
-    max_length: int | None = None, keep: int = 3, finalists: int = 2, first_epochs: int = 2, eta: int = 3,
+    max_length: int | None = None, keep: int = 4, finalists: int = 2, first_epochs: int | None = None,
+    first_steps: int = 10, eta: int = 3,
     strict: bool = False, overwrite: bool = False, console: Console | None = None,
 ) -> RunResult:
     """Pick the source and strategy for ``data`` within ``budget`` (``"10m"``, ``"90s"``, seconds) and write ``out``.
@@ -150,14 +164,17 @@ def auto(
     ``val_per_class`` / ``val_fraction`` / ``seed`` define the training and validation images as for
     :func:`~transferkit.api.train.transfer`; ``image_size`` sets the input size of named backbones (e.g. 96 px on a
     CPU), ``max_length`` the token limit of named text backbones. ``keep`` candidates survive stage 1, ``finalists``
-    stage 2; stage 3 starts at ``first_epochs`` epochs and keeps the best ``1/eta`` per rung. Returns the run
+    stage 2; stage 3 starts at ``first_epochs`` epochs (default: enough for ``first_steps`` optimiser steps, at least
+    2) and keeps the best ``1/eta`` per rung. Returns the run
     (``metrics`` as in ``<out>/metrics.json``; ``model`` the chosen one, or ``None`` when nothing finished).
     """
     console = console or Console()
     budget_s = parse_budget(budget)
     clock = _Clock(budget_s)
     for name, value, low in (("keep", keep, 1), ("finalists", finalists, 1), ("first_epochs", first_epochs, 2),
-                             ("eta", eta, 2)):
+                             ("first_steps", first_steps, 1), ("eta", eta, 2)):
+        if value is None and name == "first_epochs":
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"--{name.replace('_', '-')} must be a whole number ≥ {low}, got {value!r}")
     full = load_task(data, "train", classes, strict)
@@ -179,7 +196,7 @@ def auto(
               "classes": classes, "labels_per_class": labels_per_class, "val_per_class": val_per_class,
               "val_fraction": val_fraction, "seed": seed, "out": str(out), "image_size": image_size,
               "max_length": max_length, "keep": keep,
-              "finalists": finalists, "first_epochs": first_epochs, "eta": eta}
+              "finalists": finalists, "first_epochs": first_epochs, "first_steps": first_steps, "eta": eta}
     write_yaml(out / "config.yaml", config)
     common = {"data": data, "classes": classes, "labels_per_class": labels_per_class, "val_per_class": val_per_class,
               "val_fraction": val_fraction, "seed": seed, "strict": strict, "progress": False,
@@ -226,9 +243,10 @@ def auto(
             res = transfer(_source(cand, image_size, seed, full.channels), strategy="linear_probe", out=run_dir,
                            **_named_only(cand, sizes),
                            callbacks=[Deadline(clock.at(PROBE_SHARE + 0.05))], console=quiet, **common)
+            _drop_checkpoints(run_dir)
             val = res.metrics["validation"]["accuracy"]
             state["probes"].append({"candidate": cand, "val_accuracy": val, "time_s": res.metrics["total_time_s"],
-                                    "run_dir": str(run_dir)})
+                                    "n_train": res.metrics["n_train"], "run_dir": str(run_dir)})
             consider(f"{cand} · linear_probe", run_dir, val, {"source": cand, "strategy": "linear_probe",
                                                                 "options": {}, "stage": 2})
             say("stage 2/3", f"linear probe of {cand}: validation accuracy {val:.4f}")
@@ -240,17 +258,20 @@ def auto(
         finals = [p["candidate"] for p in probed[:finalists]]
         configs = [Config(c, label, strat, opts) for c in finals for label, strat, opts in DEFAULT_SPACE]
         state["configs"] = configs
-        speeds = _seconds_per_item(kept, full, sizes, seed) if n_test else {}
+        n_train = max((p["n_train"] for p in probed), default=0)
+        state["first_rung"] = {**_first_rung(configs, n_train, first_epochs, first_steps), "eta": eta}
+        speeds = _inference_cost(finals, full, sizes, seed) if n_test else {}
 
         def reserve() -> float:  # for the test evaluation of the best model so far (its speed, measured above)
             best = state["best"] or {}
-            per_item = speeds.get(best.get("source"), max(speeds.values(), default=0.0))
-            factor = 1.5 if best.get("strategy") == "lora" else 1.2  # adapters cost extra at inference
-            state["test_reserve_s"] = max(0.04 * budget_s, 3.0 + factor * n_test * per_item)
+            fixed, per_item = speeds.get(best.get("source"), max(speeds.values(), default=(0.0, 0.0)))
+            # x1.5: adapters (LoRA) cost extra at inference; one factor for every strategy keeps the stage's end
+            # still while the best configuration changes, so rungs fitted to it stay fitted
+            state["test_reserve_s"] = max(0.04 * budget_s, 3.0 + 1.5 * (fixed + n_test * per_item))
             return state["test_reserve_s"]
 
-        _halving(configs, first_epochs, eta, lambda: clock.start + budget_s - reserve(), out, common, sizes,
-                 full.channels, quiet, say, consider)
+        _halving(configs, state["first_rung"]["epochs"], eta, lambda: clock.start + budget_s - reserve(), out,
+                 common, sizes, full.channels, quiet, say, consider)
         state["stages"]["strategies"] = time.monotonic() - t0
     except KeyboardInterrupt:
         state["interrupted"] = True
@@ -301,24 +322,59 @@ def _named_only(candidate: str, sizes: dict[str, int | None]) -> dict[str, int |
     return {k: v if named else None for k, v in sizes.items()}
 
 
+def _drop_checkpoints(run_dir: Path) -> None:
+    """Remove a finished trial's Lightning checkpoints (resume state, hundreds of MB for a large backbone over a
+    search): auto never resumes a trial, and its bundle, metrics and report stay."""
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[-60:] or "candidate"
 
 
-def _seconds_per_item(candidates: list[str], full: Any, sizes: dict[str, int | None], seed: int,
-                      n: int = 64) -> dict[str, float]:
-    """Preprocessing + inference seconds per example of each candidate, timed warm on ``n`` training examples (the
-    feature cache is bypassed: the final test evaluation will not have it)."""
-    sample = full.subset(list(range(min(n, len(full)))))
-    speeds = {}
+def _inference_cost(candidates: list[str], full: Any, sizes: dict[str, int | None], seed: int,
+                    n: int = 96) -> dict[str, tuple[float, float]]:
+    """Preprocessing + inference cost of each candidate as ``(fixed seconds, seconds per example)``, timed warm on
+    ``n // 4`` and ``n`` training examples (the fixed part, e.g. loading a tokenizer, would otherwise be spread over
+    the few timed examples and inflate the per-example cost; the feature cache is bypassed: the final test
+    evaluation will not have it)."""
+    small, large = max(1, n // 4), min(n, len(full))
+    costs = {}
     for cand in candidates:
         # load_candidate applies the sizes as stage 1 and the trials do: named backbones, random: at image_size
         model = load_candidate(cand, sizes["image_size"], seed, full.channels, sizes["max_length"])[0]
-        predict_logits(model, to_batches(sample.subset(list(range(min(8, len(sample))))), model.input_spec))
-        t0 = time.perf_counter()
-        predict_logits(model, to_batches(sample, model.input_spec))
-        speeds[cand] = (time.perf_counter() - t0) / max(len(sample), 1)
-    return speeds
+        times = []
+        for size in (min(8, large), small, large):  # the first call warms up
+            sample = full.subset(list(range(size)))
+            t0 = time.perf_counter()
+            predict_logits(model, to_batches(sample, model.input_spec))
+            times.append(time.perf_counter() - t0)
+        per_item = max(0.0, (times[2] - times[1]) / max(large - small, 1)) or times[2] / max(large, 1)
+        costs[cand] = (max(0.0, times[2] - per_item * large), per_item)
+    return costs
+
+
+def _first_rung(configs: list[Config], n_train: int, first_epochs: int | None, first_steps: int) -> dict[str, Any]:
+    """Epochs of the first halving rung: ``first_epochs`` when given, else enough epochs for every configuration to
+    take ``first_steps`` optimiser steps on ``n_train`` examples at its strategy's batch size (at least 2 epochs)."""
+    batch = max((get_strategy(c.strategy).default_batch_size for c in configs), default=1)
+    steps_per_epoch = max(1, math.ceil(n_train / batch))
+    epochs = first_epochs if first_epochs is not None else max(2, math.ceil(first_steps / steps_per_epoch))
+    return {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch, "n_train": n_train,
+            "from": "--first-epochs" if first_epochs is not None else f"--first-steps {first_steps}"}
+
+
+def _fit_rung(alive: list[Config], epochs: int, before: int, left: float) -> tuple[list[Config], int]:
+    """The configurations (best first) and epochs of a rung that fits in ``left`` seconds: every one at ``epochs``
+    if it fits, else as many epochs as fit, dropping the lowest-ranked configurations while that is no longer than
+    the ``before`` epochs they already had. ``([], 0)`` when not even the best one can train longer."""
+    for n in range(len(alive), 0, -1):
+        rate = sum(c.seconds_per_epoch or 0.0 for c in alive[:n])
+        room = left - sum(c.overhead_s for c in alive[:n])
+        afford = epochs if rate * epochs <= room else int(max(room, 0.0) / rate) if rate else 0
+        if afford > before:
+            return alive[:n], afford
+    return [], 0
 
 
 def _halving(configs: list[Config], first_epochs: int, eta: int, end: Any, out: Path,
@@ -326,20 +382,34 @@ def _halving(configs: list[Config], first_epochs: int, eta: int, end: Any, out: 
              consider: Any) -> None:
     """Successive halving of ``configs`` until one is left or the stage's time is spent (``end()``: when it ends, which
     moves with the test-evaluation reserve of the best model so far). Each run's cost is predicted from the seconds
-    per epoch of its last rung, or of the same strategy on the same source."""
+    per epoch of its last rung, or of the same strategy on the same source; later rungs are shortened to fit
+    (:func:`_fit_rung`), and the last configuration standing trains with early stopping."""
     alive = list(configs)
-    epochs = first_epochs
+    epochs, before = first_epochs, 0
     rung = 0
     while alive:
+        if rung:
+            planned = epochs
+            alive_fit, epochs = _fit_rung(alive, epochs, before, end() - time.monotonic())
+            for cfg in alive[len(alive_fit):]:
+                cfg.stopped = (f"budget: rung {rung + 1} ({planned} epochs) did not fit beside the better-ranked "
+                               "configurations" if alive_fit else
+                               f"budget: too little time left for more than the {before} epochs it had")
+            alive = alive_fit
+        final = rung > 0 and len(alive) == 1
         ran = []
         for cfg in alive:
             stage_end = end()
             left = stage_end - time.monotonic()
             per_epoch = cfg.seconds_per_epoch or _similar_rate(configs, cfg)
-            if per_epoch is not None and per_epoch * epochs > left:
-                cfg.stopped = (f"budget: rung {rung + 1} ({epochs} epochs) needs ≈{per_epoch * epochs:.0f} s, "
-                               f"{max(left, 0):.0f} s were left")
-                continue
+            run_epochs = epochs
+            if per_epoch is not None and cfg.overhead_s + per_epoch * epochs > left:
+                fits = int((left - cfg.overhead_s) / per_epoch)
+                if not rung or fits <= before:  # rung 1 compares equal runs; later, only a longer run is news
+                    cfg.stopped = (f"budget: rung {rung + 1} ({epochs} epochs) needs "
+                                   f"≈{cfg.overhead_s + per_epoch * epochs:.0f} s, {max(left, 0):.0f} s were left")
+                    continue
+                run_epochs = fits  # what fits of this rung (the configurations before it took more than planned)
             if left <= 0:
                 cfg.stopped = "budget: stage 3's time was spent"
                 continue
@@ -348,40 +418,52 @@ def _halving(configs: list[Config], first_epochs: int, eta: int, end: Any, out: 
             t0 = time.monotonic()
             try:
                 res = transfer(_source(cfg.source, sizes["image_size"], common["seed"], channels),
-                               strategy=cfg.strategy, options=dict(cfg.options), epochs=epochs,
-                               patience=None, out=run_dir, **_named_only(cfg.source, sizes),
-                               callbacks=[deadline], console=quiet, **common)
+                               strategy=cfg.strategy, options=dict(cfg.options), epochs=run_epochs,
+                               patience=FINAL_PATIENCE if final else None, out=run_dir,
+                               **_named_only(cfg.source, sizes), callbacks=[deadline], console=quiet, **common)
             except (ValueError, RuntimeError) as exc:  # e.g. a strategy that does not apply to this source
                 cfg.stopped = f"failed: {type(exc).__name__}: {exc}"
                 continue
+            _drop_checkpoints(run_dir)
             m = res.metrics
-            cfg.rungs.append({"rung": rung + 1, "epochs": epochs, "epochs_run": m["fit"]["epochs_run"],
+            cfg.rungs.append({"rung": rung + 1, "epochs": run_epochs, "epochs_run": m["fit"]["epochs_run"],
                               "val_accuracy": m["validation"]["accuracy"], "val_loss": m["validation"]["loss"],
                               "train_time_s": m["train_time_s"], "wall_s": time.monotonic() - t0,
-                              "cut_by_deadline": deadline.hit, "run_dir": str(run_dir)})
+                              "cut_by_deadline": deadline.hit, "early_stopping": final, "run_dir": str(run_dir)})
             consider(cfg.name, run_dir, m["validation"]["accuracy"],
                      {"source": cfg.source, "strategy": cfg.strategy, "options": cfg.options, "stage": 3,
-                      "rung": rung + 1, "epochs": epochs})
-            say("stage 3/3", f"{cfg.name}: rung {rung + 1}, {epochs} epochs → validation accuracy "
+                      "rung": rung + 1, "epochs": run_epochs})
+            say("stage 3/3", f"{cfg.name}: rung {rung + 1}, {run_epochs} epochs → validation accuracy "
                              f"{m['validation']['accuracy']:.4f}")
             ran.append(cfg)
             if deadline.hit:
                 cfg.stopped = "budget: stopped by the deadline inside its run (best validation epoch kept)"
-        if len(ran) <= 1 or time.monotonic() >= end():
+            elif final:
+                cfg.stopped = "last one standing; " + (
+                    f"early stopping after {m['fit']['epochs_run']} of {run_epochs} epochs (no better validation "
+                    f"accuracy for {FINAL_PATIENCE} epochs)" if m["fit"]["epochs_run"] < run_epochs else
+                    f"trained all {run_epochs} epochs that fitted")
+        if not ran or final or time.monotonic() >= end():
             for cfg in ran:
                 if not cfg.stopped:
-                    cfg.stopped = "last one standing" if len(ran) == 1 else "budget: stage 3's time was spent"
+                    cfg.stopped = "budget: stage 3's time was spent"
             return
+        if len(ran) == 1:  # the others did not fit or failed: the one left trains on, with early stopping
+            alive = ran
+            before, epochs = epochs, epochs * eta
+            rung += 1
+            continue
         ranked = sorted(ran, key=lambda c: (-c.score, c.rungs[-1]["val_loss"]))
         n_keep = max(1, math.ceil(len(ranked) / eta))
         cut = ranked[n_keep - 1].score
         for i, cfg in enumerate(ranked[n_keep:], n_keep + 1):
+            why = "below" if cfg.score < cut else "tied with (higher validation loss than)"
             cfg.stopped = (f"halved out after rung {rung + 1}: validation accuracy {cfg.score:.4f} (rank {i} of "
-                           f"{len(ranked)}) below the kept {cut:.4f}")
+                           f"{len(ranked)}) {why} the kept {cut:.4f}")
         for cfg in ranked[:n_keep]:
             cfg.stopped = ""
         alive = [c for c in ranked[:n_keep] if not c.stopped]
-        epochs *= eta
+        before, epochs = epochs, epochs * eta
         rung += 1
 
 
@@ -400,7 +482,7 @@ def _metrics(state: dict[str, Any], test: dict[str, Any] | None, budget_s: float
     return {
         "task": "auto", "budget_s": budget_s, "wall_s": wall_s, "over_budget": wall_s / budget_s - 1,
         "interrupted": state["interrupted"], "stages_s": state["stages"], "ranking": state["ranking"],
-        "test_reserve_s": state.get("test_reserve_s"),
+        "test_reserve_s": state.get("test_reserve_s"), "first_rung": state.get("first_rung"),
         "skipped": state.get("skipped", []), "probes": state["probes"], "configs": configs, "chosen": best,
         "validation_accuracy": best["val_accuracy"] if best else None,
         "test": {k: test[k] for k in ("accuracy", "macro_f1", "n")} if test else None,
@@ -425,6 +507,12 @@ def _write_report(path: Path, m: dict[str, Any]) -> None:
                              [(p["candidate"], _num(p.get("val_accuracy")),
                                f"{p['time_s']:.1f}" if "time_s" in p else p.get("stopped", "")) for p in m["probes"]]),
               "", "## Stage 3 — strategies by successive halving", ""]
+    if m.get("first_rung"):
+        f = m["first_rung"]
+        parts += [f"Rung 1: {f['epochs']} epochs each ({f['from']}; {f['n_train']} training examples at batch "
+                  f"{f['batch_size']} = {f['steps_per_epoch']} optimiser step(s) per epoch); each later rung is "
+                  f"{f['eta']} times as long, shortened to the time left; the last one standing stops early when its "
+                  "validation accuracy no longer improves.", ""]
     rows = []
     for c in m["configs"]:
         rungs = "; ".join(f"{r['epochs']} ep → {r['val_accuracy']:.4f} ({r['wall_s']:.0f} s)" for r in c["rungs"])

@@ -293,7 +293,7 @@ def cmd_auto(a: argparse.Namespace, console: Console) -> None:
     api.auto(a.data, candidates=a.candidates, budget=a.budget, classes=a.classes, labels_per_class=a.labels_per_class,
              val_per_class=a.val_per_class, val_fraction=a.val_fraction, seed=a.seed, out=a.out,
              image_size=a.image_size, max_length=a.max_length, keep=a.keep, finalists=a.finalists,
-             first_epochs=a.first_epochs, eta=a.eta,
+             first_epochs=a.first_epochs, first_steps=a.first_steps, eta=a.eta,
              strict=a.strict, overwrite=a.overwrite, console=console)
 
 

@@ -519,9 +519,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--image-size", type=int, default=None, help="input size of named pretrained backbones")
     p.add_argument("--max-length", type=int, default=None,
                    help="token limit for named text backbones (minilm, hf:…); longer texts are truncated")
-    p.add_argument("--keep", type=int, default=3, help="candidates kept after stage 1 (default %(default)s)")
+    p.add_argument("--keep", type=int, default=4, help="candidates kept after stage 1 (default %(default)s)")
     p.add_argument("--finalists", type=int, default=2, help="candidates kept after the probes (default %(default)s)")
-    p.add_argument("--first-epochs", type=int, default=2, help="epochs of the first halving rung (default %(default)s)")
+    p.add_argument("--first-epochs", type=int, default=None,
+                   help="epochs of the first halving rung (default: enough for --first-steps optimiser steps, ≥ 2)")
+    p.add_argument("--first-steps", type=int, default=10,
+                   help="optimiser steps every configuration takes in the first halving rung (default %(default)s)")
     p.add_argument("--eta", type=int, default=3, help="halving factor: keep the best 1/eta (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/auto", help="run directory to write (default %(default)s)")

@@ -1,0 +1,33 @@
+"""``transferkit auto`` through the command line: options reach the search (a tiny real run on scikit-learn's
+bundled digits with a random-init candidate), and bad options exit 2 with the option named."""
+
+import json
+
+import yaml
+
+from transferkit.cli.main import main
+
+
+def test_auto_cli_runs_a_small_search_with_its_options(tmp_path, single_thread):
+    out = tmp_path / "auto"
+    assert main(["auto", "--data", "digits", "--classes", "0-4", "--labels-per-class", "10",
+                 "--candidates", "random:seed_cnn", "--budget", "25s", "--first-steps", "4", "--finalists", "1",
+                 "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    # 50 labelled images at batch 64: one step per epoch, so --first-steps 4 gives a 4-epoch first rung
+    assert m["first_rung"] == {"epochs": 4, "steps_per_epoch": 1, "batch_size": 64, "n_train": 50,
+                               "from": "--first-steps 4", "eta": 3}
+    assert all(c["rungs"][0]["epochs"] == 4 for c in m["configs"] if c["rungs"])
+    assert m["wall_s"] <= 25 * 1.25 and m["test"]["n"] > 0 and (out / "bundle" / "model.safetensors").is_file()
+    assert yaml.safe_load((out / "config.yaml").read_text())["first_steps"] == 4
+
+
+def test_auto_cli_bad_options_exit_2(tmp_path, capsys):
+    base = ["auto", "--data", "digits", "--candidates", "random:seed_cnn", "--out", str(tmp_path / "x")]
+    assert main([*base, "--budget", "10 minutes"]) == 2
+    assert "--budget: '10 minutes' is not a duration" in " ".join(capsys.readouterr().out.split())
+    assert main([*base, "--first-steps", "0"]) == 2
+    assert "--first-steps must be a whole number ≥ 1, got 0" in " ".join(capsys.readouterr().out.split())
+    assert main([*base, "--first-epochs", "1"]) == 2
+    assert "--first-epochs must be a whole number ≥ 2" in " ".join(capsys.readouterr().out.split())
+    assert not (tmp_path / "x").exists()
