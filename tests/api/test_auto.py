@@ -153,3 +153,6 @@ def test_inference_cost_separates_the_fixed_part(fashion_npz):
     costs = auto_job._inference_cost(["random:seed_cnn"], full, {"image_size": None, "max_length": None}, seed=0)
     fixed, per_item = costs["random:seed_cnn"]
     assert fixed >= 0 and 0 < per_item < 0.05  # a small CNN on 28 px images: well under 50 ms per image
+    tiny = full.subset(list(range(10)))  # fewer examples than either timing sample
+    assert auto_job._inference_cost(["random:seed_cnn"], tiny, {"image_size": None, "max_length": None},
+                                    seed=0)["random:seed_cnn"][1] > 0

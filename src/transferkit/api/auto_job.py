@@ -338,7 +338,8 @@ def _inference_cost(candidates: list[str], full: Any, sizes: dict[str, int | Non
     ``n // 4`` and ``n`` training examples (the fixed part, e.g. loading a tokenizer, would otherwise be spread over
     the few timed examples and inflate the per-example cost; the feature cache is bypassed: the final test
     evaluation will not have it)."""
-    small, large = max(1, n // 4), min(n, len(full))
+    large = min(n, len(full))
+    small = min(max(1, n // 4), large)
     costs = {}
     for cand in candidates:
         # load_candidate applies the sizes as stage 1 and the trials do: named backbones, random: at image_size
