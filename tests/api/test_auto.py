@@ -144,6 +144,7 @@ def test_a_rung_that_does_not_fit_is_shortened_then_thinned():
     a.rungs[-1]["wall_s"] = a.rungs[-1]["train_time_s"] + 15.0  # 15 s per run outside training (model, data, bundle)
     assert auto_job._fit_rung([a], 30, 10, left=40.0) == ([a], 25)
     assert auto_job._fit_rung([a], 30, 10, left=24.0) == ([], 0)
+    assert (a.cost_s(10), a.cost_s(10, per_epoch=2.0), b.cost_s(0)) == (25.0, 35.0, 0.0)
 
 
 def test_inference_cost_separates_the_fixed_part(fashion_npz):

@@ -133,6 +133,12 @@ class Config:
         last = self.rungs[-1] if self.rungs else {}
         return max(0.0, last.get("wall_s", 0.0) - last.get("train_time_s", 0.0))
 
+    def cost_s(self, epochs: int, per_epoch: float | None = None) -> float:
+        """Predicted seconds of a run of ``epochs`` epochs: its overhead plus ``per_epoch`` (default: its own
+        seconds per epoch; 0 when unknown) per epoch."""
+        rate = per_epoch if per_epoch is not None else self.seconds_per_epoch or 0.0
+        return self.overhead_s + rate * epochs
+
 
 class _Clock:
     def __init__(self, budget: float) -> None:
@@ -404,18 +410,19 @@ def _halving(configs: list[Config], first_epochs: int, eta: int, end: Any, out: 
             left = stage_end - time.monotonic()
             per_epoch = cfg.seconds_per_epoch or _similar_rate(configs, cfg)
             run_epochs = epochs
-            if per_epoch is not None and cfg.overhead_s + per_epoch * epochs > left:
-                fits = int((left - cfg.overhead_s) / per_epoch)
+            if per_epoch is not None and cfg.cost_s(epochs, per_epoch) > left:
+                fits = int((left - cfg.cost_s(0)) / per_epoch)
                 if not rung or fits <= before:  # rung 1 compares equal runs; later, only a longer run is news
                     cfg.stopped = (f"budget: rung {rung + 1} ({epochs} epochs) needs "
-                                   f"≈{cfg.overhead_s + per_epoch * epochs:.0f} s, {max(left, 0):.0f} s were left")
+                                   f"≈{cfg.cost_s(epochs, per_epoch):.0f} s, {max(left, 0):.0f} s were left")
                     continue
                 run_epochs = fits  # what fits of this rung (the configurations before it took more than planned)
             if left <= 0:
                 cfg.stopped = "budget: stage 3's time was spent"
                 continue
             run_dir = out / "stage3_trials" / f"{_safe(cfg.source)}__{_safe(cfg.label)}__r{rung + 1}"
-            deadline = Deadline(stage_end)
+            # training stops early enough for what follows it (final validation, the bundle) to end by stage_end
+            deadline = Deadline(stage_end - cfg.overhead_s)
             t0 = time.monotonic()
             try:
                 res = transfer(_source(cfg.source, sizes["image_size"], common["seed"], channels),
