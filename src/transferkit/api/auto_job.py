@@ -83,8 +83,7 @@ def default_candidates(modality: str) -> list[str]:
     """Every registered backbone of ``modality`` whose pretrained weights are installed here."""
     out = []
     for info in list_backbones():
-        kind = "text" if info.default_channels == 0 else "image"
-        if kind == modality and info.weights_available():
+        if info.modality == modality and info.weights_available():
             out.append(info.name)
     return out
 
@@ -411,7 +410,7 @@ def _halving(configs: list[Config], first_epochs: int, eta: int, end: Any, out: 
             per_epoch = cfg.seconds_per_epoch or _similar_rate(configs, cfg)
             run_epochs = epochs
             if per_epoch is not None and cfg.cost_s(epochs, per_epoch) > left:
-                fits = int((left - cfg.cost_s(0)) / per_epoch)
+                fits = int((left - cfg.overhead_s) / per_epoch)
                 if not rung or fits <= before:  # rung 1 compares equal runs; later, only a longer run is news
                     cfg.stopped = (f"budget: rung {rung + 1} ({epochs} epochs) needs "
                                    f"≈{cfg.cost_s(epochs, per_epoch):.0f} s, {max(left, 0):.0f} s were left")
@@ -456,23 +455,24 @@ def _halving(configs: list[Config], first_epochs: int, eta: int, end: Any, out: 
                 if not cfg.stopped:
                     cfg.stopped = "budget: stage 3's time was spent"
             return
-        if len(ran) == 1:  # the others did not fit or failed: the one left trains on, with early stopping
-            alive = ran
-            before, epochs = epochs, epochs * eta
-            rung += 1
-            continue
-        ranked = sorted(ran, key=lambda c: (-c.score, c.rungs[-1]["val_loss"]))
-        n_keep = max(1, math.ceil(len(ranked) / eta))
-        cut = ranked[n_keep - 1].score
-        for i, cfg in enumerate(ranked[n_keep:], n_keep + 1):
-            why = "below" if cfg.score < cut else "tied with (higher validation loss than)"
-            cfg.stopped = (f"halved out after rung {rung + 1}: validation accuracy {cfg.score:.4f} (rank {i} of "
-                           f"{len(ranked)}) {why} the kept {cut:.4f}")
-        for cfg in ranked[:n_keep]:
-            cfg.stopped = ""
-        alive = [c for c in ranked[:n_keep] if not c.stopped]
+        alive = _halve(ran, eta, rung) if len(ran) > 1 else ran  # one left (others did not fit): it trains on
         before, epochs = epochs, epochs * eta
         rung += 1
+
+
+def _halve(ran: list[Config], eta: int, rung: int) -> list[Config]:
+    """The best ``1/eta`` of the configurations that ran rung ``rung`` (by validation accuracy, ties broken by the
+    lower validation loss); the others get the reason they stopped."""
+    ranked = sorted(ran, key=lambda c: (-c.score, c.rungs[-1]["val_loss"]))
+    n_keep = max(1, math.ceil(len(ranked) / eta))
+    cut = ranked[n_keep - 1].score
+    for i, cfg in enumerate(ranked[n_keep:], n_keep + 1):
+        why = "below" if cfg.score < cut else "tied with (higher validation loss than)"
+        cfg.stopped = (f"halved out after rung {rung + 1}: validation accuracy {cfg.score:.4f} (rank {i} of "
+                       f"{len(ranked)}) {why} the kept {cut:.4f}")
+    for cfg in ranked[:n_keep]:
+        cfg.stopped = ""
+    return ranked[:n_keep]
 
 
 def _similar_rate(configs: list[Config], cfg: Config) -> float | None:

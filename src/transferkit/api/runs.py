@@ -90,7 +90,7 @@ def load_source(source: str | Path | Backbone, image_size: int | None = None,
         path = resolve_bundle(text)
     except BundleError as exc:
         if is_backbone_name(text):
-            if max_length is not None and backbone_info(text).default_channels != 0:  # 0 channels: text
+            if max_length is not None and backbone_info(text).modality != "text":
                 raise ValueError(f"--max-length applies to a text backbone; --source {text} takes images "
                                  "(set its input size with --image-size)") from None
             kwargs: dict[str, Any] = {"img_size": image_size} if image_size else {}

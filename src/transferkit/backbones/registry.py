@@ -31,6 +31,11 @@ class BackboneInfo:
     default_channels: int = 1
     weights_hint: str = ""  # how to get the pretrained weights (shown when they are missing)
 
+    @property
+    def modality(self) -> str:
+        """``"text"`` for a text encoder (registered with 0 input channels), else ``"image"``."""
+        return "text" if self.default_channels == 0 else "image"
+
 
 @dataclass(frozen=True)
 class BackboneFamily:
