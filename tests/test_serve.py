@@ -118,12 +118,25 @@ def test_health_model_and_docs(server):
     assert server.get("/health").json() == {"status": "ok"}
     info = server.get("/model").json()
     assert info["classes"] == CLASSES and info["num_classes"] == 4 and info["backend"] == "torch"
-    assert info["lineage"] == {"source": "test", "seed": 0}
+    assert info["name"] == "tiny"
+    assert "lineage" not in info and "metrics" not in info  # local paths and test results: only when asked for
     assert info["input_spec"]["channels"] == 1 and info["input_spec"]["size"] in ([28, 28], (28, 28))
     assert info["limits"]["max_images"] == LIMITS.max_images
-    assert server.get("/docs").status_code == 200
+    assert info["limits"]["max_request_pixels"] == LIMITS.max_request_pixels
+    _assert_error(server.get("/docs"), 404, "not_found")  # the docs pages load assets from a CDN: off by default
+    _assert_error(server.get("/redoc"), 404, "not_found")
     spec = server.get("/openapi.json").json()
     assert {"/predict", "/health", "/model"} <= set(spec["paths"])
+
+
+def test_lineage_and_docs_when_asked_for(predictor, one_thread):
+    srv, thread, port = start_in_thread(create_app(predictor, LIMITS, expose_lineage=True, docs=True))
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            assert c.get("/model").json()["lineage"] == {"source": "test", "seed": 0}
+            assert c.get("/docs").status_code == 200 and c.get("/redoc").status_code == 200
+    finally:
+        assert stop_thread(srv, thread)
 
 
 def test_predict_multipart_matches_predictor(server, bundle, pngs):
@@ -264,7 +277,7 @@ def test_decode_timeout_is_408(predictor, pngs, one_thread):
         time.sleep(1.0)
         return decode_image(data, name, max_pixels)
 
-    limits = ServiceLimits(decode_timeout_s=0.2)
+    limits = ServiceLimits(decode_timeout_s=0.2, inline_max_pixels=0)  # through the pool
     srv, thread, port = start_in_thread(create_app(predictor, limits, decoder=slow_decoder))
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
@@ -286,7 +299,8 @@ def test_model_failure_is_500_json_and_server_survives(predictor, pngs, one_thre
     srv, thread, port = start_in_thread(create_app(Broken(), LIMITS))
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
-            _assert_error(c.post("/predict", files=_files(pngs[:1])), 500, "internal_error")
+            body = _assert_error(c.post("/predict", files=_files(pngs[:1])), 500, "internal_error")
+            assert body["detail"].startswith("internal error; see the server log, id=") and "boom" not in body["detail"]
             assert c.get("/health").status_code == 200
     finally:
         assert stop_thread(srv, thread)
@@ -331,6 +345,13 @@ def test_serve_function_and_cli(bundle, monkeypatch):
     assert model == str(bundle) and kw["port"] == 9001 and kw["host"] == "127.0.0.1" and kw["max_images"] == 4
     assert kw["api_key"] == "k" and kw["backend"] == "onnx" and kw["decode_timeout_s"] == 2.5
     assert kw["max_upload_mb"] == 3
+    assert kw["max_request_mp"] == 128 and kw["max_inflight_mp"] is None and kw["decode_workers"] == 2
+    assert kw["body_timeout_s"] == 30 and not kw["expose_lineage"] and not kw["docs"]
+    assert main(["serve", str(bundle), "--max-request-mp", "50", "--max-inflight-mp", "200", "--decode-workers", "3",
+                 "--body-timeout", "7", "--expose-lineage", "--docs"]) == 0
+    _, kw = calls[-1]
+    assert kw["max_request_mp"] == 50 and kw["max_inflight_mp"] == 200 and kw["decode_workers"] == 3
+    assert kw["body_timeout_s"] == 7 and kw["expose_lineage"] and kw["docs"]
 
 
 def test_onnx_backend_agrees_with_torch(bundle, pngs, one_thread, tmp_path):

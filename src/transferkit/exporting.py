@@ -104,6 +104,10 @@ def export_metadata(model: nn.Module, meta: dict[str, Any] | None = None) -> dic
     meta = meta or {}
     spec: InputSpec = model.input_spec
     classes = list(meta.get("classes") or [str(i) for i in range(int(model.num_classes))])
+    if len(classes) != int(model.num_classes) or not all(isinstance(c, str) and c.strip() for c in classes):
+        # bundles are checked by load_bundle; this guards a model + meta given directly (wrong metadata inside)
+        raise ExportError(f"the class list ({len(classes)} names) must name each of the model's "
+                          f"{int(model.num_classes)} outputs with a non-empty string")
     return {
         "transferkit.classes": json.dumps(classes),
         "transferkit.input_spec": json.dumps({"modality": spec.modality, "channels": spec.channels,

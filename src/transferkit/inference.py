@@ -3,6 +3,13 @@
 * :func:`decode_image` (from :mod:`transferkit.data.images`, where file loading uses it too) — bytes →
   ``uint8`` array, refusing non-images, truncated files and decompression bombs
   (more than ``max_pixels`` pixels) with a :class:`BadImage` that says which.
+* :func:`image_size` — the width and height an image's header claims, read without decoding it (PIL opens
+  lazily): what the service's pixel budgets are checked against before any decoding.
+* :func:`decode_to_size` — :func:`decode_image` for a model of input size ``(H, W)``: an image far larger than
+  that (≥ 4× on an axis) is reduced while it is decoded (JPEG: DCT scaling via ``draft``; others: an integer box
+  filter right after loading), never below twice the input size, so memory stays small and the final (training)
+  resize still does the real work; a ``check`` callback, called between the steps and on every read of the
+  compressed data, can cancel a decode.
 * :func:`preprocess` — decoded images → the float batch ``(N, C, H, W)`` a model's :class:`InputSpec` asks for
   (channel conversion, antialiased resize, scaling to [0, 1], per-channel normalisation) — the same code path as
   training (:func:`transferkit.data.prepare.prepare_images`).
@@ -19,8 +26,10 @@ already preprocessed; output ``logits``: ``(N, num_classes)``; the batch axis is
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +44,91 @@ from transferkit.data.prepare import TensorBatches, prepare_images
 from transferkit.data.tokens import encode_texts, length_batches
 
 ONNX_FORMAT = "1"
+DEFAULT_REQUEST_PIXELS = 128_000_000  # 32 images × 4 MP: the pixels one service request (or predict batch) may hold
+_OBJECT_NAME = re.compile(r" ?<[\w.]+ object at 0x[0-9a-fA-F]+>")  # PIL names the in-memory buffer in messages
+
+
+class _CheckedBytes(io.BytesIO):
+    """In-memory image bytes whose every read first calls ``check`` (which may raise to cancel a decode)."""
+
+    def __init__(self, data: bytes, check: Callable[[], None]) -> None:
+        super().__init__(data)
+        self._check = check
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._check()
+        return super().read(size)
+
+
+def _bad(name: str, exc: BaseException) -> BadImage:
+    from PIL import Image
+
+    if isinstance(exc, Image.DecompressionBombError):
+        return BadImage(f"{name}: refused as a decompression bomb ({exc})")
+    return BadImage(f"{name}: not a readable image ({exc.__class__.__name__}: {_OBJECT_NAME.sub('', str(exc))})")
+
+
+def image_size(data: bytes, name: str = "image") -> tuple[int, int]:
+    """``(width, height)`` as the image's header claims it, without decoding the pixels; :class:`BadImage` when
+    ``data`` is empty or no image format PIL knows."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise BadImage(f"{name}: empty file")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise _bad(name, exc) from None
+
+
+def _nothing() -> None:
+    return None
+
+
+def decode_to_size(data: bytes, name: str = "image", max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                   size: Sequence[int] | None = None, check: Callable[[], None] | None = None) -> np.ndarray:
+    """:func:`decode_image` (same checks, errors and ``uint8`` (H, W) / (H, W, 3) result) for a model whose input
+    is ``size`` = ``(H, W)``: an image at least four times that size on an axis is reduced while it is decoded,
+    to between 2× and 4× ``size`` on that axis — JPEG by decoding at 1/2, 1/4 or 1/8 scale (``draft``), any format by
+    an integer box filter (``reduce``) right after loading — so that a large image costs little memory after its
+    decode and the final antialiased resize (:func:`preprocess`, as in training) still works from ≥ 2× the input.
+    ``size=None``: no reduction (a model that takes the native size).
+
+    ``check`` is called before each step and on every read of the compressed data; an exception it raises
+    (a cancelled or timed-out request) propagates unchanged, so a decode stops within one block of input.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    step = check or _nothing
+    if not data:
+        raise BadImage(f"{name}: empty file")
+    try:
+        with Image.open(_CheckedBytes(data, step)) as im:
+            w, h = im.size
+            if max_pixels is not None and w * h > max_pixels:
+                raise BadImage(f"{name}: {w}×{h} = {w * h:,} pixels is more than the limit of {max_pixels:,} "
+                               "(a decompression bomb?)")
+            target = (2 * int(size[1]), 2 * int(size[0])) if size else None  # PIL sizes are (W, H)
+            if target and w >= 2 * target[0] and h >= 2 * target[1]:
+                im.draft(None, target)  # JPEG: decode at a reduced scale, never below target; others: no-op
+            step()
+            im.load()
+            step()
+            out = im
+            if out.mode not in ("L", "RGB"):
+                out = out.convert("RGB") if out.mode not in ("I", "I;16", "F", "1") else out.convert("L")
+                step()
+            if target:
+                fx, fy = max(1, out.width // target[0]), max(1, out.height // target[1])
+                if fx > 1 or fy > 1:
+                    out = out.reduce((fx, fy))
+                    step()
+            return np.array(out, dtype=np.uint8)
+    except BadImage:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise _bad(name, exc) from None
 META_KEYS = ("transferkit.classes", "transferkit.input_spec", "transferkit.preprocessing", "transferkit.lineage",
              "transferkit.format")
 

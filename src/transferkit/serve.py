@@ -1,27 +1,38 @@
 """The HTTP inference service behind ``transferkit serve``: a FastAPI app around one loaded :class:`Predictor`.
 
-Endpoints (see ``/docs`` for the OpenAPI page):
+Endpoints:
 
 * ``GET /health`` — ``{"status": "ok"}``; never needs the API key (for load balancers and probes).
-* ``GET /model`` — classes, lineage, input spec, preprocessing, backend and the service limits.
+* ``GET /model`` — name, classes, input spec, preprocessing, backend and the service limits; the lineage (which
+  holds local paths) and the test metrics only when the app was created with ``expose_lineage=True``
+  (``--expose-lineage``).
 * ``POST /predict`` — one or more images as ``multipart/form-data`` (any file field name; ``files`` by convention)
   or as ``application/json`` ``{"images": ["<base64>", ...], "top_k": 3}`` (an item may also be
   ``{"name": ..., "data": "<base64>"}``; a ``data:image/...;base64,`` prefix is accepted). ``top_k`` may also be a
   query parameter, which wins over the body.
+* ``GET /openapi.json`` — the OpenAPI description; ``/docs`` and ``/redoc`` only with ``docs=True`` (``--docs``):
+  those pages load their JavaScript and CSS from a CDN, and the service is usually run offline.
 
 Every error is JSON ``{"error": "<short code>", "detail": "<message>"}``:
 
 ====  ======================================================================================================
-400   malformed JSON, bad base64, a malformed multipart body, no images, an invalid ``top_k``
+400   malformed JSON (also non-finite numbers, integers over Python's digit limit, too deep nesting), bad base64,
+      a malformed or truncated multipart body (``bad_multipart``), no images, an invalid ``top_k``
 401   API key missing or wrong (only when the service has one)
 404   unknown path; 405: wrong method
-408   decoding the images took longer than ``decode_timeout_s``
-413   body larger than ``max_upload_bytes`` (by Content-Length or by the bytes actually sent) or more than
-      ``max_images`` images
+408   the body did not arrive within ``body_timeout_s`` (``body_timeout``), or decoding the images took longer
+      than ``decode_timeout_s`` (``decode_timeout``; the time waiting for a decode worker does not count)
+413   body larger than ``max_upload_bytes`` (by Content-Length or by the bytes actually sent), more than
+      ``max_images`` images, or more than ``max_request_pixels`` pixels in all (``too_many_pixels``, as the
+      images' headers claim them, checked before anything is decoded)
 415   any content type other than multipart/form-data or application/json
 422   an image that cannot be used — not an image, truncated, or more pixels than ``max_pixels`` (a possible
       decompression bomb, code ``image_too_large``); the whole request fails and the detail names the image
-500   an unexpected failure inside the model (the service keeps serving)
+500   an unexpected failure (the service keeps serving): the body only says ``internal error; see the server
+      log, id=…``; the log has the details under that id
+503   the service is busy (``server_busy``, header ``Retry-After``): the pixels waiting for or being decoded
+      across all requests would exceed ``max_inflight_pixels``, the bodies being received would exceed
+      ``max_inflight_bytes``, or no decode worker was free within ``queue_timeout_s``
 ====  ======================================================================================================
 
 Design choices, and why:
@@ -30,13 +41,27 @@ Design choices, and why:
   and the response never mixes predictions with holes.
 * Colour images sent to a greyscale model (and grey images to an RGB model) are converted, the same way
   training converts them (ITU-R 601 luma / channel repetition): a service should accept the photos people have.
-* Decoding runs in a worker thread under ``asyncio.wait_for``; on a timeout the request gets 408 at once (the
-  worker thread finishes its decode in the background — Python cannot kill a thread — but its result is dropped).
+* Cost is checked before it is paid. Every image's header is read (PIL opens lazily) and the request is refused
+  when one image claims more than ``max_pixels`` or all together more than ``max_request_pixels``; an admitted
+  request holds its claimed pixels from ``max_inflight_pixels`` until its decode ends, and is refused with 503 at
+  once when they do not fit (no unbounded queue). A busy service therefore answers quickly instead of slowly.
+* Decoding *and resizing* run in a small pool of ``decode_workers`` threads (:func:`decode_to_size`: a large image
+  is reduced while it is decoded, then :func:`preprocess` makes the model's input), smallest requests first, so
+  the model lock only covers the model call and memory stays near ``decode_workers`` × the largest image. The
+  decode timeout starts when a worker takes the request; on a timeout the request gets 408 at once and its
+  worker stops at its next step (between images, and on every block of compressed data it reads) and then
+  gives its pixels back (Python cannot kill a thread; one block of a 40 MP PNG is ~0.1 s of work).
 * Model calls run in the thread pool behind a semaphore of ``max_concurrent_predictions`` (default 1), so a burst
   of requests queues instead of oversubscribing torch's intra-op threads; the event loop stays free to answer
   ``/health`` and to reject bad requests meanwhile.
-* ``/docs``, ``/redoc`` and ``/openapi.json`` stay open even with an API key: they describe the API, not the model,
-  and a browser cannot send the header (the docs page has an *Authorize* button for ``X-API-Key``).
+* Slow clients are cut off: the body must arrive within ``body_timeout_s`` (else 408 and the connection is
+  closed), and :func:`guarded_h11_protocol` closes connections whose request headers do not arrive in time.
+* ``/openapi.json`` (and ``/docs``, ``/redoc`` when enabled) stay open even with an API key: they describe the
+  API, not the model, and a browser cannot send the header (the docs page has an *Authorize* button).
+
+The admission machinery — :class:`ServiceLimits`, the pixel and byte budgets, the decode pool and the connection
+timeouts — lives in :mod:`transferkit.admission`; ``ServiceLimits``, ``DecodeCancelled``, ``DecodePool``,
+``guarded_h11_protocol`` and ``uvicorn_options`` are still importable from here.
 """
 
 from __future__ import annotations
@@ -47,12 +72,16 @@ import binascii
 import hmac
 import json
 import logging
+import math
+import secrets
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
-from dataclasses import asdict, dataclass
+from contextlib import asynccontextmanager
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
+import torch
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -61,36 +90,58 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
-from transferkit.inference import DEFAULT_MAX_PIXELS, BadImage, Predictor, decode_image, predict_batch
+from transferkit.admission import (  # ServiceLimits, DecodeCancelled and the uvicorn helpers stay importable from here
+    Budget,
+    Claim,
+    DecodeCancelled,
+    DecodeJob,
+    DecodePool,
+    ServiceLimits,
+    guarded_h11_protocol,  # noqa: F401  (re-exported: transferkit.serve.guarded_h11_protocol)
+    uvicorn_options,  # noqa: F401  (re-exported: transferkit.serve.uvicorn_options)
+)
+from transferkit.inference import (
+    BadImage,
+    Predictor,
+    decode_to_size,
+    image_size,
+    prediction_rows,
+    preprocess,
+)
 
 API_KEY_HEADER = "X-API-Key"
 logger = logging.getLogger(__name__)
 Decoder = Callable[[bytes, str, int], np.ndarray]
 
 
-@dataclass
-class ServiceLimits:
-    """What one request may ask of the service; anything beyond is refused with a 4xx before it costs much."""
-
-    max_upload_bytes: int = 20 * 1024 * 1024
-    max_images: int = 32
-    decode_timeout_s: float = 5.0
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_top_k: int = 100
-    max_concurrent_predictions: int = 1
-
-
 class ServiceError(Exception):
     """A refused request: HTTP ``status``, a short machine-readable ``code`` and a ``detail`` for people."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
+
+
+CLOSE = {"Connection": "close"}  # the body was not read to its end: the connection cannot be reused
+BUSY_RETRY_S = 1
+
+
+def _busy(detail: str) -> ServiceError:
+    return ServiceError(503, "server_busy", f"{detail}; retry in a moment",
+                        {"Retry-After": str(BUSY_RETRY_S), **CLOSE})
 
 
 def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def _internal(exc: BaseException, what: str) -> ServiceError:
+    """A 500 whose body says nothing about the code; the log has the details under a short id."""
+    rid = secrets.token_hex(4)
+    logger.error("%s (id=%s): %s: %s", what, rid, exc.__class__.__name__, exc, exc_info=exc)
+    return ServiceError(500, "internal_error", f"internal error; see the server log, id={rid}")
 
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
@@ -102,8 +153,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        headers = {"WWW-Authenticate": API_KEY_HEADER} if exc.status == 401 else None
-        return _error(exc.status, exc.code, exc.detail, headers)
+        headers = dict(exc.headers or {})
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = API_KEY_HEADER
+        return _error(exc.status, exc.code, exc.detail, headers or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -120,26 +173,50 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return _error(500, "internal_error", f"{exc.__class__.__name__}: {exc}")
+        err = _internal(exc, f"{request.method} {request.url.path} failed")
+        return _error(err.status, err.code, err.detail)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is (or claims to be) larger than ``limit`` bytes."""
+async def _read_body(request: Request, limits: ServiceLimits, claim: Claim) -> bytes:
+    """The request body, refused with 413 as soon as it is (or claims to be) larger than the limit, with 408 when
+    it does not arrive within ``body_timeout_s``, and with 503 when the bodies in flight would exceed
+    ``max_inflight_bytes`` (``claim`` holds this body's share until the request ends). The bytes received count,
+    not the declared length: a client that declares 20 MB and stalls holds only what it has sent."""
+    limit = limits.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
             size = int(declared)
         except ValueError:
-            raise ServiceError(400, "bad_request", f"invalid Content-Length '{declared}'") from None
+            raise ServiceError(400, "bad_request", f"invalid Content-Length '{declared[:40]}'", CLOSE) from None
         if size > limit:
             raise ServiceError(413, "payload_too_large",
-                               f"request body of {size:,} bytes is more than the limit of {limit:,} bytes")
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise ServiceError(413, "payload_too_large", f"request body is more than the limit of {limit:,} bytes")
-        chunks.append(chunk)
+                               f"request body of {size:,} bytes is more than the limit of {limit:,} bytes", CLOSE)
+    chunks: list[bytes] = []
+
+    async def collect() -> None:
+        total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise ServiceError(413, "payload_too_large", f"request body is more than the limit of {limit:,} "
+                                   "bytes", CLOSE)
+            if total > claim.held and not claim.grow(total - claim.held):
+                raise _busy("too many request bodies in flight")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(collect(), limits.body_timeout_s)
+    except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
+        got = sum(map(len, chunks))
+        logger.info("request body not received within %g s (%d bytes so far); connection closed",
+                    limits.body_timeout_s, got)
+        raise ServiceError(408, "body_timeout", f"the request body did not arrive within {limits.body_timeout_s:g} s "
+                           f"({got:,} bytes received)", CLOSE) from None
+    except ClientDisconnect:
+        logger.info("client disconnected during the upload (%d bytes received)", sum(map(len, chunks)))
+        raise ServiceError(400, "client_disconnected", "the client disconnected before the body ended",
+                           CLOSE) from None
     return b"".join(chunks)
 
 
@@ -151,10 +228,22 @@ def _too_many(n: int, limits: ServiceLimits) -> ServiceError:
     return ServiceError(413, "too_many_images", f"{n} images in one request; the limit is {limits.max_images}")
 
 
+class _CheckedMultiPartParser(MultiPartParser):
+    """Starlette's parser, noting whether the closing boundary (``--BOUNDARY--``) was seen: python-multipart
+    accepts a body cut anywhere, and a part cut short would silently vanish."""
+
+    complete = False
+
+    def on_end(self) -> None:
+        self.complete = True
+        super().on_end()
+
+
 async def _multipart_images(request: Request, body: bytes,
                             limits: ServiceLimits) -> tuple[list[tuple[str, bytes]], int | None]:
     """Files of any field name, in order, and an optional ``top_k`` form field."""
-    parser = MultiPartParser(request.headers, _one_chunk(body), max_files=limits.max_images + 1, max_fields=100)
+    parser = _CheckedMultiPartParser(request.headers, _one_chunk(body), max_files=limits.max_images + 1,
+                                     max_fields=100)
     try:
         form = await parser.parse()
     except MultiPartException as exc:
@@ -163,11 +252,14 @@ async def _multipart_images(request: Request, body: bytes,
                                f"the limit is {limits.max_images}") from None
         raise ServiceError(400, "bad_multipart", f"malformed multipart body: {exc}") from None
     try:
+        if not parser.complete:
+            raise ServiceError(400, "bad_multipart", "malformed multipart body: it ends before its closing "
+                               "boundary (truncated?)")
         items: list[tuple[str, bytes]] = []
         top_k = None
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
-                items.append((value.filename or str(len(items)), await value.read()))
+                items.append((_name(value.filename, len(items)), await value.read()))
             elif key == "top_k":
                 top_k = _int_top_k(value)
         return items, top_k
@@ -175,15 +267,22 @@ async def _multipart_images(request: Request, body: bytes,
         await form.close()
 
 
+def _name(value: object, index: int) -> str:
+    """A client-given image name, kept short (it is echoed in answers and error messages)."""
+    text = str(value) if value not in (None, "") else str(index)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
 def _int_top_k(value: object) -> int:
-    if isinstance(value, bool):
-        raise ServiceError(400, "bad_request", f"top_k must be a positive integer, got {value!r}")
+    bad = ServiceError(400, "bad_request", f"top_k must be a positive integer, got {str(value)[:40]!r}")
+    if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+        raise bad
     try:
         k = int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        raise ServiceError(400, "bad_request", f"top_k must be a positive integer, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise bad from None
     if isinstance(value, float) and value != k:
-        raise ServiceError(400, "bad_request", f"top_k must be a positive integer, got {value!r}")
+        raise bad
     return k
 
 
@@ -198,12 +297,25 @@ def _b64(text: object, where: str) -> bytes:
         raise ServiceError(400, "bad_base64", f"{where}: not valid base64 ({exc})") from None
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
 def _json_images(body: bytes, limits: ServiceLimits) -> tuple[list[tuple[str, bytes]], int | None]:
     """``{"images": [b64 | {"name", "data"}, ...], "top_k": k}`` → (name, bytes) pairs and ``top_k``."""
-    try:
-        doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ServiceError(400, "bad_json", f"malformed JSON: {exc}") from None
+    try:  # strict JSON: no NaN/Infinity, no float overflowing to inf; deep nesting or huge integers are refused too
+        doc = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ServiceError(400, "bad_json", "malformed JSON: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, int digit limit, the checks above
+        raise ServiceError(400, "bad_json", f"malformed JSON: {str(exc)[:200]}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
         raise ServiceError(400, "bad_request", 'expected a JSON object {"images": ["<base64>", ...], "top_k": k}')
     images = doc["images"]
@@ -212,53 +324,98 @@ def _json_images(body: bytes, limits: ServiceLimits) -> tuple[list[tuple[str, by
     items = []
     for i, item in enumerate(images):
         if isinstance(item, dict):
-            name = str(item.get("name") or i)
-            items.append((name, _b64(item.get("data"), f"images[{i}].data")))
+            name = item.get("name")
+            items.append((_name(name if isinstance(name, (str, int)) else None, i),
+                          _b64(item.get("data"), f"images[{i}].data")))
         else:
             items.append((str(i), _b64(item, f"images[{i}]")))
     top_k = _int_top_k(doc["top_k"]) if doc.get("top_k") is not None else None
     return items, top_k
 
 
-def _decode_all(items: Sequence[tuple[str, bytes]], max_pixels: int, decoder: Decoder) -> list[np.ndarray]:
-    return [decoder(data, name, max_pixels) for name, data in items]
+def _claimed_pixels(items: Sequence[tuple[str, bytes]], limits: ServiceLimits) -> int:
+    """The pixels the images' headers claim, in all (nothing decoded); 422 for a non-image or one image over
+    ``max_pixels``, 413 when the sum is over ``max_request_pixels``."""
+    total = 0
+    for name, data in items:
+        w, h = image_size(data, name)
+        if w * h > limits.max_pixels:
+            raise BadImage(f"{name}: {w}×{h} = {w * h:,} pixels is more than the limit of {limits.max_pixels:,} "
+                           "(a decompression bomb?)")
+        total += w * h
+    if total > limits.max_request_pixels:
+        raise ServiceError(413, "too_many_pixels", f"the {len(items)} image(s) hold {total:,} pixels in all; the "
+                           f"limit per request is {limits.max_request_pixels:,} — send fewer or smaller images")
+    return total
 
 
-def model_info(predictor: Predictor, backend_name: str, limits: ServiceLimits | None = None) -> dict[str, Any]:
-    """What ``GET /model`` answers: classes, lineage, input spec, preprocessing and backend."""
+def model_info(predictor: Predictor, backend_name: str, limits: ServiceLimits | None = None,
+               expose_lineage: bool = False, model_name: str | None = None) -> dict[str, Any]:
+    """What ``GET /model`` answers: name, classes, input spec, preprocessing, backend and limits; the lineage, the
+    source and the metrics only with ``expose_lineage`` (they hold local paths and test results)."""
     from transferkit.inference import preprocessing_text
 
     meta = getattr(predictor, "meta", None) or {}
     info: dict[str, Any] = {
+        "name": model_name or "model",
         "backend": backend_name,
         "classes": list(predictor.classes),
         "num_classes": len(predictor.classes),
         "input_spec": predictor.input_spec.to_dict(),
         "preprocessing": meta.get("preprocessing") or preprocessing_text(predictor.input_spec),
-        "lineage": meta.get("lineage"),
     }
-    for key in ("strategy", "source", "metrics", "format_version"):
-        if meta.get(key) is not None:
+    for key in ("strategy", "format_version"):
+        if isinstance(meta.get(key), (str, int)):
             info[key] = meta[key]
+    if expose_lineage:
+        info["lineage"] = meta.get("lineage")
+        for key in ("source", "metrics"):
+            if meta.get(key) is not None:
+                info[key] = meta[key]
     if limits is not None:
         info["limits"] = asdict(limits)
     return info
 
 
+INLINE_MAX_BYTES = 64 * 1024  # with ServiceLimits.inline_max_pixels: what may be decoded on the event loop
+
+
+def _never_cancelled() -> None:
+    """The cancellation check of a decode run inline: it is never interrupted."""
+
+
+def _default_decoder(size: Sequence[int] | None) -> Callable[[Callable[[], None]], Decoder]:
+    def make(check: Callable[[], None]) -> Decoder:
+        return lambda data, name, max_pixels: decode_to_size(data, name, max_pixels, size, check)
+
+    return make
+
+
 def create_app(predictor: Predictor, limits: ServiceLimits | None = None, api_key: str | None = None,
                backend_name: str = "torch", model_name: str | None = None,
-               decoder: Decoder = decode_image) -> FastAPI:
+               decoder: Decoder | None = None, expose_lineage: bool = False, docs: bool = False) -> FastAPI:
     """The FastAPI app serving ``predictor``.
 
     ``api_key``: when given, ``/predict`` and ``/model`` need header ``X-API-Key`` equal to it (compared in
-    constant time). ``decoder`` is :func:`transferkit.inference.decode_image` unless a test injects a slow one.
+    constant time). ``decoder(data, name, max_pixels)`` replaces :func:`transferkit.inference.decode_to_size`
+    (tests inject a slow one). ``expose_lineage``: ``/model`` also lists the lineage, source and metrics (local
+    paths, test results). ``docs``: serve ``/docs`` and ``/redoc`` (their assets come from a CDN).
+    Text models are refused (``ValueError``): the service takes images.
     """
     from transferkit import __version__
 
+    if predictor.input_spec.modality != "image":
+        raise ValueError(f"a {predictor.input_spec.modality} model: the HTTP service takes images only so far; use "
+                         "'transferkit predict MODEL texts.csv' (or transferkit.predict) for texts")
     limits = limits or ServiceLimits()
     model_name = model_name or "model"
-    info = model_info(predictor, backend_name, limits)
+    info = model_info(predictor, backend_name, limits, expose_lineage=expose_lineage, model_name=model_name)
     semaphore = asyncio.Semaphore(max(1, limits.max_concurrent_predictions))
+    pixels = Budget(limits.max_inflight_pixels)
+    body_bytes = Budget(limits.max_inflight_bytes or 8 * limits.max_upload_bytes)
+    pool = DecodePool(limits.decode_workers, limits.express_max_pixels)
+    make_decoder = _default_decoder(predictor.input_spec.size) if decoder is None else (lambda check: decoder)
+    spec = predictor.input_spec
     key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
                               description="the service's API key (only when it was started with one)")
 
@@ -268,17 +425,69 @@ def create_app(predictor: Predictor, limits: ServiceLimits | None = None, api_ke
         if key is None or not hmac.compare_digest(key.encode(), api_key.encode()):
             raise ServiceError(401, "unauthorized", f"missing or wrong {API_KEY_HEADER} header")
 
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncGenerator[None, None]:
+        pool.open()
+        yield
+        await asyncio.to_thread(pool.close)
+
     protected = [Depends(check_key)] if api_key else []
-    app = FastAPI(title="transferkit inference service", version=__version__,
+    app = FastAPI(title="transferkit inference service", version=__version__, lifespan=lifespan,
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
                   description=f"Image classification with a transferkit model ({backend_name} backend). "
                               "Errors are JSON {\"error\": code, \"detail\": message}.")
+    app.state.limits = limits  # start_in_thread / serve read the connection timeouts from here
+    app.state.decode_pool, app.state.pixel_budget, app.state.byte_budget = pool, pixels, body_bytes
     _install_error_handlers(app)
+
+    def decode_and_prepare(items: list[tuple[str, bytes]], check: Callable[[], None]) -> torch.Tensor:
+        decode = make_decoder(check)
+        images = []
+        for name, data in items:
+            check()
+            images.append(decode(data, name, limits.max_pixels))
+        check()
+        try:
+            return preprocess(images, spec)  # the resize happens here, in the worker, not under the model lock
+        except BadImage:
+            raise
+        except ValueError as exc:  # e.g. images of different sizes for a model that takes the native size
+            raise BadImage(str(exc)) from None
+
+    async def decode(items: list[tuple[str, bytes]], claimed: int) -> torch.Tensor:
+        if claimed <= limits.inline_max_pixels and sum(len(d) for _, d in items) <= INLINE_MAX_BYTES:
+            # at most a millisecond or two of work (few pixels from few bytes): cheaper here, on the event loop,
+            # than two thread hops — the usual request's latency; anything larger goes to the bounded pool
+            return decode_and_prepare(items, _never_cancelled)
+        claim = Claim(pixels)
+        if not claim.grow(claimed):
+            raise _busy(f"the images being decoded already hold {pixels.used:,} of {pixels.cap:,} pixels")
+        job = DecodeJob(lambda check: decode_and_prepare(items, check), asyncio.get_running_loop(),
+                        limits.decode_timeout_s, claim.release)
+        pool.submit(claimed, job)
+        try:
+            try:
+                await asyncio.wait_for(job.started, limits.queue_timeout_s)
+            except (TimeoutError, asyncio.TimeoutError):
+                raise _busy(f"no decode worker was free within {limits.queue_timeout_s:g} s") from None
+            try:
+                return await asyncio.wait_for(job.done, limits.decode_timeout_s)
+            except (TimeoutError, asyncio.TimeoutError, DecodeCancelled):
+                raise ServiceError(408, "decode_timeout", f"decoding {len(items)} image(s) took longer than "
+                                   f"{limits.decode_timeout_s:g} s") from None
+        finally:
+            job.abandon()  # a no-op when it has finished; else the worker stops at its next step
+            for fut in (job.started, job.done):
+                fut.cancel()
+
+    def model_rows(batch: torch.Tensor, k: int) -> list[dict[str, Any]]:
+        return prediction_rows(predictor, predictor.logits(batch), k)
 
     @app.get("/health", summary="liveness probe (no API key needed)")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/model", summary="classes, lineage, input spec and backend", dependencies=protected)
+    @app.get("/model", summary="name, classes, input spec, preprocessing, backend and limits", dependencies=protected)
     async def model() -> dict[str, Any]:
         return info
 
@@ -297,35 +506,40 @@ def create_app(predictor: Predictor, limits: ServiceLimits | None = None, api_ke
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype not in ("multipart/form-data", "application/json"):
             raise ServiceError(415, "unsupported_media_type",
-                               f"content type '{ctype or 'none'}' is not accepted; send multipart/form-data files "
-                               "or application/json {\"images\": [base64, ...]}")
-        body = await _read_body(request, limits.max_upload_bytes)
-        if ctype == "multipart/form-data":
-            items, body_k = await _multipart_images(request, body, limits)
-        else:
-            items, body_k = _json_images(body, limits)
-        if not items:
-            raise ServiceError(400, "no_images", "the request holds no images")
-        if len(items) > limits.max_images:
-            raise _too_many(len(items), limits)
-        k = top_k if top_k is not None else (body_k if body_k is not None else 1)
-        if not 1 <= k <= limits.max_top_k:
-            raise ServiceError(400, "bad_request", f"top_k must be between 1 and {limits.max_top_k}, got {k}")
+                               f"content type '{ctype[:80] or 'none'}' is not accepted; send multipart/form-data "
+                               "files or application/json {\"images\": [base64, ...]}", CLOSE)
+        held = Claim(body_bytes)
         try:
-            images = await asyncio.wait_for(asyncio.to_thread(_decode_all, items, limits.max_pixels, decoder),
-                                            limits.decode_timeout_s)
-        except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
-            raise ServiceError(408, "decode_timeout", f"decoding {len(items)} image(s) took longer than "
-                               f"{limits.decode_timeout_s:g} s") from None
-        except BadImage as exc:
-            code = "image_too_large" if "decompression bomb" in str(exc) else "bad_image"
-            raise ServiceError(422, code, str(exc)) from None
-        try:
-            async with semaphore:
-                rows = await run_in_threadpool(predict_batch, predictor, images, k)
-        except Exception as exc:  # answered here, so the connection and the server carry on normally
-            logger.exception("prediction failed")
-            raise ServiceError(500, "internal_error", f"prediction failed: {exc.__class__.__name__}: {exc}") from None
+            body = await _read_body(request, limits, held)
+            if ctype == "multipart/form-data":
+                items, body_k = await _multipart_images(request, body, limits)
+            else:
+                items, body_k = _json_images(body, limits)
+            del body
+            if not items:
+                raise ServiceError(400, "no_images", "the request holds no images")
+            if len(items) > limits.max_images:
+                raise _too_many(len(items), limits)
+            k = top_k if top_k is not None else (body_k if body_k is not None else 1)
+            if not 1 <= k <= limits.max_top_k:
+                raise ServiceError(400, "bad_request", f"top_k must be between 1 and {limits.max_top_k}, got {k}")
+            try:
+                claimed = await asyncio.to_thread(_claimed_pixels, items, limits)  # headers only: nothing decoded
+                batch = await decode(items, claimed)
+            except BadImage as exc:
+                code = "image_too_large" if "decompression bomb" in str(exc) else "bad_image"
+                raise ServiceError(422, code, str(exc)) from None
+            try:
+                async with semaphore:
+                    rows = await run_in_threadpool(model_rows, batch, k)
+            except Exception as exc:  # answered here, so the connection and the server carry on normally
+                raise _internal(exc, "prediction failed") from None
+        except ServiceError:
+            raise
+        except Exception as exc:  # a bug, not the client's fault: a generic 500, the details in the log
+            raise _internal(exc, "predict failed") from None
+        finally:
+            held.release()
         predictions = [{"index": i, "name": name, **row} for i, ((name, _), row) in enumerate(zip(items, rows,
                                                                                                 strict=True))]
         return {"predictions": predictions, "model": {"name": model_name, "backend": backend_name},

@@ -136,7 +136,7 @@ def test_memory_is_bounded_by_one_batch_and_rows_are_written_as_they_come(tree, 
     """Spy on the decoder and the predictor: never more than ``batch_size`` decoded images are alive, and
     earlier batches' rows are already in the (temporary) output file while later ones are predicted."""
     decoded, in_flight, written = [0], [], []
-    real_decode, real_predict = use.decode_image, use.predict_batch
+    real_decode, real_predict = use.decode_to_size, use.predict_batch
     out = tmp_path / "pred.csv"
 
     def spy_decode(*args, **kwargs):
@@ -151,7 +151,7 @@ def test_memory_is_bounded_by_one_batch_and_rows_are_written_as_they_come(tree, 
         written.append(len(tmp[0].read_text().splitlines()) - 1)
         return real_predict(predictor, images, top_k)
 
-    monkeypatch.setattr(use, "decode_image", spy_decode)
+    monkeypatch.setattr(use, "decode_to_size", spy_decode)
     monkeypatch.setattr(use, "predict_batch", spy_predict)
     summary = api.predict(tree["bundle"], [tree["imgs"]], output=out, batch_size=3, progress=False)
     assert summary["images"] == 33 and len(in_flight) == 11
@@ -172,7 +172,8 @@ def test_strict_stops_at_the_first_bad_image_naming_it(tree, tmp_path):
 
 def test_an_interrupted_run_leaves_the_previous_output_untouched(tree, tmp_path, monkeypatch):
     out = tmp_path / "pred.csv"
-    out.write_text("previous results\n")
+    previous = "path,predicted_class,probability,error\nold.png,cat,0.9,\n"  # an earlier run's predictions
+    out.write_text(previous)
     calls = [0]
     real_predict = use.predict_batch
 
@@ -185,7 +186,7 @@ def test_an_interrupted_run_leaves_the_previous_output_untouched(tree, tmp_path,
     monkeypatch.setattr(use, "predict_batch", interrupt)
     with pytest.raises(KeyboardInterrupt):
         api.predict(tree["bundle"], [tree["imgs"]], output=out, batch_size=4, progress=False)
-    assert out.read_text() == "previous results\n" and [p.name for p in tmp_path.iterdir()] == ["pred.csv"]
+    assert out.read_text() == previous and [p.name for p in tmp_path.iterdir()] == ["pred.csv"]
 
 
 def test_cli_streams_to_jsonl_and_prints_a_summary(tree, tmp_path, capsys):

@@ -28,6 +28,7 @@ from transferkit.report.markdown import comparison_report
 from transferkit.report.metrics import mean_std, verdict
 from transferkit.report.plots import plot_method_bars
 from transferkit.report.tables import comparison_table
+from transferkit.rundir import check_output_dir, open_output_dir
 
 BASELINE, REFERENCE = "source_only", "target_oracle"
 _NOT_SETTINGS = ("out", "progress", "console", "plots", "seed")  # what may differ between a cell and a rerun
@@ -113,7 +114,9 @@ def adapt_compare(methods: Sequence[str] = (BASELINE, "dann", "dan", "coral", RE
         parse_method(m)  # fail before any training
     if not seeds:
         raise ValueError("--seeds: give at least one seed")
-    out = Path(out)
+    out = check_output_dir(out, [adapt_kwargs.get(k) for k in ("source", "target", "backbone")],
+                           kind="adapt-compare")  # it writes into out (finished cells are reused)
+    open_output_dir(out, "adapt-compare")
     cells_dir = out / "cells"
     if restart and cells_dir.exists():
         shutil.rmtree(cells_dir)

@@ -62,7 +62,7 @@ from transferkit.report.markdown import markdown_table, run_report
 from transferkit.report.metrics import classification_metrics
 from transferkit.report.plots import plot_confusion, plot_embedding, plot_learning_curves
 from transferkit.report.tables import metrics_table
-from transferkit.rundir import run_session
+from transferkit.rundir import check_output_dir, run_session
 
 LABEL_FREE = ("source_val", "target_entropy", "dev")
 ORACLE_NOTE = "ORACLE selection: the checkpoint was chosen with target labels (for analysis only, not a fair result)"
@@ -219,6 +219,8 @@ def adapt(
                          "frozen random features would not transfer anything")
     oracle_method = parts == ["target_oracle"]
     select_on = "oracle" if oracle_selection else selection
+    inputs = [source, target, backbone]  # never written over
+    check_output_dir(out, inputs)  # before anything loads or trains (run_session checks again)
     set_threads()
     start = time.perf_counter()
 
@@ -294,7 +296,7 @@ def adapt(
     if oracle_selection:
         criteria["oracle"] = SELECTION_CRITERIA["oracle"]
     out = Path(out)
-    with run_session(out, resume, overwrite, config) as session:
+    with run_session(out, resume, overwrite, config, inputs) as session:
         tmp = session.path
         write_yaml(tmp / "config.yaml", config)
         if session.resume_from is not None:

@@ -51,6 +51,7 @@ from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
 from transferkit.report.markdown import markdown_table
 from transferkit.report.tables import comparison_table
+from transferkit.rundir import check_output_dir, open_output_dir
 from transferkit.strategies.base import get_strategy
 
 RANK_SHARE, PROBE_SHARE = 0.15, 0.35  # cumulative shares of the budget at the end of stages 1 and 2
@@ -191,12 +192,12 @@ def auto(
     if not cands:
         raise ValueError(f"auto: no candidate sources: no pretrained {full.modality} backbone is installed here "
                          "('transferkit backbones' shows which) and --candidates was not given")
-    out = Path(out)
+    out = check_output_dir(out, [*cands, data])  # a folder that is no transferkit output: never, even --overwrite
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ValueError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    open_output_dir(out, "auto")
     config = {"command": "auto", "data": data, "candidates": cands, "budget": budget, "budget_s": budget_s,
               "classes": classes, "labels_per_class": labels_per_class, "val_per_class": val_per_class,
               "val_fraction": val_fraction, "seed": seed, "out": str(out), "image_size": image_size,

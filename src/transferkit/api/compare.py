@@ -16,7 +16,6 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
-from transferkit import atomic
 from transferkit.api.runs import (
     RunResult,
     best_val_accuracy,
@@ -40,6 +39,7 @@ from transferkit.report.markdown import comparison_report
 from transferkit.report.metrics import mean_std, verdict
 from transferkit.report.plots import plot_comparison
 from transferkit.report.tables import comparison_table
+from transferkit.rundir import check_output_dir, staged_output
 
 BASELINE = "scratch"
 
@@ -109,6 +109,7 @@ def compare(
     console = console or Console()
     config = {"command": "compare", **{k: (str(v) if k == "source" else v) for k, v in locals().items()
                                         if k not in ("console",)}}
+    check_output_dir(out, [source, data])  # before anything loads or trains
     set_threads()
     built = {v.label: make_strategy(v.strategy, options=v.options) for v in parse_variants(strategies)}
     model, meta = load_source(source, image_size)
@@ -163,7 +164,7 @@ def compare(
                   [next(r["accuracy_std"] for r in summary if r["strategy"] == s and r["labels_per_class"] == k)
                    for k in labels_per_class]) for s in built}
     title = title or f"{meta.get('source', 'source')} → {data} {classes or ''}".strip()
-    with atomic.staged_dir(out) as tmp:
+    with staged_output(out, "compare") as tmp:
         write_yaml(tmp / "config.yaml", config)
         write_json(tmp / "metrics.json", {"cells": cells, "summary": summary, "findings": notes,
                                           "wall_time_s": time.perf_counter() - start})

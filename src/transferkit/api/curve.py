@@ -55,6 +55,7 @@ from transferkit.report.markdown import comparison_report
 from transferkit.report.metrics import mean_std
 from transferkit.report.plots import plot_curve
 from transferkit.report.tables import comparison_table
+from transferkit.rundir import check_output_dir, open_output_dir
 
 SETTINGS_FILE = "curve.json"
 CELLS_DIR = "cells"
@@ -273,6 +274,7 @@ def curve(
               "image_size": image_size, "test_per_class": test_per_class, "convert_channels": convert_channels,
               "strict": strict, "title": title, "head_init": head_init, **topts}
     built = {v.label: make_strategy(v.strategy, options=v.options) for v in variants}
+    check_output_dir(out, [source, data], kind="curve")  # it writes into out (finished cells are reused)
     set_threads()
     model, meta = load_source(source, image_size)
     full = load_task(data, "train", classes, strict)
@@ -302,7 +304,7 @@ def curve(
     }, default=str))
     mapping, source_classes = head_init_mapping(full.classes, meta, head_init)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    out = Path(out)
+    out = open_output_dir(out, "curve")
     if restart:
         _clear(out, console)
     else:

@@ -25,7 +25,6 @@ import numpy as np
 from rich.console import Console
 from sklearn.model_selection import StratifiedKFold
 
-from transferkit import atomic
 from transferkit.api.runs import (
     RunResult,
     best_val_accuracy,
@@ -41,12 +40,13 @@ from transferkit.api.runs import (
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import to_batches
-from transferkit.data.splits import k_per_class
+from transferkit.data.splits import check_trainable, k_per_class
 from transferkit.engine.trainer import train
 from transferkit.report.markdown import comparison_report
 from transferkit.report.metrics import classification_metrics, mean_std
 from transferkit.report.plots import plot_comparison, plot_confusion
 from transferkit.report.tables import comparison_table
+from transferkit.rundir import check_output_dir, staged_output
 from transferkit.strategies.base import Strategy
 
 
@@ -128,12 +128,14 @@ def cross_validate(
     """
     console = console or Console()
     start = time.perf_counter()
+    check_output_dir(out, [source, data, weights])
     check_fold_count(cv)
     set_threads()
     full = load_task(data, "train", classes, strict, class_map)
     pool_idx = (k_per_class(full, labels_per_class, cfg.seed) if labels_per_class is not None
                 else np.arange(len(full)))
     pool = full.subset(pool_idx, f"{full.name}[{labels_per_class or 'all'}/class]")
+    check_trainable(pool)  # fewer than 2 classes: nothing to learn (accuracy would be a meaningless 1.0)
     check_cv(cv, pool.labels, full.classes)
     folds = cv_folds(pool.labels, cv, cfg.seed, val_fraction, val_per_class)
     model, meta = load_source(source, image_size, weights)
@@ -206,7 +208,7 @@ def cross_validate(
              "folds": [{"train": pool_idx[f.train].tolist(), "val": pool_idx[f.val].tolist(),
                         "eval": pool_idx[f.eval].tolist()} for f in folds]}
     out = Path(out)
-    with atomic.staged_dir(out) as tmp:
+    with staged_output(out, "transfer-cv") as tmp:
         write_yaml(tmp / "config.yaml", config or {"command": "transfer", "cv": cv})
         write_json(tmp / "metrics.json", metrics)
         write_json(tmp / "folds.json", index)

@@ -27,6 +27,7 @@ from transferkit.api.runs import RunResult
 from transferkit.api.train import pretrain
 from transferkit.backbones.registry import backbone_info
 from transferkit.report.markdown import markdown_table
+from transferkit.rundir import check_output_dir, open_output_dir
 
 SOURCE_CLASSES = "0,1,5,8,9"
 TARGET_CLASSES = "2,3,4,6,7"
@@ -39,7 +40,7 @@ def demo(out: str | Path = "runs/demo", seeds: int = 3, labels_per_class: tuple[
     """Run the demo and write ``out/report.md`` (sub-runs in ``out/source``, ``out/split_task``,
     ``out/imagenet``). ``imagenet=False`` (or weights not installed) skips the ImageNet part."""
     console = console or Console()
-    out = Path(out)
+    out = open_output_dir(check_output_dir(out, kind="demo"), "demo")  # it writes into out (re-uses its source)
     start = time.perf_counter()
     with_imagenet = imagenet and backbone_info(IMAGENET_SOURCE).weights_available()
     steps = 3 if with_imagenet else 2

@@ -57,7 +57,7 @@ from transferkit.engine.trainer import train
 from transferkit.report.markdown import markdown_table, run_report
 from transferkit.report.plots import plot_learning_curves
 from transferkit.report.tables import comparison_table
-from transferkit.rundir import run_session
+from transferkit.rundir import check_output_dir, run_session
 from transferkit.strategies.base import get_strategy
 
 
@@ -152,6 +152,8 @@ def distill(
     kd = KDLoss(temperature, alpha)  # validates T and α before any work
     if (hint_layer is None) != (teacher_layer is None):
         raise ValueError("hint distillation needs both --hint-layer (student module) and --teacher-layer")
+    inputs = [teacher, data, student]  # never written over
+    check_output_dir(out, inputs)  # before anything loads or trains (run_session checks again)
     set_threads()
     start = time.perf_counter()
     teacher_model, teacher_meta = load_source(teacher)
@@ -193,7 +195,7 @@ def distill(
     if hint is not None:
         groups.append({"params": list(hint.parameters()), "lr": cfg.lr, "name": "hint_regressor"})
     out = Path(out)
-    with run_session(out, resume, overwrite, config) as session:
+    with run_session(out, resume, overwrite, config, inputs) as session:
         tmp = session.path
         write_yaml(tmp / "config.yaml", config)
         if session.resume_from is not None:  # the student's training continues; the labels-only baseline reruns

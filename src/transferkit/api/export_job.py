@@ -23,9 +23,18 @@ from transferkit.exporting import (
     prepare_for_export,
     verify_export,
 )
+from transferkit.rundir import check_output_file, check_output_name
 
 FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt"}
 RECORD_FILE = "export.json"
+
+
+def _earlier_export(path: Path) -> bool:
+    """Whether ``path`` is recorded in the ``export.json`` beside it (an earlier export, which may be replaced)."""
+    try:
+        return path.name in json.loads((path.parent / RECORD_FILE).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def default_out(bundle_dir: Path, fmt: str) -> Path:
@@ -38,7 +47,8 @@ def default_out(bundle_dir: Path, fmt: str) -> Path:
 
 
 def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = None, opset: int = 17,  # noqa: A002
-           console: Console | None = None, verify_inputs: torch.Tensor | None = None) -> dict[str, Any]:
+           console: Console | None = None, verify_inputs: torch.Tensor | None = None,
+           overwrite: bool = False) -> dict[str, Any]:
     """Export the bundle (or run directory) ``bundle`` as ``format`` (``onnx`` or ``torchscript``) and verify it.
 
     ``out`` is the file to write (a directory: ``model.onnx``/``model.pt`` in it; default :func:`default_out`).
@@ -46,12 +56,16 @@ def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = No
     batch of 1 and a batch of several (``verify_inputs``: preprocessed images ``(N, C, H, W)``, N ≥ 2; default
     sampled inputs) and must agree to 1e-4 with identical argmax, else it is deleted and an error raised.
     Beside the file, ``export.json`` records each export made there (keyed by file name): format, opset, bundle
-    kind, verification figures, classes and input spec. Returns that record plus ``path``.
+    kind, verification figures, classes and input spec. Returns that record plus ``path``. The file is never
+    written inside the bundle; an existing file is replaced only when ``export.json`` records it as an earlier
+    export (or at the default place), or with ``overwrite``.
     """
     if format not in EXPORT_FORMATS:
         raise ValueError(f"--format: unknown export format '{format}'; valid formats: {', '.join(EXPORT_FORMATS)}")
     if isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= 21:
         raise ValueError(f"--opset must be a whole number between 7 and 21, got {opset!r}")
+    if out is not None:
+        check_output_name(out)
     bundle_dir = resolve_bundle(bundle)
     model, meta = load_bundle(bundle_dir)
     if model.input_spec.modality == "text":
@@ -71,6 +85,7 @@ def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = No
         path = Path(out).expanduser()
         if path.is_dir() or (not path.suffix and not path.exists()):
             path = path / FILE_NAMES[format]
+    check_output_file(path, [bundle_dir], overwrite or out is None, _earlier_export, option="--out")  # not in it
     if format == "onnx":
         export_onnx(model, meta, path, opset=opset)
     else:

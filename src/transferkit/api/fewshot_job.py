@@ -62,10 +62,15 @@ from transferkit.report.markdown import run_report
 from transferkit.report.metrics import classification_metrics
 from transferkit.report.plots import plot_confusion, plot_step_losses
 from transferkit.report.tables import metrics_table
-from transferkit.rundir import run_session
+from transferkit.rundir import check_output_dir, run_session
 
 METHODS = ("prototypes", "setfit", "episodes")
 EVALUATE_ON = ("auto", "test", "rest")
+
+
+def _inputs(config: dict[str, Any]) -> list[Any]:
+    """What a fewshot/zeroshot run reads (never to be written over): its source, data and descriptions file."""
+    return [config.get(k) for k in ("source", "data", "descriptions")]
 
 
 def _evaluation_set(data: str, full: AnyDataset, train_idx: np.ndarray, classes: Any, strict: bool,
@@ -154,6 +159,7 @@ def fewshot(
                          f"valid choices: {', '.join(CLASSIFIERS)}")
     if labels_per_class < 1:
         raise ValueError(f"--labels-per-class must be ≥ 1, got {labels_per_class}")
+    check_output_dir(out, _inputs(config))  # before anything loads (run_session checks again)
     set_threads()
     start = time.perf_counter()
     base, source_meta = load_source(source, image_size, max_length=max_length)
@@ -190,7 +196,7 @@ def fewshot(
                "n_train": len(support), "seed": seed, "details": details,
                "total_params": model.num_parameters(), "total_time_s": time.perf_counter() - start,
                "provenance": provenance(seed, {"train": support_b.key, "evaluation": eval_b.key})}
-    with run_session(Path(out), overwrite=overwrite, config=config) as session:
+    with run_session(Path(out), overwrite=overwrite, config=config, sources=_inputs(config)) as session:
         tmp = session.path
         write_yaml(tmp / "config.yaml", config)
         save_bundle(model, {"classes": full.classes, "lineage": lineage, "metrics": {
@@ -232,7 +238,7 @@ def _episodes_run(model: Backbone, pool: AnyDataset, data: str, k_shot: int, n_w
                **result.to_dict(), "pool": len(pool), "seed": seed, "feature_extraction_s": extract_s,
                "total_time_s": time.perf_counter() - start,
                "provenance": provenance(seed, {"pool": batches.key})}
-    with run_session(Path(out), overwrite=overwrite, config=config) as session:
+    with run_session(Path(out), overwrite=overwrite, config=config, sources=_inputs(config)) as session:
         tmp = session.path
         write_yaml(tmp / "config.yaml", config)
         write_json(tmp / "metrics.json", {**metrics, "episode_accuracies": result.accuracies})
@@ -291,6 +297,7 @@ def zeroshot(
                                         if k not in ("console",)}}
     if isinstance(source, Backbone):
         config["source"] = f"<{source.arch} model object>"
+    check_output_dir(out, _inputs(config))  # before anything loads (run_session checks again)
     set_threads()
     start = time.perf_counter()
     model, source_meta = load_source(source, max_length=max_length)
@@ -339,7 +346,7 @@ def zeroshot(
     lineage = {"kind": "zeroshot", "source": source_meta.get("source", str(source)),
                "source_lineage": source_meta.get("lineage"), "labels": label_list, "templates": templates_list,
                "data": data}
-    with run_session(Path(out), overwrite=overwrite, config=config) as session:
+    with run_session(Path(out), overwrite=overwrite, config=config, sources=_inputs(config)) as session:
         tmp = session.path
         write_yaml(tmp / "config.yaml", config)
         save_bundle(model, {"classes": label_list, "lineage": lineage, "metrics": {

@@ -27,7 +27,6 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from transferkit import atomic
 from transferkit.api.runs import RunResult, load_source, load_task, score, set_threads, write_json, write_yaml
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.features import batched_outputs, predict_logits
@@ -41,6 +40,7 @@ from transferkit.fusion.model import FusedModel
 from transferkit.report.markdown import comparison_report
 from transferkit.report.plots import plot_method_bars
 from transferkit.report.tables import comparison_table
+from transferkit.rundir import check_output_dir, staged_output
 
 FUSE_METHODS = ("average", "weighted", "stacking", "gating", "soup_uniform", "soup_greedy")
 FIT_ON = ("held_out", "validation")
@@ -153,6 +153,7 @@ def fuse(
               "methods": list(methods), "fit_per_class": fit_per_class, "fit_on": fit_on, "seed": seed,
               "out": str(out)}
     console = console or Console()
+    check_output_dir(out, [*members, data])  # before anything loads; the members are never written over
     if fit_on not in FIT_ON:
         raise ValueError(f"--fit-on {fit_on!r}: valid choices: {', '.join(FIT_ON)}")
     bad = [m for m in methods if m not in FUSE_METHODS]
@@ -242,7 +243,7 @@ def fuse(
     lineage = {"kind": "fuse", "members": [str(m) for m in members], "data": data, "classes": class_names,
                "seed": seed}
     out = Path(out)
-    with atomic.staged_dir(out) as tmp:
+    with staged_output(out, "fuse") as tmp:
         write_yaml(tmp / "config.yaml", config)
         for name, model in fused.items():
             save_bundle(model, {"classes": class_names, "lineage": {**lineage, "method": name}, "config": config},

@@ -7,7 +7,6 @@ from typing import Any
 
 from rich.console import Console
 
-from transferkit import atomic
 from transferkit.api.runs import (
     RunResult,
     check_channels,
@@ -24,6 +23,7 @@ from transferkit.data.prepare import to_batches
 from transferkit.data.splits import labelled_budget_split
 from transferkit.engine.lr_find import find_lr
 from transferkit.report.plots import plot_lr_find
+from transferkit.rundir import check_output_dir, staged_output
 
 
 def lr_find(
@@ -46,6 +46,7 @@ def lr_find(
     strat = make_strategy(strategy, options=options)
     cfg = TrainConfig(batch_size=batch_size, optimizer=optimizer, weight_decay=weight_decay, seed=seed,
                       progress=False, checkpoints=False, lr=min_lr)
+    check_output_dir(out, [source, data])  # before anything loads or trains
     set_threads()
     model, meta = load_source(source, image_size)
     full = load_task(data, "train", classes)
@@ -56,7 +57,7 @@ def lr_find(
     out = Path(out)
     metrics = {"suggestion": result.suggestion, "lrs": result.lrs, "losses": result.losses, "strategy": strategy,
                "options": options or {}, "n_train": len(train_set)}
-    with atomic.staged_dir(out) as tmp:
+    with staged_output(out, "lr-find") as tmp:
         write_yaml(tmp / "config.yaml", config)
         write_json(tmp / "lr_find.json", metrics)
         plot_lr_find(result.lrs, result.losses, result.suggestion, tmp / "lr_find.png",

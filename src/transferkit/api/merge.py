@@ -6,13 +6,16 @@ from pathlib import Path
 
 from transferkit.api.runs import RunResult
 from transferkit.bundle import BundleError, load_bundle, resolve_bundle, save_bundle
+from transferkit.rundir import check_output_dir
 from transferkit.strategies.lora import merge_lora
 
 
 def merge(bundle: str | Path, out: str | Path) -> RunResult:
     """Load the LoRA bundle (or run directory) ``bundle`` on its source, merge ``W + (alpha/r)·B·A`` into every
     adapted layer and write a plain bundle at ``out`` (atomically). Its predictions equal the adapter model's
-    up to float rounding; it no longer needs the source to load."""
+    up to float rounding; it no longer needs the source to load. ``out`` must not exist, be empty, or be a
+    transferkit output (a bundle too) other than ``bundle`` (:func:`~transferkit.rundir.check_output_dir`)."""
+    check_output_dir(out, [bundle], bundle=True)
     path = resolve_bundle(bundle)
     model, meta = load_bundle(path)
     if not meta.get("adapter"):

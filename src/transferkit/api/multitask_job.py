@@ -57,7 +57,7 @@ from transferkit.report.markdown import comparison_report
 from transferkit.report.metrics import classification_metrics
 from transferkit.report.plots import plot_comparison, plot_learning_curves
 from transferkit.report.tables import comparison_table
-from transferkit.rundir import run_session
+from transferkit.rundir import check_output_dir, run_session
 
 TRAIN_DEFAULTS = {"epochs": 30, "patience": 10, "seed": 0}
 
@@ -151,6 +151,10 @@ def multitask(
     config_record = {"command": "multitask", **raw}
     if isinstance(source, Backbone):
         config_record["source"] = f"<{source.arch} model object>"
+    out_dir = Path(spec.out or "runs/multitask") if out is None else check_output_dir(out)  # --out "": refused
+    inputs = [None if isinstance(config, Mapping) else config, spec.source, spec.data,
+              *(t.data for t in spec.tasks)]  # the spec file, source and data: never written over
+    check_output_dir(out_dir, inputs)  # before anything loads or trains (run_session checks again)
     set_threads()
     start = time.perf_counter()
     full = load_multitask(spec, "train", strict=strict)
@@ -173,8 +177,7 @@ def multitask(
     combine = make_weighting(spec.weighting, len(cols), [spec.tasks[i].weight for i in cols], spec.gradnorm_alpha,
                              spec.dwa_temperature)
     weights = task_sampling_weights(train_set.labels[mt_rows][:, cols], spec.sampling, spec.temperature)
-    out_dir = Path(spec.out or "runs/multitask")
-    with run_session(out_dir, resume, overwrite, config_record) as session:
+    with run_session(out_dir, resume, overwrite, config_record, inputs) as session:
         tmp = session.path
         write_yaml(tmp / "config.yaml", config_record)
         run_cfg = cfg if session.resume_from is None else dataclasses.replace(cfg, resume_from=str(session.resume_from))

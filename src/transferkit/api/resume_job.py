@@ -4,6 +4,12 @@ The options come from the interrupted run's ``config.yaml`` (in ``runs/.<name>.p
 line needs nothing but the run directory: ``transferkit resume runs/x`` (or ``transferkit transfer --resume
 runs/x``). See :mod:`transferkit.rundir` for where an interrupted run lives and :mod:`transferkit.engine.checkpoints`
 for what a checkpoint holds.
+
+**Security.** Resume checkpoints are Lightning checkpoints, i.e. pickles: loading one runs whatever code it names.
+Resume only run directories you (or someone you trust) wrote. Resuming one owned by another user, or created on
+another machine (the host recorded in its ``.transferkit-run`` marker), warns with
+:class:`~transferkit.rundir.UntrustedRunWarning` before the checkpoint is loaded. Share bundles (safetensors, never
+unpickled), not checkpoints.
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ from transferkit.data.splits import labelled_budget_indices, parse_classes
 from transferkit.report.markdown import markdown_table
 from transferkit.report.plots import plot_score_vs_accuracy
 from transferkit.report.tables import comparison_table
+from transferkit.rundir import check_output_dir, staged_output
 from transferkit.transferability import SCORES, mean_cosine, mmd, proxy_a_distance
 
 RANDOM_PREFIX = "random:"
@@ -293,6 +294,7 @@ def select(
         raise ValueError(f"--verify must be a whole number ≥ 0 (how many top candidates to fine-tune), got {verify!r}")
     if verify > len(cands):
         raise ValueError(f"--verify {verify}: only {len(cands)} candidate(s) were given")
+    check_output_dir(out, [*cands, data, similarity_data])  # before anything loads or trains
     set_threads()
     start = time.perf_counter()
     full = load_task(data, "train", classes, strict)
@@ -365,7 +367,7 @@ def select(
 
     out = Path(out)
     verification: dict[str, Any] | None = None
-    with atomic.staged_dir(out) as tmp:
+    with staged_output(out, "select") as tmp:
         write_yaml(tmp / "config.yaml", config)
         if n_verify:
             verification = _verify(entries[:n_verify], data, classes, labels_per_class, val_per_class, val_fraction,

@@ -61,35 +61,51 @@ def _model_name(predictor: Any, model: str | Path) -> str:
 def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
           max_upload_mb: float = 20, max_images: int = 32, decode_timeout_s: float = 5.0,
           api_key: str | None = None, threads: int | None = None, log_level: str = "warning",
-          console: Console | None = None) -> None:
-    """Serve ``model`` over HTTP until stopped: ``POST /predict``, ``GET /health``, ``GET /model``, ``/docs``.
+          console: Console | None = None, max_request_mp: float | None = None, max_inflight_mp: float | None = None,
+          decode_workers: int = 2, body_timeout_s: float = 30.0, expose_lineage: bool = False,
+          docs: bool = False) -> None:
+    """Serve ``model`` over HTTP until stopped: ``POST /predict``, ``GET /health``, ``GET /model``.
 
     Binds to ``127.0.0.1`` by default (only this machine). ``api_key`` (or env ``TRANSFERKIT_API_KEY``) makes
     ``/predict`` and ``/model`` require header ``X-API-Key``; binding elsewhere without a key prints a warning.
+    ``max_request_mp``: megapixels one request may hold in all (default 128, as the headers claim them);
+    ``max_inflight_mp``: megapixels being decoded or waiting for a decode worker across all requests (default
+    twice ``max_request_mp``; beyond it requests get 503 + Retry-After); ``decode_workers``: decode threads;
+    ``body_timeout_s``: time allowed to receive a request body (else 408). ``expose_lineage``: ``/model`` also
+    shows the lineage (local paths) and metrics; ``docs``: serve ``/docs`` and ``/redoc`` (assets from a CDN).
     """
     import uvicorn
 
-    from transferkit.serve import ServiceLimits, create_app  # FastAPI only when serving
+    from transferkit.serve import ServiceLimits, create_app, uvicorn_options  # FastAPI only when serving
 
     console = console or Console()
-    if max_upload_mb <= 0 or max_images < 1 or decode_timeout_s <= 0:
-        raise ValueError("--max-upload-mb and --decode-timeout must be > 0 and --max-images ≥ 1")
+    if max_upload_mb <= 0 or max_images < 1 or decode_timeout_s <= 0 or body_timeout_s <= 0 or decode_workers < 1:
+        raise ValueError("--max-upload-mb, --decode-timeout and --body-timeout must be > 0, --max-images and "
+                         "--decode-workers ≥ 1")
     if not 0 <= port <= 65535:
         raise ValueError(f"--port {port}: must be 0..65535")
+    defaults = ServiceLimits()
+    request_px = int(max_request_mp * 1e6) if max_request_mp is not None else defaults.max_request_pixels
+    inflight_px = int(max_inflight_mp * 1e6) if max_inflight_mp is not None else 2 * request_px
+    if request_px < 1 or inflight_px < request_px:
+        raise ValueError("--max-request-mp must be > 0 and --max-inflight-mp at least --max-request-mp")
     api_key = api_key or os.environ.get(API_KEY_ENV) or None
     predictor = load_service_predictor(model, backend, threads)
     limits = ServiceLimits(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_images=max_images,
-                           decode_timeout_s=decode_timeout_s)
+                           decode_timeout_s=decode_timeout_s, max_request_pixels=request_px,
+                           max_inflight_pixels=inflight_px, decode_workers=decode_workers,
+                           body_timeout_s=body_timeout_s)
     app = create_app(predictor, limits, api_key=api_key, backend_name=backend,
-                     model_name=_model_name(predictor, model))
+                     model_name=_model_name(predictor, model), expose_lineage=expose_lineage, docs=docs)
     if not is_loopback(host) and not api_key:
         console.print(f"[yellow]warning:[/] serving on {host} without an API key: anyone who can reach this "
                       f"machine can use the model; pass --api-key (or set {API_KEY_ENV})", highlight=False)
     shown = f"[{host}]" if ":" in host else host
+    where = "docs at /docs (assets from a CDN)" if docs else "API description at /openapi.json"
     console.print(f"serving {model} ({backend}, {len(predictor.classes)} classes) on http://{shown}:{port} — "
-                  f"docs at /docs{', API key required' if api_key else ''}; Ctrl-C stops", highlight=False)
+                  f"{where}{', API key required' if api_key else ''}; Ctrl-C stops", highlight=False)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=log_level in ("info", "debug"),
-                            timeout_graceful_shutdown=10)
+                            timeout_graceful_shutdown=10, **uvicorn_options(limits))
     uvicorn.Server(config).run()
 
 
@@ -97,13 +113,18 @@ def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, startup_ti
                     log_level: str = "warning") -> tuple[Any, threading.Thread, int]:
     """Run ``app`` with uvicorn in a daemon thread; return ``(server, thread, port)`` once it accepts connections.
 
-    ``port=0`` lets the OS pick a free port (the returned one is the real port). Stop with :func:`stop_thread`
-    (``server.should_exit = True; thread.join()``). Raises ``RuntimeError`` if it does not start in time.
+    ``port=0`` lets the OS pick a free port (the returned one is the real port). The header and keep-alive
+    timeouts come from the app's :class:`~transferkit.serve.ServiceLimits` (``app.state.limits``). Stop with
+    :func:`stop_thread` (``server.should_exit = True; thread.join()``). Raises ``RuntimeError`` if it does not
+    start in time.
     """
     import uvicorn
 
+    from transferkit.serve import uvicorn_options
+
+    limits = getattr(getattr(app, "state", None), "limits", None)  # create_app's: its connection timeouts
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5, **uvicorn_options(limits))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"transferkit-serve-{port}", daemon=True)
     thread.start()

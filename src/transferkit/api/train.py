@@ -45,7 +45,7 @@ from transferkit.provenance import provenance
 from transferkit.report.markdown import run_report
 from transferkit.report.plots import plot_confusion, plot_learning_curves
 from transferkit.report.tables import metrics_table
-from transferkit.rundir import run_session
+from transferkit.rundir import check_output_dir, run_session
 from transferkit.strategies.base import Strategy, get_strategy
 
 
@@ -121,6 +121,8 @@ def _train_job(
     callbacks: Sequence[Callback] = (), evaluate_test: bool = True, resume: bool = False, overwrite: bool = False,
 ) -> RunResult:
     console = console or Console()
+    inputs = [data, *(config.get(k) for k in ("source", "weights", "class_map"))]  # never written over
+    check_output_dir(out, inputs)  # before anything loads or trains (run_session checks again)
     set_threads()
     start = time.perf_counter()
     full = load_task(data, "train", classes, strict, class_map)
@@ -133,7 +135,7 @@ def _train_job(
         if evaluate_test and has_split(data, "test") else None
     test_b = to_batches(test_set, spec) if test_set is not None else None
     out = Path(out)
-    with run_session(out, resume, overwrite, config) as session:
+    with run_session(out, resume, overwrite, config, inputs) as session:
         tmp = session.path
         write_yaml(tmp / "config.yaml", config)
         if session.resume_from is not None:
@@ -255,6 +257,7 @@ def transfer(
     if isinstance(source, Backbone):  # a model object: its architecture, not its printout
         config["source"] = f"<{source.arch} model object>"
     strat = make_strategy(strategy, freeze, probe_layer, options)  # validate before loading anything
+    check_output_dir(out, [source, data, weights, class_map])  # before the source loads (also for cv)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
                       patience=patience, seed=seed, accelerator=accelerator, devices=devices, progress=progress,
                       schedule=schedule, warmup_epochs=warmup_epochs, augment=augment, mixup=mixup, cutmix=cutmix,

@@ -42,7 +42,7 @@ from transferkit.config import TrainConfig
 from transferkit.report.markdown import comparison_report
 from transferkit.report.plots import plot_optimisation_history
 from transferkit.report.tables import comparison_table
-from transferkit.rundir import partial_dir
+from transferkit.rundir import check_output_dir, open_output_dir, partial_dir
 from transferkit.tuning.pruning import PruningCallback
 from transferkit.tuning.space import (
     OPTION_PREFIX,
@@ -213,8 +213,8 @@ def tune(
     params = _validate(strategy, base, options, space, fixed)
     key, direction, _ = METRICS[metric]
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out, [source, data, weights, class_map, space], kind="tune")  # it writes into out (resumable)
+    out = open_output_dir(out, "tune")
     storage = storage or default_storage(out)
     study_name = study_name or out.resolve().name or "tune"
     settings = {

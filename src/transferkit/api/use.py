@@ -37,12 +37,15 @@ from transferkit.api.runs import (
 )
 from transferkit.data.class_map import apply_class_map
 from transferkit.data.prepare import to_batches
+from transferkit.data.splits import align_classes
+from transferkit.data.text import csv_field_limit, csv_rows
 from transferkit.inference import (
     DEFAULT_MAX_PIXELS,
+    DEFAULT_REQUEST_PIXELS,
     BadImage,
     Predictor,
     TorchPredictor,
-    decode_image,
+    decode_to_size,
     load_predictor,
     predict_batch,
     predict_texts,
@@ -51,6 +54,7 @@ from transferkit.inference import (
 )
 from transferkit.report.plots import plot_confusion
 from transferkit.report.tables import metrics_table
+from transferkit.rundir import check_output_dir, check_output_file, open_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +66,15 @@ def evaluate(
 ) -> dict[str, Any]:
     """Metrics of a trained model (run dir or bundle) on ``split`` of ``data`` restricted to ``classes``.
 
-    The data's classes must match the model's (number, and names where both have them); a model trained with a
+    The data's classes must match the model's (number, and names where both have them); data holding some of the
+    model's classes by name (a held-out folder with one class, say) is mapped onto them; a model trained with a
     class map (``transfer(class_map=...)``) gets the data mapped the same way. With ``out``,
     ``config.yaml``, ``metrics.json`` and ``confusion_matrix.png`` are written there.
     """
     config = {"command": "evaluate", **{k: str(v) if isinstance(v, Path) else v for k, v in locals().items()
                                          if k != "console"}}
+    if out is not None:  # it writes into out: a new, empty or earlier evaluate folder, never the model or data
+        check_output_dir(out, [model, data], kind="evaluate")
     set_threads()
     net, meta = load_source(model)
     if meta.get("tasks"):
@@ -78,13 +85,14 @@ def evaluate(
     cmap = (meta.get("lineage") or {}).get("class_map")
     if cmap and ds.classes != list(meta.get("classes") or []):  # trained with --class-map: map the data the same way
         ds = apply_class_map(ds, cmap, f"the class map {model} was trained with")
+    ds = align_classes(ds, meta.get("classes") or [])  # by name: e.g. a held-out folder holding one of the classes
     check_classes(ds, meta, f"evaluate {model}")
     check_channels(ds, net, convert_channels, f"--data {data}")
     spec = net.input_spec
     metrics = score(net, to_batches(ds, spec), ds.classes)  # images or texts, prepared as the model expects
     metrics = {"model": str(model), "data": data, "split": split, **metrics}
     if out is not None:
-        out = Path(out)
+        out = open_output_dir(out, "evaluate")
         write_yaml(out / "config.yaml", config)
         write_json(out / "metrics.json", metrics)
         plot_confusion(metrics["confusion_matrix"], ds.classes, out / "confusion_matrix.png",
@@ -124,11 +132,13 @@ def iter_text_inputs(inputs: Sequence[Path], text_column: str = "text") -> Itera
             with p.open(newline="" if suffix in TEXT_TABLE_SUFFIXES else None, encoding="utf-8-sig") as fh:
                 if suffix in TEXT_TABLE_SUFFIXES:
                     reader = csv.DictReader(fh, delimiter=TEXT_TABLE_SUFFIXES[suffix])
-                    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+                    with csv_field_limit():
+                        fieldnames = reader.fieldnames  # reads the header line
+                    missing = [c for c in columns if c not in (fieldnames or [])]
                     if missing:
-                        raise ValueError(f"{p}: no column {missing} (columns: {reader.fieldnames}); choose the text "
+                        raise ValueError(f"{p}: no column {missing} (columns: {fieldnames}); choose the text "
                                          "column with --text-column")
-                    for row in reader:
+                    for row in csv_rows(reader, p):  # fields up to 16 Mi characters; a bad record names its line
                         yield _text_input(f"{p}:{reader.line_num}", " ".join((row[c] or "").strip() for c in columns))
                 elif suffix in (".jsonl", ".ndjson"):
                     for n, line in enumerate(fh, 1):
@@ -159,7 +169,7 @@ def predict(
     model: str | Path, inputs: Sequence[str | Path], output: str | Path | None = None, top_k: int = 1,
     batch_size: int = 64, strict: bool = False, convert_channels: bool = False, format: str | None = None,
     backend: str = "torch", max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
-    console: Console | None = None, text_column: str = "text",
+    console: Console | None = None, text_column: str = "text", overwrite: bool = False,
 ) -> list[dict[str, Any]] | dict[str, Any]:
     """Predict the class of images (or texts, for a text model), streaming: ``batch_size`` at a time.
 
@@ -186,12 +196,18 @@ def predict(
     the number of images) to a temporary file renamed into place at the end, so an error or Ctrl-C leaves no
     half-written file and any previous ``output`` untouched; the format is ``format`` or the extension
     (``.csv``/``.jsonl``), and a summary is returned: ``{"output", "format", "images", "predicted", "errors",
-    "preview": first rows, "error_rows": first rows with an error}``.
+    "preview": first rows, "error_rows": first rows with an error}``. ``output`` is never one of the inputs, inside
+    an input folder or the model's files; an existing file there is replaced only when it is an earlier predictions
+    file (or empty), or with ``overwrite``. In CSV output a text cell beginning with ``=``, ``+``, ``-``, ``@``, a tab
+    or a carriage return gets a leading ``'`` (so a spreadsheet shows it rather than running it as a formula); JSON
+    lines hold the values as they are.
     """
     if top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {top_k}")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    if output is not None:  # before anything is read: never over an input, the model or someone's file
+        check_output_file(output, [*inputs, *_model_files(model, backend)], overwrite, _earlier_predictions)
     fmt = _predict_format(output, format)
     paths = [Path(p).expanduser() for p in inputs]
     if not paths:
@@ -285,30 +301,12 @@ def _walk_sorted(folder: Path) -> Iterator[Path]:
 
 
 def _csv_list(path: Path) -> Iterator[PredictInput]:
-    """Image paths listed in the ``path`` column (else the first column) of a CSV file, relative to its folder."""
-    from transferkit.data.images import IMAGE_SUFFIXES
+    """Image paths listed in the ``path`` column (else the first column) of a CSV file, relative to its folder
+    (:func:`transferkit.data.images.read_image_list`: a missing or folder entry is an error row naming its line)."""
+    from transferkit.data.images import read_image_list
 
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            return
-        names = [h.strip().lower() for h in header]
-        col = names.index("path") if "path" in names else 0
-        first = header[0].strip() if header else ""
-        if "path" not in names and first and (Path(first).suffix.lower() in IMAGE_SUFFIXES
-                                              or (path.parent / first).is_file()):
-            reader = itertools.chain([header], reader)  # no header: the first row is already an image
-        for row in reader:
-            value = row[col].strip() if col < len(row) else ""
-            if not value:
-                continue
-            f = Path(value).expanduser()
-            f = f if f.is_absolute() else path.parent / f
-            if f.is_file():
-                yield PredictInput(str(f), f)
-            else:
-                yield PredictInput(str(f), None, f"{f}: no such file (listed in {path})")
+    for shown, f, error in read_image_list(path):
+        yield PredictInput(shown, f, error)
 
 
 def _chunks(items: Iterator[PredictInput], n: int) -> Iterator[list[PredictInput]]:
@@ -327,32 +325,51 @@ def _load_predictor(model: str | Path, backend: str) -> Predictor:
     return TorchPredictor(net, classes, net.input_spec, meta)
 
 
-def _read_image(item: PredictInput, max_pixels: int) -> np.ndarray:
+def _read_image(item: PredictInput, max_pixels: int, size: Sequence[int] | None = None) -> np.ndarray:
+    """The image of ``item``, decoded for a model of input ``size`` (a large image is reduced while decoding, so
+    a batch of them stays small: :func:`transferkit.inference.decode_to_size`)."""
     if item.error is not None or item.file is None:
         raise BadImage(item.error or f"{item.path}: no such file")
     try:
         data = item.file.read_bytes()
     except OSError as exc:
         raise BadImage(f"{item.path}: cannot be read ({exc.__class__.__name__}: {exc.strerror or exc})") from None
-    return decode_image(data, item.path, max_pixels)
+    return decode_to_size(data, item.path, max_pixels, size)
 
 
 def _predict_chunk(predictor: Predictor, items: list[PredictInput], k: int, strict: bool, convert_channels: bool,
                    max_pixels: int, fields: list[str]) -> list[dict[str, Any]]:
-    """Decode and predict one batch; rows in the order of ``items`` (errors in place, unless ``strict``)."""
+    """Decode and predict one batch; rows in the order of ``items`` (errors in place, unless ``strict``). The
+    decoded images held at once stay under ``DEFAULT_REQUEST_PIXELS`` (a sub-batch is predicted when the next image
+    would pass it), whatever their sizes."""
     rows: list[dict[str, Any] | None] = [None] * len(items)
-    images, slots = [], []
+    images: list[np.ndarray] = []
+    slots: list[int] = []
+    held = 0  # decoded pixels in images
     for i, item in enumerate(items):
         try:
-            im = _read_image(item, max_pixels)
+            im = _read_image(item, max_pixels, predictor.input_spec.size)
             spec_channels_ok([im], predictor.input_spec, convert_channels, [item.path])
         except BadImage as exc:
             if strict:
                 raise
             rows[i] = _error_row(item.path, str(exc), fields)
             continue
+        if images and held + im.shape[0] * im.shape[1] > DEFAULT_REQUEST_PIXELS:
+            _predict_images(predictor, items, images, slots, rows, k, strict, fields)
+            images, slots, held = [], [], 0
         images.append(im)
         slots.append(i)
+        held += im.shape[0] * im.shape[1]
+    _predict_images(predictor, items, images, slots, rows, k, strict, fields)
+    return [r for r in rows if r is not None]
+
+
+def _predict_images(predictor: Predictor, items: list[PredictInput], images: list[np.ndarray], slots: list[int],
+                    rows: list[dict[str, Any] | None], k: int, strict: bool, fields: list[str]) -> None:
+    """Predict decoded ``images`` (of ``items[slots]``) into ``rows``; one odd image does not cost the others."""
+    if not images:
+        return
     try:
         preds: list[dict[str, Any] | str] = list(predict_batch(predictor, images, k))
     except (ValueError, RuntimeError) as exc:
@@ -371,7 +388,6 @@ def _predict_chunk(predictor: Predictor, items: list[PredictInput], k: int, stri
         path = items[i].path
         rows[i] = _error_row(path, f"{path}: {pred}", fields) if isinstance(pred, str) else \
             _prediction_row(path, pred)
-    return [r for r in rows if r is not None]
 
 
 def _predict_text_chunk(predictor: Predictor, items: list[PredictInput], k: int, strict: bool,
@@ -422,15 +438,58 @@ def _predict_format(output: str | Path | None, fmt: str | None) -> str | None:
                      ".csv or .jsonl, or pass --format csv|jsonl")
 
 
+def _model_files(model: str | Path, backend: str) -> list[Path]:
+    """What :func:`predict` reads of ``model`` and must never write over: the bundle directory (``torch``; the
+    whole folder when it holds none) or the ``.onnx`` file."""
+    p = Path(model).expanduser()
+    if not p.exists():
+        return []  # a backbone name
+    if backend != "torch":
+        return [p / "model.onnx" if p.is_dir() else p]
+    from transferkit.bundle import BundleError, resolve_bundle
+
+    try:
+        return [resolve_bundle(p)]
+    except BundleError:
+        return [p]
+
+
+def _earlier_predictions(path: Path) -> bool:
+    """Whether the file ``path`` is empty or an earlier output of :func:`predict` (CSV header ``path,…,error``, or
+    a JSON line with ``path`` and ``error``), which ``--output`` may replace without ``--overwrite``."""
+    try:
+        if path.stat().st_size == 0:
+            return True
+        with path.open(encoding="utf-8", newline="") as fh:
+            first = fh.readline(1 << 20).rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if first.startswith("path,") and first.endswith(",error"):
+        return True
+    try:
+        row = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and "path" in row and "error" in row
+
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet may run such a cell as a formula (OWASP)
+
+
+def csv_safe(value: Any) -> Any:
+    """``value`` for a CSV cell: a string a spreadsheet would read as a formula gets a leading ``'``."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
+
+
 def _row_writer(fh: TextIO, fmt: str, fields: list[str]) -> Callable[[list[dict[str, Any]]], None]:
     """A function writing rows to ``fh`` as CSV (header first; ``None`` → empty) or JSON lines, flushing each."""
     if fmt == "csv":
         writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
+        csv.writer(fh).writerow([csv_safe(f) for f in fields])  # the header (task names come from a spec file)
         fh.flush()
 
         def write_csv(rows: list[dict[str, Any]]) -> None:
-            writer.writerows(rows)
+            writer.writerows({k: csv_safe(v) for k, v in r.items()} for r in rows)  # no formula injection
             fh.flush()
 
         return write_csv

@@ -14,6 +14,7 @@ parameters in input → output order with the head last.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -55,6 +56,77 @@ class InputSpec:
         d["size"] = tuple(d["size"]) if d.get("size") else None
         d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
         return cls(**d)
+
+    @staticmethod
+    def validate_dict(d: Any, where: str = "input_spec") -> None:
+        """Check a stored spec (:meth:`to_dict`) from untrusted JSON; ``ValueError`` names the field.
+
+        Images: ``channels`` 1–64, ``size`` null or two whole numbers 1–4096, ``mean``/``std`` one finite number per
+        channel (``std`` > 0), ``min_size`` ≥ 1. Text: 0 channels, no size/mean/std, ``extra.max_length`` ≥ 2 and
+        ``extra.pad_id`` ≥ 0. ``extra`` holds at most 32 short scalar values."""
+        if not isinstance(d, dict):
+            raise ValueError(f"{where} must be an object, got {type(d).__name__}")
+        known = {f.name for f in fields(InputSpec)} - {"tokenizer"}
+        unknown = sorted(str(k) for k in d if k not in known)
+        if unknown:
+            raise ValueError(f"{where}.{unknown[0][:80]} is not an input-spec field (fields: "
+                             f"{', '.join(sorted(known))})")
+
+        def whole(v: Any, lo: int, hi: int) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+        def finite(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        modality = d.get("modality", "image")
+        if modality not in ("image", "text"):
+            raise ValueError(f"{where}.modality must be 'image' or 'text', got {modality!r}"[:300])
+        extra = d.get("extra", {})
+        if not isinstance(extra, dict) or len(extra) > 32:
+            raise ValueError(f"{where}.extra must be an object of at most 32 entries")
+        for k, v in extra.items():
+            if len(k) > 64 or not (v is None or isinstance(v, (bool, int, str)) or finite(v)) \
+                    or (isinstance(v, str) and len(v) > 256):
+                raise ValueError(f"{where}.extra.{k[:64]} must be a number, true/false, null or a short string")
+        channels, size, mean, std = d.get("channels", 1), d.get("size"), d.get("mean", ()), d.get("std", ())
+        if modality == "text":
+            if channels != 0 or isinstance(channels, bool) or size is not None or mean or std:
+                raise ValueError(f"{where}: a text spec has channels 0, size null and no mean/std")
+            if not whole(extra.get("max_length"), 2, 1 << 20):
+                raise ValueError(f"{where}.extra.max_length must be a whole number ≥ 2, "
+                                 f"got {extra.get('max_length')!r}")
+            if not whole(extra.get("pad_id"), 0, 1 << 31):
+                raise ValueError(f"{where}.extra.pad_id must be a whole number ≥ 0, got {extra.get('pad_id')!r}")
+            return
+        if not whole(channels, 1, 64):
+            raise ValueError(f"{where}.channels must be a whole number in [1, 64], got {channels!r}"[:300])
+        if size is not None and not (isinstance(size, list) and len(size) == 2
+                                     and all(whole(s, 1, 4096) for s in size)):
+            raise ValueError(f"{where}.size must be [height, width] (whole numbers in [1, 4096]) or null, "
+                             f"got {size!r}"[:300])
+        for name, values in (("mean", mean), ("std", std)):
+            if not isinstance(values, list) or len(values) != channels:
+                raise ValueError(f"{where}.{name} must be a list of {channels} numbers (one per channel), "
+                                 f"got {values!r}"[:300])
+            bad = [v for v in values if not finite(v) or (name == "std" and v <= 0)]
+            if bad:
+                raise ValueError(f"{where}.{name} must hold finite numbers{' > 0' if name == 'std' else ''}, "
+                                 f"got {bad[0]!r}")
+        min_size = d.get("min_size", 1)
+        if not whole(min_size, 1, 4096) or (size is not None and min_size > min(size)):
+            raise ValueError(f"{where}.min_size must be a whole number in [1, {min(size) if size else 4096}], "
+                             f"got {min_size!r}"[:300])
+
+    def check_fits(self, built: InputSpec, where: str = "input_spec") -> None:
+        """``ValueError`` unless this (stored) spec feeds a model whose architecture expects ``built``: same
+        modality, same number of channels, same size (when the model has one)."""
+        if self.modality != built.modality:
+            raise ValueError(f"{where}.modality is '{self.modality}', but the architecture takes {built.modality}")
+        if self.channels != built.channels:
+            raise ValueError(f"{where}.channels is {self.channels}, but the architecture takes {built.channels}")
+        if built.size and (not self.size or tuple(self.size) != tuple(built.size)):
+            raise ValueError(f"{where}.size is {list(self.size) if self.size else None}, but the architecture was "
+                             f"built for {list(built.size)}")
 
 
 class CosineClassifier(nn.Module):

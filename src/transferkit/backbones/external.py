@@ -30,12 +30,29 @@ import torch
 from torch import nn
 
 from transferkit.backbones.base import Backbone, InputSpec, ParamGroup
-from transferkit.backbones.registry import BackboneInfo, register_backbone_family
+from transferkit.backbones.registry import (
+    BackboneInfo,
+    boolean,
+    float_in,
+    int_in,
+    is_sealed,
+    numbers,
+    regex_groups,
+    register_backbone_family,
+)
 from transferkit.backbones.weights import load_strict, read_state_dict
 from transferkit.data.download import offline
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# What a stored config (a bundle's architecture.kwargs) may pass: exactly what these factories write into config()
+# (plus timm's/torchvision's dropout rates), never a path, URL or download option (weights, pretrained,
+# checkpoint_path, pretrained_cfg_overlay, cache_dir, …).
+_COMMON_KWARGS = {"img_size": int_in(1, 4096, optional=True), "in_chans": int_in(1, 64), "groups": regex_groups,
+                  "mean": numbers(), "std": numbers(positive=True)}
+TIMM_CONFIG_KWARGS = {**_COMMON_KWARGS, "drop_rate": float_in(0.0, 1.0), "drop_path_rate": float_in(0.0, 1.0)}
+TORCHVISION_CONFIG_KWARGS = {**_COMMON_KWARGS, "transform_input": boolean, "dropout": float_in(0.0, 1.0)}
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -235,7 +252,7 @@ def _timm_info(arch: str) -> BackboneInfo:
 
 
 @register_backbone_family("timm", "any timm architecture (pytorch-image-models), weights from a file or timm's cache",
-                          _timm_info)
+                          _timm_info, TIMM_CONFIG_KWARGS)
 def timm_backbone(arch: str, num_classes: int = 1000, pretrained: bool = False, weights: str | Path | None = None,
                   img_size: int | None = None, in_chans: int = 3, groups: Mapping[str, str] | None = None,
                   mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
@@ -251,8 +268,9 @@ def timm_backbone(arch: str, num_classes: int = 1000, pretrained: bool = False, 
     net, source = None, None
     if weights is None and pretrained:
         cached = _timm_cached_file(arch)
-        if cached is None and _offline_any():
-            raise _missing_weights(name, "offline, and not in timm's cache")
+        if cached is None and (_offline_any() or is_sealed()):  # sealed: rebuilding from a bundle never downloads
+            raise _missing_weights(name, "not in timm's cache, and " + ("a bundle never downloads" if is_sealed()
+                                                                        else "offline"))
         overlay = {"file": cached} if cached else None
         try:
             net = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=overlay, **model_kwargs)
@@ -341,7 +359,7 @@ def _tv_classifier(net: nn.Module, num_outputs: int) -> tuple[str, nn.Linear]:
 
 
 @register_backbone_family("torchvision", "any torchvision classification model, weights from a file or torch's cache",
-                          _tv_info)
+                          _tv_info, TORCHVISION_CONFIG_KWARGS)
 def torchvision_backbone(arch: str, num_classes: int = 1000, pretrained: bool = False,
                          weights: str | Path | None = None, img_size: int | None = None, in_chans: int = 3,
                          groups: Mapping[str, str] | None = None, mean: tuple[float, ...] | None = None,
@@ -357,8 +375,9 @@ def torchvision_backbone(arch: str, num_classes: int = 1000, pretrained: bool = 
     source: str | None = None
     if weights is None and pretrained:
         cached = _tv_cached_file(arch)
-        if cached is None and (offline() or tv_weights is None):
-            raise _missing_weights(name, "offline, and not in torch's hub cache" if tv_weights else "none published")
+        if cached is None and (offline() or tv_weights is None or is_sealed()):
+            raise _missing_weights(name, "none published" if tv_weights is None else "not in torch's hub cache, and "
+                                   + ("a bundle never downloads" if is_sealed() else "offline"))
         try:  # torchvision's own loader: its cache first, then a checksummed download
             net = get_model(arch, weights=tv_weights, **model_kwargs)
         except Exception as err:  # network errors come in many types

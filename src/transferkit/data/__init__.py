@@ -13,6 +13,8 @@ from transferkit.data.download import DatasetNotFoundError, data_root
 from transferkit.data.prepare import TensorBatches, make_loader, prepare_images, to_batches
 from transferkit.data.registry import DatasetInfo, get_dataset, has_split, list_datasets, register_dataset
 from transferkit.data.splits import (
+    align_classes,
+    check_trainable,
     k_per_class,
     labelled_budget_split,
     parse_classes,
@@ -21,7 +23,8 @@ from transferkit.data.splits import (
 )
 
 __all__ = [
-    "AnyDataset", "DatasetInfo", "DatasetNotFoundError", "ImageSet", "TensorBatches", "TextSet", "data_root",
+    "AnyDataset", "DatasetInfo", "align_classes", "check_trainable",
+    "DatasetNotFoundError", "ImageSet", "TensorBatches", "TextSet", "data_root",
     "get_dataset", "has_split",
     "k_per_class", "labelled_budget_split", "list_datasets", "make_loader", "parse_classes", "prepare_images",
     "register_dataset", "select_classes", "to_batches", "train_val_split",

@@ -8,9 +8,11 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import itertools
 import logging
 import re
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -214,11 +216,67 @@ def list_image_files(paths: list[Path]) -> list[Path]:
     return out
 
 
+def read_image_list(path: Path) -> Iterator[tuple[str, Path | None, str | None]]:
+    """The images a CSV list names: ``(path as listed and resolved, file or None, error or None)`` per entry, in order.
+
+    The ``path`` column (or the first column when no header cell is ``path``; a first row that already names an
+    image is data, not a header) lists image files. A relative path is resolved against the CSV file's folder; an
+    absolute path or one leading out of that folder (``..``) is allowed — whoever wrote the list chose those
+    files, as they could name them on the command line. Empty cells are passed over. An entry that is missing or is
+    a folder yields an error naming the CSV line (the caller reports it per image, or stops under ``--strict``).
+    The file itself must be UTF-8 CSV: another encoding or a malformed record is a ``ValueError`` naming the line.
+    """
+    from transferkit.data.text import _csv_records, decode_utf8
+
+    records = _csv_records(decode_utf8(path, "image lists"), ",", path)
+    first = next(records, None)
+    if first is None:
+        return
+    header = first[1]
+    names = [h.strip().lower() for h in header]
+    col = names.index("path") if "path" in names else 0
+    head = header[0].strip() if header else ""
+    if "path" not in names and head and (Path(head).suffix.lower() in IMAGE_SUFFIXES
+                                         or _entry_kind(path.parent / head) == "file"):
+        records = itertools.chain([first], records)  # no header: the first row is already an image
+    for line, row in records:
+        value = row[col].strip() if col < len(row) else ""
+        if not value:
+            continue
+        f = Path(value).expanduser()
+        f = f if f.is_absolute() else path.parent / f
+        where = f"listed at {path}:{line}" + (f" as '{value[:200]}'" if str(f) != value else "")
+        kind = _entry_kind(f)
+        if kind == "file":
+            yield str(f), f, None
+        elif kind == "folder":
+            yield str(f), None, f"{f}: a folder, not an image file ({where}); list its images or pass the folder"
+        elif kind == "missing":
+            yield str(f), None, f"{f}: no such file ({where})"
+        else:
+            yield str(f)[:300], None, f"{str(f)[:300]}: not a usable file name ({kind}; {where[:300]})"
+
+
+def _entry_kind(f: Path) -> str:
+    """``"file"``, ``"folder"``, ``"missing"``, or why ``f`` cannot even be looked up (a name too long, a NUL byte)."""
+    try:
+        return "file" if f.is_file() else "folder" if f.is_dir() else "missing"
+    except (OSError, ValueError) as exc:
+        return f"{exc.__class__.__name__}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
+
+
 @register_dataset(
     "image_folder", "Class-per-folder images: PATH/<class>/*.png, or PATH/{train,test}/<class>/*",
     splits=("train", "val", "test"), takes_argument=True, splits_of=folder_splits,
 )
 def image_folder(split: str, arg: str | None = None, strict: bool = False) -> ImageSet:
+    """Images of ``PATH/<class>/…`` (or ``PATH/<split>/<class>/…``); the class folders' sorted names are the classes.
+
+    With a ``train``/``val``/``test`` layout the *training* folder's classes are every split's classes (so a
+    label means the same class in each split): a held-out folder may lack some classes (evaluating one class is
+    fine) but may not add one. In the training split a class folder without a readable image is an error: its
+    class could not be learnt. Unreadable files are skipped with one warning (``strict``: an error).
+    """
     root = Path(arg or "").expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"image_folder:{arg}: no such folder")
@@ -228,12 +286,23 @@ def image_folder(split: str, arg: str | None = None, strict: bool = False) -> Im
             f"image_folder:{arg} has no '{split}' split (found: {', '.join(splits)}); lay out "
             f"PATH/train/<class>/... and PATH/test/<class>/... to evaluate on a held-out folder"
         )
-    base = root / split if (root / "train").is_dir() else root
+    nested = (root / "train").is_dir()
+    base = root / split if nested else root
     class_dirs = _class_folders(base)
     if not class_dirs:
-        raise ValueError(f"image_folder:{arg}: no class subfolders in {base}")
+        raise ValueError(f"image_folder:{arg}: no class subfolders in {base} (lay out {base}/<class>/<image>)")
+    classes = [c.name for c in class_dirs]
+    if nested and split != "train":
+        train_classes = [c.name for c in _class_folders(root / "train")]
+        extra = [c for c in classes if c not in train_classes]
+        if extra:
+            raise ValueError(f"image_folder:{arg}: {base} has class folder(s) {extra} that {root / 'train'} lacks; "
+                             f"the model learns the training folder's classes ({', '.join(train_classes)})")
+        classes = train_classes
     images, labels, paths, bad = [], [], [], []
-    for label, cdir in enumerate(class_dirs):
+    empty: list[str] = []
+    for cdir in class_dirs:
+        label, before, bad_before = classes.index(cdir.name), len(images), len(bad)
         for f in sorted(cdir.rglob("*")):
             if not f.is_file() or f.name.startswith("."):
                 continue
@@ -246,15 +315,48 @@ def image_folder(split: str, arg: str | None = None, strict: bool = False) -> Im
                 continue
             labels.append(label)
             paths.append(str(f))
+        if len(images) == before:
+            n_bad = len(bad) - bad_before
+            empty.append(f"{cdir}" + (f" ({n_bad} unreadable file(s) skipped)" if n_bad else " (no files)"))
     if bad:
         log.warning("image_folder:%s: skipped %d unreadable file(s):\n  %s", arg, len(bad), "\n  ".join(bad))
     if not images:
-        raise ValueError(f"image_folder:{arg}: no readable images under {base}")
+        raise ValueError(f"image_folder:{arg}: no readable images under {base}"
+                         + (f" ({len(bad)} unreadable file(s) skipped, e.g. {bad[0]})" if bad else ""))
+    if empty and split == "train":
+        raise ValueError(f"image_folder:{arg}: class folder(s) without a readable image: {'; '.join(empty)}. A class "
+                         "needs training images: add some, or remove the folder")
     shapes = {im.shape for im in images}
     stacked = np.stack(images) if len(shapes) == 1 else images
-    ds = ImageSet(stacked, np.array(labels), [c.name for c in class_dirs], f"image_folder:{arg}/{split}", paths)
+    ds = ImageSet(stacked, np.array(labels), classes, f"image_folder:{arg}/{split}", paths)
     ds.skipped = bad  # type: ignore[attr-defined]
     return ds
+
+
+def _open_npz(path: Path, arg: str | None):
+    """``np.load`` of an ``.npz`` archive without pickles; anything else is an error naming the file."""
+    with path.open("rb") as fh:
+        magic = fh.read(6)
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+        raise ValueError(f"npz:{arg}: not a NumPy .npz archive (it does not begin like a zip file); save one with "
+                         "numpy.savez(path, x=images, y=labels)")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"npz:{arg}: not a readable NumPy .npz archive ({exc.__class__.__name__}: "
+                         f"{str(exc).split('. ')[0]}); save one with numpy.savez(path, x=images, y=labels)") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError(f"npz:{arg}: a single .npy array, not an .npz archive of named arrays; save one with "
+                         "numpy.savez(path, x=images, y=labels)")
+    return z
+
+
+def _npz_array(z, key: str, arg: str | None) -> np.ndarray:
+    try:
+        return z[key]
+    except ValueError as exc:  # object arrays need pickles, which are refused
+        raise ValueError(f"npz:{arg}: array '{key}' cannot be read without pickle ({exc}); store numbers, not "
+                         "Python objects") from None
 
 
 def npz_splits(arg: str) -> tuple[str, ...]:
@@ -262,8 +364,25 @@ def npz_splits(arg: str) -> tuple[str, ...]:
     path = Path(arg).expanduser()
     if not path.is_file():
         return ("train",)
-    with np.load(path, allow_pickle=False) as z:
+    with _open_npz(path, arg) as z:
         return ("train", "test") if {"x_test", "y_test"} <= set(z.files) else ("train",)
+
+
+def _npz_labels(y: np.ndarray, key: str, arg: str | None) -> np.ndarray:
+    """``y`` as int64 labels, or an error naming the array: labels are whole numbers ≥ 0, one per image."""
+    if y.ndim != 1:
+        raise ValueError(f"npz:{arg}: '{key}' must be one label per image (shape (N,)), got shape {y.shape}")
+    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating) or y.dtype == np.bool_):
+        raise ValueError(f"npz:{arg}: '{key}' must hold integer class ids, got dtype {y.dtype}")
+    if np.issubdtype(y.dtype, np.floating):
+        wrong = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+        if len(wrong):
+            raise ValueError(f"npz:{arg}: '{key}' must hold integer class ids; '{key}[{wrong[0]}]' is {y[wrong[0]]}")
+    y = y.astype(np.int64)
+    if len(y) and y.min() < 0:
+        bad = int(np.argmin(y))
+        raise ValueError(f"npz:{arg}: '{key}[{bad}]' is {y[bad]}; class ids start at 0")
+    return y
 
 
 @register_dataset(
@@ -271,21 +390,51 @@ def npz_splits(arg: str) -> tuple[str, ...]:
     takes_argument=True, splits_of=npz_splits,
 )
 def npz(split: str, arg: str | None = None, strict: bool = False) -> ImageSet:
+    """Images ``x`` (``uint8``, or floats in [0, 1] or [0, 255]; ``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)``)
+    and labels ``y`` (``x_test``/``y_test`` for the test split). Class names come from ``classes``, else the class
+    count from the largest label of any split (so that train and test agree). Anything else — a missing or unreadable
+    array, lengths that differ, a label outside the classes, a NaN or infinite pixel — is an error naming the array."""
     path = Path(arg or "").expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"npz:{arg}: no such file")
-    with np.load(path, allow_pickle=False) as z:
+    with _open_npz(path, arg) as z:
         keys = set(z.files)
         xk, yk = ("x", "y") if split == "train" else ("x_test", "y_test")
         if split == "train" and "x" not in keys and "x_train" in keys:
             xk, yk = "x_train", "y_train"
         if xk not in keys or yk not in keys:
             raise ValueError(f"npz:{arg}: split '{split}' needs arrays '{xk}' and '{yk}'; the file has {sorted(keys)}")
-        x, y = z[xk], z[yk].astype(np.int64)
-        classes = [str(c) for c in z["classes"]] if "classes" in keys else [str(i) for i in range(int(y.max()) + 1)]
+        x, y = _npz_array(z, xk, arg), _npz_labels(_npz_array(z, yk, arg), yk, arg)
+        if "classes" in keys:
+            classes = [str(c) for c in _npz_array(z, "classes", arg).reshape(-1)]
+        else:  # ids only: as many classes as the largest label of any split
+            tops = [int(a.max()) for k in ("y", "y_train", "y_test") if k in keys
+                    for a in [_npz_labels(_npz_array(z, k, arg), k, arg)] if len(a)]
+            classes = [str(i) for i in range(max(tops, default=-1) + 1)]
+    if x.ndim not in (3, 4):
+        raise ValueError(f"npz:{arg}: '{xk}' must hold images of shape (N, H, W), (N, H, W, C) or (N, C, H, W); "
+                         f"got shape {x.shape}")
+    if len(x) != len(y):
+        raise ValueError(f"npz:{arg}: '{xk}' holds {len(x)} images but '{yk}' {len(y)} labels; they must pair up")
+    if not len(x):
+        raise ValueError(f"npz:{arg}: '{xk}' holds no images")
+    if len(y) and y.max() >= len(classes):
+        bad = int(np.argmax(y))
+        raise ValueError(f"npz:{arg}: '{yk}[{bad}]' is {y[bad]} but 'classes' names only {len(classes)} classes "
+                         f"(ids 0..{len(classes) - 1})")
     if x.dtype != np.uint8:
-        if np.issubdtype(x.dtype, np.floating) and x.max() <= 1.0:
-            x = x * 255.0
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or np.issubdtype(x.dtype, np.complexfloating):
+            raise ValueError(f"npz:{arg}: '{xk}' must hold pixel values (uint8, or floats in [0, 1] or [0, 255]), "
+                             f"got dtype {x.dtype}")
+        if np.issubdtype(x.dtype, np.floating):
+            finite = np.isfinite(x)
+            if not finite.all():
+                n_bad = int((~finite).sum())
+                first = int(np.flatnonzero(~finite.reshape(len(x), -1).all(1))[0])
+                raise ValueError(f"npz:{arg}: '{xk}' holds {n_bad} NaN or infinite value(s) (first in image {first}); "
+                                 "pixels must be finite")
+            if x.max() <= 1.0:
+                x = x * 255.0
         x = np.clip(x, 0, 255).astype(np.uint8)
     if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
         x = x.transpose(0, 2, 3, 1)  # NCHW → NHWC

@@ -6,11 +6,14 @@ checkpoint choice use a validation set carved from the *training* split (see :fu
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
 
 from transferkit.data.base import AnyDataset
+
+log = logging.getLogger(__name__)
 
 
 def parse_classes(value: str | Sequence[int] | None) -> list[int] | None:
@@ -57,10 +60,48 @@ def select_classes(ds: AnyDataset, classes: Sequence[int] | None) -> AnyDataset:
     return sub.relabelled(remap[sub.labels], [ds.classes[c] for c in classes], ds.name)
 
 
+def align_classes(ds: AnyDataset, classes: Sequence[str]) -> AnyDataset:
+    """``ds`` relabelled onto ``classes`` (e.g. a model's) by name, when its classes are among them but differ —
+    fewer (a held-out folder holding one class) or in another order. Otherwise ``ds`` is returned unchanged (the
+    caller compares class counts)."""
+    classes = [str(c) for c in classes]
+    if ds.classes == classes or not classes or not set(ds.classes) <= set(classes):
+        return ds
+    index = {c: i for i, c in enumerate(classes)}
+    remap = np.array([index[c] for c in ds.classes], dtype=np.int64)
+    return ds.relabelled(remap[ds.labels], classes, ds.name)
+
+
+def check_trainable(ds: AnyDataset, what: str = "training a classifier") -> None:
+    """Refuse data from which no classifier can be learnt: fewer than 2 classes with examples.
+
+    One class always "scores" accuracy 1.0, which looks like success and means nothing. Called by the draws of
+    every training set (:func:`train_val_split`, :func:`k_per_class`, hence :func:`labelled_budget_split`), so
+    it applies after ``--classes`` selection and class-map merges; evaluating a model on data that happens to
+    hold one class does not go through it. A class without examples next to two or more with examples is a
+    warning (its output is never trained).
+    """
+    counts = np.bincount(np.asarray(ds.labels, dtype=np.int64), minlength=ds.num_classes)
+    present = [ds.classes[c] for c in np.flatnonzero(counts)]
+    if len(present) < 2:
+        found = (f"{len(present)} class with examples ('{present[0]}')" if present else "no examples")
+        of = f" of its {ds.num_classes} classes" if ds.num_classes > len(present) else ""
+        raise ValueError(
+            f"{ds.name}: {found}{of}; {what} needs at least 2 classes (with one, every prediction is right and "
+            f"accuracy is a meaningless 1.0). Add examples of another class (image_folder: another class folder), "
+            f"or choose at least two classes with --classes"
+        )
+    empty = [ds.classes[c] for c in np.flatnonzero(counts == 0)]
+    if empty:
+        log.warning("%s: class(es) %s have no examples; the model's output for them is never trained",
+                    ds.name, ", ".join(map(repr, empty)))
+
+
 def k_per_class(ds: AnyDataset, k: int, seed: int, exclude: np.ndarray | None = None) -> np.ndarray:
     """Indices of ``k`` images per class drawn without replacement with ``seed`` (stratified k-shot).
 
-    Raises if a class has fewer than ``k`` images (after ``exclude``), naming the class and its count.
+    Raises if a class has fewer than ``k`` images (after ``exclude``), naming the class and its count, and if
+    ``ds`` has fewer than 2 classes (:func:`check_trainable`).
     """
     if k < 1:
         raise ValueError(f"--labels-per-class must be at least 1, got {k}")
@@ -76,13 +117,17 @@ def k_per_class(ds: AnyDataset, k: int, seed: int, exclude: np.ndarray | None = 
                 f"--labels-per-class {k}: class {c} ('{ds.classes[c]}') of {ds.name} has only {len(pool)} images"
             )
         picked.append(rng.choice(pool, size=k, replace=False))
+    check_trainable(ds)  # after the per-class check: a class short of examples is named as such first
     return np.sort(np.concatenate(picked))
 
 
 def train_val_split(ds: AnyDataset, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified split of ``ds`` into (train indices, validation indices); every class keeps ≥1 train image."""
+    """Stratified split of ``ds`` into (train indices, validation indices); every class keeps ≥1 train image.
+
+    Raises if ``ds`` has fewer than 2 classes with examples (:func:`check_trainable`)."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"--val-fraction must lie strictly between 0 and 1, got {val_fraction}")
+    check_trainable(ds)
     rng = np.random.default_rng(seed)
     train, val = [], []
     for c in range(ds.num_classes):

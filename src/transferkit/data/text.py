@@ -7,11 +7,14 @@ encoding is an error that says which line holds the first bad byte and how to co
 
 Rows with an empty text or an empty label are skipped with one warning that counts them (``strict=True``
 makes the first such row an error); anything that means the file is not what we think it is (a missing
-column, a line of JSONL that is not an object, a label outside the known classes) is always an error.
+column, a line of JSONL that is not an object, a label outside the known classes, a quote that is never closed)
+is always an error. A CSV/TSV field may hold up to 16 Mi characters (Python's default limit is 128 KiB); texts
+longer than 100 000 characters are cut there with a warning (tokenizers truncate far earlier anyway).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -19,6 +22,7 @@ import logging
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,31 +42,81 @@ TEXT_OPTIONS = ("text", "label")
 _INTEGER = re.compile(r"[+-]?\d+")
 
 
-def _decode(path: Path) -> str:
-    """The file's text as UTF-8 (a BOM is accepted); anything else is an error naming the first bad line."""
+MAX_CSV_FIELD = 16 * 1024 * 1024  # characters per CSV/TSV field (Python's default limit is 128 KiB)
+MAX_TEXT_CHARS = 100_000  # longer texts are cut here: no model reads more than a few thousand tokens
+
+
+def decode_utf8(path: Path, what: str = "texts") -> str:
+    """The file's text as UTF-8 (a BOM is accepted); anything else is an error naming the file, the first bad line
+    and the encoding expected (``what`` says what must be UTF-8, e.g. ``"texts"`` or ``"image lists"``)."""
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ValueError(
-            f"{path}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x} at line {line}); texts must be UTF-8. "
+            f"{path}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x} at line {line}); {what} must be UTF-8. "
             f"If the file is Latin-1/Windows-1252, convert it with: iconv -f latin1 -t utf-8 '{path}' > "
             f"'{path.with_name(path.stem + '.utf8' + path.suffix)}'"
         ) from None
 
 
-def _csv_records(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+_decode = decode_utf8
+
+
+@contextlib.contextmanager
+def csv_field_limit(limit: int = MAX_CSV_FIELD) -> Iterator[None]:
+    """Raise the ``csv`` module's (process-wide) field size limit to ``limit`` for the ``with`` block only."""
+    old = csv.field_size_limit()
+    csv.field_size_limit(max(old, limit))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def csv_rows(reader: Any, where: str | Path) -> Iterator[Any]:
+    """The rows of a ``csv.reader`` / ``csv.DictReader``, each read with fields of up to :data:`MAX_CSV_FIELD`
+    characters allowed (the limit is raised per row, so no setting outlives a ``yield``); a malformed record is a
+    ``ValueError`` naming ``where`` and the line."""
+    while True:
+        old = csv.field_size_limit(MAX_CSV_FIELD)  # (cheaper than csv_field_limit(): this runs once per row)
+        if old > MAX_CSV_FIELD:
+            csv.field_size_limit(old)
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            why = f"a field is longer than {MAX_CSV_FIELD:,} characters" if "field larger" in str(exc) else str(exc)
+            raise ValueError(f"{where}:{reader.line_num}: not a readable CSV/TSV record ({why})") from None
+        finally:
+            csv.field_size_limit(old)
+        yield row
+
+
+def _csv_records(text: str, delimiter: str, path: str | Path = "<text>") -> Iterator[tuple[int, list[str]]]:
     """``(first line number, fields)`` per CSV/TSV record; empty lines are passed over.
 
-    A quoted field may span lines, so the record's *first* line is the one reported.
+    A quoted field may span lines, so the record's *first* line is the one reported. A quote opened and never
+    closed swallows the rest of the file into one field: that is an error naming its line, raised once the last
+    record has been read (consumers read every record before using any).
     """
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    last_line = 0
-    for fields in reader:
+    start = last_line = 0
+    for fields in csv_rows(reader, path):
         start, last_line = last_line + 1, reader.line_num
         if fields:  # a blank line is no row; a row of empty cells is (and is counted as skipped)
             yield start, fields
+    if last_line > start:  # the last record spans several lines: is its quote closed?
+        rest = "".join(io.StringIO(text, newline="").readlines()[start - 1 :])
+        try:
+            with csv_field_limit():
+                next(csv.reader(io.StringIO(rest, newline=""), delimiter=delimiter, strict=True))
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise ValueError(f"{path}:{start}: a quoted field opened on this line is never closed (a stray "
+                                 f"'\"'?); it runs to the end of the file (line {last_line})") from None
 
 
 def _jsonl_records(text: str, path: Path) -> Iterator[tuple[int, dict]]:
@@ -132,7 +186,7 @@ def _table_rows(
             label = _cell(obj[label_column]) if label_column else ""
             yield line, " ".join(_cell(obj[c]) for c in chosen), label
         return
-    records = _csv_records(text, DELIMITERS[suffix])
+    records = _csv_records(text, DELIMITERS[suffix], path)
     header_entry = next(records, None)
     if header_entry is None:
         raise ValueError(f"{path}: empty file (a header row naming the columns is required)")
@@ -173,6 +227,17 @@ def _report_skipped(source: str, skipped: list[tuple[str, str]], strict: bool) -
         "%s: %d rows skipped (empty text: %d, empty label: %d); the first is %s (%s)",
         source, len(skipped), n_text, len(skipped) - n_text, skipped[0][0], skipped[0][1],
     )
+
+
+def _cap_lengths(texts: list[str], source: str) -> None:
+    """Cut texts longer than :data:`MAX_TEXT_CHARS` characters there (in place), with one warning counting them: the
+    tokenizer truncates far earlier anyway, and a megabyte-long cell would only cost time and memory."""
+    long = [i for i, t in enumerate(texts) if len(t) > MAX_TEXT_CHARS]
+    for i in long:
+        texts[i] = texts[i][:MAX_TEXT_CHARS]
+    if long:
+        log.warning("%s: %d text(s) longer than %s characters were cut there (models read only the first few "
+                    "hundred tokens)", source, len(long), f"{MAX_TEXT_CHARS:,}")
 
 
 def read_text_table(
@@ -232,7 +297,10 @@ def read_text_table(
         where.setdefault(label, f"{path}:{line}")
     _report_skipped(str(path), skipped, strict)
     if not texts:
+        if not skipped:
+            raise ValueError(f"{path}: no data rows (an empty file, or a header line only)")
         raise ValueError(f"{path}: no usable rows ({len(skipped)} rows with an empty text or label)")
+    _cap_lengths(texts, str(path))
     if label_column is None:
         class_list = ["unlabelled"]
         labels = np.zeros(len(texts), np.int64)
@@ -377,6 +445,7 @@ def read_label_columns(
     _report_skipped(str(file), skipped, strict)
     if not texts:
         raise ValueError(f"{file}: no usable rows (every text is empty)")
+    _cap_lengths(texts, str(file))
     ds = TextSet(texts, np.zeros(len(texts), np.int64), ["unlabelled"], f"text:{arg}/{split}", rows)
     return ds, values
 
@@ -408,7 +477,7 @@ def read_ag_news(path: str | Path, strict: bool = False, name: str | None = None
     encodes line breaks as literal backslashes (``"A second\\team"``): they become spaces.
     """
     path = Path(path).expanduser()
-    records = _csv_records(_decode(path), ",")
+    records = _csv_records(_decode(path), ",", path)
     first = next(records, None)
     if first is None:
         raise ValueError(f"{path}: empty file")
@@ -443,6 +512,7 @@ def read_ag_news(path: str | Path, strict: bool = False, name: str | None = None
     _report_skipped(str(path), skipped, strict)
     if not texts:
         raise ValueError(f"{path}: no usable rows")
+    _cap_lengths(texts, str(path))
     ds = TextSet(texts, np.array(labels, np.int64), list(AG_NEWS_CLASSES), name or str(path), rows)
     ds.skipped = [f"{where}: {why}" for where, why in skipped]  # type: ignore[attr-defined]
     return ds

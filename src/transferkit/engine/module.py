@@ -115,7 +115,7 @@ class TransferModule(L.LightningModule):
         self._val_row: dict[str, float] = {}
         self.diverged: dict[str, Any] | None = None
         self.time_before_resume = 0.0  # training seconds spent before the checkpoint this run resumed from
-        self.epoch_times: list[float] = []  # wall seconds per epoch (training + its validation pass)
+        self.epoch_times: list[float] = []  # wall seconds per epoch (training + its validation pass), resumes too
         self._epoch_started = time.perf_counter()
         self._fit_started = time.perf_counter()
 
@@ -155,12 +155,14 @@ class TransferModule(L.LightningModule):
                     p.grad = None
 
     def on_fit_start(self) -> None:
-        self._fit_started = self._epoch_started = time.perf_counter()
+        self._fit_started = time.perf_counter()
+        self._epoch_started = self._fit_started - getattr(self, "_epoch_carry", 0.0)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["transferkit_module"] = {
             "history": self.history, "val_row": self._val_row, "lr_factor": getattr(self, "lr_factor", 1.0),
-            "train_time_s": self.time_before_resume + time.perf_counter() - self._fit_started}
+            "train_time_s": self.time_before_resume + time.perf_counter() - self._fit_started,
+            "epoch_times": self.epoch_times, "epoch_elapsed_s": time.perf_counter() - self._epoch_started}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("transferkit_module", {})
@@ -168,6 +170,9 @@ class TransferModule(L.LightningModule):
         self._val_row = dict(state.get("val_row", {}))
         self.lr_factor = state.get("lr_factor", 1.0)
         self.time_before_resume = float(state.get("train_time_s", 0.0))
+        self.epoch_times = [float(t) for t in state.get("epoch_times", [])]  # the epochs before the interruption
+        self._epoch_carry = float(state.get("epoch_elapsed_s", 0.0))  # an epoch resumed mid-way: its time so far
+        self._epoch_started = time.perf_counter() - self._epoch_carry
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

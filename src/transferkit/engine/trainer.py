@@ -13,8 +13,12 @@ are reduced over processes, and only rank 0 writes files (Lightning's loggers an
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import logging
+import math
 import os
+import re
 import signal
 import time
 import warnings
@@ -29,6 +33,7 @@ from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, Mod
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
+from transferkit import atomic
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.data.augment import MixupCutmix, augmented, infer_num_classes, require_image_batches
@@ -67,7 +72,7 @@ class FitResult:
     world_size: int = 1
     checkpoints: int = 0  # resume checkpoints written by this process's run (since any resume)
     checkpoint_time_s: float = 0.0  # and the seconds they took (part of train_time_s)
-    epoch_times_s: list[float] = field(default_factory=list)  # per epoch run by this process (since any resume)
+    epoch_times_s: list[float] = field(default_factory=list)  # per epoch of the run, those before a resume too
 
     def to_dict(self) -> dict[str, Any]:
         return {"best_epoch": self.best_epoch, "best_score": self.best_score, "epochs_run": self.epochs_run,
@@ -256,13 +261,50 @@ def resume_callback(cfg: TrainConfig, run_dir: Path | None, train_loader: Any) -
 
 def keep_log_before_resume(cfg: TrainConfig, run_dir: Path | None) -> None:
     """Lightning's CSV logger starts ``logs/metrics.csv`` afresh; a resumed run keeps the earlier rows beside it
-    (the run's history, in metrics.json and the plots, is restored from the checkpoint in full)."""
+    until it finishes, when :func:`merge_log_after_resume` puts them back in front (the run's history, in
+    metrics.json and the plots, is restored from the checkpoint in full)."""
     if cfg.resume_from is None or run_dir is None:
         return
     log = Path(run_dir) / "logs" / "metrics.csv"
     if log.is_file():
         n = len(list(log.parent.glob("metrics.before-resume-*.csv"))) + 1
         log.rename(log.with_name(f"metrics.before-resume-{n}.csv"))
+
+
+def _epoch_of(row: dict[str, str]) -> float:
+    try:
+        return float(row.get("epoch") or "nan")
+    except ValueError:
+        return float("nan")
+
+
+def merge_log_after_resume(log_dir: str | Path) -> None:
+    """Make ``logs/metrics.csv`` of a finished resumed run hold every epoch of the whole run: the rows of the
+    ``metrics.before-resume-N.csv`` files (oldest first) of the epochs before the ones logged after each resume
+    (an epoch redone after the interruption keeps only its new rows), then the rows since; the old files go."""
+    log = Path(log_dir) / "metrics.csv"
+    before = sorted(log.parent.glob("metrics.before-resume-*.csv"),
+                    key=lambda p: int(m.group(1)) if (m := re.search(r"-(\d+)\.csv$", p.name)) else 0)
+    if not before or not log.is_file():
+        return
+    parts: list[list[dict[str, str]]] = []
+    fields: list[str] = []
+    cutoff = float("inf")
+    for path in [*before, log][::-1]:  # newest first: each older file contributes the epochs before the newer ones
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            rows = [r for r in reader if not _epoch_of(r) >= cutoff]
+            fields = [*fields, *(f for f in reader.fieldnames or [] if f not in fields)]
+        parts.append(rows)
+        cutoff = min([cutoff, *(e for r in rows if not math.isnan(e := _epoch_of(r)))])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for rows in parts[::-1]:
+        writer.writerows(rows)
+    atomic.write_text(log, buf.getvalue())
+    for path in before:
+        path.unlink()
 
 
 def set_process_threads(cfg: TrainConfig) -> None:
@@ -278,11 +320,14 @@ def guarded_fit(trainer: L.Trainer, module: TransferModule, train_loader: Any, v
     :class:`~transferkit.engine.checkpoints.Interrupted` naming the checkpoint it saved."""
     set_process_threads(cfg)
     try:
-        return run_fit(trainer, module, train_loader, val_loaders, cfg.resume_from)
+        elapsed = run_fit(trainer, module, train_loader, val_loaders, cfg.resume_from)
     except KeyboardInterrupt:
         if saver is not None and saver._requested is not None:  # noqa: SLF001
             raise Interrupted(saver._requested, saver.last_path) from None  # noqa: SLF001
         raise
+    if cfg.resume_from is not None and trainer.global_rank == 0 and isinstance(trainer.logger, CSVLogger):
+        merge_log_after_resume(trainer.logger.log_dir)
+    return elapsed
 
 
 def divergence_message(diverged: dict[str, Any], saver: ResumeCheckpoints | None, cfg: TrainConfig) -> str:

@@ -29,10 +29,8 @@ from torch import nn
 
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.fused import joint_input_spec, member_input, members_from_config
-from transferkit.backbones.registry import build_from_config
+from transferkit.backbones.registry import FUSED_METHODS, build_from_config
 from transferkit.fusion.gating import GatedFusion
-
-FUSED_METHODS = ("average", "weighted", "stacking", "gating")
 
 
 class FusedModel(Backbone):
