@@ -62,6 +62,8 @@ def _check_onnx(onnx_path, bundle, images):
     got_spec = onnx_pred.input_spec
     assert (got_spec.channels, got_spec.size, got_spec.mean, got_spec.std) == \
         (spec.channels, spec.size, spec.mean, spec.std)
+    assert (got_spec.resize, got_spec.crop_pct, got_spec.interpolation) == \
+        (spec.resize, spec.crop_pct, spec.interpolation)
     assert onnx_pred.meta["preprocessing"] == preprocessing_text(spec)
     assert onnx_pred.meta["lineage"] == (torch_pred.meta.get("lineage") or {})
     assert onnx_pred.session.get_modelmeta().custom_metadata_map["transferkit.format"] == ONNX_FORMAT
@@ -229,3 +231,36 @@ def test_transferkit_export_is_the_job_even_after_importing_the_exporting_module
     res = tk.export(bundle, format="torchscript")
     assert res["path"] == str(tmp_path / "b.export" / "model.pt")
     assert tk.api.export is api.export
+
+
+def test_onnx_metadata_carries_the_centre_crop_and_predict_onnx_applies_it(tmp_path):
+    """A shorter_crop model: the metadata holds the transform (fields and words), OnnxPredictor reads it back, and
+    ``predict --backend onnx`` on a non-square photo gives PyTorch's probabilities; an export from before the fields
+    existed reads as squash."""
+    from PIL import Image
+
+    from transferkit.inference import spec_from_metadata
+
+    torch.manual_seed(0)
+    model = create_backbone("mobilenet_v2", num_classes=3, img_size=64)
+    bundle = _bundle(model, tmp_path / "mb")
+    api.export(bundle, out=tmp_path / "mb.onnx")
+    props = OnnxPredictor.load(tmp_path / "mb.onnx").session.get_modelmeta().custom_metadata_map
+    stored = json.loads(props["transferkit.input_spec"])
+    assert (stored["resize"], stored["crop_pct"], stored["interpolation"]) == ("shorter_crop", 0.875, "bilinear")
+    assert "the shorter side is 73" in props["transferkit.preprocessing"]  # floor(64 / 0.875)
+    assert "centre 64×64 crop" in props["transferkit.preprocessing"]
+    fields = ("channels", "size", "mean", "std", "resize", "crop_pct", "interpolation")
+    onnx_spec, torch_spec = OnnxPredictor.load(tmp_path / "mb.onnx").input_spec, TorchPredictor.load(bundle).input_spec
+    assert [getattr(onnx_spec, f) for f in fields] == [getattr(torch_spec, f) for f in fields]
+    photo = np.random.default_rng(5).integers(0, 256, (60, 110, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "wide.png")
+    got = tk.predict(tmp_path / "mb.onnx", [tmp_path / "wide.png"], backend="onnx", top_k=3, progress=False)
+    want = tk.predict(bundle, [tmp_path / "wide.png"], top_k=3, progress=False)
+    for i in (1, 2, 3):
+        assert got[0][f"top{i}_class"] == want[0][f"top{i}_class"]
+        assert got[0][f"top{i}_probability"] == pytest.approx(want[0][f"top{i}_probability"], abs=1e-4)
+    old = {k: v for k, v in stored.items() if k not in ("resize", "crop_pct", "interpolation")}
+    assert spec_from_metadata(json.dumps(old)).resize == "squash"
+    with pytest.raises(ValueError, match=r"input_spec.crop_pct must be a number in \(0, 1\]"):
+        spec_from_metadata(json.dumps({**stored, "crop_pct": 2}))

@@ -378,3 +378,38 @@ def test_onnx_backend_agrees_with_torch(bundle, pngs, one_thread, tmp_path):
                 assert got["probability"] == pytest.approx(want["probability"], abs=1e-4)
     finally:
         assert stop_thread(srv, thread)
+
+
+def test_serve_and_predict_agree_on_a_centre_cropped_photo(tmp_path):
+    """A shorter_crop model (EfficientNet-Lite0 at 64 px, bicubic): the service (create_app + test client) and
+    ``predict`` give the same probabilities for the same non-square photo, which decode_to_size reduces (it is over
+    4× the 73-px shorter-side resize) without moving the crop."""
+    import torch
+    from fastapi.testclient import TestClient
+
+    import transferkit as tk
+    from transferkit.backbones import create_backbone
+    from transferkit.bundle import save_bundle
+    from transferkit.inference import decode_to_size, preprocess
+
+    torch.manual_seed(0)
+    model = create_backbone("efficientnet_lite0", num_classes=3, img_size=64).eval()
+    path = save_bundle(model, {"classes": CLASSES[:3]}, tmp_path / "lite")
+    rng = np.random.default_rng(0)
+    photo = np.kron(rng.integers(0, 256, (31, 52, 3)), np.ones((10, 10, 1))).astype(np.uint8)  # 310 × 520, smooth
+    data = _png(photo)
+    (tmp_path / "photo.png").write_bytes(data)
+    spec = TorchPredictor.load(path).input_spec
+    reduced = decode_to_size(data, "photo.png", size=spec)
+    assert reduced.shape == (155, 260, 3)  # one factor (2) for both axes: the aspect ratio is kept
+    full = preprocess([photo], spec)
+    assert float((preprocess([reduced], spec) - full).abs().mean()) < 0.05  # the same crop, give or take resampling
+    want = tk.predict(path, [tmp_path / "photo.png"], top_k=3, progress=False)[0]
+    with TestClient(create_app(TorchPredictor.load(path), LIMITS)) as client:
+        r = client.post("/predict?top_k=3", files=[("files", ("photo.png", data, "image/png"))])
+        assert r.status_code == 200, r.text
+        got = r.json()["predictions"][0]
+        info = client.get("/model").json()
+    assert [t["class"] for t in got["top"]] == [want[f"top{i}_class"] for i in (1, 2, 3)]
+    assert [t["probability"] for t in got["top"]] == [want[f"top{i}_probability"] for i in (1, 2, 3)]
+    assert info["input_spec"]["resize"] == "shorter_crop" and "centre 64×64 crop" in info["preprocessing"]

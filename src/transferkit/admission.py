@@ -36,6 +36,7 @@ logger = logging.getLogger("transferkit.serve")  # the service's log: these mess
 
 
 OFF_AT_ZERO = ("express_max_pixels", "inline_max_pixels")  # limits that 0 turns off
+LONG_TEXT_POLICIES = ("truncate", "refuse")  # what the service does with a text over the model's max_length
 
 
 @dataclass
@@ -52,7 +53,12 @@ class ServiceLimits:
     thread for requests of at most ``express_max_pixels`` = 1 MP (milliseconds of work), so that small requests
     stay fast while large ones decode; requests of at most ``inline_max_pixels`` = 0.26 MP (and 64 KB) skip the
     pool and are decoded on the event loop — measured on 2 cores with 10 clients of 28×28 PNGs, the two thread
-    hops otherwise cost a quarter of the throughput (≈ 360 instead of ≈ 480 requests/s)."""
+    hops otherwise cost a quarter of the throughput (≈ 360 instead of ≈ 480 requests/s).
+
+    Text models: ``max_texts`` = 64 texts per request (else 413); ``max_text_chars`` = 20 000 characters per text
+    (else 413 — what bounds the tokenising work, ~13× what a 256-token model reads); a text longer than the model's
+    ``max_length`` tokens is, by ``long_texts``, ``"truncate"``-d to it (the answer flags it: ``truncated: true``)
+    or ``"refuse"``-d (422 naming the text and the limit)."""
 
     max_upload_bytes: int = 20 * 1024 * 1024
     max_images: int = 32
@@ -70,12 +76,18 @@ class ServiceLimits:
     body_timeout_s: float = 30.0
     header_timeout_s: float = 10.0
     keep_alive_s: float = 5.0
+    max_texts: int = 64
+    max_text_chars: int = 20_000
+    long_texts: str = "truncate"
 
     def __post_init__(self) -> None:
         if self.max_inflight_bytes is None:
             self.max_inflight_bytes = 8 * self.max_upload_bytes
-        bad = {k: v for k, v in asdict(self).items()
-               if not (isinstance(v, (int, float)) and (v > 0 or (k in OFF_AT_ZERO and v == 0)))}
+        if self.long_texts not in LONG_TEXT_POLICIES:
+            raise ValueError(f"long_texts (--long-texts) must be one of {', '.join(LONG_TEXT_POLICIES)}, got "
+                             f"{self.long_texts!r}")
+        bad = {k: v for k, v in asdict(self).items() if k != "long_texts"
+               and not (isinstance(v, (int, float)) and (v > 0 or (k in OFF_AT_ZERO and v == 0)))}
         if bad:
             raise ValueError(f"service limits must be positive (express_max_pixels: 0 turns it off): {bad}")
         if self.max_inflight_pixels < self.max_request_pixels or self.max_inflight_bytes < self.max_upload_bytes:

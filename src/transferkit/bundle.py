@@ -238,6 +238,43 @@ def validate_meta(meta: dict[str, Any]) -> None:
         raise ValueError(f"lineage.source must be a bundle path or backbone name, got {_json_type(source)}")
     if meta.get("adapter"):
         _validate_adapter(meta["adapter"])
+    if meta.get("tasks") is not None:
+        validate_tasks(meta["tasks"], n)
+
+
+MAX_TASKS = 256
+
+
+def validate_tasks(tasks: Any, num_classes: int, where: str = "tasks") -> None:
+    """A multi-task model's ``tasks`` (from a bundle's JSON or an export's ``transferkit.tasks``): a non-empty list
+    of ``{"name", "classes", "start", "stop"}`` whose logit ranges tile ``[0, num_classes)`` in order, each with as
+    many class names as columns; names unique, short and printable (they become response keys and CSV columns).
+    ``ValueError`` names the entry and field."""
+    if not isinstance(tasks, list) or not 1 <= len(tasks) <= MAX_TASKS:
+        raise ValueError(f"{where} must be a list of 1 to {MAX_TASKS} tasks, got {_json_type(tasks)}"[:300])
+    pos, seen = 0, set()
+    for i, t in enumerate(tasks):
+        at = f"{where}[{i}]"
+        if not isinstance(t, dict):
+            raise ValueError(f"{at} must be an object (name, classes, start, stop), got {_json_type(t)}")
+        name, classes, start, stop = t.get("name"), t.get("classes"), t.get("start"), t.get("stop")
+        if not (isinstance(name, str) and 0 < len(name) <= 64 and name.isprintable() and name.strip() == name
+                and "," not in name):
+            raise ValueError(f"{at}.name must be a short printable name (no comma, no surrounding spaces), "
+                             f"got {name!r}"[:300])
+        if name in seen:
+            raise ValueError(f"{at}.name '{name}' is used twice")
+        seen.add(name)
+        if not (_whole(start) and _whole(stop) and start == pos and start < stop <= num_classes):
+            raise ValueError(f"{at} ('{name}'): start/stop must be whole numbers {pos} ≤ … with start = {pos} (the "
+                             f"previous task's stop) < stop ≤ num_classes {num_classes}; got {start!r}, {stop!r}"[:300])
+        if not (isinstance(classes, list) and len(classes) == stop - start
+                and all(isinstance(c, str) and c.strip() and len(c) <= 1024 for c in classes)):
+            raise ValueError(f"{at}.classes must list {stop - start} non-empty class names (one per logit "
+                             f"{start}…{stop - 1})"[:300])
+        pos = stop
+    if pos != num_classes:
+        raise ValueError(f"{where}: the tasks' logits end at {pos} but the model has {num_classes} outputs")
 
 
 def _validate_adapter(adapter: Any) -> None:
@@ -374,7 +411,21 @@ def _read_tokenizer(path: Path, fallback: Any) -> Any:
     file = path / TOKENIZER_FILE
     if not os.path.lexists(file):
         return fallback
-    text = _read_text(file, TOKENIZER_MAX_BYTES)
+    return read_tokenizer(file)
+
+
+def read_tokenizer(file: Path, sha256: str | None = None) -> Any:
+    """A ``tokenizer.json`` (a bundle's, or the one beside a text model's ONNX export) read as untrusted input: a
+    regular file (not a link) of at most :data:`TOKENIZER_MAX_BYTES`, UTF-8, parsed by ``tokenizers`` (data, never
+    code); with ``sha256``, its bytes must have that hash (the export records the tokenizer it was verified with)."""
+    text = _read_text(Path(file), TOKENIZER_MAX_BYTES)
+    if sha256 is not None:
+        import hashlib
+
+        got = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if got != sha256:
+            raise BundleError(f"{file}: not the tokenizer this model was exported with (sha256 {got[:12]}…, the "
+                              f"model's metadata records {str(sha256)[:12]}…); export the model again")
     from tokenizers import Tokenizer
 
     try:

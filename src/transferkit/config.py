@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -13,16 +15,27 @@ AUGMENT_PRESETS = ("none", "light", "standard", "strong")
 CLASS_WEIGHTS = ("none", "balanced")
 SAMPLERS = ("random", "balanced")
 DISTRIBUTED = ("auto", "ddp", "ddp_find_unused_parameters_true")
+DEFAULT_EPOCHS = 30  # epochs of a configuration that names no budget and is trained without a strategy's recipe
 
 
 @dataclass
 class TrainConfig:
-    """How the engine trains: epochs, batch size, optimiser and schedule, early stopping, devices, seed,
-    augmentation (training batches only) and class-imbalance handling.
+    """How the engine trains: the budget (optimiser steps or epochs), batch size, optimiser and schedule, early
+    stopping, devices, seed, augmentation (training batches only) and class-imbalance handling.
 
-    ``schedule``: ``constant`` (default), ``cosine`` (cosine decay to 0 over ``epochs``, after
+    **Budget.** ``steps`` is the number of optimiser steps; ``epochs`` (given explicitly) the number of passes
+    over the training set instead — give one, not both (:func:`check_budget`; once resolved, a step budget also
+    carries the epochs derived from it). With neither, the strategy's recipe decides
+    (:meth:`transferkit.strategies.base.Strategy.resolve`: a floor of steps whatever the dataset size, e.g. 300 for
+    ``finetune``), and the epochs are derived from the steps and the number of batches per epoch
+    (:func:`resolve_budget`). A budget in steps makes training with 50 labelled images take as many updates as with
+    5000 — an epoch budget gave 50 images one step per epoch.
+
+    ``schedule``: ``None`` (default) = the strategy's recipe (``cosine`` after a linear warm-up over
+    ``warmup_steps`` for the stepped strategies), ``constant``, ``cosine`` (cosine decay to 0 over the run, after
     ``warmup_epochs`` of linear warm-up) or ``onecycle`` (Smith & Topin, 2017, "Super-Convergence").
-    ``augment``: a torchvision ``transforms.v2`` preset (``none``/``light``/``standard``/``strong``);
+    ``augment``: ``None`` (default) = the strategy's recipe (``none`` unless it says otherwise; ``scratch``
+    trains with ``light``), or a torchvision ``transforms.v2`` preset (``none``/``light``/``standard``/``strong``);
     ``mixup``/``cutmix``: Beta(α, α) parameter, 0 = off (Zhang et al., 2018; Yun et al., 2019).
     ``class_weight="balanced"`` weights the loss by inverse class frequency; ``sampler="balanced"`` draws
     classes equally often instead.
@@ -35,16 +48,19 @@ class TrainConfig:
     job gives a run directory; ``resume_from`` continues from one (set by the jobs' ``resume``).
 
     ``lr=None`` and ``batch_size=None`` let the strategy choose its own defaults (a linear probe on cached
-    features takes larger, cheaper batches than fine-tuning a network). Early stopping and the best
-    checkpoint both follow ``monitor`` on the **validation** split (never the test split).
+    features takes larger, cheaper batches than fine-tuning a network). Early stopping (only with ``patience``;
+    off by default: with a handful of validation images it listens to noise) and the best checkpoint both follow
+    ``monitor`` on the **validation** split (never the test split); without validation data the final weights
+    are kept.
     """
 
-    epochs: int = 30
+    epochs: int | None = None
+    steps: int | None = None
     batch_size: int | None = None
     lr: float | None = None
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
-    patience: int | None = 10
+    patience: int | None = None
     monitor: str = "val_loss"
     seed: int = 0
     accelerator: str = "cpu"
@@ -52,9 +68,10 @@ class TrainConfig:
     precision: str = "32-true"
     progress: bool = True
     checkpoints: bool = True
-    schedule: str = "constant"
+    schedule: str | None = None
     warmup_epochs: int = 0
-    augment: str = "none"
+    warmup_steps: int | None = None  # set by the recipe (a share of the steps); None: from warmup_epochs
+    augment: str | None = None
     mixup: float = 0.0
     cutmix: float = 0.0
     class_weight: str = "none"
@@ -74,8 +91,12 @@ class TrainConfig:
         return max(n, 1) * max(self.num_nodes, 1)
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.steps is not None and (isinstance(self.steps, bool) or self.steps < 1):
+            raise ValueError(f"--steps must be at least 1 optimiser step, got {self.steps}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be ≥ 0, got {self.warmup_steps}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.optimizer not in OPTIMIZERS:
@@ -87,11 +108,11 @@ class TrainConfig:
         for flag, value, choices in (("--schedule", self.schedule, SCHEDULES), ("--augment", self.augment,
                                      AUGMENT_PRESETS), ("--class-weight", self.class_weight, CLASS_WEIGHTS),
                                      ("--sampler", self.sampler, SAMPLERS)):
-            if value not in choices:
+            if value is not None and value not in choices:
                 raise ValueError(f"{flag}: unknown '{value}'; valid choices: {', '.join(choices)}")
-        if not 0 <= self.warmup_epochs < self.epochs:
-            raise ValueError(f"--warmup-epochs must be between 0 and --epochs - 1 ({self.epochs - 1}), "
-                             f"got {self.warmup_epochs}")
+        if self.warmup_epochs < 0 or (self.epochs is not None and self.warmup_epochs >= self.epochs):
+            limit = f"--epochs - 1 ({self.epochs - 1})" if self.epochs is not None else "the epochs run - 1"
+            raise ValueError(f"--warmup-epochs must be between 0 and {limit}, got {self.warmup_epochs}")
         if self.warmup_epochs and self.schedule == "onecycle":
             raise ValueError("--warmup-epochs does not apply to --schedule onecycle (it has its own warm-up); "
                              "use it with cosine or constant")
@@ -111,6 +132,12 @@ class TrainConfig:
         if self.class_weight == "balanced" and self.sampler == "balanced":
             raise ValueError("--class-weight balanced and --sampler balanced both correct class imbalance; "
                              "choose one (applying both over-corrects)")
+
+    @property
+    def max_epochs(self) -> int:
+        """The epochs the loop may run: ``epochs`` once resolved, else :data:`DEFAULT_EPOCHS` (a configuration
+        trained without a strategy's recipe, e.g. by the multi-task or adaptation loops)."""
+        return self.epochs if self.epochs is not None else DEFAULT_EPOCHS
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,3 +166,57 @@ def read_structured_file(path: str | Path, option: str) -> Any:
         return json.loads(text) if is_json else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"{option} {p}: not valid {'JSON' if is_json else 'YAML'} ({exc})") from None
+
+
+def check_budget(epochs: int | None, steps: int | None) -> None:
+    """Refuse a run given both budgets, or a budget below 1 (``--steps``/``--epochs``), before anything loads."""
+    if epochs is not None and steps is not None:
+        raise ValueError(f"--steps {steps} and --epochs {epochs} are two budgets for the same run; give one "
+                         "(--steps: optimiser steps; --epochs: passes over the training set)")
+    if steps is not None and (isinstance(steps, bool) or steps < 1):
+        raise ValueError(f"--steps must be at least 1 optimiser step, got {steps}")
+    if epochs is not None and epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {epochs}")
+
+
+def batches_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimiser steps in one pass over ``n_train`` examples at global batch ``batch_size`` (the last batch short)."""
+    return max(math.ceil(n_train / max(batch_size, 1)), 1)
+
+
+def resolve_budget(cfg: TrainConfig, n_train: int, steps: int | None, min_epochs: int = 1, schedule: str = "constant",
+                   warmup: float = 0.0, augment: str = "none") -> TrainConfig:
+    """``cfg`` with a concrete budget, schedule and augmentation: a strategy's recipe fills in what ``cfg`` leaves
+    unset (``cfg.batch_size`` must be set).
+
+    Budget: ``cfg.steps`` given → that many steps; ``cfg.epochs`` given → those epochs (``steps`` stays ``None``:
+    every batch of every epoch); neither → ``max(steps, min_epochs × batches per epoch)`` steps — a floor of
+    ``steps`` whatever the dataset size, at least ``min_epochs`` passes over a large one — or, for a recipe without a
+    step budget (``steps=None``), :data:`DEFAULT_EPOCHS` epochs. With a step budget, ``epochs`` becomes
+    ``ceil(steps / batches per epoch)`` (the loop stops at the step budget, part-way through the last epoch if need
+    be). ``schedule``/``augment`` fill ``cfg``'s ``None``; when the schedule comes from the recipe and no
+    ``warmup_epochs`` were given, ``warmup`` (a share of the steps) sets ``warmup_steps`` (linear warm-up, Goyal et
+    al., 2017, "Accurate, Large Minibatch SGD").
+    """
+    if cfg.batch_size is None:
+        raise ValueError("resolve_budget needs a concrete batch_size (Strategy.resolve fills it in)")
+    per_epoch = batches_per_epoch(n_train, cfg.batch_size)
+    budget: dict[str, Any] = {}
+    if cfg.steps is not None:
+        budget = {"steps": cfg.steps, "epochs": math.ceil(cfg.steps / per_epoch)}
+    elif cfg.epochs is None:
+        if steps is None:
+            budget = {"epochs": DEFAULT_EPOCHS}
+        else:
+            total = max(int(steps), int(min_epochs) * per_epoch)
+            budget = {"steps": total, "epochs": math.ceil(total / per_epoch)}
+    out = dataclasses.replace(cfg, **budget)
+    total_steps = out.steps if out.steps is not None else out.max_epochs * per_epoch
+    extra: dict[str, Any] = {}
+    if cfg.schedule is None:
+        extra["schedule"] = schedule
+        if cfg.warmup_epochs == 0 and cfg.warmup_steps is None and schedule != "onecycle":
+            extra["warmup_steps"] = min(int(round(warmup * total_steps)), max(total_steps - 1, 0))
+    if cfg.augment is None:
+        extra["augment"] = augment
+    return dataclasses.replace(out, **extra)

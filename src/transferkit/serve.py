@@ -10,6 +10,12 @@ Endpoints:
   or as ``application/json`` ``{"images": ["<base64>", ...], "top_k": 3}`` (an item may also be
   ``{"name": ..., "data": "<base64>"}``; a ``data:image/...;base64,`` prefix is accepted). ``top_k`` may also be a
   query parameter, which wins over the body.
+  A **text** model takes ``application/json`` ``{"texts": ["...", ...], "top_k": 3}`` instead: each text is
+  tokenised with the model's tokenizer; one longer than the model's ``max_length`` tokens is truncated and flagged
+  (``"truncated": true`` in its prediction) or, with ``long_texts="refuse"``, refused (422 naming it and the limit).
+  A **multi-task** model answers every task (``"tasks": {task: {predicted_class, probability, top}}``), or only
+  those named by ``tasks`` — a JSON list or comma-separated string in the body, a ``tasks`` form field, or the
+  ``tasks`` query parameter (which wins); an unknown name is a 400 naming it and the valid ones.
 * ``GET /openapi.json`` — the OpenAPI description; ``/docs`` and ``/redoc`` only with ``docs=True`` (``--docs``):
   those pages load their JavaScript and CSS from a CDN, and the service is usually run offline.
 
@@ -17,17 +23,23 @@ Every error is JSON ``{"error": "<short code>", "detail": "<message>"}``:
 
 ====  ======================================================================================================
 400   malformed JSON (also non-finite numbers, integers over Python's digit limit, too deep nesting), bad base64,
-      a malformed or truncated multipart body (``bad_multipart``), no images, an invalid ``top_k``
+      a malformed or truncated multipart body (``bad_multipart``), no images, an invalid ``top_k``; text models:
+      a body that is not UTF-8 (``bad_encoding``), no texts (``no_texts``), an item that is not a string;
+      multi-task models: an unknown task name (``unknown_task``, the detail lists the valid ones)
 401   API key missing or wrong (only when the service has one)
 404   unknown path; 405: wrong method
 408   the body did not arrive within ``body_timeout_s`` (``body_timeout``), or decoding the images took longer
       than ``decode_timeout_s`` (``decode_timeout``; the time waiting for a decode worker does not count)
 413   body larger than ``max_upload_bytes`` (by Content-Length or by the bytes actually sent), more than
       ``max_images`` images, or more than ``max_request_pixels`` pixels in all (``too_many_pixels``, as the
-      images' headers claim them, checked before anything is decoded)
+      images' headers claim them, checked before anything is decoded); text models: more than ``max_texts``
+      texts (``too_many_texts``), a text of more than ``max_text_chars`` characters (``text_too_large``)
 415   any content type other than multipart/form-data or application/json
 422   an image that cannot be used — not an image, truncated, or more pixels than ``max_pixels`` (a possible
-      decompression bomb, code ``image_too_large``); the whole request fails and the detail names the image
+      decompression bomb, code ``image_too_large``); the whole request fails and the detail names the image.
+      Text models: an empty text (``empty_text``), a text with invalid Unicode such as a lone surrogate
+      (``bad_text``), or — with ``long_texts="refuse"`` — a text over the model's ``max_length`` tokens
+      (``text_too_long``); the detail names the text by its index
 500   an unexpected failure (the service keeps serving): the body only says ``internal error; see the server
       log, id=…``; the log has the details under that id
 503   the service is busy (``server_busy``, header ``Retry-After``): the pixels waiting for or being decoded
@@ -102,13 +114,19 @@ from transferkit.admission import (  # ServiceLimits, DecodeCancelled and the uv
     guarded_h11_protocol,  # noqa: F401  (re-exported: transferkit.serve.guarded_h11_protocol)
     uvicorn_options,  # noqa: F401  (re-exported: transferkit.serve.uvicorn_options)
 )
+from transferkit.data.tokens import padded_ids, truncating_tokenizer
 from transferkit.inference import (
     BadImage,
+    InputSpec,
     Predictor,
+    check_modality,
     decode_to_size,
     image_size,
     prediction_rows,
     preprocess,
+    select_tasks,
+    task_heads,
+    text_logits,
 )
 
 API_KEY_HEADER = "X-API-Key"
@@ -240,8 +258,8 @@ class _CheckedMultiPartParser(MultiPartParser):
 
 
 async def _multipart_images(request: Request, body: bytes,
-                            limits: ServiceLimits) -> tuple[list[tuple[str, bytes]], int | None]:
-    """Files of any field name, in order, and an optional ``top_k`` form field."""
+                            limits: ServiceLimits) -> tuple[list[tuple[str, bytes]], int | None, list[str] | None]:
+    """Files of any field name, in order, and optional ``top_k`` and ``tasks`` form fields."""
     parser = _CheckedMultiPartParser(request.headers, _one_chunk(body), max_files=limits.max_images + 1,
                                      max_fields=100)
     try:
@@ -256,13 +274,15 @@ async def _multipart_images(request: Request, body: bytes,
             raise ServiceError(400, "bad_multipart", "malformed multipart body: it ends before its closing "
                                "boundary (truncated?)")
         items: list[tuple[str, bytes]] = []
-        top_k = None
+        top_k, tasks = None, None
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
                 items.append((_name(value.filename, len(items)), await value.read()))
             elif key == "top_k":
                 top_k = _int_top_k(value)
-        return items, top_k
+            elif key == "tasks":
+                tasks = [*(tasks or []), *_task_names(value)]
+        return items, top_k, tasks
     finally:
         await form.close()
 
@@ -308,14 +328,30 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _json_images(body: bytes, limits: ServiceLimits) -> tuple[list[tuple[str, bytes]], int | None]:
-    """``{"images": [b64 | {"name", "data"}, ...], "top_k": k}`` → (name, bytes) pairs and ``top_k``."""
-    try:  # strict JSON: no NaN/Infinity, no float overflowing to inf; deep nesting or huge integers are refused too
-        doc = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
+def _load_json(body: bytes | str) -> Any:
+    """Strict JSON: no NaN/Infinity, no float overflowing to inf; deep nesting or huge integers are refused too."""
+    try:
+        return json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
         raise ServiceError(400, "bad_json", "malformed JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, int digit limit, the checks above
         raise ServiceError(400, "bad_json", f"malformed JSON: {str(exc)[:200]}") from None
+
+
+def _task_names(value: object) -> list[str]:
+    """``tasks`` as given: a list of names or one comma-separated string → the names (400 for anything else)."""
+    if isinstance(value, str):
+        return [t.strip() for t in value.split(",") if t.strip()]
+    if isinstance(value, list) and all(isinstance(t, str) for t in value):
+        return [t.strip() for t in value]
+    raise ServiceError(400, "bad_request", "tasks must be a list of task names or a comma-separated string, got "
+                       f"{type(value).__name__}")
+
+
+def _json_images(body: bytes, limits: ServiceLimits) -> tuple[list[tuple[str, bytes]], int | None, list[str] | None]:
+    """``{"images": [b64 | {"name", "data"}, ...], "top_k": k, "tasks": [...]}`` → (name, bytes) pairs, ``top_k``
+    and the task names asked for."""
+    doc = _load_json(body)
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
         raise ServiceError(400, "bad_request", 'expected a JSON object {"images": ["<base64>", ...], "top_k": k}')
     images = doc["images"]
@@ -330,7 +366,45 @@ def _json_images(body: bytes, limits: ServiceLimits) -> tuple[list[tuple[str, by
         else:
             items.append((str(i), _b64(item, f"images[{i}]")))
     top_k = _int_top_k(doc["top_k"]) if doc.get("top_k") is not None else None
-    return items, top_k
+    return items, top_k, _task_names(doc["tasks"]) if doc.get("tasks") is not None else None
+
+
+TEXT_BODY = '{"texts": ["...", ...], "top_k": k, "tasks": [...]}'
+
+
+def _json_texts(body: bytes, limits: ServiceLimits) -> tuple[list[str], int | None, list[str] | None]:
+    """``{"texts": [str, ...], "top_k": k, "tasks": [...]}`` → the texts, ``top_k`` and the task names asked for.
+
+    The body must be UTF-8 (400 ``bad_encoding`` naming the first bad byte); at most ``max_texts`` texts (413),
+    each a string (400) of at most ``max_text_chars`` characters (413), not empty or whitespace only (422), and
+    valid Unicode — no lone surrogate from a ``\\ud800`` escape, which no tokenizer can read (422)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ServiceError(400, "bad_encoding", f"the body is not UTF-8 text (byte 0x{body[exc.start]:02x} at offset "
+                           f"{exc.start}); send the JSON encoded as UTF-8") from None
+    doc = _load_json(text)
+    if not isinstance(doc, dict) or not isinstance(doc.get("texts"), list):
+        raise ServiceError(400, "bad_request", f"expected a JSON object {TEXT_BODY} (this model takes texts)")
+    texts = doc["texts"]
+    if len(texts) > limits.max_texts:
+        raise ServiceError(413, "too_many_texts", f"{len(texts)} texts in one request; the limit is "
+                           f"{limits.max_texts}")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise ServiceError(400, "bad_request", f"texts[{i}]: expected a string, got {type(t).__name__}")
+        if len(t) > limits.max_text_chars:
+            raise ServiceError(413, "text_too_large", f"texts[{i}]: {len(t):,} characters; the limit is "
+                               f"{limits.max_text_chars:,} per text")
+        if not t.strip():
+            raise ServiceError(422, "empty_text", f"texts[{i}]: empty text (nothing but whitespace)")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ServiceError(422, "bad_text", f"texts[{i}]: not valid Unicode (a lone surrogate "
+                               f"U+{ord(t[exc.start]):04X} at character {exc.start})") from None
+    top_k = _int_top_k(doc["top_k"]) if doc.get("top_k") is not None else None
+    return texts, top_k, _task_names(doc["tasks"]) if doc.get("tasks") is not None else None
 
 
 def _claimed_pixels(items: Sequence[tuple[str, bytes]], limits: ServiceLimits) -> int:
@@ -364,6 +438,9 @@ def model_info(predictor: Predictor, backend_name: str, limits: ServiceLimits | 
         "input_spec": predictor.input_spec.to_dict(),
         "preprocessing": meta.get("preprocessing") or preprocessing_text(predictor.input_spec),
     }
+    heads = task_heads(meta)
+    if heads is not None:
+        info["tasks"] = [{"name": name, "classes": classes} for name, classes, _ in heads]
     for key in ("strategy", "format_version"):
         if isinstance(meta.get(key), (str, int)):
             info[key] = meta[key]
@@ -378,13 +455,14 @@ def model_info(predictor: Predictor, backend_name: str, limits: ServiceLimits | 
 
 
 INLINE_MAX_BYTES = 64 * 1024  # with ServiceLimits.inline_max_pixels: what may be decoded on the event loop
+INLINE_MAX_TEXT_CHARS = 16 * 1024  # texts this short in all are tokenised on the event loop (well under a ms)
 
 
 def _never_cancelled() -> None:
     """The cancellation check of a decode run inline: it is never interrupted."""
 
 
-def _default_decoder(size: Sequence[int] | None) -> Callable[[Callable[[], None]], Decoder]:
+def _default_decoder(size: Sequence[int] | InputSpec | None) -> Callable[[Callable[[], None]], Decoder]:
     def make(check: Callable[[], None]) -> Decoder:
         return lambda data, name, max_pixels: decode_to_size(data, name, max_pixels, size, check)
 
@@ -400,13 +478,13 @@ def create_app(predictor: Predictor, limits: ServiceLimits | None = None, api_ke
     constant time). ``decoder(data, name, max_pixels)`` replaces :func:`transferkit.inference.decode_to_size`
     (tests inject a slow one). ``expose_lineage``: ``/model`` also lists the lineage, source and metrics (local
     paths, test results). ``docs``: serve ``/docs`` and ``/redoc`` (their assets come from a CDN).
-    Text models are refused (``ValueError``): the service takes images.
+    Image and text models are served (a text model takes ``{"texts": [...]}``; see the module doc); any other
+    modality is refused (``ValueError`` naming it and the supported ones).
     """
     from transferkit import __version__
 
-    if predictor.input_spec.modality != "image":
-        raise ValueError(f"a {predictor.input_spec.modality} model: the HTTP service takes images only so far; use "
-                         "'transferkit predict MODEL texts.csv' (or transferkit.predict) for texts")
+    check_modality(predictor.input_spec.modality, "the HTTP service")
+    is_text = predictor.input_spec.modality == "text"
     limits = limits or ServiceLimits()
     model_name = model_name or "model"
     info = model_info(predictor, backend_name, limits, expose_lineage=expose_lineage, model_name=model_name)
@@ -414,8 +492,11 @@ def create_app(predictor: Predictor, limits: ServiceLimits | None = None, api_ke
     pixels = Budget(limits.max_inflight_pixels)
     body_bytes = Budget(limits.max_inflight_bytes or 8 * limits.max_upload_bytes)
     pool = DecodePool(limits.decode_workers, limits.express_max_pixels)
-    make_decoder = _default_decoder(predictor.input_spec.size) if decoder is None else (lambda check: decoder)
+    make_decoder = _default_decoder(predictor.input_spec) if decoder is None else (lambda check: decoder)
     spec = predictor.input_spec
+    meta = getattr(predictor, "meta", None) or {}
+    tokenizer, pad_id = truncating_tokenizer(spec) if is_text else (None, 0)  # a copy, never re-set: thread-safe
+    max_length = int((spec.extra or {}).get("max_length", 0))
     key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
                               description="the service's API key (only when it was started with one)")
 
@@ -434,7 +515,8 @@ def create_app(predictor: Predictor, limits: ServiceLimits | None = None, api_ke
     protected = [Depends(check_key)] if api_key else []
     app = FastAPI(title="transferkit inference service", version=__version__, lifespan=lifespan,
                   docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
-                  description=f"Image classification with a transferkit model ({backend_name} backend). "
+                  description=f"{'Text' if is_text else 'Image'} classification with a transferkit model "
+                              f"({backend_name} backend). "
                               "Errors are JSON {\"error\": code, \"detail\": message}.")
     app.state.limits = limits  # start_in_thread / serve read the connection timeouts from here
     app.state.decode_pool, app.state.pixel_budget, app.state.byte_budget = pool, pixels, body_bytes
@@ -480,8 +562,50 @@ def create_app(predictor: Predictor, limits: ServiceLimits | None = None, api_ke
             for fut in (job.started, job.done):
                 fut.cancel()
 
-    def model_rows(batch: torch.Tensor, k: int) -> list[dict[str, Any]]:
-        return prediction_rows(predictor, predictor.logits(batch), k)
+    def model_rows(batch: torch.Tensor, k: int, tasks: list[str] | None) -> list[dict[str, Any]]:
+        return prediction_rows(predictor, predictor.logits(batch), k, tasks)
+
+    def text_rows(ids: torch.Tensor, lengths: torch.Tensor, k: int, tasks: list[str] | None) -> list[dict[str, Any]]:
+        return prediction_rows(predictor, text_logits(predictor, ids, lengths), k, tasks)
+
+    def chosen_tasks(query: str | None, body: list[str] | None) -> list[str] | None:
+        names = _task_names(query) if query is not None else body
+        if names is None:
+            return None
+        if task_heads(meta) is None:
+            raise ServiceError(400, "bad_request", "this model has a single task (it is not a multi-task model); "
+                               "leave out 'tasks'")
+        try:
+            return select_tasks(meta, names)
+        except ValueError as exc:
+            raise ServiceError(400, "unknown_task", str(exc)) from None
+
+    def top_k_of(query: int | None, body: int | None) -> int:
+        k = query if query is not None else (body if body is not None else 1)
+        if not 1 <= k <= limits.max_top_k:
+            raise ServiceError(400, "bad_request", f"top_k must be between 1 and {limits.max_top_k}, got {k}")
+        return k
+
+    async def predict_texts(body: bytes, top_k: int | None, tasks: str | None) -> list[dict[str, Any]]:
+        texts, body_k, body_tasks = _json_texts(body, limits)
+        if not texts:
+            raise ServiceError(400, "no_texts", "the request holds no texts")
+        k, wanted = top_k_of(top_k, body_k), chosen_tasks(tasks, body_tasks)
+        if sum(map(len, texts)) <= INLINE_MAX_TEXT_CHARS:  # ~0.1 ms of tokenising: cheaper than a thread hop
+            ids, lengths, cut = padded_ids(tokenizer, texts, pad_id)
+        else:
+            ids, lengths, cut = await asyncio.to_thread(padded_ids, tokenizer, texts, pad_id)
+        if limits.long_texts == "refuse" and any(cut):
+            i = cut.index(True)
+            raise ServiceError(422, "text_too_long", f"texts[{i}]: longer than the model's limit of {max_length} "
+                               "tokens (special tokens included); send shorter texts (this service refuses them: "
+                               "--long-texts refuse)")
+        try:
+            async with semaphore:
+                rows = await run_in_threadpool(text_rows, ids, lengths, k, wanted)
+        except Exception as exc:  # answered here, so the connection and the server carry on normally
+            raise _internal(exc, "prediction failed") from None
+        return [{"index": i, "truncated": cut[i], "tokens": int(lengths[i]), **row} for i, row in enumerate(rows)]
 
     @app.get("/health", summary="liveness probe (no API key needed)")
     async def health() -> dict[str, str]:
@@ -491,19 +615,30 @@ def create_app(predictor: Predictor, limits: ServiceLimits | None = None, api_ke
     async def model() -> dict[str, Any]:
         return info
 
-    @app.post("/predict", summary="classify one or more images (multipart files or JSON base64)",
-              dependencies=protected,
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "multipart/form-data": {"schema": {"type": "object", "properties": {
+    image_body = {"multipart/form-data": {"schema": {"type": "object", "properties": {
                       "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                      "top_k": {"type": "integer"}}}},
+                      "top_k": {"type": "integer"}, "tasks": {"type": "string"}}}},
                   "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
                       "images": {"type": "array", "items": {"type": "string", "format": "byte"}},
-                      "top_k": {"type": "integer"}}}}}}})
+                      "top_k": {"type": "integer"}, "tasks": {"type": "array", "items": {"type": "string"}}}}}}
+    text_body = {"application/json": {"schema": {"type": "object", "required": ["texts"], "properties": {
+        "texts": {"type": "array", "items": {"type": "string"}, "maxItems": limits.max_texts},
+        "top_k": {"type": "integer"}, "tasks": {"type": "array", "items": {"type": "string"}}}}}}
+
+    what = "texts (JSON)" if is_text else "images (multipart files or JSON base64)"
+
+    @app.post("/predict", summary=f"classify one or more {what}", dependencies=protected,
+              openapi_extra={"requestBody": {"required": True, "content": text_body if is_text else image_body}})
     async def predict(request: Request,
-                      top_k: int | None = Query(None, ge=1, description="most probable classes to list")) -> Any:
+                      top_k: int | None = Query(None, ge=1, description="most probable classes to list"),
+                      tasks: str | None = Query(None, description="multi-task models: the tasks to answer for, "
+                                                "comma-separated (default: all)")) -> Any:
         t0 = time.perf_counter()
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if is_text and ctype != "application/json":
+            raise ServiceError(415, "unsupported_media_type",
+                               f"content type '{ctype[:80] or 'none'}' is not accepted; this model takes texts: send "
+                               f"application/json {TEXT_BODY}", CLOSE)
         if ctype not in ("multipart/form-data", "application/json"):
             raise ServiceError(415, "unsupported_media_type",
                                f"content type '{ctype[:80] or 'none'}' is not accepted; send multipart/form-data "
@@ -511,18 +646,20 @@ def create_app(predictor: Predictor, limits: ServiceLimits | None = None, api_ke
         held = Claim(body_bytes)
         try:
             body = await _read_body(request, limits, held)
+            if is_text:
+                predictions = await predict_texts(body, top_k, tasks)
+                return {"predictions": predictions, "model": {"name": model_name, "backend": backend_name},
+                        "time_ms": round((time.perf_counter() - t0) * 1000, 2)}
             if ctype == "multipart/form-data":
-                items, body_k = await _multipart_images(request, body, limits)
+                items, body_k, body_tasks = await _multipart_images(request, body, limits)
             else:
-                items, body_k = _json_images(body, limits)
+                items, body_k, body_tasks = _json_images(body, limits)
             del body
             if not items:
                 raise ServiceError(400, "no_images", "the request holds no images")
             if len(items) > limits.max_images:
                 raise _too_many(len(items), limits)
-            k = top_k if top_k is not None else (body_k if body_k is not None else 1)
-            if not 1 <= k <= limits.max_top_k:
-                raise ServiceError(400, "bad_request", f"top_k must be between 1 and {limits.max_top_k}, got {k}")
+            k, wanted = top_k_of(top_k, body_k), chosen_tasks(tasks, body_tasks)
             try:
                 claimed = await asyncio.to_thread(_claimed_pixels, items, limits)  # headers only: nothing decoded
                 batch = await decode(items, claimed)
@@ -531,7 +668,7 @@ def create_app(predictor: Predictor, limits: ServiceLimits | None = None, api_ke
                 raise ServiceError(422, code, str(exc)) from None
             try:
                 async with semaphore:
-                    rows = await run_in_threadpool(model_rows, batch, k)
+                    rows = await run_in_threadpool(model_rows, batch, k, wanted)
             except Exception as exc:  # answered here, so the connection and the server carry on normally
                 raise _internal(exc, "prediction failed") from None
         except ServiceError:

@@ -76,7 +76,7 @@ def test_mini_demo_writes_a_readable_report(tmp_path):
 
     if not (FMNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip("Fashion-MNIST not installed")
-    res = tk.demo(out=tmp_path / "demo", seeds=2, labels_per_class=(5,), source_epochs=1, epochs=3, imagenet=False)
+    res = tk.demo(out=tmp_path / "demo", seeds=2, labels_per_class=(5,), source_epochs=1, steps=10, imagenet=False)
     text = (tmp_path / "demo" / "report.md").read_text()
     assert "linear_probe" in text and "± " in text and "split_task/comparison.png" in text
     assert {r["strategy"] for r in res.metrics["split_task"]["summary"]} == {"scratch", "linear_probe", "finetune"}

@@ -5,14 +5,15 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 import transferkit as tk
 from transferkit.api import curve
 from transferkit.api.curve import _x_positions, cell_filename, parse_labels_per_class
 from transferkit.api.variants import parse_variant, parse_variants
 
-# the module, not the function ``transferkit.api.curve`` that shadows its name in the package
-curve_mod = importlib.import_module("transferkit.api.curve")
+# the module where every cell (of a curve or a comparison) calls the engine's ``train``
+grid_mod = importlib.import_module("transferkit.api.grid")
 TASK = dict(data="digits", classes="5-7", epochs=1)
 
 
@@ -26,13 +27,13 @@ def source(tmp_path_factory):
 def train_calls(monkeypatch):
     """Every call curve makes to the engine's ``train``, as (variant strategy name, seed)."""
     calls = []
-    real = curve_mod.train
+    real = grid_mod.train
 
     def counting(strategy, *args, **kwargs):
         calls.append((strategy.name, args[4].seed))
         return real(strategy, *args, **kwargs)
 
-    monkeypatch.setattr(curve_mod, "train", counting)
+    monkeypatch.setattr(grid_mod, "train", counting)
     return calls
 
 
@@ -107,9 +108,13 @@ def test_bad_train_options_fail_before_anything_loads(tmp_path):
         curve("no-such-source", out=tmp_path / "c", train_options={"seed": 1})
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['bogus'\]; valid: .*schedule"):
         curve("no-such-source", out=tmp_path / "c", train_options={"bogus": 1})
-    with pytest.raises(ValueError, match="--labels-per-class 100: needs 200 .* has 1[0-9][0-9];"):
+    with pytest.raises(ValueError, match=r"--labels-per-class 500: needs 500 .*\(K is the whole budget\).* has "
+                                         "1[0-9][0-9];"):
         curve(tk.create_backbone("seed_cnn", num_classes=3, in_chans=1), data="digits", classes="5-7",
-              labels_per_class=(2, 100), out=tmp_path / "c")
+              labels_per_class=(2, 500), out=tmp_path / "c")
+    with pytest.raises(ValueError, match="--labels-per-class 100: needs 200 .*100 for validation.* has 1[0-9][0-9];"):
+        curve(tk.create_backbone("seed_cnn", num_classes=3, in_chans=1), data="digits", classes="5-7",
+              labels_per_class=(2, 100), val_per_class=100, out=tmp_path / "c")
 
 
 def test_curve_writes_cells_summary_plot_report_and_resumes_only_missing_cells(source, tmp_path, train_calls):
@@ -128,7 +133,8 @@ def test_curve_writes_cells_summary_plot_report_and_resumes_only_missing_cells(s
     n_all = {c["n_train"] for c in cells if c["labels_per_class"] is None}
     assert len(n_all) == 1 and n_all.pop() > 100
     for c in cells:
-        assert 0 <= c["accuracy"] <= 1 and c["epochs_run"] == 1 and c["wall_time_s"] >= c["train_time_s"] > 0
+        assert 0 <= c["accuracy"] <= 1 and c["wall_time_s"] >= c["train_time_s"] > 0
+        assert c["epochs_run"] == (0 if c["strategy"] == "linear_probe" else 1)  # a solved probe takes no epochs
         assert {"macro_f1", "val_accuracy", "best_epoch", "trainable_params"} <= set(c)
     # the summary is mean ± sample std over seeds of exactly those cells
     for row in res.metrics["summary"]:
@@ -167,7 +173,7 @@ def test_curve_writes_cells_summary_plot_report_and_resumes_only_missing_cells(s
 def test_interrupted_curve_keeps_finished_cells_and_settings_are_checked_on_resume(source, tmp_path, monkeypatch):
     out = tmp_path / "curve"
     kw = dict(strategies=("lp=linear_probe",), labels_per_class=(2,), seeds=(0, 1, 2), out=out, **TASK)
-    real, calls = curve_mod.train, []
+    real, calls = grid_mod.train, []
 
     def interrupted(*args, **kwargs):
         calls.append(1)
@@ -175,12 +181,13 @@ def test_interrupted_curve_keeps_finished_cells_and_settings_are_checked_on_resu
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(curve_mod, "train", interrupted)
+    monkeypatch.setattr(grid_mod, "train", interrupted)
     with pytest.raises(KeyboardInterrupt):
         curve(source.run_dir, **kw)
     assert len(list((out / "cells").glob("*.json"))) == 2 and not (out / "metrics.json").exists()
+    assert yaml.safe_load((out / "config.yaml").read_text())["seeds"] == [0, 1, 2]  # written before any cell
     calls.clear()
-    monkeypatch.setattr(curve_mod, "train", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    monkeypatch.setattr(grid_mod, "train", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     assert curve(source.run_dir, **kw).metrics["reused"] == 2 and len(calls) == 1
 
     # other settings: refused before training, naming what differs and how to go on

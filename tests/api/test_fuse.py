@@ -109,10 +109,14 @@ def test_predict_reads_fused_bundles_like_any_other(members, tmp_path, fashion_n
 
 def test_fit_on_the_members_shared_validation_split(members, tmp_path):
     data, runs, root = members
-    other = tmp_path / "ft0_lr"
-    api.transfer(source=root / "src", data=data, classes="4,5,6,7", labels_per_class=15, strategy="finetune",
-                 epochs=2, seed=0, lr=3e-4, out=other, progress=False)
-    api.fuse([runs[0], other], data, classes="4,5,6,7", methods=["average", "weighted"], fit_on="validation",
+    # issue 26: K is the whole budget, so a shared validation split exists only where --val-per-class asked for one
+    with pytest.raises(ValueError, match="one shared validation split"):
+        api.fuse(runs[:2], data, classes="4,5,6,7", fit_on="validation", out=tmp_path / "none")
+    pair = [tmp_path / "ft0_v", tmp_path / "ft0_lr"]
+    for run, lr in zip(pair, (None, 3e-4), strict=True):
+        api.transfer(source=root / "src", data=data, classes="4,5,6,7", labels_per_class=15, val_per_class=15,
+                     strategy="finetune", epochs=2, seed=0, lr=lr, out=run, progress=False)
+    api.fuse(pair, data, classes="4,5,6,7", methods=["average", "weighted"], fit_on="validation",
              out=tmp_path / "v")
     m = json.loads((tmp_path / "v" / "metrics.json").read_text())
     assert m["fit_set"]["on"] == "validation" and m["fit_set"]["n"] == 15 * 4  # their 15/class validation images

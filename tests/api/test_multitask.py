@@ -35,19 +35,21 @@ def test_multitask_job_compares_and_bundles_every_head(fashion_npz, source, tmp_
     m = res.metrics
     assert m["split"] == "test" and m["weighting"] == "gradnorm" and m["sampling"] == "temperature"
     fine, coarse = m["tasks"]["fine"], m["tasks"]["coarse"]
-    assert (fine["train_labels"], fine["val_labels"], coarse["train_labels"]) == (50, 50, 80)
+    assert (fine["train_labels"], fine["val_labels"], coarse["train_labels"]) == (50, 0, 80)  # K is the budget
+    assert fine["labels"]["per_class"] == 5 and fine["labels"]["selection"].startswith("no selection")
     assert fine["multitask"]["n"] == 400 and len(coarse["multitask"]["per_class"]) == 4
     assert fine["delta"] == pytest.approx(fine["multitask"]["accuracy"] - fine["single_task"]["accuracy"])
     # same optimiser steps: the fine-only model gets more, shorter epochs than the multi-task run's 2
     assert fine["single_task_epochs"] > 2
     assert sum(m["final_weights"].values()) == pytest.approx(2.0, abs=1e-4)
-    assert {"weight_fine", "train_loss_coarse", "val_acc_fine"} <= set(m["history"][-1])
+    assert {"weight_fine", "train_loss_coarse"} <= set(m["history"][-1])
     probe = m["holdout"]["shoes"]
     assert probe["train_labels"] == 12 and probe["n"] == 120
     assert set(probe["accuracy"]) == {"source", "multi-task", "single-task fine", "single-task coarse"}
     assert all(0.33 < a <= 1 for a in probe["accuracy"].values())  # three shoe classes: better than chance
     report = (tmp_path / "mt" / "report.md").read_text()
-    assert "| fine | 10 | 50 | 50 |" in report and "single-task acc" in report and "holdout task shoes" in report
+    assert "| fine | 10 | 50 | 0 |" in report and "no validation rows: nothing was selected" in report
+    assert "single-task acc" in report and "holdout task shoes" in report
     assert (tmp_path / "mt" / "tasks.png").is_file() and (tmp_path / "mt" / "learning_curves.png").is_file()
 
     meta = read_meta(tmp_path / "mt")
@@ -77,8 +79,10 @@ def test_multitask_job_compares_and_bundles_every_head(fashion_npz, source, tmp_
 
     with pytest.raises(ValueError, match="multi-task model"):
         tk.evaluate(tmp_path / "mt", f"npz:{fashion_npz}")
-    with pytest.raises(ValueError, match="multi-task model"):
-        tk.export(tmp_path / "mt")
+    # export keeps every head: the logits side by side, the tasks in the metadata, checked per task
+    info = tk.export(tmp_path / "mt")
+    assert [t["name"] for t in info["tasks"]] == [t["name"] for t in read_meta(tmp_path / "mt")["tasks"]]
+    assert info["verification"]["argmax_equal"]
     # the multi-task bundle is a source like any other
     again = tk.transfer(tmp_path / "mt", data=f"npz:{fashion_npz}", classes="5,7,9", labels_per_class=4, epochs=1,
                         out=tmp_path / "t", progress=False)
@@ -87,7 +91,8 @@ def test_multitask_job_compares_and_bundles_every_head(fashion_npz, source, tmp_
 
 def test_cli_multitask_probe_and_bad_spec(fashion_npz, source, tmp_path, single_thread, capsys):
     cfg = tmp_path / "tasks.yaml"
-    cfg.write_text(yaml.safe_dump(spec(fashion_npz, source, strategy="linear_probe", weighting="uncertainty")))
+    cfg.write_text(yaml.safe_dump(spec(fashion_npz, source, strategy="linear_probe", weighting="uncertainty",
+                                       options={"solver": "sgd"})))  # a stepped probe: the weights learn
     assert main(["multitask", "--config", str(cfg), "--out", str(tmp_path / "run"), "--no-baselines",
                  "--epochs", "3"]) == 0
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -117,6 +122,10 @@ def test_multitask_text_columns(minilm, tmp_path, single_thread):
     assert m["split"] == "validation"  # a single file has no test split
     assert m["tasks"]["length"]["missing_in_data"] == 7
     assert m["tasks"]["topic"]["multitask"]["accuracy"] > 0.5
+    # the default probe is solved: each task's head on its own labelled rows, no epochs
+    assert m["fit"]["epochs_run"] == 0 and set(m["fit"]["solver"]["tasks"]) == {"topic", "length"}
+    assert m["fit"]["solver"]["tasks"]["length"]["n"] == m["tasks"]["length"]["train_labels"]
+    assert "solved" in (tmp_path / "txt" / "report.md").read_text()
     preds = tk.predict(tmp_path / "txt", [path], text_column="text", progress=False)
     assert preds[0]["topic_class"] in ["business", "science", "sports", "weather"]
     assert preds[0]["length_class"] in ["long", "short"]

@@ -87,7 +87,9 @@ def test_select_verify_all_correlates_scores_with_fine_tuned_accuracy(sources, t
     assert ver["n"] == 3 and ver["accuracy_split"] == "test" and len(m["skipped"]) == 1
     for c in m["candidates"]:
         v = c["verification"]
-        assert 0 <= v["accuracy"] <= 1 and 0 <= v["validation_accuracy"] <= 1 and v["wall_time_s"] > 0
+        # issue 26: the verification runs train on all K = 10 labels per class, no separate validation set
+        assert 0 <= v["accuracy"] <= 1 and v["validation_accuracy"] is None and v["wall_time_s"] > 0
+        assert v["labels"]["train_final_model"] == 50 and v["labels"]["selection"].startswith("no selection")
         assert v["strategy"] == ("scratch" if c["candidate"].startswith("random:") else "finetune")
         run = json.loads((tmp_path / "ver" / v["run_dir"] / "metrics.json").read_text())
         assert run["accuracy"] == v["accuracy"] and run["n_train"] == 50

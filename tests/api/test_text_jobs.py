@@ -98,14 +98,12 @@ def test_zeroshot_with_templates_descriptions_and_label_checks(minilm, data, tmp
     # without data: a model from label names alone
     res = tk.zeroshot(minilm, labels=["cats", "finance"], out=tmp_path / "z5")
     assert "accuracy" not in res.metrics and res.meta["classes"] == ["cats", "finance"]
-    # export and the HTTP service take image models only so far: a clear refusal, nothing written
-    with pytest.raises(ValueError, match="a text model"):
-        tk.export(tmp_path / "z5", out=tmp_path / "z5.onnx")
-    assert not (tmp_path / "z5.onnx").exists()
+    # a zero-shot text model (cosine head on label embeddings) exports and serves like any text model
+    info = tk.export(tmp_path / "z5", out=tmp_path / "z5.onnx")
+    assert info["verification"]["argmax_equal"] and (tmp_path / "z5.tokenizer.json").is_file()
     from transferkit.api.serve_job import load_service_predictor
 
-    with pytest.raises(ValueError, match="a text model"):
-        load_service_predictor(tmp_path / "z5")
+    assert load_service_predictor(tmp_path / "z5.onnx", backend="onnx").classes == ["cats", "finance"]
 
 
 def test_zeroshot_refuses_image_backbones(tmp_path):

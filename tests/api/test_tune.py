@@ -159,7 +159,7 @@ def test_trial_pruned_leaves_transfer_unchanged(source, tmp_path):
     trial = optuna.create_study(direction="maximize", pruner=PruneFrom(0)).ask()
     with pytest.raises(optuna.TrialPruned):  # not wrapped by Lightning or the run directory handling
         tk.transfer(source=source, out=tmp_path / "t", callbacks=[PruningCallback(trial)], evaluate_test=False,
-                    **TASK)
+                    val_per_class=5, **TASK)  # a trial's split: tune keeps a validation set (V = K by default)
     assert not (tmp_path / "t").exists() and not list(tmp_path.glob(".t.partial*"))
 
 

@@ -1,11 +1,13 @@
 """The on-disk feature cache: hits, misses, atomic files, corruption detected and recomputed."""
 
+import dataclasses
 import logging
 
 import pytest
 import torch
 
 from transferkit.backbones import cache_root, cached_features, create_backbone, weights_hash
+from transferkit.backbones.cache import cache_key
 from transferkit.backbones.features import extract_features
 from transferkit.data.prepare import TensorBatches
 
@@ -85,3 +87,21 @@ def test_unwritable_cache_does_not_fail_the_run(setup, tmp_path):
     blocker.write_text("not a folder")
     feats, hit = cached_features(model, data, "ds-a", cache_dir=blocker / "sub")
     assert hit is False and feats.shape == (40, 64)
+
+
+def test_key_covers_the_evaluation_transform(setup):
+    """Same weights and data name, another resize / crop_pct / interpolation or served crop: another entry."""
+    model, data, _ = setup
+    base = model.input_spec
+    assert cached_features(model, data, "ds-a")[1] is False
+    keys = set()
+    for change in ({}, {"resize": "shorter_crop", "crop_pct": 0.875}, {"resize": "shorter_crop", "crop_pct": 0.9},
+                   {"interpolation": "bicubic"}):
+        model.input_spec = dataclasses.replace(base, **change)
+        keys.add(cache_key(model, data, "ds-a", None))
+    model.input_spec = base
+    bordered = TensorBatches(torch.randint(0, 256, (40, 1, 32, 32), dtype=torch.uint8), None, (0.5,), (0.5,),
+                             view=(2, 2, 28, 28))
+    moved = TensorBatches(bordered.x, None, (0.5,), (0.5,), view=(0, 0, 28, 28))
+    keys |= {cache_key(model, bordered, "ds-a", None), cache_key(model, moved, "ds-a", None)}
+    assert len(keys) == 6

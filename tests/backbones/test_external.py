@@ -164,3 +164,13 @@ def test_bad_names_and_sizes_are_clear():
         create_backbone("timm:resnet18", img_size=64, cut_at="layer3")
     assert {f.prefix for f in list_backbone_families()} == {"hf", "timm", "torchvision"}
     assert backbone_info("timm:resnet18").default_size == 224
+
+
+def test_specs_take_the_evaluation_transform_from_the_pretrained_config():
+    """timm: the pretrained config's crop_pct and interpolation (resnet18 a1 recipe: 0.95, bicubic); torchvision:
+    the weights' Resize(256) → CenterCrop(224), bilinear."""
+    timm_spec = create_backbone("timm:resnet18", num_classes=2, img_size=64).input_spec
+    assert (timm_spec.resize, timm_spec.crop_pct, timm_spec.interpolation) == ("shorter_crop", 0.95, "bicubic")
+    tv_spec = create_backbone("torchvision:resnet18", num_classes=2, img_size=64).input_spec
+    assert (tv_spec.resize, tv_spec.interpolation) == ("shorter_crop", "bilinear")
+    assert tv_spec.crop_pct == pytest.approx(224 / 256)  # resnet18's IMAGENET1K_V1 transforms

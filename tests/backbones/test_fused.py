@@ -32,6 +32,15 @@ def test_joint_input_is_the_largest_and_each_member_sees_its_own_input():
     grey_img = torch.rand(2, 1, 28, 28)
     back = member_input(grey.input_spec, grey_img.expand(-1, 3, -1, -1))
     assert torch.allclose(back, (grey_img - 0.5) / 0.5, atol=1e-5)
+    assert spec.resize == "squash"  # from-scratch members: a plain resize
+
+
+def test_joint_input_crops_only_when_every_member_does():
+    mnv2 = create_backbone("mobilenet_v2", num_classes=3, img_size=64)  # crop_pct 0.875, bilinear
+    lite = create_backbone("efficientnet_lite1", num_classes=3, img_size=64)  # crop_pct 0.882, bicubic
+    spec = joint_input_spec([mnv2, lite])
+    assert (spec.resize, spec.crop_pct, spec.interpolation) == ("shorter_crop", 0.882, "bilinear")
+    assert joint_input_spec([mnv2, _members()[1]]).resize == "squash"
 
 
 @pytest.mark.parametrize("mode,width,dim", [("concat", None, 64 + 64), ("concat", 8, 16), ("sum", 8, 8),

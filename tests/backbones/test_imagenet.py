@@ -127,3 +127,27 @@ def test_input_spec_normalisation_matches_the_weights(name):
     implied = _implied_input_std(model)
     recorded = float(np.mean(model.input_spec.std))
     assert 0.65 < implied / recorded < 1.3, (implied, recorded)
+
+
+def test_pretrained_specs_carry_the_weights_evaluation_transform():
+    mnv2 = create_backbone("mobilenet_v2", num_classes=2, img_size=96).input_spec
+    assert (mnv2.resize, mnv2.crop_pct, mnv2.interpolation) == ("shorter_crop", 0.875, "bilinear")  # torchvision
+    for name, crop_pct in (("efficientnet_lite0", 0.875), ("efficientnet_lite1", 0.882), ("efficientnet_lite2", 0.89)):
+        spec = create_backbone(name, num_classes=2, img_size=64).input_spec
+        assert (spec.resize, spec.crop_pct, spec.interpolation) == ("shorter_crop", crop_pct, "bicubic"), name
+
+
+@pytest.mark.skipif(not imagenet_mod.MOBILENET_V2_WEIGHTS.available(), reason="MobileNetV2 weights not installed")
+def test_rocket_is_a_space_shuttle_or_missile_through_predict(tmp_path):
+    """Issue 26: scikit-image's rocket (640 × 427) squashed to 224² gave obelisk, drilling platform, crane, pole,
+    flagpole; resized to 256 on the shorter side and centre-cropped, as the weights were evaluated, MobileNetV2's
+    top-5 is drilling platform 0.34, space shuttle 0.17, obelisk 0.16, missile 0.08, torch 0.06 (measured)."""
+    from PIL import Image
+
+    import transferkit as tk
+
+    Image.fromarray(data.rocket()).save(tmp_path / "rocket.png")
+    [row] = tk.predict("mobilenet_v2", [tmp_path / "rocket.png"], top_k=5, progress=False)
+    top5 = [row[f"top{i}_class"] for i in range(1, 6)]
+    assert {"space shuttle", "missile"} <= set(top5), top5
+    assert "crane" not in top5 and "flagpole" not in top5, top5  # the squashed rocket's confusions are gone

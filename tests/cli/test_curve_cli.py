@@ -9,7 +9,7 @@ import yaml
 import transferkit as tk
 from transferkit.cli.main import main
 
-curve_mod = importlib.import_module("transferkit.api.curve")
+grid_mod = importlib.import_module("transferkit.api.grid")  # where every cell calls the engine's train
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,8 @@ def src(tmp_path_factory):
 @pytest.fixture
 def train_calls(monkeypatch):
     calls = []
-    real = curve_mod.train
-    monkeypatch.setattr(curve_mod, "train", lambda *a, **k: (calls.append(a[0].name), real(*a, **k))[1])
+    real = grid_mod.train
+    monkeypatch.setattr(grid_mod, "train", lambda *a, **k: (calls.append(a[0].name), real(*a, **k))[1])
     return calls
 
 

@@ -217,9 +217,10 @@ def test_distill_trains_both_students_with_two_processes(source, tmp_path):
 
 
 def test_linear_probe_with_its_feature_cache_under_ddp_matches_one_process(source, tmp_path):
-    """Both processes extract (or read) the cached features — written atomically, so concurrent writers are safe."""
+    """Both processes extract (or read) the cached features — written atomically, so concurrent writers are safe.
+    (The stepped head, solver=sgd: the default solved head runs in one process whatever --devices says.)"""
     root, data = source
-    args = ("--strategy", "linear_probe", "--epochs", "4", "--batch-size", "32")
+    args = ("--strategy", "linear_probe", "--option", "solver=sgd", "--epochs", "4", "--batch-size", "32")
     assert main(transfer_args(root, data, tmp_path / "one", *args)) == 0
     res = subprocess.run(cli(*transfer_args(root, data, tmp_path / "two", *args, "--devices", "2")), env=env(),
                          capture_output=True, text=True, timeout=300)

@@ -152,3 +152,16 @@ def test_mixup_on_feature_data_trains():
     result = fit(model, [{"params": list(model.parameters()), "lr": 0.01}], features, None,
                  cfg(mixup=0.4, class_weight="balanced"))
     assert len(result.history) == 2 and all(math.isfinite(r["train_loss"]) for r in result.history)
+
+
+@pytest.mark.parametrize("augment", ["none", "light", "standard", "strong"])
+def test_bordered_training_data_feed_the_served_size(augment):
+    """A shorter_crop spec's training data hold a border (32 px around a 28-px view): every preset, and none,
+    hands the model 28-px batches (seed_cnn's flatten would fail on 32), validation the centre view."""
+    plain = fake_images(48, 0)
+    bordered = SpyBatches(F.pad(plain.x, (2, 2, 2, 2), mode="reflect"), plain.y, (0.2,), (0.3,), view=(2, 2, 28, 28))
+    val = fake_images(24, 1)
+    val = TensorBatches(F.pad(val.x, (2, 2, 2, 2)), val.y, (0.2,), (0.3,), view=(2, 2, 28, 28))
+    result, _ = fit_cnn(cfg(epochs=1, augment=augment), bordered, val)
+    assert math.isfinite(result.history[0]["train_loss"]) and math.isfinite(result.history[0]["val_loss"])
+    assert torch.equal(val.__getitems__([0, 1])[0], fake_images(24, 1).__getitems__([0, 1])[0])

@@ -39,6 +39,12 @@ def test_label_matrix_from_one_dataset(fashion_npz):
 def test_budget_split_counts_and_no_overlap(fashion_npz):
     spec = fashion_spec(fashion_npz)
     data = load_multitask(spec, "train")
+    k_only, no_val = budget_split(data, spec, seed=3)  # issue 26: K is a task's whole budget by default
+    assert k_only.labelled() == {"fine": 50, "coarse": 80, "shoes": 12} and len(no_val) == 0
+    spec = parse_spec({"data": spec.data, "tasks": [
+        {"name": "fine", "labels_per_class": 5, "val_per_class": 5},
+        {"name": "coarse", "class_map": COARSE, "labels_per_class": 20, "val_per_class": 20},
+        {"name": "shoes", "classes": "5,7,9", "labels_per_class": 4, "holdout": True}]})
     train, val = budget_split(data, spec, seed=3)
     assert train.labelled() == {"fine": 50, "coarse": 80, "shoes": 12}
     assert val.labelled() == {"fine": 50, "coarse": 80, "shoes": 0}  # holdout: no validation labels
@@ -56,8 +62,12 @@ def test_budget_split_counts_and_no_overlap(fashion_npz):
 
 
 def test_impossible_budget_names_the_task(fashion_npz):
-    spec = parse_spec({"data": f"npz:{fashion_npz}", "tasks": [{"name": "fine", "labels_per_class": 100}]})
-    with pytest.raises(ValueError, match="task 'fine'"):
+    spec = parse_spec({"data": f"npz:{fashion_npz}", "tasks": [{"name": "fine", "labels_per_class": 121}]})
+    with pytest.raises(ValueError, match="task 'fine'.* has only 120"):
+        budget_split(load_multitask(spec, "train"), spec, 0)
+    spec = parse_spec({"data": f"npz:{fashion_npz}",  # K + V = 130 > 120 per class
+                       "tasks": [{"name": "fine", "labels_per_class": 100, "val_per_class": 30}]})
+    with pytest.raises(ValueError, match="task 'fine'.* has only 90"):
         budget_split(load_multitask(spec, "train"), spec, 0)
 
 

@@ -23,7 +23,7 @@ def test_module_reads_head_input_through_the_hook_and_gradient_flows():
     reg = BatchSpectralShrinkage(eta=0.5, k=2).attach(m)
     with torch.no_grad():
         s = torch.linalg.svdvals(m.forward_features(x))
-    expected = 0.5 * s[-2:].pow(2).sum().item()
+    expected = 0.5 * s[-2:].pow(2).sum().item() / 8  # the batch mean: Σσ² / B
     logits = m(x)
     assert reg._features is not None and reg._features.shape == (8, 64)  # recorded by the pre-hook
     loss = reg(m, x, y, logits)

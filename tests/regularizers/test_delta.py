@@ -82,3 +82,40 @@ def test_options_are_checked_and_hooks_removed():
     assert reg.layers == ["conv1", "fc"]
     reg.detach()
     assert not any(s._forward_hooks for s in m.stages.values())
+
+
+def test_attention_pass_is_cached_per_source_weights_and_sample(monkeypatch, tmp_path):
+    from transferkit.regularizers import delta as delta_mod
+
+    monkeypatch.setenv("TRANSFERKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(delta_mod, "_MEMORY", type(delta_mod._MEMORY)())
+    calls = []
+    real = DELTA.channel_attention
+
+    def counting(self, head, x, y):
+        calls.append(1)
+        return real(self, head, x, y)
+
+    monkeypatch.setattr(DELTA, "channel_attention", counting)
+    m, x, y = setup(n=24)
+    first = DELTA(attention_steps=20).attach(m, copy.deepcopy(m), (x, y))
+    assert first.attention_cache == "miss" and len(calls) == 1
+    again = DELTA(attention_steps=20).attach(m, copy.deepcopy(m), (x, y))  # same source, head, sample: no pass
+    assert again.attention_cache == "hit" and len(calls) == 1
+    assert all(torch.equal(first.weights[k], again.weights[k]) for k in first.weights)
+    delta_mod._MEMORY.clear()  # another process: read back from the disk entry
+    disk = DELTA(attention_steps=20).attach(m, copy.deepcopy(m), (x, y))
+    assert disk.attention_cache == "hit" and len(calls) == 1
+    assert all(torch.allclose(first.weights[k], disk.weights[k]) for k in first.weights)
+    DELTA(attention_steps=20).attach(m, copy.deepcopy(m), (x[:20], y[:20]))  # another sample: measured again
+    assert len(calls) == 2
+    changed = copy.deepcopy(m)
+    with torch.no_grad():
+        changed.stages.conv1[0].weight.add_(0.1)
+    DELTA(attention_steps=20).attach(m, changed, (x, y))  # other source weights: measured again
+    assert len(calls) == 3
+    delta_mod._MEMORY.clear()  # a corrupt disk entry is dropped and recomputed, not trusted
+    for f in (tmp_path / "delta-attention").glob("*.safetensors"):
+        f.write_bytes(b"garbage")
+    assert DELTA(attention_steps=20).attach(m, copy.deepcopy(m), (x, y)).attention_cache == "miss"
+    assert len(calls) == 4

@@ -281,6 +281,14 @@ def test_class_lists_must_match_the_head(bundle):
     ({"modality": "text"}, r"input_spec: a text spec has channels 0"),
     ({"evil": 1}, r"input_spec.evil is not an input-spec field"),
     ({"min_size": 0}, r"input_spec.min_size must be a whole number"),
+    ({"resize": "crop"}, r"input_spec.resize must be one of squash, shorter_crop, got 'crop'"),
+    ({"resize": ["squash"]}, r"input_spec.resize must be one of squash, shorter_crop"),
+    ({"crop_pct": 0}, r"input_spec.crop_pct must be a number in \(0, 1\], got 0"),
+    ({"crop_pct": 1.5}, r"input_spec.crop_pct must be a number in \(0, 1\], got 1.5"),
+    ({"crop_pct": True}, r"input_spec.crop_pct must be a number in \(0, 1\]"),
+    ({"crop_pct": "0.9"}, r"input_spec.crop_pct must be a number in \(0, 1\]"),
+    ({"interpolation": "lanczos"}, r"input_spec.interpolation must be one of bilinear, bicubic, got 'lanczos'"),
+    ({"resize": "shorter_crop", "size": None}, r"input_spec.resize 'shorter_crop' needs a size"),
 ])
 def test_an_input_spec_must_fit_the_architecture(bundle, spec, message):
     meta = meta_of(bundle)

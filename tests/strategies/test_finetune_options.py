@@ -20,13 +20,17 @@ def lrs(p):
     return [(g["name"], g["lr"]) for g in p.param_groups]
 
 
-def test_defaults_plan_exactly_what_plain_finetuning_planned(source, data):
+def test_default_recipe_backbone_at_a_tenth_of_the_head_rate_head_from_the_probe(source, data):
+    # issue 26: the default is LP-FT with the backbone at backbone_lr x the head's rate (was: one group, random head)
     p = plan(source, data)
     assert p.options == {"freeze": 0}
-    assert p.param_groups[0].keys() == {"params", "lr", "name"} and lrs(p) == [("trainable", 1e-3)]
-    assert len(p.param_groups[0]["params"]) == len(list(p.model.parameters()))
-    assert p.eval_modules == [] and p.loss_terms == [] and p.finalize is None
-    assert plan(source, data, freeze=2, bn="train").options == {"freeze": 2}
+    assert p.param_groups[0].keys() == {"params", "lr", "name"} and lrs(p) == [("backbone", 1e-4), ("head", 1e-3)]
+    assert sum(len(g["params"]) for g in p.param_groups) == len(list(p.model.parameters()))
+    assert p.loss_terms == [] and p.finalize is None
+    assert p.recipe["head_init"] == "probe" and p.recipe["backbone_lr"] == 0.1 and p.recipe["probe_C"] > 0
+    assert plan(source, data, freeze=2, bn="train").options == {"freeze": 2, "bn": "train"}
+    assert lrs(plan(source, data, head="random", backbone_lr=1.0)) == [("backbone", 1e-3), ("head", 1e-3)]
+    assert plan(source, data, head="random").recipe["head_init"] == "random"
 
 
 def test_layerwise_decay_and_explicit_rates(source, data):
@@ -86,17 +90,17 @@ def test_freeze_pattern_errors(source, data):
 def test_bn_frozen_keeps_statistics_and_affine_of_the_source(data):
     torch.manual_seed(0)
     source = create_backbone("resnet_small", num_classes=5)
-    with pytest.raises(ValueError, match="bn='eval' is not a BatchNorm policy; valid choices: train, frozen"):
+    with pytest.raises(ValueError, match="bn='eval' is not a BatchNorm policy; valid choices: frozen, train"):
         get_strategy("finetune", bn="eval")
     out = train_with(get_strategy("finetune", bn="frozen"), source, 3, data, None, CFG)
-    assert out.options == {"freeze": 0, "bn": "frozen"}
+    assert out.options == {"freeze": 0}  # frozen is the default (issue 26)
     bn, bn0 = out.model.stages.stem[1], source.stages.stem[1]
     assert torch.equal(bn.running_mean, bn0.running_mean) and torch.equal(bn.weight, bn0.weight)
     assert not torch.equal(out.model.stages.stem[0].weight, source.stages.stem[0].weight)  # convolutions train
     bns = sum(p.numel() for m in out.model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
     assert out.trainable_params == out.model.num_parameters() - bns
-    default = train_with(get_strategy("finetune"), source, 3, data, None, CFG)
-    assert not torch.equal(default.model.stages.stem[1].running_mean, bn0.running_mean)  # bn=train updates them
+    trained_bn = train_with(get_strategy("finetune", bn="train"), source, 3, data, None, CFG)
+    assert not torch.equal(trained_bn.model.stages.stem[1].running_mean, bn0.running_mean)  # bn=train updates them
     assert plan(create_backbone("seed_cnn", num_classes=5), data, bn="frozen").eval_modules == []  # no BN: no-op
 
 

@@ -25,7 +25,7 @@ from transferkit.adaptation.methods import parse_method
 from transferkit.api.adapt_job import ORACLE_NOTE, REFERENCE_NOTE, adapt
 from transferkit.api.runs import RunResult, write_json, write_yaml
 from transferkit.report.markdown import comparison_report
-from transferkit.report.metrics import mean_std, verdict
+from transferkit.report.metrics import comparison_sentence, flag, group_did_not_learn, majority_rate, mean_std
 from transferkit.report.plots import plot_method_bars
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, open_output_dir
@@ -62,6 +62,9 @@ def summarise_methods(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             vals = [c["diagnostics"]["after"][key] for c in group if c.get("diagnostics")]
             row[f"{key}_mean"], row[f"{key}_std"] = mean_std(vals) if vals else (float("nan"), float("nan"))
         row["diverged"] = sum(1 for c in group if c.get("diverged"))
+        row["did_not_learn"] = group_did_not_learn(
+            [{**c, "majority_rate": majority_rate(c["target_test"]["confusion_matrix"]) if c.get("target_test")
+              else None} for c in group], "target_accuracy", "n_target_test")
         rows.append(row)
     base = next((r for r in rows if r["method"] == BASELINE), None)
     ref = next((r for r in rows if r["method"] == REFERENCE), None)
@@ -76,7 +79,8 @@ def summarise_methods(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def adapt_findings(summary: Sequence[dict[str, Any]]) -> list[str]:
-    """Each method against source_only (beats / within / loses by more than one std), and the best gap closed."""
+    """Each method against source_only (beats / within / loses by more than one std; not compared when either did
+    not learn), and the best gap closed."""
     base = next((r for r in summary if r["method"] == BASELINE), None)
     lines = []
     if base is not None:
@@ -85,9 +89,10 @@ def adapt_findings(summary: Sequence[dict[str, Any]]) -> list[str]:
                 continue
             diff = r["target_accuracy_mean"] - base["target_accuracy_mean"]
             spread = max(r["target_accuracy_std"], base["target_accuracy_std"])
-            word = verdict(diff, spread, min(r["seeds"], base["seeds"]))
+            said = comparison_sentence(r["method"], BASELINE, diff, spread, min(r["seeds"], base["seeds"]),
+                                       bool(r.get("did_not_learn")), bool(base.get("did_not_learn")))
             gap = f", gap closed {r['gap_closed']:.0%}" if math.isfinite(r["gap_closed"]) else ""
-            lines.append(f"{r['method']} {word} source_only ({r['target_accuracy_mean']:.3f} vs "
+            lines.append(f"{said} ({r['target_accuracy_mean']:.3f} vs "
                          f"{base['target_accuracy_mean']:.3f}, Δ {diff:+.3f}, std ≤ {spread:.3f}{gap})")
     methods = [r for r in summary if r["method"] not in (BASELINE, REFERENCE) and math.isfinite(r["gap_closed"])]
     if methods:
@@ -117,6 +122,9 @@ def adapt_compare(methods: Sequence[str] = (BASELINE, "dann", "dan", "coral", RE
     out = check_output_dir(out, [adapt_kwargs.get(k) for k in ("source", "target", "backbone")],
                            kind="adapt-compare")  # it writes into out (finished cells are reused)
     open_output_dir(out, "adapt-compare")
+    # the configuration before any work, so an error later cannot lose it (each cell is its own run directory)
+    write_yaml(out / "config.yaml", {"command": "adapt-compare", "methods": list(methods), "seeds": list(seeds),
+                                     **adapt_kwargs})
     cells_dir = out / "cells"
     if restart and cells_dir.exists():
         shutil.rmtree(cells_dir)
@@ -147,7 +155,8 @@ def adapt_compare(methods: Sequence[str] = (BASELINE, "dann", "dan", "coral", RE
 
     columns = ["method", "target acc (selected)", "target acc (last epoch)", "gap closed", "gap closed (last)",
                "PAD after", "MMD² after", "source val acc", "time (s)"]
-    rows = [[r["method"] + (" (upper reference)" if r["reference"] else ""), pm(r, "target_accuracy"),
+    rows = [[r["method"] + (" (upper reference)" if r["reference"] else ""),
+             flag(pm(r, "target_accuracy"), r["did_not_learn"]),
              pm(r, "target_accuracy_last"),
              f"{r['gap_closed']:.0%}" if math.isfinite(r["gap_closed"]) else "-",
              f"{r['gap_closed_last']:.0%}" if math.isfinite(r["gap_closed_last"]) else "-",
@@ -163,8 +172,6 @@ def adapt_compare(methods: Sequence[str] = (BASELINE, "dann", "dan", "coral", RE
     plot_method_bars(bars, out / "adaptation.png", f"{title}\nselection: {selection}"
                      + (" (ORACLE)" if oracle else ""), base["target_accuracy_mean"] if base else None)
     wall = time.perf_counter() - start
-    write_yaml(out / "config.yaml", {"command": "adapt-compare", "methods": list(methods), "seeds": list(seeds),
-                                     **adapt_kwargs})
     write_json(out / "metrics.json", {"cells": cells, "summary": summary, "findings": notes, "wall_time_s": wall,
                                       "cells_reused": reused})
     intro = [f"Source `{first['source']}` → target `{first['target']}`, network `{first['backbone']}`"

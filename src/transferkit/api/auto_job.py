@@ -18,6 +18,11 @@ Three stages, each with its share of the budget, then one test evaluation:
    ``FINAL_PATIENCE`` epochs) and ends the search once its validation accuracy stops improving. A deadline
    callback stops any run at the stage's end (its best validation epoch is kept).
 
+Labels (issue 26): auto keeps a **separate validation set** — with ``labels_per_class=k`` it is ``val_per_class``
+other images per class (default ``k``), a labelled budget of ``k + v`` per class that metrics.json (``labels``) and
+report.md state; the chosen model is not refit on the validation images. (Choosing from an inner split of the ``k``
+labels, as ``transfer`` does, is not implemented for auto yet.)
+
 Every choice uses the validation split only; the chosen model (best validation accuracy over probes and stage-3
 runs) is evaluated **once** on the test split at the end. The best bundle so far is copied to ``<out>/bundle``
 after every improvement, so an interrupted run (Ctrl-C) keeps it; ``report.md`` explains every decision: the
@@ -49,7 +54,9 @@ from transferkit.backbones.registry import list_backbones
 from transferkit.bundle import load_bundle
 from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
+from transferkit.data.splits import labels_record
 from transferkit.report.markdown import markdown_table
+from transferkit.report.metrics import DID_NOT_LEARN, did_not_learn, majority_rate
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, open_output_dir
 from transferkit.strategies.base import get_strategy
@@ -185,6 +192,7 @@ def auto(
             raise ValueError(f"--{name.replace('_', '-')} must be a whole number ≥ {low}, got {value!r}")
     full = load_task(data, "train", classes, strict)
     check_max_length(full, max_length)
+    val_per_class = validation_per_class(labels_per_class, val_per_class)
     _check_validation_possible(full, labels_per_class, val_per_class)
     n_test = len(load_task(data, "test", classes, strict)) if has_split(data, "test") else 0
     cands = ([c.strip() for c in candidates.split(",") if c.strip()] if isinstance(candidates, str)
@@ -291,6 +299,14 @@ def auto(
         test = evaluate(out / "bundle", data, classes, split="test", strict=strict, console=quiet)
     state["stages"]["test"] = time.monotonic() - t0
     metrics = _metrics(state, test, budget_s, clock.elapsed())
+    per = None if labels_per_class is None else full.num_classes
+    metrics["labels"] = {**labels_record(
+        labels_per_class, val_per_class, labels_per_class * per if per else None, val_per_class * per if per else 0,
+        "validation split: every stage's choice by validation accuracy on the separate validation images"),
+        "words": budget_words(labels_per_class, val_per_class, val_fraction)}
+    if test is not None and metrics["test"] is not None:
+        metrics["test"]["did_not_learn"] = did_not_learn(test["accuracy"], test["n"],
+                                                         majority_rate(test["confusion_matrix"]))
     write_json(out / "metrics.json", metrics)
     _write_report(out / "report.md", metrics)
     _print_summary(console, metrics, out)
@@ -300,11 +316,34 @@ def auto(
     return RunResult(out, metrics, model, {"chosen": best})
 
 
+def validation_per_class(k: int | None, v: int | None) -> int | None:
+    """The separate validation images per class auto chooses on: ``v`` when given, else ``k`` — auto keeps an
+    explicit validation set (its successive halving ranks configurations by validation accuracy), so its labelled
+    budget is ``k + v`` per class, which its config, metrics and report say. Issue 26's rule (every choice from an
+    inner split of the ``k`` labels, the winner refit on all of them) is not implemented for auto yet."""
+    if k is None:
+        return v
+    if v is not None and v < 1:
+        raise ValueError(f"auto chooses on a validation split: --val-per-class must be ≥ 1 with --labels-per-class, "
+                         f"got {v}")
+    return k if v is None else v
+
+
+def budget_words(k: int | None, v: int | None, val_fraction: float) -> str:
+    """The labels auto uses, in words, for its report."""
+    if k is None:
+        return (f"the whole training split: a stratified {val_fraction:.0%} is the validation split every choice "
+                "uses, the rest trains")
+    return (f"{k} labelled training images per class train every candidate and {v} other labelled images per class "
+            f"are the validation split every choice uses: a labelled budget of {k} + {v} = {k + v} per class. The "
+            "chosen model was trained on the K training images only (not refit on the validation images)")
+
+
 def _check_validation_possible(full: Any, k: int | None, v: int | None) -> None:
     """Refuse, before any work, data whose smallest class cannot give validation examples beside its training ones
     (``k`` + ``v`` per class with a labelled budget; 2 otherwise, one of each)."""
     counts = full.class_counts()
-    need = k + (k if v is None else v) if k is not None else 2
+    need = k + (k if v is None else v) if k is not None else 2  # v: validation_per_class (k when not given)
     small = [(full.classes[i], int(n)) for i, n in enumerate(counts) if n < need]
     if small:
         shown = ", ".join(f"'{c}' has {n}" for c, n in small[:5])
@@ -503,6 +542,7 @@ def _write_report(path: Path, m: dict[str, Any]) -> None:
              f"Budget {m['budget_s']:.0f} s, wall time {m['wall_s']:.1f} s ({100 * m['over_budget']:+.1f} %)"
              + (" — **interrupted**: the best model so far was kept, no test evaluation" if m["interrupted"] else "")
              + ".", "", "## Time per stage", "",
+             *([f"Labels: {m['labels']['words']}.", ""] if m.get("labels") else []),
              markdown_table(["stage", "seconds"], [(k, f"{v:.1f}") for k, v in m["stages_s"].items()]), "",
              "## Stage 1 — sources ranked by transferability (training images, frozen)", ""]
     if m["ranking"]:
@@ -533,7 +573,9 @@ def _write_report(path: Path, m: dict[str, Any]) -> None:
         parts.append(f"Chosen: **{best['name']}** (stage {best['stage']}), validation accuracy "
                      f"{best['val_accuracy']:.4f}" + (f", **test accuracy {m['test']['accuracy']:.4f}** (macro-F1 "
                                                       f"{m['test']['macro_f1']:.4f}, {m['test']['n']} images, "
-                                                      "evaluated once, at the end)" if m["test"] else "") + ".")
+                                                      "evaluated once, at the end)" if m["test"] else "")
+                     + (f" — **{DID_NOT_LEARN}** (not significantly above the majority-class rate)"
+                        if (m["test"] or {}).get("did_not_learn") else "") + ".")
         parts.append("")
         parts.append("Every choice above used the validation split only; the bundle is in `bundle/`.")
     else:

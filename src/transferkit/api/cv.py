@@ -8,8 +8,11 @@ a spread, from the labelled examples alone:
   per class drawn from it (:func:`~transferkit.data.splits.k_per_class`, the labelled budget);
 * ``StratifiedKFold(K, shuffle=True, random_state=seed)`` splits the pool; each fold's held-out part is that
   fold's evaluation set;
-* each fold's validation set (early stopping, kept epoch) is carved, stratified, from that fold's *training*
-  part — never from its held-out part — with at least one image per class where the class has two or more;
+* with a labelled budget (``labels_per_class=k``) each fold trains on all of its training part with the fixed
+  recipe — no validation set, since the ``k`` labels are the whole budget — unless ``val_per_class=v`` carves ``v``
+  images per class out of the fold's training part for early stopping / the kept epoch; without a budget, a
+  stratified ``val_fraction`` of each fold's *training* part (never its held-out part) validates, with at least one
+  image per class where the class has two or more;
 * the **test split is not used at all**, and **no bundle is written**: the K models each saw only part of the
   pool, and none of them is "the" model. Run ``transfer`` without ``--cv`` to train the model you keep.
 """
@@ -40,10 +43,18 @@ from transferkit.api.runs import (
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import to_batches
-from transferkit.data.splits import check_trainable, k_per_class
+from transferkit.data.splits import check_trainable, k_per_class, labels_record
 from transferkit.engine.trainer import train
 from transferkit.report.markdown import comparison_report
-from transferkit.report.metrics import classification_metrics, mean_std
+from transferkit.report.metrics import (
+    DID_NOT_LEARN,
+    classification_metrics,
+    describe_selection,
+    did_not_learn,
+    flag,
+    majority_rate,
+    mean_std,
+)
 from transferkit.report.plots import plot_comparison, plot_confusion
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, staged_output
@@ -105,6 +116,12 @@ def cv_folds(labels: np.ndarray, k: int, seed: int, val_fraction: float = 0.1,
             val.append(pool[:n_val])
             train.append(pool[n_val:])
         folds.append(Fold(np.sort(np.concatenate(train)), np.sort(np.concatenate(val)), np.sort(eval_idx)))
+    present = set(np.unique(labels).tolist())
+    for i, f in enumerate(folds):  # a fold without every class must fail loudly, never score silently
+        missing = (present - set(labels[f.train].tolist())) | (present - set(labels[f.eval].tolist()))
+        if missing:
+            raise ValueError(f"--cv {k}: fold {i + 1} lacks class(es) {sorted(missing)} in its training or held-out "
+                             "part; use fewer folds (at most the smallest class count)")
     return folds
 
 
@@ -137,7 +154,8 @@ def cross_validate(
     pool = full.subset(pool_idx, f"{full.name}[{labels_per_class or 'all'}/class]")
     check_trainable(pool)  # fewer than 2 classes: nothing to learn (accuracy would be a meaningless 1.0)
     check_cv(cv, pool.labels, full.classes)
-    folds = cv_folds(pool.labels, cv, cfg.seed, val_fraction, val_per_class)
+    fold_val = val_per_class if labels_per_class is None else (val_per_class or 0)  # K is the budget: no V by default
+    folds = cv_folds(pool.labels, cv, cfg.seed, val_fraction, fold_val)
     model, meta = load_source(source, image_size, weights)
     check_channels(full, model, convert_channels, f"--data {data}")
     mapping, source_classes = head_init_mapping(full.classes, meta, head_init)
@@ -178,28 +196,42 @@ def cross_validate(
         "folds": records, "out_of_fold": pooled, "strategy": trained.strategy, "options": trained.options,
         "seed": cfg.seed, "labels_per_class": labels_per_class, "n_pool": len(pool),
         "test_split_used": False, "bundle": None, "total_time_s": wall,
+        "did_not_learn": did_not_learn(pooled["accuracy"], pooled["n"], majority_rate(pooled["confusion_matrix"])),
+        "labels": {**labels_record(labels_per_class, fold_val if labels_per_class is not None else val_per_class,
+                                   len(pool), 0, "per fold: " + describe_selection(
+                                       trained.fit.solver, len(folds[-1].val), trained.fit.best_epoch,
+                                       trained.fit.epochs_run, trained.fit.stopped_early),
+                                   pool.fingerprint(), pool_idx),
+                   "train_final_model": None,
+                   "note": "cross-validation trains no final model: each fold model fits the pool minus its "
+                           "held-out fold (minus any per-fold validation part); 'indices' is the pool"},
     }
     chance = 1.0 / full.num_classes
     columns = ["fold", "train", "validation", "held out", "accuracy", "macro-F1", "best epoch"]
     rows = [[str(r["fold"]), str(r["n_train"]), str(r["n_val"]), str(r["n_eval"]), f"{r['accuracy']:.3f}",
-             f"{r['macro_f1']:.3f}", str(r["best_epoch"] + 1)] for r in records]
-    rows.append(["mean ± std", "", "", str(len(pool)), f"{acc_mean:.3f} ± {acc_std:.3f}",
+             f"{r['macro_f1']:.3f}", str(r["best_epoch"] + 1) if r["n_val"] else "- (fixed recipe)"]
+            for r in records]
+    rows.append(["mean ± std", "", "", str(len(pool)),
+                 flag(f"{acc_mean:.3f} ± {acc_std:.3f}", metrics["did_not_learn"]),
                  f"{f1_mean:.3f} ± {f1_std:.3f}", ""])
-    val_note = (f"{val_per_class} images per class" if val_per_class is not None
-                else f"a stratified {val_fraction:.0%} (at least one per class)")
+    val_note = (f"{fold_val} images per class of each fold's training part (early stopping and the kept epoch)"
+                if fold_val else "none — each fold trains on all of its training part with the fixed recipe (a "
+                "linear probe still chooses its C by cross-validation inside that part)" if fold_val == 0
+                else f"a stratified {val_fraction:.0%} (at least one per class) of each fold's training part")
     budget = (f"{labels_per_class} labelled images per class drawn from the training split (seed {cfg.seed})"
               if labels_per_class is not None else "the whole training split")
     intro = [
         f"Source: `{meta.get('source')}`. Target: `{data}` classes {classes or 'all'} ({', '.join(full.classes)}). "
         f"Strategy `{trained.strategy}` {trained.options or ''}. Pool: {budget}, {len(pool)} images, split by "
         f"stratified {cv}-fold cross-validation (shuffled, seed {cfg.seed}). Each fold trains on the other folds "
-        "minus a stratified validation part (early stopping and the kept epoch) and is scored once on its "
-        f"held-out fold. Validation: {val_note} of each fold's training part. Mean ± sample std over folds."
+        f"and is scored once on its held-out fold. Validation: {val_note}. Mean ± sample std over folds."
     ]
     notes = [
         "The test split was not used at all: every number here comes from held-out folds of the training set.",
         f"Pooled out-of-fold accuracy {pooled['accuracy']:.3f}, macro-F1 {pooled['macro_f1']:.3f} "
-        f"(each pool image predicted once, by the model that did not train on it); chance {chance:.3f}.",
+        f"(each pool image predicted once, by the model that did not train on it); chance {chance:.3f}"
+        + (f" — {DID_NOT_LEARN}: not significantly above the majority-class rate." if metrics["did_not_learn"]
+           else "."),
         "No bundle was written: the K fold models each saw only part of the pool. Rerun transfer without --cv "
         "to train the model you keep (and score it once on the test split).",
     ]

@@ -174,7 +174,7 @@ def distill(
     spec = student_model.input_spec
     s_train = to_batches(train_set, spec)
     s_train = TensorBatches(s_train.x, torch.from_numpy(labels), spec.mean, spec.std, s_train.key,
-                            extras=(t_logits,) if t_feats is None else (t_logits, t_feats))
+                            extras=(t_logits,) if t_feats is None else (t_logits, t_feats), view=s_train.view)
     val_b, test_b = to_batches(val_set, spec), to_batches(test_set, spec)
     hint = tap = None
     if hint_layer is not None:
@@ -209,7 +209,7 @@ def distill(
         plain = None
         if baseline:  # every DDP process takes part in this training too
             n_lab = int((labels >= 0).sum())
-            lab = TensorBatches(s_train.x[:n_lab], s_train.y[:n_lab], spec.mean, spec.std)
+            lab = TensorBatches(s_train.x[:n_lab], s_train.y[:n_lab], spec.mean, spec.std, view=s_train.view)
             plain = train(get_strategy("scratch"), template, full.num_classes, lab, val_b,
                           dataclasses.replace(cfg, resume_from=None), None)
         if session.worker:  # a DDP process other than rank 0: rank 0 scores and writes

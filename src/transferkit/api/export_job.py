@@ -21,12 +21,34 @@ from transferkit.exporting import (
     export_onnx,
     export_torchscript,
     prepare_for_export,
+    tokenizer_path,
     verify_export,
 )
+from transferkit.inference import check_modality
 from transferkit.rundir import check_output_file, check_output_name
 
 FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt"}
 RECORD_FILE = "export.json"
+
+
+TEXT_INPUT_TEXT = ("input_ids, attention_mask: int64 (N, L), the texts tokenised by the tokenizer beside the model, "
+                   "truncated to max_length, padded with pad_id; mask 1 = token, 0 = padding")
+
+
+def _batch_names(batches: dict[str, Any]) -> str:
+    """How the verification batches are shown: 'batches of 1, 7' (images) or their names with shapes (text)."""
+    if all(k.startswith("batch_") for k in batches):
+        return f"batches of {', '.join(k[6:] for k in batches)}"
+    return "texts: " + ", ".join(f"{k} {tuple(v.get('shape', ()))}" for k, v in batches.items())
+
+
+def _earlier_tokenizer(path: Path) -> bool:
+    """Whether ``path`` is a tokenizer an earlier export recorded in the ``export.json`` beside it."""
+    try:
+        records = json.loads((path.parent / RECORD_FILE).read_text())
+        return any(isinstance(r, dict) and r.get("tokenizer") == path.name for r in records.values())
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
 
 
 def _earlier_export(path: Path) -> bool:
@@ -55,6 +77,11 @@ def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = No
     LoRA bundles are merged into their source first. The export is run against the bundle's PyTorch model on a
     batch of 1 and a batch of several (``verify_inputs``: preprocessed images ``(N, C, H, W)``, N ≥ 2; default
     sampled inputs) and must agree to 1e-4 with identical argmax, else it is deleted and an error raised.
+    A text model (``minilm``, ``hf:``) exports encoder + pooling + head, taking ``input_ids``/``attention_mask``
+    (dynamic batch and sequence axes), with its tokenizer written beside the file (``tokenizer.json``); it is
+    verified on tokenised texts of several lengths (``verify_inputs``: token ids ``(N, L)``, N ≥ 2). A multi-task
+    model exports its concatenated logits with the ``tasks`` metadata, verified per task. Other modalities are
+    refused by name.
     Beside the file, ``export.json`` records each export made there (keyed by file name): format, opset, bundle
     kind, verification figures, classes and input spec. Returns that record plus ``path``. The file is never
     written inside the bundle; an existing file is replaced only when ``export.json`` records it as an earlier
@@ -68,14 +95,8 @@ def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = No
         check_output_name(out)
     bundle_dir = resolve_bundle(bundle)
     model, meta = load_bundle(bundle_dir)
-    if model.input_spec.modality == "text":
-        raise ValueError(f"{bundle_dir}: a text model ({model.arch}); export to ONNX/TorchScript supports image "
-                         "models only so far (the Hugging Face encoder and its tokenizer would need their own "
-                         "exporter, e.g. optimum). Use the bundle with transferkit.predict")
-    if meta.get("tasks"):
-        raise ValueError(f"{bundle_dir}: a multi-task model ({len(meta['tasks'])} heads); export keeps one class "
-                         "list per model so far, which would mix the tasks' classes; use the bundle with "
-                         "transferkit.predict")
+    check_modality(model.input_spec.modality, f"export {bundle_dir}")
+    text = model.input_spec.modality == "text"
     kind = bundle_kind(model, meta)
     reference = copy.deepcopy(model).eval() if meta.get("adapter") else model  # verify against the unmerged model
     model, notes = prepare_for_export(model, meta)
@@ -86,17 +107,27 @@ def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = No
         if path.is_dir() or (not path.suffix and not path.exists()):
             path = path / FILE_NAMES[format]
     check_output_file(path, [bundle_dir], overwrite or out is None, _earlier_export, option="--out")  # not in it
+    if text:  # the tokenizer beside it: the same rule (never over a user's file)
+        check_output_file(tokenizer_path(path), [bundle_dir], overwrite or out is None, _earlier_tokenizer,
+                          option="--out (its tokenizer file)")
     if format == "onnx":
         export_onnx(model, meta, path, opset=opset)
     else:
         export_torchscript(model, meta, path)
-    check = verify_export(path, reference, format, inputs=verify_inputs)
+    check = verify_export(path, reference, format, inputs=verify_inputs, meta=meta)
     record: dict[str, Any] = {
         "format": format, "opset": opset if format == "onnx" else None, "bundle": str(bundle_dir), "kind": kind,
         "notes": notes, "verification": check, "classes": list(meta.get("classes") or []),
-        "input_spec": model.input_spec.to_dict(), "input": "images: float32 (N, C, H, W), preprocessed",
+        "input_spec": model.input_spec.to_dict(),
+        "input": TEXT_INPUT_TEXT if text else "images: float32 (N, C, H, W), preprocessed",
         "output": "logits: (N, num_classes)", "lineage": meta.get("lineage") or {},
     }
+    if text:
+        record["tokenizer"] = tokenizer_path(path).name
+    if meta.get("tasks"):
+        record["tasks"] = [{k: t[k] for k in ("name", "classes", "start", "stop")} for t in meta["tasks"]]
+        record["output"] = ("logits: (N, num_classes), the tasks' logits side by side (task t in columns "
+                            "start:stop of 'tasks'; a softmax per task)")
     record_file = path.parent / RECORD_FILE
     try:
         records = json.loads(record_file.read_text()) if record_file.is_file() else {}
@@ -110,7 +141,9 @@ def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = No
         console.print(f"exported {kind} bundle {bundle_dir} → {path} ({format}"
                       f"{f', opset {opset}' if format == 'onnx' else ''})", highlight=False)
         console.print(f"verified against PyTorch: max |Δ logits| = {check['max_abs_diff']:.2e} "
-                      f"(≤ {check['tolerance']:g}) on batches of {', '.join(k[6:] for k in check['batches'])}; "
-                      f"argmax identical", highlight=False)
+                      f"(≤ {check['tolerance']:g}) on {_batch_names(check['batches'])}; "
+                      f"argmax identical{' per task' if meta.get('tasks') else ''}", highlight=False)
+        if text:
+            console.print(f"tokenizer: {tokenizer_path(path)} (ship it with the model)", highlight=False)
         console.print(f"record: {record_file}", highlight=False)
     return {**record, "path": str(path)}

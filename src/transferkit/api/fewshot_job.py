@@ -50,7 +50,7 @@ from transferkit.bundle import save_bundle
 from transferkit.data.base import AnyDataset
 from transferkit.data.prepare import TensorBatches, to_batches
 from transferkit.data.registry import has_split
-from transferkit.data.splits import k_per_class, parse_classes
+from transferkit.data.splits import k_per_class, labels_record, parse_classes
 from transferkit.data.tokens import encode_texts
 from transferkit.engine.pairs import fit_pairs
 from transferkit.few_shot.episodes import CLASSIFIERS, evaluate_episodes
@@ -59,7 +59,7 @@ from transferkit.few_shot.setfit import CosinePairLoss, fit_logistic_head, make_
 from transferkit.few_shot.zeroshot import DEFAULT_TEMPLATE, label_prompts
 from transferkit.provenance import provenance
 from transferkit.report.markdown import run_report
-from transferkit.report.metrics import classification_metrics
+from transferkit.report.metrics import classification_metrics, did_not_learn, majority_rate
 from transferkit.report.plots import plot_confusion, plot_step_losses
 from transferkit.report.tables import metrics_table
 from transferkit.rundir import check_output_dir, run_session
@@ -192,8 +192,16 @@ def fewshot(
     metrics = score(model, eval_b, full.classes)
     details["evaluate_s"] = time.perf_counter() - t
     losses = details.pop("losses", None)
+    metrics["did_not_learn"] = did_not_learn(metrics["accuracy"], metrics["n"],
+                                             majority_rate(metrics["confusion_matrix"]))
     metrics = {"task": "fewshot", "method": method, "split": eval_name, **metrics, "labels_per_class": labels_per_class,
                "n_train": len(support), "seed": seed, "details": details,
+               "labels": labels_record(labels_per_class, None, len(support), 0,
+                                       f"no selection (fixed recipe): {method} with its given settings"
+                                       + (f" (head C = {head_c:g}, {iterations} iterations)" if method == "setfit"
+                                          else " (class means of the support features)")
+                                       + "; every one of the K labels per class fitted the final model",
+                                       support.fingerprint(), train_idx),
                "total_params": model.num_parameters(), "total_time_s": time.perf_counter() - start,
                "provenance": provenance(seed, {"train": support_b.key, "evaluation": eval_b.key})}
     with run_session(Path(out), overwrite=overwrite, config=config, sources=_inputs(config)) as session:
@@ -211,7 +219,8 @@ def fewshot(
         images.append("confusion_matrix.png")
         facts = {"job": "fewshot", "method": method, "source": lineage["source"],
                  "data": f"{data} classes {full.classes}", "labelled examples": f"{len(support)} "
-                 f"({labels_per_class} per class, seed {seed})", "evaluated on": f"{eval_name} ({len(evaluation)})",
+                 f"({labels_per_class} per class, seed {seed}; all of them fitted the final model)",
+                 "selection": metrics["labels"]["selection"], "evaluated on": f"{eval_name} ({len(evaluation)})",
                  **({"pairs": f"{details['pairs']} ({details['positive_pairs']} positive), {details['steps']} steps",
                      "body training": f"{details['body_train_s']:.1f} s"} if method == "setfit" else {}),
                  "total time": f"{metrics['total_time_s']:.1f} s"}
@@ -236,6 +245,9 @@ def _episodes_run(model: Backbone, pool: AnyDataset, data: str, k_shot: int, n_w
                       "for a tight confidence interval", highlight=False)
     metrics = {"task": "fewshot", "method": "episodes", "split": "training split (labelled pool)",
                **result.to_dict(), "pool": len(pool), "seed": seed, "feature_extraction_s": extract_s,
+               "labels": {**labels_record(k_shot, None, 0, 0, "no selection and no final model: an evaluation "
+                                          "protocol — every episode fits its classifier on K support examples per "
+                                          "class drawn afresh from the pool"), "train_final_model": None},
                "total_time_s": time.perf_counter() - start,
                "provenance": provenance(seed, {"pool": batches.key})}
     with run_session(Path(out), overwrite=overwrite, config=config, sources=_inputs(config)) as session:

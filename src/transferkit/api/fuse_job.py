@@ -71,8 +71,10 @@ def _member_split(full: ImageSet, lineage: dict[str, Any] | None, data: str,
     k = lin.get("labels_per_class")
     if k is None:
         return None  # trained on the whole split (minus a validation share): cannot be excluded
-    return labelled_budget_indices(full, k, lin.get("val_per_class"), float(lin.get("val_fraction") or 0.1),
-                                   int(lin.get("seed", 0)))
+    v = lin.get("val_per_class")
+    if v is None and "labels_rule" not in lin:  # a member trained before issue 26: no V then meant V = K
+        v = k
+    return labelled_budget_indices(full, k, v, float(lin.get("val_fraction") or 0.1), int(lin.get("seed", 0)))
 
 
 def _fit_set_indices(full: ImageSet, metas: Sequence[dict[str, Any]], members: Sequence[str | Path], data: str,

@@ -46,6 +46,7 @@ from transferkit.bundle import save_bundle
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches, to_batches
 from transferkit.data.registry import has_split
+from transferkit.data.splits import labels_record
 from transferkit.engine.multitask import train_multitask
 from transferkit.engine.trainer import TrainedModel
 from transferkit.few_shot.setfit import fit_logistic_head
@@ -54,7 +55,7 @@ from transferkit.multi_task.spec import MultiTaskSpec, load_spec, parse_spec
 from transferkit.multi_task.weighting import FixedWeighting, make_weighting
 from transferkit.provenance import provenance
 from transferkit.report.markdown import comparison_report
-from transferkit.report.metrics import classification_metrics
+from transferkit.report.metrics import classification_metrics, describe_selection, did_not_learn, flag, majority_rate
 from transferkit.report.plots import plot_comparison, plot_learning_curves
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, run_session
@@ -162,6 +163,10 @@ def multitask(
     datas = [d for d in [spec.data, *(t.data for t in spec.tasks)] if d is not None]
     test_set = load_multitask(spec, "test", full.classes, strict) if all(has_split(d, "test") for d in datas) \
         else None
+    if test_set is None and len(val_set) == 0:  # K is the whole budget (issue 26): then nothing would be scored
+        raise ValueError("multitask: the data has no test split and no task has validation rows (a task with "
+                         "labels_per_class uses its K labels for training only); give a task val_per_class for a "
+                         "separate validation set to score on")
     model_src, source_meta = load_source(source if isinstance(source, Backbone) else spec.source, spec.image_size,
                                          None, spec.max_length)
     check_channels(full.inputs, model_src, False, "multitask")
@@ -269,6 +274,10 @@ def _metrics(spec: MultiTaskSpec, full: MultiTaskSet, train_set: MultiTaskSet, v
              strat: Any) -> dict[str, Any]:
     tasks = {}
     missing = full.missing()
+    fit = trained.fit
+    selection = ("per task: the probe's C by cross-validation on that task's training labels, then refit on all of "
+                 "them" if fit.solver is not None else
+                 describe_selection(None, len(val_set), fit.best_epoch, fit.epochs_run, fit.stopped_early))
     for name, i, cls in zip(names, cols, classes, strict=True):
         s = single.get(name)
         tasks[name] = {
@@ -276,6 +285,9 @@ def _metrics(spec: MultiTaskSpec, full: MultiTaskSet, train_set: MultiTaskSet, v
             "val_labels": int((val_set.labels[:, i] != MISSING).sum()),
             "missing_in_data": missing[name], "rows_in_data": len(full),
             "labels_per_class": spec.tasks[i].labels_per_class,
+            "labels": labels_record(spec.tasks[i].labels_per_class, spec.tasks[i].val_per_class,
+                                    int((train_set.labels[:, i] != MISSING).sum()),
+                                    int((val_set.labels[:, i] != MISSING).sum()), selection),
             "multitask": mt[name], "single_task": s,
             "delta": None if s is None else mt[name]["accuracy"] - s["accuracy"],
         }
@@ -291,6 +303,11 @@ def _metrics(spec: MultiTaskSpec, full: MultiTaskSet, train_set: MultiTaskSet, v
     }
 
 
+def _at_chance(m: dict[str, Any] | None) -> bool:
+    """Whether task metrics ``m`` (accuracy, n, confusion matrix) are at chance level — "did not learn"."""
+    return m is not None and did_not_learn(m["accuracy"], m["n"], majority_rate(m["confusion_matrix"]))
+
+
 def _write_report(run_dir: Path, metrics: dict[str, Any], trained: TrainedModel) -> None:
     tasks = metrics["tasks"]
     split = metrics["split"]
@@ -299,7 +316,8 @@ def _write_report(run_dir: Path, metrics: dict[str, Any], trained: TrainedModel)
         s = r.get("single_task")
         rows.append([name, len(r["classes"]), r["train_labels"], r["val_labels"],
                      f"{r['missing_in_data']} of {r['rows_in_data']}",
-                     f"{s['accuracy']:.4f}" if s else "-", f"{r['multitask']['accuracy']:.4f}",
+                     flag(f"{s['accuracy']:.4f}", _at_chance(s)) if s else "-",
+                     flag(f"{r['multitask']['accuracy']:.4f}", _at_chance(r["multitask"])),
                      f"{r['delta']:+.4f}" if r["delta"] is not None else "-",
                      f"{r['multitask']['macro_f1']:.4f}"])
     images = []
@@ -311,7 +329,7 @@ def _write_report(run_dir: Path, metrics: dict[str, Any], trained: TrainedModel)
         plot_comparison(groups, series, run_dir / "tasks.png", f"{split} accuracy",
                         f"multi-task ({metrics['weighting']}) vs single-task, same steps")
         images.append("tasks.png")
-    if trained.fit.history:
+    if trained.fit.history and trained.fit.solver is None:  # a solved probe has no epochs to plot
         plot_learning_curves(trained.fit.history, run_dir / "learning_curves.png", "multi-task training")
         images.append("learning_curves.png")
     intro = [f"Strategy **{metrics['strategy']}** {metrics['options'] or ''}, loss weighting **{metrics['weighting']}**"
@@ -320,10 +338,23 @@ def _write_report(run_dir: Path, metrics: dict[str, Any], trained: TrainedModel)
              f"validation rows; seed {metrics['seed']}.",
              "",
              "Each task's single-task model has the same source, strategy, labelled rows and number of optimiser "
-             f"steps. Accuracies are on the {split} split, evaluated once at the end; early stopping used the "
-             "validation rows only (mean of the tasks' validation losses). 'missing' counts the rows of the training "
-             "data without a label for the task (masked out of its loss)."]
-    findings = [f"{n}: multi-task {'helped' if r['delta'] > 0 else 'did not help'} ({r['delta']:+.4f}; one seed — "
+             f"steps. Accuracies are on the {split} split, evaluated once at the end; "
+             + ("the kept epoch (and any early stop) used the validation rows only (mean of the tasks' validation "
+                "losses). " if metrics["n_val_rows"] else "no validation rows: nothing was selected, the fixed "
+                "recipe's final weights were kept and every labelled training row fitted them. ")
+             + "'missing' counts the rows of the training data without a label for the task (masked out of its loss)."
+             + " An accuracy marked 'did not learn' is not significantly above the majority-class rate (one-sided "
+             "binomial test at 1 %)."]
+    solver = trained.fit.solver
+    if solver is not None:  # a solved probe: no steps, no weighting — each head is its own convex problem
+        chosen = ", ".join(f"{n} C = {r['C']:.3g} ({r['chosen_by']})" for n, r in solver["tasks"].items())
+        intro[-1] = ("The linear heads were **solved**, not stepped: L-BFGS logistic regression per task on the rows "
+                     f"labelled for it ({chosen}); the loss weighting and task sampling do not apply, and a "
+                     "single-task model is the same solve on the same rows. Accuracies are on the "
+                     f"{split} split, evaluated once at the end; the validation rows were only scored.")
+    findings = [f"{n}: not compared — {'single-task' if _at_chance(r['single_task']) else 'multi-task'} did not learn"
+                if _at_chance(r["single_task"]) or _at_chance(r["multitask"]) else
+                f"{n}: multi-task {'helped' if r['delta'] > 0 else 'did not help'} ({r['delta']:+.4f}; one seed — "
                 "compare over seeds before concluding)" for n, r in tasks.items() if r["delta"] is not None]
     for name, h in metrics["holdout"].items():
         if "accuracy" in h:

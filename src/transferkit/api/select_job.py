@@ -58,6 +58,7 @@ from transferkit.data.base import ImageSet
 from transferkit.data.prepare import to_batches
 from transferkit.data.splits import labelled_budget_indices, parse_classes
 from transferkit.report.markdown import markdown_table
+from transferkit.report.metrics import flag
 from transferkit.report.plots import plot_score_vs_accuracy
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, staged_output
@@ -436,7 +437,9 @@ def _verify(chosen: list[dict[str, Any]], data: str, classes: str | list[int] | 
         total += wall
         split = res.metrics["split"]
         e["verification"] = {"strategy": res.metrics["strategy"], "accuracy": res.metrics["accuracy"],
-                             "split": split, "validation_accuracy": res.metrics["validation"]["accuracy"],
+                             "split": split, "validation_accuracy": (res.metrics["validation"] or {}).get("accuracy"),
+                             "did_not_learn": bool(res.metrics.get("did_not_learn")),
+                             "labels": res.metrics.get("labels"),
                              "wall_time_s": wall, "run_dir": f"verify/{run_dir.name}"}
     scoring = sum(e["time"]["total_s"] for e in chosen)
     return {"n": len(chosen), "candidates": [e["candidate"] for e in chosen], "accuracy_split": split,
@@ -467,7 +470,9 @@ def _ranking_rows(entries: list[dict[str, Any]], names: list[str],
             row += [_fmt(sim.get(k)) for k in SIMILARITY]
         if verified:
             v = e.get("verification")
-            cells = [f"{v['accuracy']:.4f}", f"{v['validation_accuracy']:.4f}", f"{v['wall_time_s']:.1f}"] if v \
+            cells = [flag(f"{v['accuracy']:.4f}", bool(v.get("did_not_learn"))),
+                     f"{v['validation_accuracy']:.4f}" if v.get("validation_accuracy") is not None else "-",
+                     f"{v['wall_time_s']:.1f}"] if v \
                 else ["-", "-", "-"]
             row += cells[:1] if compact else cells
         rows.append(row)
@@ -480,6 +485,15 @@ def _verification_lines(metrics: dict[str, Any]) -> list[str]:
     if not ver:
         return lines
     split = ver["accuracy_split"]
+    labels = next((e["verification"].get("labels") for e in metrics["candidates"]
+                   if e.get("verification") and e["verification"].get("labels")), None)
+    if labels:  # how the verification runs used the labelled budget (issue 26: K is the whole budget)
+        lines.append(f"verification runs: the final model of each trained on {labels['train_final_model']} labelled "
+                     f"examples ({labels['per_class'] or 'all'} per class); selection: {labels['selection']}")
+    failed = [e["name"] for e in metrics["candidates"] if (e.get("verification") or {}).get("did_not_learn")]
+    if failed:
+        lines.append(f"{', '.join(failed)}: fine-tuned accuracy at chance level — did not learn (their rank against "
+                     "the others says nothing)")
     for name, c in ver["correlations"].items():
         if c["kendall_tau"] is None and c["pearson_r"] is None:
             corr = c["note"] or "n/a"

@@ -29,28 +29,24 @@ def is_loopback(host: str) -> bool:
 
 
 def load_service_predictor(model: str | Path, backend: str = "torch", threads: int | None = None) -> Any:
-    """The predictor for ``model``: a bundle/run directory (torch) or a ``model.onnx`` / folder holding one (onnx).
+    """The predictor for ``model``: a bundle/run directory (torch) or a ``model.onnx`` / folder holding one (onnx) —
+    image or text, single- or multi-task; another modality is refused by name.
 
     ``threads`` caps the intra-op threads of the backend (torch: process-wide ``torch.set_num_threads``)."""
-    from transferkit.inference import OnnxPredictor, TorchPredictor
+    from transferkit.inference import OnnxPredictor, TorchPredictor, check_modality
 
     if backend == "torch":
         if threads:
             import torch
 
             torch.set_num_threads(threads)
-        predictor = TorchPredictor.load(model)
-        if predictor.meta.get("tasks"):
-            raise ValueError(f"{model}: a multi-task model ({len(predictor.meta['tasks'])} heads); the HTTP service "
-                             "answers with one class per image so far. Use 'transferkit predict MODEL IMAGES' (or "
-                             "transferkit.predict), which returns every task's prediction")
-        if predictor.input_spec.modality != "text":
-            return predictor
-        raise ValueError(f"{model}: a text model; the HTTP service takes images only so far. Use "
-                         "'transferkit predict MODEL texts.csv' (or transferkit.predict) for texts")
-    if backend == "onnx":
-        return OnnxPredictor.load(model, threads=threads)
-    raise ValueError(f"--backend: unknown '{backend}'; valid choices: torch, onnx")
+        predictor: Any = TorchPredictor.load(model)
+    elif backend == "onnx":
+        predictor = OnnxPredictor.load(model, threads=threads)
+    else:
+        raise ValueError(f"--backend: unknown '{backend}'; valid choices: torch, onnx")
+    check_modality(predictor.input_spec.modality, f"serve {model}")
+    return predictor
 
 
 def _model_name(predictor: Any, model: str | Path) -> str:
@@ -63,7 +59,8 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, backend:
           api_key: str | None = None, threads: int | None = None, log_level: str = "warning",
           console: Console | None = None, max_request_mp: float | None = None, max_inflight_mp: float | None = None,
           decode_workers: int = 2, body_timeout_s: float = 30.0, expose_lineage: bool = False,
-          docs: bool = False) -> None:
+          docs: bool = False, max_texts: int = 64, max_text_chars: int = 20_000,
+          long_texts: str = "truncate") -> None:
     """Serve ``model`` over HTTP until stopped: ``POST /predict``, ``GET /health``, ``GET /model``.
 
     Binds to ``127.0.0.1`` by default (only this machine). ``api_key`` (or env ``TRANSFERKIT_API_KEY``) makes
@@ -73,6 +70,8 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, backend:
     twice ``max_request_mp``; beyond it requests get 503 + Retry-After); ``decode_workers``: decode threads;
     ``body_timeout_s``: time allowed to receive a request body (else 408). ``expose_lineage``: ``/model`` also
     shows the lineage (local paths) and metrics; ``docs``: serve ``/docs`` and ``/redoc`` (assets from a CDN).
+    Text models: ``max_texts`` per request and ``max_text_chars`` per text (else 413); ``long_texts`` —
+    ``"truncate"`` a text over the model's ``max_length`` tokens (flagged in the answer) or ``"refuse"`` it (422).
     """
     import uvicorn
 
@@ -82,6 +81,8 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, backend:
     if max_upload_mb <= 0 or max_images < 1 or decode_timeout_s <= 0 or body_timeout_s <= 0 or decode_workers < 1:
         raise ValueError("--max-upload-mb, --decode-timeout and --body-timeout must be > 0, --max-images and "
                          "--decode-workers ≥ 1")
+    if max_texts < 1 or max_text_chars < 1:
+        raise ValueError(f"--max-texts and --max-text-chars must be ≥ 1, got {max_texts} and {max_text_chars}")
     if not 0 <= port <= 65535:
         raise ValueError(f"--port {port}: must be 0..65535")
     defaults = ServiceLimits()
@@ -94,7 +95,8 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, backend:
     limits = ServiceLimits(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_images=max_images,
                            decode_timeout_s=decode_timeout_s, max_request_pixels=request_px,
                            max_inflight_pixels=inflight_px, decode_workers=decode_workers,
-                           body_timeout_s=body_timeout_s)
+                           body_timeout_s=body_timeout_s, max_texts=max_texts, max_text_chars=max_text_chars,
+                           long_texts=long_texts)
     app = create_app(predictor, limits, api_key=api_key, backend_name=backend,
                      model_name=_model_name(predictor, model), expose_lineage=expose_lineage, docs=docs)
     if not is_loopback(host) and not api_key:

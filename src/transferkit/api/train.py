@@ -35,14 +35,21 @@ from transferkit.api.runs import (
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.registry import backbone_info
 from transferkit.bundle import save_bundle
-from transferkit.config import TrainConfig
+from transferkit.config import TrainConfig, check_budget
 from transferkit.data.class_map import load_class_map
 from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
-from transferkit.data.splits import labelled_budget_split, parse_classes
+from transferkit.data.splits import (
+    LABELS_RULE,
+    labelled_budget_indices,
+    labelled_budget_split,
+    labels_record,
+    parse_classes,
+)
 from transferkit.engine.trainer import TrainedModel, train
 from transferkit.provenance import provenance
 from transferkit.report.markdown import run_report
+from transferkit.report.metrics import describe_selection, did_not_learn, majority_rate
 from transferkit.report.plots import plot_confusion, plot_learning_curves
 from transferkit.report.tables import metrics_table
 from transferkit.rundir import check_output_dir, run_session
@@ -52,18 +59,27 @@ from transferkit.strategies.base import Strategy, get_strategy
 def write_run(
     run_dir: Path, kind: str, trained: TrainedModel, classes: list[str], lineage: dict[str, Any],
     config: dict[str, Any], val: dict[str, Any], test: dict[str, Any] | None, data_sizes: dict[str, int],
-    wall_s: float, provenance: dict[str, Any] | None = None,
+    wall_s: float, provenance: dict[str, Any] | None = None, labels: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write metrics.json, plots, bundle/ and report.md of a finished run into ``run_dir``; return the metrics.
 
     ``provenance`` (:func:`transferkit.provenance.provenance`: seed, data fingerprints, library versions, git
-    commits) goes into metrics.json as it is."""
+    commits) goes into metrics.json as it is; so does ``labels`` (:func:`~transferkit.data.splits.labels_record`:
+    which labels trained the final model and how selection was done). An empty validation set (a labelled budget
+    without ``--val-per-class``: the K labels are the whole budget) gives ``"validation": null``; with no test split
+    either, ``split`` is ``"none"`` and nothing is scored. ``did_not_learn`` flags an accuracy at chance level
+    (:func:`~transferkit.report.metrics.did_not_learn`)."""
+    has_val = bool(val) and val.get("n", 0) > 0
     final = test if test is not None else val
     metrics = {
         "task": kind,
-        "split": "test" if test is not None else "validation",
+        "split": "test" if test is not None else "validation" if has_val else "none",
         **{k: final[k] for k in ("accuracy", "macro_f1", "per_class", "confusion_matrix", "n")},
-        "validation": {"accuracy": val["accuracy"], "macro_f1": val["macro_f1"], "loss": val["loss"], "n": val["n"]},
+        "did_not_learn": did_not_learn(final["accuracy"], final["n"], majority_rate(final["confusion_matrix"]))
+        if final["n"] else None,  # None: nothing was evaluated (no test split, no validation set)
+        "validation": {"accuracy": val["accuracy"], "macro_f1": val["macro_f1"], "loss": val["loss"], "n": val["n"]}
+        if has_val else None,
+        "labels": labels,
         "strategy": trained.strategy,
         "options": trained.options,
         "seed": config.get("seed"),
@@ -82,7 +98,7 @@ def write_run(
         k: metrics[k] for k in ("split", "accuracy", "macro_f1", "n")}, "config": config}, run_dir / "bundle")
     write_json(run_dir / "metrics.json", metrics)
     images = []
-    if trained.fit.history:
+    if trained.fit.history and trained.fit.solver is None:  # a solved head has no epochs to plot
         plot_learning_curves(trained.fit.history, run_dir / "learning_curves.png", f"{kind}: {trained.strategy}")
         images.append("learning_curves.png")
     plot_confusion(final["confusion_matrix"], classes, run_dir / "confusion_matrix.png",
@@ -92,11 +108,17 @@ def write_run(
         "job": kind, "strategy": f"{trained.strategy} {trained.options or ''}".strip(),
         "source": lineage.get("source", "-"), "data": f"{lineage.get('data')} classes {classes}",
         "labelled training examples": data_sizes["n_train"], "validation examples": data_sizes["n_val"],
+        **label_facts(labels),
         "seed": config.get("seed"), "best epoch (validation)": trained.fit.best_epoch + 1,
         "epochs run": trained.fit.epochs_run, "trainable / total parameters":
             f"{trained.trainable_params:,} / {trained.model.num_parameters():,}",
         "train time": f"{trained.fit.train_time_s:.1f} s", "total time": f"{wall_s:.1f} s",
     }
+    if trained.fit.solver is not None:
+        del facts["best epoch (validation)"], facts["epochs run"]
+        facts.update(solver_facts(trained.fit.solver))
+    elif not has_val:  # no validation set: no epoch was chosen, the final weights are kept
+        del facts["best epoch (validation)"]
     if trained.head_init is not None:
         h = trained.head_init
         pairs = ", ".join(f"{t} ← {s}" for t, s in h["matched"].items())
@@ -105,12 +127,90 @@ def write_run(
                                                    + ("" if h["applied"] else f" — not applied: {h['reason']}"))
     if trained.feature_cache:
         facts["features"] = f"extracted in {trained.extra_time_s:.1f} s (feature cache {trained.feature_cache})"
-    notes = ["Early stopping and the best checkpoint used the validation split only; the test split was "
-             "evaluated once, at the end."] if test is not None else [
-             "This dataset has no test split: the metrics are on the validation split, which was also used "
-             "for early stopping, so they are optimistic."]
+    notes = run_notes(trained, has_val, test is not None)
     run_report(run_dir / "report.md", f"transferkit {kind} run", facts, metrics, images, notes)
     return metrics
+
+
+def run_labels(trained: TrainedModel, labels_per_class: int | None, val_per_class: int | None, n_train: int,
+               n_val: int, fingerprint: str | None, indices: Any = None) -> dict[str, Any]:
+    """metrics.json's ``labels`` entry of a trained run (:func:`~transferkit.data.splits.labels_record`), with how
+    selection was done (:func:`~transferkit.report.metrics.describe_selection`) and, for a probe whose C was
+    cross-validated, that cross-validation's accuracy at the chosen C as ``selection_estimate`` (a held-out estimate
+    from the training labels alone)."""
+    fit = trained.fit
+    record = labels_record(labels_per_class, val_per_class, n_train, n_val,
+                           describe_selection(fit.solver, n_val, fit.best_epoch, fit.epochs_run, fit.stopped_early),
+                           fingerprint, indices)
+    solver = fit.solver or {}
+    if solver.get("grid") and solver.get("cv_accuracy"):
+        best = solver["grid"].index(solver["C"]) if solver["C"] in solver["grid"] else None
+        if best is not None:
+            record["selection_estimate"] = {"accuracy": float(solver["cv_accuracy"][best]),
+                                            "log_loss": float(solver["cv_log_loss"][best]),
+                                            "how": f"mean held-out accuracy of {solver.get('cv', 'cross-validation')}"
+                                                   " at the chosen C"}
+    return record
+
+
+def label_facts(labels: dict[str, Any] | None) -> dict[str, str]:
+    """Report lines of a run's ``labels`` record: which labels trained the final model, and how selection was done."""
+    if not labels:
+        return {}
+    k, v = labels.get("per_class"), labels.get("validation_per_class")
+    if k is None:
+        which = f"the training split minus its validation part: {labels['train_final_model']} examples"
+    else:
+        which = f"all {k} labelled examples per class ({labels['train_final_model']} in total)"
+        which += (f"; budget {k} + {v} per class (a separate validation set of {v} per class)" if v
+                  else f"; budget {k} per class in total (no separate validation set)")
+    out = {"labels that trained the final model": which, "selection": labels.get("selection", "-")}
+    est = labels.get("selection_estimate")
+    if est:
+        out["held-out estimate (selection)"] = (f"accuracy {est['accuracy']:.3f} ({est['how']}; an estimate from "
+                                                "the training labels, not a test score)")
+    return out
+
+
+def run_notes(trained: TrainedModel, has_val: bool, has_test: bool) -> list[str]:
+    """The report's closing notes: what selection used, and which split the metrics come from (never claiming an
+    early stop or a validation choice that did not happen)."""
+    if trained.fit.solver is not None:
+        chose = ("The linear head was solved on the training labels alone (C chosen on them, see above)"
+                 + ("; the validation split was only scored" if has_val else ""))
+    elif has_val:
+        chose = "The kept epoch (and any early stop) was chosen on the validation split only"
+    else:
+        chose = ("No validation set: nothing was selected (no early stopping, no epoch choice); the final weights of "
+                 "the fixed recipe were kept")
+    if has_test:
+        return [f"{chose}; the test split was evaluated once, at the end."]
+    if has_val:
+        return [f"{chose}. This dataset has no test split: the metrics are on the validation split"
+                + (", which was also used for selection, so they are optimistic." if trained.fit.solver is None
+                   else ".")]
+    return [f"{chose}. This dataset has no test split and the run has no validation set: nothing was evaluated "
+            "(add --val-per-class V for a validation score, or evaluate with `transferkit use`)."]
+
+
+def solver_facts(record: dict[str, Any]) -> dict[str, str]:
+    """Report lines for a solved linear head (:mod:`transferkit.strategies.probe_solver`): the L2 strength and how it
+    was chosen, the cross-validation table, any fallback, iterations and time, and the settings it ignored."""
+    facts = {"linear head": (f"solved (L-BFGS logistic regression on standardised features), C = {record['C']:.3g} "
+                             f"— {record['chosen_by']}; {record['iterations']} L-BFGS iterations, "
+                             f"{record.get('solve_s', record['fit_s']):.2f} s"
+                             + ("" if record.get("converged", True) else " (final fit stopped at max_iter)"))}
+    if record.get("grid"):
+        facts["cross-validation (C: held-out log-loss / accuracy)"] = ", ".join(
+            f"{c:.3g}: {lo:.3f}/{a:.3f}" for c, lo, a in zip(record["grid"], record["cv_log_loss"],
+                                                             record["cv_accuracy"], strict=True))
+    if record.get("at_grid_edge"):
+        facts["note"] = "the chosen C lies at the edge of the grid"
+    if record.get("fallback"):
+        facts["cross-validation fallback"] = record["fallback"]
+    if record.get("ignored"):
+        facts["ignored (stepped-training settings)"] = ", ".join(record["ignored"])
+    return facts
 
 
 def _train_job(
@@ -153,14 +253,19 @@ def _train_job(
             "kind": kind, "source": source_meta.get("source", "scratch"),
             "source_lineage": source_meta.get("lineage"), "data": data, "classes": parse_classes(classes),
             "labels_per_class": labels_per_class, "val_per_class": val_per_class, "val_fraction": val_fraction,
+            "labels_rule": LABELS_RULE,  # what val_per_class=None means (fuse rebuilds a member's draw from it)
             "strategy": trained.strategy, "options": trained.options,
             "seed": cfg.seed, "class_map": class_map or None,
         }
         sizes = {"n_train": len(train_set), "n_val": len(val_set), "n_test": len(test_b) if test_b else 0}
         prov = provenance(cfg.seed, {"train": train_b.key, "validation": val_b.key,
                                      "test": test_b.key if test_b is not None else None})
+        tr_idx = labelled_budget_indices(full, labels_per_class, val_per_class, val_fraction, cfg.seed)[0] \
+            if labels_per_class is not None else None  # the same seeded draw as train_set: its positions
+        labels = run_labels(trained, labels_per_class, val_per_class, len(train_set), len(val_set),
+                            train_set.fingerprint(), tr_idx)
         metrics = write_run(tmp, kind, trained, full.classes, lineage, config, val_m, test_m, sizes,
-                            time.perf_counter() - start, prov)
+                            time.perf_counter() - start, prov, labels)
     console.print(metrics_table(metrics, f"{kind} → {out}  ({metrics['split']} split)"))
     console.print(f"report: {out / 'report.md'}   bundle: {out / 'bundle'}")
     return RunResult(out, metrics, trained.model, {"classes": full.classes, "lineage": lineage})
@@ -210,28 +315,39 @@ def pretrain(
 def transfer(
     source: str | Path | Backbone, data: str = "fashion_mnist", classes: str | list[int] | None = None,
     labels_per_class: int | None = None, strategy: str = "finetune", seed: int = 0,
-    out: str | Path = "runs/transfer", epochs: int = 30, batch_size: int | None = None, lr: float | None = None,
-    weight_decay: float = 1e-4, optimizer: str = "adamw", patience: int | None = 10, freeze: int | None = None,
+    out: str | Path = "runs/transfer", epochs: int | None = None, batch_size: int | None = None,
+    lr: float | None = None, weight_decay: float = 1e-4, optimizer: str = "adamw", patience: int | None = None,
+    freeze: int | None = None,
     probe_layer: str | None = None, options: dict[str, Any] | None = None, val_per_class: int | None = None,
     val_fraction: float = 0.1, image_size: int | None = None, weights: str | Path | None = None, strict: bool = False,
     convert_channels: bool = False, accelerator: str = "cpu", devices: int | str = 1, progress: bool = True,
-    schedule: str = "constant", warmup_epochs: int = 0, augment: str = "none", mixup: float = 0.0,
+    schedule: str | None = None, warmup_epochs: int = 0, augment: str | None = None, mixup: float = 0.0,
     cutmix: float = 0.0, class_weight: str = "none", sampler: str = "random",
     class_map: str | Path | dict | None = None, head_init: bool = True, cv: int | None = None,
     num_nodes: int = 1, distributed: str = "auto", deterministic: bool | None = None,
     checkpoint_every: int | None = 200, resume: bool = False, overwrite: bool = False,
     console: Console | None = None, callbacks: Sequence[Callback] = (), evaluate_test: bool = True,
-    max_length: int | None = None,
+    max_length: int | None = None, steps: int | None = None,
 ) -> RunResult:
     """Transfer ``source`` (run dir, bundle dir or pretrained backbone name) to a new task and evaluate it.
 
-    ``labels_per_class=k`` trains on ``k`` labelled images per class, with ``val_per_class`` (default ``k``)
-    other training-split images per class for early stopping; the test split is only used for the final
-    evaluation. ``strategy`` is ``scratch``/``structure``, ``linear_probe``/``feature`` or
+    ``labels_per_class=k`` means ``k`` labelled images per class in total, all of which train the final model
+    (a linear probe chooses its C by cross-validation on them; stepped strategies run a fixed recipe — K = 1 is
+    allowed, with "no selection"); ``val_per_class=v`` adds ``v`` other training-split images per class as a fixed
+    validation set (a budget of ``k + v``). metrics.json's ``labels`` records which labels trained the final model
+    and how selection was done. The test split is only used for the final evaluation.
+    ``strategy`` is ``scratch``/``structure``, ``linear_probe``/``feature`` or
     ``finetune``/``parameter``; ``options`` holds further strategy options (``transferkit strategies`` lists
     them). ``image_size`` sets the input size of a named pretrained backbone,
     ``weights`` a local weights file for ``timm:``/``torchvision:`` sources and ``max_length`` the token limit of a
     named text backbone (``minilm``, ``hf:…``; text data such as ``text:FILE.csv`` or ``ag_news``).
+
+    Budget and recipe: ``steps`` optimiser steps, or ``epochs`` passes over the training set (not both); with
+    neither, the strategy's recipe (``finetune``: 100 steps whatever the dataset size, warm-up + cosine, LP-FT;
+    ``scratch``: 300 steps at a higher rate with light augmentation; see :mod:`transferkit.strategies`).
+    ``schedule``/``augment`` ``None`` take the recipe's. ``patience`` (default off) stops early on the validation
+    loss when there is a validation set; without one the final weights are kept. metrics.json's ``fit.recipe``
+    records what was used.
 
     ``class_map`` (a YAML/JSON file or a mapping ``{target class: new name}``) renames or merges target
     classes first. With ``head_init`` (default on), target classes whose names match a source class start
@@ -258,11 +374,12 @@ def transfer(
         config["source"] = f"<{source.arch} model object>"
     strat = make_strategy(strategy, freeze, probe_layer, options)  # validate before loading anything
     check_output_dir(out, [source, data, weights, class_map])  # before the source loads (also for cv)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
-                      patience=patience, seed=seed, accelerator=accelerator, devices=devices, progress=progress,
-                      schedule=schedule, warmup_epochs=warmup_epochs, augment=augment, mixup=mixup, cutmix=cutmix,
-                      class_weight=class_weight, sampler=sampler, num_nodes=num_nodes, distributed=distributed,
-                      deterministic=deterministic, checkpoint_every=checkpoint_every)
+    check_budget(epochs, steps)
+    cfg = TrainConfig(epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                      optimizer=optimizer, patience=patience, seed=seed, accelerator=accelerator, devices=devices,
+                      progress=progress, schedule=schedule, warmup_epochs=warmup_epochs, augment=augment, mixup=mixup,
+                      cutmix=cutmix, class_weight=class_weight, sampler=sampler, num_nodes=num_nodes,
+                      distributed=distributed, deterministic=deterministic, checkpoint_every=checkpoint_every)
     cmap = (load_class_map(class_map) if isinstance(class_map, (str, Path)) else dict(class_map)) \
         if class_map else None
     if cv is not None:  # K-fold cross-validation on the labelled training set: no test split, no bundle

@@ -203,6 +203,8 @@ def tune(
         raise ValueError(f"tune: unknown fixed training argument(s) {unknown}; valid: "
                          f"{', '.join(k for k in TRAIN_PARAMS if k != 'epochs')} (epochs is an argument of its own)")
     options = dict(options or {})
+    if labels_per_class is not None and val_per_class is None:
+        val_per_class = labels_per_class  # tune judges trials on a separate validation set: budget K + V (issue 26)
     base: dict[str, Any] = {
         "source": source, "data": data, "classes": classes, "strategy": strategy,
         "labels_per_class": labels_per_class, "val_per_class": val_per_class, "val_fraction": val_fraction,
@@ -371,6 +373,10 @@ def _write_outputs(study: optuna.Study, params: list[SearchParam], base: dict[st
         "n_failed": counts["FAIL"], "n_running": counts["RUNNING"], "trials_this_run": len(ran),
         "storage": shown_storage(storage), "study_name": study_name,
         "search_space": {p.name: p.spec for p in params},
+        "labels": {"per_class": base.get("labels_per_class"), "validation_per_class": base.get("val_per_class"),
+                   "selection": "every trial trains on the labelled training images and is judged on the separate "
+                                "validation images (a budget of K + V per class); best_config.yaml repeats that split",
+                   "train_final_model": None},
         "sampler": f"TPE, seeded per trial from seed {base['seed']}",
         "pruner": {"name": type(study.pruner).__name__, "startup_trials": pruner_settings[0],
                    "warmup_epochs": pruner_settings[1]},
@@ -384,6 +390,7 @@ def _write_outputs(study: optuna.Study, params: list[SearchParam], base: dict[st
              str(r["epochs_reported"] or "-"), f"{r['duration_s']:.1f}" if r["duration_s"] is not None else "-"]
             for r in ranked[:TOP_TRIALS]]
     space_text = ", ".join(f"`{p.name}={p.spec}`" for p in params)
+    val_k = base.get("val_per_class") if base.get("val_per_class") is not None else base.get("labels_per_class")
     intro = [
         f"Study `{study_name}` in `{shown_storage(storage)}`: {len(records)} trials — {counts['COMPLETE']} finished, "
         f"{counts['PRUNED']} pruned, {counts['FAIL']} failed" + (f", {counts['RUNNING']} running" if counts["RUNNING"]
@@ -391,7 +398,12 @@ def _write_outputs(study: optuna.Study, params: list[SearchParam], base: dict[st
         "",
         f"Strategy `{base['strategy']}` from `{base['source']}` on `{base['data']}` classes "
         f"{base['classes'] or 'all'}, "
-        f"{base['labels_per_class'] or 'all'} labelled images per class, up to {base['epochs']} epochs, seed "
+        + (f"{base['labels_per_class']} labelled training images per class plus {val_k} other "
+           f"labelled images per class as the validation set the trials are judged on (a labelled budget of "
+           f"{base['labels_per_class'] + val_k} per class; tune keeps a separate validation set), "
+           if base["labels_per_class"] is not None else "the whole training split minus a stratified "
+           f"{base['val_fraction']:.0%} validation part, ")
+        + f"up to {base['epochs']} epochs, seed "
         f"{base['seed']}. Searched: {space_text}. Sampler: TPE (Bergstra et al., 2011); pruner: "
         f"{type(study.pruner).__name__}. Objective: {words} ({'higher' if maximise else 'lower'} is better).",
         "",

@@ -8,6 +8,7 @@ import itertools
 import json
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,12 +38,14 @@ from transferkit.api.runs import (
 )
 from transferkit.data.class_map import apply_class_map
 from transferkit.data.prepare import to_batches
+from transferkit.data.registry import has_split
 from transferkit.data.splits import align_classes
 from transferkit.data.text import csv_field_limit, csv_rows
 from transferkit.inference import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_REQUEST_PIXELS,
     BadImage,
+    InputSpec,
     Predictor,
     TorchPredictor,
     decode_to_size,
@@ -59,29 +62,37 @@ from transferkit.rundir import check_output_dir, check_output_file, open_output_
 log = logging.getLogger(__name__)
 
 
+ALL_SPLITS = "all (no test split)"  # metrics["split"] when data without a test split is evaluated whole
+
+
 def evaluate(
-    model: str | Path, data: str, classes: str | list[int] | None = None, split: str = "test",
+    model: str | Path, data: str, classes: str | list[int] | None = None, split: str | None = None,
     out: str | Path | None = None, strict: bool = False, convert_channels: bool = False,
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Metrics of a trained model (run dir or bundle) on ``split`` of ``data`` restricted to ``classes``.
 
-    The data's classes must match the model's (number, and names where both have them); data holding some of the
-    model's classes by name (a held-out folder with one class, say) is mapped onto them; a model trained with a
-    class map (``transfer(class_map=...)``) gets the data mapped the same way. With ``out``,
-    ``config.yaml``, ``metrics.json`` and ``confusion_matrix.png`` are written there.
+    ``split=None`` (the default) takes the test split when the data has one, and otherwise *all* of the data —
+    every split it has, e.g. a labelled folder of class sub-folders (the way people keep a test set) — and says
+    so: ``metrics["split"]`` is then ``"all (no test split)"`` and ``metrics["splits"]`` lists what was read. A
+    split named explicitly must exist. The data's classes must match the model's (number, and names where both
+    have them); data holding some of the model's classes by name (a held-out folder with one class, say) is
+    mapped onto them; a model trained with a class map (``transfer(class_map=...)``) gets the data mapped the same
+    way. With ``out``, ``config.yaml``, ``metrics.json`` and ``confusion_matrix.png`` are written there.
     """
     config = {"command": "evaluate", **{k: str(v) if isinstance(v, Path) else v for k, v in locals().items()
                                          if k != "console"}}
+    console = console or Console()
     if out is not None:  # it writes into out: a new, empty or earlier evaluate folder, never the model or data
         check_output_dir(out, [model, data], kind="evaluate")
+    splits = _evaluation_splits(data, split)
     set_threads()
     net, meta = load_source(model)
     if meta.get("tasks"):
         raise ValueError(f"evaluate {model}: a multi-task model (tasks {[t['name'] for t in meta['tasks']]}); its "
                          "per-task test figures are in its run's metrics.json and report.md, and 'transferkit predict' "
                          "returns every task's prediction")
-    ds = load_task(data, split, classes, strict)
+    ds = _joined([load_task(data, s, classes, strict) for s in splits])
     cmap = (meta.get("lineage") or {}).get("class_map")
     if cmap and ds.classes != list(meta.get("classes") or []):  # trained with --class-map: map the data the same way
         ds = apply_class_map(ds, cmap, f"the class map {model} was trained with")
@@ -90,15 +101,45 @@ def evaluate(
     check_channels(ds, net, convert_channels, f"--data {data}")
     spec = net.input_spec
     metrics = score(net, to_batches(ds, spec), ds.classes)  # images or texts, prepared as the model expects
-    metrics = {"model": str(model), "data": data, "split": split, **metrics}
+    shown = split or ("test" if splits == ["test"] else ALL_SPLITS)
+    metrics = {"model": str(model), "data": data, "split": shown, "splits": splits, **metrics}
+    if shown == ALL_SPLITS:
+        console.print(f"note: {data} has no test split, so all of it was evaluated ({len(ds)} examples"
+                      f"{'; splits ' + ', '.join(splits) if len(splits) > 1 else ''}); name one with --split",
+                      highlight=False, markup=False)
     if out is not None:
         out = open_output_dir(out, "evaluate")
         write_yaml(out / "config.yaml", config)
         write_json(out / "metrics.json", metrics)
         plot_confusion(metrics["confusion_matrix"], ds.classes, out / "confusion_matrix.png",
-                       f"{split} split, accuracy {metrics['accuracy']:.3f}")
-    (console or Console()).print(metrics_table(metrics, f"evaluate {model} on {data} ({split})"))
+                       f"{shown if shown == ALL_SPLITS else shown + ' split'}, accuracy {metrics['accuracy']:.3f}")
+    console.print(metrics_table(metrics, f"evaluate {model} on {data} ({shown})"))
     return metrics
+
+
+def _evaluation_splits(data: str, split: str | None) -> list[str]:
+    """``[split]`` when one is named; else ``["test"]`` when ``data`` has a test split, else every split it has."""
+    if split is not None:
+        return [split]
+    if has_split(data, "test"):
+        return ["test"]
+    return [s for s in ("train", "val") if has_split(data, s)] or ["train"]
+
+
+def _joined(parts: list[Any]) -> Any:
+    """One dataset of the splits ``parts`` (same classes: a held-out split takes the training split's), in order."""
+    if len(parts) == 1:
+        return parts[0]
+    first, name = parts[0], "+".join(p.name for p in parts)
+    labels = np.concatenate([p.labels for p in parts])
+    if first.modality == "text":
+        rows = sum((list(p.rows or [""] * len(p)) for p in parts), [])
+        return type(first)(sum((list(p.texts) for p in parts), []), labels, list(first.classes), name, rows)
+    arrays = [p.images for p in parts]
+    same = all(isinstance(a, np.ndarray) for a in arrays) and len({a.shape[1:] for a in arrays}) == 1
+    images = np.concatenate(arrays) if same else [im for a in arrays for im in a]
+    paths = sum((list(p.paths) if p.paths is not None else [""] * len(p) for p in parts), [])
+    return type(first)(images, labels, list(first.classes), name, paths)
 
 
 PREDICT_FORMATS = ("csv", "jsonl")
@@ -198,17 +239,20 @@ def predict(
     (``.csv``/``.jsonl``), and a summary is returned: ``{"output", "format", "images", "predicted", "errors",
     "preview": first rows, "error_rows": first rows with an error}``. ``output`` is never one of the inputs, inside
     an input folder or the model's files; an existing file there is replaced only when it is an earlier predictions
-    file (or empty), or with ``overwrite``. In CSV output a text cell beginning with ``=``, ``+``, ``-``, ``@``, a tab
-    or a carriage return gets a leading ``'`` (so a spreadsheet shows it rather than running it as a formula); JSON
-    lines hold the values as they are.
+    file (or empty), or with ``overwrite``. ``output="-"`` (or ``"/dev/stdout"``) streams the rows to standard
+    output instead (CSV unless ``format="jsonl"``; ``\\n`` line ends), with nothing else written there: the
+    progress bar and messages go to ``console`` (standard error by default). In CSV output a text cell beginning
+    with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'`` (so a spreadsheet shows it
+    rather than running it as a formula); JSON lines hold the values as they are.
     """
     if top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {top_k}")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
-    if output is not None:  # before anything is read: never over an input, the model or someone's file
+    to_stdout = writes_to_stdout(output)
+    if output is not None and not to_stdout:  # before anything is read: never over an input, the model, a user file
         check_output_file(output, [*inputs, *_model_files(model, backend)], overwrite, _earlier_predictions)
-    fmt = _predict_format(output, format)
+    fmt = _predict_format(None if to_stdout else output, format) or ("csv" if to_stdout else None)
     paths = [Path(p).expanduser() for p in inputs]
     if not paths:
         raise ValueError("predict: no inputs (image files, folders or CSV lists)")
@@ -255,6 +299,9 @@ def predict(
 
     if output is None:
         run(rows.extend)
+    elif to_stdout:  # rows as they come, nothing else: progress and messages go to the console (stderr)
+        run(_row_writer(sys.stdout, fmt or "csv", fields, lineterminator="\n"))
+        output = STDOUT
     else:
         output = Path(output)
         with _atomic_text_file(output) as fh:
@@ -325,9 +372,9 @@ def _load_predictor(model: str | Path, backend: str) -> Predictor:
     return TorchPredictor(net, classes, net.input_spec, meta)
 
 
-def _read_image(item: PredictInput, max_pixels: int, size: Sequence[int] | None = None) -> np.ndarray:
-    """The image of ``item``, decoded for a model of input ``size`` (a large image is reduced while decoding, so
-    a batch of them stays small: :func:`transferkit.inference.decode_to_size`)."""
+def _read_image(item: PredictInput, max_pixels: int, size: Sequence[int] | InputSpec | None = None) -> np.ndarray:
+    """The image of ``item``, decoded for a model of input spec (or size) ``size`` (a large image is reduced while
+    decoding, so a batch of them stays small: :func:`transferkit.inference.decode_to_size`)."""
     if item.error is not None or item.file is None:
         raise BadImage(item.error or f"{item.path}: no such file")
     try:
@@ -348,7 +395,7 @@ def _predict_chunk(predictor: Predictor, items: list[PredictInput], k: int, stri
     held = 0  # decoded pixels in images
     for i, item in enumerate(items):
         try:
-            im = _read_image(item, max_pixels, predictor.input_spec.size)
+            im = _read_image(item, max_pixels, predictor.input_spec)
             spec_channels_ok([im], predictor.input_spec, convert_channels, [item.path])
         except BadImage as exc:
             if strict:
@@ -421,6 +468,16 @@ def _error_row(path: str, error: str, fields: list[str]) -> dict[str, Any]:
     return {**dict.fromkeys(fields), "path": path, "error": error}
 
 
+STDOUT = "-"  # predict's output name for standard output
+_STDOUT_NAMES = (STDOUT, "/dev/stdout")
+
+
+def writes_to_stdout(output: str | Path | None) -> bool:
+    """Whether ``output`` names standard output: ``-`` (or ``/dev/stdout``, which is a terminal, a pipe or whatever
+    file the shell redirected it to, never a file to replace atomically)."""
+    return output is not None and str(output) in _STDOUT_NAMES
+
+
 def _predict_format(output: str | Path | None, fmt: str | None) -> str | None:
     if fmt is not None:
         fmt = fmt.lower()
@@ -435,17 +492,20 @@ def _predict_format(output: str | Path | None, fmt: str | None) -> str | None:
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
     raise ValueError(f"--output {output}: cannot tell the format from '{suffix or 'no extension'}'; name it "
-                     ".csv or .jsonl, or pass --format csv|jsonl")
+                     ".csv or .jsonl, or pass --format csv|jsonl (--output - writes to standard output)")
 
 
 def _model_files(model: str | Path, backend: str) -> list[Path]:
     """What :func:`predict` reads of ``model`` and must never write over: the bundle directory (``torch``; the
-    whole folder when it holds none) or the ``.onnx`` file."""
+    whole folder when it holds none) or the ``.onnx`` file and the tokenizer a text model's export has beside it."""
     p = Path(model).expanduser()
     if not p.exists():
         return []  # a backbone name
     if backend != "torch":
-        return [p / "model.onnx" if p.is_dir() else p]
+        from transferkit.exporting import tokenizer_path
+
+        onnx_file = p / "model.onnx" if p.is_dir() else p
+        return [onnx_file, tokenizer_path(onnx_file)]
     from transferkit.bundle import BundleError, resolve_bundle
 
     try:
@@ -481,11 +541,13 @@ def csv_safe(value: Any) -> Any:
     return "'" + value if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
 
 
-def _row_writer(fh: TextIO, fmt: str, fields: list[str]) -> Callable[[list[dict[str, Any]]], None]:
+def _row_writer(fh: TextIO, fmt: str, fields: list[str],
+                lineterminator: str = "\r\n") -> Callable[[list[dict[str, Any]]], None]:
     """A function writing rows to ``fh`` as CSV (header first; ``None`` → empty) or JSON lines, flushing each."""
     if fmt == "csv":
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        csv.writer(fh).writerow([csv_safe(f) for f in fields])  # the header (task names come from a spec file)
+        writer = csv.DictWriter(fh, fieldnames=fields, lineterminator=lineterminator)
+        # the header (task names come from a spec file)
+        csv.writer(fh, lineterminator=lineterminator).writerow([csv_safe(f) for f in fields])
         fh.flush()
 
         def write_csv(rows: list[dict[str, Any]]) -> None:

@@ -3,8 +3,9 @@
 Frozen features depend only on (the backbone's weights, the data, the preprocessing, the layer), so that
 tuple is the key: :func:`weights_hash` hashes every tensor of the model's state but the head's (names,
 shapes, dtypes, bytes) together with its architecture config; the dataset is named by the caller
-(``ImageSet.fingerprint()`` or any string); preprocessing is the model's input spec plus the prepared
-tensor's shape and its normalisation.
+(``ImageSet.fingerprint()`` or any string); preprocessing is the model's input spec (with its evaluation
+transform: ``resize``, ``crop_pct``, ``interpolation``) plus the prepared tensor's shape, served crop (``view``)
+and normalisation.
 
 Entries live in ``$TRANSFERKIT_CACHE`` (default ``~/.cache/transferkit/features``) as ``<key>.safetensors``
 (never pickle). Writes go to a temporary file in the same folder and are renamed into place with
@@ -31,7 +32,7 @@ from transferkit.data.prepare import TensorBatches
 
 log = logging.getLogger("transferkit.backbones.cache")
 
-CACHE_FORMAT = 1  # bump when the key or the file layout changes
+CACHE_FORMAT = 2  # bump when the key or the file layout changes (2: the evaluation transform and view)
 
 
 def cache_root() -> Path:
@@ -76,7 +77,8 @@ def _data_signature(data: TensorBatches) -> dict[str, object]:
     sample = hashlib.sha256(_tensor_bytes(flat[::step])).hexdigest()[:16]
     scale, shift = getattr(data, "_scale", None), getattr(data, "_shift", None)
     norm = None if scale is None else [scale.flatten().tolist(), shift.flatten().tolist()]
-    return {"shape": list(x.shape), "dtype": str(x.dtype), "normalisation": norm, "sample": sample}
+    view = list(data.view) if getattr(data, "view", None) else None  # the served crop of bordered images
+    return {"shape": list(x.shape), "dtype": str(x.dtype), "normalisation": norm, "sample": sample, "view": view}
 
 
 def cache_key(model: Backbone, data: TensorBatches, dataset_key: str, layer: str | None) -> str:

@@ -42,6 +42,7 @@ from transferkit.backbones.registry import (
 )
 from transferkit.backbones.weights import load_strict, read_state_dict
 from transferkit.data.download import offline
+from transferkit.data.resize import INTERPOLATIONS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -225,6 +226,18 @@ class ExternalBackbone(Backbone):
 
 
 # -- timm ----------------------------------------------------------------------------------------------
+def _timm_resize(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The evaluation transform of a timm pretrained config (``resolve_data_config``'s ``crop_pct``,
+    ``interpolation``, ``crop_mode``) as :class:`InputSpec` fields: ``shorter_crop`` with the config's crop_pct
+    (timm's ``crop_mode="squash"`` → our ``squash``, which drops timm's crop of a squashed image); an interpolation
+    other than bilinear/bicubic → bilinear; no crop_pct in the config → ``squash``."""
+    crop_pct, mode = cfg.get("crop_pct"), cfg.get("crop_mode") or "center"
+    interpolation = cfg.get("interpolation") if cfg.get("interpolation") in INTERPOLATIONS else "bilinear"
+    if not isinstance(crop_pct, (int, float)) or not 0 < crop_pct <= 1 or mode == "squash":
+        return {"resize": "squash", "interpolation": interpolation}
+    return {"resize": "shorter_crop", "crop_pct": float(crop_pct), "interpolation": interpolation}
+
+
 def _timm_cached_file(arch: str) -> str | None:
     import timm
     from huggingface_hub import try_to_load_from_cache
@@ -301,7 +314,7 @@ def timm_backbone(arch: str, num_classes: int = 1000, pretrained: bool = False, 
     if len(mean) != in_chans:  # e.g. in_chans=1 with RGB statistics: their average
         mean, std = (sum(mean) / len(mean),) * in_chans, (sum(std) / len(std),) * in_chans
     spec = InputSpec(channels=in_chans, size=(size, size), mean=mean, std=std, min_size=min_size,
-                     extra={"interpolation": "bilinear"})
+                     **_timm_resize(cfg))
     try:  # timm's own stage/block grouping (the one its layer-wise LR decay uses)
         matched = group_parameters(net, net.group_matcher(coarse=True)).values()
         auto = [(_group_name(i, names), names) for i, names in enumerate(matched)]
@@ -341,6 +354,18 @@ def _tv_info(arch: str) -> BackboneInfo:
     size = int(w.transforms().crop_size[0]) if w is not None else 224
     return BackboneInfo(f"torchvision:{arch}", "torchvision classification architecture", size,
                         lambda: _tv_cached_file(arch) is not None or (w is not None and not offline()), 3)
+
+
+def _tv_resize(transforms: Any) -> dict[str, Any]:
+    """The evaluation transform of torchvision weights (``ImageClassification``: ``Resize(resize_size)`` →
+    ``CenterCrop(crop_size)``) as :class:`InputSpec` fields: ``shorter_crop`` with crop_pct = crop / resize size and
+    the weights' interpolation; ``squash`` for an architecture without published weights."""
+    if transforms is None or not getattr(transforms, "resize_size", None) or not getattr(transforms, "crop_size", None):
+        return {"resize": "squash"}
+    interpolation = getattr(getattr(transforms, "interpolation", None), "value", "bilinear")
+    crop_pct = min(1.0, float(transforms.crop_size[0]) / float(transforms.resize_size[0]))
+    return {"resize": "shorter_crop", "crop_pct": crop_pct,
+            "interpolation": interpolation if interpolation in INTERPOLATIONS else "bilinear"}
 
 
 def _tv_classification() -> Any:
@@ -405,7 +430,7 @@ def torchvision_backbone(arch: str, num_classes: int = 1000, pretrained: bool = 
     spec = InputSpec(channels=3, size=(size, size),
                      mean=tuple(mean or (transforms.mean if transforms else IMAGENET_MEAN)),
                      std=tuple(std or (transforms.std if transforms else IMAGENET_STD)), min_size=int(meta_min[0]),
-                     extra={"interpolation": "bilinear"})
+                     **_tv_resize(transforms))
     auto = _torchvision_groups(net)
     kwargs = {"img_size": size, "in_chans": 3, "groups": dict(groups) if groups else None,
               "mean": list(spec.mean), "std": list(spec.std), **model_kwargs}

@@ -44,7 +44,9 @@ _LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's "L" conversion
 
 def joint_input_spec(members: Sequence[Backbone]) -> InputSpec:
     """The input every member can be made from: ``[0, 1]`` pixels (mean 0, std 1), the most channels any member
-    takes, the largest member size (``None`` when no member has a fixed size)."""
+    takes, the largest member size (``None`` when no member has a fixed size). When every member takes photos the
+    ``shorter_crop`` way, so does the joint input (the largest crop_pct: the least any member crops; their common
+    interpolation, else bilinear) and each member resizes that square crop; otherwise ``squash``."""
     if not members:
         raise ValueError("a composite model needs at least one member")
     modalities = {m.input_spec.modality for m in members}
@@ -53,8 +55,14 @@ def joint_input_spec(members: Sequence[Backbone]) -> InputSpec:
     channels = max(m.input_spec.channels for m in members)
     sizes = [tuple(m.input_spec.size) for m in members if m.input_spec.size]
     size = max(sizes, key=lambda s: s[0] * s[1]) if sizes else None
+    resize: dict[str, Any] = {}
+    specs = [m.input_spec for m in members]
+    if size and all(s.resize == "shorter_crop" for s in specs):
+        modes = {s.interpolation for s in specs}
+        resize = {"resize": "shorter_crop", "crop_pct": max(s.crop_pct for s in specs),
+                  "interpolation": modes.pop() if len(modes) == 1 else "bilinear"}
     return InputSpec(channels=channels, size=size, mean=(0.0,) * channels, std=(1.0,) * channels,
-                     min_size=max(m.input_spec.min_size for m in members))
+                     min_size=max(m.input_spec.min_size for m in members), **resize)
 
 
 def member_input(spec: InputSpec, x: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,12 @@ ImageNet normalisation (std ≈ 0.23 vs 0.226); (2) on scikit-image's photos the
 right top-5 with the highest confidence. The conversion also needs TensorFlow's asymmetric "SAME" padding,
 hence timm's ``tf_efficientnet_lite*`` architecture (symmetric padding lowers the confidence).
 
+**Evaluation transform.** Both keep the resize their weights were scored with (``InputSpec.resize =
+"shorter_crop"``): MobileNetV2 torchvision's ``Resize(256) → CenterCrop(224)`` (crop_pct 0.875, bilinear),
+EfficientNet-Lite TensorFlow's crop of ``size + 32`` px as timm's pretrained configs record it (crop_pct 0.875,
+0.882, 0.890; bicubic). On scikit-image's rocket photo MobileNetV2's top-5 under a squash to 224 px was obelisk,
+drilling platform, crane, pole, flagpole; with the crop it is drilling platform, space shuttle, obelisk, missile, …
+
 Stages are the architectures' natural blocks (stem, the seven inverted-residual stages, the 1×1 head
 convolution), so freezing and discriminative learning rates act on meaningful units; features are the
 global average of the chosen stage's output, ``(B, C)``.
@@ -40,6 +46,7 @@ from torch import nn
 from transferkit.backbones.base import Backbone, InputSpec
 from transferkit.backbones.registry import register_backbone
 from transferkit.backbones.weights import load_strict, read_state_dict, sha256_file
+from transferkit.data.resize import IMAGENET_CROP_PCT
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -117,7 +124,8 @@ class PooledCNN(Backbone):
     def pool_features(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean((2, 3)) if x.ndim == 4 else x.flatten(1)
 
-    def _setup(self, arch: str, img_size: int, in_chans: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    def _setup(self, arch: str, img_size: int, in_chans: int, mean: tuple[float, ...], std: tuple[float, ...],
+               crop_pct: float, interpolation: str) -> None:
         if in_chans != 3:
             raise ValueError(
                 f"{arch} takes RGB input (in_chans=3), got in_chans={in_chans}; grayscale images are converted to "
@@ -128,8 +136,11 @@ class PooledCNN(Backbone):
                 f"{arch}: --image-size {img_size} is too small; the architecture needs at least {MIN_SIZE} px "
                 "(it downsamples by 32)"
             )
+        # the evaluation transform the weights were scored with (resize the shorter side, centre crop): see
+        # InputSpec for the rule; the same for a from-scratch rebuild, which takes photos the same way
         self.input_spec = InputSpec(channels=3, size=(img_size, img_size), mean=mean, std=std, min_size=MIN_SIZE,
-                                    extra={"interpolation": "bilinear", "pretrained_on": "imagenet-1k"})
+                                    resize="shorter_crop", crop_pct=crop_pct, interpolation=interpolation,
+                                    extra={"pretrained_on": "imagenet-1k"})
 
     def _finish(self, num_classes: int, pretrained: bool, classifier: nn.Linear) -> None:
         """Record stage widths; keep the ImageNet classifier when 1000 classes are asked of a pretrained model."""
@@ -156,7 +167,8 @@ class MobileNetV2(PooledCNN):
     def __init__(self, num_classes: int = 1000, pretrained: bool = False, img_size: int = 224,
                  in_chans: int = 3) -> None:
         super().__init__("mobilenet_v2", {"img_size": img_size, "in_chans": in_chans})
-        self._setup("mobilenet_v2", img_size, in_chans, IMAGENET_MEAN, IMAGENET_STD)
+        # torchvision's IMAGENET1K_V1 transforms: Resize(256, bilinear) → CenterCrop(224)
+        self._setup("mobilenet_v2", img_size, in_chans, IMAGENET_MEAN, IMAGENET_STD, IMAGENET_CROP_PCT, "bilinear")
         from torchvision.models import mobilenet_v2
 
         net = mobilenet_v2(weights=None)
@@ -208,8 +220,11 @@ class EfficientNetLite(PooledCNN):
         arch = f"efficientnet_lite{variant}"
         img_size = img_size or LITE_SIZES[variant]
         super().__init__(arch, {"img_size": img_size, "in_chans": in_chans})
-        self._setup(arch, img_size, in_chans, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
         import timm
+
+        cfg = timm.get_pretrained_cfg(f"tf_efficientnet_lite{variant}")  # TF's crop (size + 32 px), bicubic
+        self._setup(arch, img_size, in_chans, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), float(cfg.crop_pct),
+                    str(cfg.interpolation))
 
         net = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=1000)
         if pretrained:

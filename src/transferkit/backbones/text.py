@@ -240,14 +240,21 @@ class TextEncoder(Backbone):
                             "tokenise texts with transferkit.data.to_batches")
         mask = x != self.pad_id
         width = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 1
-        x, mask = x[:, :width], mask[:, :width]
+        return self.encode_tokens(x[:, :width], mask[:, :width].long(), layer)
+
+    def encode_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      layer: str | None = None) -> torch.Tensor:
+        """Sentence vectors ``(B, hidden)`` of padded ``input_ids`` and their ``attention_mask`` (``(B, L)`` int64,
+        1 = token, 0 = padding): the encoder, then mean (or CLS) pooling and L2 normalisation — no trimming and no
+        data-dependent branch, so it traces with dynamic batch and sequence axes (what the ONNX/TorchScript export
+        of a text model runs; :meth:`forward_features` trims and calls it)."""
         want = self._layer_index.get(layer or "", None)
-        out = self._hf(input_ids=x, attention_mask=mask.long(), output_hidden_states=want is not None)
+        out = self._hf(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=want is not None)
         hidden = out.hidden_states[want] if want is not None else out.last_hidden_state
         if self.pooling == "cls":
             pooled = hidden[:, 0]
         else:
-            m = mask.unsqueeze(-1).to(hidden.dtype)
+            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
         return F.normalize(pooled, dim=1) if self.normalize else pooled
 

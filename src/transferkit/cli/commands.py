@@ -9,7 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from transferkit import api
+from transferkit.api.use import PREVIEW_ROWS, writes_to_stdout
 from transferkit.backbones import create_backbone, list_backbone_families, list_backbones
+from transferkit.cli.tables import predictions_table
 from transferkit.data import list_datasets
 from transferkit.strategies import list_strategies
 
@@ -23,7 +25,8 @@ def _train_kwargs(a: argparse.Namespace) -> dict:
             "optimizer": a.optimizer, "patience": a.patience, "seed": a.seed, "accelerator": a.accelerator,
             "devices": _devices(a.devices), "progress": a.progress, "schedule": a.schedule,
             "warmup_epochs": a.warmup_epochs, "augment": a.augment, "mixup": a.mixup, "cutmix": a.cutmix,
-            "class_weight": a.class_weight, "sampler": a.sampler, **_scale_kwargs(a)}
+            "class_weight": a.class_weight, "sampler": a.sampler, **_scale_kwargs(a),
+            **({"steps": a.steps} if getattr(a, "steps", None) is not None else {})}
 
 
 def _fault_kwargs(a: argparse.Namespace) -> dict:
@@ -130,35 +133,38 @@ def cmd_evaluate(a: argparse.Namespace, console: Console) -> None:
 def cmd_predict(a: argparse.Namespace, console: Console) -> None:
     _need(a.model, "MODEL (run directory, bundle directory or backbone name)")
     _need(a.inputs, "IMAGE_OR_FOLDER (or text files for a text model)")
+    to_stdout = writes_to_stdout(a.output)
+    # progress and messages on standard error, always: standard output holds only results (the rows with --output -)
+    info = Console(stderr=True)
     result = api.predict(a.model, a.inputs, output=a.output, top_k=a.top_k, batch_size=a.batch_size,
                          strict=a.strict, convert_channels=a.convert_channels, format=a.format,
-                         backend=a.backend, progress=a.progress, console=console, text_column=a.text_column,
+                         backend=a.backend, progress=a.progress, console=info, text_column=a.text_column,
                          overwrite=a.overwrite)
     if isinstance(result, dict):  # streamed to --output: a summary with the first rows
         rows, n, errors = result["preview"], result["images"], result["errors"]
     else:
         rows, n, errors = result, len(result), sum(r["error"] is not None for r in result)
-    cols = [c for c in rows[0] if not (c.startswith("top1_") or c.endswith("_index") or (c == "error" and not errors))]
-    table = Table(title=f"predictions ({n} inputs)")
-    for col in cols:
-        table.add_column(col)
-    for row in rows[:20]:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in cols))
-    console.print(table)
-    if n > 20:
-        console.print(f"… {n - 20} more")
-    console.print(f"{n - errors} input(s) predicted, {errors} error(s)" + (f"; wrote {a.output}" if a.output else ""))
+    summary = f"{n - errors} input(s) predicted, {errors} error(s)"
+    if to_stdout:
+        info.print(f"{summary}; wrote them to standard output as {result['format'].upper()}", highlight=False)
+        return
+    console.print(predictions_table(rows[:PREVIEW_ROWS], width=console.width, top_k=a.top_k,
+                                    title=f"predictions ({n} inputs)"))
+    if n > PREVIEW_ROWS:
+        console.print(f"… {n - PREVIEW_ROWS} more" + ("" if a.output else "; --output FILE.csv (or -) has every row"),
+                      highlight=False)
+    console.print(summary + (f"; wrote {a.output}" if a.output else ""), highlight=False, markup=False)
 
 
 def cmd_compare(a: argparse.Namespace, console: Console) -> None:
     _need(a.source, "--source")
-    lpc = a.labels_per_class if isinstance(a.labels_per_class, list) else [int(x) for x in str(a.labels_per_class)
-                                                                           .split(",")]
-    strategies = a.strategies if isinstance(a.strategies, list) else [s.strip() for s in a.strategies.split(",")]
-    api.compare(a.source, a.data, a.classes, strategies=strategies, labels_per_class=lpc, seeds=range(a.seeds),
-                out=a.out, epochs=a.epochs, batch_size=a.batch_size, patience=a.patience, lr=a.lr,
-                val_per_class=a.val_per_class, image_size=a.image_size, test_per_class=a.test_per_class,
-                convert_channels=a.convert_channels, console=console)
+    strategies = a.strategies if isinstance(a.strategies, list) else [s.strip() for s in str(a.strategies).split(",")
+                                                                       if s.strip()]
+    api.compare(a.source, a.data, a.classes, strategies=strategies, labels_per_class=a.labels_per_class,
+                seeds=seed_list(a.seeds), out=a.out, epochs=a.epochs, batch_size=a.batch_size, patience=a.patience,
+                steps=a.steps, lr=a.lr, val_per_class=a.val_per_class, val_fraction=a.val_fraction, title=a.title or "",
+                image_size=a.image_size, test_per_class=a.test_per_class, convert_channels=a.convert_channels,
+                restart=a.restart, console=console)
 
 
 def cmd_adapt(a: argparse.Namespace, console: Console) -> int:
@@ -254,7 +260,7 @@ def cmd_curve(a: argparse.Namespace, console: Console) -> None:
               patience=a.patience, val_per_class=a.val_per_class, val_fraction=a.val_fraction,
               image_size=a.image_size, test_per_class=a.test_per_class, convert_channels=a.convert_channels,
               strict=a.strict, train_options=train_options, restart=a.restart, title=a.title or "",
-              head_init=a.head_init, console=console)
+              head_init=a.head_init, steps=a.steps, console=console)
 
 
 def cmd_lr_find(a: argparse.Namespace, console: Console) -> None:
@@ -316,7 +322,8 @@ def cmd_serve(a: argparse.Namespace, console: Console) -> None:
               max_images=a.max_images, decode_timeout_s=a.decode_timeout, api_key=a.api_key, threads=a.threads,
               log_level=a.log_level, console=console, max_request_mp=a.max_request_mp,
               max_inflight_mp=a.max_inflight_mp, decode_workers=a.decode_workers, body_timeout_s=a.body_timeout,
-              expose_lineage=a.expose_lineage, docs=a.docs)
+              expose_lineage=a.expose_lineage, docs=a.docs, max_texts=a.max_texts, max_text_chars=a.max_text_chars,
+              long_texts=a.long_texts)
 
 
 def cmd_demo(a: argparse.Namespace, console: Console) -> None:

@@ -19,13 +19,6 @@ from transferkit.engine.checkpoints import Interrupted
 from transferkit.engine.module import DivergenceError
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(t) for t in str(text).split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
-
-
 class _SpecList(argparse.Action):
     """A repeatable flag whose values *replace* a default (e.g. a list from ``--config``) instead of extending it,
     so that flags given on the command line win over the file, as they do for every other option."""
@@ -35,6 +28,10 @@ class _SpecList(argparse.Action):
         current = getattr(namespace, self.dest, None)
         items = [] if current is None or current is self.default else list(current)
         setattr(namespace, self.dest, [*items, values])
+
+
+STEPS_HELP = ("optimiser steps of training, whatever the dataset size (default: the strategy's recipe — finetune "
+              "100, scratch 300, with warm-up + cosine); not with --epochs")
 
 
 def _curve_parser(p: argparse.ArgumentParser) -> None:
@@ -47,7 +44,8 @@ def _curve_parser(p: argparse.ArgumentParser) -> None:
                         "l2sp=finetune:regularizer=l2sp:reg_alpha=0.01, finetune:bn=frozen "
                         "(default: scratch, linear_probe, finetune)")
     p.add_argument("--labels-per-class", default="1,5,10,50,100,all",
-                   help="labelled training images per class, 'all' = the whole training split (default %(default)s)")
+                   help="budgets K: K labelled examples per class in total (all train each cell's final model), "
+                        "'all' = the whole training split (default %(default)s)")
     p.add_argument("--seeds", default=3, help="N (seeds 0..N-1) or a list such as 0,3,7 (default 3)")
     p.add_argument("--out", default="runs/curve",
                    help="curve directory; rerunning with the same one resumes (default %(default)s)")
@@ -55,22 +53,27 @@ def _curve_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head-init", action="store_true",
                    help="start head rows of classes shared with the source from the source head (as transfer does)")
     p.add_argument("--val-per-class", type=int, default=None,
-                   help="validation images per class from the training split (default: = labels per class)")
+                   help="a separate validation set of V other training-split images per class (budget K + V; "
+                        "default: none, K is the whole budget)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation share for the 'all' budget")
     p.add_argument("--image-size", type=int, default=None, help="input size for a pretrained backbone --source")
     p.add_argument("--test-per-class", type=int, default=None,
                    help="score on a fixed stratified test subset of this many images per class")
     p.add_argument("--title", default="", help="title of the plot and report")
     g = p.add_argument_group("training (every cell)")
-    g.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
+    g.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
+    g.add_argument("--epochs", type=int, default=None, help="passes over the training set instead of --steps")
     g.add_argument("--batch-size", type=int, default=None, help="batch size (default: the strategy's own)")
     g.add_argument("--lr", type=float, default=None, help="learning rate (default: the strategy's own)")
-    g.add_argument("--patience", type=int, default=10, help="early-stopping patience on the validation loss")
+    g.add_argument("--patience", type=int, default=None,
+                   help="early-stopping patience on the validation loss (default off; needs --val-per-class)")
     g.add_argument("--weight-decay", type=float, default=1e-4)
     g.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS)
-    g.add_argument("--schedule", default="constant", choices=SCHEDULES, help="learning-rate schedule")
+    g.add_argument("--schedule", default=None, choices=SCHEDULES,
+                   help="learning-rate schedule (default: the strategy's recipe)")
     g.add_argument("--warmup-epochs", type=int, default=0, help="linear warm-up epochs before the schedule")
-    g.add_argument("--augment", default="none", choices=AUGMENT_PRESETS, help="augmentation preset (training only)")
+    g.add_argument("--augment", default=None, choices=AUGMENT_PRESETS,
+                   help="augmentation preset, training only (default: the strategy's recipe)")
     g.add_argument("--mixup", type=float, default=0.0, help="Mixup Beta(α, α) parameter; 0 = off")
     g.add_argument("--cutmix", type=float, default=0.0, help="CutMix Beta(α, α) parameter; 0 = off")
     g.add_argument("--class-weight", default="none", choices=CLASS_WEIGHTS)
@@ -79,9 +82,17 @@ def _curve_parser(p: argparse.ArgumentParser) -> None:
     g.add_argument("--devices", default=1, help="passed to Lightning (default 1)")
 
 
-def _train_options(p: argparse.ArgumentParser, epochs: int, batch_size: int | None, patience: int | None) -> None:
+def _train_options(p: argparse.ArgumentParser, epochs: int | None, batch_size: int | None, patience: int | None,
+                   steps: bool = False) -> None:
+    """The training flags; ``steps=True`` (transfer): ``--steps`` too, and ``--epochs``/``--schedule``/``--augment``
+    default to the strategy's recipe (issue 26)."""
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=epochs, help=f"maximum epochs (default {epochs})")
+    if steps:
+        g.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
+        g.add_argument("--epochs", type=int, default=None,
+                       help="passes over the training set instead of --steps (default: derived from the steps)")
+    else:
+        g.add_argument("--epochs", type=int, default=epochs, help=f"maximum epochs (default {epochs})")
     g.add_argument("--batch-size", type=int, default=batch_size,
                    help=f"batch size (default {batch_size or 'the strategy’s own: 64, or 256 for linear_probe'})")
     g.add_argument("--lr", type=float, default=None, help="learning rate (default: the strategy's own)")
@@ -89,11 +100,13 @@ def _train_options(p: argparse.ArgumentParser, epochs: int, batch_size: int | No
     g.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
     g.add_argument("--patience", type=int, default=patience,
                    help="early-stopping patience in epochs on the validation loss (default %(default)s)")
-    g.add_argument("--schedule", default="constant", choices=["constant", "cosine", "onecycle"],
-                   help="learning-rate schedule (default constant)")
+    g.add_argument("--schedule", default=None if steps else "constant", choices=["constant", "cosine", "onecycle"],
+                   help="learning-rate schedule (default " + ("the strategy's recipe: warm-up + cosine for finetune/"
+                                                             "scratch/lora" if steps else "constant") + ")")
     g.add_argument("--warmup-epochs", type=int, default=0, help="linear warm-up epochs before the schedule")
-    g.add_argument("--augment", default="none", choices=["none", "light", "standard", "strong"],
-                   help="augmentation preset for training batches only (default none)")
+    g.add_argument("--augment", default=None if steps else "none", choices=["none", "light", "standard", "strong"],
+                   help="augmentation preset for training batches only (default " + (
+                       "the strategy's recipe: light for scratch, none otherwise" if steps else "none") + ")")
     g.add_argument("--mixup", type=float, default=0.0, help="Mixup Beta(α, α) parameter; 0 = off")
     g.add_argument("--cutmix", type=float, default=0.0, help="CutMix Beta(α, α) parameter; 0 = off")
     g.add_argument("--class-weight", default="none", choices=["none", "balanced"],
@@ -143,11 +156,13 @@ def _target_task(p: argparse.ArgumentParser, val_note: str = "") -> None:
     _data_options(p)
     p.add_argument("--strategy", default="finetune",
                    help="scratch (structure), linear_probe (feature), finetune (parameter) or lora")
-    p.add_argument("--labels-per-class", type=int, default=None,
-                   help="labelled training images per class (default: all)")
-    p.add_argument("--val-per-class", type=int, default=None,
-                   help="validation images per class, drawn from the training split (default: = labels per "
-                        f"class);{val_note}")
+    p.add_argument("--labels-per-class", type=int, default=None, metavar="K",
+                   help="K labelled examples per class in total, drawn from the training split: all K train the final "
+                        "model and any selection comes out of them (a probe's C by cross-validation); stepped "
+                        "strategies run a fixed recipe (default: the whole training split)")
+    p.add_argument("--val-per-class", type=int, default=None, metavar="V",
+                   help="a separate fixed validation set of V other labelled images per class (the budget is then "
+                        f"K + V); {val_note or 'default: none, the K labels are the whole budget'}")
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation share when all labels are used")
 
 
@@ -209,7 +224,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--cv", type=int, default=None, metavar="K",
                    help="stratified K-fold cross-validation on the labelled training set instead of one run "
                         "(per-fold and mean ± std scores; no test split, no bundle)")
-    _train_options(p, epochs=30, batch_size=None, patience=10)
+    _train_options(p, epochs=None, batch_size=None, patience=None, steps=True)
 
     p = add("resume", "continue an interrupted pretrain/transfer/adapt/distill run from its newest good checkpoint")
     p.description = (f"{p.description}. Security: resume checkpoints are pickles, and loading one runs whatever "
@@ -222,7 +237,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p = add("evaluate", "evaluate a trained model on a dataset split")
     p.add_argument("model", nargs="?", help="run directory or bundle directory")
     _data_options(p, default_data=None)
-    p.add_argument("--split", default="test", help="split to evaluate (default test)")
+    p.add_argument("--split", default=None,
+                   help="split to evaluate (default: test, or all of the data when it has no test split, e.g. a "
+                        "folder of class sub-folders)")
     p.add_argument("--out", default=None, help="also write metrics.json and confusion_matrix.png here")
 
     p = add("predict", "predict the class of image files, folders (recursively) and CSV lists of images")
@@ -230,13 +247,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    "(--backend onnx: a model.onnx or a folder holding one)")
     p.add_argument("inputs", nargs="*", help="image files, folders, or .csv files listing image paths "
                    "(column 'path', else the first column)")
-    p.add_argument("--output", default=None, help="write the predictions here as they are made, .csv or .jsonl "
-                   "(default: print only)")
+    p.add_argument("--output", default=None, help="write every prediction here as it is made, .csv or .jsonl; "
+                   "'-' writes them to standard output (progress and messages go to standard error) (default: "
+                   "print a table of the first rows)")
     p.add_argument("--format", choices=["csv", "jsonl"], default=None, help="output format (default: from the "
-                   "--output extension)")
+                   "--output extension; csv for --output -)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output file that is not an "
                    "earlier predictions file (never one of the inputs)")
-    p.add_argument("--top-k", type=int, default=1, help="also list the k most probable classes")
+    p.add_argument("--top-k", type=int, default=1, help="also list the k most probable classes (a 'top k' column "
+                   "in the table; top{i}_class/_index/_probability columns in --output)")
     p.add_argument("--text-column", default="text", help="text models: the column of .csv/.tsv/.jsonl inputs holding "
                    "the text; a+b joins two (default %(default)s); .txt inputs hold one text per line")
     p.add_argument("--batch-size", type=int, default=64, help="images decoded and predicted at a time")
@@ -250,18 +269,30 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p = add("compare", "compare strategies × labels per class × seeds (mean ± std)")
     p.add_argument("--source", required=False, help=SOURCE_HELP)
     _data_options(p)
-    p.add_argument("--strategies", default="scratch,linear_probe,finetune")
-    p.add_argument("--labels-per-class", type=_int_list, default=[5, 10, 50])
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
-    p.add_argument("--val-per-class", type=int, default=None)
+    p.add_argument("--strategies", default="scratch,linear_probe,finetune",
+                   help="comma-separated strategies or variant specs [LABEL=]STRATEGY[:KEY=VALUE...] "
+                        "(default %(default)s)")
+    p.add_argument("--labels-per-class", default="5,10,50",
+                   help="budgets K: K labelled examples per class in total (all train each cell's final model), "
+                        "'all' = the whole training split (default %(default)s)")
+    p.add_argument("--seeds", default=3, help="N (seeds 0..N-1) or a list such as 0,3,7 (default 3)")
+    p.add_argument("--restart", action="store_true",
+                   help="delete the finished cells in --out and start over (default: rerunning resumes them)")
+    p.add_argument("--val-per-class", type=int, default=None,
+                   help="a separate validation set of V other training-split images per class (budget K + V; "
+                        "default: none, K is the whole budget)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="validation share for the 'all' budget")
     p.add_argument("--image-size", type=int, default=None, help="input size for a pretrained backbone --source")
     p.add_argument("--test-per-class", type=int, default=None,
                    help="score on a fixed stratified test subset of this many images per class")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--title", default="", help="title of the plot and report")
+    p.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
+    p.add_argument("--epochs", type=int, default=None, help="passes over the training set instead of --steps")
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--patience", type=int, default=None, help="early stopping (default off; needs --val-per-class)")
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--out", default="runs/compare")
+    p.add_argument("--out", default="runs/compare",
+                   help="comparison directory; rerunning with the same one resumes (default %(default)s)")
 
     _curve_parser(add("curve", "label-efficiency curves: accuracy vs labels per class per strategy (resumable)"))
 
@@ -389,7 +420,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    help="score on the K labelled images per class a 'transfer --labels-per-class K' run trains on "
                         "(default: the whole training split)")
     p.add_argument("--val-per-class", type=int, default=None,
-                   help="as for transfer: validation images per class set aside first (default: = labels per class)")
+                   help="as for transfer: a separate validation set of V images per class set aside first (default: "
+                        "none; --verify runs train on all K)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="as for transfer (verification without K)")
     p.add_argument("--scores", default="logme,h_score,h_score_shrunk,leep,nce",
                    help="comma-separated scores, the first ranks (default %(default)s)")
@@ -416,7 +448,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     p = add("tune", "hyper-parameter search (Optuna: TPE, median pruning) over a strategy's options, selected on "
                     "the validation split; resumable, several workers may share a study")
-    _target_task(p, " every trial is judged on them")
+    _target_task(p, "tune keeps one: default V = K, every trial is judged on them")
     p.add_argument("--param", action=_SpecList, default=None, metavar="NAME=SPEC",
                    help="a searched argument, repeatable: SPEC is loguniform:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH "
                         "or choice:A,B,C; NAME a training argument (lr, weight_decay, batch_size, freeze, augment, …) "
@@ -457,7 +489,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--method", default="setfit", metavar="{setfit,prototypes,episodes}",
                    help="setfit (contrastive pairs + logistic head), prototypes (cosine nearest class mean), "
                         "episodes (episodic evaluation of frozen features) (default %(default)s)")
-    p.add_argument("--labels-per-class", type=int, default=8, help="K: labelled examples per class (default 8)")
+    p.add_argument("--labels-per-class", type=int, default=8,
+                   help="K: labelled examples per class in total, all of them fit the model (default 8)")
     p.add_argument("--evaluate-on", default="auto", metavar="{auto,test,rest}",
                    help="test split, or the training examples not among the K per class (auto: test when the "
                         "data has one)")
@@ -520,8 +553,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    help="comma-separated sources (backbone names, run/bundle directories, random:NAME); default: "
                         "every installed pretrained backbone of the data's modality")
     p.add_argument("--budget", default="10m", help="wall-clock budget: 90s, 10m, 1.5h (default %(default)s)")
-    p.add_argument("--labels-per-class", type=int, default=None, help="labelled training examples per class")
-    p.add_argument("--val-per-class", type=int, default=None, help="validation examples per class (default: k)")
+    p.add_argument("--labels-per-class", type=int, default=None,
+                   help="K labelled training examples per class the candidates train on")
+    p.add_argument("--val-per-class", type=int, default=None,
+                   help="auto chooses on a separate validation set of V other labelled examples per class (default: "
+                        "V = K, a labelled budget of 2K per class)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation share without a labelled budget")
     p.add_argument("--image-size", type=int, default=None, help="input size of named pretrained backbones")
     p.add_argument("--max-length", type=int, default=None,
@@ -553,7 +589,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file that is not an earlier "
                    "export (never inside the bundle)")
 
-    p = add("serve", "serve a model over HTTP (FastAPI + uvicorn): POST /predict, GET /health, GET /model")
+    p = add("serve", "serve a model (images or texts, single- or multi-task) over HTTP (FastAPI + uvicorn): "
+                     "POST /predict, GET /health, GET /model")
     p.add_argument("model", nargs="?", help="run or bundle directory (torch), or model.onnx / its folder (onnx)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default %(default)s: this machine only; 0.0.0.0 exposes it — use an API key)")
@@ -579,6 +616,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--body-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="time allowed to receive a request body, else 408 and the connection is closed "
                         "(default %(default)s)")
+    p.add_argument("--max-texts", type=int, default=64, help="text models: most texts per request, else 413 "
+                   "(default %(default)s)")
+    p.add_argument("--max-text-chars", type=int, default=20_000, help="text models: most characters per text, else "
+                   "413 (default %(default)s)")
+    p.add_argument("--long-texts", choices=["truncate", "refuse"], default="truncate",
+                   help="text models: a text over the model's max_length tokens is truncated (flagged 'truncated' in "
+                        "the answer) or refused with 422 (default %(default)s)")
     p.add_argument("--expose-lineage", action="store_true",
                    help="GET /model also shows the lineage (local paths) and the test metrics (default: hidden)")
     p.add_argument("--docs", action="store_true",
@@ -606,6 +650,17 @@ def _out_of(checkpoint: object) -> str:
         else "RUN_DIR"
 
 
+def _silence_stdout() -> None:
+    """Point standard output at the null device, so Python's final flush at exit cannot fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (e.g. captured by a test): nothing to do
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("transferkit").setLevel(logging.INFO)
@@ -626,6 +681,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DivergenceError as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         return 3
+    except BrokenPipeError:
+        # the reader of standard output went away (`… --output - | head`): stop quietly, as Unix tools do
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
     except (ValueError, FileNotFoundError, OSError) as exc:
         # the message may quote user input ("[bold]" in a class name): printed as text, never as markup
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)

@@ -15,6 +15,20 @@ normalisation (:meth:`TensorBatches.with_transform`), each image with its own ra
   TrivialAugmentWide (Müller & Hutter, 2021, "TrivialAugment: Tuning-free Yet State-of-the-Art Data
   Augmentation"), parameter-free but with wider ranges (rotations up to 135°), too strong for small images.
 
+**Bordered images** (a ``shorter_crop`` spec: :func:`~transferkit.data.prepare.to_batches` stores the
+``floor(size / crop_pct)`` square around the evaluation crop, :mod:`transferkit.data.resize`) get the
+random-resized-crop style of timm's and torchvision's ImageNet training instead of the pad-and-crop and
+in-view crops above, each drawing the output ``size`` from the whole bordered image:
+
+* ``light`` — random horizontal flip and a random ``size`` crop of the bordered image (translation within the
+  border: torchvision's classic "resize 256, random crop 224, flip");
+* ``standard`` / ``strong`` — random horizontal flip and ``RandomResizedCrop(size)`` with an area of 0.6–1.31× the
+  evaluation view's (``scale=(0.6·v, 1)`` of the bordered image, ``v = (crop_pct)²`` the view's share; the
+  ``standard`` range of plain images, allowed to reach into the border), then the rest of the preset as above.
+
+``none`` serves the evaluation crop (no random transform). Small squash-resized images (MNIST-like data with the
+small backbones) keep the presets above unchanged.
+
 Horizontal flips assume mirror-symmetric classes (true for clothing and natural images, not for digits or
 text: use ``--augment none`` there, or a custom transform through ``with_transform``).
 
@@ -51,26 +65,31 @@ class PerSample:
     sizes of this toolkit the loop costs far less than the forward and backward pass it feeds.
     """
 
-    def __init__(self, transform: Callable[[torch.Tensor], torch.Tensor], name: str = "custom") -> None:
-        self.transform, self.name = transform, name
+    def __init__(self, transform: Callable[[torch.Tensor], torch.Tensor], name: str = "custom",
+                 out_size: tuple[int, int] | None = None) -> None:
+        self.transform, self.name, self.out_size = transform, name, out_size
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         if batch.ndim != 4:
             raise ValueError(f"augmentation expects an image batch (B, C, H, W), got shape {tuple(batch.shape)}")
         if batch.shape[0] == 0:
-            return batch.clone()
+            h, w = self.out_size or batch.shape[-2:]
+            return batch[..., :h, :w].clone()
         return torch.stack([self.transform(img) for img in batch])
 
     def __repr__(self) -> str:
         return f"PerSample({self.name}: {self.transform})"
 
 
-def augmentation(preset: str, channels: int, size: tuple[int, int], policy: str = "randaugment") -> PerSample | None:
+def augmentation(preset: str, channels: int, size: tuple[int, int], policy: str = "randaugment",
+                 bordered: tuple[int, int] | None = None) -> PerSample | None:
     """The ``preset`` pipeline for ``uint8`` images with ``channels`` channels of ``size`` (H, W).
 
     Returns a callable that maps a batch ``(B, C, H, W)`` to an augmented batch of the same shape and dtype
     (``None`` for ``"none"``). ``policy`` picks the automatic policy of ``strong``: ``"randaugment"``
-    (default) or ``"trivial"`` (TrivialAugmentWide).
+    (default) or ``"trivial"`` (TrivialAugmentWide). ``bordered`` = ``(H', W')``: the batches hold larger,
+    bordered images (a ``shorter_crop`` spec's training data) and the output is ``size`` crops of them, drawn
+    random-resized-crop style (module docstring).
     """
     if preset not in AUGMENT_PRESETS:
         raise ValueError(f"--augment: unknown '{preset}'; valid choices: {', '.join(AUGMENT_PRESETS)}")
@@ -80,10 +99,16 @@ def augmentation(preset: str, channels: int, size: tuple[int, int], policy: str 
         return None
     h, w = int(size[0]), int(size[1])
     flip = v2.RandomHorizontalFlip()
+    border = bordered is not None and tuple(bordered) != (h, w)
+    if border and (bordered[0] < h or bordered[1] < w):
+        raise ValueError(f"bordered images {tuple(bordered)} must be at least the output size {(h, w)}")
     if preset == "light":
-        pad = max(1, round(min(h, w) / 8))
-        return PerSample(v2.Compose([flip, v2.RandomCrop((h, w), padding=pad, padding_mode="reflect")]), preset)
-    ops: list[nn.Module] = [flip, v2.RandomResizedCrop((h, w), scale=(0.6, 1.0), antialias=True),
+        crop = v2.RandomCrop((h, w)) if border else v2.RandomCrop((h, w), padding=max(1, round(min(h, w) / 8)),
+                                                                  padding_mode="reflect")
+        return PerSample(v2.Compose([flip, crop]), preset, (h, w))
+    # bordered: the plain-image range (0.6–1 of the view) measured against the evaluation view's share of the image
+    low = 0.6 * (h * w) / (bordered[0] * bordered[1]) if border else 0.6
+    ops: list[nn.Module] = [flip, v2.RandomResizedCrop((h, w), scale=(low, 1.0), antialias=True),
                             v2.RandomRotation(10)]
     if preset == "strong":
         ops.append(v2.RandAugment(RANDAUGMENT_OPS, RANDAUGMENT_MAGNITUDE) if policy == "randaugment"
@@ -91,12 +116,12 @@ def augmentation(preset: str, channels: int, size: tuple[int, int], policy: str 
         if channels == 3:
             ops.append(v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3))
         ops.append(v2.RandomErasing(p=0.25, scale=(0.02, 0.2), value=0))
-    return PerSample(v2.Compose(ops), preset)
+    return PerSample(v2.Compose(ops), preset, (h, w))
 
 
 def pixel_options(cfg: TrainConfig) -> list[str]:
     """The pixel options of ``cfg`` (``--augment``, ``--cutmix``) as flags, e.g. ``["--augment light"]``."""
-    return ([f"--augment {cfg.augment}"] if cfg.augment != "none" else []) + (
+    return ([f"--augment {cfg.augment}"] if cfg.augment not in (None, "none") else []) + (
         [f"--cutmix {cfg.cutmix:g}"] if cfg.cutmix > 0 else [])
 
 
@@ -128,18 +153,21 @@ def require_image_batches(cfg: TrainConfig, data: TensorBatches) -> None:
                                   "cached features, not images)")
 
 
-def augmented(data: TensorBatches, preset: str, policy: str = "randaugment") -> TensorBatches:
-    """``data`` with the ``preset`` augmentation on its batches (``data`` itself for ``"none"``).
+def augmented(data: TensorBatches, preset: str | None, policy: str = "randaugment") -> TensorBatches:
+    """``data`` with the ``preset`` augmentation on its batches (``data`` itself for ``"none"``, which serves the
+    evaluation crop of bordered images; ``None``, a configuration no strategy resolved, means ``"none"``).
 
     Returns a copy (see :meth:`TensorBatches.with_transform`): the original — and any validation or test
-    data — stays unaugmented.
+    data — stays unaugmented. Bordered data (``data.view`` set) get crops of the served size from the whole
+    bordered images.
     """
-    if preset == "none":
+    if preset is None or preset == "none":
         return data
     if data.x.ndim != 4:
         raise ValueError(f"--augment {preset}: augmentation needs image batches (N, C, H, W), got data of shape "
                          f"{tuple(data.x.shape)}")
-    return data.with_transform(augmentation(preset, data.x.shape[1], tuple(data.x.shape[-2:]), policy))
+    bordered = tuple(data.x.shape[-2:]) if data.view is not None else None
+    return data.with_transform(augmentation(preset, data.x.shape[1], data.image_size, policy, bordered))
 
 
 class MixupCutmix:

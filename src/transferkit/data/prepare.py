@@ -1,10 +1,13 @@
 """Turn an :class:`ImageSet` into batches a backbone accepts, fast.
 
-Preprocessing follows the backbone's input spec (channels, size, mean/std; any object with those
-attributes). Resizing and channel conversion happen **once** per dataset into a ``uint8`` tensor; the
-float conversion and normalisation happen per batch, so memory stays at one byte per pixel even at
-224 px. Batches are fetched by slicing tensors (``__getitems__``) instead of collating single samples,
-which keeps the data pipeline's cost near that of a hand-written loop over in-memory tensors.
+Preprocessing follows the backbone's input spec (channels, size, mean/std and the resize mode; any object with
+those attributes). Resizing (the evaluation transform of :mod:`transferkit.data.resize`) and channel conversion
+happen **once** per dataset into a ``uint8`` tensor; the float conversion and normalisation happen per batch, so
+memory stays at one byte per pixel even at 224 px. A ``shorter_crop`` spec keeps a border around the evaluation
+crop (``floor(size / crop_pct)`` square, 1.31× the pixels at crop_pct 0.875) for random-resized-crop training;
+batches are served its centre crop unless an augmentation is set. Batches are fetched by slicing tensors
+(``__getitems__``) instead of collating single samples, which keeps the data pipeline's cost near that of a
+hand-written loop over in-memory tensors.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from typing import Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from transferkit.data.balance import balanced_weights
 from transferkit.data.base import AnyDataset, ImageSet
+from transferkit.data.resize import all_keep_whole, inner_box, resize_images
 from transferkit.data.sampling import EpochBatchSampler, SeededBatch
 from transferkit.data.tokens import encode_texts
 
@@ -51,28 +54,20 @@ def _convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     raise ValueError(f"cannot convert images with {c} channels to the {channels} the model expects")
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int], chunk: int = 2048) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    out = torch.empty((x.shape[0], x.shape[1], *size), dtype=torch.uint8)
-    for i in range(0, x.shape[0], chunk):
-        part = F.interpolate(x[i : i + chunk].float(), size=size, mode="bilinear", antialias=True, align_corners=False)
-        out[i : i + chunk] = part.round().clamp(0, 255).to(torch.uint8)
-    return out
-
-
-def prepare_images(ds: ImageSet, spec: SpecLike) -> torch.Tensor:
-    """``uint8`` tensor ``(N, spec.channels, H, W)`` at ``spec.size`` (native size when ``None``)."""
+def prepare_images(ds: ImageSet, spec: SpecLike, border: bool = False) -> torch.Tensor:
+    """``uint8`` tensor ``(N, spec.channels, H, W)`` at ``spec.size`` (native size when ``None``), resized by the
+    spec's evaluation transform (:func:`~transferkit.data.resize.resize_images`); ``border=True`` keeps a
+    ``shorter_crop`` spec's border around the crop (training data; see :func:`to_batches`)."""
     if isinstance(ds.images, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(ds.images))
         x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-        size = tuple(spec.size) if spec.size else tuple(x.shape[-2:])
-        return _resize(_convert_channels(x, spec.channels), size).contiguous()
+        x = _convert_channels(x, spec.channels)
+        return (resize_images(x, spec, border) if spec.size else x).contiguous()
     if not spec.size:
         shapes = sorted({im.shape[:2] for im in ds.images})
         raise ValueError(f"{ds.name}: images have different sizes {shapes[:3]}…; the model needs a fixed --image-size")
-    size = tuple(spec.size)
-    return torch.cat([_resize(_convert_channels(_to_nchw(im).unsqueeze(0), spec.channels), size) for im in ds.images])
+    return torch.cat([resize_images(_convert_channels(_to_nchw(im).unsqueeze(0), spec.channels), spec, border)
+                      for im in ds.images])
 
 
 class TensorBatches(Dataset):
@@ -82,6 +77,8 @@ class TensorBatches(Dataset):
     features ``(N, D)`` (``mean=None``: served as they are). ``y`` holds int64 labels or is ``None``.
     ``key`` names the content (``ImageSet.fingerprint()``) so that extracted features can be cached.
     Text is ``int64`` token ids ``(N, L)`` padded with the tokenizer's pad id (``lengths`` holds the real counts).
+    ``view`` = ``(top, left, height, width)``: ``x`` holds larger images (a ``shorter_crop`` spec's training border,
+    :func:`to_batches`) and batches are served that box of them (the evaluation crop, an exact slice).
     ``transform`` (set through :meth:`with_transform`, training data only) maps each fetched ``uint8`` batch
     to an augmented one *before* normalisation. ``extras`` are further per-item tensors (e.g. a teacher's
     logits for distillation) served after the labels: a batch is then ``(x, y, *extras)``.
@@ -96,8 +93,13 @@ class TensorBatches(Dataset):
         key: str | None = None,
         extras: Sequence[torch.Tensor] = (),
         lengths: torch.Tensor | None = None,
+        view: tuple[int, int, int, int] | None = None,
     ) -> None:
         self.x, self.y = x, y
+        if view is not None and (x.ndim != 4 or view[0] < 0 or view[1] < 0 or view[0] + view[2] > x.shape[2]
+                                 or view[1] + view[3] > x.shape[3]):
+            raise ValueError(f"view {view} (top, left, height, width) does not fit images of shape {tuple(x.shape)}")
+        self.view = tuple(int(v) for v in view) if view is not None else None
         self.lengths = lengths  # token counts of text items (batching by length), None for images
         self.extras = tuple(extras)
         if any(len(e) != len(x) for e in self.extras):
@@ -117,13 +119,18 @@ class TensorBatches(Dataset):
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the images served (the ``view``'s size when there is one; image data only)."""
+        return (self.view[2], self.view[3]) if self.view else (int(self.x.shape[-2]), int(self.x.shape[-1]))
+
     def with_transform(self, transform: Callable[[torch.Tensor], torch.Tensor] | None) -> TensorBatches:
         """A shallow copy (same tensors, no data copied) whose batches pass through ``transform`` first.
 
-        ``transform`` receives the raw batch ``(B, C, H, W)`` (``uint8`` images) and must return a new tensor
-        of the same shape and dtype without modifying its input (which may be a view of the dataset);
-        normalisation follows. ``self`` is left untouched, so validation and test data, or the same data
-        used elsewhere, are never augmented.
+        ``transform`` receives the raw batch ``(B, C, H, W)`` (``uint8`` images, the whole stored images: with a
+        ``view``, bordered) and must return a new ``uint8`` tensor of the served size (:attr:`image_size`) without
+        modifying its input (which may be a view of the dataset); normalisation follows. ``self`` is left
+        untouched, so validation and test data, or the same data used elsewhere, are never augmented.
         """
         out = copy.copy(self)
         out.transform = transform
@@ -138,6 +145,9 @@ class TensorBatches(Dataset):
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(seed)
                     x = self.transform(x)
+        elif self.view is not None:
+            top, left, h, w = self.view
+            x = x[..., top : top + h, left : left + w]
         if self._scale is not None:
             x = torch.addcmul(self._shift, x.float(), self._scale)
         if self.y is None:
@@ -189,7 +199,14 @@ def make_loader(data: TensorBatches, batch_size: int, shuffle: bool, seed: int =
 
 def to_batches(ds: AnyDataset, spec: SpecLike) -> TensorBatches:
     """``ds`` preprocessed for a model with input spec ``spec``, as labelled :class:`TensorBatches`: images resized
-    and converted (:func:`prepare_images`), texts tokenised (:func:`~transferkit.data.tokens.encode_texts`)."""
+    and converted (:func:`prepare_images`), texts tokenised (:func:`~transferkit.data.tokens.encode_texts`).
+
+    Images of a ``shorter_crop`` spec are stored with their border (``border=True``) and served the evaluation
+    crop (``view`` = :func:`~transferkit.data.resize.inner_box`), pixel for pixel what :func:`prepare_images`
+    gives without the border — so validation, test and feature extraction see the evaluation transform, and an
+    augmentation (:func:`~transferkit.data.augment.augmented`) can crop from the whole bordered image. Data whose
+    images are all resized whole (small squares, :func:`~transferkit.data.resize.keeps_whole`) keep no border: they
+    are prepared, served and augmented exactly as under ``squash``."""
     data_kind, model_kind = getattr(ds, "modality", "image"), getattr(spec, "modality", "image")
     if data_kind != model_kind:
         raise ValueError(f"the data {ds.name} is {data_kind} but the model takes {model_kind} input; choose a "
@@ -197,4 +214,7 @@ def to_batches(ds: AnyDataset, spec: SpecLike) -> TensorBatches:
     if data_kind == "text":
         ids, lengths, _ = encode_texts(ds.texts, spec, ds.name)
         return TensorBatches(ids, torch.from_numpy(ds.labels), key=ds.fingerprint(), lengths=lengths)
-    return TensorBatches(prepare_images(ds, spec), torch.from_numpy(ds.labels), spec.mean, spec.std, ds.fingerprint())
+    shapes = [ds.images.shape[1:3]] if isinstance(ds.images, np.ndarray) else [im.shape[:2] for im in ds.images]
+    view = None if all_keep_whole(shapes, spec) else inner_box(spec)  # MNIST-like data: no border, as before
+    return TensorBatches(prepare_images(ds, spec, border=view is not None), torch.from_numpy(ds.labels), spec.mean,
+                         spec.std, ds.fingerprint(), view=view)

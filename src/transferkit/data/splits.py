@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -138,6 +139,21 @@ def train_val_split(ds: AnyDataset, val_fraction: float, seed: int) -> tuple[np.
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
+LABELS_RULE = "k-total"  # issue 26: --labels-per-class K is the whole budget (recorded in a run's lineage)
+
+
+def budget_val_per_class(labels_per_class: int | None, val_per_class: int | None) -> int | None:
+    """The validation images per class a labelled budget draws *beside* its ``labels_per_class``: ``val_per_class``
+    when given, else 0 — the K labels are the whole budget (issue 26: ``--labels-per-class K`` means K labelled
+    examples per class in total; anything a run selects comes out of those K). ``None`` without a budget (a stratified
+    ``val_fraction`` of the training split is then carved instead)."""
+    if labels_per_class is None:
+        return None
+    if val_per_class is not None and val_per_class < 0:
+        raise ValueError(f"--val-per-class must be ≥ 0, got {val_per_class}")
+    return 0 if val_per_class is None else int(val_per_class)
+
+
 def labelled_budget_indices(
     ds: AnyDataset, labels_per_class: int | None, val_per_class: int | None, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -145,8 +161,8 @@ def labelled_budget_indices(
     (to rebuild which images a run used, or to add further images around them)."""
     if labels_per_class is None:
         return train_val_split(ds, val_fraction, seed)
-    n_val = labels_per_class if val_per_class is None else val_per_class
-    val_idx = k_per_class(ds, n_val, seed + 7919) if n_val > 0 else np.array([], dtype=np.int64)
+    n_val = budget_val_per_class(labels_per_class, val_per_class)
+    val_idx = k_per_class(ds, n_val, seed + 7919) if n_val else np.array([], dtype=np.int64)
     return k_per_class(ds, labels_per_class, seed, exclude=val_idx), val_idx
 
 
@@ -155,15 +171,66 @@ def labelled_budget_split(
 ) -> tuple[AnyDataset, AnyDataset]:
     """The training and validation sets of a target task, both drawn from ``ds`` (a *training* split).
 
-    With ``labels_per_class=k`` the training set holds ``k`` images per class and the validation set
-    ``val_per_class`` other images per class (default ``k``: a labelled budget of ``2k`` per class, recorded
-    in the run). Without it, a stratified ``val_fraction`` of ``ds`` becomes validation.
+    With ``labels_per_class=k`` the training set holds ``k`` images per class — the whole labelled budget — and
+    the validation set is empty, unless ``val_per_class=v`` asks for ``v`` *other* images per class as a fixed
+    validation set (a budget of ``k + v`` per class, recorded in the run). Without ``labels_per_class``, a
+    stratified ``val_fraction`` of ``ds`` becomes validation.
     """
     tr, va = labelled_budget_indices(ds, labels_per_class, val_per_class, val_fraction, seed)
     if labels_per_class is None:
         return ds.subset(tr, ds.name + "[train]"), ds.subset(va, ds.name + "[val]")
-    n_val = labels_per_class if val_per_class is None else val_per_class
+    n_val = budget_val_per_class(labels_per_class, val_per_class)
     return (
         ds.subset(tr, f"{ds.name}[{labels_per_class}/class]"),
         ds.subset(va, f"{ds.name}[val {n_val}/class]"),
     )
+
+
+def inner_split(labels: np.ndarray, seed: int, fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray, str]:
+    """A stratified inner split of labelled examples for selection: ``(fit rows, selection rows, note)``.
+
+    For jobs that choose among candidates (a setting, a source, an epoch) from the ``K`` labels alone: each class
+    with two or more examples gives ``max(1, round(fraction · count))`` of them (never all) to the selection part;
+    the winner is then refit on every row. A class with a single example stays in the fit part (it cannot be on
+    both sides) and the note says so; when fewer than two classes have two examples — ``K = 1`` — there is **no
+    selection**: both returned arrays are ``(all rows, empty)`` and the note reads ``"no selection: …"`` (the caller
+    uses its fixed default setting and records that). Never silent: the note always says what was done.
+    """
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    every = np.arange(len(labels))
+    if int((counts >= 2).sum()) < 2:
+        return every, np.array([], dtype=np.int64), ("no selection: fewer than two classes have two or more labelled "
+                                                      "examples (K = 1), so the fixed default setting is used")
+    rng = np.random.default_rng([seed, 104729])
+    held: list[np.ndarray] = []
+    singles = [int(c) for c, n in zip(classes, counts, strict=True) if n < 2]
+    for c, n in zip(classes, counts, strict=True):
+        if n < 2:
+            continue
+        pool = rng.permutation(np.flatnonzero(labels == c))
+        held.append(pool[:min(max(1, int(round(n * fraction))), n - 1)])
+    sel = np.sort(np.concatenate(held))
+    note = f"stratified inner split: {len(sel)} of {len(labels)} labelled examples held out for selection"
+    if singles:
+        note += f"; fallback: class(es) {singles} have one example, kept for fitting and never held out"
+    return np.setdiff1d(every, sel), sel, note
+
+
+def labels_record(labels_per_class: int | None, val_per_class: int | None, n_train: int, n_val: int,
+                  selection: str, fingerprint: str | None = None,
+                  indices: np.ndarray | None = None) -> dict[str, Any]:
+    """The ``labels`` entry of a run's metrics.json: which labels trained the final model and how selection was
+    done — ``per_class`` (K, or ``None`` for the whole training split), ``train_final_model`` (examples the final
+    model was fitted on), ``validation`` (examples of a separate validation set, per class when budgeted),
+    ``budget_per_class`` (K + V), ``selection`` (in words), ``indices_fingerprint`` (content hash of the training
+    examples) and, for a budgeted run, ``indices`` (their positions in the target task's training split, after
+    ``--classes``) — the whole training split is not listed."""
+    v = budget_val_per_class(labels_per_class, val_per_class)
+    return {
+        "per_class": labels_per_class, "train_final_model": n_train,
+        "validation_per_class": v, "validation": n_val,
+        "budget_per_class": None if labels_per_class is None else labels_per_class + (v or 0),
+        "selection": selection, "indices_fingerprint": fingerprint,
+        "indices": None if indices is None or labels_per_class is None else [int(i) for i in indices],
+    }

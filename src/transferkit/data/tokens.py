@@ -38,17 +38,38 @@ def encode_texts(texts: Sequence[str], spec: Any, what: str = "texts") -> tuple[
     # set on every call (cheap; no copy of the vocabulary): one tokenizer may serve models with different limits
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length)
-    encodings = tokenizer.encode_batch(list(texts)) if len(texts) else []
-    lengths = torch.tensor([len(e.ids) for e in encodings], dtype=torch.int64)
-    truncated = sum(1 for e in encodings if e.overflowing)
+    ids, lengths, flags = padded_ids(tokenizer, texts, pad_id)
+    truncated = sum(flags)
     if truncated:
         log.warning("%s: %d of %d texts were longer than %d tokens and were truncated (raise max_length, up to the "
-                    "model's limit, to keep more)", what, truncated, len(encodings), max_length)
+                    "model's limit, to keep more)", what, truncated, len(flags), max_length)
+    return ids, lengths, truncated
+
+
+def truncating_tokenizer(spec: Any) -> tuple[Any, int]:
+    """A private copy of a text spec's tokenizer, set once to truncate at ``max_length`` without padding, and the
+    pad id: what a long-lived server encodes with. :func:`encode_texts` re-sets the shared tokenizer on each call,
+    which a second thread encoding at the same moment would see (the ``tokenizers`` library refuses to change a
+    tokenizer that is being used); a copy that is never changed again can be used by several threads at once."""
+    from tokenizers import Tokenizer
+
+    tokenizer, max_length, pad_id = text_settings(spec)
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.no_padding()
+    copy.enable_truncation(max_length)
+    return copy, pad_id
+
+
+def padded_ids(tokenizer: Any, texts: Sequence[str], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, list[bool]]:
+    """``texts`` encoded by ``tokenizer`` (as it is set: truncation included) → token ids ``(N, L)`` padded with
+    ``pad_id`` (``L`` = the longest), their lengths ``(N,)`` and, per text, whether it was truncated."""
+    encodings = tokenizer.encode_batch(list(texts)) if len(texts) else []
+    lengths = torch.tensor([len(e.ids) for e in encodings], dtype=torch.int64)
     width = int(lengths.max()) if len(encodings) else 1
     ids = torch.full((len(encodings), width), pad_id, dtype=torch.int64)
     for i, e in enumerate(encodings):
         ids[i, : len(e.ids)] = torch.tensor(e.ids, dtype=torch.int64)
-    return ids, lengths, truncated
+    return ids, lengths, [bool(e.overflowing) for e in encodings]
 
 
 def length_order(lengths: torch.Tensor) -> torch.Tensor:

@@ -212,6 +212,9 @@ class TransferModule(L.LightningModule):
         row = {"epoch": float(self.current_epoch), "train_loss": loss_n / max(n, 1), "train_acc": correct / max(n, 1)}
         if self.loss_terms or self.extra_name != "reg_loss":  # the extra terms' share of train_loss
             row[self.extra_name] = extra_n / max(n, 1)
+            ce = (loss_n - extra_n) / max(n, 1)
+            if self.extra_name == "reg_loss" and ce > 0:  # how strong a regulariser is: its size against the CE
+                row["reg_ratio"] = row[self.extra_name] / ce
         if self._trainer is not None and self.trainer.optimizers:  # the head's (largest) rate at the epoch's end
             row["lr"] = max(float(g["lr"]) for g in self.trainer.optimizers[0].param_groups)
         row.update(self._val_row)
@@ -253,7 +256,9 @@ class TransferModule(L.LightningModule):
         # phases (two-phase fine-tuning) scale every group's rate from their epoch on; a resumed run continues
         self.lr_factor = getattr(self, "lr_factor", 1.0)
         total = max(int(self.trainer.estimated_stepping_batches), 1) if self._trainer is not None else 1
-        shape = lr_multiplier(self.cfg.schedule, total, total * self.cfg.warmup_epochs // max(self.cfg.epochs, 1))
+        warmup = self.cfg.warmup_steps if self.cfg.warmup_steps is not None else \
+            total * self.cfg.warmup_epochs // max(self.cfg.max_epochs, 1)
+        shape = lr_multiplier(self.cfg.schedule or "constant", total, warmup)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: shape(step) * self.lr_factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

@@ -26,7 +26,14 @@ from transferkit.config import TrainConfig
 from transferkit.data.augment import augmented, require_image_batches
 from transferkit.data.prepare import TensorBatches, make_loader
 from transferkit.engine.module import EpochSums, TransferModule
-from transferkit.engine.trainer import FitResult, PhaseSwitch, TrainedModel, check_fit_inputs, fit_module
+from transferkit.engine.trainer import (
+    FitResult,
+    PhaseSwitch,
+    TrainedModel,
+    check_fit_inputs,
+    fit_module,
+    solve_plan,
+)
 from transferkit.strategies.base import Strategy
 
 
@@ -138,16 +145,9 @@ class MultiTaskModule(TransferModule):
         self.log_dict({"val_loss": row["val_loss"], "val_acc": row["val_acc"]}, on_epoch=True, prog_bar=True)
 
 
-def fit_multitask(
-    model: nn.Module, param_groups: Sequence[dict[str, Any]], train: TensorBatches, val: TensorBatches | None,
-    cfg: TrainConfig, slices: Sequence[slice], names: Sequence[str], combine: nn.Module,
-    sample_weights: torch.Tensor | None = None, run_dir: Any = None, eval_modules: Sequence[nn.Module] = (),
-    loss_terms: Sequence[Any] = (), phases: Sequence[Any] = (),
-) -> FitResult:
-    """Train ``model`` in place on a label matrix (one column per task); it ends with the best validation epoch's
-    weights. ``combine``'s own parameters (learnt task weights) train too, at ``cfg.lr`` without weight decay.
-    ``sample_weights`` (one per row) draws each epoch's rows with replacement in proportion to them (task sampling);
-    ``None`` shuffles every row once per epoch."""
+def check_multitask_inputs(train: TensorBatches, cfg: TrainConfig, slices: Sequence[slice]) -> None:
+    """Refuse what multi-task training cannot do (several processes, per-image label options), and labels that are
+    not a ``(N, T)`` matrix."""
     check_fit_inputs(train, cfg)
     if cfg.processes > 1:
         raise ValueError("multi-task training runs in one process so far (its per-task sums and learnt task weights "
@@ -159,6 +159,36 @@ def fit_multitask(
     if train.y is None or train.y.ndim != 2 or train.y.shape[1] != len(slices):
         raise ValueError(f"multi-task labels must be a matrix (N, {len(slices)}), got "
                          f"{None if train.y is None else tuple(train.y.shape)}")
+
+
+@torch.no_grad()
+def task_scores(model: nn.Module, data: TensorBatches, slices: Sequence[slice],
+                names: Sequence[str]) -> dict[str, float]:
+    """Per-task ``loss_<task>``/``acc_<task>`` of ``model`` on the rows of ``data`` labelled for each task, and their
+    means over tasks with labelled rows as ``loss``/``acc`` (the figures :class:`MultiTaskModule` validates with)."""
+    losses, correct, counts = task_losses(model(data.x), data.y, slices, reduction="sum")
+    out: dict[str, float] = {}
+    for name, loss, c, n in zip(names, losses.tolist(), correct.tolist(), counts.tolist(), strict=True):
+        if n:
+            out[f"loss_{name}"], out[f"acc_{name}"] = loss / n, c / n
+    per = [out[f"loss_{n}"] for n in names if f"loss_{n}" in out]
+    if per:
+        out["loss"] = sum(per) / len(per)
+        out["acc"] = sum(out[f"acc_{n}"] for n in names if f"acc_{n}" in out) / len(per)
+    return out
+
+
+def fit_multitask(
+    model: nn.Module, param_groups: Sequence[dict[str, Any]], train: TensorBatches, val: TensorBatches | None,
+    cfg: TrainConfig, slices: Sequence[slice], names: Sequence[str], combine: nn.Module,
+    sample_weights: torch.Tensor | None = None, run_dir: Any = None, eval_modules: Sequence[nn.Module] = (),
+    loss_terms: Sequence[Any] = (), phases: Sequence[Any] = (),
+) -> FitResult:
+    """Train ``model`` in place on a label matrix (one column per task); it ends with the best validation epoch's
+    weights. ``combine``'s own parameters (learnt task weights) train too, at ``cfg.lr`` without weight decay.
+    ``sample_weights`` (one per row) draws each epoch's rows with replacement in proportion to them (task sampling);
+    ``None`` shuffles every row once per epoch."""
+    check_multitask_inputs(train, cfg, slices)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     groups = list(param_groups)
     own = [p for p in combine.parameters() if p.requires_grad]
@@ -180,7 +210,12 @@ def train_multitask(
     total = max(sl.stop for sl in slices)
     plan = strategy.plan(source, total, train, val, cfg)
     trainable = plan.trainable_params + sum(p.numel() for p in combine.parameters() if p.requires_grad)
-    result = fit_multitask(plan.model, plan.param_groups, plan.train, plan.val, plan.cfg, slices, names, combine,
-                           sample_weights, run_dir, plan.eval_modules, plan.loss_terms, plan.phases)
+    if plan.solve is not None:  # a solved head: each task's block on its own labelled rows (no loss weighting)
+        check_multitask_inputs(plan.train, plan.cfg, slices)
+        result = solve_plan(plan, slices, lambda m, d: task_scores(m, d, slices, names))
+        result.solver["tasks"] = dict(zip(names, result.solver["tasks"], strict=True))
+    else:
+        result = fit_multitask(plan.model, plan.param_groups, plan.train, plan.val, plan.cfg, slices, names, combine,
+                               sample_weights, run_dir, plan.eval_modules, plan.loss_terms, plan.phases)
     model = plan.finalize() if plan.finalize is not None else plan.model
     return TrainedModel(model, result, plan.strategy, plan.options, trainable, plan.extra_time_s, plan.feature_cache)

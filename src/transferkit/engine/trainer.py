@@ -22,20 +22,21 @@ import re
 import signal
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, Checkpoint, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
 from transferkit import atomic
 from transferkit.backbones.base import Backbone
-from transferkit.config import TrainConfig
+from transferkit.config import TrainConfig, batches_per_epoch
 from transferkit.data.augment import MixupCutmix, augmented, infer_num_classes, require_image_batches
 from transferkit.data.balance import class_weights
 from transferkit.data.prepare import TensorBatches, make_loader
@@ -43,7 +44,7 @@ from transferkit.data.sampling import EpochBatchSampler
 from transferkit.engine.checkpoints import AtomicCheckpointIO, Interrupted, ResumeCheckpoints
 from transferkit.engine.module import DivergenceError, LossTerm, TransferModule
 from transferkit.engine.syncbn import GlobalBatchNorm
-from transferkit.strategies.base import Phase, Strategy
+from transferkit.strategies.base import Phase, Strategy, TrainingPlan
 from transferkit.strategies.head_init import init_head_rows
 
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
@@ -73,12 +74,18 @@ class FitResult:
     checkpoints: int = 0  # resume checkpoints written by this process's run (since any resume)
     checkpoint_time_s: float = 0.0  # and the seconds they took (part of train_time_s)
     epoch_times_s: list[float] = field(default_factory=list)  # per epoch of the run, those before a resume too
+    solver: dict[str, Any] | None = None  # a solved plan's record (what it chose); None for a stepped one
+    steps_run: int = 0  # optimiser steps taken
+    recipe: dict[str, Any] | None = None  # the budget, schedule, rates, augmentation and head init a run used
 
     def to_dict(self) -> dict[str, Any]:
-        return {"best_epoch": self.best_epoch, "best_score": self.best_score, "epochs_run": self.epochs_run,
-                "train_time_s": self.train_time_s, "stopped_early": self.stopped_early, "processes": self.world_size,
-                "checkpoints": self.checkpoints, "checkpoint_time_s": self.checkpoint_time_s,
-                "epoch_times_s": self.epoch_times_s}
+        out = {"best_epoch": self.best_epoch, "best_score": self.best_score, "epochs_run": self.epochs_run,
+               "steps_run": self.steps_run, "train_time_s": self.train_time_s, "stopped_early": self.stopped_early,
+               "processes": self.world_size, "checkpoints": self.checkpoints,
+               "checkpoint_time_s": self.checkpoint_time_s, "epoch_times_s": self.epoch_times_s}
+        if self.recipe is not None:
+            out["recipe"] = self.recipe
+        return {**out, "solver": self.solver} if self.solver is not None else out
 
 
 class BestWeights(Callback):
@@ -165,7 +172,8 @@ def build_trainer(cfg: TrainConfig, run_dir: Path | None, callbacks: Sequence[Ca
     logger = CSVLogger(save_dir=str(run_dir), name="logs", version="") if run_dir is not None else False
     multi = cfg.processes > 1
     return L.Trainer(
-        max_epochs=cfg.epochs,
+        max_epochs=cfg.max_epochs,
+        max_steps=cfg.steps if cfg.steps is not None else -1,  # a step budget ends part-way through its last epoch
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
@@ -366,13 +374,63 @@ def fit_module(module: TransferModule, train_loader: Any, val: TensorBatches | N
         best_score=best.best if best.state is not None else float("nan"),
         epochs_run=trainer.current_epoch,
         train_time_s=module.time_before_resume + elapsed,
-        stopped_early=trainer.current_epoch < cfg.epochs,
+        stopped_early=_stopped_early(trainer, cfg),
         rank=trainer.global_rank,
         world_size=trainer.world_size,
         checkpoints=saver.saves if saver else 0,
         checkpoint_time_s=saver.save_seconds if saver else 0.0,
         epoch_times_s=list(module.epoch_times),
+        steps_run=int(trainer.global_step),
     )
+
+
+def _stopped_early(trainer: L.Trainer, cfg: TrainConfig) -> bool:
+    """Whether the loop ended before its budget: the step budget, or (an epoch budget) the epochs."""
+    if cfg.steps is not None:
+        return int(trainer.global_step) < cfg.steps
+    return trainer.current_epoch < cfg.max_epochs
+
+
+def recipe_record(cfg: TrainConfig, n_train: int, plan_recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a stepped run was trained with (``FitResult.recipe``, in metrics.json): the budget (``steps``, or
+    ``None`` for an epoch budget, and the ``epochs`` — derived from the steps and the ``batches_per_epoch`` when the
+    budget is in steps), ``warmup_steps``, ``schedule``, ``lr``, ``batch_size``, ``augment``, early stopping
+    (``patience``), and what the strategy adds (``plan_recipe``: the head init and its C, the BatchNorm policy, the
+    backbone's rate)."""
+    per_epoch = batches_per_epoch(n_train, cfg.batch_size or 1)
+    total = cfg.steps if cfg.steps is not None else cfg.max_epochs * per_epoch
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else total * cfg.warmup_epochs // max(cfg.max_epochs, 1)
+    return {"budget": "steps" if cfg.steps is not None else "epochs", "steps": total, "epochs": cfg.max_epochs,
+            "batches_per_epoch": per_epoch, "warmup_steps": int(warmup), "schedule": cfg.schedule or "constant",
+            "lr": cfg.lr, "batch_size": cfg.batch_size, "augment": cfg.augment or "none",
+            "early_stopping": cfg.patience is not None, **(plan_recipe or {})}
+
+
+Scores = Callable[[nn.Module, TensorBatches], dict[str, float]]
+
+
+@torch.no_grad()
+def head_scores(model: nn.Module, data: TensorBatches) -> dict[str, float]:
+    """``{"loss": mean cross-entropy, "acc": accuracy}`` of ``model`` on every item of ``data`` at once (cached
+    features: one matrix multiply)."""
+    logits = model(data.x)
+    return {"loss": float(F.cross_entropy(logits, data.y)), "acc": float((logits.argmax(1) == data.y).float().mean())}
+
+
+def solve_plan(plan: TrainingPlan, slices: Sequence[slice] | None = None, scores: Scores = head_scores) -> FitResult:
+    """Run a plan that is solved, not stepped (``plan.solve``: the L-BFGS linear probe) — no Lightning loop, epochs,
+    checkpoints or processes. ``plan.model`` ends with the solution. The history is one row (``epoch`` 0): training
+    and, with validation data, validation ``scores`` of the solution (validation data never fit it); ``best_epoch`` 0,
+    ``epochs_run`` 0, ``best_score`` the validation ``cfg.monitor``; ``solver`` the plan's record plus ``solve_s``."""
+    start = time.perf_counter()
+    record = plan.solve(slices)
+    elapsed = time.perf_counter() - start
+    plan.model.eval()
+    row = {"epoch": 0.0, **{f"train_{k}": v for k, v in scores(plan.model, plan.train).items()}}
+    if plan.val is not None and len(plan.val):
+        row.update({f"val_{k}": v for k, v in scores(plan.model, plan.val).items()})
+    return FitResult(history=[row], best_epoch=0, best_score=row.get(plan.cfg.monitor, float("nan")), epochs_run=0,
+                     train_time_s=elapsed, solver={**record, "solve_s": elapsed})
 
 
 @dataclass
@@ -409,12 +467,25 @@ def train(
     """
     plan = strategy.plan(source, num_classes, train_data, val_data, cfg)
     head_report = None
-    if head_init is not None and plan.head is not None:
+    if head_init is not None and plan.head is not None and plan.recipe.get("head_init") != "probe":
         tnames, snames = class_names or (None, None)
         head_report = init_head_rows(plan.head, getattr(source, "head", None), head_init, snames, tnames)
+        if plan.solve is not None and head_report["applied"]:  # the solve overwrites the rows: say so
+            head_report = {**head_report, "applied": False,
+                           "reason": "a solved head reaches the same optimum from any start"}
+    elif head_init is not None and plan.recipe.get("head_init") == "probe" and plan.head is not None:
+        tnames, snames = class_names or (None, None)  # LP-FT: the solved probe is the better start; keep it
+        head_report = init_head_rows(None, None, head_init, snames, tnames)  # names the matches, copies nothing
+        if head_report["matched"]:
+            head_report["reason"] = "the head starts from the linear probe solved on the training images (LP-FT)"
     trainable = plan.trainable_params
-    result = fit(plan.model, plan.param_groups, plan.train, plan.val, plan.cfg, run_dir, plan.eval_modules,
-                 plan.loss_terms, plan.phases, callbacks)
+    if plan.solve is not None:
+        result = solve_plan(plan)
+    else:
+        result = fit(plan.model, plan.param_groups, plan.train, plan.val, plan.cfg, run_dir, plan.eval_modules,
+                     plan.loss_terms, plan.phases, callbacks)
+    if plan.solve is None:
+        result.recipe = recipe_record(plan.cfg, len(plan.train), plan.recipe)
     model = plan.finalize() if plan.finalize is not None else plan.model
     return TrainedModel(model, result, plan.strategy, plan.options, trainable, plan.extra_time_s, plan.feature_cache,
                         head_report)

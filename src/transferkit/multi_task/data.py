@@ -3,7 +3,8 @@
 :func:`load_multitask` builds a split of a :class:`~transferkit.multi_task.spec.MultiTaskSpec`: the shared dataset's
 rows (labelled by every task that reads it) followed by each own-data task's rows (labelled for that task only).
 :func:`budget_split` draws the labelled training and validation rows per task — ``labels_per_class`` /
-``val_per_class`` for a budgeted task, a stratified ``val_fraction`` otherwise — so that no row is in both, and
+``val_per_class`` (none by default: K is the budget) for a budgeted task, a stratified ``val_fraction`` otherwise —
+so that no row is in both, and
 :func:`task_sampling_weights` weights rows so that tasks of different sizes are seen as the ``sampling`` mode asks.
 Everything is checked before any model is built: empty tasks, mismatched input kinds, unknown classes or columns.
 """
@@ -18,7 +19,7 @@ import torch
 from transferkit.data.base import AnyDataset, ImageSet, TextSet
 from transferkit.data.class_map import apply_class_map
 from transferkit.data.registry import get_dataset, parse_spec
-from transferkit.data.splits import k_per_class, parse_classes, train_val_split
+from transferkit.data.splits import budget_val_per_class, k_per_class, parse_classes, train_val_split
 from transferkit.data.text import read_label_columns, sorted_labels
 from transferkit.multi_task.spec import MultiTaskSpec, TaskSpec
 
@@ -216,11 +217,12 @@ def _shared_block(spec: MultiTaskSpec, split: str, tasks: list[int], classes: li
 def budget_split(data: MultiTaskSet, spec: MultiTaskSpec, seed: int) -> tuple[MultiTaskSet, MultiTaskSet]:
     """The labelled training and validation rows of every task, drawn from a training split.
 
-    A task with ``labels_per_class=k`` keeps ``k`` labels per class for training and ``val_per_class`` (default ``k``)
-    others for validation; a task without uses every labelled row, a stratified ``val_fraction`` of them for
-    validation. Validation rows are drawn first, for every task, and no row is in both sets. A row keeps only the
-    labels drawn for it (a budgeted task's other labels are masked). Holdout tasks get training labels only (their
-    probe has nothing to select). Seeded by ``seed``; an impossible budget names the task and class.
+    A task with ``labels_per_class=k`` keeps ``k`` labels per class for training — its whole labelled budget — and,
+    only when ``val_per_class=v`` is given, ``v`` others per class for validation (a budget of ``k + v``; issue 26);
+    a task without uses every labelled row, a stratified ``val_fraction`` of them for validation. Validation rows
+    are drawn first, for every task, and no row is in both sets. A row keeps only the labels drawn for it (a
+    budgeted task's other labels are masked). Holdout tasks get training labels only (their probe has nothing to
+    select). Seeded by ``seed``; an impossible budget names the task and class.
     """
     n, t_count = data.labels.shape
     train_lab = np.full((n, t_count), MISSING, np.int64)
@@ -234,8 +236,8 @@ def budget_split(data: MultiTaskSet, spec: MultiTaskSpec, seed: int) -> tuple[Mu
         if task.holdout:
             continue
         if task.labels_per_class is not None:
-            n_val = task.labels_per_class if task.val_per_class is None else task.val_per_class
-            picked = k_per_class(view, n_val, seed + 7919 + i) if n_val > 0 else np.array([], np.int64)
+            n_val = budget_val_per_class(task.labels_per_class, task.val_per_class)
+            picked = k_per_class(view, n_val, seed + 7919 + i) if n_val else np.array([], np.int64)
         else:
             picked = train_val_split(view, spec.val_fraction, seed + 7919 + i)[1]
         val_lab[rows[picked], i] = data.labels[rows[picked], i]

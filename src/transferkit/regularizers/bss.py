@@ -5,10 +5,18 @@ Shrinkage for Safe Transfer Learning" (NeurIPS). The authors find that the featu
 singular values are the ones that transfer poorly (negative transfer) and are not needed by the target,
 so they penalise them:
 
-    L_bss(F) = η · Σ_{i=1..k} σ²_{-i}(F)
+    L_bss(F) = η · Σ_{i=1..k} σ²_{-i}(F) / B
 
 where ``F`` is the ``(B, D)`` matrix of a batch's features (the input of the classifier) and ``σ_{-i}`` its
 ``i``-th smallest singular value (paper: ``k = 1``, ``η = 0.001``).
+
+**Scale (calibrated for a batch-mean loss).** The paper and TLlib (``tllib.regularization.bss``, added to the
+batch-*mean* cross-entropy with trade-off 0.001 at batch 48) use the raw sum ``Σσ²``, which grows with the batch
+size (σ² of a ``(B, D)`` matrix is a sum over its ``B`` rows), so the same η means a different strength at
+another batch size. We divide by ``B`` — a per-example term like the cross-entropy it is added to — and set the
+default ``η = 0.048 = 0.001 × 48``: exactly TLlib's strength at its batch of 48, and the same strength at any
+other batch size. The run history's ``reg_ratio`` (the term against the cross-entropy, per epoch) shows how
+strong it was.
 
 How the features are read: a forward *pre*-hook on the model's head records the head's input during the
 training forward pass, i.e. exactly ``forward_features(x)``, so BSS costs one SVD of a ``(B, D)`` matrix per
@@ -22,6 +30,8 @@ import torch
 from torch import nn
 
 from transferkit.regularizers.base import Batch, Regularizer, coefficient, register_regularizer
+
+DEFAULT_ETA = 0.001 * 48  # TLlib's trade-off on the raw Σσ² at its batch of 48, as a per-example (batch-mean) term
 
 
 def batch_spectral_shrinkage(features: torch.Tensor, k: int = 1) -> torch.Tensor:
@@ -38,12 +48,13 @@ def batch_spectral_shrinkage(features: torch.Tensor, k: int = 1) -> torch.Tensor
 
 @register_regularizer
 class BatchSpectralShrinkage(Regularizer):
-    """``η · Σ_{i=1..k} σ²_{-i}(F)`` on the batch features ``F`` ``(B, D)`` that enter the head.
+    """``η · Σ_{i=1..k} σ²_{-i}(F) / B`` on the batch features ``F`` ``(B, D)`` that enter the head.
 
     Parameters
     ----------
     eta:
-        Strength ``η`` (paper: 0.001).
+        Strength ``η`` of the batch-mean term (default 0.048: the paper's and TLlib's 0.001 on the raw sum at
+        TLlib's batch of 48; see the module docstring).
     k:
         How many of the smallest singular values to shrink (paper: 1).
     head:
@@ -53,7 +64,7 @@ class BatchSpectralShrinkage(Regularizer):
     name = "bss"
     strategy_options = {"alpha": "eta", "k": "k"}
 
-    def __init__(self, eta: float = 0.001, k: int = 1, head: str = "head") -> None:
+    def __init__(self, eta: float = DEFAULT_ETA, k: int = 1, head: str = "head") -> None:
         super().__init__()
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"bss: k must be a positive integer, got {k!r}")
@@ -79,4 +90,5 @@ class BatchSpectralShrinkage(Regularizer):
         f, self._features = self._features, None
         if f is None or f.shape[0] != x.shape[0]:
             f = model.forward_features(x)
-        return self.eta * batch_spectral_shrinkage(f.flatten(1), self.k)
+        f = f.flatten(1)
+        return self.eta * batch_spectral_shrinkage(f, self.k) / f.shape[0]

@@ -12,6 +12,14 @@ needs that channel:
 ``D`` units is a channel), and the squared distance is averaged over the ``H_j·W_j`` positions so stages of
 different resolution weigh alike. The mean over the batch matches the per-example form of the paper.
 
+**Scale (calibrated for a batch-mean loss).** TLlib's ``AttentionBehavioralRegularization`` computes the same
+position-averaged, attention-weighted distance but *sums* it over the batch and adds it to the batch-mean
+cross-entropy with trade-off 0.01 (``--trade-off-backbone``, batch 48); DELTA's authors use α = β = 0.01 in the
+same summed form. Our term is the batch *mean*, so the same strength is α = 0.01 × 48 = **0.48** (default), and it
+no longer changes with the batch size. (An α of 0.01 on the mean — the previous default — was 48× weaker than
+the paper's and left fine-tuning unchanged to the third decimal.) β is a weight penalty, not a sum over
+examples: 0.01 as in the paper. The run history's ``reg_ratio`` shows the term against the cross-entropy.
+
 **Attention weights** (``attention=True``, the paper's method). The paper weights channel ``c`` by the
 increase of the target loss when the channel is removed from the *source* network,
 ``W_c ∝ softmax(L(w⁰ without c) − L(w⁰))``. We compute them **once**, in :meth:`DELTA.attach`, on a labelled
@@ -23,7 +31,10 @@ the cross-entropy is the channel's importance ``Δ_c``; (3) per stage, ``W = C �
 ``z`` the standardisation over the stage's channels and temperature ``τ = 5`` (TLlib's choice: raw loss
 differences are tiny and would give uniform weights). The factor ``C`` makes the weights average 1, so
 ``attention=False`` (every ``W = 1``, the paper's unweighted "feature map" variant) has the same scale.
-Cost: ``Σ_j C_j`` forward passes of the network after stage ``j`` over the sample, once.
+Cost: ``Σ_j C_j`` forward passes of the network after stage ``j`` over the sample, once — and not even that
+when the same (source weights, head, sample, stages, settings) were measured before: the weights are cached in
+this process and on disk (``<feature cache>/delta-attention``, checksummed safetensors written atomically), so a
+resumed run, a search's trials or a rerun skip the pass (``attention_cache``: ``"hit"``/``"miss"``).
 
 Feature maps are read through forward hooks on the chosen stages during the training forward pass (no extra
 target pass); the source maps need one forward of the frozen source up to the last chosen stage per step.
@@ -34,7 +45,14 @@ network with BatchNorm in train mode is not at distance 0 from its own copy.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +68,80 @@ from transferkit.regularizers.base import (
 )
 
 CHUNK_ELEMENTS = 1 << 22  # values per batched channel-removal pass in the attention computation (16 MB in float32)
+DEFAULT_ALPHA = 0.01 * 48  # the paper's/TLlib's α on the batch sum (batch 48), as a batch-mean term
+MEMORY_ENTRIES = 8  # attention results kept in this process (each: one float vector per chosen stage)
+_MEMORY: OrderedDict[str, dict[str, torch.Tensor]] = OrderedDict()
+log = logging.getLogger("transferkit.regularizers.delta")
+
+
+def attention_cache_dir() -> Path:
+    """Where channel-attention results are kept between processes: ``<feature cache>/delta-attention``
+    (``$TRANSFERKIT_CACHE``, default ``~/.cache/transferkit/features``)."""
+    from transferkit.backbones.cache import cache_root
+
+    return cache_root() / "delta-attention"
+
+
+def _cached_attention(key: str, layers: list[str]) -> dict[str, torch.Tensor] | None:
+    """The weights stored under ``key`` (this process first, then the disk), or ``None``. A disk entry that
+    cannot be read, fails its checksum or lacks a stage is logged, deleted and recomputed."""
+    if key in _MEMORY:
+        _MEMORY.move_to_end(key)
+        return {k: v.clone() for k, v in _MEMORY[key].items()}
+    path = attention_cache_dir() / f"{key}.safetensors"
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            checksum = (fh.metadata() or {}).get("sha256")
+            weights = {name: fh.get_tensor(name) for name in layers}
+        ok = checksum == _checksum(weights) and all(torch.isfinite(w).all() for w in weights.values())
+    except Exception as err:  # a truncated or garbled file fails in many ways
+        ok, weights = False, {}
+        log.warning("unreadable DELTA attention cache entry %s (%s); recomputing", path.name, type(err).__name__)
+    if not ok:
+        path.unlink(missing_ok=True)
+        return None
+    _remember(key, weights)
+    return weights
+
+
+def _checksum(weights: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        h.update(name.encode())
+        h.update(weights[name].float().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _remember(key: str, weights: dict[str, torch.Tensor]) -> None:
+    _MEMORY[key] = {k: v.detach().cpu().clone() for k, v in weights.items()}
+    while len(_MEMORY) > MEMORY_ENTRIES:
+        _MEMORY.popitem(last=False)
+
+
+def _store_attention(key: str, weights: dict[str, torch.Tensor]) -> None:
+    """Keep ``weights`` in this process and on disk (atomic: a temporary file renamed into place); a disk that
+    cannot be written only loses the cross-process reuse."""
+    _remember(key, weights)
+    from safetensors.torch import save_file
+
+    folder = attention_cache_dir()
+    tensors = {k: v.detach().cpu().float().contiguous() for k, v in weights.items()}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata={"sha256": _checksum(tensors)})
+            os.replace(tmp, folder / f"{key}.safetensors")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as err:
+        log.warning("could not write the DELTA attention cache entry in %s: %s", folder, err)
 
 
 def feature_map_distance(target: torch.Tensor, source: torch.Tensor,
@@ -92,7 +184,8 @@ class DELTA(Regularizer):
     Parameters
     ----------
     alpha:
-        Strength of the feature-map term (paper: 0.01; default 0.01).
+        Strength of the feature-map term on the batch mean (default 0.48: the paper's and TLlib's 0.01 on the
+        batch sum at batch 48; see the module docstring).
     beta:
         Strength of plain L2 on the head (paper: 0.01; default 0.01).
     layers:
@@ -115,7 +208,7 @@ class DELTA(Regularizer):
     replaces_weight_decay = True
     needs_data = True
 
-    def __init__(self, alpha: float = 0.01, beta: float = 0.01, layers: str | list[str] | None = None,
+    def __init__(self, alpha: float = DEFAULT_ALPHA, beta: float = 0.01, layers: str | list[str] | None = None,
                  attention: bool = True, temperature: float = 5.0, attention_steps: int = 100,
                  head: str = "head") -> None:
         super().__init__()
@@ -133,6 +226,7 @@ class DELTA(Regularizer):
         self.attention, self.temperature, self.attention_steps = attention, float(temperature), attention_steps
         self.source: nn.Module | None = None
         self.weights: dict[str, torch.Tensor] = {}
+        self.attention_cache: str | None = None  # "hit"/"miss" of the last attach with attention (None: not asked)
         self._maps: dict[str, torch.Tensor] = {}
 
     # -- before training ---------------------------------------------------------------------------
@@ -157,14 +251,35 @@ class DELTA(Regularizer):
             raise ValueError(f"delta: the source lacks stage(s) {missing}; valid layers: {', '.join(ref.stages)}")
         self.source = ref
         self.weights = {}
+        self.attention_cache = None
         if self.attention:
             if data is None:
                 raise ValueError("delta: attention weights need a labelled sample data=(x, y); "
                                  "pass data or attention=False")
-            self.weights = self.channel_attention(getattr(model, self.head), *data)
+            head = getattr(model, self.head)
+            key = self._attention_key(head, *data)
+            cached = _cached_attention(key, self.layers)
+            self.attention_cache = "hit" if cached is not None else "miss"
+            self.weights = cached if cached is not None else self.channel_attention(head, *data)
+            if cached is None:
+                _store_attention(key, self.weights)
         for name in self.layers:
             self._hook(stages[name].register_forward_hook(self._recorder(name)))
         return self
+
+    def _attention_key(self, head: nn.Module, x: torch.Tensor, y: torch.Tensor) -> str:
+        """What the channel weights depend on: the source's weights, the head they start the fitted copy from,
+        the sample, the stages and the attention settings (hex SHA-256)."""
+        from transferkit.backbones.cache import weights_hash
+
+        h = hashlib.sha256()
+        h.update(json.dumps({"format": 1, "source": weights_hash(self.source), "layers": self.layers,
+                             "temperature": self.temperature, "steps": self.attention_steps,
+                             "x": [list(x.shape), str(x.dtype)], "y": [list(y.shape), str(y.dtype)]},
+                            sort_keys=True).encode())
+        for t in (*(p.detach() for p in head.state_dict().values()), x, y):
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:40]
 
     def _recorder(self, name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]:
         def record(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:

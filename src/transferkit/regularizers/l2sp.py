@@ -10,6 +10,12 @@ values) and keeps ordinary L2 only on the new head, which has no pretrained valu
 where ``w_S`` are the transferred parameters (every parameter outside the head). The paper uses L2-SP
 *instead of* weight decay; the ``finetune`` strategy therefore sets the optimiser's weight decay to 0 on
 its parameter groups when this regulariser is on.
+
+**Scale.** Ω is a penalty on the weights, not a sum over examples, so it means the same beside a batch-mean
+cross-entropy at any batch size: α = β = 0.01 (the defaults) are TLlib's ``SPRegularization`` trade-offs
+(``--trade-off-backbone``/``--trade-off-head`` 0.01) in the same form; the paper tunes α in 0.01–0.1. How much it
+does depends on how far training moves the weights (nothing in 10 steps, more over a few hundred): the run
+history's ``reg_ratio`` (the term against the cross-entropy, per epoch) shows it.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit import atomic
+from transferkit.report.metrics import DID_NOT_LEARN
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -18,13 +19,17 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 def run_report(path: Path, title: str, facts: dict[str, Any], metrics: dict[str, Any] | None,
                images: Sequence[str] = (), notes: Sequence[str] = ()) -> Path:
-    """Write a single run's report: facts (what ran), metrics on the evaluated split, per-class table, plots."""
+    """Write a single run's report: facts (what ran), metrics on the evaluated split (flagged "did not learn" when
+    ``metrics["did_not_learn"]``), per-class table, plots."""
     parts = [f"# {title}", "", markdown_table(["", ""], [(k, v) for k, v in facts.items()]), ""]
-    if metrics:
+    if metrics and metrics.get("split") != "none":  # "none": no test split and no validation set, nothing scored
         split = metrics.get("split", "test")
         parts += [f"## Metrics on the {split} split", "",
                   f"Accuracy **{metrics['accuracy']:.4f}**, macro-F1 **{metrics['macro_f1']:.4f}** "
-                  f"({metrics['n']} examples).", "",
+                  f"({metrics['n']} examples)." + (
+                      f" **{DID_NOT_LEARN.capitalize()}**: this accuracy is not significantly above always "
+                      "predicting the most frequent class (one-sided binomial test at 1 %)."
+                      if metrics.get("did_not_learn") else ""), "",
                   markdown_table(["class", "precision", "recall", "support"],
                                  [(c, f"{r['precision']:.3f}", f"{r['recall']:.3f}", r["support"])
                                   for c, r in metrics["per_class"].items()]), ""]

@@ -7,16 +7,20 @@ from typing import Any
 
 from rich.table import Table
 
+from transferkit.report.metrics import DID_NOT_LEARN
+
 
 def metrics_table(metrics: dict[str, Any], title: str = "") -> Table:
-    """Per-class precision/recall plus overall accuracy and macro-F1."""
+    """Per-class precision/recall plus overall accuracy and macro-F1; an accuracy at chance level
+    (``metrics["did_not_learn"]``, :func:`~transferkit.report.metrics.did_not_learn`) is marked "did not learn"."""
     table = Table(title=title or None)
     for col in ("class", "precision", "recall", "support"):
         table.add_column(col, justify="left" if col == "class" else "right")
     for name, row in metrics["per_class"].items():
         table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", str(row["support"]))
     table.add_section()
-    table.add_row("accuracy", f"{metrics['accuracy']:.4f}", "", str(metrics["n"]))
+    table.add_row("accuracy", f"{metrics['accuracy']:.4f}", DID_NOT_LEARN if metrics.get("did_not_learn") else "",
+                  str(metrics["n"]))
     table.add_row("macro-F1", f"{metrics['macro_f1']:.4f}", "", "")
     return table
 

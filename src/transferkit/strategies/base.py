@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from transferkit.backbones.base import Backbone
-from transferkit.config import TrainConfig
+from transferkit.config import TrainConfig, resolve_budget
 from transferkit.data.prepare import TensorBatches
 
 
@@ -62,6 +62,11 @@ class TrainingPlan:
         Extra loss terms ``term(model, x, y, logits) -> scalar`` (regularisers).
     phases:
         Scheduled changes of what trains (gradual unfreezing, two-phase fine-tuning), in epoch order.
+    solve:
+        For a plan that is *solved*, not stepped (the L-BFGS linear probe): the engine calls ``solve(slices)``
+        instead of running epochs. It fits ``model`` in place — ``slices`` are the logit columns of each task when
+        the labels are a multi-task matrix ``(N, T)`` (``-1`` = no label), ``None`` for one task — and returns a
+        JSON-ready record of what it chose (kept as ``FitResult.solver``).
     """
 
     model: nn.Module
@@ -78,6 +83,8 @@ class TrainingPlan:
     feature_cache: str | None = None  # "hit" / "miss" for strategies that read cached features
     phases: list[Phase] = field(default_factory=list)
     head: nn.Module | None = None  # the new classifier (its rows can be initialised from the source head)
+    solve: Callable[[Sequence[slice] | None], dict[str, Any]] | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)  # the strategy's part of FitResult.recipe (head init, …)
 
     @property
     def trainable_params(self) -> int:
@@ -86,7 +93,14 @@ class TrainingPlan:
 
 class Strategy:
     """Base class. Subclasses set ``name``, ``aliases``, ``default_lr``, ``option_defaults`` and implement
-    :meth:`plan`."""
+    :meth:`plan`.
+
+    The training recipe a strategy fills in where the configuration leaves it unset (:meth:`resolve`):
+    ``default_steps`` — the floor of optimiser steps whatever the dataset size (``None``: an epoch budget,
+    :data:`~transferkit.config.DEFAULT_EPOCHS`), ``min_epochs`` — at least this many passes over a large training
+    set, ``default_schedule`` with a linear warm-up over ``warmup`` (a share of the steps), and
+    ``default_augment``, which applies to image batches only (a text or feature strategy trains without).
+    """
 
     name: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
@@ -94,6 +108,11 @@ class Strategy:
     default_lr: ClassVar[float] = 1e-3
     default_batch_size: ClassVar[int] = 64
     option_defaults: ClassVar[dict[str, Any]] = {}
+    default_steps: ClassVar[int | None] = None
+    min_epochs: ClassVar[int] = 1
+    default_schedule: ClassVar[str] = "constant"
+    warmup: ClassVar[float] = 0.0
+    default_augment: ClassVar[str] = "none"
 
     def __init__(self, **options: Any) -> None:
         unknown = set(options) - set(self.option_defaults)
@@ -105,9 +124,16 @@ class Strategy:
     def lr(self, cfg: TrainConfig) -> float:
         return cfg.lr if cfg.lr is not None else self.default_lr
 
-    def resolve(self, cfg: TrainConfig) -> TrainConfig:
-        """``cfg`` with this strategy's defaults filled in where it leaves ``lr``/``batch_size`` unset."""
-        return dataclasses.replace(cfg, lr=self.lr(cfg), batch_size=cfg.batch_size or self.default_batch_size)
+    def resolve(self, cfg: TrainConfig, train: TensorBatches | None = None) -> TrainConfig:
+        """``cfg`` with this strategy's defaults filled in where it leaves ``lr``/``batch_size`` unset, and — given
+        the training data — its recipe: the budget (steps, and the epochs derived from them), schedule, warm-up and
+        augmentation (:func:`~transferkit.config.resolve_budget`)."""
+        cfg = dataclasses.replace(cfg, lr=self.lr(cfg), batch_size=cfg.batch_size or self.default_batch_size)
+        if train is None:
+            return cfg
+        images = train.x.ndim == 4 and getattr(train, "lengths", None) is None
+        return resolve_budget(cfg, len(train), self.default_steps, self.min_epochs, self.default_schedule,
+                              self.warmup, self.default_augment if images else "none")
 
     def plan(
         self, source: Backbone, num_classes: int, train: TensorBatches, val: TensorBatches | None, cfg: TrainConfig

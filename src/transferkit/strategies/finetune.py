@@ -4,11 +4,27 @@ Yosinski et al., 2014, "How transferable are features in deep neural networks?" 
 layers and fine-tuning beats training from scratch, and freezing the first ``N`` groups (the most generic
 features) is the classic way to trade target-specific accuracy for fewer trainable parameters.
 
-Options beyond ``freeze`` (every default leaves plain fine-tuning exactly as it was):
+**Default recipe** (issue 26, chosen on development seeds 100–104, see ``benchmarks/RESULTS.md``): a budget in
+optimiser steps (:attr:`Finetune.default_steps`, whatever the dataset size; ``--steps``/``--epochs`` override it),
+linear warm-up then cosine decay, and **LP-FT** (Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features
+and Underperform Out-of-Distribution"): the new head starts from the linear probe solved on the frozen features of
+the training images (:func:`~transferkit.strategies.probe_solver.solve_probe`, the same solver as ``linear_probe``),
+then everything fine-tunes, the backbone at ``backbone_lr`` × the head's rate. A random head's gradients distort
+the pretrained features before the head is any good; a head that already fits them makes the first steps refine
+instead. ``head="random"`` turns LP-FT off (the plain fine-tuning of Yosinski et al.).
+
+Options beyond ``freeze``:
+
+* ``head`` — ``"probe"`` (default: LP-FT, as above; the run's ``fit.recipe`` records the probe's C) or
+  ``"random"`` (a freshly initialised head). A head that is not one linear layer (a bottleneck or cosine head) or
+  multi-task labels start from a random head, and the record says why.
+* ``backbone_lr`` — the backbone's learning rate as a factor of the head's (default
+  :data:`DEFAULT_BACKBONE_LR`); not with ``lr_decay``/``group_lrs``, which set the rates themselves.
 
 * ``freeze_pattern`` — also freeze groups/modules/parameters by name (:func:`freeze_matching`).
-* ``bn`` — ``"train"`` (default: BatchNorm statistics and affine parameters keep training) or ``"frozen"``
-  (BatchNorm in eval mode with the source's statistics, affine frozen; :func:`freeze_batchnorm`).
+* ``bn`` — ``"frozen"`` (default: BatchNorm in eval mode with the source's statistics, affine frozen;
+  :func:`freeze_batchnorm` — batch statistics of a handful of images are noise, and the probe head was solved on
+  the features the source statistics give) or ``"train"`` (statistics and affine parameters keep training).
 * ``lr_decay`` / ``group_lrs`` — discriminative learning rates (:func:`param_group_lrs`): the head at the
   strategy's learning rate, each earlier group × ``lr_decay``; ``group_lrs`` sets named groups explicitly.
 * ``preset="two_phase"`` — the Keras guide's and fastai's ``fine_tune`` recipe: only the head trains for
@@ -25,6 +41,7 @@ Options beyond ``freeze`` (every default leaves plain fine-tuning exactly as it 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -41,7 +58,9 @@ from transferkit.strategies.lr_groups import param_group_lrs, parse_group_lrs
 
 __all__ = ["BN_POLICIES", "Finetune", "freeze_groups"]
 
-BN_POLICIES = ("train", "frozen")
+BN_POLICIES = ("frozen", "train")
+HEAD_INITS = ("probe", "random")
+DEFAULT_BACKBONE_LR = 0.1  # the backbone's rate as a factor of the head's (LP-FT's features move slowly)
 PRESETS = ("none", "two_phase")
 REG_OPTIONS = ("reg_alpha", "reg_beta", "reg_k", "reg_layers", "reg_attention")
 ATTENTION_SAMPLE = 128  # training examples DELTA's channel attention is measured on (once, before training)
@@ -70,8 +89,14 @@ class Finetune(Strategy):
     name = "finetune"
     aliases = ("parameter",)
     kind = "parameter transfer"
-    default_lr = 1e-3
-    option_defaults = {"freeze": 0, "freeze_pattern": None, "bn": "train", "lr_decay": None, "group_lrs": None,
+    default_lr = 1e-3  # the head's rate; the backbone's is backbone_lr × this
+    default_batch_size = 32
+    default_steps = 100  # a floor of optimiser steps, whatever the dataset size (benchmarks/RESULTS.md, issue 26)
+    min_epochs = 1
+    default_schedule = "cosine"
+    warmup = 0.1
+    option_defaults = {"freeze": 0, "freeze_pattern": None, "bn": "frozen", "head": "probe", "backbone_lr": None,
+                       "lr_decay": None, "group_lrs": None,
                        "preset": "none", "head_epochs": None, "phase2_lr": None, "unfreeze_every": None,
                        "regularizer": None, **dict.fromkeys(REG_OPTIONS)}
 
@@ -82,7 +107,16 @@ class Finetune(Strategy):
             raise ValueError("finetune: freeze_pattern is empty; give fnmatch patterns such as 'conv1' or 'stages.*'")
         if o["bn"] not in BN_POLICIES:
             raise ValueError(f"finetune: bn='{o['bn']}' is not a BatchNorm policy; valid choices: "
-                             f"{', '.join(BN_POLICIES)} (default train)")
+                             f"{', '.join(BN_POLICIES)} (default frozen)")
+        if o["head"] not in HEAD_INITS:
+            raise ValueError(f"finetune: head='{o['head']}' is not a head initialisation; valid choices: "
+                             f"{', '.join(HEAD_INITS)} (default probe: LP-FT)")
+        f = o["backbone_lr"]
+        if f is not None and (isinstance(f, bool) or not isinstance(f, (int, float)) or not f > 0):
+            raise ValueError(f"finetune: backbone_lr is the backbone's rate as a factor of the head's and must be "
+                             f"> 0 (e.g. 0.1), got {f!r}")
+        if f is not None and (o["lr_decay"] is not None or o["group_lrs"] is not None):
+            raise ValueError("finetune: backbone_lr and lr_decay/group_lrs both set the backbone's rates; choose one")
         decay = o["lr_decay"]
         if decay is not None and (isinstance(decay, bool) or not isinstance(decay, (int, float)) or not decay > 0):
             raise ValueError(f"finetune: lr_decay must be a positive number (e.g. 0.5: each earlier group at half "
@@ -184,9 +218,38 @@ class Finetune(Strategy):
         """``freeze`` plus every option set away from its default (what runs and reports record)."""
         return {k: v for k, v in self.options.items() if k == "freeze" or v != self.option_defaults[k]}
 
+    @staticmethod
+    def fit_probe_head(model: Backbone, train: TensorBatches, num_classes: int, cfg: TrainConfig) -> dict[str, Any]:
+        """LP-FT's first step: solve the linear probe on ``model``'s frozen features of the training images and
+        load it into ``model.head`` (in place). Returns the record for ``fit.recipe``: ``head_init`` (``probe``, or
+        ``random`` with ``head_init_reason`` when the head or labels do not allow it), the probe's ``C`` and how it
+        was chosen, and the seconds it took."""
+        from transferkit.strategies.linear_probe import frozen_features
+        from transferkit.strategies.probe_solver import check_finite, solve_probe
+
+        head = model.head
+        if not isinstance(head, nn.Linear):
+            return {"head_init": "random", "head_init_reason": f"the head is not one linear layer "
+                                                               f"({type(head).__name__})"}
+        if train.y.ndim != 1:
+            return {"head_init": "random", "head_init_reason": "multi-task labels (one probe per task is not built)"}
+        if len(torch.unique(train.y)) < 2:
+            return {"head_init": "random", "head_init_reason": "fewer than 2 classes in the training labels"}
+        start = time.perf_counter()
+        features, _ = frozen_features(model, train)
+        check_finite(features, f"the training features of {model.arch} (finetune head=probe)")
+        balanced = cfg.class_weight == "balanced" or cfg.sampler == "balanced"
+        sol = solve_probe(features, train.y, num_classes, "auto", seed=cfg.seed, balanced=balanced,
+                          name=f"the training features of {model.arch}")
+        with torch.no_grad():
+            head.weight.copy_(sol.weight.to(head.weight))
+            head.bias.copy_(sol.bias.to(head.bias))
+        return {"head_init": "probe", "probe_C": sol.record["C"], "probe_chosen_by": sol.record["chosen_by"],
+                "probe_s": time.perf_counter() - start}
+
     def plan(self, source: Backbone, num_classes: int, train: TensorBatches, val: TensorBatches | None,
              cfg: TrainConfig) -> TrainingPlan:
-        cfg = self.resolve(cfg)
+        cfg = self.resolve(cfg, train)
         o = self.options
         torch.manual_seed(cfg.seed)  # the new head's init depends on the seed alone
         model = self.copy_source(source)
@@ -196,14 +259,27 @@ class Finetune(Strategy):
             frozen += freeze_matching(model, o["freeze_pattern"])
         if o["bn"] == "frozen":
             frozen += freeze_batchnorm(model)
+        recipe: dict[str, Any] = {"bn": o["bn"]}
         if o["lr_decay"] is None and o["group_lrs"] is None:
-            params = [p for p in model.parameters() if p.requires_grad]
-            groups = [{"params": params, "lr": cfg.lr, "name": "trainable"}]
+            factor = float(o["backbone_lr"] if o["backbone_lr"] is not None else DEFAULT_BACKBONE_LR)
+            head_ids = {id(p) for p in model.head.parameters()}
+            body = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+            top = [p for p in model.head.parameters() if p.requires_grad]
+            groups = [g for g in ({"params": body, "lr": cfg.lr * factor, "name": "backbone"},
+                                  {"params": top, "lr": cfg.lr, "name": "head"}) if g["params"]]
+            recipe["backbone_lr"] = factor
         else:
             groups = param_group_lrs(model, cfg.lr, o["lr_decay"], o["group_lrs"])
         phases, held = self._phases(model, cfg)
+        extra_s = 0.0
+        if o["head"] == "probe":
+            recipe.update(self.fit_probe_head(model, train, num_classes, cfg))
+            extra_s = recipe.get("probe_s", 0.0)
+        else:
+            recipe["head_init"] = "random"
         plan = TrainingPlan(model, groups, train, val, cfg, self.name, self.recorded_options(),
-                            eval_modules=frozen + held, phases=phases, head=model.head)
+                            eval_modules=frozen + held, phases=phases, head=model.head, recipe=recipe,
+                            extra_time_s=extra_s)
         reg = self.build_regularizer()
         if reg is not None:
             data = training_sample(train, ATTENTION_SAMPLE, cfg.seed) if reg.needs_data else None

@@ -15,6 +15,9 @@ Options: ``r`` (rank, default 8), ``alpha`` (default ``r``: scale 1), ``dropout`
 default 0), ``target`` and ``bn`` (``frozen`` by default: BatchNorm keeps the source's statistics, so the
 adapters and head are all that changes; ``train`` re-estimates the running statistics, which the bundle then
 stores as well).
+
+Recipe (issue 26): like ``finetune``, a budget in optimiser steps (:attr:`Lora.default_steps`, whatever the
+dataset size; ``--steps``/``--epochs`` override it), linear warm-up and cosine decay, final weights.
 """
 
 from __future__ import annotations
@@ -121,6 +124,11 @@ class Lora(Strategy):
     aliases = ("adapters",)
     kind = "parameter transfer (low-rank adapters)"
     default_lr = 5e-3  # the PEFT image-classification guide's rate for LoRA; adapters start at zero
+    default_batch_size = 32
+    default_steps = 100  # as finetune's floor
+    min_epochs = 1
+    default_schedule = "cosine"
+    warmup = 0.1
     option_defaults = {"r": 8, "alpha": None, "dropout": 0.0, "target": "auto", "bn": "frozen"}
 
     def __init__(self, **options: Any) -> None:
@@ -142,7 +150,7 @@ class Lora(Strategy):
 
     def plan(self, source: Backbone, num_classes: int, train: TensorBatches, val: TensorBatches | None,
              cfg: TrainConfig) -> TrainingPlan:
-        cfg = self.resolve(cfg)
+        cfg = self.resolve(cfg, train)
         o = self.options
         targets = lora_targets(source, o["target"])  # fails before anything is copied
         torch.manual_seed(cfg.seed)  # the head's and the adapters' init depend on the seed alone
@@ -160,4 +168,4 @@ class Lora(Strategy):
                   {"params": list(model.head.parameters()), "lr": cfg.lr, "name": "head"}]
         options = {**o, "targets": len(targets)}
         return TrainingPlan(model, groups, train, val, cfg, self.name, options, eval_modules=frozen_bn,
-                            head=model.head)
+                            head=model.head, recipe={"head_init": "random", "bn": o["bn"]})
