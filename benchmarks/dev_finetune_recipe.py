@@ -48,6 +48,7 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "lora": ("lora", {}, {}),
     "scratch": ("scratch", {}, {}),
     "scratch_steps30": ("scratch", {}, {"steps": 30}),  # the demo's ImageNet-part budget (api/demo.py)
+    "scratch_steps30_running": ("scratch", {"bn_stats": "running"}, {"steps": 30}),  # without precise BN
     "lpft_steps30": ("finetune", {}, {"steps": 30}),
 }
 

@@ -473,3 +473,53 @@ def recorded_config(out: str | Path) -> dict[str, Any]:
             f"has no interrupted run to resume (no {path})"
         raise ValueError(f"resume {out}: {what}")
     return yaml.safe_load(path.read_text()) or {}
+
+
+def work_dir(out: Path) -> Path:
+    return out.with_name(f".{out.name}.work")
+
+
+class FinishedWork:
+    """The finished pieces of a job whose output directory is written whole at its end (``transfer --cv``'s folds,
+    ``select --verify``'s fine-tuning runs), kept as they finish so that an error or Ctrl-C later loses none of them.
+
+    They live in ``.<out>.work/`` beside ``out``: ``config.yaml`` (the job's configuration, written before any
+    work starts), ``settings.json`` (what the pieces depend on) and one ``<key>.json`` record — or ``<key>/``
+    directory — per finished piece, each written atomically. Rerunning the same job with the same settings reuses
+    them; other settings discard them (``stale`` says so, for the caller to print). :meth:`close` removes the
+    directory once the job's output has landed.
+    """
+
+    def __init__(self, out: str | Path, kind: str, settings: dict[str, Any], config: dict[str, Any]) -> None:
+        self.out = Path(out)
+        self.path = work_dir(self.out)
+        self.kind = kind
+        text = json.dumps(settings, sort_keys=True, default=str)
+        saved = self.path / "settings.json"
+        self.stale = False
+        if self.path.exists():
+            same = saved.is_file() and saved.read_text() == text
+            if not same:
+                self.stale = True
+                shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(saved, text)
+        atomic.write_text(self.path / "config.yaml", yaml.safe_dump(json.loads(json.dumps(config, default=str)),
+                                                                     sort_keys=False))
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The record of finished piece ``key``, or ``None``."""
+        f = self.path / f"{key}.json"
+        try:
+            return json.loads(f.read_text()) if f.is_file() else None
+        except (OSError, ValueError):
+            return None  # a damaged record is redone
+
+    def put(self, key: str, record: dict[str, Any]) -> None:
+        atomic.write_text(self.path / f"{key}.json", json.dumps(record, default=str))
+
+    def reused(self) -> list[str]:
+        return sorted(p.stem for p in self.path.glob("*.json") if p.name != "settings.json")
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -45,9 +45,9 @@ def test_auto_search_within_budget(fashion_npz, source, tmp_path, single_thread)
     assert len(m["probes"]) == 2 and all("val_accuracy" in p for p in m["probes"])
     assert any(c["rungs"] for c in m["configs"])
     assert all(c["stopped"] for c in m["configs"])  # every configuration says why it stopped
-    # 50 labelled images at batch 64 = one optimiser step per epoch: rung 1 is 10 epochs (--first-steps 10)
-    assert (m["first_rung"]["epochs"], m["first_rung"]["steps_per_epoch"]) == (10, 1)
-    assert all(r["epochs"] == 10 for c in m["configs"] for r in c["rungs"][:1])
+    # 50 labelled images at batch 32 = two optimiser steps per epoch: rung 1 is 5 epochs (--first-steps 10)
+    assert (m["first_rung"]["epochs"], m["first_rung"]["steps_per_epoch"]) == (5, 2)
+    assert all(r["epochs"] == 5 for c in m["configs"] for r in c["rungs"][:1])
     for c in m["configs"]:  # the last one standing trains with early stopping
         if c["stopped"].startswith("last one standing"):
             assert c["rungs"][-1]["early_stopping"] and len(c["rungs"]) > 1
@@ -60,7 +60,7 @@ def test_auto_search_within_budget(fashion_npz, source, tmp_path, single_thread)
     assert meta["classes"] == ["Pullover", "Dress", "Coat", "Shirt", "Sneaker"]
     assert not list(out.rglob("*.ckpt"))  # trials are never resumed: their Lightning checkpoints are removed
     report = (out / "report.md").read_text()
-    for section in ("Stage 1", "Stage 2", "Stage 3", "Rung 1: 10 epochs", "why it stopped", "test accuracy"):
+    for section in ("Stage 1", "Stage 2", "Stage 3", "Rung 1: 5 epochs", "why it stopped", "test accuracy"):
         assert section in report
     with pytest.raises(ValueError, match="--overwrite"):
         tk.auto(f"npz:{fashion_npz}", candidates=str(source), labels_per_class=10, budget=10, out=out)
@@ -126,13 +126,13 @@ def _cfg(strategy: str = "finetune", seconds_per_epoch: float | None = None) -> 
 
 @pytest.mark.parametrize(("n_train", "first_epochs", "epochs", "steps"), [
     (32, None, 10, 1),     # AG News at 8 labels per class: one step per epoch → 10 epochs for 10 steps
-    (100, None, 5, 2),     # Fashion-MNIST at 10 per class, batch 64: 2 steps per epoch
-    (5000, None, 2, 79),   # plenty of data: never fewer than 2 epochs
+    (100, None, 3, 4),     # Fashion-MNIST at 10 per class, batch 32: 4 steps per epoch
+    (5000, None, 2, 157),  # plenty of data: never fewer than 2 epochs
     (32, 3, 3, 1),         # --first-epochs wins when given
 ])
 def test_first_rung_is_sized_in_optimiser_steps(n_train, first_epochs, epochs, steps):
     rung = auto_job._first_rung([_cfg("finetune"), _cfg("lora")], n_train, first_epochs, first_steps=10)
-    assert (rung["epochs"], rung["steps_per_epoch"], rung["batch_size"]) == (epochs, steps, 64)
+    assert (rung["epochs"], rung["steps_per_epoch"], rung["batch_size"]) == (epochs, steps, 32)
 
 
 def test_a_rung_that_does_not_fit_is_shortened_then_thinned():

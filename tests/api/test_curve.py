@@ -200,7 +200,7 @@ def test_interrupted_curve_keeps_finished_cells_and_settings_are_checked_on_resu
         curve(source.run_dir, **{**kw, "strategies": ("lp=finetune",)})
     assert calls == []
     # a default given explicitly is the same setting
-    assert curve(source.run_dir, **kw, train_options={"schedule": "constant"}).metrics["reused"] == 3
+    assert curve(source.run_dir, **kw, train_options={"optimizer": "adamw"}).metrics["reused"] == 3
 
     res = curve(source.run_dir, **{**kw, "epochs": 2, "seeds": (0, 1)}, restart=True)
     assert len(calls) == 2 and res.metrics["reused"] == 0
@@ -217,4 +217,7 @@ def test_head_init_is_opt_in_recorded_per_cell_and_part_of_the_settings(source, 
         curve(source.run_dir, head_init=True, **kw)
     on = curve(source.run_dir, head_init=True, restart=True, **kw)
     assert on.metrics["cells"][0]["head_init"]["matched"] == {"3": "3", "4": "4"}
-    assert on.metrics["cells"][0]["head_init"]["applied"]
+    lpft = on.metrics["cells"][0]["head_init"]  # the default LP-FT head (the solved probe) is kept, and it says so
+    assert not lpft["applied"] and "LP-FT" in lpft["reason"]
+    rand = curve(source.run_dir, head_init=True, restart=True, **{**kw, "strategies": ("finetune:head=random",)})
+    assert rand.metrics["cells"][0]["head_init"]["applied"]  # a random head starts from the source's rows

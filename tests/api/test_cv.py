@@ -95,3 +95,30 @@ def test_transfer_cv_scores_every_fold_without_the_test_split(source, tmp_path, 
     assert {"config.yaml", "metrics.json", "report.md", "folds.json", "folds.png"} <= {p.name for p in out.iterdir()}
     report = (out / "report.md").read_text()
     assert "test split was not used" in report and "No bundle was written" in report and "mean ± std" in report
+
+
+def test_an_interrupted_cv_keeps_its_finished_folds_and_a_rerun_reuses_them(source, tmp_path, monkeypatch):
+    real, calls = cv_mod.train, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(cv_mod, "train", interrupted)
+    out = tmp_path / "cv"
+    kw = dict(data="digits", classes="5-7", labels_per_class=6, cv=3, strategy="linear_probe", out=out,
+              progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        tk.transfer(source.run_dir, **kw)
+    work = tmp_path / ".cv.work"
+    assert not out.exists() and sorted(p.name for p in work.glob("fold-*.json")) == ["fold-1.json", "fold-2.json"]
+    assert (work / "config.yaml").is_file()  # written before the first fold trained
+    calls.clear()
+    res = tk.transfer(source.run_dir, **kw)
+    assert len(calls) == 1 and len(res.metrics["folds"]) == 3  # only the unfinished fold trained
+    assert not work.exists() and (out / "metrics.json").is_file()  # the finished job cleans its work up
+    monkeypatch.setattr(cv_mod, "train", real)
+    again = tk.transfer(source.run_dir, **{**kw, "out": tmp_path / "cv2"}).metrics  # reused = computed afresh
+    assert [f["accuracy"] for f in again["folds"]] == [f["accuracy"] for f in res.metrics["folds"]]

@@ -119,6 +119,32 @@ def test_select_verify_all_correlates_scores_with_fine_tuned_accuracy(sources, t
     assert one["verification"]["correlations"]["h_score"]["pearson_r"] is None
 
 
+def test_an_interrupted_verification_keeps_finished_runs_and_a_rerun_reuses_them(sources, tmp_path, monkeypatch):
+    import transferkit.api.train as train_mod
+
+    real, calls = train_mod.transfer, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod, "transfer", interrupted)
+    kw = dict(data="digits", classes="5-9", labels_per_class=5, scores=["h_score"], verify=2, epochs=1,
+              out=tmp_path / "sel")
+    cands = [str(sources / "cnn"), "random:seed_cnn"]
+    with pytest.raises(KeyboardInterrupt):
+        api.select(cands, **kw)
+    work = tmp_path / ".sel.work"
+    assert not (tmp_path / "sel").exists() and (work / "config.yaml").is_file()
+    assert [p.name for p in work.glob("verify-*.json")] == ["verify-01.json"]
+    calls.clear()
+    m = api.select(cands, **kw).metrics
+    assert len(calls) == 1 and all(c["verification"] for c in m["candidates"])  # only the unfinished run trained
+    assert not work.exists() and len(list((tmp_path / "sel" / "verify").iterdir())) == 2
+
+
 def test_select_bad_input(sources, tmp_path):
     cands = _candidates(sources)
     kw = {"data": "digits", "classes": "5-9", "labels_per_class": 10}

@@ -69,7 +69,7 @@ def test_trials_run_in_the_sqlite_study_on_validation_only(searched):
     for t in trials:  # each trial is a transfer run scored on the validation split
         m = json.loads((out / "trials" / f"trial-{t.number:04d}" / "metrics.json").read_text())
         assert m["split"] == "validation" and m["n_test"] == 0 and m["validation"]["accuracy"] == t.value
-        assert m["options"].get("bn", "train") == t.params["option.bn"]  # only options off their default
+        assert m["options"].get("bn", "frozen") == t.params["option.bn"]  # only options off their default
     best = max(trials, key=lambda t: (t.value, -t.number))
     assert res.metrics["best_trial"] == best.number and res.metrics["best_value"] == best.value
     assert res.metrics["n_complete"] == 2 and res.metrics["n_pruned"] == res.metrics["n_failed"] == 0

@@ -30,7 +30,7 @@ def test_run_directories_have_everything(runs):
         assert {"config.yaml", "metrics.json", "report.md", "bundle", "learning_curves.png", "confusion_matrix.png",
                 "logs", "checkpoints"} <= files
     m = json.loads((root / "tgt" / "metrics.json").read_text())
-    assert m["split"] == "test" and m["n"] == 200 and m["n_train"] == 50 and m["n_val"] == 50
+    assert m["split"] == "test" and m["n"] == 200 and m["n_train"] == 50 and m["n_val"] == 0  # K is the budget
     assert m["accuracy"] > 0.4  # 5 classes: chance is 0.2
     assert set(m["per_class"]) == {"Pullover", "Dress", "Coat", "Shirt", "Sneaker"}
     assert np.array(m["confusion_matrix"]).sum() == 200
@@ -199,12 +199,16 @@ def test_strategy_options_from_flags_and_yaml(runs, tmp_path, capsys):
             "--labels-per-class", "5", "--epochs", "2", "--no-progress"]
     assert main([*base, "--option", "regularizer=l2sp", "--option", "reg_alpha=0.05", "--out",
                  str(tmp_path / "l2sp")]) == 0
-    opts = json.loads((tmp_path / "l2sp" / "metrics.json").read_text())["options"]
+    saved = json.loads((tmp_path / "l2sp" / "metrics.json").read_text())
+    opts = saved["options"]
     assert opts["regularizer"] == "l2sp" and opts["reg_alpha"] == 0.05
+    ratios = [r["reg_ratio"] for r in saved["history"]]  # the regulariser's size against the cross-entropy
+    assert len(ratios) == 2 and all(r > 0 for r in ratios)
+    assert f"{ratios[-1]:.3g} in the last" in (tmp_path / "l2sp" / "report.md").read_text()
     cfg = tmp_path / "o.yaml"
-    cfg.write_text(yaml.safe_dump({"options": {"bn": "frozen"}}))
+    cfg.write_text(yaml.safe_dump({"options": {"bn": "train"}}))  # off the default (frozen)
     assert main([*base, "--config", str(cfg), "--out", str(tmp_path / "bn")]) == 0
-    assert json.loads((tmp_path / "bn" / "metrics.json").read_text())["options"]["bn"] == "frozen"
+    assert json.loads((tmp_path / "bn" / "metrics.json").read_text())["options"]["bn"] == "train"
     assert main([*base, "--option", "regulariser=l2sp", "--out", str(tmp_path / "bad")]) == 2
     assert "valid options: freeze" in " ".join(capsys.readouterr().out.split())
     assert not (tmp_path / "bad").exists()

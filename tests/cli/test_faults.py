@@ -41,8 +41,8 @@ def source(fashion_npz, tmp_path_factory):
 
 def transfer_args(root, data, out, *extra):
     return ["transfer", "--source", str(root / "src"), "--data", data, "--classes", CLASSES, "--labels-per-class",
-            "60", "--epochs", "3", "--batch-size", "16", "--patience", "10", "--no-progress", "--out", str(out),
-            *extra]
+            "60", "--val-per-class", "60", "--epochs", "3", "--batch-size", "16", "--patience", "10", "--no-progress",
+            "--out", str(out), *extra]
 
 
 def same_bundles(a, b, atol=0.0):

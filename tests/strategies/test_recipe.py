@@ -119,3 +119,34 @@ def test_cli_steps_flag_and_its_errors(command, tmp_path, capsys):
     assert "--steps 5 and --epochs 2 are two budgets" in capsys.readouterr().out
     assert main([command, "--source", "no-such-source", "--steps", "0", "--out", out]) == 2
     assert "--steps must be at least 1" in capsys.readouterr().out
+
+
+def test_precise_bn_recomputes_the_statistics_over_the_training_data_and_restores_modes():
+    from torch import nn
+
+    from transferkit.strategies.scratch import recompute_bn_stats
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 1), nn.BatchNorm2d(3), nn.Dropout(0.5))
+    model.eval()
+    model[1].momentum = 0.3
+    x = torch.randint(0, 256, (40, 1, 4, 4), dtype=torch.uint8)
+    data = TensorBatches(x, torch.zeros(40, dtype=torch.long), mean=[0.5], std=[0.25])
+    assert recompute_bn_stats(model, data, batch_size=8) == 40
+    with torch.no_grad():
+        feats = model[0]((x.float() / 255 - 0.5) / 0.25)
+    want = feats.mean((0, 2, 3))
+    assert torch.allclose(model[1].running_mean, want, atol=1e-5)  # equal batches: the mean of means is the mean
+    assert model[1].momentum == 0.3 and not model.training and not model[2].training
+
+
+def test_scratch_recomputes_batchnorm_statistics_unless_asked_not_to(data):
+    torch.manual_seed(0)
+    source = create_backbone("resnet_small", num_classes=0)  # seed_cnn has no BatchNorm
+    precise = train_with(get_strategy("scratch"), source, 3, data, None, cfg(steps=3, seed=0))
+    running = train_with(get_strategy("scratch", bn_stats="running"), source, 3, data, None, cfg(steps=3, seed=0))
+    assert precise.fit.recipe["bn_stats"].startswith("precise") and running.fit.recipe["bn_stats"] == "running averages"
+    bn = lambda m: next(x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d))  # noqa: E731
+    assert not torch.allclose(bn(precise.model).running_var, bn(running.model).running_var)
+    with pytest.raises(ValueError, match="bn_stats: unknown 'exact'; valid: precise, running"):
+        train_with(get_strategy("scratch", bn_stats="exact"), source, 3, data, None, cfg(steps=1))

@@ -15,6 +15,10 @@ a spread, from the labelled examples alone:
   image per class where the class has two or more;
 * the **test split is not used at all**, and **no bundle is written**: the K models each saw only part of the
   pool, and none of them is "the" model. Run ``transfer`` without ``--cv`` to train the model you keep.
+
+Each finished fold is kept at once in ``.<out>.work/`` (:class:`~transferkit.rundir.FinishedWork`; the job's
+``config.yaml`` is written there before the first fold trains): after an error or Ctrl-C, rerunning the same command
+reuses the finished folds; ``out`` itself is still written whole, at the end.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ from transferkit.report.metrics import (
 )
 from transferkit.report.plots import plot_comparison, plot_confusion
 from transferkit.report.tables import comparison_table
-from transferkit.rundir import check_output_dir, staged_output
+from transferkit.rundir import FinishedWork, check_output_dir, staged_output
 from transferkit.strategies.base import Strategy
 
 
@@ -162,9 +166,23 @@ def cross_validate(
     spec = model.input_spec
     fold_cfg = dataclasses.replace(cfg, checkpoints=False)
 
+    # finished folds are kept in .<out>.work/ as they finish (config first): an error or Ctrl-C loses none of them
+    job_config = config or {"command": "transfer", "cv": cv}
+    work = FinishedWork(out, "transfer-cv", {
+        "config": job_config, "pool": pool.fingerprint(), "folds": [[f.train.tolist(), f.val.tolist(),
+                                                                     f.eval.tolist()] for f in folds],
+        "source": meta.get("source"), "strategy": strategy.name, "options": strategy.options,
+        "train": {k: v for k, v in dataclasses.asdict(fold_cfg).items() if k not in ("progress",)},
+        "head_init": bool(mapping)}, job_config)
+    if work.stale:
+        console.print(f"[yellow]{work.path}[/] held folds of other settings: discarded")
     records: list[dict[str, Any]] = []
-    trained = None
     for i, fold in enumerate(folds):
+        done = work.get(f"fold-{i + 1}")
+        if done is not None:
+            console.print(f"fold {i + 1}/{cv}: finished earlier (reused from {work.path})")
+            records.append(done)
+            continue
         console.print(f"fold {i + 1}/{cv}: {len(fold.train)} train, {len(fold.val)} validation, "
                       f"{len(fold.eval)} held out")
         train_b = to_batches(pool.subset(fold.train), spec)
@@ -178,9 +196,12 @@ def cross_validate(
             "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "loss": m["loss"],
             "val_accuracy": best_val_accuracy(trained), "best_epoch": trained.fit.best_epoch,
             "epochs_run": trained.fit.epochs_run, "train_time_s": trained.total_time_s,
-            "confusion_matrix": m["confusion_matrix"],
+            "confusion_matrix": m["confusion_matrix"], "strategy": trained.strategy, "options": trained.options,
+            "selection": describe_selection(trained.fit.solver, len(fold.val), trained.fit.best_epoch,
+                                            trained.fit.epochs_run, trained.fit.stopped_early),
         })
-    assert trained is not None
+        work.put(f"fold-{i + 1}", records[-1])
+    last = records[-1]
     # every pool image is held out exactly once, so the summed confusion matrices are the out-of-fold predictions
     pooled_cm = np.sum([np.asarray(r["confusion_matrix"]) for r in records], axis=0)
     true_pooled = np.repeat(np.arange(full.num_classes), pooled_cm.sum(1))
@@ -193,14 +214,12 @@ def cross_validate(
         "task": "transfer", "mode": "cross-validation", "split": f"{cv}-fold cross-validation", "cv": cv,
         "accuracy": acc_mean, "accuracy_std": acc_std, "macro_f1": f1_mean, "macro_f1_std": f1_std,
         "accuracy_mean": acc_mean, "macro_f1_mean": f1_mean,
-        "folds": records, "out_of_fold": pooled, "strategy": trained.strategy, "options": trained.options,
+        "folds": records, "out_of_fold": pooled, "strategy": last["strategy"], "options": last["options"],
         "seed": cfg.seed, "labels_per_class": labels_per_class, "n_pool": len(pool),
         "test_split_used": False, "bundle": None, "total_time_s": wall,
         "did_not_learn": did_not_learn(pooled["accuracy"], pooled["n"], majority_rate(pooled["confusion_matrix"])),
         "labels": {**labels_record(labels_per_class, fold_val if labels_per_class is not None else val_per_class,
-                                   len(pool), 0, "per fold: " + describe_selection(
-                                       trained.fit.solver, len(folds[-1].val), trained.fit.best_epoch,
-                                       trained.fit.epochs_run, trained.fit.stopped_early),
+                                   len(pool), 0, "per fold: " + last["selection"],
                                    pool.fingerprint(), pool_idx),
                    "train_final_model": None,
                    "note": "cross-validation trains no final model: each fold model fits the pool minus its "
@@ -222,7 +241,7 @@ def cross_validate(
               if labels_per_class is not None else "the whole training split")
     intro = [
         f"Source: `{meta.get('source')}`. Target: `{data}` classes {classes or 'all'} ({', '.join(full.classes)}). "
-        f"Strategy `{trained.strategy}` {trained.options or ''}. Pool: {budget}, {len(pool)} images, split by "
+        f"Strategy `{last['strategy']}` {last['options'] or ''}. Pool: {budget}, {len(pool)} images, split by "
         f"stratified {cv}-fold cross-validation (shuffled, seed {cfg.seed}). Each fold trains on the other folds "
         f"and is scored once on its held-out fold. Validation: {val_note}. Mean ± sample std over folds."
     ]
@@ -241,7 +260,7 @@ def cross_validate(
                         "eval": pool_idx[f.eval].tolist()} for f in folds]}
     out = Path(out)
     with staged_output(out, "transfer-cv") as tmp:
-        write_yaml(tmp / "config.yaml", config or {"command": "transfer", "cv": cv})
+        write_yaml(tmp / "config.yaml", job_config)
         write_json(tmp / "metrics.json", metrics)
         write_json(tmp / "folds.json", index)
         plot_comparison([f"fold {r['fold']}" for r in records] + ["mean"],
@@ -253,6 +272,7 @@ def cross_validate(
                        f"out-of-fold predictions, accuracy {pooled['accuracy']:.3f}")
         comparison_report(tmp / "report.md", f"transferkit transfer: {cv}-fold cross-validation", intro, columns,
                           rows, ["folds.png", "confusion_matrix.png"], notes)
+    work.close()
     console.print(comparison_table(columns, rows, title=f"transfer --cv {cv} → {out}"))
     for line in notes:
         console.print(f"  • {line}")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,7 +62,7 @@ from transferkit.report.markdown import markdown_table
 from transferkit.report.metrics import flag
 from transferkit.report.plots import plot_score_vs_accuracy
 from transferkit.report.tables import comparison_table
-from transferkit.rundir import check_output_dir, staged_output
+from transferkit.rundir import FinishedWork, check_output_dir, staged_output
 from transferkit.transferability import SCORES, mean_cosine, mmd, proxy_a_distance
 
 RANDOM_PREFIX = "random:"
@@ -368,13 +369,21 @@ def select(
 
     out = Path(out)
     verification: dict[str, Any] | None = None
+    work = None
+    if n_verify:  # fine-tuning runs are kept as they finish: an error later loses none of them (FinishedWork)
+        work = FinishedWork(out, "select", {"config": config, "scoring": scoring.fingerprint(),
+                                            "chosen": [e["candidate"] for e in entries[:n_verify]]}, config)
+        if work.stale:
+            console.print(f"{work.path} held verification runs of other settings: discarded", markup=False)
+        verification = _verify(entries[:n_verify], data, classes, labels_per_class, val_per_class, val_fraction,
+                               seed, epochs, patience, batch_size, lr, image_size, max_length, strict,
+                               convert_channels, work, console)
+        verification["correlations"] = _correlations(entries, names)
     with staged_output(out, "select") as tmp:
         write_yaml(tmp / "config.yaml", config)
-        if n_verify:
-            verification = _verify(entries[:n_verify], data, classes, labels_per_class, val_per_class, val_fraction,
-                                   seed, epochs, patience, batch_size, lr, image_size, max_length, strict,
-                                   convert_channels, tmp / "verify", console)
-            verification["correlations"] = _correlations(entries, names)
+        if work is not None:
+            shutil.copytree(work.path / "verify", tmp / "verify",  # the runs, not their locks or leftovers
+                            ignore=shutil.ignore_patterns(".*.lock", ".*.partial", ".*.work"))
         for e in entries:
             e.pop("_model", None)
         metrics = {
@@ -407,6 +416,8 @@ def select(
         console.print(f"  skipped {s['candidate']}: {s['reason']}", markup=False, highlight=False)
     for line in _verification_lines(metrics):
         console.print(f"  • {line}", markup=False, highlight=False)
+    if work is not None:
+        work.close()
     console.print(f"report: {out / 'report.md'}")
     return RunResult(out, metrics, None, {"classes": full.classes, "selected": entries[0]["candidate"]})
 
@@ -414,17 +425,28 @@ def select(
 def _verify(chosen: list[dict[str, Any]], data: str, classes: str | list[int] | None, labels_per_class: int | None,
             val_per_class: int | None, val_fraction: float, seed: int, epochs: int, patience: int | None,
             batch_size: int | None, lr: float | None, image_size: int | None, max_length: int | None, strict: bool,
-            convert_channels: bool, root: Path, console: Console) -> dict[str, Any]:
-    """Fine-tune each chosen candidate as a user would (``transfer``) and record its accuracies and wall time."""
+            convert_channels: bool, work: FinishedWork, console: Console) -> dict[str, Any]:
+    """Fine-tune each chosen candidate as a user would (``transfer``) and record its accuracies and wall time.
+
+    The runs go to ``work``'s ``verify/`` as they finish (with a record each), and runs finished by an earlier,
+    interrupted call with the same settings are reused."""
     from transferkit.api.train import transfer
 
     total = 0.0
     split = None
+    root = work.path / "verify"
     for i, e in enumerate(chosen):
         random_init = e["_model"] is not None
         named = not Path(e["candidate"]).exists()
         source: str | Backbone = e["_model"] if random_init else e["candidate"]
         run_dir = root / f"{i + 1:02d}_{_safe(e['name'])}"
+        done = work.get(f"verify-{i + 1:02d}")
+        if done is not None and (run_dir / "metrics.json").is_file():
+            console.print(f"verification run {run_dir.name}: finished earlier (reused)", markup=False)
+            e["verification"] = done
+            total += done["wall_time_s"]
+            split = done["split"]
+            continue
         t0 = time.perf_counter()
         res = transfer(source, data, classes, labels_per_class=labels_per_class,
                        strategy="scratch" if random_init else "finetune", seed=seed, out=run_dir, epochs=epochs,
@@ -441,6 +463,7 @@ def _verify(chosen: list[dict[str, Any]], data: str, classes: str | list[int] | 
                              "did_not_learn": bool(res.metrics.get("did_not_learn")),
                              "labels": res.metrics.get("labels"),
                              "wall_time_s": wall, "run_dir": f"verify/{run_dir.name}"}
+        work.put(f"verify-{i + 1:02d}", e["verification"])
     scoring = sum(e["time"]["total_s"] for e in chosen)
     return {"n": len(chosen), "candidates": [e["candidate"] for e in chosen], "accuracy_split": split,
             "finetune_time_s": total, "scoring_time_s": scoring,

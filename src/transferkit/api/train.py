@@ -92,6 +92,7 @@ def write_run(
         "head_init": trained.head_init,
         "total_time_s": wall_s,
         "fit": trained.fit.to_dict(),
+        "history": trained.fit.history,  # per epoch: losses, accuracies, rate, and a regulariser's reg_ratio
         "provenance": provenance,
     }
     save_bundle(trained.model, {"classes": classes, "lineage": lineage, "metrics": {
@@ -127,6 +128,9 @@ def write_run(
                                                    + ("" if h["applied"] else f" — not applied: {h['reason']}"))
     if trained.feature_cache:
         facts["features"] = f"extracted in {trained.extra_time_s:.1f} s (feature cache {trained.feature_cache})"
+    ratio = reg_ratio_fact(trained.fit.history)
+    if ratio:
+        facts["regulariser / cross-entropy"] = ratio
     notes = run_notes(trained, has_val, test is not None)
     run_report(run_dir / "report.md", f"transferkit {kind} run", facts, metrics, images, notes)
     return metrics
@@ -191,6 +195,18 @@ def run_notes(trained: TrainedModel, has_val: bool, has_test: bool) -> list[str]
                    else ".")]
     return [f"{chose}. This dataset has no test split and the run has no validation set: nothing was evaluated "
             "(add --val-per-class V for a validation score, or evaluate with `transferkit use`)."]
+
+
+def reg_ratio_fact(history: list[dict[str, Any]]) -> str | None:
+    """The regulariser's size against the cross-entropy over the run (issue 26: the defaults are calibrated so
+    that the term is neither negligible nor dominant), from the history's per-epoch ``reg_ratio``; ``None`` when the
+    run had no regulariser."""
+    ratios = [r["reg_ratio"] for r in history if isinstance(r.get("reg_ratio"), (int, float))]
+    if not ratios:
+        return None
+    mid = sorted(ratios)[len(ratios) // 2]
+    return (f"{ratios[0]:.3g} in the first epoch, {ratios[-1]:.3g} in the last (median {mid:.3g}; per epoch in "
+            "metrics.json's history, reg_ratio)")
 
 
 def solver_facts(record: dict[str, Any]) -> dict[str, str]:
