@@ -28,8 +28,11 @@ def source(tmp_path_factory, fashion_npz):
 
 
 def test_too_few_examples_for_validation_suggests_cv(fashion_npz, tmp_path):
-    with pytest.raises(ValueError, match=r"at least 200 .*--cv"):
-        tk.auto(f"npz:{fashion_npz}", candidates="random:seed_cnn", labels_per_class=100, budget="1m",
+    with pytest.raises(ValueError, match=r"at least 200 .*--cv"):  # a separate validation set: K + V per class
+        tk.auto(f"npz:{fashion_npz}", candidates="random:seed_cnn", labels_per_class=100, val_per_class=100,
+                budget="1m", out=tmp_path / "a")
+    with pytest.raises(ValueError, match=r"--labels-per-class 10000: class 0 .* has only"):  # K is the budget
+        tk.auto(f"npz:{fashion_npz}", candidates="random:seed_cnn", labels_per_class=10000, budget="1m",
                 out=tmp_path / "a")
     assert not (tmp_path / "a").exists()  # refused before anything was written
 
@@ -48,6 +51,15 @@ def test_auto_search_within_budget(fashion_npz, source, tmp_path, single_thread)
     # 50 labelled images at batch 32 = two optimiser steps per epoch: rung 1 is 5 epochs (--first-steps 10)
     assert (m["first_rung"]["epochs"], m["first_rung"]["steps_per_epoch"]) == (5, 2)
     assert all(r["epochs"] == 5 for c in m["configs"] for r in c["rungs"][:1])
+    # K = 10 is the whole budget: an inner split chooses, the winner is refit on all 50 labelled images
+    lab = m["labels"]
+    fit, sel = lab["inner_split"]["fit"], lab["inner_split"]["selection"]
+    assert (len(fit), len(sel)) == (40, 10) and not set(fit) & set(sel)
+    assert m["refit"]["done"] and lab["train_final_model"] == 50 and lab["indices"] == sorted(fit + sel)
+    assert lab["budget_per_class"] == 10 and lab["validation"] == 0 and "refit on all K" in lab["selection"]
+    assert all(p["n_train"] == 40 for p in m["probes"])  # every probe and trial trained on the fit part only
+    refit = json.loads((tmp_path / "auto" / "final_refit" / "metrics.json").read_text())
+    assert refit["n_train"] == 50 and refit["labels"]["indices"] == lab["indices"]
     for c in m["configs"]:  # the last one standing trains with early stopping
         if c["stopped"].startswith("last one standing"):
             assert c["rungs"][-1]["early_stopping"] and len(c["rungs"]) > 1
@@ -85,6 +97,16 @@ def test_interrupted_search_keeps_the_best_bundle(fashion_npz, source, tmp_path,
     assert m["interrupted"] and m["test"] is None and m["chosen"] is not None
     assert (tmp_path / "auto" / "bundle" / "model.safetensors").is_file()
     assert "interrupted" in (tmp_path / "auto" / "report.md").read_text()
+
+
+def test_one_label_per_class_means_no_selection_the_top_source_default_finetune(fashion_npz, source, tmp_path,
+                                                                                single_thread):
+    m = tk.auto(f"npz:{fashion_npz}", candidates=[str(source), "random:seed_cnn"], classes="2,3,4,6,7",
+                labels_per_class=1, budget=30, out=tmp_path / "k1").metrics
+    assert m["chosen"]["stage"] == "default" and m["chosen"]["source"] == m["ranking"][0]["candidate"]
+    assert m["probes"] == [] and m["configs"] == [] and m["labels"]["selection"].startswith("no selection")
+    assert m["labels"]["train_final_model"] == 5 and m["test"]["n"] > 0
+    assert "no other choice was possible" in (tmp_path / "k1" / "report.md").read_text()
 
 
 def test_tight_budget_cuts_runs_and_says_so(fashion_npz, source, tmp_path, single_thread):

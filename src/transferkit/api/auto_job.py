@@ -18,10 +18,16 @@ Three stages, each with its share of the budget, then one test evaluation:
    ``FINAL_PATIENCE`` epochs) and ends the search once its validation accuracy stops improving. A deadline
    callback stops any run at the stage's end (its best validation epoch is kept).
 
-Labels (issue 26): auto keeps a **separate validation set** — with ``labels_per_class=k`` it is ``val_per_class``
-other images per class (default ``k``), a labelled budget of ``k + v`` per class that metrics.json (``labels``) and
-report.md state; the chosen model is not refit on the validation images. (Choosing from an inner split of the ``k``
-labels, as ``transfer`` does, is not implemented for auto yet.)
+Labels (issue 26): with ``labels_per_class=k`` the ``k`` labels per class are the **whole budget**. Auto draws
+them once and splits them (:func:`~transferkit.data.splits.inner_split`: about a fifth of each class, at least one,
+never all) into a *fit* part that trains every probe and trial and a *selection* part that every stage-2/3 choice is
+scored on; stage 1 scores the sources on all ``k``. The chosen configuration is then **refit on all ``k``** (same
+source, strategy, options and epochs — the epoch its selection run kept), and that refit model is the bundle and the
+one test evaluation. If the refit does not fit in what is left of the budget, the selection-run model is kept and
+the report says so. ``k = 1`` leaves nothing to select on: auto then ranks the sources (stage 1) and trains the
+default fine-tune of the top-ranked one on the ``k`` labels — fixed default, no selection, recorded as such.
+``val_per_class=v`` instead keeps a separate validation set of ``v`` other images per class (a budget of ``k + v``,
+stated; no refit). metrics.json's ``labels`` and report.md say which labels trained the final model.
 
 Every choice uses the validation split only; the chosen model (best validation accuracy over probes and stage-3
 runs) is evaluated **once** on the test split at the end. The best bundle so far is copied to ``<out>/bundle``
@@ -41,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 from lightning.pytorch.callbacks import Callback
 from rich.console import Console
 
@@ -54,7 +61,7 @@ from transferkit.backbones.registry import list_backbones
 from transferkit.bundle import load_bundle
 from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
-from transferkit.data.splits import labels_record
+from transferkit.data.splits import inner_split, k_per_class, labels_record
 from transferkit.report.markdown import markdown_table
 from transferkit.report.metrics import DID_NOT_LEARN, did_not_learn, majority_rate
 from transferkit.report.tables import comparison_table
@@ -192,8 +199,17 @@ def auto(
             raise ValueError(f"--{name.replace('_', '-')} must be a whole number ≥ {low}, got {value!r}")
     full = load_task(data, "train", classes, strict)
     check_max_length(full, max_length)
-    val_per_class = validation_per_class(labels_per_class, val_per_class)
-    _check_validation_possible(full, labels_per_class, val_per_class)
+    inner = labels_per_class is not None and val_per_class is None  # K is the whole budget: choose inside it
+    split: tuple[np.ndarray, np.ndarray] | None = None
+    inner_note = ""
+    if inner:
+        pool = k_per_class(full, labels_per_class, seed)  # names a class holding fewer than K
+        fit_rows, sel_rows, inner_note = inner_split(full.labels[pool], seed)
+        split = (pool[fit_rows], pool[sel_rows])
+    else:
+        val_per_class = validation_per_class(labels_per_class, val_per_class)
+        _check_validation_possible(full, labels_per_class, val_per_class)
+    no_selection = split is not None and len(split[1]) == 0  # K = 1: nothing to choose on
     n_test = len(load_task(data, "test", classes, strict)) if has_split(data, "test") else 0
     cands = ([c.strip() for c in candidates.split(",") if c.strip()] if isinstance(candidates, str)
              else list(candidates or []) or default_candidates(full.modality))
@@ -214,10 +230,10 @@ def auto(
     write_yaml(out / "config.yaml", config)
     common = {"data": data, "classes": classes, "labels_per_class": labels_per_class, "val_per_class": val_per_class,
               "val_fraction": val_fraction, "seed": seed, "strict": strict, "progress": False,
-              "evaluate_test": False}
+              "evaluate_test": False, **({"split_indices": split} if split is not None else {})}
     sizes = {"image_size": image_size, "max_length": max_length}  # for named backbones only (_named_only)
     state: dict[str, Any] = {"stages": {}, "probes": [], "configs": [], "best": None, "interrupted": False,
-                             "ranking": []}
+                             "ranking": [], "refit": None}
     quiet = Console(quiet=True)
 
     def say(stage: str, text: str) -> None:
@@ -246,6 +262,8 @@ def auto(
         kept = [e["candidate"] for e in ranked[:keep]]
         state["stages"]["rank"] = time.monotonic() - t0
         say("stage 1/3", f"kept {kept} (by {sel.metrics['ranked_by']})")
+        if no_selection:
+            raise _NoSelection(kept[0])
 
         # -- stage 2: linear probes of the kept candidates --------------------------------------------------
         t0 = time.monotonic()
@@ -282,11 +300,25 @@ def auto(
             # x1.5: adapters (LoRA) cost extra at inference; one factor for every strategy keeps the stage's end
             # still while the best configuration changes, so rungs fitted to it stay fitted
             state["test_reserve_s"] = max(0.04 * budget_s, 3.0 + 1.5 * (fixed + n_test * per_item))
-            return state["test_reserve_s"]
+            return state["test_reserve_s"] + (_refit_cost(state, split) if split is not None else 0.0)
 
         _halving(configs, state["first_rung"]["epochs"], eta, lambda: clock.start + budget_s - reserve(), out,
                  common, sizes, full.channels, quiet, say, consider)
         state["stages"]["strategies"] = time.monotonic() - t0
+        if inner and state["best"] is not None:  # the chosen configuration, refit on all K labels
+            _refit(state, out, clock, common, sizes, full.channels, labels_per_class, quiet, say)
+    except _NoSelection as top:  # K = 1: the top-ranked source's default fine-tune on the K labels, no selection
+        run_dir = out / "final"
+        say("no selection", f"{labels_per_class} label per class leaves nothing to choose on: the default fine-tune "
+                            f"of the top-ranked source {top.candidate}")
+        transfer(_source(top.candidate, image_size, seed, full.channels), strategy="finetune", out=run_dir,
+                 console=quiet, **_named_only(top.candidate, sizes),
+                 **{k: v for k, v in common.items() if k != "split_indices"})
+        _drop_checkpoints(run_dir)
+        state["best"] = {"name": f"{top.candidate} · finetune", "run_dir": str(run_dir), "val_accuracy": None,
+                         "source": top.candidate, "strategy": "finetune", "options": {}, "stage": "default"}
+        with atomic.staged_dir(out / "bundle") as tmp:
+            shutil.copytree(run_dir / "bundle", tmp, dirs_exist_ok=True)
     except KeyboardInterrupt:
         state["interrupted"] = True
         console.print("[yellow]interrupted[/]: keeping the best model so far")
@@ -299,11 +331,8 @@ def auto(
         test = evaluate(out / "bundle", data, classes, split="test", strict=strict, console=quiet)
     state["stages"]["test"] = time.monotonic() - t0
     metrics = _metrics(state, test, budget_s, clock.elapsed())
-    per = None if labels_per_class is None else full.num_classes
-    metrics["labels"] = {**labels_record(
-        labels_per_class, val_per_class, labels_per_class * per if per else None, val_per_class * per if per else 0,
-        "validation split: every stage's choice by validation accuracy on the separate validation images"),
-        "words": budget_words(labels_per_class, val_per_class, val_fraction)}
+    metrics["labels"] = _labels(labels_per_class, val_per_class, val_fraction, full.num_classes, split, inner_note,
+                                state, no_selection)
     if test is not None and metrics["test"] is not None:
         metrics["test"]["did_not_learn"] = did_not_learn(test["accuracy"], test["n"],
                                                          majority_rate(test["confusion_matrix"]))
@@ -316,11 +345,116 @@ def auto(
     return RunResult(out, metrics, model, {"chosen": best})
 
 
+class _NoSelection(Exception):
+    """K = 1: stage 1 ranked the sources; nothing is left to choose on (carries the top-ranked candidate)."""
+
+    def __init__(self, candidate: str) -> None:
+        super().__init__(candidate)
+        self.candidate = candidate
+
+
+def _best_run(state: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json of the best run so far (its selection run)."""
+    import json
+
+    return json.loads((Path(state["best"]["run_dir"]) / "metrics.json").read_text())
+
+
+def _refit_cost(state: dict[str, Any], split: tuple[np.ndarray, np.ndarray]) -> float:
+    """Predicted seconds to refit the best configuration so far on all K labels: its selection run's training time,
+    scaled by the images (fit part → all K) and the epochs the refit trains (the kept epoch, not all that ran),
+    plus that run's fixed cost (loading, extraction, writing) once."""
+    best = state.get("best")
+    if not best:
+        return 0.0
+    try:
+        m = _best_run(state)
+    except (OSError, ValueError):
+        return 0.0
+    fit = m.get("fit", {})
+    scale = (len(split[0]) + len(split[1])) / max(len(split[0]), 1)
+    epochs = _refit_epochs(m)
+    per_epoch = m.get("train_time_s", 0.0) / max(fit.get("epochs_run") or 1, 1)
+    train = m.get("train_time_s", 0.0) if epochs is None else per_epoch * epochs
+    return scale * train + max(m.get("total_time_s", 0.0) - m.get("train_time_s", 0.0), 0.0)
+
+
+def _refit_epochs(m: dict[str, Any]) -> int | None:
+    """Epochs the refit trains: the epoch the selection run kept (best validation epoch + 1); ``None`` for a solved
+    probe (no epochs: the refit solves again, C by cross-validation on all K)."""
+    fit = m.get("fit", {})
+    if fit.get("solver") is not None or not fit.get("epochs_run"):
+        return None
+    return int(fit.get("best_epoch", fit["epochs_run"] - 1)) + 1
+
+
+def _refit(state: dict[str, Any], out: Path, clock: _Clock, common: dict[str, Any], sizes: dict[str, int | None],
+           channels: int, k: int, quiet: Console, say: Any) -> None:
+    """Refit the chosen configuration on all ``k`` labels per class when the time left allows (issue 26), and make
+    it the bundle; otherwise keep the selection-run model. ``state["refit"]`` records what happened."""
+    best = state["best"]
+    m = _best_run(state)
+    epochs = _refit_epochs(m)
+    split = common["split_indices"]
+    need = _refit_cost(state, split)
+    left = clock.left() - state.get("test_reserve_s", 0.0)
+    record: dict[str, Any] = {"configuration": best["name"], "epochs": epochs, "predicted_s": need,
+                              "n_train": len(split[0]) + len(split[1])}
+    if need > left:
+        state["refit"] = {**record, "done": False,
+                          "why": f"the refit needs ≈{need:.0f} s and {max(left, 0):.0f} s were left: the model of its "
+                                 f"selection run (trained on the fit part, {len(split[0])} images) is kept"}
+        return
+    run_dir = out / "final_refit"
+    t0 = time.monotonic()
+    args = {key: v for key, v in common.items() if key != "split_indices"}
+    transfer(_source(best["source"], sizes["image_size"], common["seed"], channels), strategy=best["strategy"],
+             options=dict(best.get("options") or {}), epochs=epochs, out=run_dir, console=quiet,
+             **_named_only(best["source"], sizes), **args)
+    _drop_checkpoints(run_dir)
+    with atomic.staged_dir(out / "bundle") as tmp:
+        shutil.copytree(run_dir / "bundle", tmp, dirs_exist_ok=True)
+    state["refit"] = {**record, "done": True, "run_dir": str(run_dir), "wall_s": time.monotonic() - t0}
+    say("refit", f"{best['name']} refit on all {k} labels per class"
+                 + (f" for {epochs} epochs" if epochs else "") + f" ({time.monotonic() - t0:.0f} s)")
+
+
+def _labels(k: int | None, v: int | None, val_fraction: float, n_classes: int,
+            split: tuple[np.ndarray, np.ndarray] | None, note: str, state: dict[str, Any],
+            no_selection: bool) -> dict[str, Any]:
+    """metrics.json's ``labels``: which labels trained the final model and how every choice was made."""
+    if split is None:
+        return {**labels_record(k, v, k * n_classes if k else None, v * n_classes if k and v else 0,
+                                "validation split: every stage's choice by validation accuracy on the separate "
+                                "validation images"), "words": budget_words(k, v, val_fraction)}
+    n_all = len(split[0]) + len(split[1])
+    indices = np.sort(np.concatenate(split))
+    if no_selection:
+        return {**labels_record(k, None, n_all, 0, "no selection: one label per class (K = 1) leaves nothing to "
+                                "choose on; the top-ranked source's default fine-tune", None, indices),
+                "words": f"{k} labelled image per class, the whole budget: the sources were ranked on it (stage 1) "
+                         "and the top-ranked one's default fine-tune trained on it; no other choice was possible"}
+    refit = state.get("refit") or {}
+    done = bool(refit.get("done"))
+    record = labels_record(k, None, n_all if done else len(split[0]), 0,
+                           f"inner split of the K labels ({note}): every stage-2/3 choice by accuracy on the "
+                           f"{len(split[1])} selection images, then " + (
+                               "the chosen configuration refit on all K" if done else
+                               "no refit (" + (refit.get("why") or "nothing was chosen") + ")"),
+                           None, indices if done else np.sort(split[0]))
+    record["inner_split"] = {"fit": [int(i) for i in np.sort(split[0])],
+                             "selection": [int(i) for i in np.sort(split[1])]}
+    words = (f"{k} labelled images per class, the whole budget: {len(split[0])} (fit) trained every probe and trial "
+             f"and {len(split[1])} (selection) scored them ({note}); "
+             + (f"the chosen configuration was then refit on all {n_all}" if done else
+                "the chosen model was not refit: " + (refit.get("why") or "nothing was chosen")))
+    return {**record, "words": words}
+
+
 def validation_per_class(k: int | None, v: int | None) -> int | None:
-    """The separate validation images per class auto chooses on: ``v`` when given, else ``k`` — auto keeps an
-    explicit validation set (its successive halving ranks configurations by validation accuracy), so its labelled
-    budget is ``k + v`` per class, which its config, metrics and report say. Issue 26's rule (every choice from an
-    inner split of the ``k`` labels, the winner refit on all of them) is not implemented for auto yet."""
+    """The separate validation images per class auto chooses on when ``val_per_class`` is given (a labelled budget of
+    ``k + v`` per class, which its config, metrics and report say); without it auto chooses inside the ``k`` labels
+    (an inner split, then a refit on all of them — see the module docstring)."""
     if k is None:
         return v
     if v is not None and v < 1:
@@ -532,7 +666,7 @@ def _metrics(state: dict[str, Any], test: dict[str, Any] | None, budget_s: float
         "interrupted": state["interrupted"], "stages_s": state["stages"], "ranking": state["ranking"],
         "test_reserve_s": state.get("test_reserve_s"), "first_rung": state.get("first_rung"),
         "skipped": state.get("skipped", []), "probes": state["probes"], "configs": configs, "chosen": best,
-        "validation_accuracy": best["val_accuracy"] if best else None,
+        "validation_accuracy": best["val_accuracy"] if best else None, "refit": state.get("refit"),
         "test": {k: test[k] for k in ("accuracy", "macro_f1", "n")} if test else None,
     }
 
@@ -570,14 +704,20 @@ def _write_report(path: Path, m: dict[str, Any]) -> None:
                              rows) if rows else "(no configuration reached stage 3)", "", "## Result", ""]
     best = m["chosen"]
     if best:
+        refit = m.get("refit") or {}
         parts.append(f"Chosen: **{best['name']}** (stage {best['stage']}), validation accuracy "
-                     f"{best['val_accuracy']:.4f}" + (f", **test accuracy {m['test']['accuracy']:.4f}** (macro-F1 "
+                     f"{_num(best['val_accuracy'])}"
+                     + (f"; refit on all {refit['n_train']} labelled images" + (
+                         f" for {refit['epochs']} epochs" if refit.get("epochs") else "") if refit.get("done") else
+                        f"; not refit: {refit['why']}" if refit else "")
+                     + (f", **test accuracy {m['test']['accuracy']:.4f}** (macro-F1 "
                                                       f"{m['test']['macro_f1']:.4f}, {m['test']['n']} images, "
                                                       "evaluated once, at the end)" if m["test"] else "")
                      + (f" — **{DID_NOT_LEARN}** (not significantly above the majority-class rate)"
                         if (m["test"] or {}).get("did_not_learn") else "") + ".")
         parts.append("")
-        parts.append("Every choice above used the validation split only; the bundle is in `bundle/`.")
+        parts.append("Every choice above used the validation (selection) images only; the bundle is in `bundle/`"
+                     + (" (the refit model)." if refit.get("done") else "."))
     else:
         parts.append("No model finished within the budget.")
     atomic.write_text(path, "\n".join(parts) + "\n")
@@ -594,5 +734,6 @@ def _print_summary(console: Console, m: dict[str, Any], out: Path) -> None:
     best = m["chosen"]
     if best:
         test = f", test {m['test']['accuracy']:.4f}" if m["test"] else ""
-        console.print(f"chosen: {best['name']} (validation {best['val_accuracy']:.4f}{test}); wall "
+        console.print(f"chosen: {best['name']} (validation {_num(best['val_accuracy'])}{test}"
+                      + ("; refit on all labels" if (m.get("refit") or {}).get("done") else "") + "); wall "
                       f"{m['wall_s']:.0f} s of {m['budget_s']:.0f} s; report: {out / 'report.md'}")

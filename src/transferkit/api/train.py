@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from lightning.pytorch.callbacks import Callback
 from rich.console import Console
 
@@ -235,6 +236,7 @@ def _train_job(
     cfg: TrainConfig, out: str | Path, strict: bool, convert_channels: bool, config: dict[str, Any],
     console: Console | None, class_map: dict[str, str] | None = None, head_init: bool = False,
     callbacks: Sequence[Callback] = (), evaluate_test: bool = True, resume: bool = False, overwrite: bool = False,
+    split_indices: tuple[Any, Any] | None = None,
 ) -> RunResult:
     console = console or Console()
     inputs = [data, *(config.get(k) for k in ("source", "weights", "class_map"))]  # never written over
@@ -244,7 +246,12 @@ def _train_job(
     full = load_task(data, "train", classes, strict, class_map)
     check_channels(full, source_model, convert_channels, f"--data {data}")
     mapping, source_classes = head_init_mapping(full.classes, source_meta, head_init)
-    train_set, val_set = labelled_budget_split(full, labels_per_class, val_per_class, val_fraction, cfg.seed)
+    if split_indices is not None:  # a calling job's own split of its labels (auto's inner split of the K)
+        tr_given, va_given = (np.asarray(i, dtype=np.int64) for i in split_indices)
+        train_set = full.subset(tr_given, f"{full.name}[inner fit]")
+        val_set = full.subset(va_given, f"{full.name}[inner selection]")
+    else:
+        train_set, val_set = labelled_budget_split(full, labels_per_class, val_per_class, val_fraction, cfg.seed)
     spec = source_model.input_spec
     train_b, val_b = to_batches(train_set, spec), to_batches(val_set, spec)
     test_set = load_task(data, "test", classes, strict, class_map) \
@@ -276,10 +283,17 @@ def _train_job(
         sizes = {"n_train": len(train_set), "n_val": len(val_set), "n_test": len(test_b) if test_b else 0}
         prov = provenance(cfg.seed, {"train": train_b.key, "validation": val_b.key,
                                      "test": test_b.key if test_b is not None else None})
-        tr_idx = labelled_budget_indices(full, labels_per_class, val_per_class, val_fraction, cfg.seed)[0] \
-            if labels_per_class is not None else None  # the same seeded draw as train_set: its positions
+        if split_indices is not None:
+            tr_idx = tr_given
+        else:
+            tr_idx = labelled_budget_indices(full, labels_per_class, val_per_class, val_fraction, cfg.seed)[0] \
+                if labels_per_class is not None else None  # the same seeded draw as train_set: its positions
         labels = run_labels(trained, labels_per_class, val_per_class, len(train_set), len(val_set),
                             train_set.fingerprint(), tr_idx)
+        if split_indices is not None:
+            labels.update(train_final_model=len(train_set), validation=len(val_set), validation_per_class=None,
+                          indices=[int(i) for i in tr_idx], split="given by the calling job (an inner split of its "
+                          f"{labels_per_class} labels per class: {len(train_set)} fit, {len(val_set)} selection)")
         metrics = write_run(tmp, kind, trained, full.classes, lineage, config, val_m, test_m, sizes,
                             time.perf_counter() - start, prov, labels)
     console.print(metrics_table(metrics, f"{kind} → {out}  ({metrics['split']} split)"))
@@ -343,7 +357,7 @@ def transfer(
     num_nodes: int = 1, distributed: str = "auto", deterministic: bool | None = None,
     checkpoint_every: int | None = 200, resume: bool = False, overwrite: bool = False,
     console: Console | None = None, callbacks: Sequence[Callback] = (), evaluate_test: bool = True,
-    max_length: int | None = None, steps: int | None = None,
+    max_length: int | None = None, steps: int | None = None, split_indices: tuple[Any, Any] | None = None,
 ) -> RunResult:
     """Transfer ``source`` (run dir, bundle dir or pretrained backbone name) to a new task and evaluate it.
 
@@ -381,11 +395,15 @@ def transfer(
 
     ``callbacks`` are further Lightning callbacks for the training loop (not recorded in ``config.yaml``);
     ``evaluate_test=False`` skips the test split entirely (metrics then come from the validation split — what
-    a hyper-parameter search's trials must use).
+    a hyper-parameter search's trials must use). ``split_indices=(train, validation)`` — positions in the training
+    split — replaces the labelled draw: for a job that selects inside its own budget (``auto``'s inner split of the
+    K labels); ``labels_per_class`` then only labels the record.
     """
     config = {"command": "transfer", **{k: str(v) if k in ("source", "weights") and v is not None else v
                                          for k, v in locals().items()
-                                         if k not in ("console", "callbacks", "evaluate_test")}}
+                                         if k not in ("console", "callbacks", "evaluate_test", "split_indices")}}
+    if split_indices is not None:
+        config["split_indices"] = f"given: {len(split_indices[0])} training, {len(split_indices[1])} validation"
     if isinstance(source, Backbone):  # a model object: its architecture, not its printout
         config["source"] = f"<{source.arch} model object>"
     strat = make_strategy(strategy, freeze, probe_layer, options)  # validate before loading anything
@@ -407,6 +425,6 @@ def transfer(
     source_model, source_meta = load_source(source, image_size, weights, max_length)
     return _train_job("transfer", source_model, source_meta, strat, data, classes, labels_per_class, val_per_class,
                       val_fraction, cfg, out, strict, convert_channels, config, console, cmap, head_init,
-                      callbacks, evaluate_test, resume, overwrite)
+                      callbacks, evaluate_test, resume, overwrite, split_indices)
 
 
