@@ -40,6 +40,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import re
 import warnings
 from collections.abc import Sequence
@@ -60,6 +61,7 @@ from transferkit.inference import (
     preprocessing_text,
     task_heads,
 )
+from transferkit.logs import quiet_logger
 
 __all__ = ["EXPORT_FORMATS", "TOLERANCE", "ExportError", "TextExport", "bundle_kind", "export_metadata", "export_onnx",
            "export_torchscript", "load_torchscript", "prepare_for_export", "sample_batch", "sample_token_batches",
@@ -231,25 +233,11 @@ def sample_token_batches(spec: InputSpec, texts: Sequence[str] | None = None) ->
 
     texts = list(texts) if texts else list(VERIFY_TEXTS)
     long = _long_text(spec)
-    with _quiet_tokens():
+    with quiet_logger("transferkit.data.tokens", logging.ERROR):  # the long text is cut on purpose
         batches = [("text_short", encode_texts([min(texts, key=len)], spec, "verify")[0]),
                    ("text_max_length", encode_texts([long], spec, "verify")[0]),
                    (f"texts_{len(texts) + 1}_mixed_lengths", encode_texts([*texts, long], spec, "verify")[0])]
     return batches
-
-
-@contextlib.contextmanager
-def _quiet_tokens() -> Any:
-    """The long verification text is cut on purpose: no truncation warning for it."""
-    import logging
-
-    log = logging.getLogger("transferkit.data.tokens")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
 
 
 def _text_inputs(ids: torch.Tensor, spec: InputSpec) -> tuple[torch.Tensor, torch.Tensor]:

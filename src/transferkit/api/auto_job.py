@@ -37,6 +37,7 @@ ranking with its scores, the probes, each configuration's rungs and why it stopp
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -243,6 +244,7 @@ def auto(
         best = state["best"]
         if best is None or val_acc > best["val_accuracy"]:
             state["best"] = {"name": name, "run_dir": str(run_dir), "val_accuracy": val_acc, **detail}
+            state["best_run"] = json.loads((run_dir / "metrics.json").read_text())  # read once: the refit's plan
             with atomic.staged_dir(out / "bundle") as tmp:
                 shutil.copytree(run_dir / "bundle", tmp, dirs_exist_ok=True)
 
@@ -353,23 +355,12 @@ class _NoSelection(Exception):
         self.candidate = candidate
 
 
-def _best_run(state: dict[str, Any]) -> dict[str, Any]:
-    """metrics.json of the best run so far (its selection run)."""
-    import json
-
-    return json.loads((Path(state["best"]["run_dir"]) / "metrics.json").read_text())
-
-
 def _refit_cost(state: dict[str, Any], split: tuple[np.ndarray, np.ndarray]) -> float:
     """Predicted seconds to refit the best configuration so far on all K labels: its selection run's training time,
     scaled by the images (fit part → all K) and the epochs the refit trains (the kept epoch, not all that ran),
     plus that run's fixed cost (loading, extraction, writing) once."""
-    best = state.get("best")
-    if not best:
-        return 0.0
-    try:
-        m = _best_run(state)
-    except (OSError, ValueError):
+    m = state.get("best_run")
+    if not m:
         return 0.0
     fit = m.get("fit", {})
     scale = (len(split[0]) + len(split[1])) / max(len(split[0]), 1)
@@ -393,8 +384,7 @@ def _refit(state: dict[str, Any], out: Path, clock: _Clock, common: dict[str, An
     """Refit the chosen configuration on all ``k`` labels per class when the time left allows (issue 26), and make
     it the bundle; otherwise keep the selection-run model. ``state["refit"]`` records what happened."""
     best = state["best"]
-    m = _best_run(state)
-    epochs = _refit_epochs(m)
+    epochs = _refit_epochs(state["best_run"])
     split = common["split_indices"]
     need = _refit_cost(state, split)
     left = clock.left() - state.get("test_reserve_s", 0.0)

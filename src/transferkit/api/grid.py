@@ -22,11 +22,10 @@ import contextlib
 import datetime
 import hashlib
 import json
-import logging
 import re
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from transferkit.config import TrainConfig
 from transferkit.data.prepare import to_batches
 from transferkit.data.splits import labelled_budget_split
 from transferkit.engine.trainer import train
+from transferkit.logs import quiet_logger
 from transferkit.report.metrics import describe_selection, did_not_learn, majority_rate
 from transferkit.strategies.base import Strategy
 
@@ -58,16 +58,9 @@ SETTING_NAMES = {
 }
 
 
-@contextlib.contextmanager
-def quiet_cache_log() -> Iterator[None]:
+def quiet_cache_log() -> contextlib.AbstractContextManager[None]:
     """One cache line per cell would drown the progress bar; each cell records its hit or miss instead."""
-    log = logging.getLogger("transferkit.backbones.cache")
-    level = log.level
-    log.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
+    return quiet_logger("transferkit.backbones.cache")
 
 
 def parse_labels_per_class(value: int | str | None | Iterable[int | str | None]) -> list[int | None]:
