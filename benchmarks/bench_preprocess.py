@@ -1,7 +1,7 @@
 """Does the centre crop of ``shorter_crop`` hurt small square grey images? MobileNetV2 linear probe, Fashion-MNIST.
 
-    .venv/bin/python benchmarks/bench_preprocess.py --seeds 100-109 --test-limit 10000   # the recorded run, ~15 min
-    .venv/bin/python benchmarks/bench_preprocess.py                                 # seeds 100-102, 2000 test images
+    .venv/bin/python benchmarks/bench_preprocess.py --seeds 100-109          # the recorded run (held-out images)
+    .venv/bin/python benchmarks/bench_preprocess.py --seeds 100-109 --eval test --test-limit 10000   # first study
 
 Issue 26, item 6: pretrained photo backbones now use the ``shorter_crop`` evaluation transform (resize the shorter
 side to ``floor(size / crop_pct)``, centre crop). On already-square 28-px images that crop only drops a border of
@@ -14,11 +14,13 @@ weights, crop_pct 0.875: 28 → 109 → centre 96) on the same images; only ``In
 
 Per seed (development seeds ≥ 100, never 0-4): K labelled images per class from the training split (all 10
 classes); features from transferkit's own pieces (``resize_images`` → ``TensorBatches`` → ``extract_features``;
-the test features through the feature cache, so a rerun skips them); a solved linear probe —
+the scoring features through the feature cache, so a rerun skips them); a solved linear probe —
 standardised features, L-BFGS multinomial logistic regression with its L2 strength chosen by 5-fold stratified
 cross-validation on the labelled set (scikit-learn's ``LogisticRegressionCV``; the protocol of Kornblith et al.,
-2019) — scored on a fixed stratified subset of the test split (seed 1000). Prints a Markdown table (per seed,
-mean ± std, paired difference) and writes ``benchmarks/results/preprocess.json``.
+2019). Scored (``--eval heldout``, the default) on ``--heldout-per-class`` training images per class drawn once
+(seed 12345) and excluded from the labelled draws — this study informs a rule, so it never looks at the test split;
+``--eval test`` scores on a fixed stratified subset of the test split (seed 1000) as the first study did. Prints a
+Markdown table (per seed, mean ± std, paired difference) and writes ``benchmarks/results/preprocess.json``.
 """
 
 from __future__ import annotations
@@ -94,17 +96,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=seeds_arg, default=[100, 101, 102])
     ap.add_argument("--labels-per-class", type=int, default=10)
-    ap.add_argument("--test-limit", type=int, default=2000)
+    ap.add_argument("--eval", choices=("heldout", "test"), default="heldout",
+                    help="score on held-out training images (default) or on the test split")
+    ap.add_argument("--heldout-per-class", type=int, default=500)
+    ap.add_argument("--test-limit", type=int, default=2000, help="with --eval test: test images in all")
     ap.add_argument("--image-size", type=int, default=96)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     if min(args.seeds) < 100:
         raise SystemExit("--seeds: development seeds are ≥ 100 (0-4 are held out)")
     torch.set_num_threads(args.threads)
-    train, test = get_dataset("fashion_mnist", "train"), get_dataset("fashion_mnist", "test")
-    if args.test_limit < len(test):
-        per = args.test_limit // test.num_classes
-        test = test.subset(k_per_class(test, per, seed=1000))
+    train = get_dataset("fashion_mnist", "train")
+    if args.eval == "heldout":  # a rule is being chosen: score on training images the labelled draws never see
+        held = k_per_class(train, args.heldout_per_class, seed=12345)
+        test = train.subset(held)
+        train = train.subset(np.setdiff1d(np.arange(len(train)), held))
+    else:
+        test = get_dataset("fashion_mnist", "test")
+        if args.test_limit < len(test):
+            per = args.test_limit // test.num_classes
+            test = test.subset(k_per_class(test, per, seed=1000))
     model = create_backbone("mobilenet_v2", pretrained=True, img_size=args.image_size, num_classes=0).eval()
     base = model.input_spec
     rows: dict[str, dict[int, dict[str, float]]] = {arm: {} for arm in ARMS}
@@ -120,8 +131,9 @@ def main() -> None:
             print(f"{arm:13s} seed {seed}: accuracy {acc:.4f} (C = {c:.3g})", flush=True)
     accs = {arm: np.array([rows[arm][s]["accuracy"] for s in args.seeds]) for arm in ARMS}
     diff = accs["shorter_crop"] - accs["squash"]
+    scored = "held-out training" if args.eval == "heldout" else "test"
     print(f"\nMobileNetV2 {args.image_size} px linear probe, Fashion-MNIST 10 classes, K = {args.labels_per_class}, "
-          f"{len(test)} test images, seeds {args.seeds[0]}–{args.seeds[-1]}\n")
+          f"{len(test)} {scored} images, seeds {args.seeds[0]}–{args.seeds[-1]}\n")
     print("| resize | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean ± std |")
     print("|---|" + "---|" * (len(args.seeds) + 1))
     for arm in ARMS:
@@ -129,7 +141,7 @@ def main() -> None:
         print(f"| {arm} | " + " | ".join(f"{v:.4f}" for v in a) + f" | {a.mean():.4f} ± {a.std(ddof=1):.4f} |")
     print("| crop − squash (paired) | " + " | ".join(f"{v:+.4f}" for v in diff)
           + f" | {diff.mean():+.4f} ± {diff.std(ddof=1):.4f} |")
-    print("\nAnalysis only (no choice made on the test split): test accuracy at each fixed C, mean over seeds\n")
+    print("\nAnalysis only (no choice made on the scored images): accuracy at each fixed C, mean over seeds\n")
     print("| C | squash | shorter_crop | crop − squash (paired, mean ± std) |\n|---|---|---|---|")
     for c in (f"{c:g}" for c in FIXED_CS):
         at = {arm: np.array([rows[arm][s]["accuracy_at_C"][c] for s in args.seeds]) for arm in ARMS}
@@ -137,7 +149,7 @@ def main() -> None:
         print(f"| {c} | {at['squash'].mean():.4f} | {at['shorter_crop'].mean():.4f} | "
               f"{d.mean():+.4f} ± {d.std(ddof=1):.4f} |")
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    key = f"mnv2_{args.image_size}_k{args.labels_per_class}_test{len(test)}"
+    key = f"mnv2_{args.image_size}_k{args.labels_per_class}_{args.eval}{len(test)}"
     results[key] = {"arms": {arm: {str(s): v for s, v in rows[arm].items()} for arm in ARMS},
                     "paired_diff_mean": float(diff.mean()), "paired_diff_std": float(diff.std(ddof=1)),
                     "seconds": round(time.perf_counter() - t0, 1),

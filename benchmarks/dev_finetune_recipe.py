@@ -10,6 +10,12 @@ light, two head learning rates, two step budgets, LoRA at its default rate, and 
 (``results/dev_finetune_recipe.json``; a finished cell is skipped unless ``--redo``).
 
     .venv/bin/python benchmarks/dev_finetune_recipe.py --labels 10 --seeds 100,101,102,103,104
+    .venv/bin/python benchmarks/dev_finetune_recipe.py --arch split --labels 50,10 --seeds 100,101,102 \
+        --candidates linear_probe,lpft,lpft_probe_layer
+
+``--arch split`` is the seed_cnn split task instead (``make demo``'s: source pretrained on Fashion-MNIST classes
+{0,1,5,8,9}, target classes {2,3,4,6,7}, 28 px), scored the same way on held-out training images of the target
+classes.
 
 Shared, 2-core CPU: one process at a time, cells run seed by seed so that a cut run still compares every candidate
 on the same seeds.
@@ -50,6 +56,10 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "scratch_steps30": ("scratch", {}, {"steps": 30}),  # the demo's ImageNet-part budget (api/demo.py)
     "scratch_steps30_running": ("scratch", {"bn_stats": "running"}, {"steps": 30}),  # without precise BN
     "lpft_steps30": ("finetune", {}, {"steps": 30}),
+    "lpft_backbone1": ("finetune", {"backbone_lr": 1.0}, {}),
+    "lpft_steps300": ("finetune", {}, {"steps": 300}),
+    "lpft_probe_layer": ("finetune", {"layer": "probe"}, {}),  # the probe's stage (seed_cnn: conv2, fc dropped)
+    "lpft_probe_layer_backbone1": ("finetune", {"layer": "probe", "backbone_lr": 1.0}, {}),
 }
 
 
@@ -94,7 +104,9 @@ def summary(results: dict[str, Any]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", default="mobilenet_v2")
+    ap.add_argument("--arch", default="mobilenet_v2",
+                    help="a backbone name, or 'split': the seed_cnn split task (source pretrained on Fashion-MNIST "
+                         "classes 0,1,5,8,9 as bench_fewlabels.py / make demo; target classes 2,3,4,6,7)")
     ap.add_argument("--image-size", type=int, default=96)
     ap.add_argument("--labels", default="10", help="labels per class, comma-separated")
     ap.add_argument("--seeds", default="100,101,102,103,104")
@@ -129,12 +141,20 @@ def main() -> None:
                         "heldout_per_class": a.heldout_per_class, "validation": "none (issue-26 default)",
                         "torch_threads": torch.get_num_threads(), "machine": "2 CPU cores, no GPU, shared CPU"}
     torch.manual_seed(0)
-    model, _ = load_source(a.arch, a.image_size)
-    full = load_task("fashion_mnist", "train", None)
+    classes = None
+    if a.arch == "split":
+        from _common import split_source
+
+        source = split_source(ROOT / "benchmarks" / "runs" / "split_source")
+        model, _ = load_source(str(source), None)
+        classes = "2,3,4,6,7"
+    else:
+        model, _ = load_source(a.arch, a.image_size)
+    full = load_task("fashion_mnist", "train", classes)
     held = k_per_class(full, a.heldout_per_class, seed=12345)  # development scoring: held-out training images
     held_b = to_batches(full.subset(held, full.name + "[held-out dev]"), model.input_spec)
     full = full.subset(np.setdiff1d(np.arange(len(full)), held), full.name + "[labelled pool]")
-    arch = f"{a.arch}@{a.image_size}"
+    arch = "split_seed_cnn" if a.arch == "split" else f"{a.arch}@{a.image_size}"
     for k in labels:
         for s in seeds:
             for name in names:
@@ -142,6 +162,7 @@ def main() -> None:
                 if key in results["cells"] and not a.redo:
                     continue
                 cell = run_cell(name, model, full, held_b, k, s, arch)
+                cell["data"] = f"fashion_mnist classes {classes}" if classes else "fashion_mnist (10 classes)"
                 cell["ran_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
                 cell["commit"] = commit.strip() + " + uncommitted changes"
                 results["cells"][key] = cell

@@ -13,7 +13,8 @@ CFG = TrainConfig(epochs=1, batch_size=16, lr=1e-3, progress=False, checkpoints=
 
 
 def plan(source, data, **options):
-    return get_strategy("finetune", **options).plan(source, 3, data, None, CFG)
+    """The plan over seed_cnn's every stage (``layer="all"``: these tests are about groups, fc included)."""
+    return get_strategy("finetune", **{"layer": "all", **options}).plan(source, 3, data, None, CFG)
 
 
 def lrs(p):
@@ -23,12 +24,12 @@ def lrs(p):
 def test_default_recipe_backbone_at_a_tenth_of_the_head_rate_head_from_the_probe(source, data):
     # issue 26: the default is LP-FT with the backbone at backbone_lr x the head's rate (was: one group, random head)
     p = plan(source, data)
-    assert p.options == {"freeze": 0}
+    assert p.options == {"layer": "all", "freeze": 0}
     assert p.param_groups[0].keys() == {"params", "lr", "name"} and lrs(p) == [("backbone", 1e-4), ("head", 1e-3)]
     assert sum(len(g["params"]) for g in p.param_groups) == len(list(p.model.parameters()))
     assert p.loss_terms == [] and p.finalize is None
     assert p.recipe["head_init"] == "probe" and p.recipe["backbone_lr"] == 0.1 and p.recipe["probe_C"] > 0
-    assert plan(source, data, freeze=2, bn="train").options == {"freeze": 2, "bn": "train"}
+    assert plan(source, data, freeze=2, bn="train").options == {"layer": "all", "freeze": 2, "bn": "train"}
     assert lrs(plan(source, data, head="random", backbone_lr=1.0)) == [("backbone", 1e-3), ("head", 1e-3)]
     assert plan(source, data, head="random").recipe["head_init"] == "random"
 
@@ -38,7 +39,7 @@ def test_layerwise_decay_and_explicit_rates(source, data):
                                                      ("head", 1e-3)]
     p = plan(source, data, lr_decay=0.5, freeze=1, group_lrs={"fc": 0.1})
     assert lrs(p) == [("conv2", 2.5e-4), ("fc", 0.1), ("head", 1e-3)]  # frozen conv1 is in no group
-    assert p.options == {"freeze": 1, "lr_decay": 0.5, "group_lrs": {"fc": 0.1}}
+    assert p.options == {"layer": "all", "freeze": 1, "lr_decay": 0.5, "group_lrs": {"fc": 0.1}}
     assert lrs(plan(source, data, group_lrs="conv1=1e-5, head=0.01")) == [
         ("conv1", 1e-5), ("conv2", 1e-3), ("fc", 1e-3), ("head", 0.01)]
     assert sum(len(g["params"]) for g in plan(source, data, lr_decay=0.9).param_groups) == 8
@@ -126,7 +127,7 @@ def test_regularizers_are_attached_as_loss_terms(source, data):
     (reg,) = p.loss_terms
     assert isinstance(reg, L2SP) and reg.alpha == 0.1 and reg.beta == 0.01
     assert all(g["weight_decay"] == 0.0 for g in p.param_groups)  # L2-SP replaces weight decay
-    assert p.options == {"freeze": 0, "regularizer": "l2sp", "reg_alpha": 0.1}
+    assert p.options == {"layer": "all", "freeze": 0, "regularizer": "l2sp", "reg_alpha": 0.1}
     x, y = data.x[:4], data.y[:4]
     assert reg(p.model, x, y, p.model(x)).item() == pytest.approx(0.005 * p.model.head.weight.pow(2).sum().item()
                                                                   + 0.005 * p.model.head.bias.pow(2).sum().item())

@@ -24,7 +24,7 @@ def changed(source, model):
 
 
 def test_two_phase_trains_only_the_head_first(source, data):
-    s = get_strategy("finetune", preset="two_phase", head_epochs=2)
+    s = get_strategy("finetune", layer="all", preset="two_phase", head_epochs=2)
     seen = []  # conv1's weight sum at every training step (2 steps per epoch)
 
     class Record:
@@ -46,11 +46,11 @@ def test_two_phase_trains_only_the_head_first(source, data):
 
 
 def test_gradual_unfreezing_releases_one_group_per_step_from_the_top(source, data):
-    s = get_strategy("finetune", unfreeze_every=1)
+    s = get_strategy("finetune", layer="all", unfreeze_every=1)
     assert changed(source, train_with(s, source, 3, data, None, cfg(2)).model) == {"fc"}
     assert changed(source, train_with(s, source, 3, data, None, cfg(3)).model) == {"fc", "conv2"}
     # a group frozen by freeze= never unfreezes
-    s = get_strategy("finetune", unfreeze_every=1, freeze=1)
+    s = get_strategy("finetune", layer="all", unfreeze_every=1, freeze=1)
     assert changed(source, train_with(s, source, 3, data, None, cfg(4)).model) == {"fc", "conv2"}
 
 
@@ -80,7 +80,7 @@ def test_held_groups_run_in_eval_mode_until_released(data):
 ])
 def test_contradictory_schedules_fail_before_training(source, data, options, epochs, message):
     with pytest.raises(ValueError, match=message):
-        get_strategy("finetune", **options).plan(source, 3, data, None, cfg(epochs))
+        get_strategy("finetune", layer="all", **options).plan(source, 3, data, None, cfg(epochs))
 
 
 def test_schedule_shapes():

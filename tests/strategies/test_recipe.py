@@ -66,8 +66,8 @@ def test_default_finetune_budget_is_its_step_floor(source, data):
 
 def test_lpft_head_starts_equal_to_the_solved_probe(source, data):
     c = cfg(steps=1, batch_size=16)
-    plan = get_strategy("finetune").plan(source, 3, data, None, c)
-    sol = solve_probe(extract_features(source, data), data.y, 3, "auto", seed=c.seed)
+    plan = get_strategy("finetune").plan(source, 3, data, None, c)  # seed_cnn: the head reads conv2, as the probe
+    sol = solve_probe(extract_features(plan.model, data), data.y, 3, "auto", seed=c.seed)
     assert torch.allclose(plan.head.weight, sol.weight, atol=1e-6) and torch.allclose(plan.head.bias, sol.bias)
     assert plan.recipe["probe_C"] == sol.record["C"]
     feats = extract_features(plan.model, data)  # with BatchNorm frozen the planned model *is* the probe at step 0
@@ -150,3 +150,19 @@ def test_scratch_recomputes_batchnorm_statistics_unless_asked_not_to(data):
     assert not torch.allclose(bn(precise.model).running_var, bn(running.model).running_var)
     with pytest.raises(ValueError, match="bn_stats: unknown 'exact'; valid: precise, running"):
         train_with(get_strategy("scratch", bn_stats="exact"), source, 3, data, None, cfg(steps=1))
+
+
+def test_finetune_reads_the_probes_layer_by_default(source, data):
+    """LP-FT fine-tunes the model its probe solved: on seed_cnn the head reads conv2 (fc is dropped), as
+    linear_probe does; layer="all" keeps every stage; a backbone without a probe layer is left whole."""
+    c = cfg(steps=2, batch_size=16)
+    plan = get_strategy("finetune").plan(source, 3, data, None, c)
+    assert list(plan.model.stages) == ["conv1", "conv2"] and plan.model.cut_at == "conv2"
+    assert plan.model.head.in_features == source.stage_dims["conv2"] and plan.recipe["layer"] == "conv2"
+    assert "fc" in source.stages  # the source is never modified
+    whole = get_strategy("finetune", layer="all").plan(source, 3, data, None, c)
+    assert list(whole.model.stages) == ["conv1", "conv2", "fc"] and "layer" not in whole.recipe
+    lenet = create_backbone("lenet", num_classes=5)  # no default_probe_layer: its last stage
+    assert list(get_strategy("finetune").plan(lenet, 3, data, None, c).model.stages) == list(lenet.stages)
+    with pytest.raises(ValueError, match="layer='conv9' is not a stage of seed_cnn; valid: probe, all, conv1, conv2"):
+        get_strategy("finetune", layer="conv9").plan(source, 3, data, None, c)

@@ -38,7 +38,7 @@ def test_aliases_resolve_and_unknown_lists_valid():
 def test_finetune_freeze_keeps_first_groups_and_leaves_source_untouched(task):
     source, train, val = task
     before = snapshot(source)
-    out = train_with(get_strategy("finetune", freeze=2), source, 5, train, val, CFG)
+    out = train_with(get_strategy("finetune", layer="all", freeze=2), source, 5, train, val, CFG)
     after = out.model.state_dict()
     for k in ("stages.conv1.0.weight", "stages.conv2.0.weight"):
         assert torch.equal(after[k], before[k])
@@ -51,7 +51,7 @@ def test_finetune_freeze_keeps_first_groups_and_leaves_source_untouched(task):
 def test_finetune_rejects_freezing_the_head(task):
     source, train, val = task
     with pytest.raises(ValueError, match=r"freeze=4: seed_cnn has 4 parameter groups .* between 0 and 3"):
-        train_with(get_strategy("finetune", freeze=4), source, 5, train, val, CFG)
+        train_with(get_strategy("finetune", layer="all", freeze=4), source, 5, train, val, CFG)
 
 
 def test_linear_probe_trains_only_a_linear_head_on_flatten_features(task):

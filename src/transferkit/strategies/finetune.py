@@ -15,6 +15,12 @@ instead. ``head="random"`` turns LP-FT off (the plain fine-tuning of Yosinski et
 
 Options beyond ``freeze``:
 
+* ``layer`` — ``"probe"`` (default: the new head reads the stage ``linear_probe`` reads, the source's
+  ``default_probe_layer``, and the stages after it are dropped; a no-op for backbones without one, e.g. every
+  pretrained ImageNet and text backbone), ``"all"`` (the whole network) or a stage name. Measured on the seed_cnn
+  split task, development seeds 100–102 (``benchmarks/RESULTS.md``): with its head on ``fc`` (64 features trained
+  for the 5 source classes) LP-FT ended 4 points *below* the probe on ``conv2`` at K = 50; on ``conv2`` it ends
+  above it.
 * ``head`` — ``"probe"`` (default: LP-FT, as above; the run's ``fit.recipe`` records the probe's C) or
   ``"random"`` (a freshly initialised head). A head that is not one linear layer (a bottleneck or cosine head) or
   multi-task labels start from a random head, and the record says why.
@@ -88,6 +94,7 @@ class Finetune(Strategy):
 
     name = "finetune"
     aliases = ("parameter",)
+    paper = "Yosinski et al., 2014; LP-FT: Kumar et al., 2022"
     kind = "parameter transfer"
     default_lr = 1e-3  # the head's rate; the backbone's is backbone_lr × this
     default_batch_size = 32
@@ -95,7 +102,8 @@ class Finetune(Strategy):
     min_epochs = 1
     default_schedule = "cosine"
     warmup = 0.1
-    option_defaults = {"freeze": 0, "freeze_pattern": None, "bn": "frozen", "head": "probe", "backbone_lr": None,
+    option_defaults = {"freeze": 0, "freeze_pattern": None, "bn": "frozen", "head": "probe", "layer": "probe",
+                       "backbone_lr": None,
                        "lr_decay": None, "group_lrs": None,
                        "preset": "none", "head_epochs": None, "phase2_lr": None, "unfreeze_every": None,
                        "regularizer": None, **dict.fromkeys(REG_OPTIONS)}
@@ -206,6 +214,23 @@ class Finetune(Strategy):
         held_modules = [m for g, _ in released for m in g.modules]
         return phases, held_modules
 
+    def fine_tuned_layer(self, source: Backbone) -> str | None:
+        """The stage whose output the new head reads, when it is not the source's last (``None``: the whole
+        network). ``layer="probe"`` (default) is the stage ``linear_probe`` reads — the source's
+        ``default_probe_layer`` (``seed_cnn``: ``conv2``; pretrained ImageNet and text backbones have none: their
+        last stage) — so that LP-FT fine-tunes the very model its probe solved; ``"all"`` keeps every stage."""
+        want = self.options["layer"]
+        if want == "all":
+            return None
+        layer = source.default_probe_layer if want == "probe" else str(want)
+        stages = list(source.stages)
+        if layer is None or (stages and layer == stages[-1]):
+            return None
+        if stages and layer not in stages:
+            raise ValueError(f"finetune: layer={layer!r} is not a stage of {source.arch}; valid: probe, all, "
+                             f"{', '.join(stages)}")
+        return layer
+
     def build_regularizer(self) -> Regularizer | None:
         """The configured regulariser, not yet attached (``None`` without ``regularizer``)."""
         o = self.options
@@ -253,13 +278,16 @@ class Finetune(Strategy):
         o = self.options
         torch.manual_seed(cfg.seed)  # the new head's init depends on the seed alone
         model = self.copy_source(source)
+        layer = self.fine_tuned_layer(source)
+        if layer is not None:  # the stages after it are dropped: the new head reads this stage, as the probe does
+            model.truncate(layer)
         model.reset_classifier(num_classes)
         frozen = freeze_groups(model, int(o["freeze"]))
         if o["freeze_pattern"] is not None:
             frozen += freeze_matching(model, o["freeze_pattern"])
         if o["bn"] == "frozen":
             frozen += freeze_batchnorm(model)
-        recipe: dict[str, Any] = {"bn": o["bn"]}
+        recipe: dict[str, Any] = {"bn": o["bn"], **({"layer": layer} if layer is not None else {})}
         if o["lr_decay"] is None and o["group_lrs"] is None:
             factor = float(o["backbone_lr"] if o["backbone_lr"] is not None else DEFAULT_BACKBONE_LR)
             head_ids = {id(p) for p in model.head.parameters()}
