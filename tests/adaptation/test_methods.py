@@ -25,7 +25,7 @@ def test_parse_method_keeps_cdan_e_whole_and_refuses_bad_combinations():
     assert parse_method("cdan+e") == ["cdan+e"]
     assert parse_method("cdan+e+self_training") == ["cdan+e", "self_training"]
     assert parse_method("dann+adabn") == ["dann", "adabn"]
-    with pytest.raises(ValueError, match="unknown adaptation method 'dnn'.*valid methods: source_only"):
+    with pytest.raises(ValueError, match="unknown adaptation method 'dnn'.*valid adaptation methods: source_only"):
         parse_method("dnn")
     with pytest.raises(ValueError, match="'source_only' cannot be combined"):
         parse_method("source_only+dann")

@@ -107,7 +107,7 @@ def test_bad_input_is_refused_with_the_names_and_choices(tmp_path):
         api.adapt(**{**SMALL, "target_limit": 20, "batch_size": 64}, out=tmp_path / "x")
     with pytest.raises(ValueError, match="peeks at target labels.*--oracle-selection"):
         api.adapt(**SMALL, selection="oracle", out=tmp_path / "x")
-    with pytest.raises(ValueError, match="unknown selection criterion 'best'; valid choices"):
+    with pytest.raises(ValueError, match="unknown selection criterion 'best'; valid selection criteria: source_val"):
         api.adapt(**SMALL, selection="best", out=tmp_path / "x")
     with pytest.raises(ValueError, match="--frozen .* --pretrained"):
         api.adapt(**SMALL, frozen=True, out=tmp_path / "x")

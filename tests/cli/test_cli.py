@@ -212,3 +212,18 @@ def test_strategy_options_from_flags_and_yaml(runs, tmp_path, capsys):
     assert main([*base, "--option", "regulariser=l2sp", "--out", str(tmp_path / "bad")]) == 2
     assert "valid options: freeze" in " ".join(capsys.readouterr().out.split())
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["transfer", "--help"], ["auto", "--help"]])
+def test_help_loads_no_job_and_no_torch(argv):
+    """``--help`` answers from the parser alone: PyTorch, the jobs and the training engine stay unimported."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom transferkit.cli.main import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "heavy = sorted(m for m in ('torch', 'transferkit.api', 'transferkit.engine', 'lightning') "
+            "if m in sys.modules)\nprint('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "usage:" in out
+    assert out.strip().endswith("HEAVY []"), out[-300:]

@@ -37,7 +37,7 @@ def test_cli_bad_input_is_a_clear_message(topics_dir, tmp_path, capsys):
     err = " ".join(capsys.readouterr().out.split())
     assert "are not among the zero-shot labels" in err and "science" in err
     assert main(["fewshot", "--data", data, "--method", "knn", "--out", str(tmp_path / "f")]) != 0
-    assert "valid choices: prototypes, setfit, episodes" in " ".join(capsys.readouterr().out.split())
+    assert "valid few-shot methods: prototypes, setfit, episodes" in " ".join(capsys.readouterr().out.split())
     assert main(["transfer", "--source", "minilm", "--data", data, "--strategy", "linear_probe", "--max-length",
                  "5000", "--epochs", "1", "--out", str(tmp_path / "t"), "--no-progress"]) != 0
     assert "max_length must lie in [2, 512]" in " ".join(capsys.readouterr().out.split())

@@ -7,7 +7,7 @@ from torch import nn
 
 from transferkit.data.base import ImageSet
 from transferkit.data.class_map import apply_class_map, load_class_map, match_classes
-from transferkit.strategies.head_init import init_head_rows
+from transferkit.engine.head_init import init_head_rows
 
 
 def toy():

@@ -159,7 +159,7 @@ def test_sigterm_saves_a_checkpoint_at_the_end_of_the_batch_and_resume_finishes_
 
 def test_resume_inside_a_phase_that_unfroze_layers_equals_the_uninterrupted_run(tmp_path):
     """Gradual unfreezing: the stem joins at epoch 2 (rates × 0.5); a crash in that epoch must resume into it."""
-    from transferkit.strategies.base import Phase
+    from transferkit.engine.plan import Phase
 
     def phased(path, callbacks=(), resume_from=None):
         model = make_model()

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferkit.adaptation.losses import GradientReversal, coral_loss, dann_coefficient, mk_mmd_loss
+from transferkit.registry import Registry
 
 Terms = dict[str, torch.Tensor]
 
@@ -89,19 +90,16 @@ class AdaptMethod(nn.Module):
         return {}
 
 
-_REGISTRY: dict[str, type[AdaptMethod]] = {}
+METHODS: Registry[type[AdaptMethod]] = Registry("adaptation-methods", "adaptation method", sort=False)
 
 
 def register_method(cls: type[AdaptMethod]) -> type[AdaptMethod]:
     """Class decorator: make an adaptation method available by its ``name``."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"adaptation method '{cls.name}' is already registered")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return METHODS.register()(cls)
 
 
 def list_methods() -> list[type[AdaptMethod]]:
-    return [_REGISTRY[n] for n in _REGISTRY]
+    return [METHODS.get(n) for n in METHODS.names()]
 
 
 def _tokens(spec: str) -> list[str]:
@@ -123,9 +121,8 @@ def parse_method(spec: str) -> list[str]:
     """
     parts = _tokens(spec)
     for p in parts:
-        if p not in _REGISTRY:
-            raise ValueError(f"unknown adaptation method '{p}' in '{spec}'; valid methods: {', '.join(_REGISTRY)} "
-                             "(combine with '+', e.g. dann+self_training)")
+        if p not in METHODS:
+            raise METHODS.unknown(p, f" in '{spec}'", "combine with '+', e.g. dann+self_training")
     if len(parts) > 1:
         alone = [p for p in parts if p in ("source_only", "target_oracle")]
         if alone:
@@ -143,9 +140,9 @@ def _split_options(parts: Sequence[str], options: dict[str, Any]) -> list[dict[s
     per: list[dict[str, Any]] = [{} for _ in parts]
     for key, value in options.items():
         owner, dot, opt = key.rpartition(".")
-        targets = [i for i, p in enumerate(parts) if (not dot or p == owner) and opt in _REGISTRY[p].option_defaults]
+        targets = [i for i, p in enumerate(parts) if (not dot or p == owner) and opt in METHODS.get(p).option_defaults]
         if not targets:
-            valid = sorted({f"{p}.{o}" if len(parts) > 1 else o for p in parts for o in _REGISTRY[p].option_defaults})
+            valid = sorted({f"{p}.{o}" if len(parts) > 1 else o for p in parts for o in METHODS.get(p).option_defaults})
             raise ValueError(f"--option {key}: no such option for method '{'+'.join(parts)}'; valid options: "
                              f"{', '.join(valid) or 'none'}")
         for i in targets:
@@ -158,8 +155,8 @@ def build_method(spec: str, feature_dim: int, num_classes: int, options: dict[st
     parts = parse_method(spec)
     per = _split_options(parts, dict(options or {}))
     if len(parts) == 1:
-        return _REGISTRY[parts[0]](feature_dim, num_classes, **per[0])
-    return Combined([_REGISTRY[p](feature_dim, num_classes, **o) for p, o in zip(parts, per, strict=True)])
+        return METHODS.get(parts[0])(feature_dim, num_classes, **per[0])
+    return Combined([METHODS.get(p)(feature_dim, num_classes, **o) for p, o in zip(parts, per, strict=True)])
 
 
 class Combined(AdaptMethod):

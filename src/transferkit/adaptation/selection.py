@@ -21,16 +21,28 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-SELECTION_CRITERIA: dict[str, str] = {"source_val": "max", "target_entropy": "min", "dev": "min", "oracle": "max"}
+from transferkit.registry import Registry
+
+SELECTION_CRITERIA: Registry[str] = Registry("selection-criteria", "selection criterion", "selection criteria",
+                                             sort=False)
+"""Criterion → the direction that is better (``"max"``/``"min"``)."""
+SELECTION_CRITERIA.add("source_val", "max", summary="accuracy on held-out source validation data (the default)",
+                       paper="", where="transferkit/adaptation/selection.py")
+SELECTION_CRITERIA.add("target_entropy", "min", summary="mean prediction entropy on unlabelled target data",
+                       paper="Morerio et al., 2018, Minimal-Entropy Correlation Alignment",
+                       where="transferkit/adaptation/selection.py")
+SELECTION_CRITERIA.add("dev", "min", summary="source-validation loss reweighted by the target/source density ratio",
+                       paper="You et al., 2019, Towards Accurate Model Selection in Deep Unsupervised Domain "
+                             "Adaptation (DEV)", where="transferkit/adaptation/selection.py")
+SELECTION_CRITERIA.add("oracle", "max", summary="accuracy on labelled target data — analysis only, uses target labels",
+                       paper="", where="transferkit/adaptation/selection.py")
 
 _PROB_CLIP = 1e-6
 
 
 def check_criterion(name: str) -> str:
     """Return ``name`` if it is a key of :data:`SELECTION_CRITERIA`; otherwise raise a ValueError listing them."""
-    if name not in SELECTION_CRITERIA:
-        raise ValueError(f"unknown selection criterion {name!r}; valid choices: {', '.join(SELECTION_CRITERIA)}")
-    return name
+    return SELECTION_CRITERIA.resolve(name)
 
 
 def _as_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -3,7 +3,7 @@
 Everything the CLI does is a call here: :func:`pretrain`, :func:`transfer`, :func:`evaluate`,
 :func:`predict`, :func:`resume`, :func:`compare`, :func:`curve`, :func:`adapt`, :func:`adapt_compare`,
 :func:`distill`, :func:`fuse`, :func:`select`, :func:`tune`, :func:`fewshot`, :func:`zeroshot`, :func:`multitask`,
-:func:`auto`, :func:`export`, :func:`serve` and :func:`demo`.
+:func:`auto`, :func:`export`, :func:`serve` and :func:`demo`; :func:`list_family` lists any pluggable family.
 """
 
 from transferkit.api.adapt_compare_job import adapt_compare
@@ -16,6 +16,7 @@ from transferkit.api.distill_job import distill
 from transferkit.api.export_job import export
 from transferkit.api.fewshot_job import fewshot, zeroshot
 from transferkit.api.fuse_job import fuse
+from transferkit.api.listing import families, list_family
 from transferkit.api.lr_find import lr_find
 from transferkit.api.merge import merge
 from transferkit.api.multitask_job import multitask
@@ -27,6 +28,6 @@ from transferkit.api.train import pretrain, transfer
 from transferkit.api.tune_job import tune
 from transferkit.api.use import evaluate, predict
 
-__all__ = ["RunResult", "adapt", "adapt_compare", "auto", "compare", "curve", "demo", "distill", "evaluate", "fuse",
-           "lr_find", "export", "fewshot", "merge", "multitask", "predict", "pretrain", "resume", "select", "serve",
-           "transfer", "tune", "zeroshot"]
+__all__ = ["RunResult", "adapt", "adapt_compare", "auto", "compare", "curve", "demo", "distill", "evaluate",
+           "export", "families", "fewshot", "fuse", "list_family", "lr_find", "merge", "multitask", "predict",
+           "pretrain", "resume", "select", "serve", "transfer", "tune", "zeroshot"]

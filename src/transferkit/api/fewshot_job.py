@@ -54,6 +54,7 @@ from transferkit.data.splits import k_per_class, labels_record, parse_classes
 from transferkit.data.tokens import encode_texts
 from transferkit.engine.pairs import fit_pairs
 from transferkit.few_shot.episodes import CLASSIFIERS, evaluate_episodes
+from transferkit.few_shot.methods import FEW_SHOT_METHODS
 from transferkit.few_shot.prototypes import class_prototypes
 from transferkit.few_shot.setfit import CosinePairLoss, fit_logistic_head, make_pairs
 from transferkit.few_shot.zeroshot import DEFAULT_TEMPLATE, label_prompts
@@ -64,7 +65,7 @@ from transferkit.report.plots import plot_confusion, plot_step_losses
 from transferkit.report.tables import metrics_table
 from transferkit.rundir import check_output_dir, run_session
 
-METHODS = ("prototypes", "setfit", "episodes")
+METHODS = tuple(FEW_SHOT_METHODS.names())
 EVALUATE_ON = ("auto", "test", "rest")
 
 
@@ -152,8 +153,8 @@ def fewshot(
                                        if k not in ("console",)}}
     if isinstance(source, Backbone):
         config["source"] = f"<{source.arch} model object>"
-    if method not in METHODS:
-        raise ValueError(f"--method: unknown '{method}'; valid choices: {', '.join(METHODS)}")
+    if method not in FEW_SHOT_METHODS:
+        raise FEW_SHOT_METHODS.unknown(method)
     if episode_classifier not in CLASSIFIERS:
         raise ValueError(f"--episode-classifier: unknown '{episode_classifier}'; "
                          f"valid choices: {', '.join(CLASSIFIERS)}")

@@ -36,13 +36,14 @@ from transferkit.data.prepare import TensorBatches, to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import k_per_class, labelled_budget_indices, parse_classes
 from transferkit.fusion import Stacker, check_members, check_soup, fit_gating, fit_weights, greedy_soup, uniform_soup
+from transferkit.fusion.methods import FUSION_METHODS
 from transferkit.fusion.model import FusedModel
 from transferkit.report.markdown import comparison_report
 from transferkit.report.plots import plot_method_bars
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, staged_output
 
-FUSE_METHODS = ("average", "weighted", "stacking", "gating", "soup_uniform", "soup_greedy")
+FUSE_METHODS = tuple(FUSION_METHODS.names())
 FIT_ON = ("held_out", "validation")
 
 
@@ -160,7 +161,7 @@ def fuse(
         raise ValueError(f"--fit-on {fit_on!r}: valid choices: {', '.join(FIT_ON)}")
     bad = [m for m in methods if m not in FUSE_METHODS]
     if bad:
-        raise ValueError(f"unknown fusion method(s) {bad}; valid choices: {', '.join(FUSE_METHODS)}")
+        raise FUSION_METHODS.unknown(bad[0])
     if len(members) < 2:
         raise ValueError(f"fuse needs at least 2 members, got {len(members)}")
     set_threads()

@@ -63,7 +63,8 @@ from transferkit.report.metrics import flag
 from transferkit.report.plots import plot_score_vs_accuracy
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import FinishedWork, check_output_dir, staged_output
-from transferkit.transferability import SCORES, mean_cosine, mmd, proxy_a_distance
+from transferkit.transferability import SCORES
+from transferkit.transferability.similarity import SIMILARITY_MEASURES
 
 RANDOM_PREFIX = "random:"
 DEFAULT_SCORES = ("logme", "h_score", "h_score_shrunk", "leep", "nce")
@@ -76,10 +77,10 @@ def parse_scores(scores: str | Sequence[str]) -> list[str]:
     names = [s.strip() for s in scores.split(",")] if isinstance(scores, str) else [str(s).strip() for s in scores]
     names = [s for s in names if s]
     if not names:
-        raise ValueError(f"--scores: give at least one score; valid scores: {', '.join(SCORES)}")
+        raise ValueError(f"scores: give at least one score; valid scores: {SCORES.valid()}")
     bad = [s for s in names if s not in SCORES]
     if bad:
-        raise ValueError(f"--scores: unknown score(s) {bad}; valid scores: {', '.join(SCORES)}")
+        raise SCORES.unknown(bad[0])
     return list(dict.fromkeys(names))
 
 
@@ -177,7 +178,7 @@ def _score_candidate(candidate: str, model: Backbone, scoring: ImageSet, scores:
     return result, feats
 
 
-SIMILARITY = {"mean_cosine": mean_cosine, "mmd2": mmd, "proxy_a_distance": proxy_a_distance}
+SIMILARITY = SIMILARITY_MEASURES
 
 
 def _similarity(model: Backbone, source: ImageSet, target_features: torch.Tensor,

@@ -381,7 +381,7 @@ def transfer(
 
     ``class_map`` (a YAML/JSON file or a mapping ``{target class: new name}``) renames or merges target
     classes first. With ``head_init`` (default on), target classes whose names match a source class start
-    from the source head's rows (:mod:`transferkit.strategies.head_init`); the report says which.
+    from the source head's rows (:mod:`transferkit.engine.head_init`); the report says which.
 
     ``cv=K`` runs stratified K-fold cross-validation on the labelled training set instead
     (:mod:`transferkit.api.cv`): per-fold and mean ± std scores, no test split, no bundle.

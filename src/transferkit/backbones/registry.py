@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from transferkit.backbones.base import Backbone, InputSpec
+from transferkit.registry import Registry, source_file
 
 Factory = Callable[..., Backbone]
 Check = Callable[[Any], "str | None"]  # a config value → what is wrong with it (None: fine)
@@ -198,8 +199,9 @@ class BackboneFamily:
     config_kwargs: Mapping[str, Check] = field(default_factory=dict)  # what a config may pass (allow-list)
 
 
-_REGISTRY: dict[str, tuple[BackboneInfo, Factory]] = {}
-_FAMILIES: dict[str, BackboneFamily] = {}
+BACKBONES: Registry[tuple[BackboneInfo, Factory]] = Registry("backbones", "backbone")
+BACKBONE_FAMILIES: Registry[BackboneFamily] = Registry("backbone-families", "backbone family", "backbone families",
+                                              label=lambda e: e.name + ":")
 _CONFIG_KWARGS: dict[str, dict[str, Check]] = {}  # built-in name -> its allow-list of config kwargs
 
 
@@ -220,12 +222,10 @@ def register_backbone(
     :data:`COMMON_CHECKS` or, for other names, allowed as numbers/booleans only (never strings: no paths)."""
 
     def wrap(factory: Factory) -> Factory:
-        if name in _REGISTRY:
-            raise ValueError(f"backbone '{name}' is already registered")
         if ":" in name:
             raise ValueError(f"backbone names cannot contain ':' (reserved for families), got '{name}'")
         info = BackboneInfo(name, description, default_size, weights_available, default_channels, weights_hint)
-        _REGISTRY[name] = (info, factory)
+        BACKBONES.add(name, (info, factory), summary=description, where=source_file(factory))
         if config_kwargs is not None:
             _CONFIG_KWARGS[name] = dict(config_kwargs)
         else:
@@ -246,9 +246,8 @@ def register_backbone_family(
     ``config_kwargs`` (name → check) are the only keyword arguments a stored config (a bundle) may pass."""
 
     def wrap(factory: Factory) -> Factory:
-        if prefix in _FAMILIES:
-            raise ValueError(f"backbone family '{prefix}' is already registered")
-        _FAMILIES[prefix] = BackboneFamily(prefix, description, factory, info, dict(config_kwargs or {}))
+        BACKBONE_FAMILIES.add(prefix, BackboneFamily(prefix, description, factory, info, dict(config_kwargs or {})),
+                     summary=description, where=source_file(factory))
         return factory
 
     return wrap
@@ -256,35 +255,30 @@ def register_backbone_family(
 
 def list_backbone_families() -> list[BackboneFamily]:
     """All registered families (``timm:``, ``torchvision:``), sorted by prefix."""
-    return [_FAMILIES[p] for p in sorted(_FAMILIES)]
+    return [e.obj for e in BACKBONE_FAMILIES.entries()]
 
 
 def _family(name: str) -> tuple[BackboneFamily, str] | None:
     prefix, sep, arch = name.partition(":")
     if not sep:
         return None
-    if prefix not in _FAMILIES:
-        raise ValueError(
-            f"unknown backbone family '{prefix}:' in '{name}'; valid families: "
-            f"{', '.join(p + ':' for p in sorted(_FAMILIES))}"
-        )
+    if prefix not in BACKBONE_FAMILIES:
+        raise BACKBONE_FAMILIES.unknown(prefix + ":", f" in '{name}'")
     if not arch:
         raise ValueError(f"'{name}' names no architecture; write e.g. '{prefix}:resnet18'")
-    return _FAMILIES[prefix], arch
+    return BACKBONE_FAMILIES.get(prefix), arch
 
 
 def list_backbones() -> list[BackboneInfo]:
     """All registered backbones, sorted by name."""
-    return [info for info, _ in sorted(_REGISTRY.values(), key=lambda e: e[0].name)]
+    return [e.obj[0] for e in BACKBONES.entries()]
 
 
 def backbone_info(name: str) -> BackboneInfo:
     family = _family(name)
     if family is not None:
         return family[0].info(family[1])
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown backbone '{name}'; valid backbones: {', '.join(i.name for i in list_backbones())}")
-    return _REGISTRY[name][0]
+    return BACKBONES.get(name)[0]
 
 
 def create_backbone(
@@ -324,7 +318,7 @@ def create_backbone(
             + f"Or pretrain it on a source task with 'transferkit pretrain --backbone {name} ...' and pass that "
             "run as --source, or use pretrained=False for a random initialisation."
         )
-    model = _REGISTRY[name][1](pretrained=pretrained, **kwargs)
+    model = BACKBONES.get(name)[1](pretrained=pretrained, **kwargs)
     if cut_at is not None:
         model.truncate(cut_at)
     return model
@@ -352,7 +346,7 @@ def build_from_config(config: dict[str, Any]) -> Backbone:
 def is_backbone_name(name: str) -> bool:
     """Whether ``name`` names a registered backbone or a ``family:arch`` (``timm:resnet18``)."""
     prefix, sep, _ = name.partition(":")
-    return name in _REGISTRY or bool(sep and prefix in _FAMILIES)
+    return name in BACKBONES or bool(sep and prefix in BACKBONE_FAMILIES)
 
 
 # -- validating stored configs ----------------------------------------------------------------------------------
@@ -375,9 +369,8 @@ def config_kwargs_allowed(arch: str) -> tuple[str, dict[str, Check]]:
     family = _family(arch)
     if family is not None:
         return f"{family[0].prefix} models", dict(family[0].config_kwargs)
-    if arch not in _REGISTRY:
-        raise ValueError(f"unknown backbone '{arch[:80]}'; valid backbones: "
-                         f"{', '.join(i.name for i in list_backbones())}")
+    if arch not in BACKBONES:
+        raise BACKBONES.unknown(arch[:80])
     return f"backbone '{arch}'", _CONFIG_KWARGS.get(arch, {})
 
 

@@ -69,6 +69,25 @@ def _need(value: object, flag: str) -> None:
         raise ValueError(f"{flag} is required (give it as a flag or in --config)")
 
 
+def cmd_list(a: argparse.Namespace, console: Console) -> None:
+    """``transferkit list [FAMILY]``: the families, or one family's entries with their papers and files."""
+    if not a.family:
+        table = Table(title="families (transferkit list FAMILY)")
+        table.add_column("family")
+        table.add_column("entries", justify="right")
+        for name, n in api.families().items():
+            table.add_row(name, str(n))
+        console.print(table)
+        return
+    table = Table(title=a.family)
+    for col in ("name", "summary", "paper", "file"):
+        table.add_column(col, overflow="fold")
+    for row in api.list_family(a.family):
+        name = row["name"] + (f" (alias {', '.join(row['aliases'])})" if row["aliases"] else "")
+        table.add_row(name, row["summary"], row["paper"], row["file"])
+    console.print(table)
+
+
 def cmd_datasets(a: argparse.Namespace, console: Console) -> None:
     table = Table(title="datasets (use --data NAME)")
     for col in ("name", "splits", "description"):

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 
 def load_config_file(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
     """Read ``path`` and map its keys (``labels-per-class`` or ``labels_per_class``) to the parser's options.
 
     Unknown keys are an error that lists the valid ones, so a typo never silently falls back to a default.
     """
+    import yaml  # here, not at the top: ``transferkit --help`` should not pay for it
+
     p = Path(path).expanduser()
     try:
         data = yaml.safe_load(p.read_text()) or {}

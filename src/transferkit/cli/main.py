@@ -1,6 +1,8 @@
 """The ``transferkit`` command: parses flags (or ``--config FILE.yaml``), calls the Python API, prints.
 
-Nothing here trains or evaluates anything itself; every command is one call into :mod:`transferkit.api`.
+Nothing here trains or evaluates anything itself; every command is one call into :mod:`transferkit.api`. The
+parser is built from light modules only: PyTorch, the jobs and ``rich`` are imported once a command runs, so
+``transferkit --help`` and ``transferkit <command> --help`` answer at once.
 """
 
 from __future__ import annotations
@@ -10,13 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from rich.console import Console
-from rich.markup import escape
-
-from transferkit.cli import commands
 from transferkit.cli.config import parse_args
-from transferkit.engine.checkpoints import Interrupted
-from transferkit.engine.module import DivergenceError
+from transferkit.errors import DivergenceError, Interrupted
 
 
 class _SpecList(argparse.Action):
@@ -189,6 +186,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         subs[name] = p
         return p
 
+    p = add("list", "list a pluggable family (datasets, backbones, strategies, regularizers, methods, scores, …) with "
+                    "papers and files; without FAMILY, the families")
+    p.add_argument("family", nargs="?", metavar="FAMILY", help="e.g. strategies, fusion-methods, "
+                   "transferability-scores ('transferkit list' shows them all)")
     add("datasets", "list the datasets transferkit knows")
     add("backbones", "list the backbones with size, feature width and weight availability")
     add("strategies", "list the transfer strategies")
@@ -664,10 +665,15 @@ def _silence_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("transferkit").setLevel(logging.INFO)
-    console = Console()
+    from rich.console import Console
+    from rich.markup import escape
+
     parser, subs = build_parser()
+    console = Console()
     try:
         args = parse_args(parser, subs, argv)
+        from transferkit.cli import commands  # the jobs (and PyTorch) load only once a command runs
+
         return getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args, console) or 0
     except Interrupted as exc:
         where = f"; checkpoint {exc.checkpoint}" if exc.checkpoint else ""

@@ -45,7 +45,7 @@ def class_weights(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     missing = torch.nonzero(counts == 0).flatten().tolist()
     if missing:
         warnings.warn(f"class(es) {missing} have no training examples: their class weight is 0 and the model "
-                      "cannot learn them; check the training split (--classes, --k-per-class)", stacklevel=2)
+                      "cannot learn them; check the training split (classes, labels_per_class)", stacklevel=2)
     w = torch.zeros(len(counts), dtype=torch.float32)
     seen = counts > 0
     w[seen] = n / (present * counts[seen].double()).float()

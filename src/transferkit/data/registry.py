@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from transferkit.data.base import ImageSet
+from transferkit.registry import Registry, source_file
 
 Loader = Callable[..., ImageSet]
 
@@ -31,7 +32,7 @@ class DatasetInfo:
         return self.name + (f":{self.arg_name}" if self.takes_argument else "")
 
 
-_REGISTRY: dict[str, tuple[DatasetInfo, Loader]] = {}
+DATASETS: Registry[tuple[DatasetInfo, Loader]] = Registry("datasets", "dataset", label=lambda e: e.obj[0].usage)
 _CACHE: dict[tuple[str, str], ImageSet] = {}
 
 
@@ -50,10 +51,8 @@ def register_dataset(
     """
 
     def wrap(loader: Loader) -> Loader:
-        if name in _REGISTRY:
-            raise ValueError(f"dataset '{name}' is already registered")
         info = DatasetInfo(name, description, splits, takes_argument, modality, splits_of, arg_name)
-        _REGISTRY[name] = (info, loader)
+        DATASETS.add(name, (info, loader), summary=description, where=source_file(loader))
         return loader
 
     return wrap
@@ -61,16 +60,15 @@ def register_dataset(
 
 def list_datasets() -> list[DatasetInfo]:
     """All registered datasets, sorted by name."""
-    return [info for info, _ in sorted(_REGISTRY.values(), key=lambda e: e[0].name)]
+    return [info for info, _ in (e.obj for e in DATASETS.entries())]
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """Split ``"name:ARG"`` into ``("name", "ARG")``; an unknown name lists the valid ones."""
     name, sep, arg = spec.partition(":")
-    if name not in _REGISTRY:
-        valid = ", ".join(i.usage for i in list_datasets())
-        raise ValueError(f"unknown dataset '{spec}'; valid datasets: {valid}")
-    info = _REGISTRY[name][0]
+    if name not in DATASETS:
+        raise DATASETS.unknown(spec)
+    info = DATASETS.get(name)[0]
     if info.takes_argument and not arg:
         raise ValueError(f"dataset '{name}' needs an argument: '{info.usage}'")
     if not info.takes_argument and sep:
@@ -85,7 +83,7 @@ def get_dataset(spec: str, split: str = "train", strict: bool = False) -> ImageS
     ``strict`` makes unreadable files an error instead of a skipped-with-warning count.
     """
     name, arg = parse_spec(spec)
-    info, loader = _REGISTRY[name]
+    info, loader = DATASETS.get(name)
     if arg is None:
         if split not in info.splits:
             raise ValueError(f"dataset '{name}' has no split '{split}'; valid splits: {', '.join(info.splits)}")
@@ -99,7 +97,7 @@ def get_dataset(spec: str, split: str = "train", strict: bool = False) -> ImageS
 def has_split(spec: str, split: str) -> bool:
     """Whether ``spec`` provides ``split`` (image folders decide by their layout)."""
     name, arg = parse_spec(spec)
-    info, _ = _REGISTRY[name]
+    info, _ = DATASETS.get(name)
     if arg is None or info.splits_of is None:
         return split in info.splits
     return split in info.splits_of(arg)

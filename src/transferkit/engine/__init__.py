@@ -1,5 +1,5 @@
 """Training on PyTorch Lightning: the generic :class:`TransferModule`, :func:`fit`, and :func:`train`, which
-runs a strategy's :class:`~transferkit.strategies.base.TrainingPlan`.
+runs a strategy's :class:`~transferkit.engine.plan.TrainingPlan`.
 
 The engine knows nothing about particular transfer methods; a method knows nothing about devices or
 checkpoints.

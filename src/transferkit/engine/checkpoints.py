@@ -36,6 +36,7 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from transferkit import atomic
 from transferkit.data.sampling import EpochBatchSampler
+from transferkit.errors import Interrupted  # noqa: F401  (re-exported: raised here)
 from transferkit.rundir import (  # noqa: F401  (re-exported: the checkpoint files' names and checks)
     RESUME_PATTERN,
     CorruptCheckpointError,
@@ -48,14 +49,6 @@ from transferkit.rundir import (  # noqa: F401  (re-exported: the checkpoint fil
 
 class CheckpointWriteError(OSError):
     """Writing a checkpoint failed (disk full, permissions); the previous checkpoint is intact."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT/SIGTERM arrived during training; a checkpoint was saved first (``checkpoint``)."""
-
-    def __init__(self, signum: int, checkpoint: Path | None) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
-        self.signum, self.checkpoint = signum, checkpoint
 
 
 class AtomicCheckpointIO(CheckpointIO):

@@ -17,7 +17,7 @@ from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches, make_loader
 from transferkit.engine.module import TransferModule
-from transferkit.strategies.base import Strategy
+from transferkit.engine.plan import Planner
 
 
 @dataclass
@@ -29,7 +29,7 @@ class LRFindResult:
     suggestion: float | None = None
 
 
-def find_lr(strategy: Strategy, source: Backbone, num_classes: int, train: TensorBatches, cfg: TrainConfig,
+def find_lr(strategy: Planner, source: Backbone, num_classes: int, train: TensorBatches, cfg: TrainConfig,
             min_lr: float = 1e-6, max_lr: float = 1.0, num_training: int = 100) -> LRFindResult:
     """Run the range test for ``strategy`` on ``train`` (``num_training`` steps, cycling over the data)."""
     if not 0 < min_lr < max_lr:

@@ -28,6 +28,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from transferkit.config import TrainConfig
+from transferkit.errors import DivergenceError  # noqa: F401  (re-exported: raised here)
 
 LossTerm = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 BatchMixer = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -35,10 +36,6 @@ BatchMixer = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Te
 warnings.filterwarnings("ignore", ".*was called before the ``update`` method.*")  # an epoch with no step left
 warnings.filterwarnings("ignore", ".*`training_step` returned `None`.*")  # how a diverged step is skipped
 warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed.*")  # our sums are reduced already
-
-
-class DivergenceError(RuntimeError):
-    """Training produced a non-finite loss or gradient; the message names the step and what to try."""
 
 
 class EpochSums(Metric):

@@ -26,6 +26,7 @@ from transferkit.config import TrainConfig
 from transferkit.data.augment import augmented, require_image_batches
 from transferkit.data.prepare import TensorBatches, make_loader
 from transferkit.engine.module import EpochSums, TransferModule
+from transferkit.engine.plan import Planner
 from transferkit.engine.trainer import (
     FitResult,
     PhaseSwitch,
@@ -34,7 +35,6 @@ from transferkit.engine.trainer import (
     fit_module,
     solve_plan,
 )
-from transferkit.strategies.base import Strategy
 
 
 def task_losses(logits: torch.Tensor, y: torch.Tensor, slices: Sequence[slice],
@@ -201,7 +201,7 @@ def fit_multitask(
 
 
 def train_multitask(
-    strategy: Strategy, source: Backbone, slices: Sequence[slice], names: Sequence[str], train: TensorBatches,
+    strategy: Planner, source: Backbone, slices: Sequence[slice], names: Sequence[str], train: TensorBatches,
     val: TensorBatches | None, cfg: TrainConfig, combine: nn.Module, sample_weights: torch.Tensor | None = None,
     run_dir: Any = None,
 ) -> TrainedModel:

@@ -42,10 +42,10 @@ from transferkit.data.balance import class_weights
 from transferkit.data.prepare import TensorBatches, make_loader
 from transferkit.data.sampling import EpochBatchSampler
 from transferkit.engine.checkpoints import AtomicCheckpointIO, Interrupted, ResumeCheckpoints
+from transferkit.engine.head_init import init_head_rows
 from transferkit.engine.module import DivergenceError, LossTerm, TransferModule
+from transferkit.engine.plan import Phase, Planner, TrainingPlan
 from transferkit.engine.syncbn import GlobalBatchNorm
-from transferkit.strategies.base import Phase, Strategy, TrainingPlan
-from transferkit.strategies.head_init import init_head_rows
 
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -115,7 +115,7 @@ class BestWeights(Callback):
 
 
 class PhaseSwitch(Callback):
-    """Apply a plan's :class:`~transferkit.strategies.base.Phase` changes at the start of their epochs:
+    """Apply a plan's :class:`~transferkit.engine.plan.Phase` changes at the start of their epochs:
     unfreeze parameters, let their modules train, scale the learning rates (gradual unfreezing, two-phase)."""
 
     def __init__(self, phases: Sequence[Phase]) -> None:
@@ -452,7 +452,7 @@ class TrainedModel:
 
 
 def train(
-    strategy: Strategy, source: Backbone, num_classes: int, train_data: TensorBatches, val_data: TensorBatches | None,
+    strategy: Planner, source: Backbone, num_classes: int, train_data: TensorBatches, val_data: TensorBatches | None,
     cfg: TrainConfig, run_dir: Path | None = None, head_init: Mapping[int, int] | None = None,
     class_names: tuple[list[str], list[str]] | None = None, callbacks: Sequence[Callback] = (),
 ) -> TrainedModel:

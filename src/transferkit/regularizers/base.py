@@ -17,6 +17,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from transferkit.registry import Registry
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -28,6 +30,7 @@ class Regularizer(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""  # as `transferkit list regularizers` shows it
     #: how a strategy's ``reg_<key>`` options map to this class's coefficients (``reg_alpha`` → ``eta`` for BSS)
     strategy_options: ClassVar[dict[str, str]] = {}
     #: whether the method replaces the optimiser's weight decay (L2-SP, DELTA: the papers train without it)
@@ -87,26 +90,21 @@ def squared_norm(tensors: list[torch.Tensor], device: torch.device | None = None
     return torch.stack([t.pow(2).sum() for t in tensors]).sum()
 
 
-_REGISTRY: dict[str, type[Regularizer]] = {}
+REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizers", "regularizer")
 
 
 def register_regularizer(cls: type[Regularizer]) -> type[Regularizer]:
     """Class decorator: make ``cls`` available to :func:`get_regularizer` by its ``name``."""
-    if not cls.name or cls.name in _REGISTRY:
-        raise ValueError(f"regulariser name '{cls.name}' is empty or already registered")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return REGULARIZERS.register()(cls)
 
 
 def list_regularizers() -> list[str]:
-    return sorted(_REGISTRY)
+    return REGULARIZERS.names()
 
 
 def regularizer_class(name: str) -> type[Regularizer]:
     """The class registered as ``name``; an unknown name lists the valid ones."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown regularizer '{name}'; valid regularizers: {', '.join(list_regularizers())}")
-    return _REGISTRY[name]
+    return REGULARIZERS.get(name)
 
 
 def coefficient_names(name: str) -> list[str]:

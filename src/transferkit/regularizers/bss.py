@@ -62,6 +62,7 @@ class BatchSpectralShrinkage(Regularizer):
     """
 
     name = "bss"
+    paper = "Chen et al., 2019 (BSS)"
     strategy_options = {"alpha": "eta", "k": "k"}
 
     def __init__(self, eta: float = DEFAULT_ETA, k: int = 1, head: str = "head") -> None:

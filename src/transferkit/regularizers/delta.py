@@ -204,6 +204,7 @@ class DELTA(Regularizer):
     """
 
     name = "delta"
+    paper = "Li et al., 2019 (DELTA)"
     strategy_options = {"alpha": "alpha", "beta": "beta", "layers": "layers", "attention": "attention"}
     replaces_weight_decay = True
     needs_data = True

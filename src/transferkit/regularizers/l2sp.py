@@ -52,6 +52,7 @@ class L2SP(Regularizer):
     """
 
     name = "l2sp"
+    paper = "Li, Grandvalet & Davoine, 2018 (L2-SP)"
     strategy_options = {"alpha": "alpha", "beta": "beta"}
     replaces_weight_decay = True
 

@@ -11,6 +11,7 @@ from transferkit.strategies import linear_probe as _linear_probe  # noqa: F401
 from transferkit.strategies import lora as _lora  # noqa: F401
 from transferkit.strategies import scratch as _scratch  # noqa: F401
 from transferkit.strategies.base import (
+    STRATEGIES,
     Phase,
     Strategy,
     TrainingPlan,
@@ -27,7 +28,7 @@ from transferkit.strategies.lr_groups import param_group_lrs, parse_group_lrs
 from transferkit.strategies.scratch import Scratch
 
 __all__ = [
-    "Finetune", "LinearProbe", "Lora", "Phase", "Scratch", "Strategy", "TrainingPlan", "freeze_batchnorm",
+    "STRATEGIES", "Finetune", "LinearProbe", "Lora", "Phase", "Scratch", "Strategy", "TrainingPlan", "freeze_batchnorm",
     "freeze_groups", "freeze_matching", "get_strategy", "list_strategies", "merge_lora", "param_group_lrs",
     "parse_group_lrs", "register_strategy", "resolve_strategy_name",
 ]

@@ -3,92 +3,26 @@
 A strategy is built from a few options (``Strategy(**options)`` only stores and validates them, the
 scikit-learn way) and has one method, :meth:`Strategy.plan`: given the source model and the target data
 it decides what trains (a copy of the network, or only a head on cached features), at which learning
-rates, which modules stay frozen, and how to assemble the target model afterwards. The engine
-(:func:`transferkit.engine.train`) runs the plan; so data flows one way — strategies never import the
-engine, and the engine knows strategies only through this interface.
+rates, which modules stay frozen, and how to assemble the target model afterwards — a
+:class:`~transferkit.engine.plan.TrainingPlan`, the engine's type, which :func:`transferkit.engine.train` runs. So
+data flows one way: strategies produce the engine's plans, and the engine knows strategies only as planners
+(:class:`~transferkit.engine.plan.Planner`), never a particular one.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
-
-import torch
-from torch import nn
 
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig, resolve_budget
 from transferkit.data.prepare import TensorBatches
+from transferkit.engine.plan import Phase, TrainingPlan
+from transferkit.registry import Registry
 
-
-@dataclass
-class Phase:
-    """A change of what trains, applied by the engine at the start of epoch ``start_epoch`` (0-based).
-
-    ``unfreeze`` parameters get ``requires_grad=True`` (they are already in an optimiser group, idle until
-    then: optimisers skip parameters without gradients, so neither the update nor weight decay touches
-    them); ``train_modules`` leave eval mode; ``lr_factor`` scales every group's learning rate from then on.
-    """
-
-    start_epoch: int
-    name: str
-    unfreeze: list[nn.Parameter] = field(default_factory=list)
-    train_modules: list[nn.Module] = field(default_factory=list)
-    lr_factor: float | None = None
-
-
-@dataclass
-class TrainingPlan:
-    """What a strategy asks the engine to train, and how to turn the result into the target model.
-
-    Attributes
-    ----------
-    model:
-        The module the engine trains (the whole network, or only a head on cached features).
-    param_groups:
-        ``[{"params": [...], "lr": float, "name": str}]``; frozen parameters are in no group.
-    train, val:
-        The data the engine iterates (images, or extracted features).
-    cfg:
-        The training configuration with the strategy's defaults filled in.
-    finalize:
-        Called after training; returns the complete target model (default: ``model`` itself).
-    eval_modules:
-        Modules kept in eval mode while training (frozen BatchNorm statistics).
-    loss_terms:
-        Extra loss terms ``term(model, x, y, logits) -> scalar`` (regularisers).
-    phases:
-        Scheduled changes of what trains (gradual unfreezing, two-phase fine-tuning), in epoch order.
-    solve:
-        For a plan that is *solved*, not stepped (the L-BFGS linear probe): the engine calls ``solve(slices)``
-        instead of running epochs. It fits ``model`` in place — ``slices`` are the logit columns of each task when
-        the labels are a multi-task matrix ``(N, T)`` (``-1`` = no label), ``None`` for one task — and returns a
-        JSON-ready record of what it chose (kept as ``FitResult.solver``).
-    """
-
-    model: nn.Module
-    param_groups: list[dict[str, Any]]
-    train: TensorBatches
-    val: TensorBatches | None
-    cfg: TrainConfig
-    strategy: str
-    options: dict[str, Any] = field(default_factory=dict)
-    finalize: Callable[[], Backbone] | None = None
-    eval_modules: list[nn.Module] = field(default_factory=list)
-    loss_terms: list[Callable[..., torch.Tensor]] = field(default_factory=list)
-    extra_time_s: float = 0.0  # time spent before training (feature extraction)
-    feature_cache: str | None = None  # "hit" / "miss" for strategies that read cached features
-    phases: list[Phase] = field(default_factory=list)
-    head: nn.Module | None = None  # the new classifier (its rows can be initialised from the source head)
-    solve: Callable[[Sequence[slice] | None], dict[str, Any]] | None = None
-    recipe: dict[str, Any] = field(default_factory=dict)  # the strategy's part of FitResult.recipe (head init, …)
-
-    @property
-    def trainable_params(self) -> int:
-        return sum(p.numel() for g in self.param_groups for p in g["params"])
+__all__ = ["STRATEGIES", "Phase", "Strategy", "TrainingPlan", "get_strategy", "list_strategies", "register_strategy",
+           "resolve_strategy_name"]
 
 
 class Strategy:
@@ -104,6 +38,7 @@ class Strategy:
 
     name: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
+    paper: ClassVar[str] = ""  # the method's paper, as `transferkit list strategies` shows it
     kind: ClassVar[str] = ""  # which classic kind of transfer this is (shown in reports)
     default_lr: ClassVar[float] = 1e-3
     default_batch_size: ClassVar[int] = 64
@@ -150,34 +85,23 @@ class Strategy:
         return model
 
 
-_REGISTRY: dict[str, type[Strategy]] = {}
-_ALIASES: dict[str, str] = {}
+STRATEGIES: Registry[type[Strategy]] = Registry("strategies", "strategy", "strategies")
 
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     """Class decorator: make ``cls`` available by its ``name`` and ``aliases``."""
-    for n in (cls.name, *cls.aliases):
-        if n in _REGISTRY or n in _ALIASES:
-            raise ValueError(f"strategy name '{n}' is already registered")
-    _REGISTRY[cls.name] = cls
-    _ALIASES.update({a: cls.name for a in cls.aliases})
-    return cls
+    return STRATEGIES.register()(cls)
 
 
 def list_strategies() -> list[type[Strategy]]:
-    return [_REGISTRY[n] for n in sorted(_REGISTRY)]
+    return [STRATEGIES.get(n) for n in STRATEGIES.names()]
 
 
 def resolve_strategy_name(name: str) -> str:
     """Canonical name for ``name`` or an alias; an unknown name lists the valid ones."""
-    if name in _REGISTRY:
-        return name
-    if name in _ALIASES:
-        return _ALIASES[name]
-    valid = ", ".join(f"{c.name} (alias {', '.join(c.aliases)})" if c.aliases else c.name for c in list_strategies())
-    raise ValueError(f"unknown strategy '{name}'; valid strategies: {valid}")
+    return STRATEGIES.resolve(name)
 
 
 def get_strategy(name: str, **options: Any) -> Strategy:
     """Instantiate strategy ``name`` (or alias) with ``options``."""
-    return _REGISTRY[resolve_strategy_name(name)](**options)
+    return STRATEGIES.get(name)(**options)

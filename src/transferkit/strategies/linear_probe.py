@@ -102,6 +102,7 @@ class LinearProbe(Strategy):
 
     name = "linear_probe"
     aliases = ("feature",)
+    paper = "Donahue et al., 2014 (DeCAF); Kornblith et al., 2019"
     kind = "feature transfer"
     default_lr = 1e-2
     default_batch_size = 256  # a step on cached features costs microseconds: fewer, larger steps

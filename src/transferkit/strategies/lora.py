@@ -122,6 +122,7 @@ class Lora(Strategy):
 
     name = "lora"
     aliases = ("adapters",)
+    paper = "Hu et al., 2022 (LoRA)"
     kind = "parameter transfer (low-rank adapters)"
     default_lr = 5e-3  # the PEFT image-classification guide's rate for LoRA; adapters start at zero
     default_batch_size = 32

@@ -35,6 +35,7 @@ class Scratch(Strategy):
 
     name = "scratch"
     aliases = ("structure",)
+    paper = "the baseline (Yosinski et al., 2014)"
     kind = "structure transfer (baseline)"
     default_lr = 3e-3
     default_batch_size = 32

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import ArrayLike
 
+from transferkit.registry import Registry, source_file
 from transferkit.transferability.checks import check_features, check_labels, check_probs, check_source_labels
 
 _TINY = 1e-300  # keeps the fixed-point updates finite when a statistic is exactly 0
@@ -193,14 +194,20 @@ def h_score(features: ArrayLike, labels: ArrayLike, *, shrinkage: bool | float =
     return float(np.sum(inv * ((1.0 - float(a)) * cov_g)))  # tr(A B) for symmetric A, B
 
 
-SCORES: dict[str, tuple[Callable[..., float], str]] = {
-    "logme": (logme, "features"),
-    "h_score": (h_score, "features"),
-    "h_score_shrunk": (functools.partial(h_score, shrinkage=True), "features"),
-    "leep": (leep, "source_probs"),
-    "nce": (nce, "source_probs"),
-}
+SCORES: Registry[tuple[Callable[..., float], str]] = Registry("transferability-scores", "score", sort=False)
 """Score name → ``(function, input kind)``; the kind says whether the function takes the source model's
 ``"features"`` or its ``"source_probs"`` (predicted distribution over source classes) as first argument.
 ``h_score_shrunk`` is H-score with a Ledoit–Wolf-shrunk covariance: the regularised variant for few samples in many
-dimensions, where the plain one saturates at ``C − 1``."""
+dimensions, where the plain one saturates at ``C − 1``. The order is ``select``'s default order."""
+SCORES.add("logme", (logme, "features"), summary="log marginal evidence of a Bayesian linear model on the features",
+           paper="You et al., 2021, LogME", where=source_file(logme))
+SCORES.add("h_score", (h_score, "features"), summary="tr(cov(f)⁻¹ cov(E[f | y])) on the features",
+           paper="Bao et al., 2019, An Information-Theoretic Approach to Transferability", where=source_file(h_score))
+SCORES.add("h_score_shrunk", (functools.partial(h_score, shrinkage=True), "features"),
+           summary="H-score with a Ledoit–Wolf-shrunk covariance (few samples, many dimensions)",
+           paper="Ibrahim et al., 2021, Newer is not always better", where=source_file(h_score))
+SCORES.add("leep", (leep, "source_probs"), summary="target log-likelihood through the source's predicted classes",
+           paper="Nguyen et al., 2020, LEEP", where=source_file(leep))
+SCORES.add("nce", (nce, "source_probs"), summary="−H(Y | Z): target labels given hard source labels",
+           paper="Tran et al., 2019, Transferability and Hardness of Supervised Classification Tasks",
+           where=source_file(nce))

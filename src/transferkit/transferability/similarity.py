@@ -17,9 +17,12 @@ training), these are plain NumPy and share the validation of :mod:`transferkit.t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import ArrayLike
 
+from transferkit.registry import Registry
 from transferkit.transferability.checks import check_pair
 
 
@@ -122,3 +125,16 @@ def proxy_a_distance(source: ArrayLike, target: ArrayLike, seed: int = 0, *, max
     predicted = cross_val_predict(classifier, x, domain, cv=folds)
     error = float(np.mean(predicted != domain))
     return float(np.clip(2.0 * (1.0 - 2.0 * error), 0.0, 2.0))
+
+
+SIMILARITY_MEASURES: Registry[Callable[..., float]] = Registry("similarity-measures", "similarity measure",
+                                                               sort=False)
+"""What ``select --similarity-data`` reports, in its column order."""
+SIMILARITY_MEASURES.add("mean_cosine", mean_cosine, summary="cosine similarity of the mean feature vectors",
+                        paper="after Cui et al., 2018, Large Scale Fine-Grained Categorization and Domain-Specific "
+                              "Transfer Learning")
+SIMILARITY_MEASURES.add("mmd2", mmd, summary="unbiased squared maximum mean discrepancy, Gaussian kernel",
+                        paper="Gretton et al., 2012, A Kernel Two-Sample Test")
+SIMILARITY_MEASURES.add("proxy_a_distance", proxy_a_distance,
+                        summary="2 (1 − 2ε) from the cross-validated error of a linear domain classifier",
+                        paper="Ben-David et al., 2007, Analysis of Representations for Domain Adaptation")
