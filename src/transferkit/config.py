@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from transferkit.errors import ConfigError
+
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
 AUGMENT_PRESETS = ("none", "light", "standard", "strong")
@@ -91,47 +93,44 @@ class TrainConfig:
         return max(n, 1) * max(self.num_nodes, 1)
 
     def __post_init__(self) -> None:
-        if self.epochs is not None and self.epochs < 1:
-            raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
+        """Refuse a value no run can take, naming the parameter (:class:`~transferkit.errors.ConfigError`)."""
+        if self.epochs is not None and self.epochs < 1:  # both may be set: a resolved budget carries its epochs
+            raise ConfigError("epochs", "at least 1", self.epochs)
         if self.steps is not None and (isinstance(self.steps, bool) or self.steps < 1):
-            raise ValueError(f"--steps must be at least 1 optimiser step, got {self.steps}")
+            raise ConfigError("steps", "at least 1 optimiser step", self.steps)
         if self.warmup_steps is not None and self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be ≥ 0, got {self.warmup_steps}")
+            raise ConfigError("warmup_steps", "≥ 0", self.warmup_steps)
         if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"--optimizer: unknown '{self.optimizer}'; valid choices: {', '.join(OPTIMIZERS)}")
-        if self.monitor not in ("val_loss", "val_acc"):
-            raise ValueError(f"--monitor: unknown '{self.monitor}'; valid choices: val_loss, val_acc")
+            raise ConfigError("batch_size", "at least 1", self.batch_size)
         if self.lr is not None and self.lr <= 0:
-            raise ValueError(f"--lr must be positive, got {self.lr}")
-        for flag, value, choices in (("--schedule", self.schedule, SCHEDULES), ("--augment", self.augment,
-                                     AUGMENT_PRESETS), ("--class-weight", self.class_weight, CLASS_WEIGHTS),
-                                     ("--sampler", self.sampler, SAMPLERS)):
+            raise ConfigError("lr", "a positive learning rate", self.lr)
+        for name, value, choices in (("optimizer", self.optimizer, OPTIMIZERS),
+                                     ("monitor", self.monitor, ("val_loss", "val_acc")),
+                                     ("schedule", self.schedule, SCHEDULES), ("augment", self.augment, AUGMENT_PRESETS),
+                                     ("class_weight", self.class_weight, CLASS_WEIGHTS),
+                                     ("sampler", self.sampler, SAMPLERS),
+                                     ("distributed", self.distributed, DISTRIBUTED)):
             if value is not None and value not in choices:
-                raise ValueError(f"{flag}: unknown '{value}'; valid choices: {', '.join(choices)}")
+                raise ConfigError(name, f"one of {', '.join(choices)}", value)
         if self.warmup_epochs < 0 or (self.epochs is not None and self.warmup_epochs >= self.epochs):
-            limit = f"--epochs - 1 ({self.epochs - 1})" if self.epochs is not None else "the epochs run - 1"
-            raise ValueError(f"--warmup-epochs must be between 0 and {limit}, got {self.warmup_epochs}")
+            limit = f"epochs - 1 ({self.epochs - 1})" if self.epochs is not None else "the epochs run - 1"
+            raise ConfigError("warmup_epochs", f"between 0 and {limit}", self.warmup_epochs)
         if self.warmup_epochs and self.schedule == "onecycle":
-            raise ValueError("--warmup-epochs does not apply to --schedule onecycle (it has its own warm-up); "
-                             "use it with cosine or constant")
-        for flag, value in (("--mixup", self.mixup), ("--cutmix", self.cutmix)):
+            raise ConfigError("warmup_epochs", "0 with schedule onecycle (it has its own warm-up)", self.warmup_epochs,
+                              "use it with cosine or constant")
+        for name, value in (("mixup", self.mixup), ("cutmix", self.cutmix)):
             if not value >= 0:
-                raise ValueError(f"{flag} is the Beta(α, α) parameter and must be ≥ 0 (0 = off), got {value}")
-        if self.distributed not in DISTRIBUTED:
-            raise ValueError(f"--distributed: unknown '{self.distributed}'; valid choices: {', '.join(DISTRIBUTED)}")
+                raise ConfigError(name, "the Beta(α, α) parameter, ≥ 0 (0 = off)", value)
         if self.num_nodes < 1:
-            raise ValueError(f"--num-nodes must be at least 1, got {self.num_nodes}")
+            raise ConfigError("num_nodes", "at least 1", self.num_nodes)
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
-            raise ValueError(f"--checkpoint-every must be at least 1 step (or None for epoch ends only), "
-                             f"got {self.checkpoint_every}")
+            raise ConfigError("checkpoint_every", "at least 1 step (or None: epoch ends only)", self.checkpoint_every)
         if self.batch_size is not None and self.batch_size < self.processes:
-            raise ValueError(f"--batch-size {self.batch_size} is the global batch and must be at least the number "
-                             f"of processes ({self.processes})")
+            raise ConfigError("batch_size", f"the global batch, at least the number of processes ({self.processes})",
+                              self.batch_size)
         if self.class_weight == "balanced" and self.sampler == "balanced":
-            raise ValueError("--class-weight balanced and --sampler balanced both correct class imbalance; "
-                             "choose one (applying both over-corrects)")
+            raise ConfigError("sampler", "not 'balanced' together with class_weight 'balanced' (both correct class "
+                              "imbalance; applying both over-corrects)", self.sampler)
 
     @property
     def max_epochs(self) -> int:
@@ -169,14 +168,14 @@ def read_structured_file(path: str | Path, option: str) -> Any:
 
 
 def check_budget(epochs: int | None, steps: int | None) -> None:
-    """Refuse a run given both budgets, or a budget below 1 (``--steps``/``--epochs``), before anything loads."""
+    """Refuse a run given both budgets, or a budget below 1 (``steps``/``epochs``), before anything loads."""
     if epochs is not None and steps is not None:
-        raise ValueError(f"--steps {steps} and --epochs {epochs} are two budgets for the same run; give one "
-                         "(--steps: optimiser steps; --epochs: passes over the training set)")
+        raise ConfigError("steps", f"no epochs budget beside it (epochs={epochs}: two budgets for the same run)",
+                          steps, "give one — steps: optimiser steps; epochs: passes over the training set")
     if steps is not None and (isinstance(steps, bool) or steps < 1):
-        raise ValueError(f"--steps must be at least 1 optimiser step, got {steps}")
+        raise ConfigError("steps", "at least 1 optimiser step", steps)
     if epochs is not None and epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, got {epochs}")
+        raise ConfigError("epochs", "at least 1", epochs)
 
 
 def batches_per_epoch(n_train: int, batch_size: int) -> int:

@@ -219,5 +219,6 @@ def test_head_init_is_opt_in_recorded_per_cell_and_part_of_the_settings(source, 
     assert on.metrics["cells"][0]["head_init"]["matched"] == {"3": "3", "4": "4"}
     lpft = on.metrics["cells"][0]["head_init"]  # the default LP-FT head (the solved probe) is kept, and it says so
     assert not lpft["applied"] and "LP-FT" in lpft["reason"]
-    rand = curve(source.run_dir, head_init=True, restart=True, **{**kw, "strategies": ("finetune:head=random",)})
+    rand = curve(source.run_dir, head_init=True, restart=True,
+                 **{**kw, "strategies": ("finetune:head=random:layer=all",)})  # fc: the source head's features
     assert rand.metrics["cells"][0]["head_init"]["applied"]  # a random head starts from the source's rows

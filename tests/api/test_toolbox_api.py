@@ -19,7 +19,8 @@ def source(tmp_path_factory):
 def test_shared_classes_start_from_the_source_head_and_the_report_says_so(source, tmp_path):
     kw = dict(source=source.run_dir, data="digits", classes="3,4,5,6", labels_per_class=5, epochs=1,
               progress=False)
-    run = tk.transfer(out=tmp_path / "a", strategy="finetune", options={"head": "random"}, **kw)
+    # the whole network (layer=all): the new head reads fc, the features the source head was trained on
+    run = tk.transfer(out=tmp_path / "a", strategy="finetune", options={"head": "random", "layer": "all"}, **kw)
     assert run.metrics["head_init"]["applied"] and run.metrics["head_init"]["matched"] == {"3": "3", "4": "4"}
     assert "head rows from the source head | 2 of 4 classes (3 ← 3, 4 ← 4)" in (run.run_dir / "report.md").read_text()
     lpft = tk.transfer(out=tmp_path / "l", strategy="finetune", **kw)  # default LP-FT: the solved probe is kept
@@ -27,6 +28,9 @@ def test_shared_classes_start_from_the_source_head_and_the_report_says_so(source
     assert "not applied: the head starts from the linear probe" in (lpft.run_dir / "report.md").read_text()
     probe = tk.transfer(out=tmp_path / "p", strategy="linear_probe", **kw)  # probes conv2: other features
     assert not probe.metrics["head_init"]["applied"] and "different features" in probe.metrics["head_init"]["reason"]
+    on_conv2 = tk.transfer(out=tmp_path / "r", strategy="finetune", options={"head": "random"}, **kw)  # layer=probe
+    assert not on_conv2.metrics["head_init"]["applied"]
+    assert "different features" in on_conv2.metrics["head_init"]["reason"]
     off = tk.transfer(out=tmp_path / "b", strategy="finetune", head_init=False, **kw)
     assert off.metrics["head_init"] is None
     scratch = tk.transfer(out=tmp_path / "c", strategy="scratch", **kw)

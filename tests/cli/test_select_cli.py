@@ -25,7 +25,7 @@ def test_select_cli_bad_input_exits_2(tmp_path, capsys):
     base = ["select", "random:seed_cnn", "--data", "digits", "--classes", "5-9", "--out", str(tmp_path / "x")]
     assert main([*base, "--scores", "logme,bogus"]) == 2
     out = " ".join(capsys.readouterr().out.split())
-    assert "unknown score(s) ['bogus']" in out and "valid scores: logme, h_score, h_score_shrunk, leep, nce" in out
+    assert "unknown score 'bogus'; valid scores: logme, h_score, h_score_shrunk, leep, nce" in out
     assert main([*base, "--verify", "-1"]) == 2
     assert "--verify must be a whole number" in " ".join(capsys.readouterr().out.split())
     assert main(["select", "--data", "digits"]) == 2

@@ -102,7 +102,7 @@ def test_cosine_schedule_reaches_the_optimizer(source, data):
 
 
 @pytest.mark.parametrize("kw, message", [
-    ({"schedule": "step"}, "--schedule"), ({"warmup_epochs": 5}, "--warmup-epochs"),
+    ({"schedule": "step"}, "^schedule: expected one of"), ({"warmup_epochs": 5}, "^warmup_epochs: expected between 0"),
     ({"schedule": "onecycle", "warmup_epochs": 1}, "own warm-up"),
 ])
 def test_schedule_options_are_validated(kw, message):

@@ -8,6 +8,7 @@ from transferkit.backbones.features import extract_features, predict_logits
 from transferkit.config import TrainConfig, check_budget, resolve_budget
 from transferkit.data import TensorBatches
 from transferkit.engine import train as train_with
+from transferkit.errors import ConfigError
 from transferkit.strategies import get_strategy
 from transferkit.strategies.probe_solver import solve_probe
 
@@ -33,18 +34,22 @@ def test_epochs_are_derived_from_the_steps_and_the_batches_per_epoch():
 
 
 def test_budget_errors_name_the_options():
-    with pytest.raises(ValueError, match=r"--steps 5 and --epochs 3 are two budgets.*give one"):
+    with pytest.raises(ConfigError, match=r"^steps: expected no epochs budget beside it .*give one") as err:
         check_budget(3, 5)
-    with pytest.raises(ValueError, match="--steps must be at least 1 optimiser step, got 0"):
+    assert (err.value.field, err.value.got) == ("steps", 5)  # the library names the parameter, never a flag
+    with pytest.raises(ValueError, match="^steps: expected at least 1 optimiser step, got 0$"):
         check_budget(None, 0)
-    with pytest.raises(ValueError, match="--steps must be at least 1"):
+    with pytest.raises(ConfigError, match="^steps: expected at least 1"):
         TrainConfig(steps=0)
+    with pytest.raises(ConfigError, match="^optimizer: expected one of adamw, adam, sgd, got 'lamb'$") as err:
+        TrainConfig(optimizer="lamb")
+    assert err.value.as_flag().startswith("--optimizer: expected one of adamw")
 
 
 def test_transfer_refuses_steps_with_epochs_before_loading_anything(tmp_path):
     import transferkit as tk
 
-    with pytest.raises(ValueError, match="--steps 5 and --epochs 2"):
+    with pytest.raises(ConfigError, match="^steps: expected no epochs budget beside it"):
         tk.transfer("no-such-source", out=tmp_path / "r", steps=5, epochs=2)
 
 
@@ -116,9 +121,9 @@ def test_cli_steps_flag_and_its_errors(command, tmp_path, capsys):
     assert args.steps == 50 and args.epochs is None and args.patience is None
     out = str(tmp_path / "o")
     assert main([command, "--source", "no-such-source", "--steps", "5", "--epochs", "2", "--out", out]) == 2
-    assert "--steps 5 and --epochs 2 are two budgets" in capsys.readouterr().out
+    assert "--steps: expected no epochs budget beside it (epochs=2: two budgets" in capsys.readouterr().out
     assert main([command, "--source", "no-such-source", "--steps", "0", "--out", out]) == 2
-    assert "--steps must be at least 1" in capsys.readouterr().out
+    assert "--steps: expected at least 1 optimiser step, got 0" in capsys.readouterr().out
 
 
 def test_precise_bn_recomputes_the_statistics_over_the_training_data_and_restores_modes():

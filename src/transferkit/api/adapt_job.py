@@ -58,6 +58,7 @@ from transferkit.data.prepare import TensorBatches, to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import labelled_budget_split
 from transferkit.engine.adapt import AdaptFitResult, ValOutput, fit_adapt
+from transferkit.errors import ConfigError
 from transferkit.report.markdown import markdown_table, run_report
 from transferkit.report.metrics import classification_metrics
 from transferkit.report.plots import plot_confusion, plot_embedding, plot_learning_curves
@@ -211,7 +212,7 @@ def adapt(
     if selection == "oracle":
         raise ValueError("--selection oracle peeks at target labels; ask for it explicitly with --oracle-selection")
     if epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, got {epochs}")
+        raise ConfigError("epochs", "at least 1", epochs)
     if target_val < 4:
         raise ValueError(f"--target-val must be at least 4 held-out target images, got {target_val}")
     if frozen and not pretrained and is_backbone_name(backbone):

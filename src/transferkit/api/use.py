@@ -41,6 +41,7 @@ from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import align_classes
 from transferkit.data.text import csv_field_limit, csv_rows
+from transferkit.errors import ConfigError
 from transferkit.inference import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_REQUEST_PIXELS,
@@ -246,9 +247,9 @@ def predict(
     rather than running it as a formula); JSON lines hold the values as they are.
     """
     if top_k < 1:
-        raise ValueError(f"--top-k must be at least 1, got {top_k}")
+        raise ConfigError("top_k", "at least 1", top_k)
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+        raise ConfigError("batch_size", "at least 1", batch_size)
     to_stdout = writes_to_stdout(output)
     if output is not None and not to_stdout:  # before anything is read: never over an input, the model, a user file
         check_output_file(output, [*inputs, *_model_files(model, backend)], overwrite, _earlier_predictions)

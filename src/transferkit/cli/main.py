@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from transferkit.cli.config import parse_args
-from transferkit.errors import DivergenceError, Interrupted
+from transferkit.errors import ConfigError, DivergenceError, Interrupted
 
 
 class _SpecList(argparse.Action):
@@ -691,6 +691,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the reader of standard output went away (`… --output - | head`): stop quietly, as Unix tools do
         _silence_stdout()
         return 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
+    except ConfigError as exc:  # the library names the parameter; here it is a flag
+        console.print(f"[red]error:[/] {escape(exc.as_flag())}", highlight=False)
+        return 2
     except (ValueError, FileNotFoundError, OSError) as exc:
         # the message may quote user input ("[bold]" in a class name): printed as text, never as markup
         console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)

@@ -53,6 +53,7 @@ from torchvision.transforms import v2
 
 from transferkit.config import AUGMENT_PRESETS, TrainConfig  # the presets' one list (also the CLI's choices)
 from transferkit.data.prepare import TensorBatches
+from transferkit.errors import ConfigError
 
 RANDAUGMENT_OPS, RANDAUGMENT_MAGNITUDE = 2, 9  # the ImageNet setting of Cubuk et al. (2020)
 
@@ -92,7 +93,7 @@ def augmentation(preset: str, channels: int, size: tuple[int, int], policy: str 
     random-resized-crop style (module docstring).
     """
     if preset not in AUGMENT_PRESETS:
-        raise ValueError(f"--augment: unknown '{preset}'; valid choices: {', '.join(AUGMENT_PRESETS)}")
+        raise ConfigError("augment", f"one of {', '.join(AUGMENT_PRESETS)}", preset)
     if policy not in ("randaugment", "trivial"):
         raise ValueError(f"unknown augmentation policy '{policy}'; valid choices: randaugment, trivial")
     if preset == "none":

@@ -25,6 +25,7 @@ from transferkit.data.base import AnyDataset, ImageSet
 from transferkit.data.resize import all_keep_whole, inner_box, resize_images
 from transferkit.data.sampling import EpochBatchSampler, SeededBatch
 from transferkit.data.tokens import encode_texts
+from transferkit.errors import ConfigError
 
 
 class SpecLike(Protocol):
@@ -191,7 +192,7 @@ def make_loader(data: TensorBatches, batch_size: int, shuffle: bool, seed: int =
             raise ValueError("--sampler balanced needs labelled training data")
         order = EpochBatchSampler(len(data), batch_size, "weighted", seed, weights=balanced_weights(data.y))
     elif sampler != "random":
-        raise ValueError(f"--sampler: unknown '{sampler}'; valid choices: random, balanced")
+        raise ConfigError("sampler", "one of random, balanced", sampler)
     else:
         order = EpochBatchSampler(len(data), batch_size, "shuffle" if shuffle else "sequential", seed, train=shuffle)
     return DataLoader(data, batch_sampler=order, collate_fn=_keep_batch, num_workers=0)

@@ -36,7 +36,7 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from transferkit import atomic
 from transferkit.data.sampling import EpochBatchSampler
-from transferkit.errors import Interrupted  # noqa: F401  (re-exported: raised here)
+from transferkit.errors import ConfigError, Interrupted
 from transferkit.rundir import (  # noqa: F401  (re-exported: the checkpoint files' names and checks)
     RESUME_PATTERN,
     CorruptCheckpointError,
@@ -118,7 +118,7 @@ class ResumeCheckpoints(Checkpoint):
     def __init__(self, dirpath: str | Path, every_n_steps: int | None = None, keep: int = 2,
                  samplers: Sequence[EpochBatchSampler] = (), signals: bool = True) -> None:
         if every_n_steps is not None and every_n_steps < 1:
-            raise ValueError(f"--checkpoint-every must be at least 1 step, got {every_n_steps}")
+            raise ConfigError("checkpoint_every", "at least 1 step (or None: epoch ends only)", every_n_steps)
         self.dirpath, self.every, self.keep = Path(dirpath), every_n_steps, max(int(keep), 1)
         self.samplers = list(samplers)
         self.signals = signals
