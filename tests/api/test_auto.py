@@ -7,6 +7,7 @@ import pytest
 import transferkit as tk
 from transferkit.api import auto_job
 from transferkit.api.auto_job import parse_budget
+from transferkit.tuning.halving import fit_rung
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("1.5h", 5400), (30, 30), ("45", 45)])
@@ -159,13 +160,13 @@ def test_first_rung_is_sized_in_optimiser_steps(n_train, first_epochs, epochs, s
 
 def test_a_rung_that_does_not_fit_is_shortened_then_thinned():
     a, b = _cfg(seconds_per_epoch=1.0), _cfg(seconds_per_epoch=2.0)  # best-ranked first
-    assert auto_job._fit_rung([a, b], 30, 10, left=100.0) == ([a, b], 30)  # 90 s: fits as planned
-    assert auto_job._fit_rung([a, b], 30, 10, left=60.0) == ([a, b], 20)   # shortened, still longer than before
-    assert auto_job._fit_rung([a, b], 30, 10, left=25.0) == ([a], 25)      # b would get < 10 epochs: dropped
-    assert auto_job._fit_rung([a, b], 30, 10, left=9.0) == ([], 0)         # nobody can train longer than before
+    assert fit_rung([a, b], 30, 10, left=100.0) == ([a, b], 30)  # 90 s: fits as planned
+    assert fit_rung([a, b], 30, 10, left=60.0) == ([a, b], 20)   # shortened, still longer than before
+    assert fit_rung([a, b], 30, 10, left=25.0) == ([a], 25)      # b would get < 10 epochs: dropped
+    assert fit_rung([a, b], 30, 10, left=9.0) == ([], 0)         # nobody can train longer than before
     a.rungs[-1]["wall_s"] = a.rungs[-1]["train_time_s"] + 15.0  # 15 s per run outside training (model, data, bundle)
-    assert auto_job._fit_rung([a], 30, 10, left=40.0) == ([a], 25)
-    assert auto_job._fit_rung([a], 30, 10, left=24.0) == ([], 0)
+    assert fit_rung([a], 30, 10, left=40.0) == ([a], 25)
+    assert fit_rung([a], 30, 10, left=24.0) == ([], 0)
     assert (a.cost_s(10), a.cost_s(10, per_epoch=2.0), b.cost_s(0)) == (25.0, 35.0, 0.0)
 
 

@@ -43,7 +43,6 @@ import re
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +67,7 @@ from transferkit.report.metrics import DID_NOT_LEARN, did_not_learn, majority_ra
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, open_output_dir
 from transferkit.strategies.base import get_strategy
+from transferkit.tuning.halving import Config, successive_halving
 
 RANK_SHARE, PROBE_SHARE = 0.15, 0.35  # cumulative shares of the budget at the end of stages 1 and 2
 DEFAULT_SPACE: tuple[tuple[str, str, dict[str, Any]], ...] = (
@@ -115,44 +115,6 @@ class Deadline(Callback):
         if time.monotonic() >= self.deadline:
             self.hit = True
             trainer.should_stop = True
-
-
-@dataclass
-class Config:
-    """One point of the stage-3 search: a candidate source with a strategy and its options, and its rungs."""
-
-    source: str
-    label: str
-    strategy: str
-    options: dict[str, Any]
-    rungs: list[dict[str, Any]] = field(default_factory=list)
-    stopped: str = ""
-
-    @property
-    def name(self) -> str:
-        return f"{self.source} · {self.label}"
-
-    @property
-    def score(self) -> float:
-        return self.rungs[-1]["val_accuracy"] if self.rungs else -1.0
-
-    @property
-    def seconds_per_epoch(self) -> float | None:
-        done = [r for r in self.rungs if r["epochs_run"] > 0]
-        return done[-1]["train_time_s"] / done[-1]["epochs_run"] if done else None
-
-    @property
-    def overhead_s(self) -> float:
-        """Seconds of its last run outside the training epochs (building the model, preparing the data, writing
-        the bundle): paid again by every rung."""
-        last = self.rungs[-1] if self.rungs else {}
-        return max(0.0, last.get("wall_s", 0.0) - last.get("train_time_s", 0.0))
-
-    def cost_s(self, epochs: int, per_epoch: float | None = None) -> float:
-        """Predicted seconds of a run of ``epochs`` epochs: its overhead plus ``per_epoch`` (default: its own
-        seconds per epoch; 0 when unknown) per epoch."""
-        rate = per_epoch if per_epoch is not None else self.seconds_per_epoch or 0.0
-        return self.overhead_s + rate * epochs
 
 
 class _Clock:
@@ -534,116 +496,40 @@ def _first_rung(configs: list[Config], n_train: int, first_epochs: int | None, f
             "from": "--first-epochs" if first_epochs is not None else f"--first-steps {first_steps}"}
 
 
-def _fit_rung(alive: list[Config], epochs: int, before: int, left: float) -> tuple[list[Config], int]:
-    """The configurations (best first) and epochs of a rung that fits in ``left`` seconds: every one at ``epochs``
-    if it fits, else as many epochs as fit, dropping the lowest-ranked configurations while that is no longer than
-    the ``before`` epochs they already had. ``([], 0)`` when not even the best one can train longer."""
-    for n in range(len(alive), 0, -1):
-        rate = sum(c.seconds_per_epoch or 0.0 for c in alive[:n])
-        room = left - sum(c.overhead_s for c in alive[:n])
-        afford = epochs if rate * epochs <= room else int(max(room, 0.0) / rate) if rate else 0
-        if afford > before:
-            return alive[:n], afford
-    return [], 0
-
-
 def _halving(configs: list[Config], first_epochs: int, eta: int, end: Any, out: Path,
              common: dict[str, Any], sizes: dict[str, int | None], channels: int, quiet: Console, say: Any,
              consider: Any) -> None:
-    """Successive halving of ``configs`` until one is left or the stage's time is spent (``end()``: when it ends, which
-    moves with the test-evaluation reserve of the best model so far). Each run's cost is predicted from the seconds
-    per epoch of its last rung, or of the same strategy on the same source; later rungs are shortened to fit
-    (:func:`_fit_rung`), and the last configuration standing trains with early stopping."""
-    alive = list(configs)
-    epochs, before = first_epochs, 0
-    rung = 0
-    while alive:
-        if rung:
-            planned = epochs
-            alive_fit, epochs = _fit_rung(alive, epochs, before, end() - time.monotonic())
-            for cfg in alive[len(alive_fit):]:
-                cfg.stopped = (f"budget: rung {rung + 1} ({planned} epochs) did not fit beside the better-ranked "
-                               "configurations" if alive_fit else
-                               f"budget: too little time left for more than the {before} epochs it had")
-            alive = alive_fit
-        final = rung > 0 and len(alive) == 1
-        ran = []
-        for cfg in alive:
-            stage_end = end()
-            left = stage_end - time.monotonic()
-            per_epoch = cfg.seconds_per_epoch or _similar_rate(configs, cfg)
-            run_epochs = epochs
-            if per_epoch is not None and cfg.cost_s(epochs, per_epoch) > left:
-                fits = int((left - cfg.overhead_s) / per_epoch)
-                if not rung or fits <= before:  # rung 1 compares equal runs; later, only a longer run is news
-                    cfg.stopped = (f"budget: rung {rung + 1} ({epochs} epochs) needs "
-                                   f"≈{cfg.cost_s(epochs, per_epoch):.0f} s, {max(left, 0):.0f} s were left")
-                    continue
-                run_epochs = fits  # what fits of this rung (the configurations before it took more than planned)
-            if left <= 0:
-                cfg.stopped = "budget: stage 3's time was spent"
-                continue
-            run_dir = out / "stage3_trials" / f"{_safe(cfg.source)}__{_safe(cfg.label)}__r{rung + 1}"
-            # training stops early enough for what follows it (final validation, the bundle) to end by stage_end
-            deadline = Deadline(stage_end - cfg.overhead_s)
-            t0 = time.monotonic()
-            try:
-                res = transfer(_source(cfg.source, sizes["image_size"], common["seed"], channels),
-                               strategy=cfg.strategy, options=dict(cfg.options), epochs=run_epochs,
-                               patience=FINAL_PATIENCE if final else None, out=run_dir,
-                               **_named_only(cfg.source, sizes), callbacks=[deadline], console=quiet, **common)
-            except (ValueError, RuntimeError) as exc:  # e.g. a strategy that does not apply to this source
-                cfg.stopped = f"failed: {type(exc).__name__}: {exc}"
-                continue
-            _drop_checkpoints(run_dir)
-            m = res.metrics
-            cfg.rungs.append({"rung": rung + 1, "epochs": run_epochs, "epochs_run": m["fit"]["epochs_run"],
-                              "val_accuracy": m["validation"]["accuracy"], "val_loss": m["validation"]["loss"],
-                              "train_time_s": m["train_time_s"], "wall_s": time.monotonic() - t0,
-                              "cut_by_deadline": deadline.hit, "early_stopping": final, "run_dir": str(run_dir)})
-            consider(cfg.name, run_dir, m["validation"]["accuracy"],
-                     {"source": cfg.source, "strategy": cfg.strategy, "options": cfg.options, "stage": 3,
-                      "rung": rung + 1, "epochs": run_epochs})
-            say("stage 3/3", f"{cfg.name}: rung {rung + 1}, {run_epochs} epochs → validation accuracy "
-                             f"{m['validation']['accuracy']:.4f}")
-            ran.append(cfg)
-            if deadline.hit:
-                cfg.stopped = "budget: stopped by the deadline inside its run (best validation epoch kept)"
-            elif final:
-                cfg.stopped = "last one standing; " + (
-                    f"early stopping after {m['fit']['epochs_run']} of {run_epochs} epochs (no better validation "
-                    f"accuracy for {FINAL_PATIENCE} epochs)" if m["fit"]["epochs_run"] < run_epochs else
-                    f"trained all {run_epochs} epochs that fitted")
-        if not ran or final or time.monotonic() >= end():
-            for cfg in ran:
-                if not cfg.stopped:
-                    cfg.stopped = "budget: stage 3's time was spent"
-            return
-        alive = _halve(ran, eta, rung) if len(ran) > 1 else ran  # one left (others did not fit): it trains on
-        before, epochs = epochs, epochs * eta
-        rung += 1
+    """Stage 3: :func:`~transferkit.tuning.halving.successive_halving` of ``configs``, each rung one
+    :func:`~transferkit.api.train.transfer` run that stops early enough for its bundle to be written by the
+    stage's end."""
 
+    def run(cfg: Config, rung: int, run_epochs: int, final: bool, stage_end: float) -> dict[str, Any] | None:
+        run_dir = out / "stage3_trials" / f"{_safe(cfg.source)}__{_safe(cfg.label)}__r{rung + 1}"
+        # training stops early enough for what follows it (final validation, the bundle) to end by stage_end
+        deadline = Deadline(stage_end - cfg.overhead_s)
+        t0 = time.monotonic()
+        try:
+            res = transfer(_source(cfg.source, sizes["image_size"], common["seed"], channels),
+                           strategy=cfg.strategy, options=dict(cfg.options), epochs=run_epochs,
+                           patience=FINAL_PATIENCE if final else None, out=run_dir,
+                           **_named_only(cfg.source, sizes), callbacks=[deadline], console=quiet, **common)
+        except (ValueError, RuntimeError) as exc:  # e.g. a strategy that does not apply to this source
+            cfg.stopped = f"failed: {type(exc).__name__}: {exc}"
+            return None
+        _drop_checkpoints(run_dir)
+        m = res.metrics
+        record = {"rung": rung + 1, "epochs": run_epochs, "epochs_run": m["fit"]["epochs_run"],
+                  "val_accuracy": m["validation"]["accuracy"], "val_loss": m["validation"]["loss"],
+                  "train_time_s": m["train_time_s"], "wall_s": time.monotonic() - t0,
+                  "cut_by_deadline": deadline.hit, "early_stopping": final, "run_dir": str(run_dir)}
+        consider(cfg.name, run_dir, m["validation"]["accuracy"],
+                 {"source": cfg.source, "strategy": cfg.strategy, "options": cfg.options, "stage": 3,
+                  "rung": rung + 1, "epochs": run_epochs})
+        say("stage 3/3", f"{cfg.name}: rung {rung + 1}, {run_epochs} epochs → validation accuracy "
+                         f"{m['validation']['accuracy']:.4f}")
+        return record
 
-def _halve(ran: list[Config], eta: int, rung: int) -> list[Config]:
-    """The best ``1/eta`` of the configurations that ran rung ``rung`` (by validation accuracy, ties broken by the
-    lower validation loss); the others get the reason they stopped."""
-    ranked = sorted(ran, key=lambda c: (-c.score, c.rungs[-1]["val_loss"]))
-    n_keep = max(1, math.ceil(len(ranked) / eta))
-    cut = ranked[n_keep - 1].score
-    for i, cfg in enumerate(ranked[n_keep:], n_keep + 1):
-        why = "below" if cfg.score < cut else "tied with (higher validation loss than)"
-        cfg.stopped = (f"halved out after rung {rung + 1}: validation accuracy {cfg.score:.4f} (rank {i} of "
-                       f"{len(ranked)}) {why} the kept {cut:.4f}")
-    for cfg in ranked[:n_keep]:
-        cfg.stopped = ""
-    return ranked[:n_keep]
-
-
-def _similar_rate(configs: list[Config], cfg: Config) -> float | None:
-    """Seconds per epoch of another configuration with the same source and strategy (a first estimate)."""
-    rates = [c.seconds_per_epoch for c in configs if c is not cfg and c.source == cfg.source
-             and c.strategy == cfg.strategy and c.seconds_per_epoch]
-    return max(rates) if rates else None
+    successive_halving(configs, first_epochs, eta, end, run, FINAL_PATIENCE)
 
 
 def _metrics(state: dict[str, Any], test: dict[str, Any] | None, budget_s: float, wall_s: float) -> dict[str, Any]:

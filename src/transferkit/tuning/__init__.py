@@ -6,6 +6,8 @@
   the default space of each strategy.
 * :mod:`~transferkit.tuning.pruning` — a Lightning callback that reports the validation metric after every epoch
   and stops a trial the pruner judges hopeless.
+* :mod:`~transferkit.tuning.halving` — successive halving under a wall-clock budget (Jamieson & Talwalkar, 2016;
+  Hyperband, Li et al., 2018): ``transferkit auto``'s stage-3 scheduler, the training run passed in.
 * :mod:`~transferkit.tuning.study` — the study in its storage (SQLite by default): resuming, several workers at
   once, a TPE sampler (Bergstra et al., 2011) seeded per trial, and a plain record of every trial.
 
