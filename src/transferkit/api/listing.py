@@ -52,3 +52,50 @@ def list_family(family: str) -> list[dict[str, Any]]:
     """The entries of ``family`` as rows: ``name``, ``aliases``, ``summary``, ``paper`` and ``file``."""
     return [{"name": e.name, "aliases": list(e.aliases), "summary": e.summary, "paper": e.paper, "file": e.where}
             for e in get_family(family).entries()]
+
+
+# -- the richer listings of `transferkit datasets | backbones | strategies` and `adapt --list-methods` -----------
+def dataset_rows() -> list[dict[str, Any]]:
+    """Every dataset: ``usage`` (``name`` or ``name:PATH``), ``splits``, ``description``."""
+    from transferkit.data import list_datasets
+
+    return [{"usage": i.usage, "splits": list(i.splits), "description": i.description} for i in list_datasets()]
+
+
+def backbone_rows() -> list[dict[str, Any]]:
+    """Every built-in backbone, built once with random weights to measure it: ``name``, ``parameters``,
+    ``feature_dim``, ``input`` (what it reads), ``weights`` (whether pretrained weights are here), ``description``."""
+    from transferkit.backbones import create_backbone, list_backbones
+
+    rows = []
+    for info in list_backbones():
+        model = create_backbone(info.name, pretrained=False)
+        spec = model.input_spec
+        size = (f"text, ≤{spec.extra.get('max_length')} tokens" if spec.modality == "text"
+                else f"{spec.channels}×{spec.size[0]}×{spec.size[1]}" if spec.size else f"{spec.channels}×any")
+        rows.append({"name": info.name, "parameters": model.num_parameters(), "feature_dim": model.feature_dim,
+                     "input": size, "weights": info.weights_available(), "description": info.description})
+    return rows
+
+
+def backbone_family_rows() -> list[dict[str, str]]:
+    """The ``family:NAME`` backbones (``timm:``, ``torchvision:``, ``hf:``): ``prefix``, ``description``."""
+    from transferkit.backbones import list_backbone_families
+
+    return [{"prefix": f.prefix, "description": f.description} for f in list_backbone_families()]
+
+
+def strategy_rows() -> list[dict[str, Any]]:
+    """Every strategy: ``name``, ``aliases``, ``kind`` (of transfer), ``options``."""
+    from transferkit.strategies import list_strategies
+
+    return [{"name": c.name, "aliases": list(c.aliases), "kind": c.kind, "options": list(c.option_defaults)}
+            for c in list_strategies()]
+
+
+def adaptation_method_rows() -> list[dict[str, Any]]:
+    """Every domain-adaptation method: ``name``, ``summary``, ``options`` (with defaults), ``paper``."""
+    from transferkit.adaptation import list_methods
+
+    return [{"name": c.name, "summary": c.summary, "options": dict(c.option_defaults), "paper": c.paper}
+            for c in list_methods()]

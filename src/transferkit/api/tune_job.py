@@ -39,6 +39,7 @@ from transferkit.api.runs import RunResult, make_strategy, write_json
 from transferkit.api.train import transfer
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
+from transferkit.errors import ConfigError
 from transferkit.report.markdown import comparison_report
 from transferkit.report.plots import plot_optimisation_history
 from transferkit.report.tables import comparison_table
@@ -136,7 +137,7 @@ def tune(
     val_fraction: float = 0.1, image_size: int | None = None, weights: str | Path | None = None,
     strict: bool = False, convert_channels: bool = False, class_map: str | Path | dict | None = None,
     accelerator: str = "cpu", pruner_startup_trials: int = 5, pruner_warmup_epochs: int = 2,
-    pruner: optuna.pruners.BasePruner | None = None, progress: bool = True, console: Console | None = None,
+    pruner: optuna.pruners.BasePruner | str | None = None, progress: bool = True, console: Console | None = None,
 ) -> RunResult:
     """Search ``strategy``'s hyper-parameters for transferring ``source`` to ``data``/``classes``; resumable.
 
@@ -166,8 +167,8 @@ def tune(
         …) that every trial uses unchanged; a name may not be both fixed and searched.
     pruner_startup_trials, pruner_warmup_epochs, pruner:
         The median pruner prunes nothing until ``pruner_startup_trials`` trials have finished, and judges a trial
-        only after ``pruner_warmup_epochs`` epochs; ``pruner`` replaces it (``optuna.pruners.NopPruner()`` turns
-        pruning off).
+        only after ``pruner_warmup_epochs`` epochs; ``pruner`` replaces it (``"none"`` or
+        ``optuna.pruners.NopPruner()`` turns pruning off).
     progress, console:
         A progress bar over the trials; where to print (trials themselves print nothing).
 
@@ -194,6 +195,10 @@ def tune(
                                                                           pruner_warmup_epochs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{flag} must be a whole number ≥ 0, got {value!r}")
+    if pruner == "none":
+        pruner = optuna.pruners.NopPruner()
+    elif isinstance(pruner, str):
+        raise ConfigError("pruner", "'none' or an optuna pruner", pruner)
     if isinstance(source, Backbone) or not str(source):
         raise ValueError("tune: source must be a run directory, bundle directory or backbone name (it is written "
                          "into best_config.yaml)")

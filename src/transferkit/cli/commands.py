@@ -9,11 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from transferkit import api
+from transferkit.api import listing
 from transferkit.api.use import PREVIEW_ROWS, writes_to_stdout
-from transferkit.backbones import create_backbone, list_backbone_families, list_backbones
 from transferkit.cli.tables import predictions_table
-from transferkit.data import list_datasets
-from transferkit.strategies import list_strategies
 
 
 def _devices(value: str | int) -> int | str:
@@ -92,8 +90,8 @@ def cmd_datasets(a: argparse.Namespace, console: Console) -> None:
     table = Table(title="datasets (use --data NAME)")
     for col in ("name", "splits", "description"):
         table.add_column(col)
-    for info in list_datasets():
-        table.add_row(info.usage, ",".join(info.splits), info.description)
+    for row in listing.dataset_rows():
+        table.add_row(row["usage"], ",".join(row["splits"]), row["description"])
     console.print(table)
 
 
@@ -101,24 +99,20 @@ def cmd_backbones(a: argparse.Namespace, console: Console) -> None:
     table = Table(title="backbones (use --backbone NAME)")
     for col in ("name", "parameters", "feature dim", "input size", "pretrained weights", "description"):
         table.add_column(col, justify="right" if col in ("parameters", "feature dim") else "left")
-    for info in list_backbones():
-        model = create_backbone(info.name, pretrained=False)
-        spec = model.input_spec
-        size = (f"text, ≤{spec.extra.get('max_length')} tokens" if spec.modality == "text"
-                else f"{spec.channels}×{spec.size[0]}×{spec.size[1]}" if spec.size else f"{spec.channels}×any")
-        table.add_row(info.name, f"{model.num_parameters():,}", str(model.feature_dim), size,
-                      "available" if info.weights_available() else "none (pretrain it)", info.description)
+    for row in listing.backbone_rows():
+        table.add_row(row["name"], f"{row['parameters']:,}", str(row["feature_dim"]), row["input"],
+                      "available" if row["weights"] else "none (pretrain it)", row["description"])
     console.print(table)
-    for family in list_backbone_families():
-        console.print(f"  {family.prefix}:<name>  {family.description}")
+    for family in listing.backbone_family_rows():
+        console.print(f"  {family['prefix']}:<name>  {family['description']}")
 
 
 def cmd_strategies(a: argparse.Namespace, console: Console) -> None:
     table = Table(title="strategies (use --strategy NAME)")
     for col in ("name", "aliases", "kind of transfer", "options"):
         table.add_column(col)
-    for cls in list_strategies():
-        table.add_row(cls.name, ", ".join(cls.aliases), cls.kind, ", ".join(cls.option_defaults) or "-")
+    for row in listing.strategy_rows():
+        table.add_row(row["name"], ", ".join(row["aliases"]), row["kind"], ", ".join(row["options"]) or "-")
     console.print(table)
 
 
@@ -188,14 +182,12 @@ def cmd_compare(a: argparse.Namespace, console: Console) -> None:
 
 def cmd_adapt(a: argparse.Namespace, console: Console) -> int:
     if a.list_methods:
-        from transferkit.adaptation import list_methods
-
         table = Table(title="adaptation methods (use --method NAME, combine with '+')")
         for col in ("name", "what it does", "options", "paper"):
             table.add_column(col)
-        for cls in list_methods():
-            table.add_row(cls.name, cls.summary, ", ".join(f"{k}={v}" for k, v in cls.option_defaults.items()) or "-",
-                          cls.paper or "-")
+        for row in listing.adaptation_method_rows():
+            table.add_row(row["name"], row["summary"], ", ".join(f"{k}={v}" for k, v in row["options"].items()) or "-",
+                          row["paper"] or "-")
         console.print(table)
         return 0
     if _resumed(a, console):
@@ -365,16 +357,12 @@ def _name_values(values: list[str] | str | dict | None, flag: str, example: str,
 
 
 def cmd_tune(a: argparse.Namespace, console: Console) -> None:
-    from transferkit.tuning.space import load_space_file
+    from transferkit.api.tune_job import load_space_file
 
     _need(a.source, "--source")
     space = {**(load_space_file(a.space) if a.space else {}),
              **_name_values(a.param, "--param", "lr=loguniform:1e-4:1e-1", typed=False)}
-    pruner = None
-    if not a.pruning:
-        import optuna
-
-        pruner = optuna.pruners.NopPruner()
+    pruner = None if a.pruning else "none"
     api.tune(a.source, a.data, a.classes, labels_per_class=a.labels_per_class, strategy=a.strategy,
              space=space or None, metric=a.metric, n_trials=a.trials, timeout=a.timeout, storage=a.storage,
              study_name=a.study_name, out=a.out, epochs=a.epochs, seed=a.seed, options=parse_options(a.options),
