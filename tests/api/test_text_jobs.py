@@ -71,7 +71,7 @@ def test_episodes_report_mean_and_interval(minilm, data, tmp_path, single_thread
 def test_fewshot_bad_input(minilm, data, tmp_path):
     with pytest.raises(ValueError, match="unknown few-shot method .maml.; valid few-shot methods: prototypes, setfit"):
         tk.fewshot(minilm, data, method="maml", out=tmp_path / "x")
-    with pytest.raises(ValueError, match="--labels-per-class must be ≥ 1"):
+    with pytest.raises(ValueError, match="^labels_per_class: expected ≥ 1, got 0"):
         tk.fewshot(minilm, data, labels_per_class=0, out=tmp_path / "x")
     with pytest.raises(ValueError, match="valid choices: auto, test, rest"):
         tk.fewshot(minilm, data, method="prototypes", evaluate_on="val", out=tmp_path / "x")

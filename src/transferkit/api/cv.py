@@ -49,6 +49,7 @@ from transferkit.config import TrainConfig
 from transferkit.data.prepare import to_batches
 from transferkit.data.splits import check_trainable, k_per_class, labels_record
 from transferkit.engine.trainer import train
+from transferkit.errors import ConfigError
 from transferkit.report.markdown import comparison_report
 from transferkit.report.metrics import (
     DID_NOT_LEARN,
@@ -99,9 +100,9 @@ def cv_folds(labels: np.ndarray, k: int, seed: int, val_fraction: float = 0.1,
     image per class wherever the class has two or more (every class keeps at least one training image)."""
     labels = np.asarray(labels)
     if val_per_class is None and not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"--val-fraction must lie strictly between 0 and 1, got {val_fraction}")
+        raise ConfigError("val_fraction", "a number strictly between 0 and 1", val_fraction)
     if val_per_class is not None and val_per_class < 0:
-        raise ValueError(f"--val-per-class must be ≥ 0, got {val_per_class}")
+        raise ConfigError("val_per_class", "≥ 0", val_per_class)
     skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     folds = []
     for i, (fit_idx, eval_idx) in enumerate(skf.split(np.zeros(len(labels)), labels)):

@@ -53,6 +53,7 @@ from transferkit.data.registry import has_split
 from transferkit.data.splits import k_per_class, labels_record, parse_classes
 from transferkit.data.tokens import encode_texts
 from transferkit.engine.pairs import fit_pairs
+from transferkit.errors import ConfigError
 from transferkit.few_shot.episodes import CLASSIFIERS, evaluate_episodes
 from transferkit.few_shot.methods import FEW_SHOT_METHODS
 from transferkit.few_shot.prototypes import class_prototypes
@@ -159,7 +160,7 @@ def fewshot(
         raise ValueError(f"--episode-classifier: unknown '{episode_classifier}'; "
                          f"valid choices: {', '.join(CLASSIFIERS)}")
     if labels_per_class < 1:
-        raise ValueError(f"--labels-per-class must be ≥ 1, got {labels_per_class}")
+        raise ConfigError("labels_per_class", "≥ 1", labels_per_class)
     check_output_dir(out, _inputs(config))  # before anything loads (run_session checks again)
     set_threads()
     start = time.perf_counter()

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from transferkit.data.base import AnyDataset
+from transferkit.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def parse_classes(value: str | Sequence[int] | None) -> list[int] | None:
                 else:
                     out.append(int(part))
             except ValueError:
-                raise ValueError(f"--classes: '{value}' is not a list of class indices like '0,1,5' or '0-4'") from None
+                raise ConfigError("classes", "a list of class indices like '0,1,5' or '0-4'", value) from None
         return out
     return [int(c) for c in value]
 
@@ -53,7 +54,7 @@ def select_classes(ds: AnyDataset, classes: Sequence[int] | None) -> AnyDataset:
             f"({', '.join(f'{i}={n}' for i, n in enumerate(ds.classes))})"
         )
     if len(set(classes)) != len(classes):
-        raise ValueError(f"--classes: duplicate class indices in {classes}")
+        raise ConfigError("classes", "each class index once", classes)
     remap = np.full(ds.num_classes, -1, dtype=np.int64)
     remap[classes] = np.arange(len(classes))
     idx = np.flatnonzero(remap[ds.labels] >= 0)
@@ -105,7 +106,7 @@ def k_per_class(ds: AnyDataset, k: int, seed: int, exclude: np.ndarray | None = 
     ``ds`` has fewer than 2 classes (:func:`check_trainable`).
     """
     if k < 1:
-        raise ValueError(f"--labels-per-class must be at least 1, got {k}")
+        raise ConfigError("labels_per_class", "at least 1", k)
     rng = np.random.default_rng(seed)
     available = np.ones(len(ds), bool)
     if exclude is not None:
@@ -127,7 +128,7 @@ def train_val_split(ds: AnyDataset, val_fraction: float, seed: int) -> tuple[np.
 
     Raises if ``ds`` has fewer than 2 classes with examples (:func:`check_trainable`)."""
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"--val-fraction must lie strictly between 0 and 1, got {val_fraction}")
+        raise ConfigError("val_fraction", "a number strictly between 0 and 1", val_fraction)
     check_trainable(ds)
     rng = np.random.default_rng(seed)
     train, val = [], []
@@ -150,7 +151,7 @@ def budget_val_per_class(labels_per_class: int | None, val_per_class: int | None
     if labels_per_class is None:
         return None
     if val_per_class is not None and val_per_class < 0:
-        raise ValueError(f"--val-per-class must be ≥ 0, got {val_per_class}")
+        raise ConfigError("val_per_class", "≥ 0", val_per_class)
     return 0 if val_per_class is None else int(val_per_class)
 
 
