@@ -38,7 +38,7 @@ _EXPORTS = {
     "distill": "transferkit.api", "fuse": "transferkit.api", "select": "transferkit.api", "tune": "transferkit.api",
     "resume": "transferkit.api", "export": "transferkit.api", "serve": "transferkit.api",
     "fewshot": "transferkit.api", "zeroshot": "transferkit.api", "multitask": "transferkit.api",
-    "auto": "transferkit.api",
+    "auto": "transferkit.api", "list_family": "transferkit.api", "families": "transferkit.api",
     "create_backbone": "transferkit.backbones",
     "list_backbones": "transferkit.backbones",
     "load_bundle": "transferkit.bundle", "save_bundle": "transferkit.bundle", "get_dataset": "transferkit.data",
