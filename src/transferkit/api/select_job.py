@@ -177,9 +177,6 @@ def _score_candidate(candidate: str, model: Backbone, scoring: ImageSet, scores:
     return result, feats
 
 
-SIMILARITY = SIMILARITY_MEASURES
-
-
 def _similarity(model: Backbone, source: ImageSet, target_features: torch.Tensor,
                 convert_channels: bool) -> dict[str, Any]:
     """Domain similarity of ``source`` images and the target's features in ``model``'s feature space (the source
@@ -188,11 +185,11 @@ def _similarity(model: Backbone, source: ImageSet, target_features: torch.Tensor
     try:
         check_channels(source, model, convert_channels, f"--similarity-data {source.name}")
     except ValueError as exc:
-        return {"values": dict.fromkeys(SIMILARITY), "note": str(exc), "time_s": 0.0}
+        return {"values": dict.fromkeys(SIMILARITY_MEASURES.names()), "note": str(exc), "time_s": 0.0}
     batches = to_batches(source, model.input_spec)
     src = cached_features(model, batches, batches.key or source.fingerprint())[0].double().numpy()
     tgt = target_features.double().numpy()
-    values = {name: float(fn(src, tgt)) for name, fn in SIMILARITY.items()}
+    values = {name: float(fn(src, tgt)) for name, fn in SIMILARITY_MEASURES.items()}
     return {"values": values, "note": "", "time_s": time.perf_counter() - t0}
 
 
@@ -486,7 +483,7 @@ def _ranking_rows(entries: list[dict[str, Any]], names: list[str],
                                                         f"{t['scores_s']:.3f}", e["feature_cache"]]
         if similar:
             sim = (e.get("similarity") or {}).get("values") or {}
-            row += [fmt(sim.get(k)) for k in SIMILARITY]
+            row += [fmt(sim.get(k)) for k in SIMILARITY_MEASURES]
         if verified:
             v = e.get("verification")
             cells = [flag(f"{v['accuracy']:.4f}", bool(v.get("did_not_learn"))),

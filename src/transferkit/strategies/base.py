@@ -22,7 +22,7 @@ from transferkit.engine.plan import Phase, TrainingPlan
 from transferkit.registry import Registry
 
 __all__ = ["STRATEGIES", "Phase", "Strategy", "TrainingPlan", "get_strategy", "list_strategies", "register_strategy",
-           "resolve_strategy_name"]
+           "resolve_strategy_name", "truncation_stage"]
 
 
 class Strategy:
@@ -83,6 +83,13 @@ class Strategy:
         for p in model.parameters():
             p.requires_grad_(True)
         return model
+
+
+def truncation_stage(source: Backbone, layer: str | None) -> str | None:
+    """The stage to cut ``source`` at so that a new head reads ``layer``'s output — ``None`` when ``layer`` is
+    ``None`` or already the last stage (nothing to drop). Shared by ``linear_probe`` and ``finetune``'s ``layer``."""
+    stages = list(source.stages)
+    return None if layer is None or (stages and layer == stages[-1]) else layer
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategies", "strategy", "strategies")

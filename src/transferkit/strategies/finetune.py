@@ -58,7 +58,7 @@ from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches
 from transferkit.regularizers import Regularizer, get_regularizer, list_regularizers
 from transferkit.regularizers.base import regularizer_class
-from transferkit.strategies.base import Phase, Strategy, TrainingPlan, register_strategy
+from transferkit.strategies.base import Phase, Strategy, TrainingPlan, register_strategy, truncation_stage
 from transferkit.strategies.freezing import freeze_batchnorm, freeze_groups, freeze_matching, split_patterns
 from transferkit.strategies.lr_groups import param_group_lrs, parse_group_lrs
 
@@ -222,11 +222,9 @@ class Finetune(Strategy):
         want = self.options["layer"]
         if want == "all":
             return None
-        layer = source.default_probe_layer if want == "probe" else str(want)
+        layer = truncation_stage(source, source.default_probe_layer if want == "probe" else str(want))
         stages = list(source.stages)
-        if layer is None or (stages and layer == stages[-1]):
-            return None
-        if stages and layer not in stages:
+        if layer is not None and stages and layer not in stages:
             raise ValueError(f"finetune: layer={layer!r} is not a stage of {source.arch}; valid: probe, all, "
                              f"{', '.join(stages)}")
         return layer

@@ -28,7 +28,7 @@ from transferkit.backbones.features import extract_features
 from transferkit.config import TrainConfig
 from transferkit.data.augment import refuse_pixel_options
 from transferkit.data.prepare import TensorBatches
-from transferkit.strategies.base import Strategy, TrainingPlan, register_strategy
+from transferkit.strategies.base import Strategy, TrainingPlan, register_strategy, truncation_stage
 from transferkit.strategies.probe_solver import check_finite, solve_probe
 
 SOLVERS = ("lbfgs", "sgd")
@@ -127,7 +127,7 @@ class LinearProbe(Strategy):
         model = self.copy_source(source)
         stages = list(source.stages)
         layer = self.options["layer"] or source.default_probe_layer or (stages[-1] if stages else None)
-        if layer is not None and (layer != stages[-1] if stages else True):
+        if truncation_stage(source, layer) is not None:
             model.truncate(layer)  # validates the name; external backbones refuse with a clear message
         model.reset_classifier(num_classes)
         for p in model.parameters():
