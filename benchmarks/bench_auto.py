@@ -138,9 +138,12 @@ def main() -> None:
     ap.add_argument("--first-epochs", type=int, default=None,
                     help="ablation: length of auto's first rung in epochs (default: from --first-steps 10); results "
                     "as auto_<budget>_first<N>")
+    ap.add_argument("--results", type=Path, default=RESULTS,
+                    help="results file (resumable); the issue-26 rerun with K labels per class in total writes "
+                    "benchmarks/results/auto_k_total.json")
     args = ap.parse_args()
     t = target(args.target)
-    results = load_results(RESULTS)
+    results = load_results(args.results)
     cell = results.setdefault(args.target, {})
     for seed in [int(s) for s in args.seeds.split(",")]:
         key = f"seed{seed}"
@@ -154,12 +157,12 @@ def main() -> None:
             row["baseline"] = {"test_accuracy": res.metrics["accuracy"], "wall_s": time.perf_counter() - t0,
                                "validation_accuracy": res.metrics["validation"]["accuracy"],
                                "epochs_run": res.metrics["fit"]["epochs_run"]}
-            save_results(RESULTS, results)
+            save_results(args.results, results)
             print(f"{args.target} {key} baseline: {row['baseline']}", flush=True)
         if args.grid and "grid" not in row:
             with cold_cache():
                 row["grid"] = run_grid(t, seed, OUT / args.target / key / "grid")
-            save_results(RESULTS, results)
+            save_results(args.results, results)
             print(f"{args.target} {key} grid: best {row['grid']['best']}, test {row['grid']['test_accuracy']}, "
                   f"compute {row['grid']['wall_s']:.0f} s", flush=True)
         for budget in [b for b in args.budgets.split(",") if b]:
@@ -180,7 +183,7 @@ def main() -> None:
                          "probes": [(p["candidate"], p.get("val_accuracy")) for p in m["probes"]],
                          "configs": [(c["name"], [(r["epochs"], r["val_accuracy"]) for r in c["rungs"]],
                                       c["stopped"]) for c in m["configs"]]}
-            save_results(RESULTS, results)
+            save_results(args.results, results)
             print(f"{args.target} {key} {name}: test {row[name]['test_accuracy']}, wall {m['wall_s']:.0f} s "
                   f"({100 * m['over_budget']:+.1f} %), chosen {row[name]['chosen']}", flush=True)
     print(summary(results))
