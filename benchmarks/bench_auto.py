@@ -155,7 +155,7 @@ def main() -> None:
                            out=OUT / args.target / key / "baseline", overwrite=True, progress=False)
             shutil.rmtree(OUT / args.target / key / "baseline" / "checkpoints", ignore_errors=True)
             row["baseline"] = {"test_accuracy": res.metrics["accuracy"], "wall_s": time.perf_counter() - t0,
-                               "validation_accuracy": res.metrics["validation"]["accuracy"],
+                               "validation_accuracy": (res.metrics.get("validation") or {}).get("accuracy"),
                                "epochs_run": res.metrics["fit"]["epochs_run"]}
             save_results(args.results, results)
             print(f"{args.target} {key} baseline: {row['baseline']}", flush=True)
@@ -179,6 +179,7 @@ def main() -> None:
                          "chosen": {k: m["chosen"][k] for k in ("name", "stage", "val_accuracy")} if m["chosen"]
                          else None,
                          "test_accuracy": m["test"]["accuracy"] if m["test"] else None,
+                         "refit": m.get("refit"), "labels": m.get("labels"),
                          "ranking": [(r["candidate"], r["scores"].get("logme")) for r in m["ranking"]],
                          "probes": [(p["candidate"], p.get("val_accuracy")) for p in m["probes"]],
                          "configs": [(c["name"], [(r["epochs"], r["val_accuracy"]) for r in c["rungs"]],

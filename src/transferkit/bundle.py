@@ -7,7 +7,9 @@ metrics and library versions. A LoRA bundle (``adapter`` in the JSON) stores onl
 (and BatchNorm statistics if they trained) and rebuilds on its source, whose weights it checks by hash. A text
 model's bundle also holds ``tokenizer.json`` (the ``tokenizers`` library's JSON format: data, not code);
 :func:`transferkit.api.merge` turns it into a plain, self-contained bundle. Bundles are written to a
-temporary directory and renamed into place.
+temporary directory and renamed into place. Kinds of model that are more than an architecture (LoRA, fused
+ensembles) save, check and rebuild themselves through their registered
+:class:`~transferkit.backbones.formats.BundleFormat`; this module knows none of them.
 
 **A bundle is untrusted input.** :func:`load_bundle` (and :func:`read_meta`, through the same reader) checks it
 before building anything and fails with a :class:`BundleError` naming the file and the field:
@@ -37,6 +39,7 @@ import math
 import os
 import platform
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,7 @@ import torch
 
 from transferkit import atomic
 from transferkit.backbones.base import Backbone, InputSpec
+from transferkit.backbones.formats import bundle_format, format_name, format_of, known_formats
 from transferkit.backbones.registry import MAX_CLASSES, build_from_config, sealed, validate_config
 
 FORMAT_VERSION = 1
@@ -100,12 +104,13 @@ def save_bundle(model: Backbone, meta: dict[str, Any], path: str | Path) -> Path
         "input_spec": model.input_spec.to_dict(),
         "versions": library_versions(),
     }
-    adapter = getattr(model, "adapter", None)
-    if adapter is not None:  # LoRA: only what differs from the source is stored (adapters, head, BN statistics)
-        from transferkit.strategies.lora import adapter_state
-
-        full["adapter"] = dict(adapter)
-        tensors = adapter_state(model, with_bn_stats=adapter.get("bn") == "train")
+    fmt = format_of(model)
+    if fmt is None and getattr(model, "adapter", None):
+        raise BundleError(f"the model carries a '{format_name(model)}' adapter, but no bundle format of that name is "
+                          f"installed (known: {', '.join(known_formats()) or 'none'}); reinstall transferkit")
+    if fmt is not None and fmt.state is not None:  # e.g. LoRA: only what differs from the source is stored
+        tensors, extra = fmt.state(model)
+        full.update(extra)
     else:
         tensors = model.state_dict()
     with atomic.staged_dir(path) as tmp:
@@ -236,8 +241,8 @@ def validate_meta(meta: dict[str, Any]) -> None:
     source = (lineage or {}).get("source")
     if source is not None and not (isinstance(source, str) and len(source) <= 4096 and source.isprintable()):
         raise ValueError(f"lineage.source must be a bundle path or backbone name, got {_json_type(source)}")
-    if meta.get("adapter"):
-        _validate_adapter(meta["adapter"])
+    if meta.get("adapter") is not None:
+        _validate_format(meta)
     if meta.get("tasks") is not None:
         validate_tasks(meta["tasks"], n)
 
@@ -277,33 +282,18 @@ def validate_tasks(tasks: Any, num_classes: int, where: str = "tasks") -> None:
         raise ValueError(f"{where}: the tasks' logits end at {pos} but the model has {num_classes} outputs")
 
 
-def _validate_adapter(adapter: Any) -> None:
+def _validate_format(meta: dict[str, Any]) -> None:
+    """A bundle with an ``adapter``: the adapter's type must name an installed format, which checks its fields."""
+    adapter = meta["adapter"]
     if not isinstance(adapter, dict):
         raise ValueError(f"adapter must be an object, got {_json_type(adapter)}")
-    if adapter.get("type", "lora") != "lora":
-        raise ValueError(f"adapter.type must be 'lora', got {adapter.get('type')!r}"[:300])
-    r, alpha, dropout = adapter.get("r"), adapter.get("alpha"), adapter.get("dropout", 0.0)
-    if not _whole(r) or not 1 <= r <= 4096:
-        raise ValueError(f"adapter.r must be a whole number in [1, 4096], got {r!r}"[:300])
-    for name, v, lo_ok in (("alpha", alpha, False), ("dropout", dropout, True)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
-                or (v == 0 and not lo_ok) or (name == "dropout" and v >= 1):
-            raise ValueError(f"adapter.{name} must be a number in {'[0, 1)' if name == 'dropout' else '(0, ∞)'}, "
-                             f"got {v!r}"[:300])
-    if adapter.get("bn", "frozen") not in ("frozen", "train"):
-        raise ValueError(f"adapter.bn must be 'frozen' or 'train', got {adapter.get('bn')!r}"[:300])
-    targets = adapter.get("targets")
-    if not isinstance(targets, list) or not 1 <= len(targets) <= 100_000 or not all(
-            isinstance(t, str) and 0 < len(t) <= 512 and all(ch.isalnum() or ch in "._-" for ch in t) for t in targets):
-        raise ValueError("adapter.targets must be a list of module names (letters, digits, '.', '_', '-')")
-    base = adapter.get("base")
-    if not isinstance(base, dict):
-        raise ValueError(f"adapter.base must be an object (the source's architecture and weight hash), got "
-                         f"{_json_type(base)}")
-    validate_config(base.get("architecture"), "adapter.base.architecture")
-    h = base.get("weights_hash")
-    if not (isinstance(h, str) and 16 <= len(h) <= 128 and all(ch in "0123456789abcdef" for ch in h)):
-        raise ValueError(f"adapter.base.weights_hash must be a hexadecimal hash, got {h!r}"[:300])
+    kind = adapter.get("type", "lora")
+    fmt = bundle_format(kind) if isinstance(kind, str) and kind.isidentifier() else None
+    if fmt is None or fmt.load is None:
+        raise ValueError(f"adapter.type must be an installed adapter format ({', '.join(known_formats())}), got "
+                         f"{kind!r}"[:300])
+    if fmt.validate is not None:
+        fmt.validate(meta)
 
 
 def read_safetensors_header(file: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -435,24 +425,54 @@ def read_tokenizer(file: Path, sha256: str | None = None) -> Any:
 
 
 # -- building ---------------------------------------------------------------------------------------------------
-def _build(config: dict[str, Any]) -> Backbone:
-    if config.get("arch") == "fused":  # several members + a combination rule (transferkit fuse)
-        from transferkit.fusion.model import FusedModel
-
-        return FusedModel.from_config(config)
-    return build_from_config(config)
-
-
-def _precheck(config: dict[str, Any], file: Path, header: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+def _precheck(builder: Callable[[dict[str, Any]], Backbone], config: dict[str, Any], file: Path,
+              header: dict[str, tuple[str, tuple[int, ...]]]) -> None:
     """Compare the header with the architecture built on the ``meta`` device (no memory, no initialisation)
     before the real build, so that an architecture far larger than its weights file is refused without being
     allocated. Architectures that cannot be built on ``meta`` skip this (the real build checks the same)."""
     try:
         with torch.device("meta"):
-            expected = _signature(_build(config).state_dict())
+            expected = _signature(builder(config).state_dict())
     except Exception:  # noqa: BLE001 — e.g. data-dependent code in a constructor; checked after the real build
         return
     _check_state(file, str(config.get("arch")), expected, header)
+
+
+@dataclasses.dataclass
+class _Context:
+    """The :class:`~transferkit.backbones.formats.LoadContext` of one bundle being loaded."""
+
+    path: Path
+    meta: dict[str, Any]
+    header: dict[str, tuple[str, tuple[int, ...]]]
+    depth: int
+
+    def error(self, message: str) -> Exception:
+        return BundleError(message)
+
+    def build(self, builder: Callable[[dict[str, Any]], Backbone]) -> Backbone:
+        config, weights = self.meta["architecture"], self.path / WEIGHTS_FILE
+        _precheck(builder, config, weights, self.header)
+        model = builder(config)
+        load_weights(model, weights, self.header)
+        return model
+
+    def load_source(self, source: str) -> Backbone | None:
+        if self.depth >= MAX_SOURCE_DEPTH:
+            raise BundleError(f"{self.path / META_FILE}: lineage.source leads through more than {MAX_SOURCE_DEPTH} "
+                              "bundles built on their source (or in a loop)")
+        try:
+            source_dir = resolve_bundle(source)
+        except BundleError:
+            return None
+        return _load_bundle(source_dir, self.depth + 1)[0]
+
+    def check_weights(self, expected: dict[str, torch.Tensor], what: str = "weights") -> None:
+        _check_state(self.path / WEIGHTS_FILE, str(self.meta["architecture"].get("arch")), _signature(expected),
+                     self.header, what=what)
+
+    def read_weights(self) -> dict[str, torch.Tensor]:
+        return _read_tensors(self.path / WEIGHTS_FILE)
 
 
 def load_bundle(path: str | Path) -> tuple[Backbone, dict[str, Any]]:
@@ -471,12 +491,10 @@ def _load_bundle(path: Path, depth: int) -> tuple[Backbone, dict[str, Any]]:
     tokenizer = _read_tokenizer(path, None) if text else None
     with sealed():
         try:
-            if meta.get("adapter"):
-                model = _load_adapter_model(path, meta, header, depth)
-            else:
-                _precheck(meta["architecture"], weights, header)
-                model = _build(meta["architecture"])
-                load_weights(model, weights, header)
+            fmt = format_of(meta)
+            context = _Context(path, meta, header, depth)
+            model = fmt.load(meta, context) if fmt is not None and fmt.load is not None \
+                else context.build(build_from_config)
         except BundleError:
             raise
         except Exception as exc:  # noqa: BLE001 — whatever a library raises on a config it cannot build
@@ -519,53 +537,3 @@ def _check_text(path: Path, model: Backbone, spec: InputSpec, tokenizer: Any) ->
     if spec.extra["max_length"] > limit:
         raise BundleError(f"{path / META_FILE}: input_spec.extra.max_length {spec.extra['max_length']} exceeds the "
                           f"encoder's position limit ({limit})")
-
-
-def _load_adapter_model(path: Path, meta: dict[str, Any], header: dict[str, tuple[str, tuple[int, ...]]],
-                        depth: int) -> Backbone:
-    """Rebuild a LoRA bundle: the source it was trained from (checked by weight hash), the adapters, the head.
-
-    The source is a bundle (loaded and checked like this one) or a backbone name whose pretrained weights are on
-    this machine (a local weight package or the library's cache; never downloaded)."""
-    from transferkit.backbones.cache import weights_hash
-    from transferkit.backbones.registry import create_backbone, is_backbone_name
-    from transferkit.strategies.lora import adapter_state, inject_lora
-
-    meta_file = path / META_FILE
-    adapter = meta["adapter"]
-    base_info = adapter["base"]
-    source = str((meta.get("lineage") or {}).get("source") or "")
-    if depth >= MAX_SOURCE_DEPTH:
-        raise BundleError(f"{meta_file}: lineage.source leads through more than {MAX_SOURCE_DEPTH} LoRA bundles "
-                          "(or in a loop)")
-    try:
-        source_dir = resolve_bundle(source) if source else None
-    except BundleError:
-        source_dir = None
-    if source_dir is not None:
-        base, _ = _load_bundle(source_dir, depth + 1)
-    else:
-        arch = base_info["architecture"]
-        if not (source and is_backbone_name(source)):
-            raise BundleError(f"{path}: a LoRA bundle holds adapters only; its source '{source}' is neither a "
-                              "bundle nor a backbone with pretrained weights here — merge it where the source "
-                              "is available (transferkit merge) to get a self-contained bundle")
-        if arch["arch"] != source:
-            raise BundleError(f"{meta_file}: lineage.source '{source}' is not the architecture the adapters were "
-                              f"trained on (adapter.base.architecture.arch '{arch['arch']}')")
-        try:
-            base = create_backbone(source, pretrained=True, **(arch.get("kwargs") or {}))
-        except Exception as exc:  # noqa: BLE001 — not available locally (sealed: never downloaded)
-            raise BundleError(f"{path}: a LoRA bundle holds adapters only, and the pretrained weights of its source "
-                              f"'{source}' are not available here ({str(exc).splitlines()[0][:300]}); merge it where "
-                              "they are (transferkit merge) to get a self-contained bundle") from None
-    if weights_hash(base) != base_info["weights_hash"]:
-        raise BundleError(f"{path}: the source '{source}' has other weights than the ones these adapters were "
-                          "trained on (weight hash differs); the adapters would not fit it")
-    base.reset_classifier(int(meta["num_classes"]))
-    inject_lora(base, adapter["targets"], adapter["r"], adapter["alpha"], adapter.get("dropout", 0.0))
-    base.adapter.update({k: v for k, v in adapter.items() if k not in base.adapter})
-    expected = adapter_state(base, with_bn_stats=adapter.get("bn") == "train")
-    _check_state(path / WEIGHTS_FILE, base.arch, _signature(expected), header, what="adapter weights")
-    base.load_state_dict(_read_tensors(path / WEIGHTS_FILE), strict=False)
-    return base

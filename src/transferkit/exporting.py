@@ -27,7 +27,7 @@ verification requires each task's argmax to agree. Other modalities (audio does 
 An operator the ONNX exporter cannot express is named in the refusal together with the backbone; nothing is written.
 
 Bundle kinds: plain models, soups and distilled students are plain weights and export as they are; a LoRA model
-is merged first (:func:`~transferkit.strategies.lora.merge_lora`, as ``transferkit merge`` does); fused ensembles
+is merged first (:func:`~transferkit.backbones.adapters.merge_lora`, as ``transferkit merge`` does); fused ensembles
 (``fused``) and feature-fusion backbones (``fused_features``) export when they trace — except to ONNX when a member
 resizes its input inside the model: PyTorch's antialiased bilinear resize (``aten::_upsample_bilinear2d_aa``) has
 no ONNX form in the TorchScript exporter, and exporting without it would silently change that member's
@@ -144,12 +144,14 @@ def bundle_kind(model: nn.Module, meta: dict[str, Any] | None = None) -> str:
 def prepare_for_export(model: nn.Module, meta: dict[str, Any] | None = None) -> tuple[nn.Module, list[str]]:
     """The model in eval mode, ready to trace, and notes on what was done: LoRA adapters are merged into their
     base layers (in place — pass a copy to keep the adapters) so the export is a plain network."""
-    notes: list[str] = []
-    if (meta or {}).get("adapter") or getattr(model, "adapter", None):
-        from transferkit.strategies.lora import merge_lora
+    from transferkit.backbones.formats import format_of
 
-        merge_lora(model)
-        notes.append("LoRA adapters merged into the source weights before export (as 'transferkit merge' does)")
+    notes: list[str] = []
+    fmt = format_of(model)
+    if fmt is not None and fmt.merge is not None:
+        fmt.merge(model)
+        what = "LoRA adapters" if fmt.name == "lora" else f"the {fmt.name} format's extra layers"
+        notes.append(f"{what} merged into the source weights before export (as 'transferkit merge' does)")
     model.eval()
     return model, notes
 

@@ -180,3 +180,34 @@ def test_inference_cost_separates_the_fixed_part(fashion_npz):
     tiny = full.subset(list(range(10)))  # fewer examples than either timing sample
     assert auto_job._inference_cost(["random:seed_cnn"], tiny, {"image_size": None, "max_length": None},
                                     seed=0)["random:seed_cnn"][1] > 0
+
+
+def test_a_cheap_refit_is_not_skipped_for_the_test_reserve_floor(tmp_path, monkeypatch):
+    """The test evaluation's reserve has a floor (4 % of the budget) to keep the halving's deadline still; the refit
+    is weighed against the test's predicted cost instead, so a 1-s probe refit runs with seconds left."""
+    from pathlib import Path
+
+    import numpy as np
+
+    calls = []
+
+    def fake_transfer(source, out, **kwargs):
+        calls.append(out)
+        (Path(out) / "bundle").mkdir(parents=True)
+        (Path(out) / "bundle" / "transferkit.json").write_text("{}")
+
+    monkeypatch.setattr(auto_job, "transfer", fake_transfer)
+    clock = auto_job._Clock(600.0)
+    clock.start -= 590.0  # 10 s of the budget left
+    split = (np.arange(80), np.arange(80, 100))
+    state = {"best": {"name": "x · linear_probe", "source": "x", "strategy": "linear_probe", "options": {}},
+             "best_run": {"fit": {"solver": "lbfgs", "epochs_run": 0}, "train_time_s": 0.5, "total_time_s": 1.0},
+             "test_reserve_s": 24.0, "test_predicted_s": 3.0}
+    common = {"split_indices": split, "seed": 0}
+    auto_job._refit(state, tmp_path, clock, common, {"image_size": None, "max_length": None}, 1, 10,
+                    auto_job.Console(quiet=True), lambda *a: None)
+    assert state["refit"]["done"] and len(calls) == 1
+    state["test_predicted_s"] = 9.9  # now the refit (≈1.1 s) no longer fits: the selection-run model is kept
+    auto_job._refit(state, tmp_path / "again", clock, common, {"image_size": None, "max_length": None}, 1, 10,
+                    auto_job.Console(quiet=True), lambda *a: None)
+    assert not state["refit"]["done"] and "were left" in state["refit"]["why"] and len(calls) == 1

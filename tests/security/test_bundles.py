@@ -212,7 +212,7 @@ def test_a_lora_source_is_never_downloaded_and_never_loops(lora_bundle, no_netwo
     meta = meta_of(lora_bundle)
     meta["lineage"]["source"] = str(lora_bundle)  # its own source
     write_meta(lora_bundle, meta)
-    refused(lora_bundle, r"lineage.source leads through more than 4 LoRA bundles \(or in a loop\)")
+    refused(lora_bundle, r"lineage.source leads through more than 4 bundles built on their source \(or in a loop\)")
     for name in ("timm:resnet18", "torchvision:resnet18", "hf:bert-base-uncased"):
         meta["lineage"]["source"] = name
         meta["adapter"]["base"]["architecture"] = {"arch": name, "kwargs": {}, "num_classes": 3, "cut_at": None}

@@ -2,8 +2,9 @@
 
 Methods are loss modules (:mod:`transferkit.adaptation.methods`) kept apart from the training loop
 (:mod:`transferkit.engine.adapt`); :mod:`~transferkit.adaptation.selection` chooses checkpoints without target
-labels; :mod:`~transferkit.adaptation.diagnostics` measures the domain gap; :mod:`~transferkit.adaptation.adabn`
-re-estimates BatchNorm statistics. The job that ties them together is :func:`transferkit.api.adapt`.
+labels; :mod:`~transferkit.adaptation.adabn` re-estimates BatchNorm statistics. The domain gap is measured by
+:mod:`transferkit.transferability.similarity`, as ``select`` measures it. The job that ties them together is
+:func:`transferkit.api.adapt`.
 
 Named ``adaptation`` rather than ARCHITECTURE.md's ``adapt/``: importing a subpackage sets the parent package's
 attribute of the same name, so a package ``transferkit.adapt`` would replace the public job function
@@ -11,12 +12,11 @@ attribute of the same name, so a package ``transferkit.adapt`` would replace the
 """
 
 from transferkit.adaptation.adabn import adapt_batchnorm
-from transferkit.adaptation.diagnostics import mmd2, proxy_a_distance
 from transferkit.adaptation.losses import GradientReversal, coral_loss, dann_coefficient, entropy, mk_mmd_loss
 from transferkit.adaptation.methods import AdaptMethod, build_method, list_methods, parse_method, register_method
 from transferkit.adaptation.net import AdaptNet
 from transferkit.adaptation.selection import deep_embedded_validation, target_entropy
 
 __all__ = ["AdaptMethod", "AdaptNet", "GradientReversal", "adapt_batchnorm", "build_method", "coral_loss",
-           "dann_coefficient", "deep_embedded_validation", "entropy", "list_methods", "mk_mmd_loss", "mmd2",
-           "parse_method", "proxy_a_distance", "register_method", "target_entropy"]
+           "dann_coefficient", "deep_embedded_validation", "entropy", "list_methods", "mk_mmd_loss",
+           "parse_method", "register_method", "target_entropy"]

@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from transferkit.adaptation.adabn import adapt_batchnorm
-from transferkit.adaptation.diagnostics import mmd2, proxy_a_distance
 from transferkit.adaptation.methods import AdaptMethod, build_method, parse_method
 from transferkit.adaptation.net import AdaptNet
 from transferkit.adaptation.selection import (
@@ -64,6 +63,7 @@ from transferkit.report.metrics import classification_metrics
 from transferkit.report.plots import plot_confusion, plot_embedding, plot_learning_curves
 from transferkit.report.tables import metrics_table
 from transferkit.rundir import check_output_dir, run_session
+from transferkit.transferability.similarity import similarities
 
 LABEL_FREE = ("source_val", "target_entropy", "dev")
 ORACLE_NOTE = "ORACLE selection: the checkpoint was chosen with target labels (for analysis only, not a fair result)"
@@ -166,9 +166,10 @@ def _embed(net: AdaptNet, data: TensorBatches, batch_size: int = 256) -> np.ndar
 
 
 def _diagnostics(net: AdaptNet, source: TensorBatches, target: TensorBatches, seed: int) -> dict[str, float]:
+    """The domain similarity of source and target features (≤ 1,000 of each) — the same measures ``select``
+    reports (:func:`~transferkit.transferability.similarity.similarities`)."""
     s, t = _embed(net, _sample(source, 1000, seed)), _embed(net, _sample(target, 1000, seed + 1))
-    return {"proxy_a_distance": proxy_a_distance(s, t, seed=seed, max_per_domain=1000),
-            "mmd2": mmd2(s, t, max_per_domain=1000, seed=seed)}
+    return similarities(s.astype(np.float64), t.astype(np.float64), seed=seed)
 
 
 def _batches(net_in: AdaptNet, data: TensorBatches, batch_size: int):  # noqa: ANN202
@@ -421,7 +422,7 @@ def _write_report(run_dir: Path, m: dict[str, Any], fit: AdaptFitResult, classes
                  + markdown_table(columns, rows) + "\n")
     if m["diagnostics"]:
         d = m["diagnostics"]
-        drows = [(k, f"{d['before'][k]:.3f}", f"{d['after'][k]:.3f}") for k in ("proxy_a_distance", "mmd2")]
+        drows = [(k, f"{d['before'][k]:.3f}", f"{d['after'][k]:.3f}") for k in d["after"]]
         notes.append("Domain distance between source- and target-validation features (bottleneck), before training "
                      "and after (selected checkpoint):\n\n"
                      + markdown_table(["measure", "before", "after"], drows) + "\n")

@@ -25,6 +25,7 @@ FAMILY_MODULES: dict[str, str] = {
     "few-shot-methods": "transferkit.few_shot.methods",
     "transferability-scores": "transferkit.transferability.scores",
     "similarity-measures": "transferkit.transferability.similarity",
+    "bundle-formats": "transferkit.backbones.formats",
 }
 
 
@@ -39,7 +40,9 @@ def get_family(family: str) -> Registry[Any]:
     if family not in FAMILY_MODULES:
         raise UnknownNameError(f"unknown family '{family}'; valid families: {', '.join(family_names())}",
                                "families", family, family_names())
-    importlib.import_module(FAMILY_MODULES[family])
+    module = importlib.import_module(FAMILY_MODULES[family])
+    if hasattr(module, "load_entry_points"):  # a family that installed packages extend (bundle formats)
+        module.load_entry_points()
     return FAMILIES[family]
 
 

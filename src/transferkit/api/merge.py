@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from transferkit.api.runs import RunResult
+from transferkit.backbones.formats import format_of
 from transferkit.bundle import BundleError, load_bundle, resolve_bundle, save_bundle
 from transferkit.rundir import check_output_dir
-from transferkit.strategies.lora import merge_lora
 
 
 def merge(bundle: str | Path, out: str | Path) -> RunResult:
@@ -18,10 +18,11 @@ def merge(bundle: str | Path, out: str | Path) -> RunResult:
     check_output_dir(out, [bundle], bundle=True)
     path = resolve_bundle(bundle)
     model, meta = load_bundle(path)
-    if not meta.get("adapter"):
+    fmt = format_of(model)
+    if not meta.get("adapter") or fmt is None or fmt.merge is None:
         raise BundleError(f"{path}: not a LoRA bundle (no adapters to merge); it is already self-contained")
     adapter = meta["adapter"]
-    merge_lora(model)
+    fmt.merge(model)
     keep = {k: v for k, v in meta.items() if k not in ("adapter", "architecture", "num_classes", "input_spec",
                                                        "versions", "format_version")}
     keep["lineage"] = {**(meta.get("lineage") or {}), "merged_from": str(path),

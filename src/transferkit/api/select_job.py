@@ -63,7 +63,7 @@ from transferkit.report.select import fmt, verification_lines, write_select_repo
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import FinishedWork, check_output_dir, staged_output
 from transferkit.transferability import SCORES
-from transferkit.transferability.similarity import SIMILARITY_MEASURES
+from transferkit.transferability.similarity import SIMILARITY_MEASURES, similarities
 
 RANDOM_PREFIX = "random:"
 DEFAULT_SCORES = ("logme", "h_score", "h_score_shrunk", "leep", "nce")
@@ -189,7 +189,7 @@ def _similarity(model: Backbone, source: ImageSet, target_features: torch.Tensor
     batches = to_batches(source, model.input_spec)
     src = cached_features(model, batches, batches.key or source.fingerprint())[0].double().numpy()
     tgt = target_features.double().numpy()
-    values = {name: float(fn(src, tgt)) for name, fn in SIMILARITY_MEASURES.items()}
+    values = similarities(src, tgt)
     return {"values": values, "note": "", "time_s": time.perf_counter() - t0}
 
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferkit.backbones.base import Backbone
+from transferkit.backbones.formats import BundleFormat
 from transferkit.backbones.fused import joint_input_spec, member_input, members_from_config
 from transferkit.backbones.registry import FUSED_METHODS, build_from_config
 from transferkit.fusion.gating import GatedFusion
@@ -107,3 +108,10 @@ class FusedModel(Backbone):
 
     def param_groups(self):  # noqa: ANN201 — a fused model is used, not fine-tuned
         return []
+
+
+FUSED_FORMAT = BundleFormat(
+    "fused", "several members and a combination rule, rebuilt from the members' configs",
+    load=lambda meta, ctx: ctx.build(FusedModel.from_config))
+"""The ``fused`` bundle format (declared as an entry point in ``pyproject.toml``): saved like a plain model (the
+members' weights and the rule's tensors), rebuilt by :meth:`FusedModel.from_config`."""

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from transferkit.backbones.adapters import ADAPTER_KEY, BN_POLICIES, adapter_state, inject_lora, merge_lora
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.cache import weights_hash
 from transferkit.config import TrainConfig
@@ -36,9 +37,6 @@ from transferkit.strategies.base import Strategy, TrainingPlan, register_strateg
 from transferkit.strategies.freezing import split_patterns
 
 __all__ = ["Lora", "adapter_state", "inject_lora", "lora_targets", "merge_lora"]
-
-ADAPTER_KEY = "lora_"
-
 
 def _adaptable(m: nn.Module) -> bool:
     return isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.groups == 1)
@@ -76,46 +74,6 @@ def lora_targets(model: Backbone, target: str = "auto") -> list[str]:
     return chosen
 
 
-def inject_lora(model: Backbone, targets: list[str], r: int, alpha: float, dropout: float = 0.0) -> Backbone:
-    """Wrap ``targets`` of ``model`` (in place) with LoRA adapters through ``peft``; returns ``model``.
-
-    Afterwards only the adapters are trainable (``peft`` freezes the rest); the caller unfreezes the head.
-    """
-    from peft import LoraConfig
-    from peft.tuners.lora import LoraModel
-
-    config = LoraConfig(r=int(r), lora_alpha=float(alpha), lora_dropout=float(dropout), target_modules=list(targets))
-    LoraModel(model, config, "default")  # injects into ``model`` itself
-    model.adapter = {"type": "lora", "r": int(r), "alpha": float(alpha), "dropout": float(dropout),
-                     "targets": list(targets)}
-    return model
-
-
-def adapter_state(model: Backbone, with_bn_stats: bool = False) -> dict[str, torch.Tensor]:
-    """The tensors that make a LoRA model differ from its source: adapters, head (and BatchNorm statistics)."""
-    bn = {f"{n}.{b}" for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-          for b in ("running_mean", "running_var", "num_batches_tracked")} if with_bn_stats else set()
-    return {k: v for k, v in model.state_dict().items()
-            if ADAPTER_KEY in k or k.startswith("head.") or k in bn}
-
-
-def merge_lora(model: Backbone) -> Backbone:
-    """Fold every LoRA update into its base layer and remove the adapters (in place); returns ``model``.
-
-    The merged model computes the same function (up to float rounding) as a plain backbone.
-    """
-    from peft.tuners.lora import LoraLayer
-
-    for name, module in list(model.named_modules()):
-        if isinstance(module, LoraLayer):
-            module.merge()
-            parent_name, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(parent_name) if parent_name else model, attr, module.get_base_layer())
-    if hasattr(model, "adapter"):
-        del model.adapter
-    return model
-
-
 @register_strategy
 class Lora(Strategy):
     """Low-rank adapters on the frozen source (``peft``) + a new head; see the module docstring."""
@@ -143,7 +101,7 @@ class Lora(Strategy):
             raise ValueError(f"lora: alpha must be a positive number (scale = alpha / r), got {o['alpha']!r}")
         if not isinstance(o["dropout"], (int, float)) or not 0 <= o["dropout"] < 1:
             raise ValueError(f"lora: dropout must be in [0, 1), got {o['dropout']!r}")
-        if o["bn"] not in ("train", "frozen"):
+        if o["bn"] not in BN_POLICIES:
             raise ValueError(f"lora: bn='{o['bn']}' is not a BatchNorm policy; valid choices: frozen (default), train")
         if not isinstance(o["target"], str) or (o["target"] != "auto" and not split_patterns(o["target"])):
             raise ValueError(f"lora: target must be 'auto' or comma-separated module-name patterns, got "

@@ -11,8 +11,10 @@ through one network) and say how alike the two inputs look to it; the row counts
   Domain Adaptation" (and Ben-David et al., Machine Learning 2010): ``2 (1 − 2ε)`` from the cross-validated error
   ``ε`` of a linear domain classifier.
 
-Unlike the diagnostics in :mod:`transferkit.adaptation.diagnostics` (torch-friendly, used around adaptation
-training), these are plain NumPy and share the validation of :mod:`transferkit.transferability.checks`.
+This is the one definition of these measures in transferkit: ``select --similarity-data`` (how far a source's
+images are from the target's) and ``adapt``'s diagnostics (how far the source and target features are before and
+after adaptation) both report :func:`similarities`, so their numbers can be compared. Plain NumPy, with the
+validation of :mod:`transferkit.transferability.checks`.
 """
 
 from __future__ import annotations
@@ -138,3 +140,10 @@ SIMILARITY_MEASURES.add("mmd2", mmd, summary="unbiased squared maximum mean disc
 SIMILARITY_MEASURES.add("proxy_a_distance", proxy_a_distance,
                         summary="2 (1 − 2ε) from the cross-validated error of a linear domain classifier",
                         paper="Ben-David et al., 2007, Analysis of Representations for Domain Adaptation")
+
+
+def similarities(source: ArrayLike, target: ArrayLike, seed: int = 0) -> dict[str, float]:
+    """Every registered similarity measure of the two feature sets, in :data:`SIMILARITY_MEASURES`' order —
+    what ``select`` and ``adapt`` report (``seed`` fixes the subsampling and folds of the measures that have any)."""
+    return {name: float(fn(source, target, seed=seed) if name != "mean_cosine" else fn(source, target))
+            for name, fn in SIMILARITY_MEASURES.items()}
