@@ -215,7 +215,7 @@ def summary(results: dict) -> str:
         for key, row in seeds.items():
             grid, base = row.get("grid"), row.get("baseline")
             autos = sorted((p for p in row if p.startswith("auto_") and "_first" not in p),
-                           key=lambda p: parse_budget(p[5:]))
+                           key=lambda p: parse_budget(p[5:].split("_")[0]))
             for proc in autos:
                 a = row[proc]
                 if not (grid and a.get("test_accuracy") is not None):

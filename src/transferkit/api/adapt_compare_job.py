@@ -22,8 +22,9 @@ from typing import Any
 from rich.console import Console
 
 from transferkit.adaptation.methods import parse_method
-from transferkit.api.adapt_job import ORACLE_NOTE, REFERENCE_NOTE, adapt
+from transferkit.api.adapt_job import adapt
 from transferkit.api.runs import RunResult, write_json, write_yaml
+from transferkit.report.adapt import ORACLE_NOTE, REFERENCE_NOTE
 from transferkit.report.markdown import comparison_report
 from transferkit.report.metrics import comparison_sentence, flag, group_did_not_learn, majority_rate, mean_std
 from transferkit.report.plots import plot_method_bars

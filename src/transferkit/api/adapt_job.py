@@ -58,16 +58,13 @@ from transferkit.data.registry import has_split
 from transferkit.data.splits import labelled_budget_split
 from transferkit.engine.adapt import AdaptFitResult, ValOutput, fit_adapt
 from transferkit.errors import ConfigError
-from transferkit.report.markdown import markdown_table, run_report
+from transferkit.report.adapt import write_adapt_report
 from transferkit.report.metrics import classification_metrics
-from transferkit.report.plots import plot_confusion, plot_embedding, plot_learning_curves
 from transferkit.report.tables import metrics_table
 from transferkit.rundir import check_output_dir, run_session
 from transferkit.transferability.similarity import similarities
 
 LABEL_FREE = ("source_val", "target_entropy", "dev")
-ORACLE_NOTE = "ORACLE selection: the checkpoint was chosen with target labels (for analysis only, not a fair result)"
-REFERENCE_NOTE = "target_oracle is an UPPER REFERENCE trained on labelled target data, not an adaptation method"
 
 
 # -- data -------------------------------------------------------------------------------------------------
@@ -337,7 +334,11 @@ def adapt(
                             "metrics": {"split": f"{target} test", "accuracy": acc_t}, "config": config},
                     tmp / "bundle")
         write_json(tmp / "metrics.json", metrics)
-        _write_report(tmp, metrics, fit, src_full.classes, before_emb, net, pics, plots)
+        embeddings = None
+        if plots and before_emb is not None:  # the t-SNE subsets: before training, and the selected checkpoint's
+            embeddings = {"labels": (pics[0].y.numpy(), pics[1].y.numpy()), "before": before_emb,
+                          "after": (_embed(net, pics[0]), _embed(net, pics[1]))}
+        write_adapt_report(tmp, metrics, fit.history if plots else [], src_full.classes, embeddings)
     console.print(metrics_table(metrics["target_test"], f"adapt {'+'.join(parts)} → {out} ({target} test)"))
     if fit.diverged:
         console.print(f"[red]training diverged at step {fit.diverged['step']}: {fit.diverged['what']}; kept the last "
@@ -376,55 +377,3 @@ def _evaluate(net: AdaptNet, method: AdaptMethod, fit: AdaptFitResult, feat: dic
     return {"selected_state": chosen, "selected_accuracy": by[select_on]["target_accuracy"],
             "selected_predictions": chosen_pred, "last_accuracy": last_acc, "by_criterion": by,
             "adabn": {"applied": adabn, "target_images": len(feat["t_train"])} if adabn else None}
-
-
-def _write_report(run_dir: Path, m: dict[str, Any], fit: AdaptFitResult, classes: list[str],
-                  before_emb: tuple[np.ndarray, np.ndarray] | None, net: AdaptNet,
-                  pics: tuple[TensorBatches, TensorBatches], plots: bool) -> None:
-    images: list[str] = []
-    if plots and fit.history:
-        plot_learning_curves(fit.history, run_dir / "learning_curves.png", f"adapt: {m['method']} (source val)")
-        images.append("learning_curves.png")
-    plot_confusion(m["target_test"]["confusion_matrix"], classes, run_dir / "confusion_matrix.png",
-                   f"target test, accuracy {m['target_accuracy']:.3f}")
-    images.append("confusion_matrix.png")
-    if plots and before_emb is not None:
-        s_lab, t_lab = pics[0].y.numpy(), pics[1].y.numpy()
-        plot_embedding(before_emb[0], before_emb[1], s_lab, t_lab, run_dir / "tsne_before.png",
-                       "features before training (source val vs target test)")
-        plot_embedding(_embed(net, pics[0]), _embed(net, pics[1]), s_lab, t_lab,
-                       run_dir / "tsne_after.png", f"features after {m['method']} (selected checkpoint)")
-        images += ["tsne_before.png", "tsne_after.png"]
-    facts = {
-        "job": "adapt", "method": m["method"] + ("  (UPPER REFERENCE: trained on target labels)" if m["reference"]
-                                                else ""),
-        "source → target": f"{m['source']} → {m['target']}", "network": m["backbone"] + (" (frozen features)" if
-                                                                                         m["frozen"] else ""),
-        "options": m["options"] or "-", "selection": m["selection"] + ("  (ORACLE: uses target labels)"
-                                                                     if m["oracle_selection"] else ""),
-        "source train / val images": f"{m['n_source_train']} / {m['n_source_val']}",
-        "target unlabelled / held-out / test": f"{m['n_target_train']} / {m['n_target_val']} / {m['n_target_test']}",
-        "seed": m["seed"], "epochs run": m["epochs_run"], "selected epoch": m["selected_epoch"] + 1,
-        "target accuracy (selected)": f"{m['target_accuracy']:.4f}",
-        "target accuracy (last epoch)": f"{m['target_accuracy_last']:.4f}",
-        "train time": f"{m['train_time_s']:.1f} s", "total time": f"{m['total_time_s']:.1f} s",
-    }
-    if m["diverged"]:
-        facts["DIVERGED"] = f"at step {m['diverged']['step']}: {m['diverged']['what']} — the last good epoch was kept"
-    notes = ["Target labels were never used for training or selection" if not (m["oracle_selection"] or m["reference"])
-             else (ORACLE_NOTE if m["oracle_selection"] else REFERENCE_NOTE),
-             "The target test split was scored once per kept checkpoint, after training."]
-    rows = [(k, v["epoch"] + 1, f"{v['score']:.4f}", f"{v['target_accuracy']:.4f}",
-             "yes (oracle)" if v.get("uses_target_labels") else "no") for k, v in m["by_criterion"].items()]
-    rows.append(("last epoch", m["last_epoch"] + 1, "-", f"{m['target_accuracy_last']:.4f}", "no"))
-    columns = ["criterion", "epoch", "score", "target accuracy", "uses target labels"]
-    notes.append("Checkpoint each selection criterion picks, and its target-test accuracy:\n\n"
-                 + markdown_table(columns, rows) + "\n")
-    if m["diagnostics"]:
-        d = m["diagnostics"]
-        drows = [(k, f"{d['before'][k]:.3f}", f"{d['after'][k]:.3f}") for k in d["after"]]
-        notes.append("Domain distance between source- and target-validation features (bottleneck), before training "
-                     "and after (selected checkpoint):\n\n"
-                     + markdown_table(["measure", "before", "after"], drows) + "\n")
-    run_report(run_dir / "report.md", f"transferkit adapt: {m['method']}", facts,
-               {**m["target_test"], "split": f"{m['target']} test"}, images, notes)

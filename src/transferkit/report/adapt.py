@@ -1,0 +1,79 @@
+"""``report.md`` of ``transferkit adapt`` (and its pictures): a function of the run's metrics, its training history
+and, when plots are on, the 2-D embeddings of the source and target features before and after training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transferkit.report.markdown import markdown_table, run_report
+from transferkit.report.plots import plot_confusion, plot_embedding, plot_learning_curves
+
+ORACLE_NOTE = "ORACLE selection: the checkpoint was chosen with target labels (for analysis only, not a fair result)"
+REFERENCE_NOTE = "target_oracle is an UPPER REFERENCE trained on labelled target data, not an adaptation method"
+
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+def write_adapt_report(run_dir: Path, m: dict[str, Any], history: list[dict[str, float]], classes: list[str],
+                       embeddings: dict[str, Pair] | None) -> None:
+    """Learning curves (when ``history`` has epochs), the target-test confusion matrix, t-SNE pictures of
+    ``embeddings`` (``labels``, ``before``, ``after``: each a (source, target) pair) and ``report.md``: the facts,
+    which checkpoint each selection criterion picks, and the domain distances before and after."""
+    images: list[str] = []
+    if history:
+        plot_learning_curves(history, run_dir / "learning_curves.png", f"adapt: {m['method']} (source val)")
+        images.append("learning_curves.png")
+    plot_confusion(m["target_test"]["confusion_matrix"], classes, run_dir / "confusion_matrix.png",
+                   f"target test, accuracy {m['target_accuracy']:.3f}")
+    images.append("confusion_matrix.png")
+    if embeddings is not None:
+        (s_lab, t_lab), (s0, t0), (s1, t1) = embeddings["labels"], embeddings["before"], embeddings["after"]
+        plot_embedding(s0, t0, s_lab, t_lab, run_dir / "tsne_before.png",
+                       "features before training (source val vs target test)")
+        plot_embedding(s1, t1, s_lab, t_lab, run_dir / "tsne_after.png",
+                       f"features after {m['method']} (selected checkpoint)")
+        images += ["tsne_before.png", "tsne_after.png"]
+    run_report(run_dir / "report.md", f"transferkit adapt: {m['method']}", _facts(m),
+               {**m["target_test"], "split": f"{m['target']} test"}, images, _notes(m))
+
+
+def _facts(m: dict[str, Any]) -> dict[str, Any]:
+    facts = {
+        "job": "adapt", "method": m["method"] + ("  (UPPER REFERENCE: trained on target labels)" if m["reference"]
+                                                else ""),
+        "source → target": f"{m['source']} → {m['target']}",
+        "network": m["backbone"] + (" (frozen features)" if m["frozen"] else ""),
+        "options": m["options"] or "-",
+        "selection": m["selection"] + ("  (ORACLE: uses target labels)" if m["oracle_selection"] else ""),
+        "source train / val images": f"{m['n_source_train']} / {m['n_source_val']}",
+        "target unlabelled / held-out / test": f"{m['n_target_train']} / {m['n_target_val']} / {m['n_target_test']}",
+        "seed": m["seed"], "epochs run": m["epochs_run"], "selected epoch": m["selected_epoch"] + 1,
+        "target accuracy (selected)": f"{m['target_accuracy']:.4f}",
+        "target accuracy (last epoch)": f"{m['target_accuracy_last']:.4f}",
+        "train time": f"{m['train_time_s']:.1f} s", "total time": f"{m['total_time_s']:.1f} s",
+    }
+    if m["diverged"]:
+        facts["DIVERGED"] = f"at step {m['diverged']['step']}: {m['diverged']['what']} — the last good epoch was kept"
+    return facts
+
+
+def _notes(m: dict[str, Any]) -> list[str]:
+    notes = ["Target labels were never used for training or selection" if not (m["oracle_selection"] or m["reference"])
+             else (ORACLE_NOTE if m["oracle_selection"] else REFERENCE_NOTE),
+             "The target test split was scored once per kept checkpoint, after training."]
+    rows = [(k, v["epoch"] + 1, f"{v['score']:.4f}", f"{v['target_accuracy']:.4f}",
+             "yes (oracle)" if v.get("uses_target_labels") else "no") for k, v in m["by_criterion"].items()]
+    rows.append(("last epoch", m["last_epoch"] + 1, "-", f"{m['target_accuracy_last']:.4f}", "no"))
+    columns = ["criterion", "epoch", "score", "target accuracy", "uses target labels"]
+    notes.append("Checkpoint each selection criterion picks, and its target-test accuracy:\n\n"
+                 + markdown_table(columns, rows) + "\n")
+    if m["diagnostics"]:
+        d = m["diagnostics"]
+        drows = [(k, f"{d['before'][k]:.3f}", f"{d['after'][k]:.3f}") for k in d["after"]]
+        notes.append("Domain similarity of source- and target-validation features (bottleneck), before training and "
+                     "after (selected checkpoint) — the measures `select` reports:\n\n"
+                     + markdown_table(["measure", "before", "after"], drows) + "\n")
+    return notes
