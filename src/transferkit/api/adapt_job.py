@@ -205,7 +205,81 @@ def adapt(
     config = {"command": "adapt", **{k: str(v) if isinstance(v, Path) else v for k, v in locals().items()
                                       if k not in ("console",)}}
     console = console or Console()
-    parts = parse_method(method)  # validate before loading anything
+    parts = _check_args(method, selection, epochs, target_val, frozen, pretrained, backbone)
+    oracle_method = parts == ["target_oracle"]
+    select_on = "oracle" if oracle_selection else selection
+    inputs = [source, target, backbone]  # never written over
+    check_output_dir(out, inputs)  # before anything loads or trains (run_session checks again)
+    set_threads()
+    start = time.perf_counter()
+    d = _Domains.load(source, target, classes, strict, resize, test_limit, source_per_class, val_fraction,
+                      target_val, target_limit, seed)
+    if len(d.t_train) < batch_size and not oracle_method and "source_only" not in parts:
+        raise ValueError(f"--target {target}: {len(d.t_train)} unlabelled target training images, fewer than "
+                         f"--batch-size {batch_size}; lower --batch-size or give more target data")
+    torch.manual_seed(seed)  # the initialisation (backbone from scratch, bottleneck head) depends on the seed alone
+    model, origin = build_model(backbone, d.source.num_classes, d.channels, pretrained, image_size, bottleneck)
+    feat, net, extract_s = _features(model, d, frozen, oracle_method)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr if lr is not None else 1e-3,
+                      weight_decay=weight_decay, optimizer=optimizer, seed=seed, accelerator=accelerator,
+                      devices=devices, progress=progress, checkpoint_every=checkpoint_every)
+    L.seed_everything(seed, verbose=False)
+    method_mod = build_method(method, net.feature_dim, d.source.num_classes, options)
+    mult = backbone_lr_mult if backbone_lr_mult is not None else (0.1 if (pretrained or origin.startswith("bundle"))
+                                                                 else 1.0)
+    groups = _param_groups(net, method_mod, cfg.lr, mult, frozen)
+
+    # before: diagnostics of the starting features (the pretrained extractor, or the random initialisation)
+    diag: dict[str, Any] = {"before": _diagnostics(net, feat["source_val"], feat["t_val"], seed)} if diagnostics else {}
+    pics = (_sample(feat["source_val"], 500, seed), _sample(feat["t_test"], 500, seed + 1))  # t-SNE subsets
+    before_emb = (_embed(net, pics[0]), _embed(net, pics[1])) if plots else None
+    val_sets, criteria = _selection_inputs(feat, oracle_selection, oracle_method, seed)
+    out = Path(out)
+    with run_session(out, resume, overwrite, config, inputs) as session:
+        tmp = session.path
+        write_yaml(tmp / "config.yaml", config)
+        if session.resume_from is not None:
+            cfg = dataclasses.replace(cfg, resume_from=str(session.resume_from))
+            console.print(f"resuming {out} from {session.resume_from.name}")
+        fit = fit_adapt(net, method_mod, groups, feat["s_train"], unlabelled(feat["t_train"]), val_sets, cfg,
+                        make_scorer(oracle_selection or oracle_method), criteria, tmp)
+        results = _evaluate(net, method_mod, fit, feat, select_on, batch_size)
+        net.load_state_dict(results["selected_state"])
+        if diagnostics:
+            diag["after"] = _diagnostics(net, feat["source_val"], feat["t_val"], seed)
+        metrics = {
+            "task": "adapt", "method": "+".join(parts), "reference": bool(oracle_method),
+            "options": method_mod.options, "selection": select_on, "oracle_selection": bool(oracle_selection),
+            "seed": seed, "source": source, "target": target, "backbone": origin, "frozen": frozen,
+            **_scores(net, fit, results, feat, d, select_on), "diagnostics": diag,
+            "train_time_s": fit.train_time_s, "feature_extraction_s": extract_s,
+        }
+        metrics["total_time_s"] = time.perf_counter() - start
+        lineage = {"kind": "adapt", "source": origin, "data": source, "target": target, "method": "+".join(parts),
+                   "options": method_mod.options, "selection": select_on, "seed": seed, "classes": d.source.classes}
+        final = model.eval()  # frozen: the untouched extractor + the adapted head (the same module the net trained)
+        save_bundle(final, {"classes": d.source.classes, "lineage": lineage, "config": config,
+                            "metrics": {"split": f"{target} test", "accuracy": metrics["target_accuracy"]}},
+                    tmp / "bundle")
+        write_json(tmp / "metrics.json", metrics)
+        embeddings = None
+        if before_emb is not None:  # the t-SNE subsets: before training, and the selected checkpoint's
+            embeddings = {"labels": (pics[0].y.numpy(), pics[1].y.numpy()), "before": before_emb,
+                          "after": (_embed(net, pics[0]), _embed(net, pics[1]))}
+        write_adapt_report(tmp, metrics, fit.history if plots else [], d.source.classes, embeddings)
+    console.print(metrics_table(metrics["target_test"], f"adapt {'+'.join(parts)} → {out} ({target} test)"))
+    if fit.diverged:
+        console.print(f"[red]training diverged at step {fit.diverged['step']}: {fit.diverged['what']}; kept the last "
+                      "good epoch's weights. Try a lower --lr or --option trade_off=0.3[/red]")
+    console.print(f"report: {out / 'report.md'}   bundle: {out / 'bundle'}")
+    return RunResult(out, metrics, final, {"classes": d.source.classes, "lineage": lineage})
+
+
+# -- the job's phases ---------------------------------------------------------------------------------------------
+def _check_args(method: str, selection: str, epochs: int, target_val: int, frozen: bool, pretrained: bool,
+                backbone: str) -> list[str]:
+    """Validate what needs no data (before anything loads); the method's parts."""
+    parts = parse_method(method)
     check_criterion(selection)
     if selection == "oracle":
         raise ValueError("--selection oracle peeks at target labels; ask for it explicitly with --oracle-selection")
@@ -216,135 +290,106 @@ def adapt(
     if frozen and not pretrained and is_backbone_name(backbone):
         raise ValueError("--frozen adapts a head on frozen features: pass --pretrained (or a bundle as --backbone); "
                          "frozen random features would not transfer anything")
-    oracle_method = parts == ["target_oracle"]
-    select_on = "oracle" if oracle_selection else selection
-    inputs = [source, target, backbone]  # never written over
-    check_output_dir(out, inputs)  # before anything loads or trains (run_session checks again)
-    set_threads()
-    start = time.perf_counter()
+    return parts
 
-    # data: the target's labels stay out of training and selection
-    src_full = load_task(source, "train", classes, strict)
-    tgt_full = load_task(target, "train", classes, strict)
-    require_images(src_full, f"--source {source}", "domain adaptation")
-    require_images(tgt_full, f"--target {target}", "domain adaptation")
-    check_domains(src_full, tgt_full, resize)
-    if not has_split(target, "test"):
-        raise ValueError(f"--target {target} has no test split to score the adapted model on")
-    tgt_test_set = load_task(target, "test", classes, strict)
-    if test_limit is not None and test_limit < len(tgt_test_set):  # fixed subset: seed 0 for every run
-        keep = np.sort(np.random.default_rng(0).permutation(len(tgt_test_set))[:test_limit])
-        tgt_test_set = tgt_test_set.subset(keep, f"{tgt_test_set.name}[{test_limit}]")
-    val_per_class = None if source_per_class is None else max(source_per_class // 5, 5)
-    s_train, s_val = labelled_budget_split(src_full, source_per_class, val_per_class, val_fraction, seed)
-    t_train, t_val = random_split(tgt_full, min(target_val, len(tgt_full) // 2), target_limit, seed)
-    if len(t_train) < batch_size and not oracle_method and "source_only" not in parts:
-        raise ValueError(f"--target {target}: {len(t_train)} unlabelled target training images, fewer than "
-                         f"--batch-size {batch_size}; lower --batch-size or give more target data")
-    channels = max(src_full.channels, tgt_full.channels)  # grey → colour by repetition (lossless)
-    torch.manual_seed(seed)  # the initialisation (backbone from scratch, bottleneck head) depends on the seed alone
-    model, origin = build_model(backbone, src_full.num_classes, channels, pretrained, image_size, bottleneck)
-    spec = model.input_spec
-    prep = {name: to_batches(ds, spec) for name, ds in
-            (("s_train", s_train), ("s_val", s_val), ("t_train", t_train), ("t_val", t_val), ("t_test", tgt_test_set))}
+
+@dataclasses.dataclass
+class _Domains:
+    """The labelled source (training and validation parts) and the target: unlabelled training images, held-out
+    images for label-free selection, and the test split — the target's labels stay out of training and selection."""
+
+    source: ImageSet
+    s_train: ImageSet
+    s_val: ImageSet
+    t_train: ImageSet
+    t_val: ImageSet
+    t_test: ImageSet
+    channels: int
+
+    @classmethod
+    def load(cls, source: str, target: str, classes: str | list[int] | None, strict: bool, resize: bool,
+             test_limit: int | None, source_per_class: int | None, val_fraction: float, target_val: int,
+             target_limit: int | None, seed: int) -> _Domains:
+        src_full = load_task(source, "train", classes, strict)
+        tgt_full = load_task(target, "train", classes, strict)
+        require_images(src_full, f"--source {source}", "domain adaptation")
+        require_images(tgt_full, f"--target {target}", "domain adaptation")
+        check_domains(src_full, tgt_full, resize)
+        if not has_split(target, "test"):
+            raise ValueError(f"--target {target} has no test split to score the adapted model on")
+        test = load_task(target, "test", classes, strict)
+        if test_limit is not None and test_limit < len(test):  # fixed subset: seed 0 for every run
+            keep = np.sort(np.random.default_rng(0).permutation(len(test))[:test_limit])
+            test = test.subset(keep, f"{test.name}[{test_limit}]")
+        val_per_class = None if source_per_class is None else max(source_per_class // 5, 5)
+        s_train, s_val = labelled_budget_split(src_full, source_per_class, val_per_class, val_fraction, seed)
+        t_train, t_val = random_split(tgt_full, min(target_val, len(tgt_full) // 2), target_limit, seed)
+        # grey → colour by repetition (lossless)
+        return cls(src_full, s_train, s_val, t_train, t_val, test, max(src_full.channels, tgt_full.channels))
+
+
+def _features(model: Backbone, d: _Domains, frozen: bool,
+              oracle_method: bool) -> tuple[dict[str, TensorBatches], AdaptNet, float]:
+    """The batches the network trains and is scored on — with ``frozen``, the extractor's cached features (only the
+    head adapts) — the network, and the seconds spent extracting."""
+    prep = {name: to_batches(ds, model.input_spec) for name, ds in
+            (("s_train", d.s_train), ("s_val", d.s_val), ("t_train", d.t_train), ("t_val", d.t_val),
+             ("t_test", d.t_test))}
     prep["source_val"] = prep["s_val"]  # the real source validation data (diagnostics compare it with the target)
     if oracle_method:  # the upper reference: the labelled target replaces the source for training and selection
         prep["s_train"], prep["s_val"] = prep["t_train"], prep["t_val"]
-
-    # frozen features: adapt the head only, on cached features
-    extract_s = 0.0
+    if not frozen:
+        return prep, AdaptNet(model), 0.0
+    t0 = time.perf_counter()
+    extractor = copy.deepcopy(model).eval()
     feat = dict(prep)
-    if frozen:
-        t0 = time.perf_counter()
-        extractor = copy.deepcopy(model).eval()
-        for key, data in prep.items():
-            f, _ = cached_features(extractor, data, data.key or key)
-            feat[key] = TensorBatches(f, data.y, key=data.key)
-        extract_s = time.perf_counter() - t0
-        net = AdaptNet(None, model.head)
-    else:
-        net = AdaptNet(model)
+    for key, data in prep.items():
+        f, _ = cached_features(extractor, data, data.key or key)
+        feat[key] = TensorBatches(f, data.y, key=data.key)
+    return feat, AdaptNet(None, model.head), time.perf_counter() - t0
 
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr if lr is not None else 1e-3,
-                      weight_decay=weight_decay, optimizer=optimizer, seed=seed, accelerator=accelerator,
-                      devices=devices, progress=progress, checkpoint_every=checkpoint_every)
-    L.seed_everything(seed, verbose=False)
-    method_mod = build_method(method, net.feature_dim, src_full.num_classes, options)
-    mult = backbone_lr_mult if backbone_lr_mult is not None else (0.1 if (pretrained or origin.startswith("bundle"))
-                                                                 else 1.0)
+
+def _param_groups(net: AdaptNet, method: AdaptMethod, lr: float, backbone_mult: float,
+                  frozen: bool) -> list[dict[str, Any]]:
+    """Head (bottleneck + classifier) and the method's own modules at ``lr``, the backbone at ``lr × mult``."""
     head_params = list(net.bottleneck.parameters()) + list(net.classifier.parameters())
     head_ids = {id(p) for p in head_params}
     body = [p for p in net.parameters() if id(p) not in head_ids]
-    groups = [{"params": head_params, "lr": cfg.lr, "name": "head"},
-              {"params": list(method_mod.parameters()), "lr": cfg.lr, "name": "method"}]
+    groups = [{"params": head_params, "lr": lr, "name": "head"},
+              {"params": list(method.parameters()), "lr": lr, "name": "method"}]
     if body and not frozen:
-        groups.insert(0, {"params": body, "lr": cfg.lr * mult, "name": "backbone"})
-    groups = [g for g in groups if g["params"]]
+        groups.insert(0, {"params": body, "lr": lr * backbone_mult, "name": "backbone"})
+    return [g for g in groups if g["params"]]
 
-    # before: diagnostics of the starting features (the pretrained extractor, or the random initialisation)
-    diag: dict[str, Any] = {}
-    if diagnostics:
-        diag["before"] = _diagnostics(net, feat["source_val"], feat["t_val"], seed)
-    pics = (_sample(feat["source_val"], 500, seed), _sample(feat["t_test"], 500, seed + 1))  # t-SNE subsets
-    before_emb = (_embed(net, pics[0]), _embed(net, pics[1])) if plots else None
 
+def _selection_inputs(feat: dict[str, TensorBatches], oracle_selection: bool, oracle_method: bool,
+                      seed: int) -> tuple[list[TensorBatches], dict[str, Any]]:
+    """What the label-free criteria see after each epoch (source validation, the held-out target images — labelled
+    only for an oracle — and 1,000 source-training inputs for DEV's density-ratio fit) and the criteria."""
     t_val_seen = feat["t_val"] if (oracle_selection or oracle_method) else unlabelled(feat["t_val"])
-    probe = unlabelled(feat["s_train"])  # a random 1000 source-training inputs: DEV's density-ratio fit
+    probe = unlabelled(feat["s_train"])
     probe.x = probe.x[torch.randperm(len(probe), generator=torch.Generator().manual_seed(seed))[:1000]]
     criteria = {c: SELECTION_CRITERIA[c] for c in LABEL_FREE}
     if oracle_selection:
         criteria["oracle"] = SELECTION_CRITERIA["oracle"]
-    out = Path(out)
-    with run_session(out, resume, overwrite, config, inputs) as session:
-        tmp = session.path
-        write_yaml(tmp / "config.yaml", config)
-        if session.resume_from is not None:
-            cfg = dataclasses.replace(cfg, resume_from=str(session.resume_from))
-            console.print(f"resuming {out} from {session.resume_from.name}")
-        fit = fit_adapt(net, method_mod, groups, feat["s_train"], unlabelled(feat["t_train"]),
-                        [feat["s_val"], t_val_seen, probe], cfg, make_scorer(oracle_selection or oracle_method),
-                        criteria, tmp)
-        results = _evaluate(net, method_mod, fit, feat, select_on, batch_size)
-        chosen = results["selected_state"]
-        net.load_state_dict(chosen)
-        if diagnostics:
-            diag["after"] = _diagnostics(net, feat["source_val"], feat["t_val"], seed)
-        acc_t, pred_t = results["selected_accuracy"], results["selected_predictions"]  # scored once, in _evaluate
-        acc_s, _ = _accuracy(net, feat["source_val"])
-        final = model.eval()  # frozen: the untouched extractor + the adapted head (the same module the net trained)
-        metrics = {
-            "task": "adapt", "method": "+".join(parts), "reference": bool(oracle_method),
-            "options": method_mod.options, "selection": select_on, "oracle_selection": bool(oracle_selection),
-            "seed": seed, "source": source, "target": target, "backbone": origin, "frozen": frozen,
-            "target_accuracy": acc_t, "target_accuracy_last": results["last_accuracy"],
-            "selected_epoch": fit.best_epochs.get(select_on, -1), "last_epoch": fit.last_epoch,
-            "by_criterion": results["by_criterion"], "source_val_accuracy": acc_s,
-            "target_test": classification_metrics(feat["t_test"].y.numpy(), pred_t, src_full.classes),
-            "diagnostics": diag, "diverged": fit.diverged, "epochs_run": fit.epochs_run,
-            "n_source_train": len(s_train), "n_source_val": len(s_val), "n_target_train": len(t_train),
-            "n_target_val": len(t_val), "n_target_test": len(tgt_test_set),
-            "train_time_s": fit.train_time_s, "feature_extraction_s": extract_s,
-            "adabn": results["adabn"],
-        }
-        metrics["total_time_s"] = time.perf_counter() - start
-        lineage = {"kind": "adapt", "source": origin, "data": source, "target": target, "method": "+".join(parts),
-                   "options": method_mod.options, "selection": select_on, "seed": seed,
-                   "classes": src_full.classes}
-        save_bundle(final, {"classes": src_full.classes, "lineage": lineage,
-                            "metrics": {"split": f"{target} test", "accuracy": acc_t}, "config": config},
-                    tmp / "bundle")
-        write_json(tmp / "metrics.json", metrics)
-        embeddings = None
-        if plots and before_emb is not None:  # the t-SNE subsets: before training, and the selected checkpoint's
-            embeddings = {"labels": (pics[0].y.numpy(), pics[1].y.numpy()), "before": before_emb,
-                          "after": (_embed(net, pics[0]), _embed(net, pics[1]))}
-        write_adapt_report(tmp, metrics, fit.history if plots else [], src_full.classes, embeddings)
-    console.print(metrics_table(metrics["target_test"], f"adapt {'+'.join(parts)} → {out} ({target} test)"))
-    if fit.diverged:
-        console.print(f"[red]training diverged at step {fit.diverged['step']}: {fit.diverged['what']}; kept the last "
-                      "good epoch's weights. Try a lower --lr or --option trade_off=0.3[/red]")
-    console.print(f"report: {out / 'report.md'}   bundle: {out / 'bundle'}")
-    return RunResult(out, metrics, final, {"classes": src_full.classes, "lineage": lineage})
+    return [feat["s_val"], t_val_seen, probe], criteria
+
+
+def _scores(net: AdaptNet, fit: AdaptFitResult, results: dict[str, Any], feat: dict[str, TensorBatches],
+            d: _Domains, select_on: str) -> dict[str, Any]:
+    """The adapted network's scores (the target test split scored once per kept checkpoint, in :func:`_evaluate`)
+    and the sizes of every part."""
+    acc_s, _ = _accuracy(net, feat["source_val"])
+    return {
+        "target_accuracy": results["selected_accuracy"], "target_accuracy_last": results["last_accuracy"],
+        "selected_epoch": fit.best_epochs.get(select_on, -1), "last_epoch": fit.last_epoch,
+        "by_criterion": results["by_criterion"], "source_val_accuracy": acc_s,
+        "target_test": classification_metrics(feat["t_test"].y.numpy(), results["selected_predictions"],
+                                              d.source.classes),
+        "diverged": fit.diverged, "epochs_run": fit.epochs_run,
+        "n_source_train": len(d.s_train), "n_source_val": len(d.s_val), "n_target_train": len(d.t_train),
+        "n_target_val": len(d.t_val), "n_target_test": len(d.t_test), "adabn": results["adabn"],
+    }
 
 
 def _evaluate(net: AdaptNet, method: AdaptMethod, fit: AdaptFitResult, feat: dict[str, TensorBatches],
