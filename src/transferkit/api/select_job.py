@@ -277,8 +277,72 @@ def select(
     console = console or Console()
     names = parse_scores(scores)
     config["scores"] = names
-    cands = [str(candidates)] if isinstance(candidates, (str, Path)) else [str(c) for c in candidates]
+    cands = _check_candidates(candidates, verify)
     config["candidates"] = cands
+    check_output_dir(out, [*cands, data, similarity_data])  # before anything loads or trains
+    set_threads()
+    start = time.perf_counter()
+    full, scoring, source_set = _scoring_sets(data, classes, strict, max_length, labels_per_class, val_per_class,
+                                              val_fraction, seed, similarity_data, similarity_classes,
+                                              similarity_samples)
+    data_s = time.perf_counter() - start
+    entries, skipped = _score_all(cands, full, scoring, source_set, names, image_size, seed, max_length,
+                                  convert_channels, console)
+    scoring_s = time.perf_counter() - start
+    n_verify = len(entries) if verify_all else int(verify)
+    if n_verify > len(entries):
+        raise ValueError(f"--verify {verify}: only {len(entries)} usable candidate(s) remain after skipping "
+                         f"{len(skipped)} ({', '.join(s['candidate'] for s in skipped)}); choose at most "
+                         f"{len(entries)}")
+    entries = _rank(entries, names)
+
+    out = Path(out)
+    verification: dict[str, Any] | None = None
+    work = None
+    if n_verify:  # fine-tuning runs are kept as they finish: an error later loses none of them (FinishedWork)
+        work = FinishedWork(out, "select", {"config": config, "scoring": scoring.fingerprint(),
+                                            "chosen": [e["candidate"] for e in entries[:n_verify]]}, config)
+        if work.stale:
+            console.print(f"{work.path} held verification runs of other settings: discarded", markup=False)
+        verification = _verify(entries[:n_verify], data, classes, labels_per_class, val_per_class, val_fraction,
+                               seed, epochs, patience, batch_size, lr, image_size, max_length, strict,
+                               convert_channels, work, console)
+        verification["correlations"] = _correlations(entries, names)
+    for e in entries:
+        e.pop("_model", None)
+    metrics = {
+        "task": "select", "data": data, "classes": full.classes, "class_indices": parse_classes(classes),
+        "scoring_set": {"split": "train", "labels_per_class": labels_per_class, "n": len(scoring),
+                        "val_per_class": val_per_class, "seed": seed, "fingerprint": scoring.fingerprint()},
+        "scores": names, "ranked_by": names[0], "selected": entries[0]["candidate"],
+        "candidates": entries, "skipped": skipped,
+        "similarity": {"data": similarity_data, "classes": source_set.classes, "n": len(source_set)}
+        if source_set is not None else None,
+        "data_load_s": data_s, "scoring_time_s": scoring_s, "verification": verification,
+    }
+    with staged_output(out, "select") as tmp:
+        write_yaml(tmp / "config.yaml", config)
+        if work is not None:
+            shutil.copytree(work.path / "verify", tmp / "verify",  # the runs, not their locks or leftovers
+                            ignore=shutil.ignore_patterns(".*.lock", ".*.partial", ".*.work"))
+        metrics["total_time_s"] = time.perf_counter() - start
+        _write_outputs(tmp, metrics, data)
+    console.print(comparison_table(*_ranking_rows(entries, names, compact=True),
+                                   title=f"select → {out}  (ranked by {names[0]})"))
+    for s in skipped:
+        console.print(f"  skipped {s['candidate']}: {s['reason']}", markup=False, highlight=False)
+    for line in verification_lines(metrics):
+        console.print(f"  • {line}", markup=False, highlight=False)
+    if work is not None:
+        work.close()
+    console.print(f"report: {out / 'report.md'}")
+    return RunResult(out, metrics, None, {"classes": full.classes, "selected": entries[0]["candidate"]})
+
+
+# -- the job's phases ---------------------------------------------------------------------------------------------
+def _check_candidates(candidates: str | Path | Sequence[str | Path], verify: int) -> list[str]:
+    """The candidates as strings: at least one, none twice; ``verify`` a whole number ≤ their count."""
+    cands = [str(candidates)] if isinstance(candidates, (str, Path)) else [str(c) for c in candidates]
     if not cands:
         raise ValueError("select needs at least one candidate source (a pretrained backbone name, a run/bundle "
                          "directory, timm:/torchvision: names or random:<backbone>)")
@@ -289,29 +353,39 @@ def select(
         raise ValueError(f"--verify must be a whole number ≥ 0 (how many top candidates to fine-tune), got {verify!r}")
     if verify > len(cands):
         raise ValueError(f"--verify {verify}: only {len(cands)} candidate(s) were given")
-    check_output_dir(out, [*cands, data, similarity_data])  # before anything loads or trains
-    set_threads()
-    start = time.perf_counter()
+    return cands
+
+
+def _scoring_sets(data: str, classes: str | list[int] | None, strict: bool, max_length: int | None,
+                  labels_per_class: int | None, val_per_class: int | None, val_fraction: float, seed: int,
+                  similarity_data: str | None, similarity_classes: str | list[int] | None,
+                  similarity_samples: int) -> tuple[ImageSet, ImageSet, ImageSet | None]:
+    """The target's training split, the scoring set (the K labelled images per class a ``transfer`` of the same
+    seed trains on, or the whole split) and the sample of ``similarity_data`` (never the scoring images)."""
     full = load_task(data, "train", classes, strict)
     check_max_length(full, max_length)
+    tr_idx = None
+    scoring = full
     if labels_per_class is not None:
         tr_idx, _ = labelled_budget_indices(full, labels_per_class, val_per_class, val_fraction, seed)
         scoring = full.subset(tr_idx, f"{full.name}[{labels_per_class}/class]")
-    else:
-        scoring = full
-    source_set = None
-    if similarity_data is not None:
-        if similarity_samples < 2:
-            raise ValueError(f"--similarity-samples must be at least 2, got {similarity_samples}")
-        sfull = load_task(similarity_data, "train", similarity_classes, strict)
-        pool = np.arange(len(sfull))
-        if (similarity_data, parse_classes(similarity_classes)) == (data, parse_classes(classes)) \
-                and labels_per_class is not None:  # the same images: keep the scoring set out of the source sample
-            pool = np.setdiff1d(pool, tr_idx)
-        pick = np.random.default_rng(seed + 99991).choice(pool, min(similarity_samples, len(pool)), replace=False)
-        source_set = sfull.subset(np.sort(pick), f"{sfull.name}[{len(pick)} for similarity]")
-    data_s = time.perf_counter() - start
+    if similarity_data is None:
+        return full, scoring, None
+    if similarity_samples < 2:
+        raise ValueError(f"--similarity-samples must be at least 2, got {similarity_samples}")
+    sfull = load_task(similarity_data, "train", similarity_classes, strict)
+    pool = np.arange(len(sfull))
+    if (similarity_data, parse_classes(similarity_classes)) == (data, parse_classes(classes)) \
+            and tr_idx is not None:  # the same images: keep the scoring set out of the source sample
+        pool = np.setdiff1d(pool, tr_idx)
+    pick = np.random.default_rng(seed + 99991).choice(pool, min(similarity_samples, len(pool)), replace=False)
+    return full, scoring, sfull.subset(np.sort(pick), f"{sfull.name}[{len(pick)} for similarity]")
 
+
+def _score_all(cands: list[str], full: ImageSet, scoring: ImageSet, source_set: ImageSet | None, names: list[str],
+               image_size: int | None, seed: int, max_length: int | None, convert_channels: bool,
+               console: Console) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Every candidate's scores (and similarity) — a candidate that cannot be loaded is skipped with its reason."""
     entries: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     labels_seen: dict[str, int] = {}
@@ -341,78 +415,39 @@ def select(
                         "params": model.num_parameters(), "verification": None,
                         "_model": model if random_init else None})
         del model
-    scoring_s = time.perf_counter() - start
     if not entries:
         raise ValueError("no candidate could be scored: " + "; ".join(f"{s['candidate']}: {s['reason']}"
                                                                       for s in skipped))
-    n_verify = len(entries) if verify_all else int(verify)
-    if n_verify > len(entries):
-        raise ValueError(f"--verify {verify}: only {len(entries)} usable candidate(s) remain after skipping "
-                         f"{len(skipped)} ({', '.join(s['candidate'] for s in skipped)}); choose at most "
-                         f"{len(entries)}")
+    return entries, skipped
 
-    # rank by the first score (candidates without it last, in input order); every score's own ranks recorded
+
+def _rank(entries: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """Ranked by the first score (candidates without it last, in input order); every score's own ranks recorded."""
     per_score = {name: _ranks(entries, name) for name in names}
     first = per_score[names[0]]
     order = sorted(range(len(entries)), key=lambda i: (first.get(i, len(entries) + 1), i))
     for i, e in enumerate(entries):
         e["ranks"] = {name: per_score[name].get(i) for name in names}
         e["rank"] = first.get(i)
-    entries = [entries[i] for i in order]
+    return [entries[i] for i in order]
 
-    out = Path(out)
-    verification: dict[str, Any] | None = None
-    work = None
-    if n_verify:  # fine-tuning runs are kept as they finish: an error later loses none of them (FinishedWork)
-        work = FinishedWork(out, "select", {"config": config, "scoring": scoring.fingerprint(),
-                                            "chosen": [e["candidate"] for e in entries[:n_verify]]}, config)
-        if work.stale:
-            console.print(f"{work.path} held verification runs of other settings: discarded", markup=False)
-        verification = _verify(entries[:n_verify], data, classes, labels_per_class, val_per_class, val_fraction,
-                               seed, epochs, patience, batch_size, lr, image_size, max_length, strict,
-                               convert_channels, work, console)
-        verification["correlations"] = _correlations(entries, names)
-    with staged_output(out, "select") as tmp:
-        write_yaml(tmp / "config.yaml", config)
-        if work is not None:
-            shutil.copytree(work.path / "verify", tmp / "verify",  # the runs, not their locks or leftovers
-                            ignore=shutil.ignore_patterns(".*.lock", ".*.partial", ".*.work"))
-        for e in entries:
-            e.pop("_model", None)
-        metrics = {
-            "task": "select", "data": data, "classes": full.classes, "class_indices": parse_classes(classes),
-            "scoring_set": {"split": "train", "labels_per_class": labels_per_class, "n": len(scoring),
-                            "val_per_class": val_per_class, "seed": seed, "fingerprint": scoring.fingerprint()},
-            "scores": names, "ranked_by": names[0], "selected": entries[0]["candidate"],
-            "candidates": entries, "skipped": skipped,
-            "similarity": {"data": similarity_data, "classes": source_set.classes, "n": len(source_set)}
-            if source_set is not None else None,
-            "data_load_s": data_s, "scoring_time_s": scoring_s, "verification": verification,
-            "total_time_s": time.perf_counter() - start,
-        }
-        write_json(tmp / "metrics.json", metrics)
-        images = []
-        if verification is not None:
-            ver = [e for e in entries if e.get("verification")]
-            plot_score_vs_accuracy(
-                [e["name"] for e in ver], [e["verification"]["accuracy"] for e in ver],
-                {name: [e["scores"][name] for e in ver] for name in names},
-                {name: verification["correlations"][name] for name in names}, tmp / "score_vs_accuracy.png",
-                title=f"transferability vs fine-tuned accuracy on {data}",
-                accuracy_label=f"fine-tuned {verification['accuracy_split']} accuracy")
-            images.append("score_vs_accuracy.png")
-        columns, rows = _ranking_rows(entries, names)
-        write_select_report(tmp / "report.md", metrics, columns, rows, images)
-    console.print(comparison_table(*_ranking_rows(entries, names, compact=True),
-                                   title=f"select → {out}  (ranked by {names[0]})"))
-    for s in skipped:
-        console.print(f"  skipped {s['candidate']}: {s['reason']}", markup=False, highlight=False)
-    for line in verification_lines(metrics):
-        console.print(f"  • {line}", markup=False, highlight=False)
-    if work is not None:
-        work.close()
-    console.print(f"report: {out / 'report.md'}")
-    return RunResult(out, metrics, None, {"classes": full.classes, "selected": entries[0]["candidate"]})
+
+def _write_outputs(tmp: Path, metrics: dict[str, Any], data: str) -> None:
+    """metrics.json, the score-vs-accuracy picture (after verification) and report.md."""
+    write_json(tmp / "metrics.json", metrics)
+    entries, names, verification = metrics["candidates"], metrics["scores"], metrics["verification"]
+    images = []
+    if verification is not None:
+        ver = [e for e in entries if e.get("verification")]
+        plot_score_vs_accuracy(
+            [e["name"] for e in ver], [e["verification"]["accuracy"] for e in ver],
+            {name: [e["scores"][name] for e in ver] for name in names},
+            {name: verification["correlations"][name] for name in names}, tmp / "score_vs_accuracy.png",
+            title=f"transferability vs fine-tuned accuracy on {data}",
+            accuracy_label=f"fine-tuned {verification['accuracy_split']} accuracy")
+        images.append("score_vs_accuracy.png")
+    columns, rows = _ranking_rows(entries, names)
+    write_select_report(tmp / "report.md", metrics, columns, rows, images)
 
 
 def _verify(chosen: list[dict[str, Any]], data: str, classes: str | list[int] | None, labels_per_class: int | None,
