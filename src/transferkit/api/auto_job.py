@@ -154,12 +154,7 @@ def auto(
     console = console or Console()
     budget_s = parse_budget(budget)
     clock = _Clock(budget_s)
-    for name, value, low in (("keep", keep, 1), ("finalists", finalists, 1), ("first_epochs", first_epochs, 2),
-                             ("first_steps", first_steps, 1), ("eta", eta, 2)):
-        if value is None and name == "first_epochs":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"--{name.replace('_', '-')} must be a whole number ≥ {low}, got {value!r}")
+    _check_search(keep, finalists, first_epochs, first_steps, eta)
     full = load_task(data, "train", classes, strict)
     check_max_length(full, max_length)
     inner = labels_per_class is not None and val_per_class is None  # K is the whole budget: choose inside it
@@ -194,106 +189,29 @@ def auto(
     common = {"data": data, "classes": classes, "labels_per_class": labels_per_class, "val_per_class": val_per_class,
               "val_fraction": val_fraction, "seed": seed, "strict": strict, "progress": False,
               "evaluate_test": False, **({"split_indices": split} if split is not None else {})}
-    sizes = {"image_size": image_size, "max_length": max_length}  # for named backbones only (_named_only)
-    state: dict[str, Any] = {"stages": {}, "probes": [], "configs": [], "best": None, "interrupted": False,
-                             "ranking": [], "refit": None}
-    quiet = Console(quiet=True)
-
-    def say(stage: str, text: str) -> None:
-        console.print(f"[bold]{stage}[/] {text}  [dim]({max(clock.left(), 0):.0f} s of {budget_s:.0f} s left)[/]")
-
-    def consider(name: str, run_dir: Path, val_acc: float, detail: dict[str, Any]) -> None:
-        best = state["best"]
-        if best is None or val_acc > best["val_accuracy"]:
-            state["best"] = {"name": name, "run_dir": str(run_dir), "val_accuracy": val_acc, **detail}
-            state["best_run"] = json.loads((run_dir / "metrics.json").read_text())  # read once: the refit's plan
-            with atomic.staged_dir(out / "bundle") as tmp:
-                shutil.copytree(run_dir / "bundle", tmp, dirs_exist_ok=True)
-
+    search = _Search(out, clock, console, full.channels, common, {"image_size": image_size, "max_length": max_length})
     try:
-        # -- stage 1: rank the candidates by transferability ---------------------------------------------
-        t0 = time.monotonic()
-        say("stage 1/3", f"ranking {len(cands)} candidate(s) by transferability scores")
-        score_k = labels_per_class or max(1, min(SCORING_IMAGES // max(full.num_classes, 1),
-                                                 int(full.class_counts().min()) // 2))
-        sel = select(cands, data, classes, labels_per_class=score_k, val_per_class=val_per_class,
-                     val_fraction=val_fraction, seed=seed, out=out / "stage1_rank", image_size=image_size,
-                     max_length=max_length, strict=strict, console=quiet)
-        ranked = sel.metrics["candidates"]
-        state["ranking"] = [{"candidate": e["candidate"], "rank": e["rank"], "scores": e["scores"],
-                             "kept": i < keep} for i, e in enumerate(ranked)]
-        state["skipped"] = sel.metrics["skipped"]
-        kept = [e["candidate"] for e in ranked[:keep]]
-        state["stages"]["rank"] = time.monotonic() - t0
-        say("stage 1/3", f"kept {kept} (by {sel.metrics['ranked_by']})")
+        kept = search.rank(cands, full, keep, max_length)
         if no_selection:
             raise _NoSelection(kept[0])
-
-        # -- stage 2: linear probes of the kept candidates --------------------------------------------------
-        t0 = time.monotonic()
-        for cand in kept:
-            if clock.left(clock.at(PROBE_SHARE)) <= 0 and state["probes"]:
-                state["probes"].append({"candidate": cand, "stopped": "stage 2's share of the budget was spent"})
-                continue
-            run_dir = out / "stage2_probes" / _safe(cand)
-            res = transfer(_source(cand, image_size, seed, full.channels), strategy="linear_probe", out=run_dir,
-                           **_named_only(cand, sizes),
-                           callbacks=[Deadline(clock.at(PROBE_SHARE + 0.05))], console=quiet, **common)
-            _drop_checkpoints(run_dir)
-            val = res.metrics["validation"]["accuracy"]
-            state["probes"].append({"candidate": cand, "val_accuracy": val, "time_s": res.metrics["total_time_s"],
-                                    "n_train": res.metrics["n_train"], "run_dir": str(run_dir)})
-            consider(f"{cand} · linear_probe", run_dir, val, {"source": cand, "strategy": "linear_probe",
-                                                                "options": {}, "stage": 2})
-            say("stage 2/3", f"linear probe of {cand}: validation accuracy {val:.4f}")
-        state["stages"]["probe"] = time.monotonic() - t0
-
-        # -- stage 3: successive halving over strategies ---------------------------------------------------
-        t0 = time.monotonic()
-        probed = sorted((p for p in state["probes"] if "val_accuracy" in p), key=lambda p: -p["val_accuracy"])
-        finals = [p["candidate"] for p in probed[:finalists]]
-        configs = [Config(c, label, strat, opts) for c in finals for label, strat, opts in DEFAULT_SPACE]
-        state["configs"] = configs
-        n_train = max((p["n_train"] for p in probed), default=0)
-        state["first_rung"] = {**_first_rung(configs, n_train, first_epochs, first_steps), "eta": eta}
-        speeds = _inference_cost(finals, full, sizes, seed) if n_test else {}
-
-        def reserve() -> float:  # for the test evaluation of the best model so far (its speed, measured above)
-            best = state["best"] or {}
-            fixed, per_item = speeds.get(best.get("source"), max(speeds.values(), default=(0.0, 0.0)))
-            # x1.5: adapters (LoRA) cost extra at inference; one factor for every strategy keeps the stage's end
-            # still while the best configuration changes, so rungs fitted to it stay fitted
-            state["test_predicted_s"] = 3.0 + 1.5 * (fixed + n_test * per_item)
-            state["test_reserve_s"] = max(0.04 * budget_s, state["test_predicted_s"])
-            return state["test_reserve_s"] + (_refit_cost(state, split) if split is not None else 0.0)
-
-        _halving(configs, state["first_rung"]["epochs"], eta, lambda: clock.start + budget_s - reserve(), out,
-                 common, sizes, full.channels, quiet, say, consider)
-        state["stages"]["strategies"] = time.monotonic() - t0
-        if inner and state["best"] is not None:  # the chosen configuration, refit on all K labels
-            _refit(state, out, clock, common, sizes, full.channels, labels_per_class, quiet, say)
+        search.probe(kept)
+        search.halve(finalists, first_epochs, first_steps, eta, full, n_test, split)
+        if inner and search.state["best"] is not None:  # the chosen configuration, refit on all K labels
+            _refit(search.state, out, clock, common, search.sizes, full.channels, labels_per_class, search.quiet,
+                   search.say)
     except _NoSelection as top:  # K = 1: the top-ranked source's default fine-tune on the K labels, no selection
-        run_dir = out / "final"
-        say("no selection", f"{labels_per_class} label per class leaves nothing to choose on: the default fine-tune "
-                            f"of the top-ranked source {top.candidate}")
-        transfer(_source(top.candidate, image_size, seed, full.channels), strategy="finetune", out=run_dir,
-                 console=quiet, **_named_only(top.candidate, sizes),
-                 **{k: v for k, v in common.items() if k != "split_indices"})
-        _drop_checkpoints(run_dir)
-        state["best"] = {"name": f"{top.candidate} · finetune", "run_dir": str(run_dir), "val_accuracy": None,
-                         "source": top.candidate, "strategy": "finetune", "options": {}, "stage": "default"}
-        with atomic.staged_dir(out / "bundle") as tmp:
-            shutil.copytree(run_dir / "bundle", tmp, dirs_exist_ok=True)
+        search.default_finetune(top.candidate, labels_per_class)
     except KeyboardInterrupt:
-        state["interrupted"] = True
+        search.state["interrupted"] = True
         console.print("[yellow]interrupted[/]: keeping the best model so far")
 
     # -- the chosen model: one test evaluation ----------------------------------------------------------------
+    state = search.state
     t0 = time.monotonic()
     best = state["best"]
     test = None
     if best is not None and not state["interrupted"] and has_split(data, "test"):
-        test = evaluate(out / "bundle", data, classes, split="test", strict=strict, console=quiet)
+        test = evaluate(out / "bundle", data, classes, split="test", strict=strict, console=search.quiet)
     state["stages"]["test"] = time.monotonic() - t0
     metrics = _metrics(state, test, budget_s, clock.elapsed())
     metrics["labels"] = _labels(labels_per_class, val_per_class, val_fraction, full.num_classes, split, inner_note,
@@ -308,6 +226,122 @@ def auto(
         raise KeyboardInterrupt
     model = load_bundle(out / "bundle")[0] if best is not None else None
     return RunResult(out, metrics, model, {"chosen": best})
+
+
+def _check_search(keep: int, finalists: int, first_epochs: int | None, first_steps: int, eta: int) -> None:
+    for name, value, low in (("keep", keep, 1), ("finalists", finalists, 1), ("first_epochs", first_epochs, 2),
+                             ("first_steps", first_steps, 1), ("eta", eta, 2)):
+        if value is None and name == "first_epochs":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be a whole number ≥ {low}, got {value!r}")
+
+
+class _Search:
+    """The three stages of one ``auto`` run and what they found so far (``state``: ranking, probes, configurations,
+    the best model — whose bundle is kept at ``<out>/bundle`` as soon as it leads)."""
+
+    def __init__(self, out: Path, clock: _Clock, console: Console, channels: int, common: dict[str, Any],
+                 sizes: dict[str, int | None]) -> None:
+        self.out, self.clock, self.console, self.channels = out, clock, console, channels
+        self.common = common
+        self.sizes = sizes  # image_size / max_length, for named backbones only (_named_only)
+        self.seed = common["seed"]
+        self.quiet = Console(quiet=True)
+        self.state: dict[str, Any] = {"stages": {}, "probes": [], "configs": [], "best": None, "interrupted": False,
+                                      "ranking": [], "refit": None}
+
+    def say(self, stage: str, text: str) -> None:
+        self.console.print(f"[bold]{stage}[/] {text}  [dim]({max(self.clock.left(), 0):.0f} s of "
+                           f"{self.clock.budget:.0f} s left)[/]")
+
+    def consider(self, name: str, run_dir: Path, val_acc: float, detail: dict[str, Any]) -> None:
+        best = self.state["best"]
+        if best is None or val_acc > best["val_accuracy"]:
+            self.state["best"] = {"name": name, "run_dir": str(run_dir), "val_accuracy": val_acc, **detail}
+            self.state["best_run"] = json.loads((run_dir / "metrics.json").read_text())  # read once: the refit's plan
+            with atomic.staged_dir(self.out / "bundle") as tmp:
+                shutil.copytree(run_dir / "bundle", tmp, dirs_exist_ok=True)
+
+    def rank(self, cands: list[str], full: Any, keep: int, max_length: int | None) -> list[str]:
+        """Stage 1: rank the candidates by transferability; the ``keep`` best go on."""
+        t0 = time.monotonic()
+        c = self.common
+        self.say("stage 1/3", f"ranking {len(cands)} candidate(s) by transferability scores")
+        score_k = c["labels_per_class"] or max(1, min(SCORING_IMAGES // max(full.num_classes, 1),
+                                                      int(full.class_counts().min()) // 2))
+        sel = select(cands, c["data"], c["classes"], labels_per_class=score_k, val_per_class=c["val_per_class"],
+                     val_fraction=c["val_fraction"], seed=self.seed, out=self.out / "stage1_rank",
+                     image_size=self.sizes["image_size"], max_length=max_length, strict=c["strict"],
+                     console=self.quiet)
+        ranked = sel.metrics["candidates"]
+        self.state["ranking"] = [{"candidate": e["candidate"], "rank": e["rank"], "scores": e["scores"],
+                                  "kept": i < keep} for i, e in enumerate(ranked)]
+        self.state["skipped"] = sel.metrics["skipped"]
+        kept = [e["candidate"] for e in ranked[:keep]]
+        self.state["stages"]["rank"] = time.monotonic() - t0
+        self.say("stage 1/3", f"kept {kept} (by {sel.metrics['ranked_by']})")
+        return kept
+
+    def probe(self, kept: list[str]) -> None:
+        """Stage 2: a linear probe of every kept candidate, within the stage's share of the budget."""
+        t0, clock, state = time.monotonic(), self.clock, self.state
+        for cand in kept:
+            if clock.left(clock.at(PROBE_SHARE)) <= 0 and state["probes"]:
+                state["probes"].append({"candidate": cand, "stopped": "stage 2's share of the budget was spent"})
+                continue
+            run_dir = self.out / "stage2_probes" / _safe(cand)
+            res = transfer(_source(cand, self.sizes["image_size"], self.seed, self.channels), strategy="linear_probe",
+                           out=run_dir, **_named_only(cand, self.sizes),
+                           callbacks=[Deadline(clock.at(PROBE_SHARE + 0.05))], console=self.quiet, **self.common)
+            _drop_checkpoints(run_dir)
+            val = res.metrics["validation"]["accuracy"]
+            state["probes"].append({"candidate": cand, "val_accuracy": val, "time_s": res.metrics["total_time_s"],
+                                    "n_train": res.metrics["n_train"], "run_dir": str(run_dir)})
+            self.consider(f"{cand} · linear_probe", run_dir, val, {"source": cand, "strategy": "linear_probe",
+                                                                     "options": {}, "stage": 2})
+            self.say("stage 2/3", f"linear probe of {cand}: validation accuracy {val:.4f}")
+        state["stages"]["probe"] = time.monotonic() - t0
+
+    def halve(self, finalists: int, first_epochs: int | None, first_steps: int, eta: int, full: Any, n_test: int,
+              split: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """Stage 3: successive halving over the strategies of the ``finalists`` best-probed candidates, ending early
+        enough for the test evaluation (and the refit on all K) of the best model so far."""
+        t0, state, budget_s = time.monotonic(), self.state, self.clock.budget
+        probed = sorted((p for p in state["probes"] if "val_accuracy" in p), key=lambda p: -p["val_accuracy"])
+        finals = [p["candidate"] for p in probed[:finalists]]
+        configs = [Config(c, label, strat, opts) for c in finals for label, strat, opts in DEFAULT_SPACE]
+        state["configs"] = configs
+        n_train = max((p["n_train"] for p in probed), default=0)
+        state["first_rung"] = {**_first_rung(configs, n_train, first_epochs, first_steps), "eta": eta}
+        speeds = _inference_cost(finals, full, self.sizes, self.seed) if n_test else {}
+
+        def reserve() -> float:  # for the test evaluation of the best model so far (its speed, measured above)
+            best = state["best"] or {}
+            fixed, per_item = speeds.get(best.get("source"), max(speeds.values(), default=(0.0, 0.0)))
+            # x1.5: adapters (LoRA) cost extra at inference; one factor for every strategy keeps the stage's end
+            # still while the best configuration changes, so rungs fitted to it stay fitted
+            state["test_predicted_s"] = 3.0 + 1.5 * (fixed + n_test * per_item)
+            state["test_reserve_s"] = max(0.04 * budget_s, state["test_predicted_s"])
+            return state["test_reserve_s"] + (_refit_cost(state, split) if split is not None else 0.0)
+
+        _halving(configs, state["first_rung"]["epochs"], eta, lambda: self.clock.start + budget_s - reserve(),
+                 self.out, self.common, self.sizes, self.channels, self.quiet, self.say, self.consider)
+        state["stages"]["strategies"] = time.monotonic() - t0
+
+    def default_finetune(self, candidate: str, labels_per_class: int | None) -> None:
+        """K = 1: the top-ranked source's default fine-tune on the K labels, no selection."""
+        run_dir = self.out / "final"
+        self.say("no selection", f"{labels_per_class} label per class leaves nothing to choose on: the default "
+                                 f"fine-tune of the top-ranked source {candidate}")
+        transfer(_source(candidate, self.sizes["image_size"], self.seed, self.channels), strategy="finetune",
+                 out=run_dir, console=self.quiet, **_named_only(candidate, self.sizes),
+                 **{k: v for k, v in self.common.items() if k != "split_indices"})
+        _drop_checkpoints(run_dir)
+        self.state["best"] = {"name": f"{candidate} · finetune", "run_dir": str(run_dir), "val_accuracy": None,
+                              "source": candidate, "strategy": "finetune", "options": {}, "stage": "default"}
+        with atomic.staged_dir(self.out / "bundle") as tmp:
+            shutil.copytree(run_dir / "bundle", tmp, dirs_exist_ok=True)
 
 
 class _NoSelection(Exception):
