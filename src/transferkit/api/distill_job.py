@@ -54,8 +54,7 @@ from transferkit.data.splits import labelled_budget_indices
 from transferkit.distillation import FeatureTap, HintLoss, KDLoss, module_names
 from transferkit.engine.targets import fit_with_targets
 from transferkit.engine.trainer import train
-from transferkit.report.markdown import markdown_table, run_report
-from transferkit.report.plots import plot_learning_curves
+from transferkit.report.distill import models_table, write_distill_report
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, run_session
 from transferkit.strategies.base import get_strategy
@@ -176,16 +175,7 @@ def distill(
     s_train = TensorBatches(s_train.x, torch.from_numpy(labels), spec.mean, spec.std, s_train.key,
                             extras=(t_logits,) if t_feats is None else (t_logits, t_feats), view=s_train.view)
     val_b, test_b = to_batches(val_set, spec), to_batches(test_set, spec)
-    hint = tap = None
-    if hint_layer is not None:
-        if hint_layer not in module_names(student_model):
-            FeatureTap(student_model, hint_layer)  # raises, listing the valid names
-        from transferkit.distillation import probe_shape
-
-        example = s_train.__getitems__([0, 1])[0]
-        s_shape = probe_shape(student_model, hint_layer, example)
-        hint = HintLoss(s_shape, tuple(t_feats.shape[1:]))
-        tap = FeatureTap(student_model, hint_layer)
+    hint, tap = _hint(student_model, s_train, hint_layer, t_feats)
     loss = _DistillLoss(kd, hint, tap, hint_weight)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr or 1e-3, weight_decay=weight_decay,
                       optimizer=optimizer, patience=patience, seed=seed, progress=progress,
@@ -214,61 +204,65 @@ def distill(
                           dataclasses.replace(cfg, resume_from=None), None)
         if session.worker:  # a DDP process other than rank 0: rank 0 scores and writes
             return RunResult(None, {}, student_model, {"classes": full.classes, "rank": fit.rank})
-        rows: dict[str, dict[str, Any]] = {}
-        rows["teacher"] = {"model": teacher_model, "test": score(teacher_model, to_batches(test_set,
-                                                                                          teacher_model.input_spec),
-                                                                 full.classes)}
-        rows["student (KD)"] = {"model": student_model, "test": score(student_model, test_b, full.classes),
-                                "fit": fit.to_dict()}
-        if plain is not None:
-            rows["student (labels only)"] = {"model": plain.model, "test": score(plain.model, test_b, full.classes),
-                                             "fit": plain.fit.to_dict()}
-        summary = []
-        for name, r in rows.items():
-            entry = {"model": name, "accuracy": r["test"]["accuracy"], "macro_f1": r["test"]["macro_f1"],
-                     "params": r["model"].num_parameters(), "input": list(r["model"].input_spec.size or [])}
-            if latency:
-                entry["latency"] = _latency(r["model"])
-            summary.append(entry)
+        summary = _scores(teacher_model, student_model, plain.model if plain is not None else None, test_set,
+                          test_b, full.classes, latency)
         lineage = {"kind": "distill", "source": f"scratch:{student_model.arch}" if not pretrained
                    else f"pretrained:{student_model.arch}", "teacher": str(teacher),
                    "teacher_lineage": teacher_meta.get("lineage"), "data": data, "classes": full.classes,
                    "labels_per_class": labels_per_class, "unlabelled": unlabelled, "temperature": temperature,
                    "alpha": alpha, "hint": {"student": hint_layer, "teacher": teacher_layer} if hint_layer else None,
                    "seed": seed}
-        kd_test = rows["student (KD)"]["test"]
+        kd_test = summary[1]["test"]
         save_bundle(student_model, {"classes": full.classes, "lineage": lineage, "config": config, "metrics": {
             "split": "test", "accuracy": kd_test["accuracy"], "macro_f1": kd_test["macro_f1"], "n": kd_test["n"]}},
             tmp / "bundle")
         metrics = {"task": "distill", "split": "test", "accuracy": kd_test["accuracy"], "macro_f1": kd_test["macro_f1"],
-                   "models": summary, "fit": fit.to_dict(),
-                   "baseline_fit": rows["student (labels only)"]["fit"] if baseline else None,
+                   "models": [{k: v for k, v in e.items() if k != "test"} for e in summary], "fit": fit.to_dict(),
+                   "baseline_fit": plain.fit.to_dict() if plain is not None else None,
                    "teacher_pass_s": teacher_time,
                    "n_labelled": int((labels >= 0).sum()), "n_unlabelled": int((labels < 0).sum()),
                    "n_val": len(val_set), "n_test": len(test_set), "seed": seed,
                    "total_time_s": time.perf_counter() - start}
         write_json(tmp / "metrics.json", metrics)
-        images = []
-        if fit.history:
-            plot_learning_curves(fit.history, tmp / "learning_curves.png", "KD student")
-            images.append("learning_curves.png")
-        columns = ["model", "test accuracy", "macro-F1", "parameters", "input", "latency b=1 (ms)",
-                   "latency b=64 (ms)"]
-        table = [[e["model"], f"{e['accuracy']:.4f}", f"{e['macro_f1']:.4f}", f"{e['params']:,}",
-                  "×".join(map(str, e["input"])) or "-",
-                  f"{e['latency']['batch_1']['median_ms']:.2f}" if latency else "-",
-                  f"{e['latency']['batch_64']['median_ms']:.1f}" if latency else "-"] for e in summary]
         facts = {"job": "distill", "teacher": str(teacher), "student": student_model.arch,
                  "transfer set": f"{metrics['n_labelled']} labelled + {metrics['n_unlabelled']} unlabelled images",
                  "temperature / α": f"{temperature} / {alpha}",
                  "hint": f"{hint_layer} → {teacher_layer} (weight {hint_weight})" if hint_layer else "none",
                  "best epoch (validation)": fit.best_epoch + 1, "epochs run": fit.epochs_run,
                  "teacher pass": f"{teacher_time:.1f} s", "total time": f"{metrics['total_time_s']:.1f} s"}
-        notes = ["Each model is scored once on the test split; the students' epochs were chosen on the labelled "
-                 "validation split. Latency: median of repeated CPU calls on random inputs at each model's own "
-                 f"input size ({torch.get_num_threads()} threads).",
-                 "Teacher and students on the test split:\n\n" + markdown_table(columns, table) + "\n"]
-        run_report(tmp / "report.md", "transferkit distill", facts, {**kd_test, "split": "test (KD student)"},
-                   images, notes)
-    console.print(comparison_table(columns, table, title=f"distill → {out}"))
+        write_distill_report(tmp, metrics, fit.history, facts, kd_test, torch.get_num_threads())
+    console.print(comparison_table(*models_table(metrics["models"]), title=f"distill → {out}"))
     return RunResult(out, metrics, student_model, {"classes": full.classes, "lineage": lineage})
+
+
+def _hint(student: Backbone, s_train: TensorBatches, hint_layer: str | None,
+          t_feats: torch.Tensor | None) -> tuple[HintLoss | None, FeatureTap | None]:
+    """FitNets: the regressor from the student's ``hint_layer`` to the teacher's features, and the tap that reads
+    that layer (``None, None`` without hints)."""
+    if hint_layer is None:
+        return None, None
+    if hint_layer not in module_names(student):
+        FeatureTap(student, hint_layer)  # raises, listing the valid names
+    from transferkit.distillation import probe_shape
+
+    example = s_train.__getitems__([0, 1])[0]
+    s_shape = probe_shape(student, hint_layer, example)
+    return HintLoss(s_shape, tuple(t_feats.shape[1:])), FeatureTap(student, hint_layer)
+
+
+def _scores(teacher: Backbone, student: Backbone, plain: Backbone | None, test_set: Any, test_b: TensorBatches,
+            classes: list[str], latency: bool) -> list[dict[str, Any]]:
+    """Teacher, KD student and (when trained) the labels-only student, each scored once on the test split: test
+    metrics, accuracy, macro-F1, parameters, input size and (``latency``) CPU latency."""
+    models = [("teacher", teacher, to_batches(test_set, teacher.input_spec)), ("student (KD)", student, test_b)]
+    if plain is not None:
+        models.append(("student (labels only)", plain, test_b))
+    summary = []
+    for name, model, batches in models:
+        test = score(model, batches, classes)
+        entry = {"model": name, "accuracy": test["accuracy"], "macro_f1": test["macro_f1"],
+                 "params": model.num_parameters(), "input": list(model.input_spec.size or []), "test": test}
+        if latency:
+            entry["latency"] = _latency(model)
+        summary.append(entry)
+    return summary
