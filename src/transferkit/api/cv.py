@@ -50,17 +50,14 @@ from transferkit.data.prepare import to_batches
 from transferkit.data.splits import check_trainable, k_per_class, labels_record
 from transferkit.engine.trainer import train
 from transferkit.errors import ConfigError
-from transferkit.report.markdown import comparison_report
+from transferkit.report.cv import COLUMNS, cv_notes, fold_rows, write_cv_report
 from transferkit.report.metrics import (
-    DID_NOT_LEARN,
     classification_metrics,
     describe_selection,
     did_not_learn,
-    flag,
     majority_rate,
     mean_std,
 )
-from transferkit.report.plots import plot_comparison, plot_confusion
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import FinishedWork, check_output_dir, staged_output
 from transferkit.strategies.base import Strategy
@@ -164,7 +161,6 @@ def cross_validate(
     model, meta = load_source(source, image_size, weights)
     check_channels(full, model, convert_channels, f"--data {data}")
     mapping, source_classes = head_init_mapping(full.classes, meta, head_init)
-    spec = model.input_spec
     fold_cfg = dataclasses.replace(cfg, checkpoints=False)
 
     # finished folds are kept in .<out>.work/ as they finish (config first): an error or Ctrl-C loses none of them
@@ -177,31 +173,8 @@ def cross_validate(
         "head_init": bool(mapping)}, job_config)
     if work.stale:
         console.print(f"[yellow]{work.path}[/] held folds of other settings: discarded")
-    records: list[dict[str, Any]] = []
-    for i, fold in enumerate(folds):
-        done = work.get(f"fold-{i + 1}")
-        if done is not None:
-            console.print(f"fold {i + 1}/{cv}: finished earlier (reused from {work.path})")
-            records.append(done)
-            continue
-        console.print(f"fold {i + 1}/{cv}: {len(fold.train)} train, {len(fold.val)} validation, "
-                      f"{len(fold.eval)} held out")
-        train_b = to_batches(pool.subset(fold.train), spec)
-        val_b = to_batches(pool.subset(fold.val), spec)
-        eval_b = to_batches(pool.subset(fold.eval), spec)
-        trained = train(strategy, model, full.num_classes, train_b, val_b if len(val_b) else None, fold_cfg, None,
-                        head_init=mapping, class_names=(full.classes, source_classes))
-        m = score(trained.model, eval_b, full.classes)
-        records.append({
-            "fold": i + 1, "n_train": len(fold.train), "n_val": len(fold.val), "n_eval": len(fold.eval),
-            "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "loss": m["loss"],
-            "val_accuracy": best_val_accuracy(trained), "best_epoch": trained.fit.best_epoch,
-            "epochs_run": trained.fit.epochs_run, "train_time_s": trained.total_time_s,
-            "confusion_matrix": m["confusion_matrix"], "strategy": trained.strategy, "options": trained.options,
-            "selection": describe_selection(trained.fit.solver, len(fold.val), trained.fit.best_epoch,
-                                            trained.fit.epochs_run, trained.fit.stopped_early),
-        })
-        work.put(f"fold-{i + 1}", records[-1])
+    records = _run_folds(folds, work, pool, model, strategy, fold_cfg, full.num_classes, full.classes, mapping,
+                         source_classes, console)
     last = records[-1]
     # every pool image is held out exactly once, so the summed confusion matrices are the out-of-fold predictions
     pooled_cm = np.sum([np.asarray(r["confusion_matrix"]) for r in records], axis=0)
@@ -210,14 +183,13 @@ def cross_validate(
     pooled = classification_metrics(true_pooled, pred_pooled, full.classes)
     acc_mean, acc_std = mean_std([r["accuracy"] for r in records])
     f1_mean, f1_std = mean_std([r["macro_f1"] for r in records])
-    wall = time.perf_counter() - start
     metrics = {
         "task": "transfer", "mode": "cross-validation", "split": f"{cv}-fold cross-validation", "cv": cv,
         "accuracy": acc_mean, "accuracy_std": acc_std, "macro_f1": f1_mean, "macro_f1_std": f1_std,
         "accuracy_mean": acc_mean, "macro_f1_mean": f1_mean,
         "folds": records, "out_of_fold": pooled, "strategy": last["strategy"], "options": last["options"],
         "seed": cfg.seed, "labels_per_class": labels_per_class, "n_pool": len(pool),
-        "test_split_used": False, "bundle": None, "total_time_s": wall,
+        "test_split_used": False, "bundle": None, "total_time_s": time.perf_counter() - start,
         "did_not_learn": did_not_learn(pooled["accuracy"], pooled["n"], majority_rate(pooled["confusion_matrix"])),
         "labels": {**labels_record(labels_per_class, fold_val if labels_per_class is not None else val_per_class,
                                    len(pool), 0, "per fold: " + last["selection"],
@@ -226,14 +198,6 @@ def cross_validate(
                    "note": "cross-validation trains no final model: each fold model fits the pool minus its "
                            "held-out fold (minus any per-fold validation part); 'indices' is the pool"},
     }
-    chance = 1.0 / full.num_classes
-    columns = ["fold", "train", "validation", "held out", "accuracy", "macro-F1", "best epoch"]
-    rows = [[str(r["fold"]), str(r["n_train"]), str(r["n_val"]), str(r["n_eval"]), f"{r['accuracy']:.3f}",
-             f"{r['macro_f1']:.3f}", str(r["best_epoch"] + 1) if r["n_val"] else "- (fixed recipe)"]
-            for r in records]
-    rows.append(["mean ± std", "", "", str(len(pool)),
-                 flag(f"{acc_mean:.3f} ± {acc_std:.3f}", metrics["did_not_learn"]),
-                 f"{f1_mean:.3f} ± {f1_std:.3f}", ""])
     val_note = (f"{fold_val} images per class of each fold's training part (early stopping and the kept epoch)"
                 if fold_val else "none — each fold trains on all of its training part with the fixed recipe (a "
                 "linear probe still chooses its C by cross-validation inside that part)" if fold_val == 0
@@ -246,15 +210,6 @@ def cross_validate(
         f"stratified {cv}-fold cross-validation (shuffled, seed {cfg.seed}). Each fold trains on the other folds "
         f"and is scored once on its held-out fold. Validation: {val_note}. Mean ± sample std over folds."
     ]
-    notes = [
-        "The test split was not used at all: every number here comes from held-out folds of the training set.",
-        f"Pooled out-of-fold accuracy {pooled['accuracy']:.3f}, macro-F1 {pooled['macro_f1']:.3f} "
-        f"(each pool image predicted once, by the model that did not train on it); chance {chance:.3f}"
-        + (f" — {DID_NOT_LEARN}: not significantly above the majority-class rate." if metrics["did_not_learn"]
-           else "."),
-        "No bundle was written: the K fold models each saw only part of the pool. Rerun transfer without --cv "
-        "to train the model you keep (and score it once on the test split).",
-    ]
     index = {"index_space": "positions in the target task's training split (after --classes)",
              "pool": pool_idx.tolist(),
              "folds": [{"train": pool_idx[f.train].tolist(), "val": pool_idx[f.val].tolist(),
@@ -264,17 +219,42 @@ def cross_validate(
         write_yaml(tmp / "config.yaml", job_config)
         write_json(tmp / "metrics.json", metrics)
         write_json(tmp / "folds.json", index)
-        plot_comparison([f"fold {r['fold']}" for r in records] + ["mean"],
-                        {"accuracy": ([r["accuracy"] for r in records] + [acc_mean], [0.0] * cv + [acc_std]),
-                         "macro-F1": ([r["macro_f1"] for r in records] + [f1_mean], [0.0] * cv + [f1_std])},
-                        tmp / "folds.png", ylabel="held-out fold score", title=f"{cv}-fold cross-validation",
-                        chance=chance)
-        plot_confusion(pooled["confusion_matrix"], full.classes, tmp / "confusion_matrix.png",
-                       f"out-of-fold predictions, accuracy {pooled['accuracy']:.3f}")
-        comparison_report(tmp / "report.md", f"transferkit transfer: {cv}-fold cross-validation", intro, columns,
-                          rows, ["folds.png", "confusion_matrix.png"], notes)
+        write_cv_report(tmp, metrics, full.classes, intro)
     work.close()
-    console.print(comparison_table(columns, rows, title=f"transfer --cv {cv} → {out}"))
-    for line in notes:
+    console.print(comparison_table(COLUMNS, fold_rows(metrics), title=f"transfer --cv {cv} → {out}"))
+    for line in cv_notes(metrics, full.num_classes):
         console.print(f"  • {line}")
     return RunResult(out, metrics, None, {"classes": full.classes, "folds": index["folds"]})
+
+
+def _run_folds(folds: list[Any], work: FinishedWork, pool: Any, model: Backbone, strategy: Strategy,
+               fold_cfg: TrainConfig, num_classes: int, classes: list[str], mapping: Any, source_classes: Any,
+               console: Console) -> list[dict[str, Any]]:
+    """Train and score every fold (a fold finished by an earlier, interrupted run is reused from ``work``)."""
+    records: list[dict[str, Any]] = []
+    spec = model.input_spec
+    for i, fold in enumerate(folds):
+        done = work.get(f"fold-{i + 1}")
+        if done is not None:
+            console.print(f"fold {i + 1}/{len(folds)}: finished earlier (reused from {work.path})")
+            records.append(done)
+            continue
+        console.print(f"fold {i + 1}/{len(folds)}: {len(fold.train)} train, {len(fold.val)} validation, "
+                      f"{len(fold.eval)} held out")
+        train_b = to_batches(pool.subset(fold.train), spec)
+        val_b = to_batches(pool.subset(fold.val), spec)
+        eval_b = to_batches(pool.subset(fold.eval), spec)
+        trained = train(strategy, model, num_classes, train_b, val_b if len(val_b) else None, fold_cfg, None,
+                        head_init=mapping, class_names=(classes, source_classes))
+        m = score(trained.model, eval_b, classes)
+        records.append({
+            "fold": i + 1, "n_train": len(fold.train), "n_val": len(fold.val), "n_eval": len(fold.eval),
+            "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "loss": m["loss"],
+            "val_accuracy": best_val_accuracy(trained), "best_epoch": trained.fit.best_epoch,
+            "epochs_run": trained.fit.epochs_run, "train_time_s": trained.total_time_s,
+            "confusion_matrix": m["confusion_matrix"], "strategy": trained.strategy, "options": trained.options,
+            "selection": describe_selection(trained.fit.solver, len(fold.val), trained.fit.best_epoch,
+                                            trained.fit.epochs_run, trained.fit.stopped_early),
+        })
+        work.put(f"fold-{i + 1}", records[-1])
+    return records

@@ -1,0 +1,56 @@
+"""``report.md`` of ``transfer --cv K`` (and its pictures): per-fold and mean ± std scores, the pooled out-of-fold
+predictions — a function of the run's metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transferkit.report.markdown import comparison_report
+from transferkit.report.metrics import DID_NOT_LEARN, flag
+from transferkit.report.plots import plot_comparison, plot_confusion
+
+COLUMNS = ["fold", "train", "validation", "held out", "accuracy", "macro-F1", "best epoch"]
+
+
+def fold_rows(metrics: dict[str, Any]) -> list[list[str]]:
+    """One row per fold and the mean ± std row (flagged when the pooled predictions did not learn)."""
+    records = metrics["folds"]
+    rows = [[str(r["fold"]), str(r["n_train"]), str(r["n_val"]), str(r["n_eval"]), f"{r['accuracy']:.3f}",
+             f"{r['macro_f1']:.3f}", str(r["best_epoch"] + 1) if r["n_val"] else "- (fixed recipe)"]
+            for r in records]
+    rows.append(["mean ± std", "", "", str(metrics["n_pool"]),
+                 flag(f"{metrics['accuracy']:.3f} ± {metrics['accuracy_std']:.3f}", metrics["did_not_learn"]),
+                 f"{metrics['macro_f1']:.3f} ± {metrics['macro_f1_std']:.3f}", ""])
+    return rows
+
+
+def cv_notes(metrics: dict[str, Any], num_classes: int) -> list[str]:
+    """What the numbers are (and are not): no test split, the pooled out-of-fold scores, no bundle."""
+    pooled, chance = metrics["out_of_fold"], 1.0 / num_classes
+    return [
+        "The test split was not used at all: every number here comes from held-out folds of the training set.",
+        f"Pooled out-of-fold accuracy {pooled['accuracy']:.3f}, macro-F1 {pooled['macro_f1']:.3f} "
+        f"(each pool image predicted once, by the model that did not train on it); chance {chance:.3f}"
+        + (f" — {DID_NOT_LEARN}: not significantly above the majority-class rate." if metrics["did_not_learn"]
+           else "."),
+        "No bundle was written: the K fold models each saw only part of the pool. Rerun transfer without --cv "
+        "to train the model you keep (and score it once on the test split).",
+    ]
+
+
+def write_cv_report(run_dir: Path, metrics: dict[str, Any], classes: list[str], intro: list[str]) -> None:
+    """``folds.png`` (every fold and the mean), ``confusion_matrix.png`` (out-of-fold) and report.md."""
+    records, cv = metrics["folds"], metrics["cv"]
+    acc_mean, acc_std, f1_mean, f1_std = (metrics[k] for k in ("accuracy", "accuracy_std", "macro_f1",
+                                                               "macro_f1_std"))
+    pooled = metrics["out_of_fold"]
+    plot_comparison([f"fold {r['fold']}" for r in records] + ["mean"],
+                    {"accuracy": ([r["accuracy"] for r in records] + [acc_mean], [0.0] * cv + [acc_std]),
+                     "macro-F1": ([r["macro_f1"] for r in records] + [f1_mean], [0.0] * cv + [f1_std])},
+                    run_dir / "folds.png", ylabel="held-out fold score", title=f"{cv}-fold cross-validation",
+                    chance=1.0 / len(classes))
+    plot_confusion(pooled["confusion_matrix"], classes, run_dir / "confusion_matrix.png",
+                   f"out-of-fold predictions, accuracy {pooled['accuracy']:.3f}")
+    comparison_report(run_dir / "report.md", f"transferkit transfer: {cv}-fold cross-validation", intro, COLUMNS,
+                      fold_rows(metrics), ["folds.png", "confusion_matrix.png"], cv_notes(metrics, len(classes)))
