@@ -38,8 +38,7 @@ from transferkit.data.splits import k_per_class, labelled_budget_indices, parse_
 from transferkit.fusion import Stacker, check_members, check_soup, fit_gating, fit_weights, greedy_soup, uniform_soup
 from transferkit.fusion.methods import FUSION_METHODS
 from transferkit.fusion.model import FusedModel
-from transferkit.report.markdown import comparison_report
-from transferkit.report.plots import plot_method_bars
+from transferkit.report.fuse import COLUMNS, fuse_findings, fuse_rows, write_fuse_report
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, staged_output
 
@@ -196,9 +195,49 @@ def fuse(
              "fit_accuracy": _acc(member_fit[i], y_fit), "test_accuracy": _acc(member_test[i], y_test)}
             for i in range(len(models))]
     best_member = max(range(len(models)), key=lambda i: rows[i]["fit_accuracy"])
+    fused, skipped, soup_kept = _fit_methods(methods, models, metas, members, fit_b, member_fit, fit_logits,
+                                             fit_feats, y_fit, seed, gate_epochs)
+    for name, model in fused.items():
+        if name.startswith("soup"):  # one network: run it
+            fit_acc = _acc(_probs(model, fit_b[0]), y_fit)
+            test_acc = score(model, to_batches(test, model.input_spec), class_names)["accuracy"]
+        else:
+            fit_acc = _acc(_combined(model, fit_logits, fit_feats), y_fit)
+            test_acc = _acc(_combined(model, test_logits, test_feats), y_test)
+        rows.append({"model": name, "kind": "fusion", "fit_accuracy": fit_acc, "test_accuracy": test_acc})
+    best = max((r for r in rows if r["kind"] == "fusion"), key=lambda r: r["fit_accuracy"])
+    lineage = {"kind": "fuse", "members": [str(m) for m in members], "data": data, "classes": class_names,
+               "seed": seed}
+    out = Path(out)
+    with staged_output(out, "fuse") as tmp:
+        write_yaml(tmp / "config.yaml", config)
+        for name, model in fused.items():
+            save_bundle(model, {"classes": class_names, "lineage": {**lineage, "method": name}, "config": config},
+                        tmp / "bundles" / name)
+        save_bundle(fused[best["model"]], {"classes": class_names, "lineage": {**lineage, "method": best["model"]},
+                                           "config": config}, tmp / "bundle")
+        metrics = {"task": "fuse", "rows": rows, "best_member": rows[best_member]["model"], "selected": best["model"],
+                   "skipped": skipped, "greedy_soup_kept": soup_kept,
+                   "fit_set": {"n": len(fit_set), "on": fit_on, "members_not_excluded": unknown,
+                               "per_class": fit_per_class if fit_on == "held_out" else None},
+                   "n_test": len(test), "total_time_s": time.perf_counter() - start}
+        write_json(tmp / "metrics.json", metrics)
+        write_fuse_report(tmp, metrics, data, class_names, len(models))
+    console.print(comparison_table(COLUMNS, fuse_rows(metrics), title=f"fuse → {out}"))
+    for line in fuse_findings(metrics):
+        console.print(f"  • {line}")
+    return RunResult(out, metrics, fused[best["model"]], {"classes": class_names, "lineage": lineage})
+
+
+def _fit_methods(methods: Sequence[str], models: list[Backbone], metas: list[dict[str, Any]],
+                 members: Sequence[str | Path], fit_b: list[Any], member_fit: torch.Tensor, fit_logits: torch.Tensor,
+                 fit_feats: torch.Tensor, y_fit: np.ndarray, seed: int,
+                 gate_epochs: int) -> tuple[dict[str, Backbone], dict[str, str], list[str] | None]:
+    """Every fusion method fitted on the fit set's member outputs: ``(fused models, skipped with reasons, the greedy
+    soup's ingredients)``; a soup of members that cannot be souped is skipped, with the reason."""
     fused: dict[str, Backbone] = {}
     skipped: dict[str, str] = {}
-    soup_kept: list[str] | None = None  # the greedy soup's ingredients
+    soup_kept: list[str] | None = None
     for method in methods:
         if method.startswith("soup"):
             try:
@@ -234,51 +273,4 @@ def fuse(
         fused[method] = model.eval()
     if not fused:
         raise ValueError("no fusion method could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    for name, model in fused.items():
-        if name.startswith("soup"):  # one network: run it
-            fit_acc = _acc(_probs(model, fit_b[0]), y_fit)
-            test_acc = score(model, to_batches(test, model.input_spec), class_names)["accuracy"]
-        else:
-            fit_acc = _acc(_combined(model, fit_logits, fit_feats), y_fit)
-            test_acc = _acc(_combined(model, test_logits, test_feats), y_test)
-        rows.append({"model": name, "kind": "fusion", "fit_accuracy": fit_acc, "test_accuracy": test_acc})
-    best = max((r for r in rows if r["kind"] == "fusion"), key=lambda r: r["fit_accuracy"])
-    lineage = {"kind": "fuse", "members": [str(m) for m in members], "data": data, "classes": class_names,
-               "seed": seed}
-    out = Path(out)
-    with staged_output(out, "fuse") as tmp:
-        write_yaml(tmp / "config.yaml", config)
-        for name, model in fused.items():
-            save_bundle(model, {"classes": class_names, "lineage": {**lineage, "method": name}, "config": config},
-                        tmp / "bundles" / name)
-        save_bundle(fused[best["model"]], {"classes": class_names, "lineage": {**lineage, "method": best["model"]},
-                                           "config": config}, tmp / "bundle")
-        metrics = {"task": "fuse", "rows": rows, "best_member": rows[best_member]["model"], "selected": best["model"],
-                   "skipped": skipped, "greedy_soup_kept": soup_kept,
-                   "fit_set": {"n": len(fit_set), "on": fit_on, "members_not_excluded": unknown,
-                               "per_class": fit_per_class if fit_on == "held_out" else None},
-                   "n_test": len(test), "total_time_s": time.perf_counter() - start}
-        write_json(tmp / "metrics.json", metrics)
-        plot_method_bars([{"label": r["model"], "mean": r["test_accuracy"], "std": 0.0,
-                           "kind": "baseline" if r["kind"] == "member" else "method"} for r in rows],
-                         tmp / "fusion.png", f"fusion on {data}: test accuracy",
-                         rows[best_member]["test_accuracy"])
-        columns = ["model", "fit-set accuracy", "test accuracy"]
-        table = [[r["model"], f"{r['fit_accuracy']:.4f}", f"{r['test_accuracy']:.4f}"] for r in rows]
-        fit_text = (f"a held-out fit set of {fit_per_class} training-split images per class" if fit_on == "held_out"
-                    else "the members' shared validation split")
-        intro = [f"{len(models)} members on `{data}` ({', '.join(class_names)}). Weights, stacker, gate and greedy "
-                 f"soup were fitted on {fit_text} ({len(fit_set)} images); the test split ({len(test)} images) was "
-                 "scored once per model (the ensembles from their members' outputs, which is what their bundles "
-                 "compute up to the rounding of a resize in floating point)."]
-        if unknown:
-            intro.append("These members' training images could not be reconstructed from their lineage, so the fit "
-                         f"set may overlap them: {', '.join(unknown)}.")
-        findings = [f"selected (best fit-set accuracy): {best['model']} — test {best['test_accuracy']:.4f} vs best "
-                    f"single member {rows[best_member]['test_accuracy']:.4f}"]
-        findings += [f"{k} skipped: {v}" for k, v in skipped.items()]
-        comparison_report(tmp / "report.md", f"Fusion: {data}", intro, columns, table, ["fusion.png"], findings)
-    console.print(comparison_table(columns, table, title=f"fuse → {out}"))
-    for line in findings:
-        console.print(f"  • {line}")
-    return RunResult(out, metrics, fused[best["model"]], {"classes": class_names, "lineage": lineage})
+    return fused, skipped, soup_kept
