@@ -9,8 +9,9 @@ import yaml
 
 import transferkit as tk
 from transferkit.api import curve
-from transferkit.api.curve import _x_positions, cell_filename, parse_labels_per_class
+from transferkit.api.curve import cell_filename, parse_labels_per_class
 from transferkit.api.variants import parse_variant, parse_variants
+from transferkit.report.curve import _x_positions
 
 # the module where every cell (of a curve or a comparison) calls the engine's ``train``
 grid_mod = importlib.import_module("transferkit.api.grid")

@@ -52,9 +52,8 @@ from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig, check_budget
 from transferkit.data.registry import has_split
 from transferkit.data.splits import k_per_class
-from transferkit.report.markdown import comparison_report
-from transferkit.report.metrics import flag, group_did_not_learn, mean_std
-from transferkit.report.plots import plot_curve
+from transferkit.report.curve import CURVE_COLUMNS, curve_rows, write_curve_report
+from transferkit.report.metrics import group_did_not_learn, mean_std
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, open_output_dir
 
@@ -97,24 +96,6 @@ def summarise_curve(cells: Sequence[dict[str, Any]], labels: Sequence[str],
             row["did_not_learn"] = group_did_not_learn(group)
             rows.append(row)
     return rows
-
-
-def _x_positions(summary: Sequence[dict[str, Any]], budgets: Sequence[int | None]) -> tuple[list[float], list[str]]:
-    """x values and tick labels: k itself; "all" at its real mean training size per class when that lies right
-    of the largest k (else at twice the largest k), labelled with that size."""
-    finite = [k for k in budgets if k is not None]
-    xs: list[float] = [float(k) for k in finite]
-    ticks = [str(k) for k in finite]
-    if None in budgets:
-        sizes = [r["train_per_class"] for r in summary if r["labels_per_class"] is None]
-        size = sum(sizes) / len(sizes) if sizes else None
-        top = max(finite, default=0)
-        if size is not None and size > 1.05 * top:
-            xs.append(size)
-        else:  # unknown, or not right of the largest budget: keep "all" at the right end anyway
-            xs.append(2.0 * top if top else 1.0)
-        ticks.append(f"all\n(≈{size:.0f})" if size is not None else "all")
-    return xs, ticks
 
 
 def curve(
@@ -193,28 +174,14 @@ def curve(
     done = run_grid(grid, out, "curve", settings, config, ARTEFACTS, restart, console,
                     source=str(meta.get("source")), data=data, classes=classes)
     ordered, reused, computed, extra = done.cells, done.reused, done.computed, done.outside
-    labels = [v.label for v in variants]
-    summary = summarise_curve(ordered, labels, budgets)
+    summary = summarise_curve(ordered, [v.label for v in variants], budgets)
     notes = findings(summary)
     if not any(v.label == BASELINE for v in variants):
         notes.append(f"No '{BASELINE}' variant in this curve, so no baseline comparison; add --strategy scratch.")
 
-    columns = ["strategy", "labels/class", "test accuracy", "macro-F1", "val accuracy", "wall time (s)", "seeds"]
-    rows = [[r["strategy"], str(r["labels_per_class"] or "all"),
-             flag(f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}", r["did_not_learn"]),
-             f"{r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f}",
-             f"{r['val_accuracy_mean']:.3f} ± {r['val_accuracy_std']:.3f}"
-             if r["val_accuracy_mean"] == r["val_accuracy_mean"] else "- (no validation set)",
-             f"{r['wall_time_s_mean']:.2f} ± {r['wall_time_s_std']:.2f}", str(r["seeds"])] for r in summary]
-    xs, ticks = _x_positions(summary, budgets)
-    series = {}
-    for label in labels:
-        by_k = {r["labels_per_class"]: r for r in summary if r["strategy"] == label}
-        series[label] = ([by_k[k]["accuracy_mean"] for k in budgets], [by_k[k]["accuracy_std"] for k in budgets])
     title = title or f"{meta.get('source', 'source')} → {data} {classes or ''}".strip()
-    wall = time.perf_counter() - start
     metrics = {"cells": ordered, "summary": summary, "findings": notes, "reused": reused, "computed": computed,
-               "cells_outside_grid": extra, "settings": settings, "wall_time_s": wall}
+               "cells_outside_grid": extra, "settings": settings, "wall_time_s": time.perf_counter() - start}
     test_note = (f"a fixed stratified subset of {test_per_class} test images per class" if test_per_class
                  else "the whole test split")
     intro = [
@@ -230,10 +197,9 @@ def curve(
         + (f"; {extra} more cells on disk lie outside this grid and are not reported." if extra else "."),
     ]
     write_json(out / "metrics.json", metrics)
-    plot_curve(xs, ticks, series, out / "curve.png", title=title, chance=1.0 / full.num_classes)
-    comparison_report(out / "report.md", f"Label-efficiency curve: {title}", intro, columns, rows, ["curve.png"],
-                      notes)
-    console.print(comparison_table(columns, rows, title=f"{title} — mean ± std over {len(seed_list)} seeds"))
+    write_curve_report(out, metrics, [v.label for v in variants], budgets, title, intro, 1.0 / full.num_classes)
+    console.print(comparison_table(CURVE_COLUMNS, curve_rows(summary),
+                                   title=f"{title} — mean ± std over {len(seed_list)} seeds"))
     for line in notes:
         console.print(f"  • {line}")
     console.print(f"report: {out / 'report.md'}   plot: {out / 'curve.png'}")

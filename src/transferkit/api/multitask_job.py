@@ -191,26 +191,9 @@ def multitask(
         mt_scores = _score_tasks(trained.model, eval_b, names, classes, slices)
         batch_size = strat.resolve(cfg).batch_size or 1
         steps_mt = math.ceil(len(train_b) / batch_size)
-        singles: dict[str, TrainedModel] = {}
-        single_scores: dict[str, dict[str, Any]] = {}
-        single_epochs: dict[str, int] = {}
-        baseline_s = 0.0
-        if spec.baselines and len(cols) > 1:
-            for k, (i, name) in enumerate(zip(cols, names, strict=True)):
-                t0 = time.perf_counter()
-                tr_rows = np.flatnonzero(train_set.labels[:, i] != MISSING)
-                va_rows = np.flatnonzero(val_set.labels[:, i] != MISSING)
-                tr, va = _batches(train_set, model_src, [i], tr_rows), _batches(val_set, model_src, [i], va_rows)
-                one = task_slices([len(classes[k])])
-                c1 = _single_task_cfg(cfg, steps_mt, len(tr_rows), batch_size)
-                console.print(f"  single-task baseline '{name}': {len(tr_rows)} rows, {c1.epochs} epochs "
-                              f"(as many steps as the multi-task run)")
-                single_epochs[name] = c1.epochs
-                singles[name] = train_multitask(make_strategy(spec.strategy, options=spec.options), model_src, one,
-                                                [name], tr, va, c1, FixedWeighting(1))
-                ev = va if test_set is None else _column(eval_b, k)  # the test images prepared once, above
-                single_scores[name] = _score_tasks(singles[name].model, ev, [name], [classes[k]], one)[name]
-                baseline_s += time.perf_counter() - t0
+        singles, single_scores, single_epochs, baseline_s = _single_task_baselines(
+            spec, cols, names, classes, train_set, val_set, eval_b if test_set is not None else None, model_src,
+            cfg, steps_mt, batch_size, console)
         holdout = _holdout_probes(spec, full, train_set, test_set if test_set is not None else val_set, model_src,
                                   trained.model, singles, cfg.seed)
         metrics = _metrics(spec, full, train_set, val_set, names, cols, classes, mt_scores, single_scores, holdout,
@@ -244,6 +227,37 @@ def multitask(
     return RunResult(out_dir, metrics, trained.model, {"classes": [f"{n}:{c}" for n, cs in zip(names, classes,
                                                                                                strict=True)
                                                                    for c in cs], "tasks": tasks_meta})
+
+
+def _single_task_baselines(spec: MultiTaskSpec, cols: list[int], names: list[str], classes: list[list[str]],
+                           train_set: MultiTaskSet, val_set: MultiTaskSet, eval_b: Any, model_src: Backbone,
+                           cfg: TrainConfig, steps_mt: int, batch_size: int, console: Console,
+                           ) -> tuple[dict[str, TrainedModel], dict[str, dict[str, Any]], dict[str, int], float]:
+    """With ``spec.baselines`` and several tasks: one single-task model per task, trained for as many optimiser
+    steps as the multi-task run, scored on the same images (``eval_b``: the test split; ``None``: each task's
+    validation rows). Returns the models, their scores, their epochs and the seconds they took."""
+    singles: dict[str, TrainedModel] = {}
+    single_scores: dict[str, dict[str, Any]] = {}
+    single_epochs: dict[str, int] = {}
+    baseline_s = 0.0
+    if not (spec.baselines and len(cols) > 1):
+        return singles, single_scores, single_epochs, baseline_s
+    for k, (i, name) in enumerate(zip(cols, names, strict=True)):
+        t0 = time.perf_counter()
+        tr_rows = np.flatnonzero(train_set.labels[:, i] != MISSING)
+        va_rows = np.flatnonzero(val_set.labels[:, i] != MISSING)
+        tr, va = _batches(train_set, model_src, [i], tr_rows), _batches(val_set, model_src, [i], va_rows)
+        one = task_slices([len(classes[k])])
+        c1 = _single_task_cfg(cfg, steps_mt, len(tr_rows), batch_size)
+        console.print(f"  single-task baseline '{name}': {len(tr_rows)} rows, {c1.epochs} epochs "
+                      f"(as many steps as the multi-task run)")
+        single_epochs[name] = c1.epochs
+        singles[name] = train_multitask(make_strategy(spec.strategy, options=spec.options), model_src, one,
+                                        [name], tr, va, c1, FixedWeighting(1))
+        ev = va if eval_b is None else _column(eval_b, k)  # the test images prepared once, by the caller
+        single_scores[name] = _score_tasks(singles[name].model, ev, [name], [classes[k]], one)[name]
+        baseline_s += time.perf_counter() - t0
+    return singles, single_scores, single_epochs, baseline_s
 
 
 def _holdout_probes(spec: MultiTaskSpec, full: MultiTaskSet, train_set: MultiTaskSet, eval_set: MultiTaskSet,
