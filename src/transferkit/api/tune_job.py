@@ -40,9 +40,8 @@ from transferkit.api.train import transfer
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.errors import ConfigError
-from transferkit.report.markdown import comparison_report
-from transferkit.report.plots import plot_optimisation_history
 from transferkit.report.tables import comparison_table
+from transferkit.report.tune import fmt_value, trials_table, write_tune_report
 from transferkit.rundir import check_output_dir, open_output_dir, partial_dir
 from transferkit.tuning.pruning import PruningCallback
 from transferkit.tuning.space import (
@@ -59,7 +58,6 @@ from transferkit.tuning.study import default_storage, open_study, shown_storage,
 METRICS = {"val_acc": ("accuracy", "maximize", "validation accuracy"),
            "val_loss": ("loss", "minimize", "validation loss")}
 TRIALS_DIR = "trials"
-TOP_TRIALS = 10
 FORMAT = 1
 _CONFIG_FIELDS = set(TrainConfig.__dataclass_fields__)
 # a setting that says where trials run, not what they compute: workers may differ in it
@@ -261,7 +259,7 @@ def _optimize(study: optuna.Study, params: list[SearchParam], base: dict[str, An
         kwargs, opts = _trial_arguments(base, options, values)
         run_dir = out / TRIALS_DIR / f"trial-{trial.number:04d}"
         pruning = PruningCallback(trial, metric)
-        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
+        shown = ", ".join(f"{k}={fmt_value(v)}" for k, v in values.items())
         t0 = time.perf_counter()
         try:
             result = transfer(**kwargs, options=opts or None, out=run_dir, progress=False, callbacks=[pruning],
@@ -310,14 +308,6 @@ def _discard_unfinished(run_dir: Path) -> None:
     shutil.rmtree(partial_dir(run_dir), ignore_errors=True)
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
 def best_config(base: Mapping[str, Any], options: Mapping[str, Any], values: Mapping[str, Any],
                 out: str | Path) -> dict[str, Any]:
     """The ``transfer`` configuration of a trial with ``values``, keyed as ``transferkit transfer --config``
@@ -361,9 +351,7 @@ def _write_outputs(study: optuna.Study, params: list[SearchParam], base: dict[st
         raise ValueError(f"tune: no trial of study '{study_name}' has finished ({counts['FAIL']} failed, "
                          f"{counts['PRUNED']} pruned, {counts['RUNNING']} running); "
                          + (f"first failure: {errors[0]}" if errors else f"see {out / 'trials.csv'}"))
-    maximise = direction == "maximize"
-    ranked = sorted(complete, key=lambda r: (-r["value"] if maximise else r["value"], r["number"]))
-    best = ranked[0]
+    best = sorted(complete, key=lambda r: (-r["value"] if direction == "maximize" else r["value"], r["number"]))[0]
     config = best_config(base, options, best["params"], out / "best")
     header = (f"# transferkit tune: the best of {counts['COMPLETE']} finished trials of study '{study_name}' — trial "
               f"{best['number']}, {metric} {best['value']:.4f} on the validation split.\n"
@@ -388,49 +376,8 @@ def _write_outputs(study: optuna.Study, params: list[SearchParam], base: dict[st
         "wall_time_s": wall_s, "trials": records,
     }
     write_json(out / "metrics.json", metrics)
-    plot_optimisation_history(records, out / "history.png", words, maximise,
-                              f"{study_name}: {base['strategy']} on {base['data']}")
-    columns = ["trial", metric, *names, "epochs", "time (s)"]
-    rows = [[str(r["number"]), f"{r['value']:.4f}", *(_fmt(r["params"].get(n, "-")) for n in names),
-             str(r["epochs_reported"] or "-"), f"{r['duration_s']:.1f}" if r["duration_s"] is not None else "-"]
-            for r in ranked[:TOP_TRIALS]]
-    space_text = ", ".join(f"`{p.name}={p.spec}`" for p in params)
-    val_k = base.get("val_per_class") if base.get("val_per_class") is not None else base.get("labels_per_class")
-    intro = [
-        f"Study `{study_name}` in `{shown_storage(storage)}`: {len(records)} trials — {counts['COMPLETE']} finished, "
-        f"{counts['PRUNED']} pruned, {counts['FAIL']} failed" + (f", {counts['RUNNING']} running" if counts["RUNNING"]
-                                                                 else "") + f" ({len(ran)} in this run).",
-        "",
-        f"Strategy `{base['strategy']}` from `{base['source']}` on `{base['data']}` classes "
-        f"{base['classes'] or 'all'}, "
-        + (f"{base['labels_per_class']} labelled training images per class plus {val_k} other "
-           f"labelled images per class as the validation set the trials are judged on (a labelled budget of "
-           f"{base['labels_per_class'] + val_k} per class; tune keeps a separate validation set), "
-           if base["labels_per_class"] is not None else "the whole training split minus a stratified "
-           f"{base['val_fraction']:.0%} validation part, ")
-        + f"up to {base['epochs']} epochs, seed "
-        f"{base['seed']}. Searched: {space_text}. Sampler: TPE (Bergstra et al., 2011); pruner: "
-        f"{type(study.pruner).__name__}. Objective: {words} ({'higher' if maximise else 'lower'} is better).",
-        "",
-        f"The {min(TOP_TRIALS, len(ranked))} best finished trials:",
-    ]
-    findings = [
-        f"Best: trial {best['number']}, {metric} {best['value']:.4f} with "
-        + ", ".join(f"{k}={_fmt(v)}" for k, v in best["params"].items())
-        + ". `transferkit transfer --config best_config.yaml` trains it and scores it once on the test split.",
-        "Every trial trained on the labelled training images and was judged on the validation images only; the "
-        "test split was never loaded. The best validation value was selected on those same images, so it is "
-        "optimistic — the test score of the final run is the honest number.",
-    ]
-    if counts["PRUNED"]:
-        findings.append(f"{_count(counts['PRUNED'], 'trial')} stopped early by the pruner (in the plot at the last "
-                        "value reported).")
-    errors = [r for r in records if r["state"] == "FAIL" and r["error"]]
-    if errors:
-        findings.append(f"{_count(counts['FAIL'], 'trial')} failed; trials.csv gives each reason (trial "
-                        f"{errors[0]['number']}: {errors[0]['error']}).")
-    comparison_report(out / "report.md", f"Hyper-parameter search: {study_name}", intro, columns, rows,
-                      ["history.png"], findings)
+    write_tune_report(out, metrics, base, names, words, len(ran))
+    columns, rows = trials_table(metrics, names)
     console.print(comparison_table(columns, rows, title=f"{study_name}: best trials by {words} "
                                                         f"({counts['COMPLETE']} finished, {counts['PRUNED']} pruned, "
                                                         f"{counts['FAIL']} failed)"))
