@@ -60,9 +60,10 @@ from transferkit.few_shot.prototypes import class_prototypes
 from transferkit.few_shot.setfit import CosinePairLoss, fit_logistic_head, make_pairs
 from transferkit.few_shot.zeroshot import DEFAULT_TEMPLATE, label_prompts
 from transferkit.provenance import provenance
+from transferkit.report.fewshot import write_fewshot_report
 from transferkit.report.markdown import run_report
 from transferkit.report.metrics import classification_metrics, did_not_learn, majority_rate
-from transferkit.report.plots import plot_confusion, plot_step_losses
+from transferkit.report.plots import plot_confusion
 from transferkit.report.tables import metrics_table
 from transferkit.rundir import check_output_dir, run_session
 
@@ -212,23 +213,7 @@ def fewshot(
         save_bundle(model, {"classes": full.classes, "lineage": lineage, "metrics": {
             k: metrics[k] for k in ("split", "accuracy", "macro_f1", "n")}, "config": config}, tmp / "bundle")
         write_json(tmp / "metrics.json", metrics)
-        images = []
-        if losses:
-            plot_step_losses(losses, tmp / "pair_loss.png", "contrastive fine-tuning", "pair loss (MSE of cosine)")
-            images.append("pair_loss.png")
-        plot_confusion(metrics["confusion_matrix"], full.classes, tmp / "confusion_matrix.png",
-                       f"{eval_name}, accuracy {metrics['accuracy']:.3f}")
-        images.append("confusion_matrix.png")
-        facts = {"job": "fewshot", "method": method, "source": lineage["source"],
-                 "data": f"{data} classes {full.classes}", "labelled examples": f"{len(support)} "
-                 f"({labels_per_class} per class, seed {seed}; all of them fitted the final model)",
-                 "selection": metrics["labels"]["selection"], "evaluated on": f"{eval_name} ({len(evaluation)})",
-                 **({"pairs": f"{details['pairs']} ({details['positive_pairs']} positive), {details['steps']} steps",
-                     "body training": f"{details['body_train_s']:.1f} s"} if method == "setfit" else {}),
-                 "total time": f"{metrics['total_time_s']:.1f} s"}
-        notes = ["The K examples per class were drawn from the training split; the evaluation examples are "
-                 "disjoint from them and were not used for any choice."]
-        run_report(tmp / "report.md", f"transferkit few-shot run ({method})", facts, metrics, images, notes)
+        write_fewshot_report(tmp, metrics, losses, full.classes, lineage["source"], data, len(evaluation))
     console.print(metrics_table(metrics, f"fewshot {method} → {out}  ({eval_name})"))
     return RunResult(Path(out), metrics, model, {"classes": full.classes, "lineage": lineage})
 
