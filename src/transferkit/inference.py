@@ -59,6 +59,7 @@ from transferkit.data.images import DEFAULT_MAX_PIXELS, BadImage, decode_image  
 from transferkit.data.prepare import TensorBatches, prepare_images
 from transferkit.data.resize import describe_resize, resized_shape
 from transferkit.data.tokens import encode_texts, length_batches
+from transferkit.errors import ConfigError
 
 ONNX_FORMAT = "1"
 SUPPORTED_MODALITIES = ("image", "text")  # what export, predict --backend onnx and serve take
@@ -346,7 +347,7 @@ def load_predictor(path: str | Path, backend: str = "torch") -> TorchPredictor |
         return TorchPredictor.load(path)
     if backend == "onnx":
         return OnnxPredictor.load(path)
-    raise ValueError(f"--backend: unknown '{backend}'; valid choices: torch, onnx")
+    raise ConfigError("backend", "one of torch, onnx", backend)
 
 
 def top_k_rows(probs: torch.Tensor, classes: Sequence[str], top_k: int = 1) -> list[dict[str, Any]]:

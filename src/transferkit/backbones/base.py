@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferkit.data.resize import INTERPOLATIONS, RESIZE_MODES, spec_resize
+from transferkit.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,7 @@ class Backbone(nn.Module):
     def set_bottleneck(self, num_classes: int, hidden: int) -> None:
         """Replace the head with a fresh ``num_classes``-way head with a ``hidden``-wide bottleneck (0: linear)."""
         if hidden < 0:
-            raise ValueError(f"--bottleneck must be ≥ 0 (0: a linear head), got {hidden}")
+            raise ConfigError("bottleneck", "a whole number ≥ 0 (0: a linear head)", hidden)
         self.head_hidden = int(hidden)
         self.reset_classifier(num_classes)
 

@@ -47,6 +47,7 @@ from transferkit.backbones.registry import (
     register_backbone,
     register_backbone_family,
 )
+from transferkit.errors import ConfigError
 
 __all__ = ["TextEncoder", "minilm_path"]
 
@@ -215,8 +216,8 @@ class TextEncoder(Backbone):
         """Truncate texts to ``max_length`` tokens from now on (recorded in the config, so bundles keep it)."""
         limit = int(getattr(self._hf.config, "max_position_embeddings", 512) or 512)
         if not 2 <= int(max_length) <= limit:
-            raise ValueError(f"--max-length must lie in [2, {limit}] for {self.arch} (its position limit), "
-                             f"got {max_length}")
+            raise ConfigError("max_length", f"a whole number in [2, {limit}] for {self.arch} (its position limit)",
+                              max_length)
         self.input_spec = dataclasses.replace(self.input_spec, extra={**self.input_spec.extra,
                                                                       "max_length": int(max_length)})
         self.arch_kwargs["max_length"] = int(max_length)

@@ -189,7 +189,7 @@ def make_loader(data: TensorBatches, batch_size: int, shuffle: bool, seed: int =
         order = EpochBatchSampler(len(data), batch_size, "weighted", seed, weights=weights)
     elif sampler == "balanced":
         if data.y is None:
-            raise ValueError("--sampler balanced needs labelled training data")
+            raise ConfigError("sampler", "random for unlabelled training data (balanced needs labels)", sampler)
         order = EpochBatchSampler(len(data), batch_size, "weighted", seed, weights=balanced_weights(data.y))
     elif sampler != "random":
         raise ConfigError("sampler", "one of random, balanced", sampler)
