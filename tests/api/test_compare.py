@@ -11,7 +11,7 @@ import transferkit as tk
 from transferkit.cli.main import main
 
 grid_mod = importlib.import_module("transferkit.api.grid")  # where every cell calls the engine's train
-compare_mod = importlib.import_module("transferkit.api.compare")
+compare_report_mod = importlib.import_module("transferkit.report.compare")  # where compare draws its plot
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_cli_compare_with_seeds_writes_its_config_and_a_late_error_loses_no_cell
     def broken_plot(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(compare_mod, "plot_comparison", broken_plot)
+    monkeypatch.setattr(compare_report_mod, "plot_comparison", broken_plot)
     assert main(argv) == 2 and "disk full" in capsys.readouterr().out
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["seeds"] == [0, 1] and config["labels_per_class"] == [2] and config["command"] == "compare"

@@ -42,9 +42,8 @@ from transferkit.backbones.base import Backbone
 from transferkit.config import check_budget
 from transferkit.data.registry import has_split
 from transferkit.data.splits import k_per_class
-from transferkit.report.markdown import comparison_report
-from transferkit.report.metrics import comparison_sentence, flag, group_did_not_learn, mean_std
-from transferkit.report.plots import plot_comparison
+from transferkit.report.compare import COMPARE_COLUMNS, compare_rows, write_compare_report
+from transferkit.report.metrics import comparison_sentence, group_did_not_learn, mean_std
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, open_output_dir
 
@@ -152,22 +151,10 @@ def compare(
     cells = [{**c, "total_time_s": c["wall_time_s"]} for c in done.cells]  # the name compare has always used
     summary = summarise(cells)
     notes = findings(summary)
-    columns = ["strategy", "labels/class", "test accuracy", "macro-F1", "train time (s)"]
-    rows = [[r["strategy"], str(r["labels_per_class"] or "all"),
-             flag(f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}", r["did_not_learn"]),
-             f"{r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f}",
-             f"{r['train_time_s_mean']:.2f} ± {r['train_time_s_std']:.2f}"] for r in summary]
-    groups = [str(k or "all") for k in budgets]
-    series = {s: ([next(r["accuracy_mean"] for r in summary if r["strategy"] == s and r["labels_per_class"] == k)
-                   for k in budgets],
-                  [next(r["accuracy_std"] for r in summary if r["strategy"] == s and r["labels_per_class"] == k)
-                   for k in budgets]) for s in built}
     title = title or f"{meta.get('source', 'source')} → {data} {classes or ''}".strip()
     write_json(out / "metrics.json", {"cells": cells, "summary": summary, "findings": notes,
                                       "reused": done.reused, "computed": done.computed,
                                       "cells_outside_grid": done.outside, "wall_time_s": time.perf_counter() - start})
-    plot_comparison([f"{g} labels/class" for g in groups], series, out / "comparison.png", title=title,
-                    chance=1.0 / full.num_classes)
     test_note = (f"a fixed stratified subset of {test_per_class} test images per class" if test_per_class
                  else "the whole test split")
     intro = [f"Source: `{meta.get('source')}` (input {model.input_spec.channels}×"
@@ -180,8 +167,9 @@ def compare(
              f"Cells: {done.computed} computed in this run, {done.reused} reused from earlier runs (`cells/`)"
              + (f"; {done.outside} more cells on disk lie outside this grid and are not reported."
                 if done.outside else ".")]
-    comparison_report(out / "report.md", f"Comparison: {title}", intro, columns, rows, ["comparison.png"], notes)
-    console.print(comparison_table(columns, rows, title=f"{title} — mean ± std over {len(seed_list)} seeds"))
+    write_compare_report(out, summary, notes, list(built), budgets, title, intro, 1.0 / full.num_classes)
+    console.print(comparison_table(COMPARE_COLUMNS, compare_rows(summary),
+                                   title=f"{title} — mean ± std over {len(seed_list)} seeds"))
     for line in notes:
         console.print(f"  • {line}")
     return RunResult(out, {"cells": cells, "summary": summary, "findings": notes})
