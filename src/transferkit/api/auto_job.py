@@ -191,7 +191,7 @@ def auto(
               "evaluate_test": False, **({"split_indices": split} if split is not None else {})}
     search = _Search(out, clock, console, full.channels, common, {"image_size": image_size, "max_length": max_length})
     try:
-        kept = search.rank(cands, full, keep, max_length)
+        kept = search.rank(cands, full, keep)
         if no_selection:
             raise _NoSelection(kept[0])
         search.probe(kept)
@@ -263,7 +263,7 @@ class _Search:
             with atomic.staged_dir(self.out / "bundle") as tmp:
                 shutil.copytree(run_dir / "bundle", tmp, dirs_exist_ok=True)
 
-    def rank(self, cands: list[str], full: Any, keep: int, max_length: int | None) -> list[str]:
+    def rank(self, cands: list[str], full: Any, keep: int) -> list[str]:
         """Stage 1: rank the candidates by transferability; the ``keep`` best go on."""
         t0 = time.monotonic()
         c = self.common
@@ -272,7 +272,7 @@ class _Search:
                                                       int(full.class_counts().min()) // 2))
         sel = select(cands, c["data"], c["classes"], labels_per_class=score_k, val_per_class=c["val_per_class"],
                      val_fraction=c["val_fraction"], seed=self.seed, out=self.out / "stage1_rank",
-                     image_size=self.sizes["image_size"], max_length=max_length, strict=c["strict"],
+                     image_size=self.sizes["image_size"], max_length=self.sizes["max_length"], strict=c["strict"],
                      console=self.quiet)
         ranked = sel.metrics["candidates"]
         self.state["ranking"] = [{"candidate": e["candidate"], "rank": e["rank"], "scores": e["scores"],

@@ -68,15 +68,10 @@ def merge_lora(model: Backbone) -> Backbone:
 
 
 # -- the bundle format ------------------------------------------------------------------------------------------
-def _json_type(v: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
-        type(v), type(v).__name__)
-
-
 def _validate(meta: dict[str, Any]) -> None:
     """``adapter`` of a LoRA bundle's ``transferkit.json``: rank, scale, dropout, BN policy, target module names
     (no path characters), the source's architecture (on the allow-lists) and weight hash."""
-    from transferkit.backbones.registry import validate_config
+    from transferkit.backbones.registry import _type, validate_config
 
     adapter = meta["adapter"]
     r, alpha, dropout = adapter.get("r"), adapter.get("alpha"), adapter.get("dropout", 0.0)
@@ -96,7 +91,7 @@ def _validate(meta: dict[str, Any]) -> None:
     base = adapter.get("base")
     if not isinstance(base, dict):
         raise ValueError(f"adapter.base must be an object (the source's architecture and weight hash), got "
-                         f"{_json_type(base)}")
+                         f"{_type(base)}")
     validate_config(base.get("architecture"), "adapter.base.architecture")
     h = base.get("weights_hash")
     if not (isinstance(h, str) and 16 <= len(h) <= 128 and all(ch in "0123456789abcdef" for ch in h)):
