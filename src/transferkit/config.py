@@ -7,23 +7,92 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
+
+import tyro
 
 from transferkit.errors import ConfigError
 
-OPTIMIZERS = ("adamw", "adam", "sgd")
-SCHEDULES = ("constant", "cosine", "onecycle")
-AUGMENT_PRESETS = ("none", "light", "standard", "strong")
-CLASS_WEIGHTS = ("none", "balanced")
-SAMPLERS = ("random", "balanced")
-DISTRIBUTED = ("auto", "ddp", "ddp_find_unused_parameters_true")
+Optimizer = Literal["adamw", "adam", "sgd"]
+Schedule = Literal["constant", "cosine", "onecycle"]
+AugmentPreset = Literal["none", "light", "standard", "strong"]
+ClassWeight = Literal["none", "balanced"]
+Sampler = Literal["random", "balanced"]
+Distributed = Literal["auto", "ddp", "ddp_find_unused_parameters_true"]
+# the choices, declared once as the types above (the command line takes its choices from the same types)
+OPTIMIZERS, SCHEDULES, AUGMENT_PRESETS = get_args(Optimizer), get_args(Schedule), get_args(AugmentPreset)
+CLASS_WEIGHTS, SAMPLERS, DISTRIBUTED = get_args(ClassWeight), get_args(Sampler), get_args(Distributed)
 DEFAULT_EPOCHS = 30  # epochs of a configuration that names no budget and is trained without a strategy's recipe
 
 
-@dataclass
-class TrainConfig:
-    """How the engine trains: the budget (optimiser steps or epochs), batch size, optimiser and schedule, early
-    stopping, devices, seed, augmentation (training batches only) and class-imbalance handling.
+def either_flag(deterministic: bool = False, no_deterministic: bool = False) -> bool | None:
+    """``--deterministic`` / ``--no-deterministic`` / neither (``None``: the default, on for CPU runs)."""
+    if deterministic and no_deterministic:
+        raise ConfigError("deterministic", "--deterministic or --no-deterministic, not both", "both")
+    return True if deterministic else False if no_deterministic else None
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How the model is trained: budget, optimiser, schedule, augmentation, devices and seed."""
+
+    # A job's ``train`` part; :class:`TrainConfig` adds what the jobs set. Each field's docstring is its help on the
+    # command line (generated from these fields; one line each: tyro keeps a docstring's line breaks), the choices
+    # are the ``Literal`` types. Values are checked when a job turns the options into a :class:`TrainConfig` (a
+    # :class:`~transferkit.errors.ConfigError` naming the field).
+
+    steps: int | None = None
+    """optimiser steps whatever the dataset size (default: the strategy's recipe: finetune 100), not with epochs"""
+    epochs: int | None = None
+    """passes over the training set instead of steps (default: derived from the steps)"""
+    batch_size: int | None = None
+    """the global batch size (default: the strategy's own)"""
+    lr: float | None = None
+    """learning rate (default: the strategy's own)"""
+    weight_decay: float = 1e-4
+    """weight decay of the optimiser"""
+    optimizer: Optimizer = "adamw"
+    """the optimiser"""
+    patience: int | None = None
+    """early-stopping patience in epochs on the validation loss (default off; needs a validation set)"""
+    schedule: Schedule | None = None
+    """learning-rate schedule (default: the strategy's recipe: warm-up + cosine for finetune, scratch, lora)"""
+    warmup_epochs: int = 0
+    """linear warm-up epochs before the schedule"""
+    augment: AugmentPreset | None = None
+    """augmentation of training batches (default: the strategy's recipe: light for scratch, none otherwise)"""
+    mixup: float = 0.0
+    """Mixup Beta(α, α) parameter; 0 = off"""
+    cutmix: float = 0.0
+    """CutMix Beta(α, α) parameter; 0 = off"""
+    class_weight: ClassWeight = "none"
+    """balanced: weight the loss by inverse class frequency"""
+    sampler: Sampler = "random"
+    """balanced: draw every class equally often"""
+    seed: int = 0
+    """seed of the label draw, the initialisation and the batches"""
+    accelerator: str = "cpu"
+    """passed to Lightning: cpu, gpu, auto, …"""
+    devices: int | str = 1
+    """passed to Lightning"""
+    progress: bool = True
+    """show the progress bar"""
+    checkpoint_every: int | None = 200
+    """write a resume checkpoint every this many optimiser steps, besides every epoch end"""
+    num_nodes: int = 1
+    """machines for DDP (see the README)"""
+    distributed: Distributed = "auto"
+    """Lightning strategy when devices × num_nodes > 1: auto = ddp (gloo on CPU); batch_size is the global batch"""
+    deterministic: Annotated[bool | None, tyro.conf.arg(constructor=either_flag)] = None
+    """deterministic algorithms: bit-identical metrics for a seed (default: on for CPU)"""
+
+
+@dataclass(frozen=True)
+class TrainConfig(TrainOptions):
+    """How the engine trains — a job's :class:`TrainOptions` plus what the job sets (``monitor``, ``precision``,
+    ``checkpoints``, ``warmup_steps``, ``sync_batchnorm``, ``resume_from``): the budget (optimiser steps or epochs),
+    batch size, optimiser and schedule, early stopping, devices, seed, augmentation (training batches only) and
+    class-imbalance handling.
 
     **Budget.** ``steps`` is the number of optimiser steps; ``epochs`` (given explicitly) the number of passes
     over the training set instead — give one, not both (:func:`check_budget`; once resolved, a step budget also
@@ -56,33 +125,11 @@ class TrainConfig:
     are kept.
     """
 
-    epochs: int | None = None
-    steps: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    weight_decay: float = 1e-4
-    optimizer: str = "adamw"
-    patience: int | None = None
     monitor: str = "val_loss"
-    seed: int = 0
-    accelerator: str = "cpu"
-    devices: int | str = 1
     precision: str = "32-true"
-    progress: bool = True
     checkpoints: bool = True
-    schedule: str | None = None
-    warmup_epochs: int = 0
     warmup_steps: int | None = None  # set by the recipe (a share of the steps); None: from warmup_epochs
-    augment: str | None = None
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    class_weight: str = "none"
-    sampler: str = "random"
-    distributed: str = "auto"
-    num_nodes: int = 1
-    deterministic: bool | None = None
     sync_batchnorm: bool = True
-    checkpoint_every: int | None = 200
     resume_from: str | None = None
 
     @property
@@ -140,6 +187,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def of(cls, options: TrainOptions, **settings: Any) -> TrainConfig:
+        """The engine's configuration from a job's :class:`TrainOptions` and what the job sets itself."""
+        return cls(**{f.name: getattr(options, f.name) for f in fields(TrainOptions)}, **settings)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

@@ -32,7 +32,8 @@ def test_too_few_examples_for_validation_suggests_cv(fashion_npz, tmp_path):
     with pytest.raises(ValueError, match=r"at least 200 .*--cv"):  # a separate validation set: K + V per class
         tk.auto(f"npz:{fashion_npz}", candidates="random:seed_cnn", labels_per_class=100, val_per_class=100,
                 budget="1m", out=tmp_path / "a")
-    with pytest.raises(ValueError, match=r"--labels-per-class 10000: class 0 .* has only"):  # K is the budget
+    # K is the budget
+    with pytest.raises(ValueError, match=r"labels_per_class: expected at most \d+, got 10000; class 0 .* has only"):
         tk.auto(f"npz:{fashion_npz}", candidates="random:seed_cnn", labels_per_class=10000, budget="1m",
                 out=tmp_path / "a")
     assert not (tmp_path / "a").exists()  # refused before anything was written
@@ -132,10 +133,10 @@ def test_auto_on_text_without_a_label_budget(topics_dir, tmp_path, single_thread
 
 
 def test_max_length_on_image_data_is_refused_before_anything_is_written(fashion_npz, tmp_path):
-    with pytest.raises(ValueError, match=r"--max-length 32 applies to text data.*image"):
+    with pytest.raises(ValueError, match=r"max_length: expected text data, got 32; .* holds image"):
         tk.auto(f"npz:{fashion_npz}", candidates="random:seed_cnn", labels_per_class=5, max_length=32,
                 out=tmp_path / "a")
-    with pytest.raises(ValueError, match=r"--max-length 32 applies to text data"):
+    with pytest.raises(ValueError, match=r"max_length: expected text data, got 32"):
         tk.select(["random:seed_cnn"], f"npz:{fashion_npz}", max_length=32, out=tmp_path / "s")
     assert not (tmp_path / "a").exists() and not (tmp_path / "s").exists()
 

@@ -90,7 +90,7 @@ def test_compare_accepts_variant_specs(source, tmp_path):
 def test_labels_per_class_parsing_and_cell_names():
     assert parse_labels_per_class("10,1,all,5") == [1, 5, 10, None]
     assert parse_labels_per_class([None, 5]) == [5, None] and parse_labels_per_class(3) == [3]
-    for bad, msg in (("0", "at least 1"), ("x", "neither a number"), ("5,5", "twice"), ("", "no budget")):
+    for bad, msg in (("0", "at least 1"), ("x", "neither a number"), ("5,5", "twice"), ("", "at least one budget")):
         with pytest.raises(ValueError, match=msg):
             parse_labels_per_class(bad)
     names = {cell_filename(label, None, 0) for label in ("a/b", "a:b", "a b", "finetune[bn=frozen]")}
@@ -109,11 +109,11 @@ def test_bad_train_options_fail_before_anything_loads(tmp_path):
         curve("no-such-source", out=tmp_path / "c", train_options={"seed": 1})
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['bogus'\]; valid: .*schedule"):
         curve("no-such-source", out=tmp_path / "c", train_options={"bogus": 1})
-    with pytest.raises(ValueError, match=r"--labels-per-class 500: needs 500 .*\(K is the whole budget\).* has "
+    with pytest.raises(ValueError, match=r"labels_per_class: .*got 500; needs 500 .*\(K is the whole budget\).* has "
                                          "1[0-9][0-9];"):
         curve(tk.create_backbone("seed_cnn", num_classes=3, in_chans=1), data="digits", classes="5-7",
               labels_per_class=(2, 500), out=tmp_path / "c")
-    with pytest.raises(ValueError, match="--labels-per-class 100: needs 200 .*100 for validation.* has 1[0-9][0-9];"):
+    with pytest.raises(ValueError, match="labels_per_class: .*got 100; needs 200 .*100 for validation.* has 1[0-9][0-9];"):
         curve(tk.create_backbone("seed_cnn", num_classes=3, in_chans=1), data="digits", classes="5-7",
               labels_per_class=(2, 100), val_per_class=100, out=tmp_path / "c")
 

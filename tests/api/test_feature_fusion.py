@@ -60,5 +60,5 @@ def test_parse_fused_source_and_bad_specs(sources):
         parse_fused_source("fuse:a+fuse:b")
     with pytest.raises(ValueError, match="needs a common projection width"):
         load_source(f"fuse:product:{sources / 'cnn'}+{sources / 'lenet'}")
-    with pytest.raises(ValueError, match="--weights applies to one pretrained backbone"):
+    with pytest.raises(ValueError, match="weights: expected one pretrained backbone as the source, not a fusion"):
         load_source(f"fuse:{sources / 'cnn'}+{sources / 'lenet'}", weights="w.safetensors")

@@ -74,7 +74,7 @@ def test_probe_cross_validates_c_on_the_k_labels_and_k1_records_no_selection(sou
 
 
 def test_k_larger_than_a_class_is_an_error_naming_it(source, tmp_path):
-    with pytest.raises(ValueError, match=r"--labels-per-class 500: class 0 \('5'\) of digits.* has only \d+ images"):
+    with pytest.raises(ValueError, match=r"labels_per_class: expected at most \d+, got 500; class 0 \('5'\) of digits"):
         tk.transfer(source.run_dir, data="digits", classes="5-7", labels_per_class=500, out=tmp_path / "x",
                     progress=False)
 

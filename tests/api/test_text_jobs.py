@@ -135,7 +135,7 @@ def test_text_refuses_image_only_options_and_mismatched_modality(minilm, data, t
     with pytest.raises(ValueError, match="text"):
         tk.transfer(create_backbone("seed_cnn"), data, strategy="scratch", epochs=1, out=tmp_path / "c", progress=False)
     for source in ("seed_cnn", create_backbone("seed_cnn")):  # a name (checked before building it) or a model
-        with pytest.raises(ValueError, match="--max-length applies to a text backbone"):
+        with pytest.raises(ValueError, match="max_length: expected a text backbone source"):
             tk.transfer(source, f"npz:{fashion_npz}", strategy="finetune", epochs=1, max_length=32,
                         out=tmp_path / "d", progress=False)
     assert not (tmp_path / "d").exists()

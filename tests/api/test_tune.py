@@ -12,9 +12,7 @@ import torch
 import yaml
 
 import transferkit as tk
-from transferkit.cli.commands import parse_options
-from transferkit.cli.config import parse_args
-from transferkit.cli.main import build_parser
+from transferkit.cli.config import parse_generated
 from transferkit.tuning import PruningCallback, default_space, parse_spec
 from transferkit.tuning.study import TrialSeededTPE
 
@@ -86,19 +84,18 @@ def test_trials_run_in_the_sqlite_study_on_validation_only(searched):
 
 def test_best_config_is_a_transfer_config_with_the_best_values(searched, source):
     out, res, _ = searched
-    parser, subs = build_parser()
-    args = parse_args(parser, subs, ["transfer", "--config", str(out / "best_config.yaml")])
+    args = SimpleNamespace(**parse_generated("transfer", ["--config", str(out / "best_config.yaml")]).flat())
     best = res.metrics["best_params"]
-    assert args.command == "transfer" and args.source == source and args.strategy == "finetune"
+    assert args.source == source and args.strategy == "finetune"
     assert args.lr == best["lr"] and args.weight_decay == best["weight_decay"]
-    assert parse_options(args.options) == {"bn": best["option.bn"]}
+    assert args.options == {"bn": best["option.bn"]}
     assert (args.labels_per_class, args.classes, args.epochs, args.seed) == (5, "5-9", 2, 0)
     assert args.out == str(out / "best")
 
 
 def test_every_key_best_config_can_write_is_a_transfer_option(tmp_path):
     from transferkit.api.tune_job import best_config
-    from transferkit.cli.config import load_config_file
+    from transferkit.options import TransferConfig
     from transferkit.tuning.space import TRAIN_PARAMS
 
     base = dict(source="s", data="d", classes="0-4", strategy="finetune", labels_per_class=5, val_per_class=5,
@@ -107,9 +104,11 @@ def test_every_key_best_config_can_write_is_a_transfer_option(tmp_path):
     config = best_config(base, {"bn": "frozen"}, {**dict.fromkeys(TRAIN_PARAMS, 1), "option.lr_decay": 0.5}, "o")
     path = tmp_path / "every.yaml"
     path.write_text(yaml.safe_dump(config))
-    loaded = load_config_file(str(path), build_parser()[1]["transfer"])  # an unknown key would raise
+    loaded = {k.replace("-", "_"): v for k, v in yaml.safe_load(path.read_text()).items()}  # keyed like the flags
+    assert loaded.pop("command") == "transfer"
     assert set(loaded) == set(base) | set(TRAIN_PARAMS) | {"options", "out"}
-    assert loaded["options"] == {"bn": "frozen", "lr_decay": 0.5}
+    built = TransferConfig.from_mapping(loaded)  # an unknown key would raise
+    assert built.strategy.options == {"bn": "frozen", "lr_decay": 0.5}
 
 
 def test_rerunning_resumes_the_study_with_new_trials(searched, source):
@@ -212,7 +211,7 @@ def test_the_same_failure_twice_with_nothing_finished_stops_the_search(source, t
     ({"n_trials": 0}, "--trials: .*≥ 1, got 0"),
     ({"timeout": -5}, "--timeout: expected a positive number"),
     ({"fixed": {"lr_schedule": "cosine"}}, r"unknown fixed training argument\(s\) \['lr_schedule'\]"),
-    ({"strategy": "linear_probe", "space": {"freeze": "int:0:2"}}, "--freeze applies to the finetune strategy only"),
+    ({"strategy": "linear_probe", "space": {"freeze": "int:0:2"}}, "freeze: expected the finetune strategy"),
 ])
 def test_bad_input_is_refused_before_training(source, tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):

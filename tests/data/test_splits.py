@@ -39,7 +39,7 @@ def test_select_classes_relabels_in_given_order():
 
 
 def test_select_classes_rejects_bad_indices_listing_valid():
-    with pytest.raises(ValueError, match=r"out of range .* 0\.\.3"):
+    with pytest.raises(ValueError, match=r"^classes: expected class indices 0\.\.3 of toy.*; \[9\] out of range"):
         select_classes(toy(), [0, 9])
     with pytest.raises(ValueError, match=r"^classes: expected each class index once, got \[1, 1\]"):
         select_classes(toy(), [1, 1])
@@ -89,7 +89,7 @@ def test_labels_per_class_is_the_whole_budget_by_default():
 
 def test_k_larger_than_a_class_names_the_class_and_its_count():
     ds = toy(n_per_class=20).subset(np.arange(65))  # classes 0-2 keep 20 images, class 3 keeps 5
-    with pytest.raises(ValueError, match=r"--labels-per-class 6: class 3 \('c3'\) of toy has only 5 images"):
+    with pytest.raises(ValueError, match=r"labels_per_class: expected at most 5, got 6; class 3 \('c3'\) of toy has"):
         labelled_budget_split(ds, 6, None, 0.1, seed=0)
     with pytest.raises(ValueError, match=r"class 3 \('c3'\) of toy has only 2 images"):  # 5 minus 3 for validation
         labelled_budget_split(ds, 3, 3, 0.1, seed=0)

@@ -134,7 +134,8 @@ def compare(
     test_set = load_task(data, "test", classes)
     check_budgets(full, budgets, val_per_class)  # every budget fits, before the first cell trains
     if test_per_class:
-        test_set = test_set.subset(k_per_class(test_set, test_per_class, seed=0), test_set.name + "[subset]")
+        test_set = test_set.subset(k_per_class(test_set, test_per_class, seed=0, option="test_per_class"),
+                                   test_set.name + "[subset]")
     settings = {
         "format": FORMAT, "source_arch": model.arch, "source_weights": weights_digest(model),
         "classes": list(full.classes), "train_data": full.fingerprint(), "test_data": test_set.fingerprint(),

@@ -97,7 +97,8 @@ def _fit_set_indices(full: ImageSet, metas: Sequence[dict[str, Any]], members: S
         return np.setdiff1d(vals[0], trained), []
     exclude = np.unique(np.concatenate([np.concatenate(sp) for sp in splits if sp is not None]
                                        or [np.array([], np.int64)]))
-    return k_per_class(full, fit_per_class, seed + 424242, exclude=exclude.astype(np.int64)), unknown
+    return k_per_class(full, fit_per_class, seed + 424242, exclude=exclude.astype(np.int64),
+                       option="fit_per_class"), unknown
 
 
 def _probs(model: Backbone, data: TensorBatches) -> torch.Tensor:

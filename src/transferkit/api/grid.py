@@ -41,6 +41,7 @@ from transferkit.config import TrainConfig
 from transferkit.data.prepare import to_batches
 from transferkit.data.splits import labelled_budget_split
 from transferkit.engine.trainer import train
+from transferkit.errors import ConfigError
 from transferkit.logs import quiet_logger
 from transferkit.report.metrics import describe_selection, did_not_learn, majority_rate
 from transferkit.strategies.base import Strategy
@@ -81,15 +82,15 @@ def parse_labels_per_class(value: int | str | None | Iterable[int | str | None])
             try:
                 k = int(text)
             except ValueError:
-                raise ValueError(f"--labels-per-class: '{item}' is neither a number nor 'all'; "
-                                 "expected e.g. 1,5,10,50,all") from None
+                raise ConfigError("labels_per_class", "budgets such as 1,5,10,50,all", item,
+                                  f"'{item}' is neither a number nor 'all'") from None
             if k < 1:
-                raise ValueError(f"--labels-per-class: {k} must be at least 1 (or 'all')")
+                raise ConfigError("labels_per_class", "budgets of at least 1 (or 'all')", k)
         if k in out:
-            raise ValueError(f"--labels-per-class: {k or 'all'} given twice")
+            raise ConfigError("labels_per_class", "each budget once", k or "all", "given twice")
         out.append(k)
     if not out:
-        raise ValueError("--labels-per-class: no budget given; expected e.g. 1,5,10,all")
+        raise ConfigError("labels_per_class", "at least one budget, e.g. 1,5,10,all", value)
     return sorted(out, key=lambda k: (k is None, k or 0))
 
 
@@ -98,9 +99,9 @@ def parse_seeds(seeds: Iterable[int | str]) -> list[int]:
     try:
         out = [int(s) for s in seeds]
     except (TypeError, ValueError):
-        raise ValueError(f"--seeds: expected whole numbers, got {seeds!r}") from None
+        raise ConfigError("seeds", "whole numbers", seeds) from None
     if not out or len(set(out)) != len(out):
-        raise ValueError(f"--seeds: need at least one seed and no duplicates, got {out}")
+        raise ConfigError("seeds", "at least one seed and no duplicates", out)
     return out
 
 
@@ -144,9 +145,10 @@ def check_budgets(full: Any, budgets: Sequence[int | None], val_per_class: int |
         need = k + (val_per_class or 0)
         if counts[small] < need:
             parts = (f"{k} to train, {need - k} for validation" if need > k else "K is the whole budget")
-            raise ValueError(f"--labels-per-class {k}: needs {need} training-split images per class ({parts}) but "
-                             f"class '{full.classes[small]}' of {full.name} has {counts[small]}; drop {k}"
-                             + (" or lower --val-per-class" if need > k else ""))
+            raise ConfigError("labels_per_class", f"budgets of at most {int(counts[small]) - (need - k)} per class",
+                              k, f"needs {need} training-split images per class ({parts}) but class "
+                              f"'{full.classes[small]}' of {full.name} has {counts[small]}; drop {k}"
+                              + (" or lower val_per_class" if need > k else ""))
 
 
 @dataclass

@@ -28,6 +28,7 @@ from transferkit.data.prepare import TensorBatches
 from transferkit.data.registry import get_dataset
 from transferkit.data.splits import parse_classes, select_classes
 from transferkit.engine.trainer import TrainedModel
+from transferkit.errors import ConfigError
 from transferkit.report.metrics import classification_metrics
 from transferkit.strategies.base import Strategy, get_strategy, resolve_strategy_name
 
@@ -74,25 +75,26 @@ def load_source(source: str | Path | Backbone, image_size: int | None = None,
     if isinstance(source, Backbone):
         if max_length is not None:
             if not hasattr(source, "set_max_length"):
-                raise ValueError(f"--max-length applies to a text backbone; {source.arch} takes "
-                                 f"{source.input_spec.modality} input")
+                raise ConfigError("max_length", "a text backbone source", max_length,
+                                  f"{source.arch} takes {source.input_spec.modality} input")
             source = copy.deepcopy(source)  # the caller's model keeps its own limit
             source.set_max_length(max_length)
         return source, {"source": source.arch}
     text = str(source)
     if text.startswith(FUSED_SOURCE_PREFIX) and not Path(text).exists():
         if max_length is not None:
-            raise ValueError(f"--source {text}: --max-length applies to a text backbone, not to a fusion")
+            raise ConfigError("max_length", "a text backbone source, not a fusion", max_length, f"source {text}")
         if weights is not None:
-            raise ValueError(f"--source {text}: --weights applies to one pretrained backbone, not to a fusion")
+            raise ConfigError("weights", "one pretrained backbone as the source, not a fusion", str(weights),
+                              f"source {text}")
         return _load_fused_source(text, image_size)
     try:
         path = resolve_bundle(text)
     except BundleError as exc:
         if is_backbone_name(text):
             if max_length is not None and backbone_info(text).modality != "text":
-                raise ValueError(f"--max-length applies to a text backbone; --source {text} takes images "
-                                 "(set its input size with --image-size)") from None
+                raise ConfigError("max_length", "a text backbone source", max_length,
+                                  f"source {text} takes images (its input size is image_size)") from None
             kwargs: dict[str, Any] = {"img_size": image_size} if image_size else {}
             if weights is not None:
                 kwargs["weights"] = str(weights)
@@ -107,8 +109,11 @@ def load_source(source: str | Path | Backbone, image_size: int | None = None,
             f"--source '{text}': neither a run/bundle directory nor a backbone with pretrained weights ({exc})"
         ) from None
     if weights is not None or image_size is not None or max_length is not None:
-        raise ValueError(f"--source {path} is a bundle: it has its own weights and input size; "
-                         "--weights/--image-size/--max-length apply to a pretrained backbone name only")
+        given = {n: v for n, v in (("weights", weights), ("image_size", image_size), ("max_length", max_length))
+                 if v is not None}
+        name = next(iter(given))
+        raise ConfigError(name, "a pretrained backbone name as the source", given[name],
+                          f"source {path} is a bundle: it has its own weights and input size")
     model, meta = load_bundle(path)
     meta = {**meta, "source": str(path)}
     return model, meta
@@ -191,7 +196,7 @@ def require_images(ds: AnyDataset, option: str, job: str) -> None:
 def check_max_length(ds: AnyDataset, max_length: int | None) -> None:
     """Refuse ``--max-length`` (a token limit) for data that is not text, naming the data's kind."""
     if max_length is not None and ds.modality != "text":
-        raise ValueError(f"--max-length {max_length} applies to text data; {ds.name} holds {ds.modality} examples")
+        raise ConfigError("max_length", "text data", max_length, f"{ds.name} holds {ds.modality} examples")
 
 
 def head_init_mapping(target_classes: list[str], source_meta: dict[str, Any],
@@ -266,11 +271,11 @@ def make_strategy(strategy: str, freeze: int | None = None, layer: str | None = 
     options = dict(options or {})
     if freeze is not None:
         if name != "finetune":
-            raise ValueError(f"--freeze applies to the finetune strategy only, not '{strategy}'")
+            raise ConfigError("freeze", "the finetune strategy", freeze, f"the strategy is '{strategy}'")
         options["freeze"] = freeze
     if layer is not None:
         if name != "linear_probe":
-            raise ValueError(f"--probe-layer applies to the linear_probe strategy only, not '{strategy}'")
+            raise ConfigError("probe_layer", "the linear_probe strategy", layer, f"the strategy is '{strategy}'")
         options["layer"] = layer
     return get_strategy(name, **options)
 

@@ -12,7 +12,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from lightning.pytorch.callbacks import Callback
@@ -48,6 +48,8 @@ from transferkit.data.splits import (
     parse_classes,
 )
 from transferkit.engine.trainer import TrainedModel, train
+from transferkit.errors import ConfigError
+from transferkit.options import JobConfig, PretrainConfig, RunOptions, TaskOptions, TransferConfig
 from transferkit.provenance import provenance
 from transferkit.report.markdown import run_report
 from transferkit.report.metrics import describe_selection, did_not_learn, majority_rate
@@ -55,6 +57,8 @@ from transferkit.report.plots import plot_confusion, plot_learning_curves
 from transferkit.report.tables import metrics_table
 from transferkit.rundir import check_output_dir, run_session
 from transferkit.strategies.base import Strategy, get_strategy
+
+J = TypeVar("J", bound=JobConfig)
 
 
 def write_run(
@@ -231,20 +235,21 @@ def solver_facts(record: dict[str, Any]) -> dict[str, str]:
 
 
 def _train_job(
-    kind: str, source_model: Backbone, source_meta: dict[str, Any], strategy: Strategy, data: str,
-    classes: str | list[int] | None, labels_per_class: int | None, val_per_class: int | None, val_fraction: float,
-    cfg: TrainConfig, out: str | Path, strict: bool, convert_channels: bool, config: dict[str, Any],
-    console: Console | None, class_map: dict[str, str] | None = None, head_init: bool = False,
-    callbacks: Sequence[Callback] = (), evaluate_test: bool = True, resume: bool = False, overwrite: bool = False,
-    split_indices: tuple[Any, Any] | None = None,
+    kind: str, source_model: Backbone, source_meta: dict[str, Any], strategy: Strategy, task: TaskOptions,
+    cfg: TrainConfig, run: RunOptions, config: dict[str, Any], console: Console | None,
+    class_map: dict[str, str] | None = None, head_init: bool = False, callbacks: Sequence[Callback] = (),
+    evaluate_test: bool = True, split_indices: tuple[Any, Any] | None = None,
 ) -> RunResult:
+    data, classes, strict = task.data, task.classes, task.strict
+    labels_per_class, val_per_class, val_fraction = task.labels_per_class, task.val_per_class, task.val_fraction
+    out, resume, overwrite = run.out, run.resume, run.overwrite
     console = console or Console()
     inputs = [data, *(config.get(k) for k in ("source", "weights", "class_map"))]  # never written over
     check_output_dir(out, inputs)  # before anything loads or trains (run_session checks again)
     set_threads()
     start = time.perf_counter()
     full = load_task(data, "train", classes, strict, class_map)
-    check_channels(full, source_model, convert_channels, f"--data {data}")
+    check_channels(full, source_model, task.convert_channels, f"--data {data}")
     mapping, source_classes = head_init_mapping(full.classes, source_meta, head_init)
     if split_indices is not None:  # a calling job's own split of its labels (auto's inner split of the K)
         tr_given, va_given = (np.asarray(i, dtype=np.int64) for i in split_indices)
@@ -301,65 +306,67 @@ def _train_job(
     return RunResult(out, metrics, trained.model, {"classes": full.classes, "lineage": lineage})
 
 
-def pretrain(
-    data: str = "fashion_mnist", classes: str | list[int] | None = None, backbone: str = "seed_cnn",
-    epochs: int = 3, seed: int = 0, out: str | Path = "runs/source", image_size: int | None = None,
-    batch_size: int = 128, lr: float | None = None, weight_decay: float = 1e-4, optimizer: str = "adamw",
-    patience: int | None = None, val_fraction: float = 0.1, pretrained: bool = False,
-    weights: str | Path | None = None, strict: bool = False,
-    convert_channels: bool = False, accelerator: str = "cpu", devices: int | str = 1, progress: bool = True,
-    schedule: str = "constant", warmup_epochs: int = 0, augment: str = "none", mixup: float = 0.0,
-    cutmix: float = 0.0, class_weight: str = "none", sampler: str = "random", num_nodes: int = 1,
-    distributed: str = "auto", deterministic: bool | None = None, checkpoint_every: int | None = 200,
-    resume: bool = False, overwrite: bool = False, console: Console | None = None,
-) -> RunResult:
+def pretrain(*args: Any, config: PretrainConfig | None = None, console: Console | None = None,
+             **options: Any) -> RunResult:
     """Train a source model on ``data`` (restricted to ``classes``) and write a run directory with its bundle.
 
-    The model is ``backbone`` with random weights (``pretrained=True`` starts from its shipped weights, or
-    from ``weights`` for ``timm:``/``torchvision:`` architectures), trained on the training split minus a
-    stratified ``val_fraction`` held out for checkpoint selection.
+    The options are :class:`~transferkit.options.PretrainConfig`'s fields by their flat names (``data``,
+    ``classes`` also by position; ``backbone``, ``pretrained``, ``weights``, ``image_size``, ``val_fraction``, the
+    training options of :class:`~transferkit.config.TrainOptions` — default 3 epochs at batch 128 —, ``out``,
+    ``resume``, ``overwrite``), or a built ``config``. The model is ``backbone`` with random weights
+    (``pretrained=True`` starts from its shipped weights, or from ``weights`` for ``timm:``/``torchvision:``
+    architectures), trained on the training split minus a stratified ``val_fraction`` held out for checkpoint
+    selection.
 
     Scale and faults (as for :func:`transfer`): ``devices``/``num_nodes``/``distributed`` (DDP),
     ``deterministic``, ``checkpoint_every``, ``resume``, ``overwrite``.
     """
-    config = {"command": "pretrain", **{k: str(v) if k in ("out", "weights") and v is not None else v
-                                         for k, v in locals().items() if k not in ("console",)}}
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
-                      patience=patience, seed=seed, accelerator=accelerator, devices=devices, progress=progress,
-                      schedule=schedule, warmup_epochs=warmup_epochs, augment=augment, mixup=mixup, cutmix=cutmix,
-                      class_weight=class_weight, sampler=sampler, num_nodes=num_nodes, distributed=distributed,
-                      deterministic=deterministic, checkpoint_every=checkpoint_every)
-    probe = load_task(data, "train", classes, strict)  # fail fast on bad data / classes, before building
-    backbone_info(backbone)  # fail fast on an unknown name, listing the valid ones
-    kwargs: dict[str, Any] = {"weights": str(weights)} if weights is not None else {}
+    c = _config(PretrainConfig, config, args, options)
+    record = {"command": "pretrain", **_recorded(c.flat())}
+    train_options = c.train
+    if train_options.steps is not None and train_options.epochs == PretrainConfig().train.epochs:
+        train_options = dataclasses.replace(train_options, epochs=None)  # a step budget replaces the default epochs
+    check_budget(train_options.epochs, train_options.steps)
+    cfg = TrainConfig.of(train_options)
+    d = c.data
+    probe = load_task(d.data, "train", d.classes, d.strict)  # fail fast on bad data / classes, before building
+    backbone_info(c.backbone)  # fail fast on an unknown name, listing the valid ones
+    kwargs: dict[str, Any] = {"weights": str(c.weights)} if c.weights is not None else {}
     import lightning as L
 
-    L.seed_everything(seed, verbose=False)
-    model = backbone_for_data(backbone, probe.channels, probe.num_classes, pretrained, image_size, **kwargs)
-    strategy = get_strategy("finetune" if pretrained else "scratch")
-    meta = {"source": f"pretrained:{backbone}" if pretrained else f"scratch:{backbone}"}
-    return _train_job("pretrain", model, meta, strategy, data, classes, None, None, val_fraction, cfg, out,
-                      strict, convert_channels, config, console, resume=resume, overwrite=overwrite)
+    L.seed_everything(cfg.seed, verbose=False)
+    model = backbone_for_data(c.backbone, probe.channels, probe.num_classes, c.pretrained, c.image_size, **kwargs)
+    strategy = get_strategy("finetune" if c.pretrained else "scratch")
+    meta = {"source": f"pretrained:{c.backbone}" if c.pretrained else f"scratch:{c.backbone}"}
+    task = TaskOptions(**{f.name: getattr(d, f.name) for f in dataclasses.fields(d)}, val_fraction=c.val_fraction)
+    return _train_job("pretrain", model, meta, strategy, task, cfg, c.run, record, console)
+
+
+def _config(cls: type[J], config: J | None, args: tuple[Any, ...], options: dict[str, Any]) -> J:
+    """The job's configuration: ``config`` as given, or built from positional values and flat keyword names."""
+    if config is None:
+        return cls.build(*args, **options)
+    if args or options:
+        raise TypeError(f"give either config= or options, not both (got {', '.join(options) or 'positional values'})")
+    return config
+
+
+def _recorded(values: dict[str, Any]) -> dict[str, Any]:
+    """What config.yaml records of a configuration: paths as text."""
+    return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
 
 
 def transfer(
-    source: str | Path | Backbone, data: str = "fashion_mnist", classes: str | list[int] | None = None,
-    labels_per_class: int | None = None, strategy: str = "finetune", seed: int = 0,
-    out: str | Path = "runs/transfer", epochs: int | None = None, batch_size: int | None = None,
-    lr: float | None = None, weight_decay: float = 1e-4, optimizer: str = "adamw", patience: int | None = None,
-    freeze: int | None = None,
-    probe_layer: str | None = None, options: dict[str, Any] | None = None, val_per_class: int | None = None,
-    val_fraction: float = 0.1, image_size: int | None = None, weights: str | Path | None = None, strict: bool = False,
-    convert_channels: bool = False, accelerator: str = "cpu", devices: int | str = 1, progress: bool = True,
-    schedule: str | None = None, warmup_epochs: int = 0, augment: str | None = None, mixup: float = 0.0,
-    cutmix: float = 0.0, class_weight: str = "none", sampler: str = "random",
-    class_map: str | Path | dict | None = None, head_init: bool = True, cv: int | None = None,
-    num_nodes: int = 1, distributed: str = "auto", deterministic: bool | None = None,
-    checkpoint_every: int | None = 200, resume: bool = False, overwrite: bool = False,
-    console: Console | None = None, callbacks: Sequence[Callback] = (), evaluate_test: bool = True,
-    max_length: int | None = None, steps: int | None = None, split_indices: tuple[Any, Any] | None = None,
+    *args: Any, config: TransferConfig | None = None, console: Console | None = None,
+    callbacks: Sequence[Callback] = (), evaluate_test: bool = True, split_indices: tuple[Any, Any] | None = None,
+    **options: Any,
 ) -> RunResult:
     """Transfer ``source`` (run dir, bundle dir or pretrained backbone name) to a new task and evaluate it.
+
+    The options are :class:`~transferkit.options.TransferConfig`'s fields by their flat names (``source``,
+    ``data``, ``classes`` also by position; each field's docstring says what it does), or a built ``config``:
+    ``transfer("mobilenetv2_100", data="fashion_mnist", labels_per_class=10, strategy="linear_probe")``. Unknown
+    names are refused, listing the valid ones.
 
     ``labels_per_class=k`` means ``k`` labelled images per class in total, all of which train the final model
     (a linear probe chooses its C by cross-validation on them; stepped strategies run a fixed recipe — K = 1 is
@@ -370,7 +377,8 @@ def transfer(
     ``finetune``/``parameter``; ``options`` holds further strategy options (``transferkit strategies`` lists
     them). ``image_size`` sets the input size of a named pretrained backbone,
     ``weights`` a local weights file for ``timm:``/``torchvision:`` sources and ``max_length`` the token limit of a
-    named text backbone (``minilm``, ``hf:…``; text data such as ``text:FILE.csv`` or ``ag_news``).
+    named text backbone (``minilm``, ``hf:…``; text data such as ``text:FILE.csv`` or ``ag_news``). ``source`` may
+    also be a :class:`~transferkit.backbones.base.Backbone` object.
 
     Budget and recipe: ``steps`` optimiser steps, or ``epochs`` passes over the training set (not both); with
     neither, the strategy's recipe (``finetune``: 100 steps whatever the dataset size, warm-up + cosine, LP-FT;
@@ -393,38 +401,33 @@ def transfer(
     options), ``overwrite=True`` discards one, or runs beside a live run holding ``out``
     (:mod:`transferkit.rundir`).
 
-    ``callbacks`` are further Lightning callbacks for the training loop (not recorded in ``config.yaml``);
-    ``evaluate_test=False`` skips the test split entirely (metrics then come from the validation split — what
-    a hyper-parameter search's trials must use). ``split_indices=(train, validation)`` — positions in the training
+    Not options (not recorded in ``config.yaml``): ``callbacks``, further Lightning callbacks for the training
+    loop; ``evaluate_test=False`` skips the test split entirely (metrics then come from the validation split — what
+    a hyper-parameter search's trials must use); ``split_indices=(train, validation)`` — positions in the training
     split — replaces the labelled draw: for a job that selects inside its own budget (``auto``'s inner split of the
     K labels); ``labels_per_class`` then only labels the record.
     """
-    config = {"command": "transfer", **{k: str(v) if k in ("source", "weights") and v is not None else v
-                                         for k, v in locals().items()
-                                         if k not in ("console", "callbacks", "evaluate_test", "split_indices")}}
+    c = _config(TransferConfig, config, args, options)
+    src, task, st, run = c.source, c.task, c.strategy, c.run
+    record = {"command": "transfer", **_recorded(c.flat())}
     if split_indices is not None:
-        config["split_indices"] = f"given: {len(split_indices[0])} training, {len(split_indices[1])} validation"
-    if isinstance(source, Backbone):  # a model object: its architecture, not its printout
-        config["source"] = f"<{source.arch} model object>"
-    strat = make_strategy(strategy, freeze, probe_layer, options)  # validate before loading anything
-    check_output_dir(out, [source, data, weights, class_map])  # before the source loads (also for cv)
-    check_budget(epochs, steps)
-    cfg = TrainConfig(epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                      optimizer=optimizer, patience=patience, seed=seed, accelerator=accelerator, devices=devices,
-                      progress=progress, schedule=schedule, warmup_epochs=warmup_epochs, augment=augment, mixup=mixup,
-                      cutmix=cutmix, class_weight=class_weight, sampler=sampler, num_nodes=num_nodes,
-                      distributed=distributed, deterministic=deterministic, checkpoint_every=checkpoint_every)
-    cmap = (load_class_map(class_map) if isinstance(class_map, (str, Path)) else dict(class_map)) \
-        if class_map else None
-    if cv is not None:  # K-fold cross-validation on the labelled training set: no test split, no bundle
+        record["split_indices"] = f"given: {len(split_indices[0])} training, {len(split_indices[1])} validation"
+    if isinstance(src.source, Backbone):  # a model object: its architecture, not its printout
+        record["source"] = f"<{src.source.arch} model object>"
+    strat = make_strategy(st.strategy, st.freeze, st.probe_layer, st.options)  # validate before loading anything
+    check_output_dir(run.out, [src.source, task.data, src.weights, task.class_map])  # before the source loads
+    check_budget(c.train.epochs, c.train.steps)
+    cfg = TrainConfig.of(c.train)
+    cmap = (load_class_map(task.class_map) if isinstance(task.class_map, (str, Path))
+            else dict(task.class_map)) if task.class_map else None
+    if c.cv is not None:  # K-fold cross-validation on the labelled training set: no test split, no bundle
         require_one_process(cfg, "--cv")
-        if max_length is not None:
-            raise ValueError("--max-length is not supported with --cv yet; run without it (the backbone's default)")
-        return cross_validate(source, data, classes, cv, strat, cfg, labels_per_class, val_per_class, val_fraction,
-                              out, strict, convert_channels, config, console, image_size, weights, cmap, head_init)
-    source_model, source_meta = load_source(source, image_size, weights, max_length)
-    return _train_job("transfer", source_model, source_meta, strat, data, classes, labels_per_class, val_per_class,
-                      val_fraction, cfg, out, strict, convert_channels, config, console, cmap, head_init,
-                      callbacks, evaluate_test, resume, overwrite, split_indices)
-
-
+        if src.max_length is not None:
+            raise ConfigError("max_length", "None with cv (not supported yet)", src.max_length,
+                              "run without it: the backbone's default")
+        return cross_validate(src.source, task.data, task.classes, c.cv, strat, cfg, task.labels_per_class,
+                              task.val_per_class, task.val_fraction, run.out, task.strict, task.convert_channels,
+                              record, console, src.image_size, src.weights, cmap, src.head_init)
+    source_model, source_meta = load_source(src.source, src.image_size, src.weights, src.max_length)
+    return _train_job("transfer", source_model, source_meta, strat, task, cfg, run, record, console, cmap,
+                      src.head_init, callbacks, evaluate_test, split_indices)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import yaml
 from rich.console import Console
@@ -16,15 +17,6 @@ from transferkit.cli.tables import predictions_table
 
 def _devices(value: str | int) -> int | str:
     return int(value) if str(value).isdigit() else value
-
-
-def _train_kwargs(a: argparse.Namespace) -> dict:
-    return {"epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr, "weight_decay": a.weight_decay,
-            "optimizer": a.optimizer, "patience": a.patience, "seed": a.seed, "accelerator": a.accelerator,
-            "devices": _devices(a.devices), "progress": a.progress, "schedule": a.schedule,
-            "warmup_epochs": a.warmup_epochs, "augment": a.augment, "mixup": a.mixup, "cutmix": a.cutmix,
-            "class_weight": a.class_weight, "sampler": a.sampler, **_scale_kwargs(a),
-            **({"steps": a.steps} if getattr(a, "steps", None) is not None else {})}
 
 
 def _fault_kwargs(a: argparse.Namespace) -> dict:
@@ -51,15 +43,11 @@ def cmd_resume(a: argparse.Namespace, console: Console) -> None:
 
 def parse_options(values: list[str] | dict | None) -> dict:
     """``["bn=frozen", "reg_alpha=0.01"]`` (flags) or a mapping (YAML) → typed options (YAML scalars)."""
+    from transferkit.options import parse_key_values
+
     if values is None or isinstance(values, dict):
         return dict(values or {})
-    out = {}
-    for item in values:
-        key, sep, value = str(item).partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--option '{item}': expected KEY=VALUE, e.g. --option regularizer=l2sp")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
-    return out
+    return parse_key_values(tuple(values))
 
 
 def _need(value: object, flag: str) -> None:
@@ -116,25 +104,13 @@ def cmd_strategies(a: argparse.Namespace, console: Console) -> None:
     console.print(table)
 
 
-def cmd_pretrain(a: argparse.Namespace, console: Console) -> None:
-    if _resumed(a, console):
-        return
-    api.pretrain(data=a.data, classes=a.classes, backbone=a.backbone, out=a.out, image_size=a.image_size,
-                 val_fraction=a.val_fraction, pretrained=a.pretrained, weights=a.weights, strict=a.strict,
-                 convert_channels=a.convert_channels, console=console, **_train_kwargs(a))
+def cmd_pretrain(c: Any, console: Console) -> None:
+    api.pretrain(config=c, console=console)
 
 
-def cmd_transfer(a: argparse.Namespace, console: Console) -> None:
-    if _resumed(a, console):
-        return
-    _need(a.source, "--source")
-    api.transfer(source=a.source, data=a.data, classes=a.classes, labels_per_class=a.labels_per_class,
-                 strategy=a.strategy, out=a.out, freeze=a.freeze, probe_layer=a.probe_layer,
-                 options=parse_options(a.options),
-                 image_size=a.image_size, weights=a.weights, class_map=a.class_map, head_init=a.head_init,
-                 val_per_class=a.val_per_class, val_fraction=a.val_fraction, strict=a.strict,
-                 convert_channels=a.convert_channels, cv=a.cv, max_length=a.max_length, console=console,
-                 **_train_kwargs(a))
+def cmd_transfer(c: Any, console: Console) -> None:
+    _need(c.source.source, "--source")
+    api.transfer(config=c, console=console)
 
 
 def cmd_evaluate(a: argparse.Namespace, console: Console) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,17 +14,7 @@ def load_config_file(path: str, parser: argparse.ArgumentParser) -> dict[str, An
 
     Unknown keys are an error that lists the valid ones, so a typo never silently falls back to a default.
     """
-    import yaml  # here, not at the top: ``transferkit --help`` should not pay for it
-
-    p = Path(path).expanduser()
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except OSError as exc:
-        raise ValueError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"--config {path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"--config {path}: expected a mapping of option: value, got {type(data).__name__}")
+    data = _read_yaml(path)
     dests = {a.dest for a in parser._actions if a.dest not in ("help", "config", "command")}  # noqa: SLF001
     out, unknown = {}, []
     for key, value in data.items():
@@ -49,3 +40,85 @@ def parse_args(parser: argparse.ArgumentParser, subparsers: dict[str, argparse.A
         sub.set_defaults(**load_config_file(config, sub))
         args = parser.parse_args(argv)
     return args
+
+
+GENERATED_NOTE = ("--config FILE.yaml reads options from a YAML file (keys are the flags' names; flags given here "
+                  "win); --resume RUN_DIR continues that interrupted run with the options recorded in it (others are "
+                  "ignored; same as 'transferkit resume RUN_DIR').")
+
+
+def _take(argv: list[str], flag: str) -> str | None:
+    """Remove ``flag VALUE`` (or ``flag=VALUE``) from ``argv`` and return the value (the last one given)."""
+    value = None
+    i = 0
+    while i < len(argv):
+        if argv[i] == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+            del argv[i:i + 2]
+        elif argv[i].startswith(flag + "="):
+            value = argv.pop(i).split("=", 1)[1]
+        else:
+            i += 1
+    return value
+
+
+def parse_generated(command: str, argv: Sequence[str]) -> Any:
+    """Parse a command whose flags are generated from its configuration (:data:`transferkit.options.CONFIGS`) by
+    tyro: ``--config FILE.yaml`` supplies the defaults, ``--resume RUN_DIR`` is answered as ``transferkit resume``
+    (an :class:`argparse.Namespace` with ``command="resume"``); else the built configuration."""
+    argv = list(argv)
+    if "-h" not in argv and "--help" not in argv:
+        run_dir = _take(argv, "--resume")
+        if run_dir is not None:
+            return argparse.Namespace(command="resume", run_dir=run_dir, progress="--no-progress" not in argv)
+    import tyro
+
+    from transferkit.options import CONFIGS
+
+    cls = CONFIGS[command]
+    path = _take(argv, "--config")
+    default = None
+    if path is not None:
+        values = _read_yaml(path)
+        values.pop("command", None)  # a saved run's config.yaml names its command
+        if isinstance(values.get("classes"), list):
+            values["classes"] = ",".join(str(c) for c in values["classes"])
+        default = cls.from_mapping(values, where=f"--config {path}: ")
+    parsed = tyro.cli(cls, args=argv, default=default, prog=f"transferkit {command}",
+                      description=f"{cls.__doc__}. {GENERATED_NOTE}",
+                      config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagCreatePairsOff, tyro.conf.UseAppendAction))
+    return _keep_file_values(parsed, default) if default is not None else _no_empty_options(parsed)
+
+
+def _keep_file_values(parsed: Any, default: Any) -> Any:
+    """tyro builds the two options made by a constructor (``--option KEY=VALUE``, ``--[no-]deterministic``) from the
+    flags alone; the file's values stay unless a flag sets them (``--option`` adds to the file's options)."""
+    kept = default.train.deterministic
+    if parsed.train.deterministic is None and kept is not None:
+        parsed = dataclasses.replace(parsed, train=dataclasses.replace(parsed.train, deterministic=kept))
+    if hasattr(parsed, "strategy"):
+        merged = {**(default.strategy.options or {}), **(parsed.strategy.options or {})}
+        parsed = dataclasses.replace(parsed, strategy=dataclasses.replace(parsed.strategy, options=merged or None))
+    return parsed
+
+
+def _no_empty_options(parsed: Any) -> Any:
+    """No ``--option`` given: ``options=None``, as the Python API's default (config.yaml records the same)."""
+    if hasattr(parsed, "strategy") and not parsed.strategy.options:
+        parsed = dataclasses.replace(parsed, strategy=dataclasses.replace(parsed.strategy, options=None))
+    return parsed
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path).expanduser()
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except OSError as exc:
+        raise ValueError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"--config {path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: expected a mapping of option: value, got {type(data).__name__}")
+    return data

@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from transferkit.cli.config import parse_args
+from transferkit.cli.config import parse_args, parse_generated
 from transferkit.errors import ConfigError, DivergenceError, Interrupted
 
 
@@ -26,6 +26,10 @@ class _SpecList(argparse.Action):
         items = [] if current is None or current is self.default else list(current)
         setattr(namespace, self.dest, [*items, values])
 
+
+# commands whose flags are generated from their configuration (transferkit.options.CONFIGS) by tyro
+GENERATED = {"pretrain": "train a source model on a source task",
+             "transfer": "transfer a source model to a target task"}
 
 STEPS_HELP = ("optimiser steps of training, whatever the dataset size (default: the strategy's recipe — finetune "
               "100, scratch 300, with warm-up + cosine); not with --epochs")
@@ -77,44 +81,6 @@ def _curve_parser(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sampler", default="random", choices=SAMPLERS)
     g.add_argument("--accelerator", default="cpu", help="passed to Lightning: cpu, gpu, auto, … (default cpu)")
     g.add_argument("--devices", default=1, help="passed to Lightning (default 1)")
-
-
-def _train_options(p: argparse.ArgumentParser, epochs: int | None, batch_size: int | None, patience: int | None,
-                   steps: bool = False) -> None:
-    """The training flags; ``steps=True`` (transfer): ``--steps`` too, and ``--epochs``/``--schedule``/``--augment``
-    default to the strategy's recipe (issue 26)."""
-    g = p.add_argument_group("training")
-    if steps:
-        g.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
-        g.add_argument("--epochs", type=int, default=None,
-                       help="passes over the training set instead of --steps (default: derived from the steps)")
-    else:
-        g.add_argument("--epochs", type=int, default=epochs, help=f"maximum epochs (default {epochs})")
-    g.add_argument("--batch-size", type=int, default=batch_size,
-                   help=f"batch size (default {batch_size or 'the strategy’s own: 64, or 256 for linear_probe'})")
-    g.add_argument("--lr", type=float, default=None, help="learning rate (default: the strategy's own)")
-    g.add_argument("--weight-decay", type=float, default=1e-4)
-    g.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
-    g.add_argument("--patience", type=int, default=patience,
-                   help="early-stopping patience in epochs on the validation loss (default %(default)s)")
-    g.add_argument("--schedule", default=None if steps else "constant", choices=["constant", "cosine", "onecycle"],
-                   help="learning-rate schedule (default " + ("the strategy's recipe: warm-up + cosine for finetune/"
-                                                             "scratch/lora" if steps else "constant") + ")")
-    g.add_argument("--warmup-epochs", type=int, default=0, help="linear warm-up epochs before the schedule")
-    g.add_argument("--augment", default=None if steps else "none", choices=["none", "light", "standard", "strong"],
-                   help="augmentation preset for training batches only (default " + (
-                       "the strategy's recipe: light for scratch, none otherwise" if steps else "none") + ")")
-    g.add_argument("--mixup", type=float, default=0.0, help="Mixup Beta(α, α) parameter; 0 = off")
-    g.add_argument("--cutmix", type=float, default=0.0, help="CutMix Beta(α, α) parameter; 0 = off")
-    g.add_argument("--class-weight", default="none", choices=["none", "balanced"],
-                   help="balanced: weight the loss by inverse class frequency")
-    g.add_argument("--sampler", default="random", choices=["random", "balanced"],
-                   help="balanced: draw every class equally often")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--accelerator", default="cpu", help="passed to Lightning: cpu, gpu, auto, … (default cpu)")
-    g.add_argument("--devices", default=1, help="passed to Lightning (default 1)")
-    g.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-    _scale_options(p)
 
 
 def _fault_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -194,38 +160,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add("backbones", "list the backbones with size, feature width and weight availability")
     add("strategies", "list the transfer strategies")
 
-    p = add("pretrain", "train a source model on a source task")
-    _data_options(p)
-    p.add_argument("--backbone", default="seed_cnn", help="architecture (see 'transferkit backbones')")
-    p.add_argument("--pretrained", action="store_true", help="start from the backbone's shipped weights")
-    p.add_argument("--weights", default=None, help="weights file for a timm:/torchvision: --backbone")
-    p.add_argument("--image-size", type=int, default=None, help="input size in pixels (default: the backbone's)")
-    p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="share of the training split held out for validation")
-    p.add_argument("--out", default="runs/source", help="run directory to write")
-    _train_options(p, epochs=3, batch_size=128, patience=None)
-
-    p = add("transfer", "transfer a source model to a target task")
-    _target_task(p)
-    p.add_argument("--freeze", type=int, default=None, help="finetune: freeze the first N parameter groups")
-    p.add_argument("--probe-layer", default=None, help="linear_probe: stage whose output is the feature")
-    p.add_argument("--option", dest="options", action="append", default=None, metavar="KEY=VALUE",
-                   help="any other strategy option, repeatable (e.g. --option regularizer=l2sp --option bn=frozen); "
-                        "'transferkit strategies' lists them")
-    p.add_argument("--image-size", type=int, default=None,
-                   help="input size for a pretrained backbone --source (e.g. 96 to save CPU time)")
-    p.add_argument("--weights", default=None, help="weights file for a timm:/torchvision: --source")
-    p.add_argument("--max-length", type=int, default=None,
-                   help="token limit for a text backbone --source (minilm, hf:…); longer texts are truncated")
-    p.add_argument("--class-map", default=None, metavar="FILE",
-                   help="YAML/JSON 'target class: new name' file that renames or merges target classes")
-    p.add_argument("--no-head-init", dest="head_init", action="store_false",
-                   help="do not start head rows of classes shared with the source from the source head")
-    p.add_argument("--out", default="runs/transfer", help="run directory to write")
-    p.add_argument("--cv", type=int, default=None, metavar="K",
-                   help="stratified K-fold cross-validation on the labelled training set instead of one run "
-                        "(per-fold and mean ± std scores; no test split, no bundle)")
-    _train_options(p, epochs=None, batch_size=None, patience=None, steps=True)
+    for name in GENERATED:  # listed here; their flags come from their configuration (parse_generated)
+        add(name, GENERATED[name])
 
     p = add("resume", "continue an interrupted pretrain/transfer/adapt/distill run from its newest good checkpoint")
     p.description = (f"{p.description}. Security: resume checkpoints are pickles, and loading one runs whatever "
@@ -668,13 +604,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    parser, subs = build_parser()
     console = Console()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parse_args(parser, subs, argv)
+        if argv and argv[0] in GENERATED:
+            args = parse_generated(argv[0], argv[1:])
+        else:
+            parser, subs = build_parser()
+            args = parse_args(parser, subs, argv)
         from transferkit.cli import commands  # the jobs (and PyTorch) load only once a command runs
 
-        return getattr(commands, f"cmd_{args.command.replace('-', '_')}")(args, console) or 0
+        command = getattr(args, "command", None) or argv[0]  # a generated command's configuration names none
+        return getattr(commands, f"cmd_{command.replace('-', '_')}")(args, console) or 0
     except Interrupted as exc:
         where = f"; checkpoint {exc.checkpoint}" if exc.checkpoint else ""
         console.print(f"[red]interrupted[/] ({escape(str(exc))}){escape(where)}: continue with 'transferkit resume "

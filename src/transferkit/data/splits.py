@@ -49,10 +49,8 @@ def select_classes(ds: AnyDataset, classes: Sequence[int] | None) -> AnyDataset:
     classes = list(classes)
     bad = [c for c in classes if not 0 <= c < ds.num_classes]
     if bad:
-        raise ValueError(
-            f"--classes: {bad} out of range for {ds.name}, which has classes 0..{ds.num_classes - 1} "
-            f"({', '.join(f'{i}={n}' for i, n in enumerate(ds.classes))})"
-        )
+        raise ConfigError("classes", f"class indices 0..{ds.num_classes - 1} of {ds.name}", classes,
+                          f"{bad} out of range; its classes: {', '.join(f'{i}={n}' for i, n in enumerate(ds.classes))}")
     if len(set(classes)) != len(classes):
         raise ConfigError("classes", "each class index once", classes)
     remap = np.full(ds.num_classes, -1, dtype=np.int64)
@@ -99,14 +97,16 @@ def check_trainable(ds: AnyDataset, what: str = "training a classifier") -> None
                     ds.name, ", ".join(map(repr, empty)))
 
 
-def k_per_class(ds: AnyDataset, k: int, seed: int, exclude: np.ndarray | None = None) -> np.ndarray:
+def k_per_class(ds: AnyDataset, k: int, seed: int, exclude: np.ndarray | None = None,
+                option: str = "labels_per_class") -> np.ndarray:
     """Indices of ``k`` images per class drawn without replacement with ``seed`` (stratified k-shot).
 
     Raises if a class has fewer than ``k`` images (after ``exclude``), naming the class and its count, and if
-    ``ds`` has fewer than 2 classes (:func:`check_trainable`).
+    ``ds`` has fewer than 2 classes (:func:`check_trainable`); ``option`` is the parameter ``k`` came from (a
+    :class:`~transferkit.errors.ConfigError` names it).
     """
     if k < 1:
-        raise ConfigError("labels_per_class", "at least 1", k)
+        raise ConfigError(option, "at least 1", k)
     rng = np.random.default_rng(seed)
     available = np.ones(len(ds), bool)
     if exclude is not None:
@@ -115,9 +115,8 @@ def k_per_class(ds: AnyDataset, k: int, seed: int, exclude: np.ndarray | None = 
     for c in range(ds.num_classes):
         pool = np.flatnonzero((ds.labels == c) & available)
         if len(pool) < k:
-            raise ValueError(
-                f"--labels-per-class {k}: class {c} ('{ds.classes[c]}') of {ds.name} has only {len(pool)} images"
-            )
+            raise ConfigError(option, f"at most {len(pool)}", k,
+                              f"class {c} ('{ds.classes[c]}') of {ds.name} has only {len(pool)} images")
         picked.append(rng.choice(pool, size=k, replace=False))
     check_trainable(ds)  # after the per-class check: a class short of examples is named as such first
     return np.sort(np.concatenate(picked))
@@ -163,7 +162,8 @@ def labelled_budget_indices(
     if labels_per_class is None:
         return train_val_split(ds, val_fraction, seed)
     n_val = budget_val_per_class(labels_per_class, val_per_class)
-    val_idx = k_per_class(ds, n_val, seed + 7919) if n_val else np.array([], dtype=np.int64)
+    val_idx = (k_per_class(ds, n_val, seed + 7919, option="val_per_class") if n_val
+               else np.array([], dtype=np.int64))
     return k_per_class(ds, labels_per_class, seed, exclude=val_idx), val_idx
 
 

@@ -1,0 +1,244 @@
+"""The jobs' options, declared once: frozen dataclasses composed per job, from which everything else is made.
+
+A job's configuration is a tree of small parts — the task (data, classes, the labelled budget, a class map), the
+source (weights, image size, token limit), the strategy, the training options
+(:class:`~transferkit.config.TrainOptions`) and the run (output directory, resume, overwrite) — each field
+declared here once, with its type (choices as ``Literal`` types), default and a docstring that is its help text.
+From the same fields come:
+
+* the Python API: ``tk.transfer(source, **options)`` builds a :class:`TransferConfig` at the top
+  (:meth:`JobConfig.build`: flat keyword names, each part's defaults, unknown names refused with the valid ones);
+* the command line: ``transferkit transfer`` is generated from :class:`TransferConfig` by tyro (flat flags —
+  ``--labels-per-class`` for ``task.labels_per_class`` —, help from the docstrings, choices from the types);
+* ``--config FILE.yaml``: the file's keys are the same flat names (:meth:`JobConfig.from_mapping`);
+* the run's ``config.yaml``: :meth:`JobConfig.flat`, which ``transferkit resume`` hands back to the job.
+
+Values are checked where they are used (a :class:`~transferkit.errors.ConfigError` naming the field); the command
+line alone rewrites a field as its ``--flag``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Annotated, Any, ClassVar, TypeVar
+
+import tyro
+
+from transferkit.config import TrainOptions
+from transferkit.errors import ConfigError
+
+C = TypeVar("C", bound="JobConfig")
+
+
+def parse_key_values(option: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``("bn=frozen", "reg_alpha=0.01")`` → ``{"bn": "frozen", "reg_alpha": 0.01}`` (values read as YAML scalars):
+    the command line's repeatable ``--option KEY=VALUE``."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in option:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("option", "KEY=VALUE, e.g. regularizer=l2sp", item)
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """The data a job reads."""
+
+    data: str = "fashion_mnist"
+    """dataset name or name:PATH (see 'transferkit list datasets')"""
+    classes: str | None = None
+    """class indices to keep, e.g. 0,1,5 or 0-4 (default: all)"""
+    strict: bool = False
+    """fail on unreadable image files instead of skipping them"""
+    convert_channels: bool = False
+    """allow converting colour images to greyscale"""
+
+
+@dataclass(frozen=True)
+class TaskOptions(DataOptions):
+    """The target task: its data and the labelled budget."""
+
+    labels_per_class: int | None = None
+    """K labelled examples per class in total: all train the final model; selection comes out of them (default: all)"""
+    val_per_class: int | None = None
+    """a separate validation set of V other labelled examples per class: a budget of K + V (default: none)"""
+    val_fraction: float = 0.1
+    """validation share when all labels are used"""
+    class_map: str | None = None
+    """YAML/JSON 'target class: new name' file that renames or merges target classes"""
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Where the transferred model comes from."""
+
+    source: str | None = None
+    """run or bundle directory, or pretrained backbone name; fuse:[MODE[@WIDTH]:]A+B fuses several's features"""
+    image_size: int | None = None
+    """input size for a pretrained backbone source (e.g. 96 to save CPU time)"""
+    weights: str | None = None
+    """weights file for a timm:/torchvision: source"""
+    max_length: int | None = None
+    """token limit for a text backbone source (minilm, hf:…); longer texts are truncated"""
+    head_init: bool = True
+    """start the head rows of classes the source also has from the source head"""
+
+
+@dataclass(frozen=True)
+class StrategyOptions:
+    """How the source is transferred."""
+
+    strategy: str = "finetune"
+    """scratch, linear_probe, finetune or lora (see 'transferkit list strategies')"""
+    freeze: int | None = None
+    """finetune: freeze the first N parameter groups"""
+    probe_layer: str | None = None
+    """linear_probe: stage whose output is the feature"""
+    options: Annotated[dict[str, Any] | None, tyro.conf.arg(constructor=parse_key_values)] = None
+    """other strategy options KEY=VALUE, e.g. regularizer=l2sp or bn=frozen ('transferkit strategies')"""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where the run is written, and what happens to one already there."""
+
+    out: str = "runs/transfer"
+    """run directory to write"""
+    resume: Annotated[bool, tyro.conf.Suppress] = False
+    """continue the interrupted run at out (command line: --resume RUN_DIR, or 'transferkit resume RUN_DIR')"""
+    overwrite: bool = False
+    """discard an interrupted run in out instead of refusing, or run beside another run that holds out"""
+
+
+class JobConfig:
+    """What every job's configuration shares: building from flat keyword names, and flattening back.
+
+    A configuration is a frozen dataclass whose fields are either values or parts (dataclasses whose fields are
+    values); every value has one flat name across the tree (``labels_per_class``, ``lr``), which is what Python
+    keyword arguments, YAML keys and ``config.yaml`` use. ``POSITIONAL`` names the fields a job also takes by
+    position (``transfer(source, data, classes)``).
+    """
+
+    POSITIONAL: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """Every flat name, in declaration order."""
+        out = []
+        for f in fields(cls):  # type: ignore[arg-type]
+            part = _part_type(cls, f)
+            out.extend(g.name for g in fields(part)) if part is not None else out.append(f.name)
+        return out
+
+    @classmethod
+    def build(cls: type[C], *args: Any, **options: Any) -> C:
+        """The configuration from positional values (``POSITIONAL``) and flat keyword names; unknown names are a
+        :class:`~transferkit.errors.ConfigError` listing the valid ones."""
+        if len(args) > len(cls.POSITIONAL):
+            raise TypeError(f"{cls.__name__}: at most {len(cls.POSITIONAL)} positional values "
+                            f"({', '.join(cls.POSITIONAL)}), got {len(args)}")
+        for name, value in zip(cls.POSITIONAL, args, strict=False):
+            if name in options:
+                raise TypeError(f"{cls.__name__}: {name} given twice (by position and by name)")
+            options[name] = value
+        return cls.from_mapping(options)
+
+    @classmethod
+    def from_mapping(cls: type[C], values: Mapping[str, Any], default: C | None = None, where: str = "") -> C:
+        """The configuration with ``values`` (flat names; ``-`` read as ``_``) over ``default`` (else the declared
+        defaults). Unknown names are a ``ValueError`` listing the valid ones (``where`` prefixes it: the file)."""
+        values = {str(k).replace("-", "_"): v for k, v in values.items()}
+        valid = cls.names()
+        unknown = sorted(set(values) - set(valid))
+        if unknown:
+            raise ValueError(f"{where or cls.__name__ + ': '}unknown option(s) {unknown}; valid: "
+                             f"{', '.join(sorted(valid))}")
+        base = default if default is not None else cls()  # type: ignore[call-arg]
+        top: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            part = _part_type(cls, f)
+            if part is None:
+                if f.name in values:
+                    top[f.name] = values[f.name]
+                continue
+            mine = {g.name: values[g.name] for g in fields(part) if g.name in values}
+            if mine:
+                top[f.name] = dataclasses.replace(getattr(base, f.name), **mine)
+        return dataclasses.replace(base, **top)  # type: ignore[type-var]
+
+    def flat(self) -> dict[str, Any]:
+        """Every value under its flat name (what ``config.yaml`` records and :meth:`from_mapping` reads back)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if is_dataclass(value) and not isinstance(value, type):
+                out.update({g.name: getattr(value, g.name) for g in fields(value)})
+            else:
+                out[f.name] = value
+        return out
+
+
+def _part_type(cls: type, f: dataclasses.Field) -> type | None:
+    """The dataclass a field holds when it is a part (read from its default), else ``None``."""
+    default = f.default if f.default is not dataclasses.MISSING else (
+        f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+    return type(default) if is_dataclass(default) and not isinstance(default, type) else None
+
+
+@dataclass(frozen=True)
+class TransferConfig(JobConfig):
+    """transfer a source model to a target task"""
+
+    source: SourceOptions = SourceOptions()
+    task: TaskOptions = TaskOptions()
+    strategy: StrategyOptions = StrategyOptions()
+    train: TrainOptions = TrainOptions()
+    run: RunOptions = RunOptions()
+    cv: int | None = None
+    """K-fold cross-validation on the labelled training set instead of one run (no test split, no bundle)"""
+
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("source", "data", "classes")
+
+
+@dataclass(frozen=True)
+class PretrainConfig(JobConfig):
+    """train a source model on a source task"""
+
+    data: DataOptions = DataOptions()
+    backbone: str = "seed_cnn"
+    """architecture (see 'transferkit list backbones')"""
+    pretrained: bool = False
+    """start from the backbone's shipped weights"""
+    weights: str | None = None
+    """weights file for a timm:/torchvision: backbone"""
+    image_size: int | None = None
+    """input size in pixels (default: the backbone's)"""
+    val_fraction: float = 0.1
+    """share of the training split held out for validation"""
+    train: TrainOptions = TrainOptions(epochs=3, batch_size=128, schedule="constant", augment="none")
+    run: RunOptions = RunOptions(out="runs/source")
+
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("data", "classes")
+
+
+# the commands whose flags are generated from their configuration (the others are still declared in cli/main.py)
+CONFIGS: dict[str, type[JobConfig]] = {"transfer": TransferConfig, "pretrain": PretrainConfig}
+
+
+def _check_unique(configs: Sequence[type[JobConfig]]) -> None:
+    for cls in configs:
+        names = cls.names()
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:  # a flat name must mean one field, or keywords, YAML keys and flags would be ambiguous
+            raise TypeError(f"{cls.__name__}: flat names used twice: {dup}")
+
+
+_check_unique(list(CONFIGS.values()))
+__all__ = ["CONFIGS", "DataOptions", "JobConfig", "PretrainConfig", "RunOptions", "SourceOptions", "StrategyOptions",
+           "TaskOptions", "TransferConfig", "parse_key_values"]

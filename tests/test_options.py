@@ -1,0 +1,112 @@
+"""Options declared once (issue 28): the typed configurations, the flags generated from them, YAML, config.yaml."""
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import transferkit as tk
+from transferkit.cli.config import parse_generated
+from transferkit.config import TrainConfig, TrainOptions
+from transferkit.options import CONFIGS, PretrainConfig, TransferConfig
+
+# a value of the right type for every flat name, different from its default: each must reach its field by its flag
+VALUES = {"source": "src", "data": "digits", "classes": "0-4", "labels_per_class": 5, "val_per_class": 2,
+          "val_fraction": 0.2, "class_map": "m.yaml", "image_size": 64, "weights": "w.safetensors", "max_length": 32,
+          "strategy": "lora", "freeze": 2, "probe_layer": "stage2", "steps": 40, "epochs": 4, "batch_size": 8,
+          "lr": 0.01, "weight_decay": 0.001, "optimizer": "sgd", "patience": 3, "schedule": "cosine",
+          "warmup_epochs": 1, "augment": "light", "mixup": 0.2, "cutmix": 0.3, "class_weight": "balanced",
+          "sampler": "balanced", "seed": 7, "accelerator": "gpu", "devices": 2, "checkpoint_every": 50,
+          "num_nodes": 2, "distributed": "ddp", "out": "runs/x", "cv": 3, "backbone": "resnet18",
+          "pretrained": True, "strict": True, "convert_channels": True, "head_init": False, "progress": False,
+          "overwrite": True, "deterministic": False, "options": {"bn": "frozen", "r": 8}}
+SPECIAL = {"head_init": ["--no-head-init"], "progress": ["--no-progress"], "deterministic": ["--no-deterministic"],
+           "options": ["--option", "bn=frozen", "--option", "r=8"]}
+
+
+def _flags(name):
+    if name in SPECIAL:
+        return SPECIAL[name]
+    value = VALUES[name]
+    return [f"--{name.replace('_', '-')}"] if value is True else [f"--{name.replace('_', '-')}", str(value)]
+
+
+@pytest.mark.parametrize("command", sorted(CONFIGS))
+def test_every_option_is_one_field_reached_by_its_flag_its_keyword_and_its_yaml_key(command, tmp_path):
+    cls = CONFIGS[command]
+    names = [n for n in cls.names() if n != "resume"]  # resume: --resume RUN_DIR is the resume command
+    assert set(names) <= set(VALUES), set(names) - set(VALUES)
+    wanted = {n: VALUES[n] for n in names}
+    by_flags = parse_generated(command, [f for n in names for f in _flags(n)])
+    by_keywords = cls.build(**wanted)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"command": command, **{n.replace("_", "-"): v for n, v in wanted.items()}}))
+    by_yaml = parse_generated(command, ["--config", str(path)])
+    for built in (by_flags, by_keywords, by_yaml):
+        flat = built.flat()
+        assert {n: flat[n] for n in names} == wanted
+    assert by_flags == by_keywords == by_yaml
+    assert cls.from_mapping(by_flags.flat()) == by_flags  # config.yaml's record reads back to the same
+
+
+def test_defaults_and_per_job_parts():
+    assert TransferConfig().train == TrainOptions() and TransferConfig().run.out == "runs/transfer"
+    p = PretrainConfig()
+    assert (p.train.epochs, p.train.batch_size, p.train.schedule, p.run.out) == (3, 128, "constant", "runs/source")
+    assert parse_generated("transfer", []).strategy.options is None  # as the Python default
+    cfg = TrainConfig.of(TransferConfig.build(lr=0.5).train, warmup_steps=3)
+    assert (cfg.lr, cfg.warmup_steps, cfg.monitor) == (0.5, 3, "val_loss")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.lr = 1.0  # type: ignore[misc]
+
+
+def test_flags_win_over_the_file_and_options_add_to_it(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"seed": 7, "labels-per-class": 5, "options": {"bn": "frozen", "r": 4},
+                                    "deterministic": True, "classes": [1, 2]}))
+    c = parse_generated("transfer", ["--config", str(path), "--seed", "0", "--option", "r=8"])
+    assert (c.train.seed, c.task.labels_per_class, c.task.classes) == (0, 5, "1,2")
+    assert c.strategy.options == {"bn": "frozen", "r": 8} and c.train.deterministic is True
+    c = parse_generated("transfer", [f"--config={path}", "--no-deterministic"])
+    assert c.train.deterministic is False and c.train.seed == 7
+
+
+def test_bad_names_and_values_are_named(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['labels_per_klass'\]; valid: .*labels_per_class"):
+        TransferConfig.build(labels_per_klass=5)
+    with pytest.raises(TypeError, match="given twice"):
+        TransferConfig.build("a", source="b")
+    with pytest.raises(ValueError, match="unknown option"):  # refused before anything loads or is written
+        tk.transfer("no-such-source", out=tmp_path / "r", labels_per_klass=5)
+    assert not (tmp_path / "r").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n")
+    with pytest.raises(ValueError, match="expected a mapping"):
+        parse_generated("transfer", ["--config", str(bad)])
+    with pytest.raises(SystemExit) as e:  # tyro names the flag and the valid choices
+        parse_generated("transfer", ["--optimizer", "adamm"])
+    assert e.value.code == 2 and "adamw" in capsys.readouterr().err  # on standard error, as argparse's
+    with pytest.raises(SystemExit):
+        parse_generated("transfer", ["--option", "no-equals-sign"])
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_resume_flag_is_the_resume_command():
+    ns = parse_generated("transfer", ["--resume", "runs/x", "--no-progress"])
+    assert (ns.command, ns.run_dir, ns.progress) == ("resume", "runs/x", False)
+
+
+def test_generated_help_lists_every_flag_and_loads_no_torch():
+    code = ("import sys\nfrom transferkit.cli.main import main\n"
+            "try:\n    main(['transfer', '--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+            "print('TORCH', 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"COLUMNS": "200", "PATH": ""}).stdout
+    for name in TransferConfig.names():
+        if name not in ("resume", "options", "deterministic", "head_init", "progress"):
+            assert f"--{name.replace('_', '-')}" in out, name
+    for flag in ("--option", "--no-deterministic", "--no-head-init", "--no-progress", "--config", "--resume"):
+        assert flag in out
+    assert out.strip().endswith("TORCH False")
