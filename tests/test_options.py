@@ -93,6 +93,19 @@ def test_bad_names_and_values_are_named(tmp_path, capsys):
     assert "KEY=VALUE" in capsys.readouterr().err
 
 
+def test_a_file_value_of_the_wrong_type_is_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    for text, message in (("labels-per-class: ten\n", r"^labels_per_class: expected a value of type int \| None"),
+                          ("optimizer: adamm\n", r"^optimizer: expected a value of type Literal\['adamw'"),
+                          ("strict: maybe\n", r"^strict: expected a value of type bool")):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            parse_generated("transfer", ["--config", str(path)])
+    path.write_text("lr: 1\ndevices: auto\nclasses: [1, 2]\n")  # an int for a float, a name for int | str, a list
+    c = parse_generated("transfer", ["--config", str(path)])
+    assert (c.train.lr, c.train.devices, c.task.classes) == (1, "auto", "1,2")
+
+
 def test_resume_flag_is_the_resume_command():
     ns = parse_generated("transfer", ["--resume", "runs/x", "--no-progress"])
     assert (ns.command, ns.run_dir, ns.progress) == ("resume", "runs/x", False)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar, get_type_hints
 
 import tyro
 
@@ -171,6 +171,28 @@ class JobConfig:
             if mine:
                 top[f.name] = dataclasses.replace(getattr(base, f.name), **mine)
         return dataclasses.replace(base, **top)  # type: ignore[type-var]
+
+    @classmethod
+    def check_types(cls, values: Mapping[str, Any]) -> None:
+        """Refuse a value whose type its field does not take (a YAML file's ``labels_per_class: ten``): a
+        :class:`~transferkit.errors.ConfigError` naming the field and the type. The Python API does not call this:
+        it also takes paths, mappings and model objects where the command line takes text."""
+        import typeguard
+
+        hints: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            part = _part_type(cls, f)
+            hints.update(get_type_hints(part) if part is not None else {f.name: get_type_hints(cls)[f.name]})
+        for name, value in values.items():
+            hint = hints.get(str(name).replace("-", "_"))
+            if hint is None:
+                continue
+            try:
+                typeguard.check_type(value, hint)
+            except typeguard.TypeCheckError:
+                shown = (hint.__name__ if isinstance(hint, type) else str(hint)).replace("typing.", "").replace(
+                    "NoneType", "None")
+                raise ConfigError(str(name).replace("-", "_"), f"a value of type {shown}", value) from None
 
     def flat(self) -> dict[str, Any]:
         """Every value under its flat name (what ``config.yaml`` records and :meth:`from_mapping` reads back)."""

@@ -84,6 +84,7 @@ def parse_generated(command: str, argv: Sequence[str]) -> Any:
         if isinstance(values.get("classes"), list):
             values["classes"] = ",".join(str(c) for c in values["classes"])
         default = cls.from_mapping(values, where=f"--config {path}: ")
+        cls.check_types(values)  # argparse read a file's values through each flag's type; tyro takes them as given
     parsed = tyro.cli(cls, args=argv, default=default, prog=f"transferkit {command}",
                       description=f"{cls.__doc__}. {GENERATED_NOTE}",
                       config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagCreatePairsOff, tyro.conf.UseAppendAction))
