@@ -152,9 +152,9 @@ def test_select_bad_input(sources, tmp_path):
         api.select(cands, scores="logme,bogus", out=tmp_path / "x", **kw)
     with pytest.raises(ValueError, match="at least one candidate"):
         api.select([], out=tmp_path / "x", **kw)
-    with pytest.raises(ValueError, match="--verify must be a whole number"):
+    with pytest.raises(ValueError, match="verify: expected a whole number"):
         api.select(cands, verify=-1, out=tmp_path / "x", **kw)
-    with pytest.raises(ValueError, match="--verify 9: only 5 candidate"):
+    with pytest.raises(ValueError, match="verify: expected at most the 5 candidate.*got 9"):
         api.select(cands, verify=9, out=tmp_path / "x", **kw)
     with pytest.raises(ValueError, match="--verify 4: only 3 usable candidate.*missing"):
         api.select(cands, verify=4, out=tmp_path / "x", **kw)
@@ -197,7 +197,7 @@ def test_select_reports_domain_similarity_to_a_source_dataset(sources, tmp_path,
     assert s_near["proxy_a_distance"] < s_far["proxy_a_distance"] and s_near["mmd2"] < s_far["mmd2"]
     assert s_near["mean_cosine"] > s_far["mean_cosine"]
     assert near["similarity"]["n"] == 60 and "PAD" in (tmp_path / "near" / "report.md").read_text()
-    with pytest.raises(ValueError, match="--similarity-samples must be at least 2"):
+    with pytest.raises(ValueError, match="similarity_samples: expected at least 2"):
         api.select([str(sources / "cnn")], similarity_classes="0-4", out=tmp_path / "x",
                    **{**kw, "similarity_samples": 1})
 

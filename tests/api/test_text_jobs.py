@@ -73,7 +73,7 @@ def test_fewshot_bad_input(minilm, data, tmp_path):
         tk.fewshot(minilm, data, method="maml", out=tmp_path / "x")
     with pytest.raises(ValueError, match="^labels_per_class: expected ≥ 1, got 0"):
         tk.fewshot(minilm, data, labels_per_class=0, out=tmp_path / "x")
-    with pytest.raises(ValueError, match="valid choices: auto, test, rest"):
+    with pytest.raises(ValueError, match="^evaluate_on: expected one of auto, test, rest, got .val."):
         tk.fewshot(minilm, data, method="prototypes", evaluate_on="val", out=tmp_path / "x")
     assert not (tmp_path / "x").exists()
 

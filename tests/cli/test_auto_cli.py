@@ -26,9 +26,10 @@ def test_auto_cli_runs_a_small_search_with_its_options(tmp_path, single_thread):
 def test_auto_cli_bad_options_exit_2(tmp_path, capsys):
     base = ["auto", "--data", "digits", "--candidates", "random:seed_cnn", "--out", str(tmp_path / "x")]
     assert main([*base, "--budget", "10 minutes"]) == 2
-    assert "--budget: '10 minutes' is not a duration" in " ".join(capsys.readouterr().out.split())
+    said = " ".join(capsys.readouterr().out.split())
+    assert "--budget: expected a duration such as 90s, 10m or 1.5h, got '10 minutes'" in said
     assert main([*base, "--first-steps", "0"]) == 2
-    assert "--first-steps must be a whole number ≥ 1, got 0" in " ".join(capsys.readouterr().out.split())
+    assert "--first-steps: expected a whole number ≥ 1, got 0" in " ".join(capsys.readouterr().out.split())
     assert main([*base, "--first-epochs", "1"]) == 2
-    assert "--first-epochs must be a whole number ≥ 2" in " ".join(capsys.readouterr().out.split())
+    assert "--first-epochs: expected a whole number ≥ 2" in " ".join(capsys.readouterr().out.split())
     assert not (tmp_path / "x").exists()

@@ -27,7 +27,7 @@ def test_select_cli_bad_input_exits_2(tmp_path, capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "unknown score 'bogus'; valid scores: logme, h_score, h_score_shrunk, leep, nce" in out
     assert main([*base, "--verify", "-1"]) == 2
-    assert "--verify must be a whole number" in " ".join(capsys.readouterr().out.split())
+    assert "--verify: expected a whole number" in " ".join(capsys.readouterr().out.split())
     assert main(["select", "--data", "digits"]) == 2
     assert "CANDIDATE" in capsys.readouterr().out
     assert not (tmp_path / "x").exists()

@@ -24,6 +24,7 @@ from rich.console import Console
 from transferkit.adaptation.methods import parse_method
 from transferkit.api.adapt_job import adapt
 from transferkit.api.runs import RunResult, write_json, write_yaml
+from transferkit.errors import ConfigError
 from transferkit.report.adapt import ORACLE_NOTE, REFERENCE_NOTE
 from transferkit.report.markdown import comparison_report
 from transferkit.report.metrics import comparison_sentence, flag, group_did_not_learn, majority_rate, mean_std
@@ -119,7 +120,7 @@ def adapt_compare(methods: Sequence[str] = (BASELINE, "dann", "dan", "coral", RE
     for m in methods:
         parse_method(m)  # fail before any training
     if not seeds:
-        raise ValueError("--seeds: give at least one seed")
+        raise ConfigError("seeds", "at least one seed", list(seeds))
     out = check_output_dir(out, [adapt_kwargs.get(k) for k in ("source", "target", "backbone")],
                            kind="adapt-compare")  # it writes into out (finished cells are reused)
     open_output_dir(out, "adapt-compare")

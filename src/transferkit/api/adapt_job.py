@@ -286,7 +286,7 @@ def _check_args(method: str, selection: str, epochs: int, target_val: int, froze
     if epochs < 1:
         raise ConfigError("epochs", "at least 1", epochs)
     if target_val < 4:
-        raise ValueError(f"--target-val must be at least 4 held-out target images, got {target_val}")
+        raise ConfigError("target_val", "at least 4 held-out target images", target_val)
     if frozen and not pretrained and is_backbone_name(backbone):
         raise ValueError("--frozen adapts a head on frozen features: pass --pretrained (or a bundle as --backbone); "
                          "frozen random features would not transfer anything")

@@ -62,6 +62,7 @@ from transferkit.bundle import load_bundle
 from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import inner_split, k_per_class, labels_record
+from transferkit.errors import ConfigError
 from transferkit.report.auto import num, write_auto_report
 from transferkit.report.metrics import did_not_learn, majority_rate
 from transferkit.report.tables import comparison_table
@@ -88,10 +89,10 @@ def parse_budget(value: str | float | int) -> float:
     else:
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*", str(value))
         if not m:
-            raise ValueError(f"--budget: '{value}' is not a duration; write e.g. 90s, 10m or 1.5h")
+            raise ConfigError("budget", "a duration such as 90s, 10m or 1.5h", value)
         seconds = float(m.group(1)) * {"s": 1, "sec": 1, None: 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
     if not seconds > 0:
-        raise ValueError(f"--budget must be positive, got {value!r}")
+        raise ConfigError("budget", "a positive duration", value)
     return seconds
 
 
@@ -234,7 +235,7 @@ def _check_search(keep: int, finalists: int, first_epochs: int | None, first_ste
         if value is None and name == "first_epochs":
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"--{name.replace('_', '-')} must be a whole number ≥ {low}, got {value!r}")
+            raise ConfigError(name, f"a whole number ≥ {low}", value)
 
 
 class _Search:

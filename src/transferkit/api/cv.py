@@ -73,21 +73,23 @@ class Fold:
 
 
 def check_fold_count(k: Any) -> None:
-    """Raise a ``ValueError`` naming ``--cv`` unless ``k`` is an integer ≥ 2 (checked before any data is read)."""
+    """Raise a :class:`~transferkit.errors.ConfigError` naming ``cv`` unless ``k`` is an integer ≥ 2 (checked
+    before any data is read)."""
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 2:
-        raise ValueError(f"--cv {k}: cross-validation needs at least 2 folds (an integer, --cv ≥ 2)")
+        raise ConfigError("cv", "at least 2 folds (an integer)", k)
 
 
 def check_cv(k: Any, labels: np.ndarray, classes: list[str]) -> None:
-    """Raise a ``ValueError`` naming ``--cv`` unless ``2 ≤ k ≤`` the smallest class count of ``labels``."""
+    """Raise a :class:`~transferkit.errors.ConfigError` naming ``cv`` unless ``2 ≤ k ≤`` the smallest class count
+    of ``labels``."""
     check_fold_count(k)
     counts = np.bincount(labels, minlength=len(classes))
     small = int(np.argmin(counts))
     if k > counts[small]:
-        limit = (f"use --cv between 2 and {counts[small]}" if counts[small] >= 2
+        limit = (f"use 2 to {counts[small]} folds" if counts[small] >= 2
                  else "every class needs at least 2 labelled images")
-        raise ValueError(f"--cv {k}: more folds than images in the smallest class of the labelled training set "
-                         f"(class '{classes[small]}' has {counts[small]}); {limit}")
+        raise ConfigError("cv", f"at most {counts[small]} folds", k, f"more folds than images in the smallest class "
+                          f"of the labelled training set (class '{classes[small]}' has {counts[small]}); {limit}")
 
 
 def cv_folds(labels: np.ndarray, k: int, seed: int, val_fraction: float = 0.1,
@@ -110,9 +112,9 @@ def cv_folds(labels: np.ndarray, k: int, seed: int, val_fraction: float = 0.1,
             if val_per_class is not None:
                 n_val = val_per_class
                 if n_val > len(pool) - 1:
-                    raise ValueError(f"--val-per-class {val_per_class}: fold {i + 1} of --cv {k} has only "
-                                     f"{len(pool)} training images of class {c}; at most {len(pool) - 1} can be "
-                                     "held out for validation (use fewer, or fewer folds)")
+                    raise ConfigError("val_per_class", f"at most {len(pool) - 1}", val_per_class,
+                                      f"fold {i + 1} of cv {k} has only {len(pool)} training images of class {c} "
+                                      "(use fewer, or fewer folds)")
             else:
                 n_val = min(max(1, int(round(len(pool) * val_fraction))), len(pool) - 1)
             val.append(pool[:n_val])
@@ -122,8 +124,8 @@ def cv_folds(labels: np.ndarray, k: int, seed: int, val_fraction: float = 0.1,
     for i, f in enumerate(folds):  # a fold without every class must fail loudly, never score silently
         missing = (present - set(labels[f.train].tolist())) | (present - set(labels[f.eval].tolist()))
         if missing:
-            raise ValueError(f"--cv {k}: fold {i + 1} lacks class(es) {sorted(missing)} in its training or held-out "
-                             "part; use fewer folds (at most the smallest class count)")
+            raise ConfigError("cv", "at most the smallest class count", k, f"fold {i + 1} lacks class(es) "
+                              f"{sorted(missing)} in its training or held-out part; use fewer folds")
     return folds
 
 

@@ -54,6 +54,7 @@ from transferkit.data.splits import labelled_budget_indices
 from transferkit.distillation import FeatureTap, HintLoss, KDLoss, module_names
 from transferkit.engine.targets import fit_with_targets
 from transferkit.engine.trainer import train
+from transferkit.errors import ConfigError
 from transferkit.report.distill import models_table, write_distill_report
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, run_session
@@ -85,7 +86,7 @@ def transfer_set(full: ImageSet, labels_per_class: int | None, val_per_class: in
     if unlabelled:
         rest = np.setdiff1d(np.arange(len(full)), np.concatenate([tr, va]))
         if unlabelled > len(rest):
-            raise ValueError(f"--unlabelled {unlabelled}: only {len(rest)} further training images are left")
+            raise ConfigError("unlabelled", f"at most {len(rest)} (the further training images left)", unlabelled)
         extra = np.sort(np.random.default_rng(seed + 31337).choice(rest, unlabelled, replace=False))
     idx = np.concatenate([tr, extra])
     labels = full.labels[idx].astype(np.int64)

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from transferkit import atomic
 from transferkit.bundle import load_bundle, resolve_bundle
+from transferkit.errors import ConfigError
 from transferkit.exporting import (
     EXPORT_FORMATS,
     bundle_kind,
@@ -88,9 +89,9 @@ def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = No
     export (or at the default place), or with ``overwrite``.
     """
     if format not in EXPORT_FORMATS:
-        raise ValueError(f"--format: unknown export format '{format}'; valid formats: {', '.join(EXPORT_FORMATS)}")
+        raise ConfigError("format", f"one of {', '.join(EXPORT_FORMATS)}", format)
     if isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= 21:
-        raise ValueError(f"--opset must be a whole number between 7 and 21, got {opset!r}")
+        raise ConfigError("opset", "a whole number between 7 and 21", opset)
     if out is not None:
         check_output_name(out)
     bundle_dir = resolve_bundle(bundle)

@@ -80,7 +80,7 @@ def _evaluation_set(data: str, full: AnyDataset, train_idx: np.ndarray, classes:
                     evaluate_on: str) -> tuple[AnyDataset, str]:
     """The test split (when there is one and ``evaluate_on`` allows it) or the rest of the training split."""
     if evaluate_on not in EVALUATE_ON:
-        raise ValueError(f"--evaluate-on: unknown '{evaluate_on}'; valid choices: {', '.join(EVALUATE_ON)}")
+        raise ConfigError("evaluate_on", f"one of {', '.join(EVALUATE_ON)}", evaluate_on)
     if evaluate_on in ("auto", "test") and has_split(data, "test"):
         test = load_task(data, "test", classes, strict)
         if test.classes != full.classes:
@@ -158,8 +158,7 @@ def fewshot(
     if method not in FEW_SHOT_METHODS:
         raise FEW_SHOT_METHODS.unknown(method)
     if episode_classifier not in CLASSIFIERS:
-        raise ValueError(f"--episode-classifier: unknown '{episode_classifier}'; "
-                         f"valid choices: {', '.join(CLASSIFIERS)}")
+        raise ConfigError("episode_classifier", f"one of {', '.join(CLASSIFIERS)}", episode_classifier)
     if labels_per_class < 1:
         raise ConfigError("labels_per_class", "≥ 1", labels_per_class)
     check_output_dir(out, _inputs(config))  # before anything loads (run_session checks again)

@@ -57,6 +57,7 @@ from transferkit.backbones.features import predict_logits
 from transferkit.data.base import ImageSet
 from transferkit.data.prepare import to_batches
 from transferkit.data.splits import labelled_budget_indices, parse_classes
+from transferkit.errors import ConfigError
 from transferkit.report.metrics import flag
 from transferkit.report.plots import plot_score_vs_accuracy
 from transferkit.report.select import fmt, verification_lines, write_select_report
@@ -350,9 +351,9 @@ def _check_candidates(candidates: str | Path | Sequence[str | Path], verify: int
     if dupes:
         raise ValueError(f"candidate(s) given more than once: {dupes}")
     if isinstance(verify, bool) or not isinstance(verify, (int, np.integer)) or verify < 0:
-        raise ValueError(f"--verify must be a whole number ≥ 0 (how many top candidates to fine-tune), got {verify!r}")
+        raise ConfigError("verify", "a whole number ≥ 0 (how many top candidates to fine-tune)", verify)
     if verify > len(cands):
-        raise ValueError(f"--verify {verify}: only {len(cands)} candidate(s) were given")
+        raise ConfigError("verify", f"at most the {len(cands)} candidate(s) given", verify)
     return cands
 
 
@@ -372,7 +373,7 @@ def _scoring_sets(data: str, classes: str | list[int] | None, strict: bool, max_
     if similarity_data is None:
         return full, scoring, None
     if similarity_samples < 2:
-        raise ValueError(f"--similarity-samples must be at least 2, got {similarity_samples}")
+        raise ConfigError("similarity_samples", "at least 2", similarity_samples)
     sfull = load_task(similarity_data, "train", similarity_classes, strict)
     pool = np.arange(len(sfull))
     if (similarity_data, parse_classes(similarity_classes)) == (data, parse_classes(classes)) \

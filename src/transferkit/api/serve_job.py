@@ -15,6 +15,8 @@ from typing import Any
 
 from rich.console import Console
 
+from transferkit.errors import ConfigError
+
 API_KEY_ENV = "TRANSFERKIT_API_KEY"
 
 
@@ -44,7 +46,7 @@ def load_service_predictor(model: str | Path, backend: str = "torch", threads: i
     elif backend == "onnx":
         predictor = OnnxPredictor.load(model, threads=threads)
     else:
-        raise ValueError(f"--backend: unknown '{backend}'; valid choices: torch, onnx")
+        raise ConfigError("backend", "one of torch, onnx", backend)
     check_modality(predictor.input_spec.modality, f"serve {model}")
     return predictor
 
@@ -84,7 +86,7 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, backend:
     if max_texts < 1 or max_text_chars < 1:
         raise ValueError(f"--max-texts and --max-text-chars must be ≥ 1, got {max_texts} and {max_text_chars}")
     if not 0 <= port <= 65535:
-        raise ValueError(f"--port {port}: must be 0..65535")
+        raise ConfigError("port", "0..65535", port)
     defaults = ServiceLimits()
     request_px = int(max_request_mp * 1e6) if max_request_mp is not None else defaults.max_request_pixels
     inflight_px = int(max_inflight_mp * 1e6) if max_inflight_mp is not None else 2 * request_px

@@ -184,11 +184,11 @@ def tune(
     console = console or Console()
     start = time.perf_counter()
     if metric not in METRICS:
-        raise ValueError(f"--metric: unknown '{metric}'; valid: val_acc (maximised), val_loss (minimised)")
+        raise ConfigError("metric", "val_acc (maximised) or val_loss (minimised)", metric)
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
         raise ValueError(f"--trials: the number of trials must be a whole number ≥ 1, got {n_trials!r}")
     if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
-        raise ValueError(f"--timeout: expected a positive number of seconds, got {timeout!r}")
+        raise ConfigError("timeout", "a positive number of seconds", timeout)
     for flag, value in (("pruner_startup_trials", pruner_startup_trials), ("pruner_warmup_epochs",
                                                                           pruner_warmup_epochs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

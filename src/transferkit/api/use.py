@@ -483,7 +483,7 @@ def _predict_format(output: str | Path | None, fmt: str | None) -> str | None:
     if fmt is not None:
         fmt = fmt.lower()
         if fmt not in PREDICT_FORMATS:
-            raise ValueError(f"--format: unknown '{fmt}'; valid choices: {', '.join(PREDICT_FORMATS)}")
+            raise ConfigError("format", f"one of {', '.join(PREDICT_FORMATS)}", fmt)
         return fmt
     if output is None:
         return None
