@@ -51,6 +51,7 @@ from typing import Any
 import yaml
 
 from transferkit import atomic
+from transferkit.errors import ConfigError
 from transferkit.outputs import (  # noqa: F401  (re-exported: the marker rule lives below atomic)
     LEGACY_SIGNATURES,
     MARKER_FILE,
@@ -365,7 +366,8 @@ def run_session(out: str | Path, resume: bool = False, overwrite: bool = False,
     it or hold it (:func:`check_output_dir`, checked before anything is written).
     """
     if resume and overwrite:
-        raise ValueError("--resume continues an interrupted run and --overwrite discards it: choose one")
+        raise ConfigError("overwrite", "False with resume (resume continues an interrupted run, overwrite discards "
+                          "it: choose one)", overwrite)
     out = check_output_dir(out, sources)
     kind = str((config or {}).get("command") or "run")
     partial = partial_dir(out)

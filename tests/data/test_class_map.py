@@ -28,7 +28,7 @@ def test_class_map_files_fail_clearly(tmp_path):
     assert load_class_map(good) == {"Sneaker": "running shoe"}
     (tmp_path / "m.json").write_text('{"Sandal": "sandal"}')
     assert load_class_map(tmp_path / "m.json") == {"Sandal": "sandal"}
-    for text, message in (("[a, b]", "expected a non-empty mapping"), ("a: [1]", "entry 'a' needs a new class"),
+    for text, message in (("[a, b]", "expected a non-empty mapping"), ("a: [1]", "a new class name for entry 'a'"),
                           ("a: b: c", "not valid YAML")):
         (tmp_path / "bad.yaml").write_text(text)
         with pytest.raises(ValueError, match=message):

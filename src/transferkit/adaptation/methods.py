@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from transferkit.adaptation.losses import GradientReversal, coral_loss, dann_coefficient, mk_mmd_loss
+from transferkit.errors import ConfigError
 from transferkit.registry import Registry
 
 Terms = dict[str, torch.Tensor]
@@ -126,12 +127,12 @@ def parse_method(spec: str) -> list[str]:
     if len(parts) > 1:
         alone = [p for p in parts if p in ("source_only", "target_oracle")]
         if alone:
-            raise ValueError(f"--method {spec}: '{alone[0]}' cannot be combined with other methods")
+            raise ConfigError("method", f"'{alone[0]}' alone (it cannot be combined with other methods)", spec)
         if len(set(parts)) != len(parts):
-            raise ValueError(f"--method {spec}: a method appears twice")
+            raise ConfigError("method", "each method once", spec)
         adversarial = [p for p in parts if p in ("dann", "cdan", "cdan+e")]
         if len(adversarial) > 1:
-            raise ValueError(f"--method {spec}: choose one adversarial method of {', '.join(adversarial)}")
+            raise ConfigError("method", f"one adversarial method of {', '.join(adversarial)}", spec)
     return parts
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from transferkit.config import read_structured_file
 from transferkit.data.base import AnyDataset
+from transferkit.errors import ConfigError
 
 __all__ = ["apply_class_map", "load_class_map", "match_classes", "normalise_name"]
 
@@ -31,12 +32,12 @@ def load_class_map(path: str | Path) -> dict[str, str]:
     p = Path(path).expanduser()
     data = read_structured_file(p, "--class-map")
     if not isinstance(data, dict) or not data:
-        raise ValueError(f"--class-map {p}: expected a non-empty mapping 'target class: new name', e.g. "
-                         "'Sneaker: running shoe'")
+        raise ConfigError("class_map", "a non-empty mapping 'target class: new name', e.g. 'Sneaker: running shoe'",
+                          str(p))
     out: dict[str, str] = {}
     for k, v in data.items():
         if v is None or (isinstance(v, str) and not v.strip()) or isinstance(v, (dict, list)):
-            raise ValueError(f"--class-map {p}: entry '{k}' needs a new class name, got {v!r}")
+            raise ConfigError("class_map", f"a new class name for entry '{k}'", v, f"in {p}")
         out[str(k)] = str(v).strip()
     return out
 

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from transferkit.errors import ConfigError
+
 if TYPE_CHECKING:
     import optuna
 
@@ -220,9 +222,10 @@ def load_space_file(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(p.read_text())
     except OSError as exc:
-        raise ValueError(f"--space {path}: cannot read it ({exc.strerror or exc})") from None
+        raise ConfigError("space", "a readable YAML file", str(path), str(exc.strerror or exc)) from None
     except yaml.YAMLError as exc:
-        raise ValueError(f"--space {path}: not valid YAML ({exc})") from None
+        raise ConfigError("space", "a valid YAML file", str(path), str(exc)) from None
     if not isinstance(data, dict) or not data:
-        raise ValueError(f"--space {path}: expected a mapping of name: spec, e.g. 'lr: loguniform:1e-4:1e-1'")
+        raise ConfigError("space", "a file holding a mapping of name: spec, e.g. 'lr: loguniform:1e-4:1e-1'",
+                          str(path))
     return {str(k): v for k, v in data.items()}
