@@ -123,3 +123,10 @@ def test_generated_help_lists_every_flag_and_loads_no_torch():
     for flag in ("--option", "--no-deterministic", "--no-head-init", "--no-progress", "--config", "--resume"):
         assert flag in out
     assert out.strip().endswith("TORCH False")
+
+
+def test_the_top_level_listing_describes_each_generated_command_as_its_configuration_does():
+    from transferkit.cli.main import GENERATED
+
+    assert set(GENERATED) == set(CONFIGS)
+    assert all(GENERATED[name] == CONFIGS[name].__doc__ for name in CONFIGS)

@@ -133,13 +133,16 @@ class JobConfig:
         out = []
         for f in fields(cls):  # type: ignore[arg-type]
             part = _part_type(cls, f)
-            out.extend(g.name for g in fields(part)) if part is not None else out.append(f.name)
+            if part is None:
+                out.append(f.name)
+            else:
+                out.extend(g.name for g in fields(part))
         return out
 
     @classmethod
     def build(cls: type[C], *args: Any, **options: Any) -> C:
-        """The configuration from positional values (``POSITIONAL``) and flat keyword names; unknown names are a
-        :class:`~transferkit.errors.ConfigError` listing the valid ones."""
+        """The configuration from positional values (``POSITIONAL``) and flat keyword names; an unknown name is a
+        ``ValueError`` listing the valid ones, a value given twice a ``TypeError``."""
         if len(args) > len(cls.POSITIONAL):
             raise TypeError(f"{cls.__name__}: at most {len(cls.POSITIONAL)} positional values "
                             f"({', '.join(cls.POSITIONAL)}), got {len(args)}")
