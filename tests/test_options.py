@@ -21,7 +21,7 @@ VALUES = {"source": "src", "data": "digits", "classes": "0-4", "labels_per_class
           "sampler": "balanced", "seed": 7, "accelerator": "gpu", "devices": 2, "checkpoint_every": 50,
           "num_nodes": 2, "distributed": "ddp", "out": "runs/x", "cv": 3, "backbone": "resnet18",
           "pretrained": True, "strict": True, "convert_channels": True, "head_init": False, "progress": False,
-          "overwrite": True, "deterministic": False, "options": {"bn": "frozen", "r": 8}}
+          "overwrite": True, "deterministic": False, "options": {"bn": "frozen", "r": 8}, "min_lr": 1e-5, "max_lr": 0.5}
 SPECIAL = {"head_init": ["--no-head-init"], "progress": ["--no-progress"], "deterministic": ["--no-deterministic"],
            "options": ["--option", "bn=frozen", "--option", "r=8"]}
 

@@ -33,7 +33,21 @@ def either_flag(deterministic: bool = False, no_deterministic: bool = False) -> 
 
 
 @dataclass(frozen=True)
-class TrainOptions:
+class OptimiserOptions:
+    """The optimiser, its batches and the seed: what every job that takes optimiser steps sets."""
+
+    batch_size: int | None = None
+    """the global batch size (default: the strategy's own)"""
+    optimizer: Optimizer = "adamw"
+    """the optimiser"""
+    weight_decay: float = 1e-4
+    """weight decay of the optimiser"""
+    seed: int = 0
+    """seed of the label draw, the initialisation and the batches"""
+
+
+@dataclass(frozen=True)
+class TrainOptions(OptimiserOptions):
     """How the model is trained: budget, optimiser, schedule, augmentation, devices and seed."""
 
     # A job's ``train`` part; :class:`TrainConfig` adds what the jobs set. Each field's docstring is its help on the
@@ -45,14 +59,8 @@ class TrainOptions:
     """optimiser steps whatever the dataset size (default: the strategy's recipe: finetune 100), not with epochs"""
     epochs: int | None = None
     """passes over the training set instead of steps (default: derived from the steps)"""
-    batch_size: int | None = None
-    """the global batch size (default: the strategy's own)"""
     lr: float | None = None
     """learning rate (default: the strategy's own)"""
-    weight_decay: float = 1e-4
-    """weight decay of the optimiser"""
-    optimizer: Optimizer = "adamw"
-    """the optimiser"""
     patience: int | None = None
     """early-stopping patience in epochs on the validation loss (default off; needs a validation set)"""
     schedule: Schedule | None = None
@@ -69,8 +77,6 @@ class TrainOptions:
     """balanced: weight the loss by inverse class frequency"""
     sampler: Sampler = "random"
     """balanced: draw every class equally often"""
-    seed: int = 0
-    """seed of the label draw, the initialisation and the batches"""
     accelerator: str = "cpu"
     """passed to Lightning: cpu, gpu, auto, …"""
     devices: int | str = 1

@@ -22,11 +22,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar, get_type_hints
 
 import tyro
 
-from transferkit.config import TrainOptions
+from transferkit.config import OptimiserOptions, TrainOptions
 from transferkit.errors import ConfigError
 
 C = TypeVar("C", bound="JobConfig")
@@ -86,8 +87,6 @@ class SourceOptions:
     """weights file for a timm:/torchvision: source"""
     max_length: int | None = None
     """token limit for a text backbone source (minilm, hf:…); longer texts are truncated"""
-    head_init: bool = True
-    """start the head rows of classes the source also has from the source head"""
 
 
 @dataclass(frozen=True)
@@ -151,6 +150,21 @@ class JobConfig:
                 raise TypeError(f"{cls.__name__}: {name} given twice (by position and by name)")
             options[name] = value
         return cls.from_mapping(options)
+
+    @classmethod
+    def given(cls: type[C], config: C | None, args: tuple[Any, ...], options: dict[str, Any]) -> C:
+        """A job's configuration: ``config`` as given, or built (:meth:`build`) from its positional values and flat
+        keyword names — not both."""
+        if config is None:
+            return cls.build(*args, **options)
+        if args or options:
+            got = ", ".join(options) or "positional values"
+            raise TypeError(f"give either config= or options, not both (got {got})")
+        return config
+
+    def record(self, command: str) -> dict[str, Any]:
+        """What a run's ``config.yaml`` records: the command and every flat value (paths as text)."""
+        return {"command": command, **{k: str(v) if isinstance(v, Path) else v for k, v in self.flat().items()}}
 
     @classmethod
     def from_mapping(cls: type[C], values: Mapping[str, Any], default: C | None = None, where: str = "") -> C:
@@ -225,6 +239,8 @@ class TransferConfig(JobConfig):
     strategy: StrategyOptions = StrategyOptions()
     train: TrainOptions = TrainOptions()
     run: RunOptions = RunOptions()
+    head_init: bool = True
+    """start the head rows of classes the source also has from the source head"""
     cv: int | None = None
     """K-fold cross-validation on the labelled training set instead of one run (no test split, no bundle)"""
 
@@ -252,8 +268,29 @@ class PretrainConfig(JobConfig):
     POSITIONAL: ClassVar[tuple[str, ...]] = ("data", "classes")
 
 
+@dataclass(frozen=True)
+class LrFindConfig(JobConfig):
+    """learning-rate range test for a strategy on a target task (plot + suggested --lr)"""
+
+    source: SourceOptions = SourceOptions()
+    task: TaskOptions = TaskOptions()
+    strategy: StrategyOptions = StrategyOptions()
+    optimiser: OptimiserOptions = OptimiserOptions()
+    min_lr: float = 1e-6
+    """the sweep's first learning rate"""
+    max_lr: float = 1.0
+    """the sweep's last learning rate"""
+    steps: int = 100
+    """training steps of the sweep (at least 10)"""
+    out: str = "runs/lr_find"
+    """directory to write: lr_find.png, lr_find.json, config.yaml"""
+
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("source", "data", "classes")
+
+
 # the commands whose flags are generated from their configuration (the others are still declared in cli/main.py)
-CONFIGS: dict[str, type[JobConfig]] = {"transfer": TransferConfig, "pretrain": PretrainConfig}
+CONFIGS: dict[str, type[JobConfig]] = {"transfer": TransferConfig, "pretrain": PretrainConfig,
+                                       "lr-find": LrFindConfig}
 
 
 def _check_unique(configs: Sequence[type[JobConfig]]) -> None:
@@ -265,5 +302,5 @@ def _check_unique(configs: Sequence[type[JobConfig]]) -> None:
 
 
 _check_unique(list(CONFIGS.values()))
-__all__ = ["CONFIGS", "DataOptions", "JobConfig", "PretrainConfig", "RunOptions", "SourceOptions", "StrategyOptions",
-           "TaskOptions", "TransferConfig", "parse_key_values"]
+__all__ = ["CONFIGS", "DataOptions", "JobConfig", "LrFindConfig", "OptimiserOptions", "PretrainConfig", "RunOptions",
+           "SourceOptions", "StrategyOptions", "TaskOptions", "TransferConfig", "parse_key_values"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -19,52 +20,56 @@ from transferkit.api.runs import (
 )
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
+from transferkit.data.class_map import load_class_map
 from transferkit.data.prepare import to_batches
 from transferkit.data.splits import labelled_budget_split
 from transferkit.engine.lr_find import find_lr
+from transferkit.options import LrFindConfig
 from transferkit.report.plots import plot_lr_find
 from transferkit.rundir import check_output_dir, staged_output
 
 
-def lr_find(
-    source: str | Path | Backbone, data: str = "fashion_mnist", classes: str | list[int] | None = None,
-    labels_per_class: int | None = None, strategy: str = "finetune", options: dict[str, Any] | None = None,
-    out: str | Path = "runs/lr_find", batch_size: int | None = None, optimizer: str = "adamw",
-    weight_decay: float = 1e-4, seed: int = 0, min_lr: float = 1e-6, max_lr: float = 1.0, steps: int = 100,
-    val_per_class: int | None = None, val_fraction: float = 0.1, image_size: int | None = None,
-    convert_channels: bool = False, console: Console | None = None,
-) -> RunResult:
-    """Sweep the learning rate of ``strategy`` (with ``options``) on the target training set from ``min_lr`` to
+def lr_find(*args: Any, config: LrFindConfig | None = None, console: Console | None = None,
+            **options: Any) -> RunResult:
+    """Sweep the learning rate of a strategy (with its options) on the target training set from ``min_lr`` to
     ``max_lr`` over ``steps`` steps; write ``out/lr_find.png``, ``lr_find.json`` and ``config.yaml``.
 
-    The training set is the one ``transfer`` would use with the same ``labels_per_class`` and ``seed``
-    (the validation part is held out and not used). Use the suggestion as ``--lr``.
+    The options are :class:`~transferkit.options.LrFindConfig`'s fields by their flat names (``source``, ``data``,
+    ``classes`` also by position): the source, task and strategy as for :func:`~transferkit.api.train.transfer`,
+    the optimiser (``batch_size``, ``optimizer``, ``weight_decay``, ``seed``), the sweep (``min_lr``, ``max_lr``,
+    ``steps``) and ``out``. The training set is the one ``transfer`` would use with the same ``labels_per_class`` and
+    ``seed`` (a validation part is held out and not used). Use the suggestion as ``--lr``.
     """
+    c = LrFindConfig.given(config, args, options)
+    src, task, st, opt = c.source, c.task, c.strategy, c.optimiser
     console = console or Console()
-    config = {"command": "lr-find", **{k: str(v) if k == "source" else v for k, v in locals().items()
-                                        if k not in ("console",)}}
-    strat = make_strategy(strategy, options=options)
-    cfg = TrainConfig(batch_size=batch_size, optimizer=optimizer, weight_decay=weight_decay, seed=seed,
-                      progress=False, checkpoints=False, lr=min_lr)
-    check_output_dir(out, [source, data])  # before anything loads or trains
+    record = c.record("lr-find")
+    if isinstance(src.source, Backbone):
+        record["source"] = f"<{src.source.arch} model object>"
+    strat = make_strategy(st.strategy, st.freeze, st.probe_layer, st.options)
+    cfg = TrainConfig(**{f.name: getattr(opt, f.name) for f in dataclasses.fields(opt)}, progress=False,
+                      checkpoints=False, lr=c.min_lr)
+    check_output_dir(c.out, [src.source, task.data, src.weights, task.class_map])  # before anything loads or trains
     set_threads()
-    model, meta = load_source(source, image_size)
-    full = load_task(data, "train", classes)
-    check_channels(full, model, convert_channels, f"--data {data}")
-    train_set, _ = labelled_budget_split(full, labels_per_class, val_per_class, val_fraction, seed)
-    result = find_lr(strat, model, full.num_classes, to_batches(train_set, model.input_spec), cfg, min_lr, max_lr,
-                     steps)
-    out = Path(out)
-    metrics = {"suggestion": result.suggestion, "lrs": result.lrs, "losses": result.losses, "strategy": strategy,
-               "options": options or {}, "n_train": len(train_set)}
+    model, meta = load_source(src.source, src.image_size, src.weights, src.max_length)
+    cmap = (load_class_map(task.class_map) if isinstance(task.class_map, (str, Path))
+            else dict(task.class_map)) if task.class_map else None
+    full = load_task(task.data, "train", task.classes, task.strict, cmap)
+    check_channels(full, model, task.convert_channels, f"--data {task.data}")
+    train_set, _ = labelled_budget_split(full, task.labels_per_class, task.val_per_class, task.val_fraction, opt.seed)
+    result = find_lr(strat, model, full.num_classes, to_batches(train_set, model.input_spec), cfg, c.min_lr, c.max_lr,
+                     c.steps)
+    out = Path(c.out)
+    metrics = {"suggestion": result.suggestion, "lrs": result.lrs, "losses": result.losses, "strategy": st.strategy,
+               "options": st.options or {}, "n_train": len(train_set)}
     with staged_output(out, "lr-find") as tmp:
-        write_yaml(tmp / "config.yaml", config)
+        write_yaml(tmp / "config.yaml", record)
         write_json(tmp / "lr_find.json", metrics)
         plot_lr_find(result.lrs, result.losses, result.suggestion, tmp / "lr_find.png",
-                     f"{meta.get('source', 'source')} → {data}: {strategy}")
+                     f"{meta.get('source', 'source')} → {task.data}: {st.strategy}")
     if result.suggestion is None:
         console.print("no suggestion: the loss never fell steadily; widen --min-lr/--max-lr or use more --steps")
     else:
-        console.print(f"suggested learning rate for {strategy}: [bold]{result.suggestion:.3g}[/]  "
+        console.print(f"suggested learning rate for {st.strategy}: [bold]{result.suggestion:.3g}[/]  "
                       f"(plot: {out / 'lr_find.png'})")
     return RunResult(out, metrics)

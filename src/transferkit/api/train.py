@@ -12,7 +12,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from lightning.pytorch.callbacks import Callback
@@ -49,15 +49,13 @@ from transferkit.data.splits import (
 )
 from transferkit.engine.trainer import TrainedModel, train
 from transferkit.errors import ConfigError
-from transferkit.options import JobConfig, PretrainConfig, RunOptions, TaskOptions, TransferConfig
+from transferkit.options import PretrainConfig, RunOptions, TaskOptions, TransferConfig
 from transferkit.provenance import provenance
 from transferkit.report.metrics import describe_selection, did_not_learn, majority_rate
 from transferkit.report.tables import metrics_table
 from transferkit.report.train import write_train_report
 from transferkit.rundir import check_output_dir, run_session
 from transferkit.strategies.base import Strategy, get_strategy
-
-J = TypeVar("J", bound=JobConfig)
 
 
 def write_run(
@@ -214,8 +212,8 @@ def pretrain(*args: Any, config: PretrainConfig | None = None, console: Console 
     Scale and faults (as for :func:`transfer`): ``devices``/``num_nodes``/``distributed`` (DDP),
     ``deterministic``, ``checkpoint_every``, ``resume``, ``overwrite``.
     """
-    c = _config(PretrainConfig, config, args, options)
-    record = {"command": "pretrain", **_recorded(c.flat())}
+    c = PretrainConfig.given(config, args, options)
+    record = c.record("pretrain")
     train_options = c.train
     if train_options.steps is not None and train_options.epochs == PretrainConfig().train.epochs:
         train_options = dataclasses.replace(train_options, epochs=None)  # a step budget replaces the default epochs
@@ -233,20 +231,6 @@ def pretrain(*args: Any, config: PretrainConfig | None = None, console: Console 
     meta = {"source": f"pretrained:{c.backbone}" if c.pretrained else f"scratch:{c.backbone}"}
     task = TaskOptions(**{f.name: getattr(d, f.name) for f in dataclasses.fields(d)}, val_fraction=c.val_fraction)
     return _train_job("pretrain", model, meta, strategy, task, cfg, c.run, record, console)
-
-
-def _config(cls: type[J], config: J | None, args: tuple[Any, ...], options: dict[str, Any]) -> J:
-    """The job's configuration: ``config`` as given, or built from positional values and flat keyword names."""
-    if config is None:
-        return cls.build(*args, **options)
-    if args or options:
-        raise TypeError(f"give either config= or options, not both (got {', '.join(options) or 'positional values'})")
-    return config
-
-
-def _recorded(values: dict[str, Any]) -> dict[str, Any]:
-    """What config.yaml records of a configuration: paths as text."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
 
 
 def transfer(
@@ -300,9 +284,9 @@ def transfer(
     split — replaces the labelled draw: for a job that selects inside its own budget (``auto``'s inner split of the
     K labels); ``labels_per_class`` then only labels the record.
     """
-    c = _config(TransferConfig, config, args, options)
+    c = TransferConfig.given(config, args, options)
     src, task, st, run = c.source, c.task, c.strategy, c.run
-    record = {"command": "transfer", **_recorded(c.flat())}
+    record = c.record("transfer")
     if split_indices is not None:
         record["split_indices"] = f"given: {len(split_indices[0])} training, {len(split_indices[1])} validation"
     if isinstance(src.source, Backbone):  # a model object: its architecture, not its printout
@@ -320,7 +304,7 @@ def transfer(
                               "run without it: the backbone's default")
         return cross_validate(src.source, task.data, task.classes, c.cv, strat, cfg, task.labels_per_class,
                               task.val_per_class, task.val_fraction, run.out, task.strict, task.convert_channels,
-                              record, console, src.image_size, src.weights, cmap, src.head_init)
+                              record, console, src.image_size, src.weights, cmap, c.head_init)
     source_model, source_meta = load_source(src.source, src.image_size, src.weights, src.max_length)
     return _train_job("transfer", source_model, source_meta, strat, task, cfg, run, record, console, cmap,
-                      src.head_init, callbacks, evaluate_test, split_indices)
+                      c.head_init, callbacks, evaluate_test, split_indices)

@@ -250,13 +250,9 @@ def cmd_curve(a: argparse.Namespace, console: Console) -> None:
               head_init=a.head_init, steps=a.steps, console=console)
 
 
-def cmd_lr_find(a: argparse.Namespace, console: Console) -> None:
-    _need(a.source, "--source")
-    api.lr_find(a.source, a.data, a.classes, labels_per_class=a.labels_per_class, strategy=a.strategy,
-                options=parse_options(a.options), out=a.out, batch_size=a.batch_size, optimizer=a.optimizer,
-                weight_decay=a.weight_decay, seed=a.seed, min_lr=a.min_lr, max_lr=a.max_lr, steps=a.steps,
-                val_per_class=a.val_per_class, image_size=a.image_size, convert_channels=a.convert_channels,
-                console=console)
+def cmd_lr_find(c: Any, console: Console) -> None:
+    _need(c.source.source, "--source")
+    api.lr_find(config=c, console=console)
 
 
 def cmd_fewshot(a: argparse.Namespace, console: Console) -> None:

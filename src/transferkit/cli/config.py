@@ -42,9 +42,9 @@ def parse_args(parser: argparse.ArgumentParser, subparsers: dict[str, argparse.A
     return args
 
 
-GENERATED_NOTE = ("--config FILE.yaml reads options from a YAML file (keys are the flags' names; flags given here "
-                  "win); --resume RUN_DIR continues that interrupted run with the options recorded in it (others are "
-                  "ignored; same as 'transferkit resume RUN_DIR').")
+CONFIG_NOTE = "--config FILE.yaml reads options from a YAML file (keys are the flags' names; flags given here win)."
+RESUME_NOTE = (" --resume RUN_DIR continues that interrupted run with the options recorded in it (others are ignored; "
+               "same as 'transferkit resume RUN_DIR').")
 
 
 def _take(argv: list[str], flag: str) -> str | None:
@@ -66,16 +66,17 @@ def parse_generated(command: str, argv: Sequence[str]) -> Any:
     """Parse a command whose flags are generated from its configuration (:data:`transferkit.options.CONFIGS`) by
     tyro: ``--config FILE.yaml`` supplies the defaults, ``--resume RUN_DIR`` is answered as ``transferkit resume``
     (an :class:`argparse.Namespace` with ``command="resume"``); else the built configuration."""
-    argv = list(argv)
-    if "-h" not in argv and "--help" not in argv:
-        run_dir = _take(argv, "--resume")
-        if run_dir is not None:
-            return argparse.Namespace(command="resume", run_dir=run_dir, progress="--no-progress" not in argv)
     import tyro
 
     from transferkit.options import CONFIGS
 
     cls = CONFIGS[command]
+    argv = list(argv)
+    resumable = "resume" in cls.names()
+    if resumable and "-h" not in argv and "--help" not in argv:
+        run_dir = _take(argv, "--resume")
+        if run_dir is not None:
+            return argparse.Namespace(command="resume", run_dir=run_dir, progress="--no-progress" not in argv)
     path = _take(argv, "--config")
     default = None
     if path is not None:
@@ -86,7 +87,7 @@ def parse_generated(command: str, argv: Sequence[str]) -> Any:
         default = cls.from_mapping(values, where=f"--config {path}: ")
         cls.check_types(values)  # argparse read a file's values through each flag's type; tyro takes them as given
     parsed = tyro.cli(cls, args=argv, default=default, prog=f"transferkit {command}",
-                      description=f"{cls.__doc__}. {GENERATED_NOTE}",
+                      description=f"{cls.__doc__}. {CONFIG_NOTE}" + (RESUME_NOTE if resumable else ""),
                       config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagCreatePairsOff, tyro.conf.UseAppendAction))
     return _keep_file_values(parsed, default) if default is not None else _no_empty_options(parsed)
 
@@ -94,8 +95,8 @@ def parse_generated(command: str, argv: Sequence[str]) -> Any:
 def _keep_file_values(parsed: Any, default: Any) -> Any:
     """tyro builds the two options made by a constructor (``--option KEY=VALUE``, ``--[no-]deterministic``) from the
     flags alone; the file's values stay unless a flag sets them (``--option`` adds to the file's options)."""
-    kept = default.train.deterministic
-    if parsed.train.deterministic is None and kept is not None:
+    kept = default.train.deterministic if hasattr(default, "train") else None
+    if kept is not None and parsed.train.deterministic is None:
         parsed = dataclasses.replace(parsed, train=dataclasses.replace(parsed.train, deterministic=kept))
     if hasattr(parsed, "strategy"):
         merged = {**(default.strategy.options or {}), **(parsed.strategy.options or {})}

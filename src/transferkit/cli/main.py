@@ -29,7 +29,8 @@ class _SpecList(argparse.Action):
 
 # commands whose flags are generated from their configuration (transferkit.options.CONFIGS) by tyro
 GENERATED = {"pretrain": "train a source model on a source task",
-             "transfer": "transfer a source model to a target task"}
+             "transfer": "transfer a source model to a target task",
+             "lr-find": "learning-rate range test for a strategy on a target task (plot + suggested --lr)"}
 
 STEPS_HELP = ("optimiser steps of training, whatever the dataset size (default: the strategy's recipe — finetune "
               "100, scratch 300, with warm-up + cosine); not with --epochs")
@@ -232,24 +233,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    help="comparison directory; rerunning with the same one resumes (default %(default)s)")
 
     _curve_parser(add("curve", "label-efficiency curves: accuracy vs labels per class per strategy (resumable)"))
-
-    p = add("lr-find", "learning-rate range test for a strategy on a target task (plot + suggested --lr)")
-    p.add_argument("--source", required=False, help=SOURCE_HELP)
-    _data_options(p)
-    p.add_argument("--strategy", default="finetune")
-    p.add_argument("--option", dest="options", action="append", default=None, metavar="KEY=VALUE",
-                   help="strategy option, repeatable (as for transfer)")
-    p.add_argument("--labels-per-class", type=int, default=None)
-    p.add_argument("--val-per-class", type=int, default=None)
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--min-lr", type=float, default=1e-6)
-    p.add_argument("--max-lr", type=float, default=1.0)
-    p.add_argument("--steps", type=int, default=100, help="training steps of the sweep (default 100)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/lr_find")
 
     p = add("adapt", "unsupervised domain adaptation: labelled source → unlabelled target (one method, or a "
                      "comparison of methods × seeds)")
