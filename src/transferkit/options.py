@@ -231,20 +231,26 @@ def _part_type(cls: type, f: dataclasses.Field) -> type | None:
 
 
 @dataclass(frozen=True)
-class TransferConfig(JobConfig):
-    """transfer a source model to a target task"""
+class TargetJobConfig(JobConfig):
+    """What every job that takes a source to a target task shares: the source, the task and the strategy."""
 
     source: SourceOptions = SourceOptions()
     task: TaskOptions = TaskOptions()
     strategy: StrategyOptions = StrategyOptions()
+
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("source", "data", "classes")
+
+
+@dataclass(frozen=True)
+class TransferConfig(TargetJobConfig):
+    """transfer a source model to a target task"""
+
     train: TrainOptions = TrainOptions()
     run: RunOptions = RunOptions()
     head_init: bool = True
     """start the head rows of classes the source also has from the source head"""
     cv: int | None = None
     """K-fold cross-validation on the labelled training set instead of one run (no test split, no bundle)"""
-
-    POSITIONAL: ClassVar[tuple[str, ...]] = ("source", "data", "classes")
 
 
 @dataclass(frozen=True)
@@ -269,12 +275,9 @@ class PretrainConfig(JobConfig):
 
 
 @dataclass(frozen=True)
-class LrFindConfig(JobConfig):
+class LrFindConfig(TargetJobConfig):
     """learning-rate range test for a strategy on a target task (plot + suggested --lr)"""
 
-    source: SourceOptions = SourceOptions()
-    task: TaskOptions = TaskOptions()
-    strategy: StrategyOptions = StrategyOptions()
     optimiser: OptimiserOptions = OptimiserOptions()
     min_lr: float = 1e-6
     """the sweep's first learning rate"""
@@ -284,8 +287,6 @@ class LrFindConfig(JobConfig):
     """training steps of the sweep (at least 10)"""
     out: str = "runs/lr_find"
     """directory to write: lr_find.png, lr_find.json, config.yaml"""
-
-    POSITIONAL: ClassVar[tuple[str, ...]] = ("source", "data", "classes")
 
 
 # the commands whose flags are generated from their configuration (the others are still declared in cli/main.py)
@@ -303,4 +304,4 @@ def _check_unique(configs: Sequence[type[JobConfig]]) -> None:
 
 _check_unique(list(CONFIGS.values()))
 __all__ = ["CONFIGS", "DataOptions", "JobConfig", "LrFindConfig", "OptimiserOptions", "PretrainConfig", "RunOptions",
-           "SourceOptions", "StrategyOptions", "TaskOptions", "TransferConfig", "parse_key_values"]
+           "SourceOptions", "StrategyOptions", "TargetJobConfig", "TaskOptions", "TransferConfig", "parse_key_values"]
