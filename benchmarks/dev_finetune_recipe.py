@@ -27,15 +27,20 @@ import argparse
 import datetime
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from _common import load_results, save_results
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's code, also when run from a worktree beside an editable install
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _common import load_results, save_results  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "results" / "dev_finetune_recipe.json"
 
 # name: (strategy, strategy options, TrainConfig overrides); finetune's defaults are the recipe under test
