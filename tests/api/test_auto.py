@@ -17,7 +17,7 @@ def test_parse_budget(text, seconds):
 
 @pytest.mark.parametrize("bad", ["ten minutes", "0s", "-5m", "5d"])
 def test_bad_budget_is_refused(bad):
-    with pytest.raises(ValueError, match="--budget"):
+    with pytest.raises(ValueError, match="^budget: expected a"):
         parse_budget(bad)
 
 
