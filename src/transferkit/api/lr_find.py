@@ -20,7 +20,7 @@ from transferkit.api.runs import (
 )
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
-from transferkit.data.class_map import load_class_map
+from transferkit.data.class_map import class_map_of
 from transferkit.data.prepare import to_batches
 from transferkit.data.splits import labelled_budget_split
 from transferkit.engine.lr_find import find_lr
@@ -52,8 +52,7 @@ def lr_find(*args: Any, config: LrFindConfig | None = None, console: Console | N
     check_output_dir(c.out, [src.source, task.data, src.weights, task.class_map])  # before anything loads or trains
     set_threads()
     model, meta = load_source(src.source, src.image_size, src.weights, src.max_length)
-    cmap = (load_class_map(task.class_map) if isinstance(task.class_map, (str, Path))
-            else dict(task.class_map)) if task.class_map else None
+    cmap = class_map_of(task.class_map)
     full = load_task(task.data, "train", task.classes, task.strict, cmap)
     check_channels(full, model, task.convert_channels, f"--data {task.data}")
     train_set, _ = labelled_budget_split(full, task.labels_per_class, task.val_per_class, task.val_fraction, opt.seed)

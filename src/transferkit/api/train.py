@@ -37,7 +37,7 @@ from transferkit.backbones.base import Backbone
 from transferkit.backbones.registry import backbone_info
 from transferkit.bundle import save_bundle
 from transferkit.config import TrainConfig, check_budget
-from transferkit.data.class_map import load_class_map
+from transferkit.data.class_map import class_map_of
 from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import (
@@ -295,8 +295,7 @@ def transfer(
     check_output_dir(run.out, [src.source, task.data, src.weights, task.class_map])  # before the source loads
     check_budget(c.train.epochs, c.train.steps)
     cfg = TrainConfig.of(c.train)
-    cmap = (load_class_map(task.class_map) if isinstance(task.class_map, (str, Path))
-            else dict(task.class_map)) if task.class_map else None
+    cmap = class_map_of(task.class_map)
     if c.cv is not None:  # K-fold cross-validation on the labelled training set: no test split, no bundle
         require_one_process(cfg, "--cv")
         if src.max_length is not None:

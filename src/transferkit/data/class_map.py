@@ -24,7 +24,7 @@ from transferkit.config import read_structured_file
 from transferkit.data.base import AnyDataset
 from transferkit.errors import ConfigError
 
-__all__ = ["apply_class_map", "load_class_map", "match_classes", "normalise_name"]
+__all__ = ["apply_class_map", "class_map_of", "load_class_map", "match_classes", "normalise_name"]
 
 
 def load_class_map(path: str | Path) -> dict[str, str]:
@@ -40,6 +40,14 @@ def load_class_map(path: str | Path) -> dict[str, str]:
             raise ConfigError("class_map", f"a new class name for entry '{k}'", v, f"in {p}")
         out[str(k)] = str(v).strip()
     return out
+
+
+def class_map_of(value: str | Path | Mapping[str, str] | None) -> dict[str, str] | None:
+    """A job's ``class_map`` option as a mapping: a YAML/JSON file is read (:func:`load_class_map`), a mapping
+    copied, nothing stays ``None``."""
+    if not value:
+        return None
+    return load_class_map(value) if isinstance(value, (str, Path)) else dict(value)
 
 
 def apply_class_map(ds: AnyDataset, mapping: Mapping[str, str], source: str = "--class-map") -> AnyDataset:
