@@ -195,9 +195,10 @@ class TrainConfig(TrainOptions):
         return asdict(self)
 
     @classmethod
-    def of(cls, options: TrainOptions, **settings: Any) -> TrainConfig:
-        """The engine's configuration from a job's :class:`TrainOptions` and what the job sets itself."""
-        return cls(**{f.name: getattr(options, f.name) for f in fields(TrainOptions)}, **settings)
+    def of(cls, options: OptimiserOptions, **settings: Any) -> TrainConfig:
+        """The engine's configuration from a job's :class:`TrainOptions` (or its :class:`OptimiserOptions` part) and
+        what the job sets itself."""
+        return cls(**{f.name: getattr(options, f.name) for f in fields(options)}, **settings)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

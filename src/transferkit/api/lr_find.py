@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +46,7 @@ def lr_find(*args: Any, config: LrFindConfig | None = None, console: Console | N
     if isinstance(src.source, Backbone):
         record["source"] = f"<{src.source.arch} model object>"
     strat = make_strategy(st.strategy, st.freeze, st.probe_layer, st.options)
-    cfg = TrainConfig(**{f.name: getattr(opt, f.name) for f in dataclasses.fields(opt)}, progress=False,
-                      checkpoints=False, lr=c.min_lr)
+    cfg = TrainConfig.of(opt, progress=False, checkpoints=False, lr=c.min_lr)
     check_output_dir(c.out, [src.source, task.data, src.weights, task.class_map])  # before anything loads or trains
     set_threads()
     model, meta = load_source(src.source, src.image_size, src.weights, src.max_length)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.report.markdown import comparison_report
-from transferkit.report.metrics import flag
+from transferkit.report.metrics import accuracy_series, flag
 from transferkit.report.plots import plot_comparison
 
 COMPARE_COLUMNS = ["strategy", "labels/class", "test accuracy", "macro-F1", "train time (s)"]
@@ -25,10 +25,7 @@ def compare_rows(summary: Sequence[dict[str, Any]]) -> list[list[str]]:
 def write_compare_report(out: Path, summary: Sequence[dict[str, Any]], notes: list[str], strategies: list[str],
                          budgets: Sequence[int | None], title: str, intro: list[str], chance: float) -> None:
     """``comparison.png`` (bars with ±1 std per budget) and report.md."""
-    series = {s: ([next(r["accuracy_mean"] for r in summary if r["strategy"] == s and r["labels_per_class"] == k)
-                   for k in budgets],
-                  [next(r["accuracy_std"] for r in summary if r["strategy"] == s and r["labels_per_class"] == k)
-                   for k in budgets]) for s in strategies}
+    series = accuracy_series(summary, strategies, budgets)
     plot_comparison([f"{k or 'all'} labels/class" for k in budgets], series, out / "comparison.png", title=title,
                     chance=chance)
     comparison_report(out / "report.md", f"Comparison: {title}", intro, COMPARE_COLUMNS, compare_rows(summary),

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.report.markdown import comparison_report
-from transferkit.report.metrics import flag
+from transferkit.report.metrics import accuracy_series, flag
 from transferkit.report.plots import plot_curve
 
 CURVE_COLUMNS = ["strategy", "labels/class", "test accuracy", "macro-F1", "val accuracy", "wall time (s)", "seeds"]
@@ -45,10 +45,7 @@ def write_curve_report(out: Path, metrics: dict[str, Any], labels: list[str], bu
     """``curve.png`` (log x axis, 'all' at its mean training size per class) and report.md."""
     summary = metrics["summary"]
     xs, ticks = _x_positions(summary, budgets)
-    series = {}
-    for label in labels:
-        by_k = {r["labels_per_class"]: r for r in summary if r["strategy"] == label}
-        series[label] = ([by_k[k]["accuracy_mean"] for k in budgets], [by_k[k]["accuracy_std"] for k in budgets])
+    series = accuracy_series(summary, labels, budgets)
     plot_curve(xs, ticks, series, out / "curve.png", title=title, chance=chance)
     comparison_report(out / "report.md", f"Label-efficiency curve: {title}", intro, CURVE_COLUMNS,
                       curve_rows(summary), ["curve.png"], metrics["findings"])

@@ -46,6 +46,17 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
 
 
+def accuracy_series(summary: Sequence[dict[str, Any]], labels: Sequence[str],
+                    budgets: Sequence[int | None]) -> dict[str, tuple[list[float], list[float]]]:
+    """``{label: (mean accuracies, their stds)}`` in ``budgets`` order, from a grid's summary rows (``strategy``,
+    ``labels_per_class``, ``accuracy_mean``, ``accuracy_std``): what ``compare``'s bars and ``curve``'s lines plot."""
+    series = {}
+    for label in labels:
+        by_k = {r["labels_per_class"]: r for r in summary if r["strategy"] == label}
+        series[label] = ([by_k[k]["accuracy_mean"] for k in budgets], [by_k[k]["accuracy_std"] for k in budgets])
+    return series
+
+
 def verdict(diff: float, spread: float, seeds: int) -> str:
     """How a mean difference ``diff`` reads against the larger of two stds: ``beats`` / ``loses to`` when it
     exceeds one std, ``is within one std of`` otherwise; no verdict with fewer than two seeds (no spread)."""
