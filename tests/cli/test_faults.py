@@ -41,7 +41,7 @@ def source(fashion_npz, tmp_path_factory):
 
 def transfer_args(root, data, out, *extra):
     return ["transfer", "--source", str(root / "src"), "--data", data, "--classes", CLASSES, "--labels-per-class",
-            "60", "--val-per-class", "60", "--epochs", "3", "--batch-size", "16", "--patience", "10", "--no-progress",
+            "30", "--val-per-class", "30", "--epochs", "3", "--batch-size", "16", "--patience", "10", "--no-progress",
             "--out", str(out), *extra]
 
 
@@ -59,7 +59,7 @@ def comparable(metrics):
 
 def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(source, tmp_path):
     root, data = source
-    extra = ("--checkpoint-every", "4", "--augment", "light")  # 19 steps per epoch: checkpoints mid-epoch
+    extra = ("--checkpoint-every", "4", "--augment", "light")  # 10 steps per epoch: checkpoints mid-epoch
     assert main(transfer_args(root, data, tmp_path / "ref", *extra)) == 0
     out = tmp_path / "killed"
     proc = subprocess.Popen(cli(*transfer_args(root, data, out, *extra)), env=env(), stdout=subprocess.DEVNULL,
@@ -67,7 +67,7 @@ def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(source, tmp_
     deadline = time.time() + 120
     while time.time() < deadline:  # kill once a checkpoint from the middle of the second epoch is on disk
         names = [p.name for p in resume_checkpoints(partial_dir(out) / "checkpoints")]
-        if any("-e001-s0000028" in n for n in names):
+        if any("-e001-s0000016" in n for n in names):
             break
         time.sleep(0.02)
     else:
