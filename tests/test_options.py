@@ -22,14 +22,17 @@ VALUES = {"source": "src", "data": "digits", "classes": "0-4", "labels_per_class
           "num_nodes": 2, "distributed": "ddp", "out": "runs/x", "cv": 3, "backbone": "resnet18",
           "pretrained": True, "strict": True, "convert_channels": True, "head_init": False, "progress": False,
           "overwrite": True, "deterministic": False, "options": {"bn": "frozen", "r": 8}, "min_lr": 1e-5, "max_lr": 0.5}
+GRID = {"labels_per_class": "2,5,all", "seeds": "0,4", "strategies": ("lp=linear_probe", "finetune:bn=frozen"),
+        "test_per_class": 20, "title": "T", "restart": True, "head_init": True}  # a grid's own values
 SPECIAL = {"head_init": ["--no-head-init"], "progress": ["--no-progress"], "deterministic": ["--no-deterministic"],
-           "options": ["--option", "bn=frozen", "--option", "r=8"]}
+           "options": ["--option", "bn=frozen", "--option", "r=8"],
+           "strategies": ["--strategies", "lp=linear_probe", "--strategy", "finetune:bn=frozen"]}
 
 
-def _flags(name):
-    if name in SPECIAL:
+def _flags(name, values=VALUES):
+    if name in SPECIAL and not (name == "head_init" and values[name] is True):
         return SPECIAL[name]
-    value = VALUES[name]
+    value = values[name]
     return [f"--{name.replace('_', '-')}"] if value is True else [f"--{name.replace('_', '-')}", str(value)]
 
 
@@ -37,12 +40,14 @@ def _flags(name):
 def test_every_option_is_one_field_reached_by_its_flag_its_keyword_and_its_yaml_key(command, tmp_path):
     cls = CONFIGS[command]
     names = [n for n in cls.names() if n != "resume"]  # resume: --resume RUN_DIR is the resume command
-    assert set(names) <= set(VALUES), set(names) - set(VALUES)
-    wanted = {n: VALUES[n] for n in names}
-    by_flags = parse_generated(command, [f for n in names for f in _flags(n)])
+    values = {**VALUES, **GRID} if "seeds" in names else VALUES
+    assert set(names) <= set(values), set(names) - set(values)
+    wanted = {n: values[n] for n in names}
+    by_flags = parse_generated(command, [f for n in names for f in _flags(n, values)])
     by_keywords = cls.build(**wanted)
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"command": command, **{n.replace("_", "-"): v for n, v in wanted.items()}}))
+    path.write_text(yaml.safe_dump({"command": command, **{n.replace("_", "-"): list(v) if isinstance(v, tuple) else v
+                                                           for n, v in wanted.items()}}))
     by_yaml = parse_generated(command, ["--config", str(path)])
     for built in (by_flags, by_keywords, by_yaml):
         flat = built.flat()

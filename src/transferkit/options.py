@@ -20,10 +20,10 @@ line alone rewrites a field as its ``--flag``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, TypeVar, get_type_hints
+from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_origin, get_type_hints
 
 import tyro
 
@@ -47,6 +47,72 @@ def parse_key_values(option: tuple[str, ...] = ()) -> dict[str, Any]:
     return out
 
 
+def parse_labels_per_class(value: int | str | None | Iterable[int | str | None]) -> list[int | None]:
+    """``"1,5,10,all"`` / ``[1, 5, None]`` / ``5`` → ``[1, 5, 10, None]``: a grid's budgets, sorted, ``None`` ("all")
+    last. ``None``, ``"all"`` and ``"none"`` mean every labelled training image (minus validation)."""
+    items: Iterable[Any] = str(value).split(",") if isinstance(value, str) else \
+        [value] if value is None or isinstance(value, int) else value
+    out: list[int | None] = []
+    for item in items:
+        text = "all" if item is None else str(item).strip().lower()
+        if not text:
+            continue
+        if text in ("all", "none", "null"):
+            k: int | None = None
+        else:
+            try:
+                k = int(text)
+            except ValueError:
+                raise ConfigError("labels_per_class", "budgets such as 1,5,10,50,all", item,
+                                  f"'{item}' is neither a number nor 'all'") from None
+            if k < 1:
+                raise ConfigError("labels_per_class", "budgets of at least 1 (or 'all')", k)
+        if k in out:
+            raise ConfigError("labels_per_class", "each budget once", k or "all", "given twice")
+        out.append(k)
+    if not out:
+        raise ConfigError("labels_per_class", "at least one budget, e.g. 1,5,10,all", value)
+    return sorted(out, key=lambda k: (k is None, k or 0))
+
+
+def parse_seeds(value: int | str | Iterable[int | str]) -> list[int]:
+    """A grid's seeds: a count ``3`` / ``"3"`` (seeds 0, 1, 2), a list ``"0,3,7"``, or any iterable of whole numbers;
+    at least one, no duplicates."""
+    try:
+        if isinstance(value, str) and "," not in value or isinstance(value, int) and not isinstance(value, bool):
+            out = list(range(int(value)))
+        else:
+            out = [int(s) for s in (value.split(",") if isinstance(value, str) else value) if str(s).strip()]
+    except (TypeError, ValueError):
+        raise ConfigError("seeds", "a count N (seeds 0..N-1) or a list of whole numbers such as 0,3,7", value) from None
+    if not out or len(set(out)) != len(out):
+        raise ConfigError("seeds", "at least one seed and no duplicates", value)
+    return out
+
+
+def parse_specs(value: str | Iterable[str | Mapping[str, Any]]) -> list[str | dict[str, Any]]:
+    """A grid's strategy variants: ``"scratch,finetune"`` or a list of specs (each may hold several, comma-separated)
+    or mappings (:func:`transferkit.api.variants.parse_variant`)."""
+    items = [value] if isinstance(value, str) else list(value)
+    return [dict(item) if isinstance(item, Mapping) else part.strip() for item in items
+            for part in ([item] if isinstance(item, Mapping) else str(item).split(",")) if part]
+
+
+def _specs_flags(strategies: tuple[str, ...] = (), strategy: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The command line's ``--strategies a,b`` and/or ``--strategy SPEC`` (both repeatable)."""
+    return tuple(str(s) for s in parse_specs([*strategies, *strategy]))
+
+
+def _budgets_text(labels_per_class: str) -> str:
+    """``--labels-per-class 1,5,all``: kept as text, read by the job (:func:`parse_labels_per_class`)."""
+    return labels_per_class
+
+
+def _seeds_text(seeds: str) -> str:
+    """``--seeds 3`` or ``--seeds 0,3,7``: kept as text, read by the job (:func:`parse_seeds`)."""
+    return seeds
+
+
 @dataclass(frozen=True)
 class DataOptions:
     """The data a job reads."""
@@ -62,15 +128,21 @@ class DataOptions:
 
 
 @dataclass(frozen=True)
-class TaskOptions(DataOptions):
-    """The target task: its data and the labelled budget."""
+class SplitOptions(DataOptions):
+    """The data a job learns from, and how its validation part is drawn."""
 
-    labels_per_class: int | None = None
-    """K labelled examples per class in total: all train the final model; selection comes out of them (default: all)"""
     val_per_class: int | None = None
     """a separate validation set of V other labelled examples per class: a budget of K + V (default: none)"""
     val_fraction: float = 0.1
     """validation share when all labels are used"""
+
+
+@dataclass(frozen=True)
+class TaskOptions(SplitOptions):
+    """The target task: its data and the labelled budget."""
+
+    labels_per_class: int | None = None
+    """K labelled examples per class in total: all train the final model; selection comes out of them (default: all)"""
     class_map: str | None = None
     """YAML/JSON 'target class: new name' file that renames or merges target classes"""
 
@@ -115,6 +187,28 @@ class RunOptions:
     """discard an interrupted run in out instead of refusing, or run beside another run that holds out"""
 
 
+@dataclass(frozen=True)
+class GridOptions:
+    """A grid of cells: strategy variants × labelled budgets × seeds, each cell trained and scored once."""
+
+    strategies: Annotated[str | tuple[str | dict[str, Any], ...], tyro.conf.arg(constructor=_specs_flags)] = (
+        "scratch", "linear_probe", "finetune")
+    """strategy variants [LABEL=]STRATEGY[:KEY=VALUE...], repeatable or comma-separated (default: scratch,
+    linear_probe, finetune)"""
+    labels_per_class: Annotated[str | int | tuple[int | str | None, ...], tyro.conf.arg(constructor=_budgets_text)] = (
+        5, 10, 50)
+    """budgets K, e.g. 1,5,10,all: K labelled examples per class in total, all train each cell's final model
+    (default: compare 5,10,50; curve 1,5,10,50,100,all)"""
+    seeds: Annotated[str | int | tuple[int, ...], tyro.conf.arg(constructor=_seeds_text)] = (0, 1, 2)
+    """N (seeds 0..N-1) or a list such as 0,3,7 (default: 3)"""
+    test_per_class: int | None = None
+    """score on a fixed stratified test subset of this many images per class (default: the whole test split)"""
+    title: str = ""
+    """title of the plot and report"""
+    restart: bool = False
+    """delete the finished cells in out and start over (default: rerunning the same command resumes them)"""
+
+
 class JobConfig:
     """What every job's configuration shares: building from flat keyword names, and flattening back.
 
@@ -125,6 +219,7 @@ class JobConfig:
     """
 
     POSITIONAL: ClassVar[tuple[str, ...]] = ()
+    ALIASES: ClassVar[dict[str, str]] = {}  # older names of fields, read from files (a saved run's config.yaml)
 
     @classmethod
     def names(cls) -> list[str]:
@@ -164,13 +259,17 @@ class JobConfig:
 
     def record(self, command: str) -> dict[str, Any]:
         """What a run's ``config.yaml`` records: the command and every flat value (paths as text)."""
-        return {"command": command, **{k: str(v) if isinstance(v, Path) else v for k, v in self.flat().items()}}
+        return {"command": command, **{k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+                                       for k, v in self.flat().items()}}
 
     @classmethod
     def from_mapping(cls: type[C], values: Mapping[str, Any], default: C | None = None, where: str = "") -> C:
         """The configuration with ``values`` (flat names; ``-`` read as ``_``) over ``default`` (else the declared
         defaults). Unknown names are a ``ValueError`` listing the valid ones (``where`` prefixes it: the file)."""
-        values = {str(k).replace("-", "_"): v for k, v in values.items()}
+        tuples = {n for n, h in cls._hints().items()
+                  if get_origin(h) is tuple or any(get_origin(a) is tuple for a in get_args(h))}
+        values = {cls.ALIASES.get(k, k): tuple(v) if isinstance(v, list) and cls.ALIASES.get(k, k) in tuples else v
+                  for k, v in ((str(k).replace("-", "_"), v) for k, v in values.items())}
         valid = cls.names()
         unknown = sorted(set(values) - set(valid))
         if unknown:
@@ -196,12 +295,11 @@ class JobConfig:
         it also takes paths, mappings and model objects where the command line takes text."""
         import typeguard
 
-        hints: dict[str, Any] = {}
-        for f in fields(cls):  # type: ignore[arg-type]
-            part = _part_type(cls, f)
-            hints.update(get_type_hints(part) if part is not None else {f.name: get_type_hints(cls)[f.name]})
+        hints = cls._hints()
         for name, value in values.items():
-            hint = hints.get(str(name).replace("-", "_"))
+            name = cls.ALIASES.get(str(name).replace("-", "_"), str(name).replace("-", "_"))
+            value = tuple(value) if isinstance(value, list) else value  # YAML has lists where fields take tuples
+            hint = hints.get(name)
             if hint is None:
                 continue
             try:
@@ -209,7 +307,16 @@ class JobConfig:
             except typeguard.TypeCheckError:
                 shown = (hint.__name__ if isinstance(hint, type) else str(hint)).replace("typing.", "").replace(
                     "NoneType", "None")
-                raise ConfigError(str(name).replace("-", "_"), f"a value of type {shown}", value) from None
+                raise ConfigError(name, f"a value of type {shown}", value) from None
+
+    @classmethod
+    def _hints(cls) -> dict[str, Any]:
+        """Every flat name's type (``Annotated`` unwrapped)."""
+        hints: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            part = _part_type(cls, f)
+            hints.update(get_type_hints(part) if part is not None else {f.name: get_type_hints(cls)[f.name]})
+        return hints
 
     def flat(self) -> dict[str, Any]:
         """Every value under its flat name (what ``config.yaml`` records and :meth:`from_mapping` reads back)."""
@@ -289,9 +396,44 @@ class LrFindConfig(TargetJobConfig):
     """directory to write: lr_find.png, lr_find.json, config.yaml"""
 
 
+@dataclass(frozen=True)
+class GridConfig(JobConfig):
+    """What a grid job (``compare``, ``curve``) takes: one source, one target task, the grid, and the training options
+    every cell shares (each cell's seed is the grid's)."""
+
+    source: SourceOptions = SourceOptions()
+    task: SplitOptions = SplitOptions()
+    grid: GridOptions = GridOptions()
+    train: TrainOptions = TrainOptions()
+    head_init: bool = False
+    """start the head rows of classes shared (by name) with the source from the source head, as transfer does"""
+    out: str = "runs/grid"
+    """directory to write; rerunning with the same one resumes the finished cells"""
+
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("source", "data", "classes")
+    ALIASES: ClassVar[dict[str, str]] = {"strategy": "strategies"}  # a curve's config.yaml before 2026-12
+
+
+@dataclass(frozen=True)
+class CompareConfig(GridConfig):
+    """compare strategies × labels per class × seeds (mean ± std)"""
+
+    out: str = "runs/compare"
+    """comparison directory; rerunning with the same one resumes the finished cells"""
+
+
+@dataclass(frozen=True)
+class CurveConfig(GridConfig):
+    """label-efficiency curves: accuracy vs labels per class per strategy (resumable)"""
+
+    grid: GridOptions = GridOptions(labels_per_class=(1, 5, 10, 50, 100, None))
+    out: str = "runs/curve"
+    """curve directory; rerunning with the same one resumes the finished cells"""
+
+
 # the commands whose flags are generated from their configuration (the others are still declared in cli/main.py)
 CONFIGS: dict[str, type[JobConfig]] = {"transfer": TransferConfig, "pretrain": PretrainConfig,
-                                       "lr-find": LrFindConfig}
+                                       "lr-find": LrFindConfig, "compare": CompareConfig, "curve": CurveConfig}
 
 
 def _check_unique(configs: Sequence[type[JobConfig]]) -> None:
@@ -303,5 +445,7 @@ def _check_unique(configs: Sequence[type[JobConfig]]) -> None:
 
 
 _check_unique(list(CONFIGS.values()))
-__all__ = ["CONFIGS", "DataOptions", "JobConfig", "LrFindConfig", "OptimiserOptions", "PretrainConfig", "RunOptions",
-           "SourceOptions", "StrategyOptions", "TargetJobConfig", "TaskOptions", "TransferConfig", "parse_key_values"]
+__all__ = ["CONFIGS", "CompareConfig", "CurveConfig", "DataOptions", "GridConfig", "GridOptions", "JobConfig",
+           "LrFindConfig", "OptimiserOptions", "PretrainConfig", "RunOptions", "SourceOptions", "SplitOptions",
+           "StrategyOptions", "TargetJobConfig", "TaskOptions", "TransferConfig", "parse_key_values",
+           "parse_labels_per_class", "parse_seeds", "parse_specs"]

@@ -9,8 +9,9 @@ import yaml
 
 import transferkit as tk
 from transferkit.api import curve
-from transferkit.api.curve import cell_filename, parse_labels_per_class
+from transferkit.api.grid import cell_filename
 from transferkit.api.variants import parse_variant, parse_variants
+from transferkit.options import parse_labels_per_class
 from transferkit.report.curve import _x_positions
 
 # the module where every cell (of a curve or a comparison) calls the engine's ``train``
@@ -105,10 +106,10 @@ def test_all_sits_at_its_training_size_right_of_the_largest_budget():
 
 
 def test_bad_train_options_fail_before_anything_loads(tmp_path):
-    with pytest.raises(ValueError, match=r"\['seed'\] are set by curve"):
-        curve("no-such-source", out=tmp_path / "c", train_options={"seed": 1})
+    with pytest.raises(ValueError, match=r"seed: expected unset in curve: every cell takes its seed from seeds"):
+        curve("no-such-source", out=tmp_path / "c", seed=1)
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['bogus'\]; valid: .*schedule"):
-        curve("no-such-source", out=tmp_path / "c", train_options={"bogus": 1})
+        curve("no-such-source", out=tmp_path / "c", bogus=1)
     with pytest.raises(ValueError, match=r"labels_per_class: .*got 500; needs 500 .*\(K is the whole budget\).* has "
                                          "1[0-9][0-9];"):
         curve(tk.create_backbone("seed_cnn", num_classes=3, in_chans=1), data="digits", classes="5-7",
@@ -121,7 +122,7 @@ def test_bad_train_options_fail_before_anything_loads(tmp_path):
 def test_curve_writes_cells_summary_plot_report_and_resumes_only_missing_cells(source, tmp_path, train_calls):
     out = tmp_path / "curve"
     kw = dict(strategies=("scratch", "linear_probe"), labels_per_class=(2, "all"), seeds=(0, 1), out=out,
-              train_options={"schedule": "cosine"}, **TASK)
+              schedule="cosine", **TASK)
     res = curve(source.run_dir, **kw)
     assert len(train_calls) == 8 and res.metrics["computed"] == 8 and res.metrics["reused"] == 0
     cells = res.metrics["cells"]
@@ -196,12 +197,12 @@ def test_interrupted_curve_keeps_finished_cells_and_settings_are_checked_on_resu
     with pytest.raises(ValueError, match=r"other settings \(3 finished cells\).*--epochs: 1 then, 2 now.*--restart"):
         curve(source.run_dir, **{**kw, "epochs": 2})
     with pytest.raises(ValueError, match="training options .*'augment': 'light'"):
-        curve(source.run_dir, **kw, train_options={"augment": "light"})
+        curve(source.run_dir, **{**kw, "augment": "light"})
     with pytest.raises(ValueError, match="label 'lp' was linear_probe .* but is finetune"):
         curve(source.run_dir, **{**kw, "strategies": ("lp=finetune",)})
     assert calls == []
     # a default given explicitly is the same setting
-    assert curve(source.run_dir, **kw, train_options={"optimizer": "adamw"}).metrics["reused"] == 3
+    assert curve(source.run_dir, **{**kw, "optimizer": "adamw"}).metrics["reused"] == 3
 
     res = curve(source.run_dir, **{**kw, "epochs": 2, "seeds": (0, 1)}, restart=True)
     assert len(calls) == 2 and res.metrics["reused"] == 0

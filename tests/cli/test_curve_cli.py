@@ -39,7 +39,7 @@ def test_curve_flags_then_resume_from_its_own_config_yaml(src, tmp_path, train_c
     assert m["settings"]["train_options"] == {"schedule": "cosine"}
     assert (out / "curve.png").is_file() and "| ft | all |" in (out / "report.md").read_text()
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["strategy"] == ["linear_probe", "ft=finetune:bn=frozen"] and saved["labels_per_class"] == [2, None]
+    assert saved["strategies"] == ["linear_probe", "ft=finetune:bn=frozen"] and saved["labels_per_class"] == [2, None]
     assert saved["seeds"] == [0] and saved["schedule"] == "cosine" and "restart" not in saved
 
     # the saved config.yaml is a valid --config: rerunning it reuses every cell

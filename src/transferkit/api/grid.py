@@ -25,7 +25,7 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,54 +55,13 @@ SETTING_NAMES = {
     "epochs": "--epochs", "steps": "--steps", "batch_size": "--batch-size", "lr": "--lr", "patience": "--patience",
     "val_per_class": "--val-per-class", "val_fraction": "--val-fraction", "image_size": "--image-size",
     "train_options": "training options (--schedule, --augment, …)", "format": "cell file format",
-    "head_init": "--head-init",
+    "head_init": "--head-init", "max_length": "--max-length",
 }
 
 
 def quiet_cache_log() -> contextlib.AbstractContextManager[None]:
     """One cache line per cell would drown the progress bar; each cell records its hit or miss instead."""
     return quiet_logger("transferkit.backbones.cache")
-
-
-def parse_labels_per_class(value: int | str | None | Iterable[int | str | None]) -> list[int | None]:
-    """``"1,5,10,all"`` / ``[1, 5, None]`` / ``5`` → ``[1, 5, 10, None]``: sorted, ``None`` ("all") last.
-
-    ``None``, ``"all"`` and ``"none"`` mean every labelled training image (minus validation).
-    """
-    items: Iterable[Any] = str(value).split(",") if isinstance(value, str) else \
-        [value] if value is None or isinstance(value, int) else value
-    out: list[int | None] = []
-    for item in items:
-        text = "all" if item is None else str(item).strip().lower()
-        if not text:
-            continue
-        if text in ("all", "none", "null"):
-            k: int | None = None
-        else:
-            try:
-                k = int(text)
-            except ValueError:
-                raise ConfigError("labels_per_class", "budgets such as 1,5,10,50,all", item,
-                                  f"'{item}' is neither a number nor 'all'") from None
-            if k < 1:
-                raise ConfigError("labels_per_class", "budgets of at least 1 (or 'all')", k)
-        if k in out:
-            raise ConfigError("labels_per_class", "each budget once", k or "all", "given twice")
-        out.append(k)
-    if not out:
-        raise ConfigError("labels_per_class", "at least one budget, e.g. 1,5,10,all", value)
-    return sorted(out, key=lambda k: (k is None, k or 0))
-
-
-def parse_seeds(seeds: Iterable[int | str]) -> list[int]:
-    """The seeds as a list of ints (a ``range`` or tuple is fine); at least one, no duplicates."""
-    try:
-        out = [int(s) for s in seeds]
-    except (TypeError, ValueError):
-        raise ConfigError("seeds", "whole numbers", seeds) from None
-    if not out or len(set(out)) != len(out):
-        raise ConfigError("seeds", "at least one seed and no duplicates", out)
-    return out
 
 
 def cell_filename(label: str, labels_per_class: int | None, seed: int) -> str:
@@ -185,7 +144,7 @@ class GridResult:
 
 def run_grid(grid: Grid, out: Path, kind: str, settings: dict[str, Any], config: dict[str, Any],
              artefacts: Sequence[str], restart: bool = False, console: Console | None = None,
-             source: str = "", data: str = "", classes: Any = None) -> GridResult:
+             source: str = "", data: str = "", classes: Any = None, progress: bool = True) -> GridResult:
     """Train every cell of ``grid`` not yet finished in ``out`` (a directory the caller checked and opened).
 
     ``settings`` are what a resume must match (saved in ``out/<kind>.json``); a mismatch is an error naming the
@@ -229,40 +188,20 @@ def run_grid(grid: Grid, out: Path, kind: str, settings: dict[str, Any], config:
 
     model, full = grid.model, grid.full
     test_b = to_batches(grid.test_set, model.input_spec) if todo else None
-    test_majority = majority_rate(grid.test_set.labels)
     computed = 0
     try:
-        with quiet_cache_log(), Progress(console=console, transient=True) as progress:
-            task = progress.add_task(kind, total=n_todo)
+        with quiet_cache_log(), Progress(console=console, transient=True, disable=not progress) as bar:
+            task = bar.add_task(kind, total=n_todo)
             for (k, seed), group in todo.items():
                 train_set, val_set = labelled_budget_split(full, k, grid.val_per_class, grid.val_fraction, seed)
                 train_b, val_b = to_batches(train_set, model.input_spec), to_batches(val_set, model.input_spec)
                 for v in group:
-                    progress.update(task, description=f"{v.label} · {k or 'all'}/class · seed {seed}")
-                    cfg = TrainConfig(seed=seed, progress=False, checkpoints=False, **grid.train_options)
-                    t0 = time.perf_counter()
-                    trained = train(grid.strategies[v.label], model, full.num_classes, train_b, val_b, cfg, None,
-                                    head_init=grid.head_init, class_names=(full.classes, grid.source_classes))
-                    test_m = score(trained.model, test_b, full.classes)
-                    cell = {
-                        "strategy": v.label, "strategy_name": v.strategy, "options": v.options,
-                        "labels_per_class": k, "seed": seed, "accuracy": test_m["accuracy"],
-                        "macro_f1": test_m["macro_f1"], "val_accuracy": best_val_accuracy(trained),
-                        "train_time_s": trained.total_time_s, "wall_time_s": time.perf_counter() - t0,
-                        "epochs_run": trained.fit.epochs_run, "best_epoch": trained.fit.best_epoch,
-                        "trainable_params": trained.trainable_params, "n_train": len(train_set),
-                        "n_val": len(val_set), "n_test": len(grid.test_set), "num_classes": full.num_classes,
-                        "majority_rate": test_majority,
-                        "did_not_learn": did_not_learn(test_m["accuracy"], test_m["n"], test_majority),
-                        "selection": describe_selection(trained.fit.solver, len(val_set), trained.fit.best_epoch,
-                                                        trained.fit.epochs_run, trained.fit.stopped_early),
-                        "feature_cache": trained.feature_cache, "head_init": trained.head_init, "settings": digest,
-                        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                    }
+                    bar.update(task, description=f"{v.label} · {k or 'all'}/class · seed {seed}")
+                    cell = _train_cell(grid, v, k, seed, (train_set, train_b), (val_set, val_b), test_b, digest)
                     write_json(cells_dir / cell_filename(v.label, k, seed), cell)  # atomic: whole or absent
                     cells[(v.label, k, seed)] = json.loads(json.dumps(cell))
                     computed += 1
-                    progress.advance(task)
+                    bar.advance(task)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]: {reused + computed} of {total} cells are finished and kept in "
                       f"{cells_dir}; rerun the same command to resume")
@@ -271,6 +210,31 @@ def run_grid(grid: Grid, out: Path, kind: str, settings: dict[str, Any], config:
     used = {cell_filename(v.label, k, s) for v in grid.variants for k in grid.budgets for s in grid.seeds}
     outside = sum(1 for p in cells_dir.glob("*.json") if p.name not in used) if cells_dir.is_dir() else 0
     return GridResult(ordered, reused, computed, digest, outside)
+
+
+def _train_cell(grid: Grid, v: Variant, k: int | None, seed: int, train_part: tuple[Any, Any],
+                val_part: tuple[Any, Any], test_b: Any, digest: str) -> dict[str, Any]:
+    """Train variant ``v`` on the (dataset, batches) pair ``train_part`` (validation ``val_part``) of budget ``k`` and
+    ``seed``, score it once on the test batches: the cell's record."""
+    full, (train_set, train_b), (val_set, val_b) = grid.full, train_part, val_part
+    cfg = TrainConfig(seed=seed, progress=False, checkpoints=False, **grid.train_options)
+    t0 = time.perf_counter()
+    trained = train(grid.strategies[v.label], grid.model, full.num_classes, train_b, val_b, cfg, None,
+                    head_init=grid.head_init, class_names=(full.classes, grid.source_classes))
+    test_m = score(trained.model, test_b, full.classes)
+    majority = majority_rate(grid.test_set.labels)
+    fit = trained.fit
+    return {
+        "strategy": v.label, "strategy_name": v.strategy, "options": v.options, "labels_per_class": k, "seed": seed,
+        "accuracy": test_m["accuracy"], "macro_f1": test_m["macro_f1"], "val_accuracy": best_val_accuracy(trained),
+        "train_time_s": trained.total_time_s, "wall_time_s": time.perf_counter() - t0, "epochs_run": fit.epochs_run,
+        "best_epoch": fit.best_epoch, "trainable_params": trained.trainable_params, "n_train": len(train_set),
+        "n_val": len(val_set), "n_test": len(grid.test_set), "num_classes": full.num_classes,
+        "majority_rate": majority, "did_not_learn": did_not_learn(test_m["accuracy"], test_m["n"], majority),
+        "selection": describe_selection(fit.solver, len(val_set), fit.best_epoch, fit.epochs_run, fit.stopped_early),
+        "feature_cache": trained.feature_cache, "head_init": trained.head_init, "settings": digest,
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
 
 
 def _settings_diff(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:

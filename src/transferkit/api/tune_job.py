@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from transferkit import atomic
-from transferkit.api.compare import quiet_cache_log
+from transferkit.api.grid import quiet_cache_log
 from transferkit.api.runs import RunResult, make_strategy, write_json
 from transferkit.api.train import transfer
 from transferkit.backbones.base import Backbone

@@ -13,6 +13,7 @@ from transferkit import api
 from transferkit.api import listing
 from transferkit.api.use import PREVIEW_ROWS, writes_to_stdout
 from transferkit.cli.tables import predictions_table
+from transferkit.options import parse_seeds
 
 
 def _devices(value: str | int) -> int | str:
@@ -145,15 +146,9 @@ def cmd_predict(a: argparse.Namespace, console: Console) -> None:
     console.print(summary + (f"; wrote {a.output}" if a.output else ""), highlight=False, markup=False)
 
 
-def cmd_compare(a: argparse.Namespace, console: Console) -> None:
-    _need(a.source, "--source")
-    strategies = a.strategies if isinstance(a.strategies, list) else [s.strip() for s in str(a.strategies).split(",")
-                                                                       if s.strip()]
-    api.compare(a.source, a.data, a.classes, strategies=strategies, labels_per_class=a.labels_per_class,
-                seeds=seed_list(a.seeds), out=a.out, epochs=a.epochs, batch_size=a.batch_size, patience=a.patience,
-                steps=a.steps, lr=a.lr, val_per_class=a.val_per_class, val_fraction=a.val_fraction, title=a.title or "",
-                image_size=a.image_size, test_per_class=a.test_per_class, convert_channels=a.convert_channels,
-                restart=a.restart, console=console)
+def cmd_compare(c: Any, console: Console) -> None:
+    _need(c.source.source, "--source")
+    api.compare(config=c, console=console)
 
 
 def cmd_adapt(a: argparse.Namespace, console: Console) -> int:
@@ -179,7 +174,7 @@ def cmd_adapt(a: argparse.Namespace, console: Console) -> int:
               "resize": a.resize, "strict": a.strict, "diagnostics": a.diagnostics, "accelerator": a.accelerator,
               "devices": _devices(a.devices)}
     if len(methods) > 1 or a.seeds is not None:
-        seeds = seed_list(a.seeds) if a.seeds is not None else [a.seed]
+        seeds = parse_seeds(a.seeds) if a.seeds is not None else [a.seed]
         result = api.adapt_compare(methods, seeds, out=a.out, title=a.title, restart=a.restart,
                                    cell_plots=a.plots, console=console, **kwargs)
         diverged = any(c.get("diverged") for c in result.metrics["cells"])
@@ -222,32 +217,9 @@ def cmd_select(a: argparse.Namespace, console: Console) -> None:
                convert_channels=a.convert_channels, max_length=a.max_length, console=console)
 
 
-def seed_list(value: int | str | list) -> list[int]:
-    """``3`` / ``"3"`` → seeds ``[0, 1, 2]``; ``"0,3,7"`` or ``[0, 3, 7]`` → exactly those seeds."""
-    if isinstance(value, list | tuple):
-        return [int(v) for v in value]
-    text = str(value).strip()
-    try:
-        return [int(t) for t in text.split(",") if t.strip()] if "," in text else list(range(int(text)))
-    except ValueError:
-        raise ValueError(f"--seeds '{value}': expected a count N (seeds 0..N-1) or a list like 0,3,7") from None
-
-
-def cmd_curve(a: argparse.Namespace, console: Console) -> None:
-    _need(a.source, "--source")
-    strategies = a.strategy or ["scratch", "linear_probe", "finetune"]
-    if isinstance(strategies, str | dict):  # a single spec in --config
-        strategies = [strategies]
-    train_options = {"weight_decay": a.weight_decay, "optimizer": a.optimizer, "schedule": a.schedule,
-                     "warmup_epochs": a.warmup_epochs, "augment": a.augment, "mixup": a.mixup, "cutmix": a.cutmix,
-                     "class_weight": a.class_weight, "sampler": a.sampler, "accelerator": a.accelerator,
-                     "devices": _devices(a.devices)}
-    api.curve(a.source, a.data, a.classes, strategies=strategies, labels_per_class=a.labels_per_class,
-              seeds=seed_list(a.seeds), out=a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-              patience=a.patience, val_per_class=a.val_per_class, val_fraction=a.val_fraction,
-              image_size=a.image_size, test_per_class=a.test_per_class, convert_channels=a.convert_channels,
-              strict=a.strict, train_options=train_options, restart=a.restart, title=a.title or "",
-              head_init=a.head_init, steps=a.steps, console=console)
+def cmd_curve(c: Any, console: Console) -> None:
+    _need(c.source.source, "--source")
+    api.curve(config=c, console=console)
 
 
 def cmd_lr_find(c: Any, console: Console) -> None:

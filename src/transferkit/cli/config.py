@@ -89,25 +89,42 @@ def parse_generated(command: str, argv: Sequence[str]) -> Any:
     parsed = tyro.cli(cls, args=argv, default=default, prog=f"transferkit {command}",
                       description=f"{cls.__doc__}. {CONFIG_NOTE}" + (RESUME_NOTE if resumable else ""),
                       config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagCreatePairsOff, tyro.conf.UseAppendAction))
-    return _keep_file_values(parsed, default) if default is not None else _no_empty_options(parsed)
+    return _keep_unflagged(parsed, default if default is not None else cls(), argv)
 
 
-def _keep_file_values(parsed: Any, default: Any) -> Any:
-    """tyro builds the two options made by a constructor (``--option KEY=VALUE``, ``--[no-]deterministic``) from the
-    flags alone; the file's values stay unless a flag sets them (``--option`` adds to the file's options)."""
-    kept = default.train.deterministic if hasattr(default, "train") else None
-    if kept is not None and parsed.train.deterministic is None:
-        parsed = dataclasses.replace(parsed, train=dataclasses.replace(parsed.train, deterministic=kept))
-    if hasattr(parsed, "strategy"):
-        merged = {**(default.strategy.options or {}), **(parsed.strategy.options or {})}
-        parsed = dataclasses.replace(parsed, strategy=dataclasses.replace(parsed.strategy, options=merged or None))
-    return parsed
+def _made_by_constructor(cls: type) -> dict[tuple[str, ...], tuple[str | None, str]]:
+    """The fields tyro builds with a constructor (``--option KEY=VALUE``, ``--[no-]deterministic``, ``--seeds N``,
+    …): their flags (the constructor's parameters) → (part, field)."""
+    import inspect
+    from typing import get_type_hints
+
+    out: dict[tuple[str, ...], tuple[str | None, str]] = {}
+    owners = [(None, cls)] + [(f.name, type(f.default)) for f in dataclasses.fields(cls)
+                              if dataclasses.is_dataclass(f.default)]
+    for part, owner in owners:
+        for name, hint in get_type_hints(owner, include_extras=True).items():
+            for meta in getattr(hint, "__metadata__", ()):
+                factory = getattr(meta, "constructor_factory", None)
+                if factory is not None:
+                    params = inspect.signature(factory()).parameters
+                    out[tuple("--" + p.replace("_", "-") for p in params)] = (part, name)
+    return out
 
 
-def _no_empty_options(parsed: Any) -> Any:
-    """No ``--option`` given: ``options=None``, as the Python API's default (config.yaml records the same)."""
-    if hasattr(parsed, "strategy") and not parsed.strategy.options:
-        parsed = dataclasses.replace(parsed, strategy=dataclasses.replace(parsed.strategy, options=None))
+def _keep_unflagged(parsed: Any, default: Any, argv: Sequence[str]) -> Any:
+    """tyro builds a constructor's field from the flags alone (the constructor's own defaults when none is given):
+    a field whose flags are absent keeps the default's value (the file's, else the declared default), and
+    ``--option`` adds to the file's options."""
+    given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    for flags, (part, name) in _made_by_constructor(type(parsed)).items():
+        holder, base = (getattr(parsed, part), getattr(default, part)) if part else (parsed, default)
+        value = getattr(base, name)
+        if given & set(flags):
+            if name != "options":
+                continue
+            value = {**(getattr(base, name) or {}), **(getattr(holder, name) or {})} or None
+        holder = dataclasses.replace(holder, **{name: value})
+        parsed = dataclasses.replace(parsed, **{part: holder}) if part else holder
     return parsed
 
 

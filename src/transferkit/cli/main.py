@@ -30,58 +30,12 @@ class _SpecList(argparse.Action):
 # commands whose flags are generated from their configuration (transferkit.options.CONFIGS) by tyro
 GENERATED = {"pretrain": "train a source model on a source task",
              "transfer": "transfer a source model to a target task",
-             "lr-find": "learning-rate range test for a strategy on a target task (plot + suggested --lr)"}
+             "lr-find": "learning-rate range test for a strategy on a target task (plot + suggested --lr)",
+             "compare": "compare strategies × labels per class × seeds (mean ± std)",
+             "curve": "label-efficiency curves: accuracy vs labels per class per strategy (resumable)"}
 
 STEPS_HELP = ("optimiser steps of training, whatever the dataset size (default: the strategy's recipe — finetune "
               "100, scratch 300, with warm-up + cosine); not with --epochs")
-
-
-def _curve_parser(p: argparse.ArgumentParser) -> None:
-    from transferkit.config import AUGMENT_PRESETS, CLASS_WEIGHTS, OPTIMIZERS, SAMPLERS, SCHEDULES
-
-    p.add_argument("--source", required=False, help=SOURCE_HELP)
-    _data_options(p)
-    p.add_argument("--strategy", action=_SpecList, default=None, metavar="SPEC",
-                   help="strategy variant [LABEL=]STRATEGY[:KEY=VALUE...], repeatable, e.g. finetune, "
-                        "l2sp=finetune:regularizer=l2sp:reg_alpha=0.01, finetune:bn=frozen "
-                        "(default: scratch, linear_probe, finetune)")
-    p.add_argument("--labels-per-class", default="1,5,10,50,100,all",
-                   help="budgets K: K labelled examples per class in total (all train each cell's final model), "
-                        "'all' = the whole training split (default %(default)s)")
-    p.add_argument("--seeds", default=3, help="N (seeds 0..N-1) or a list such as 0,3,7 (default 3)")
-    p.add_argument("--out", default="runs/curve",
-                   help="curve directory; rerunning with the same one resumes (default %(default)s)")
-    p.add_argument("--restart", action="store_true", help="delete the finished cells in --out and start over")
-    p.add_argument("--head-init", action="store_true",
-                   help="start head rows of classes shared with the source from the source head (as transfer does)")
-    p.add_argument("--val-per-class", type=int, default=None,
-                   help="a separate validation set of V other training-split images per class (budget K + V; "
-                        "default: none, K is the whole budget)")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="validation share for the 'all' budget")
-    p.add_argument("--image-size", type=int, default=None, help="input size for a pretrained backbone --source")
-    p.add_argument("--test-per-class", type=int, default=None,
-                   help="score on a fixed stratified test subset of this many images per class")
-    p.add_argument("--title", default="", help="title of the plot and report")
-    g = p.add_argument_group("training (every cell)")
-    g.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
-    g.add_argument("--epochs", type=int, default=None, help="passes over the training set instead of --steps")
-    g.add_argument("--batch-size", type=int, default=None, help="batch size (default: the strategy's own)")
-    g.add_argument("--lr", type=float, default=None, help="learning rate (default: the strategy's own)")
-    g.add_argument("--patience", type=int, default=None,
-                   help="early-stopping patience on the validation loss (default off; needs --val-per-class)")
-    g.add_argument("--weight-decay", type=float, default=1e-4)
-    g.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS)
-    g.add_argument("--schedule", default=None, choices=SCHEDULES,
-                   help="learning-rate schedule (default: the strategy's recipe)")
-    g.add_argument("--warmup-epochs", type=int, default=0, help="linear warm-up epochs before the schedule")
-    g.add_argument("--augment", default=None, choices=AUGMENT_PRESETS,
-                   help="augmentation preset, training only (default: the strategy's recipe)")
-    g.add_argument("--mixup", type=float, default=0.0, help="Mixup Beta(α, α) parameter; 0 = off")
-    g.add_argument("--cutmix", type=float, default=0.0, help="CutMix Beta(α, α) parameter; 0 = off")
-    g.add_argument("--class-weight", default="none", choices=CLASS_WEIGHTS)
-    g.add_argument("--sampler", default="random", choices=SAMPLERS)
-    g.add_argument("--accelerator", default="cpu", help="passed to Lightning: cpu, gpu, auto, … (default cpu)")
-    g.add_argument("--devices", default=1, help="passed to Lightning (default 1)")
 
 
 def _fault_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -203,36 +157,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    "reporting it in the error column")
     p.add_argument("--convert-channels", action="store_true", help="allow converting colour images to greyscale")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-
-    p = add("compare", "compare strategies × labels per class × seeds (mean ± std)")
-    p.add_argument("--source", required=False, help=SOURCE_HELP)
-    _data_options(p)
-    p.add_argument("--strategies", default="scratch,linear_probe,finetune",
-                   help="comma-separated strategies or variant specs [LABEL=]STRATEGY[:KEY=VALUE...] "
-                        "(default %(default)s)")
-    p.add_argument("--labels-per-class", default="5,10,50",
-                   help="budgets K: K labelled examples per class in total (all train each cell's final model), "
-                        "'all' = the whole training split (default %(default)s)")
-    p.add_argument("--seeds", default=3, help="N (seeds 0..N-1) or a list such as 0,3,7 (default 3)")
-    p.add_argument("--restart", action="store_true",
-                   help="delete the finished cells in --out and start over (default: rerunning resumes them)")
-    p.add_argument("--val-per-class", type=int, default=None,
-                   help="a separate validation set of V other training-split images per class (budget K + V; "
-                        "default: none, K is the whole budget)")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="validation share for the 'all' budget")
-    p.add_argument("--image-size", type=int, default=None, help="input size for a pretrained backbone --source")
-    p.add_argument("--test-per-class", type=int, default=None,
-                   help="score on a fixed stratified test subset of this many images per class")
-    p.add_argument("--title", default="", help="title of the plot and report")
-    p.add_argument("--steps", type=int, default=None, help=STEPS_HELP)
-    p.add_argument("--epochs", type=int, default=None, help="passes over the training set instead of --steps")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--patience", type=int, default=None, help="early stopping (default off; needs --val-per-class)")
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--out", default="runs/compare",
-                   help="comparison directory; rerunning with the same one resumes (default %(default)s)")
-
-    _curve_parser(add("curve", "label-efficiency curves: accuracy vs labels per class per strategy (resumable)"))
 
     p = add("adapt", "unsupervised domain adaptation: labelled source → unlabelled target (one method, or a "
                      "comparison of methods × seeds)")
