@@ -21,10 +21,14 @@ VALUES = {"source": "src", "data": "digits", "classes": "0-4", "labels_per_class
           "sampler": "balanced", "seed": 7, "accelerator": "gpu", "devices": 2, "checkpoint_every": 50,
           "num_nodes": 2, "distributed": "ddp", "out": "runs/x", "cv": 3, "backbone": "resnet18",
           "pretrained": True, "strict": True, "convert_channels": True, "head_init": False, "progress": False,
-          "overwrite": True, "deterministic": False, "options": {"bn": "frozen", "r": 8}, "min_lr": 1e-5, "max_lr": 0.5}
+          "overwrite": True, "deterministic": False, "options": {"bn": "frozen", "r": 8}, "min_lr": 1e-5, "max_lr": 0.5,
+          "teacher": "runs/t", "student": "lenet", "unlabelled": 100, "temperature": 2.0, "alpha": 0.5,
+          "hint_layer": "stages.conv2", "teacher_layer": "stages.conv2", "hint_weight": 0.5, "baseline": False,
+          "latency": False}
 GRID = {"labels_per_class": "2,5,all", "seeds": "0,4", "strategies": ("lp=linear_probe", "finetune:bn=frozen"),
         "test_per_class": 20, "title": "T", "restart": True, "head_init": True}  # a grid's own values
 SPECIAL = {"head_init": ["--no-head-init"], "progress": ["--no-progress"], "deterministic": ["--no-deterministic"],
+           "baseline": ["--no-baseline"], "latency": ["--no-latency"],
            "options": ["--option", "bn=frozen", "--option", "r=8"],
            "strategies": ["--strategies", "lp=linear_probe", "--strategy", "finetune:bn=frozen"]}
 

@@ -7,7 +7,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import tyro
 
@@ -22,6 +22,7 @@ Distributed = Literal["auto", "ddp", "ddp_find_unused_parameters_true"]
 # the choices, declared once as the types above (the command line takes its choices from the same types)
 OPTIMIZERS, SCHEDULES, AUGMENT_PRESETS = get_args(Optimizer), get_args(Schedule), get_args(AugmentPreset)
 CLASS_WEIGHTS, SAMPLERS, DISTRIBUTED = get_args(ClassWeight), get_args(Sampler), get_args(Distributed)
+FitT = TypeVar("FitT", bound="FitOptions")
 DEFAULT_EPOCHS = 30  # epochs of a configuration that names no budget and is trained without a strategy's recipe
 
 
@@ -47,13 +48,13 @@ class OptimiserOptions:
 
 
 @dataclass(frozen=True)
-class TrainOptions(OptimiserOptions):
-    """How the model is trained: budget, optimiser, schedule, augmentation, devices and seed."""
+class FitOptions(OptimiserOptions):
+    """How the model is fitted: budget, optimiser, schedule, early stopping, devices and seed."""
 
-    # A job's ``train`` part; :class:`TrainConfig` adds what the jobs set. Each field's docstring is its help on the
-    # command line (generated from these fields; one line each: tyro keeps a docstring's line breaks), the choices
-    # are the ``Literal`` types. Values are checked when a job turns the options into a :class:`TrainConfig` (a
-    # :class:`~transferkit.errors.ConfigError` naming the field).
+    # A job's ``train`` part (or, with the batch-side options, :class:`TrainOptions`); :class:`TrainConfig` adds what
+    # the jobs set. Each field's docstring is its help on the command line (generated from these fields; one line
+    # each: tyro keeps a docstring's line breaks), the choices are the ``Literal`` types. Values are checked when a
+    # job turns the options into a :class:`TrainConfig` (a :class:`~transferkit.errors.ConfigError` naming the field).
 
     steps: int | None = None
     """optimiser steps whatever the dataset size (default: the strategy's recipe: finetune 100), not with epochs"""
@@ -67,16 +68,6 @@ class TrainOptions(OptimiserOptions):
     """learning-rate schedule (default: the strategy's recipe: warm-up + cosine for finetune, scratch, lora)"""
     warmup_epochs: int = 0
     """linear warm-up epochs before the schedule"""
-    augment: AugmentPreset | None = None
-    """augmentation of training batches (default: the strategy's recipe: light for scratch, none otherwise)"""
-    mixup: float = 0.0
-    """Mixup Beta(α, α) parameter; 0 = off"""
-    cutmix: float = 0.0
-    """CutMix Beta(α, α) parameter; 0 = off"""
-    class_weight: ClassWeight = "none"
-    """balanced: weight the loss by inverse class frequency"""
-    sampler: Sampler = "random"
-    """balanced: draw every class equally often"""
     accelerator: str = "cpu"
     """passed to Lightning: cpu, gpu, auto, …"""
     devices: int | str = 1
@@ -91,6 +82,22 @@ class TrainOptions(OptimiserOptions):
     """Lightning strategy when devices × num_nodes > 1: auto = ddp (gloo on CPU); batch_size is the global batch"""
     deterministic: Annotated[bool | None, tyro.conf.arg(constructor=either_flag)] = None
     """deterministic algorithms: bit-identical metrics for a seed (default: on for CPU)"""
+
+
+@dataclass(frozen=True)
+class TrainOptions(FitOptions):
+    """How the model is trained: budget, optimiser, schedule, augmentation, class balance, devices and seed."""
+
+    augment: AugmentPreset | None = None
+    """augmentation of training batches (default: the strategy's recipe: light for scratch, none otherwise)"""
+    mixup: float = 0.0
+    """Mixup Beta(α, α) parameter; 0 = off"""
+    cutmix: float = 0.0
+    """CutMix Beta(α, α) parameter; 0 = off"""
+    class_weight: ClassWeight = "none"
+    """balanced: weight the loss by inverse class frequency"""
+    sampler: Sampler = "random"
+    """balanced: draw every class equally often"""
 
 
 @dataclass(frozen=True)
@@ -196,8 +203,8 @@ class TrainConfig(TrainOptions):
 
     @classmethod
     def of(cls, options: OptimiserOptions, **settings: Any) -> TrainConfig:
-        """The engine's configuration from a job's :class:`TrainOptions` (or its :class:`OptimiserOptions` part) and
-        what the job sets itself."""
+        """The engine's configuration from a job's :class:`TrainOptions` (or its :class:`FitOptions` or
+        :class:`OptimiserOptions` part) and what the job sets itself."""
         return cls(**{f.name: getattr(options, f.name) for f in fields(options)}, **settings)
 
     @classmethod
@@ -235,6 +242,15 @@ def check_budget(epochs: int | None, steps: int | None) -> None:
         raise ConfigError("steps", "at least 1 optimiser step", steps)
     if epochs is not None and epochs < 1:
         raise ConfigError("epochs", "at least 1", epochs)
+
+
+def steps_replace_default_epochs(options: FitT, default: FitOptions) -> FitT:
+    """``options`` whose ``steps`` budget replaces the job's declared default ``epochs`` (a job like ``pretrain``
+    declares epochs; ``--steps 500`` then means 500 steps, not both budgets); epochs given explicitly stay, and
+    :func:`check_budget` refuses the two together."""
+    if options.steps is not None and default.epochs is not None and options.epochs == default.epochs:
+        return dataclasses.replace(options, epochs=None)
+    return options
 
 
 def batches_per_epoch(n_train: int, batch_size: int) -> int:

@@ -27,7 +27,7 @@ from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_origin, get_
 
 import tyro
 
-from transferkit.config import OptimiserOptions, TrainOptions
+from transferkit.config import FitOptions, OptimiserOptions, TrainOptions
 from transferkit.errors import ConfigError
 
 C = TypeVar("C", bound="JobConfig")
@@ -138,11 +138,17 @@ class SplitOptions(DataOptions):
 
 
 @dataclass(frozen=True)
-class TaskOptions(SplitOptions):
-    """The target task: its data and the labelled budget."""
+class LabelledOptions(SplitOptions):
+    """The data a job learns from and its labelled budget."""
 
     labels_per_class: int | None = None
     """K labelled examples per class in total: all train the final model; selection comes out of them (default: all)"""
+
+
+@dataclass(frozen=True)
+class TaskOptions(LabelledOptions):
+    """The target task: its data, the labelled budget and the names of its classes."""
+
     class_map: str | None = None
     """YAML/JSON 'target class: new name' file that renames or merges target classes"""
 
@@ -431,9 +437,45 @@ class CurveConfig(GridConfig):
     """curve directory; rerunning with the same one resumes the finished cells"""
 
 
+@dataclass(frozen=True)
+class DistillConfig(JobConfig):
+    """knowledge distillation: teacher bundle → small student, compared with a labels-only student"""
+
+    teacher: str | None = None
+    """run directory or bundle directory of the teacher"""
+    student: str = "seed_cnn"
+    """student backbone name (see 'transferkit list backbones')"""
+    pretrained: bool = False
+    """start the student from its shipped weights"""
+    image_size: int | None = None
+    """student input size (default: the backbone's)"""
+    task: LabelledOptions = LabelledOptions()
+    unlabelled: int = 0
+    """further training images with hidden labels, labelled softly by the teacher"""
+    temperature: float = 4.0
+    """softmax temperature T of the KD loss"""
+    alpha: float = 0.9
+    """weight of the KD loss against the label loss"""
+    hint_layer: str | None = None
+    """student module for FitNets hints (e.g. stages.conv2.0); needs teacher_layer"""
+    teacher_layer: str | None = None
+    """teacher module the hint is matched to"""
+    hint_weight: float = 1.0
+    """weight of the hint loss"""
+    baseline: bool = True
+    """also train the labels-only student (the comparison)"""
+    latency: bool = True
+    """measure each model's CPU latency"""
+    train: FitOptions = FitOptions(epochs=20, batch_size=128, lr=1e-3, patience=5)
+    run: RunOptions = RunOptions(out="runs/distill")
+
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("teacher", "student", "data", "classes")
+
+
 # the commands whose flags are generated from their configuration (the others are still declared in cli/main.py)
 CONFIGS: dict[str, type[JobConfig]] = {"transfer": TransferConfig, "pretrain": PretrainConfig,
-                                       "lr-find": LrFindConfig, "compare": CompareConfig, "curve": CurveConfig}
+                                       "lr-find": LrFindConfig, "compare": CompareConfig, "curve": CurveConfig,
+                                       "distill": DistillConfig}
 
 
 def _check_unique(configs: Sequence[type[JobConfig]]) -> None:
@@ -445,7 +487,7 @@ def _check_unique(configs: Sequence[type[JobConfig]]) -> None:
 
 
 _check_unique(list(CONFIGS.values()))
-__all__ = ["CONFIGS", "CompareConfig", "CurveConfig", "DataOptions", "GridConfig", "GridOptions", "JobConfig",
-           "LrFindConfig", "OptimiserOptions", "PretrainConfig", "RunOptions", "SourceOptions", "SplitOptions",
-           "StrategyOptions", "TargetJobConfig", "TaskOptions", "TransferConfig", "parse_key_values",
-           "parse_labels_per_class", "parse_seeds", "parse_specs"]
+__all__ = ["CONFIGS", "CompareConfig", "CurveConfig", "DataOptions", "DistillConfig", "FitOptions", "GridConfig",
+           "GridOptions", "JobConfig", "LabelledOptions", "LrFindConfig", "OptimiserOptions", "PretrainConfig",
+           "RunOptions", "SourceOptions", "SplitOptions", "StrategyOptions", "TargetJobConfig", "TaskOptions",
+           "TransferConfig", "parse_key_values", "parse_labels_per_class", "parse_seeds", "parse_specs"]

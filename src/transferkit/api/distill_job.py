@@ -46,7 +46,7 @@ from transferkit.api.runs import (
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.features import batched_outputs, measure_latency, predict_logits
 from transferkit.bundle import save_bundle
-from transferkit.config import TrainConfig
+from transferkit.config import TrainConfig, check_budget, steps_replace_default_epochs
 from transferkit.data.base import ImageSet
 from transferkit.data.prepare import TensorBatches, to_batches
 from transferkit.data.registry import has_split
@@ -55,6 +55,7 @@ from transferkit.distillation import FeatureTap, HintLoss, KDLoss, module_names
 from transferkit.engine.targets import fit_with_targets
 from transferkit.engine.trainer import train
 from transferkit.errors import ConfigError
+from transferkit.options import DistillConfig
 from transferkit.report.distill import models_table, write_distill_report
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, run_session
@@ -123,72 +124,70 @@ def _latency(model: Backbone) -> dict[str, dict[str, float]]:
     return {f"batch_{b}": measure_latency(model, shape, b, repeats=20 if b == 1 else 5) for b in (1, 64)}
 
 
-def distill(
-    teacher: str | Path | Backbone, student: str | Backbone = "seed_cnn", data: str = "fashion_mnist",
-    classes: str | list[int] | None = None, labels_per_class: int | None = None, val_per_class: int | None = None,
-    unlabelled: int = 0, temperature: float = 4.0, alpha: float = 0.9, hint_layer: str | None = None,
-    teacher_layer: str | None = None, hint_weight: float = 1.0, baseline: bool = True, epochs: int = 20,
-    batch_size: int = 128, lr: float | None = 1e-3, weight_decay: float = 1e-4, optimizer: str = "adamw",
-    patience: int | None = 5, seed: int = 0, out: str | Path = "runs/distill", image_size: int | None = None,
-    pretrained: bool = False, val_fraction: float = 0.1, latency: bool = True, strict: bool = False,
-    convert_channels: bool = False, progress: bool = True, checkpoint_every: int | None = 200,
-    resume: bool = False, overwrite: bool = False, accelerator: str = "cpu", devices: int | str = 1,
-    num_nodes: int = 1, distributed: str = "auto", deterministic: bool | None = None,
-    console: Console | None = None,
-) -> RunResult:
+def distill(*args: Any, config: DistillConfig | None = None, console: Console | None = None,
+            **options: Any) -> RunResult:
     """Distil ``teacher`` (a run or bundle directory) into ``student`` (a backbone name, random init unless
     ``pretrained``) on ``data``'s training split; score teacher, KD student and labels-only student on the test
     split. ``hint_layer``/``teacher_layer`` name modules (``transferkit``'s ``module_names``) for FitNets hints.
 
-    Both students train with DDP over ``devices`` × ``num_nodes`` processes when more than one (the teacher's
-    outputs are computed in every process; rank 0 scores and writes); ``resume``/``overwrite``/
-    ``checkpoint_every`` as for :func:`transferkit.api.train.transfer` (a resumed run continues the KD student and
-    retrains the labels-only one, which has no checkpoints).
+    ``distill(teacher, student, data, classes, **options)`` or ``distill(config=DistillConfig(...))``: the options
+    are the flat names of :class:`~transferkit.options.DistillConfig` — the labelled budget (``labels_per_class``,
+    ``val_per_class``, ``unlabelled`` further images the teacher labels softly), ``temperature``, ``alpha``, the
+    hints, ``baseline``, ``latency``, and the fitting options of :class:`~transferkit.config.FitOptions` (default 20
+    epochs at batch 128, lr 1e-3, patience 5; ``steps`` replaces the default epochs). Both students train with DDP
+    over ``devices`` × ``num_nodes`` processes when more than one (the teacher's outputs are computed in every
+    process; rank 0 scores and writes); ``resume``/``overwrite``/``checkpoint_every`` as for
+    :func:`transferkit.api.train.transfer` (a resumed run continues the KD student and retrains the labels-only
+    one, which has no checkpoints).
     """
-    config = {"command": "distill", **{k: str(v) if isinstance(v, Path) else v for k, v in locals().items()
-                                        if k not in ("console", "teacher", "student")},
-              "teacher": str(teacher), "student": str(student)}
+    c = DistillConfig.given(config, args, options)
+    config_record = c.record("distill") | {"teacher": str(c.teacher), "student": str(c.student)}
     console = console or Console()
-    kd = KDLoss(temperature, alpha)  # validates T and α before any work
-    if (hint_layer is None) != (teacher_layer is None):
+    if c.teacher is None:
+        raise ConfigError("teacher", "a run or bundle directory", None)
+    teacher, student, task, fit_options = c.teacher, c.student, c.task, steps_replace_default_epochs(
+        c.train, DistillConfig().train)
+    data, classes, labels_per_class, seed = task.data, task.classes, task.labels_per_class, fit_options.seed
+    check_budget(fit_options.epochs, fit_options.steps)
+    kd = KDLoss(c.temperature, c.alpha)  # validates T and α before any work
+    if (c.hint_layer is None) != (c.teacher_layer is None):
         raise ValueError("hint distillation needs both --hint-layer (student module) and --teacher-layer")
     inputs = [teacher, data, student]  # never written over
-    check_output_dir(out, inputs)  # before anything loads or trains (run_session checks again)
+    check_output_dir(c.run.out, inputs)  # before anything loads or trains (run_session checks again)
     set_threads()
     start = time.perf_counter()
     teacher_model, teacher_meta = load_source(teacher)
-    full = load_task(data, "train", classes, strict)
+    full = load_task(data, "train", classes, task.strict)
     require_images(full, f"--data {data}", "distillation")
     check_classes(full, teacher_meta, f"--teacher {teacher}")
-    check_channels(full, teacher_model, convert_channels, f"--data {data}")
+    check_channels(full, teacher_model, task.convert_channels, f"--data {data}")
     if not has_split(data, "test"):
         raise ValueError(f"distill needs a test split for the final scores; {data} has none")
-    train_set, val_set, labels = transfer_set(full, labels_per_class, val_per_class, unlabelled, val_fraction, seed)
-    test_set = load_task(data, "test", classes, strict)
+    train_set, val_set, labels = transfer_set(full, labels_per_class, task.val_per_class, c.unlabelled,
+                                              task.val_fraction, seed)
+    test_set = load_task(data, "test", classes, task.strict)
 
     t0 = time.perf_counter()
-    t_logits, t_feats = _teacher_outputs(teacher_model, to_batches(train_set, teacher_model.input_spec), teacher_layer)
+    t_logits, t_feats = _teacher_outputs(teacher_model, to_batches(train_set, teacher_model.input_spec),
+                                         c.teacher_layer)
     teacher_time = time.perf_counter() - t0
-    student_model = _build_student(student, full.num_classes, full.channels, image_size, pretrained, seed)
+    student_model = _build_student(student, full.num_classes, full.channels, c.image_size, c.pretrained, seed)
     template = copy.deepcopy(student_model)  # the labels-only student starts from the same architecture
     spec = student_model.input_spec
     s_train = to_batches(train_set, spec)
     s_train = TensorBatches(s_train.x, torch.from_numpy(labels), spec.mean, spec.std, s_train.key,
                             extras=(t_logits,) if t_feats is None else (t_logits, t_feats), view=s_train.view)
     val_b, test_b = to_batches(val_set, spec), to_batches(test_set, spec)
-    hint, tap = _hint(student_model, s_train, hint_layer, t_feats)
-    loss = _DistillLoss(kd, hint, tap, hint_weight)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr or 1e-3, weight_decay=weight_decay,
-                      optimizer=optimizer, patience=patience, seed=seed, progress=progress,
-                      checkpoint_every=checkpoint_every, accelerator=accelerator, devices=devices,
-                      num_nodes=num_nodes, distributed=distributed, deterministic=deterministic)
+    hint, tap = _hint(student_model, s_train, c.hint_layer, t_feats)
+    loss = _DistillLoss(kd, hint, tap, c.hint_weight)
+    cfg = TrainConfig.of(dataclasses.replace(fit_options, lr=fit_options.lr or 1e-3))
     groups = [{"params": list(student_model.parameters()), "lr": cfg.lr, "name": "student"}]
     if hint is not None:
         groups.append({"params": list(hint.parameters()), "lr": cfg.lr, "name": "hint_regressor"})
-    out = Path(out)
-    with run_session(out, resume, overwrite, config, inputs) as session:
+    out = Path(c.run.out)
+    with run_session(out, c.run.resume, c.run.overwrite, config_record, inputs) as session:
         tmp = session.path
-        write_yaml(tmp / "config.yaml", config)
+        write_yaml(tmp / "config.yaml", config_record)
         if session.resume_from is not None:  # the student's training continues; the labels-only baseline reruns
             cfg = dataclasses.replace(cfg, resume_from=str(session.resume_from))
             console.print(f"resuming {out} from {session.resume_from.name}")
@@ -198,7 +197,7 @@ def distill(
             if tap is not None:
                 tap.remove()
         plain = None
-        if baseline:  # every DDP process takes part in this training too
+        if c.baseline:  # every DDP process takes part in this training too
             n_lab = int((labels >= 0).sum())
             lab = TensorBatches(s_train.x[:n_lab], s_train.y[:n_lab], spec.mean, spec.std, view=s_train.view)
             plain = train(get_strategy("scratch"), template, full.num_classes, lab, val_b,
@@ -206,15 +205,16 @@ def distill(
         if session.worker:  # a DDP process other than rank 0: rank 0 scores and writes
             return RunResult(None, {}, student_model, {"classes": full.classes, "rank": fit.rank})
         summary = _scores(teacher_model, student_model, plain.model if plain is not None else None, test_set,
-                          test_b, full.classes, latency)
-        lineage = {"kind": "distill", "source": f"scratch:{student_model.arch}" if not pretrained
+                          test_b, full.classes, c.latency)
+        lineage = {"kind": "distill", "source": f"scratch:{student_model.arch}" if not c.pretrained
                    else f"pretrained:{student_model.arch}", "teacher": str(teacher),
                    "teacher_lineage": teacher_meta.get("lineage"), "data": data, "classes": full.classes,
-                   "labels_per_class": labels_per_class, "unlabelled": unlabelled, "temperature": temperature,
-                   "alpha": alpha, "hint": {"student": hint_layer, "teacher": teacher_layer} if hint_layer else None,
+                   "labels_per_class": labels_per_class, "unlabelled": c.unlabelled, "temperature": c.temperature,
+                   "alpha": c.alpha,
+                   "hint": {"student": c.hint_layer, "teacher": c.teacher_layer} if c.hint_layer else None,
                    "seed": seed}
         kd_test = summary[1]["test"]
-        save_bundle(student_model, {"classes": full.classes, "lineage": lineage, "config": config, "metrics": {
+        save_bundle(student_model, {"classes": full.classes, "lineage": lineage, "config": config_record, "metrics": {
             "split": "test", "accuracy": kd_test["accuracy"], "macro_f1": kd_test["macro_f1"], "n": kd_test["n"]}},
             tmp / "bundle")
         metrics = {"task": "distill", "split": "test", "accuracy": kd_test["accuracy"], "macro_f1": kd_test["macro_f1"],
@@ -227,8 +227,8 @@ def distill(
         write_json(tmp / "metrics.json", metrics)
         facts = {"job": "distill", "teacher": str(teacher), "student": student_model.arch,
                  "transfer set": f"{metrics['n_labelled']} labelled + {metrics['n_unlabelled']} unlabelled images",
-                 "temperature / α": f"{temperature} / {alpha}",
-                 "hint": f"{hint_layer} → {teacher_layer} (weight {hint_weight})" if hint_layer else "none",
+                 "temperature / α": f"{c.temperature} / {c.alpha}",
+                 "hint": f"{c.hint_layer} → {c.teacher_layer} (weight {c.hint_weight})" if c.hint_layer else "none",
                  "best epoch (validation)": fit.best_epoch + 1, "epochs run": fit.epochs_run,
                  "teacher pass": f"{teacher_time:.1f} s", "total time": f"{metrics['total_time_s']:.1f} s"}
         write_distill_report(tmp, metrics, fit.history, facts, kd_test, torch.get_num_threads())

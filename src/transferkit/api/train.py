@@ -36,7 +36,7 @@ from transferkit.api.runs import (
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.registry import backbone_info
 from transferkit.bundle import save_bundle
-from transferkit.config import TrainConfig, check_budget
+from transferkit.config import TrainConfig, check_budget, steps_replace_default_epochs
 from transferkit.data.class_map import class_map_of
 from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
@@ -214,9 +214,7 @@ def pretrain(*args: Any, config: PretrainConfig | None = None, console: Console 
     """
     c = PretrainConfig.given(config, args, options)
     record = c.record("pretrain")
-    train_options = c.train
-    if train_options.steps is not None and train_options.epochs == PretrainConfig().train.epochs:
-        train_options = dataclasses.replace(train_options, epochs=None)  # a step budget replaces the default epochs
+    train_options = steps_replace_default_epochs(c.train, PretrainConfig().train)
     check_budget(train_options.epochs, train_options.steps)
     cfg = TrainConfig.of(train_options)
     d = c.data

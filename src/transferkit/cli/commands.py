@@ -24,11 +24,6 @@ def _fault_kwargs(a: argparse.Namespace) -> dict:
     return {"checkpoint_every": a.checkpoint_every, "overwrite": a.overwrite}
 
 
-def _scale_kwargs(a: argparse.Namespace) -> dict:
-    return {**_fault_kwargs(a), "num_nodes": a.num_nodes, "distributed": a.distributed,
-            "deterministic": a.deterministic}
-
-
 def _resumed(a: argparse.Namespace, console: Console) -> bool:
     """``--resume RUN_DIR``: continue that run with its recorded options (and nothing else)."""
     if not getattr(a, "resume", None):
@@ -185,17 +180,9 @@ def cmd_adapt(a: argparse.Namespace, console: Console) -> int:
     return 3 if diverged else 0  # a run that diverged is written (last good epoch kept) but signalled
 
 
-def cmd_distill(a: argparse.Namespace, console: Console) -> None:
-    if _resumed(a, console):
-        return
-    _need(a.teacher, "--teacher")
-    api.distill(a.teacher, a.student, a.data, a.classes, labels_per_class=a.labels_per_class,
-                val_per_class=a.val_per_class, unlabelled=a.unlabelled, temperature=a.temperature, alpha=a.alpha,
-                hint_layer=a.hint_layer, teacher_layer=a.teacher_layer, hint_weight=a.hint_weight,
-                baseline=a.baseline, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
-                patience=a.patience, seed=a.seed, out=a.out, image_size=a.image_size, pretrained=a.pretrained,
-                latency=a.latency, strict=a.strict, convert_channels=a.convert_channels, progress=a.progress,
-                accelerator=a.accelerator, devices=_devices(a.devices), console=console, **_scale_kwargs(a))
+def cmd_distill(c: Any, console: Console) -> None:
+    _need(c.teacher, "--teacher")
+    api.distill(config=c, console=console)
 
 
 def cmd_fuse(a: argparse.Namespace, console: Console) -> None:

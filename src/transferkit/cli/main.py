@@ -32,7 +32,8 @@ GENERATED = {"pretrain": "train a source model on a source task",
              "transfer": "transfer a source model to a target task",
              "lr-find": "learning-rate range test for a strategy on a target task (plot + suggested --lr)",
              "compare": "compare strategies × labels per class × seeds (mean ± std)",
-             "curve": "label-efficiency curves: accuracy vs labels per class per strategy (resumable)"}
+             "curve": "label-efficiency curves: accuracy vs labels per class per strategy (resumable)",
+             "distill": "knowledge distillation: teacher bundle → small student, compared with a labels-only student"}
 
 STEPS_HELP = ("optimiser steps of training, whatever the dataset size (default: the strategy's recipe — finetune "
               "100, scratch 300, with warm-up + cosine); not with --epochs")
@@ -50,18 +51,6 @@ def _fault_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
                    help="discard an interrupted run in --out instead of refusing, or run even though another run "
                         "holds --out (this one then stages separately)")
     return g
-
-
-def _scale_options(p: argparse.ArgumentParser) -> None:
-    from transferkit.config import DISTRIBUTED
-
-    g = _fault_options(p)
-    g.add_argument("--num-nodes", type=int, default=1, help="machines for DDP (default 1; see the README)")
-    g.add_argument("--distributed", default="auto", choices=DISTRIBUTED,
-                   help="Lightning strategy when --devices × --num-nodes > 1: auto = ddp (gloo on CPU). "
-                        "(--strategy names the transfer strategy.) The batch size is the global batch")
-    g.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
-                   help="deterministic algorithms: bit-identical metrics for a seed (default: on for CPU)")
 
 
 SOURCE_HELP = ("run directory, bundle directory or pretrained backbone name; fuse:[MODE[@WIDTH]:]A+B fuses the "
@@ -209,36 +198,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--devices", default=1)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     _fault_options(p)
-
-    p = add("distill", "knowledge distillation: teacher bundle → small student, compared with a labels-only student")
-    p.add_argument("--teacher", required=False, help="run directory or bundle directory of the teacher")
-    p.add_argument("--student", default="seed_cnn", help="student backbone name (default %(default)s)")
-    _data_options(p)
-    p.add_argument("--labels-per-class", type=int, default=None, help="labelled training images per class")
-    p.add_argument("--val-per-class", type=int, default=None)
-    p.add_argument("--unlabelled", type=int, default=0,
-                   help="further training images with hidden labels, labelled softly by the teacher")
-    p.add_argument("--temperature", type=float, default=4.0, help="softmax temperature T (default %(default)s)")
-    p.add_argument("--alpha", type=float, default=0.9, help="weight of the KD loss vs the label loss")
-    p.add_argument("--hint-layer", default=None, help="student module name for FitNets hints (e.g. stages.conv2.0)")
-    p.add_argument("--teacher-layer", default=None, help="teacher module name the hint is matched to")
-    p.add_argument("--hint-weight", type=float, default=1.0)
-    p.add_argument("--no-baseline", dest="baseline", action="store_false",
-                   help="skip the labels-only student")
-    p.add_argument("--no-latency", dest="latency", action="store_false", help="skip the latency measurement")
-    p.add_argument("--pretrained", action="store_true", help="start the student from its shipped weights")
-    p.add_argument("--image-size", type=int, default=None, help="student input size")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--patience", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/distill")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    p.add_argument("--accelerator", default="cpu", help="passed to Lightning: cpu, gpu, auto, … (default cpu)")
-    p.add_argument("--devices", default=1, help="processes per machine for DDP (default 1)")
-    _scale_options(p)
 
     p = add("fuse", "fuse trained models: averaging, fitted weights, stacking, gating, uniform/greedy soups")
     p.add_argument("members", nargs="*", help="run or bundle directories of the members (two or more)")
