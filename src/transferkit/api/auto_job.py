@@ -63,8 +63,8 @@ from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import inner_split, k_per_class, labels_record
 from transferkit.errors import ConfigError
-from transferkit.report.auto import num, write_auto_report
-from transferkit.report.metrics import did_not_learn, majority_rate
+from transferkit.report.auto import write_auto_report
+from transferkit.report.metrics import did_not_learn, majority_rate, num
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, open_output_dir
 from transferkit.strategies.base import get_strategy

@@ -19,8 +19,8 @@ from rich.console import Console
 from transferkit.api.grid_job import run_grid_job
 from transferkit.api.runs import RunResult, write_json
 from transferkit.options import CompareConfig
-from transferkit.report.compare import COMPARE_COLUMNS, compare_rows, write_compare_report
-from transferkit.report.metrics import comparison_sentence, group_did_not_learn, mean_std
+from transferkit.report.compare import COMPARE_COLUMNS, write_compare_report
+from transferkit.report.metrics import comparison_sentence, group_did_not_learn, mean_std, summary_rows
 from transferkit.report.tables import comparison_table
 
 BASELINE = "scratch"
@@ -93,7 +93,7 @@ def compare(*args: Any, config: CompareConfig | None = None, console: Console | 
                                           "wall_time_s": time.perf_counter() - run.start})
     write_compare_report(run.out, summary, notes, labels, run.budgets, run.title, run.intro(""),
                          1.0 / run.full.num_classes)
-    console.print(comparison_table(COMPARE_COLUMNS, compare_rows(summary),
+    console.print(comparison_table(COMPARE_COLUMNS, summary_rows(summary, COMPARE_COLUMNS),
                                    title=f"{run.title} — mean ± std over {len(run.seeds)} seeds"))
     for line in notes:
         console.print(f"  • {line}")

@@ -25,8 +25,8 @@ from transferkit.api.compare import BASELINE, findings
 from transferkit.api.grid_job import run_grid_job
 from transferkit.api.runs import RunResult, write_json
 from transferkit.options import CurveConfig
-from transferkit.report.curve import CURVE_COLUMNS, curve_rows, write_curve_report
-from transferkit.report.metrics import group_did_not_learn, mean_std
+from transferkit.report.curve import CURVE_COLUMNS, write_curve_report
+from transferkit.report.metrics import group_did_not_learn, mean_std, summary_rows
 from transferkit.report.tables import comparison_table
 
 SETTINGS_FILE = "curve.json"
@@ -87,7 +87,7 @@ def curve(*args: Any, config: CurveConfig | None = None, console: Console | None
                       " The x axis of the plot is logarithmic and 'all' sits at its mean training size per class.")
     write_json(run.out / "metrics.json", metrics)
     write_curve_report(run.out, metrics, labels, run.budgets, run.title, intro, 1.0 / run.full.num_classes)
-    console.print(comparison_table(CURVE_COLUMNS, curve_rows(summary),
+    console.print(comparison_table(CURVE_COLUMNS, summary_rows(summary, CURVE_COLUMNS),
                                    title=f"{run.title} — mean ± std over {len(run.seeds)} seeds"))
     for line in notes:
         console.print(f"  • {line}")

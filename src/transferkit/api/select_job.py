@@ -58,9 +58,9 @@ from transferkit.data.base import ImageSet
 from transferkit.data.prepare import to_batches
 from transferkit.data.splits import labelled_budget_indices, parse_classes
 from transferkit.errors import ConfigError
-from transferkit.report.metrics import flag
+from transferkit.report.metrics import flag, num
 from transferkit.report.plots import plot_score_vs_accuracy
-from transferkit.report.select import fmt, verification_lines, write_select_report
+from transferkit.report.select import verification_lines, write_select_report
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import FinishedWork, check_output_dir, staged_output
 from transferkit.transferability import SCORES
@@ -514,12 +514,12 @@ def _ranking_rows(entries: list[dict[str, Any]], names: list[str],
     rows = []
     for e in entries:
         t = e["time"]
-        row = [str(e["rank"]) if e["rank"] is not None else "-", e["name"], *[fmt(e["scores"][n]) for n in names]]
+        row = [str(e["rank"]) if e["rank"] is not None else "-", e["name"], *[num(e["scores"][n]) for n in names]]
         row += [f"{t['total_s']:.2f}"] if compact else [f"{t['load_s']:.2f}", f"{t['features_s']:.2f}",
                                                         f"{t['scores_s']:.3f}", e["feature_cache"]]
         if similar:
             sim = (e.get("similarity") or {}).get("values") or {}
-            row += [fmt(sim.get(k)) for k in SIMILARITY_MEASURES]
+            row += [num(sim.get(k)) for k in SIMILARITY_MEASURES]
         if verified:
             v = e.get("verification")
             cells = [flag(f"{v['accuracy']:.4f}", bool(v.get("did_not_learn"))),

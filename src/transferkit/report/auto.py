@@ -7,11 +7,7 @@ from typing import Any
 
 from transferkit import atomic
 from transferkit.report.markdown import markdown_table
-from transferkit.report.metrics import DID_NOT_LEARN
-
-
-def num(x: Any) -> str:
-    return f"{x:.4f}" if isinstance(x, (int, float)) and x == x else "n/a"
+from transferkit.report.metrics import DID_NOT_LEARN, num
 
 
 def write_auto_report(path: Path, m: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.report.markdown import comparison_report
-from transferkit.report.metrics import accuracy_series, flag
+from transferkit.report.metrics import accuracy_series, summary_rows
 from transferkit.report.plots import plot_curve
 
 CURVE_COLUMNS = ["strategy", "labels/class", "test accuracy", "macro-F1", "val accuracy", "wall time (s)", "seeds"]
@@ -30,16 +30,6 @@ def _x_positions(summary: Sequence[dict[str, Any]], budgets: Sequence[int | None
             xs.append(2.0 * top if top else 1.0)
         ticks.append(f"all\n(≈{size:.0f})" if size is not None else "all")
     return xs, ticks
-def curve_rows(summary: Sequence[dict[str, Any]]) -> list[list[str]]:
-    """One row per (variant, budget): means ± std, a 'did not learn' row flagged."""
-    return [[r["strategy"], str(r["labels_per_class"] or "all"),
-             flag(f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}", r["did_not_learn"]),
-             f"{r['macro_f1_mean']:.3f} ± {r['macro_f1_std']:.3f}",
-             f"{r['val_accuracy_mean']:.3f} ± {r['val_accuracy_std']:.3f}"
-             if r["val_accuracy_mean"] == r["val_accuracy_mean"] else "- (no validation set)",
-             f"{r['wall_time_s_mean']:.2f} ± {r['wall_time_s_std']:.2f}", str(r["seeds"])] for r in summary]
-
-
 def write_curve_report(out: Path, metrics: dict[str, Any], labels: list[str], budgets: Sequence[int | None],
                        title: str, intro: list[str], chance: float) -> None:
     """``curve.png`` (log x axis, 'all' at its mean training size per class) and report.md."""
@@ -48,4 +38,4 @@ def write_curve_report(out: Path, metrics: dict[str, Any], labels: list[str], bu
     series = accuracy_series(summary, labels, budgets)
     plot_curve(xs, ticks, series, out / "curve.png", title=title, chance=chance)
     comparison_report(out / "report.md", f"Label-efficiency curve: {title}", intro, CURVE_COLUMNS,
-                      curve_rows(summary), ["curve.png"], metrics["findings"])
+                      summary_rows(summary, CURVE_COLUMNS), ["curve.png"], metrics["findings"])

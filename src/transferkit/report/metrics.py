@@ -104,6 +104,36 @@ def flag(accuracy_text: str, at_chance: bool) -> str:
     return f"{accuracy_text} ({DID_NOT_LEARN})" if at_chance else accuracy_text
 
 
+def num(x: Any, digits: int = 4) -> str:
+    """A number for a report: ``digits`` decimals, or "n/a" for a missing value (``None``, NaN, not a number)."""
+    ok = isinstance(x, int | float) and not isinstance(x, bool) and x == x
+    return f"{x:.{digits}f}" if ok else "n/a"
+
+
+def _mean_std(row: dict[str, Any], metric: str, digits: int = 3) -> str:
+    return f"{row[metric + '_mean']:.{digits}f} ± {row[metric + '_std']:.{digits}f}"
+
+
+# the columns a grid's summary table may show (compare, curve), each a function of one summary row
+SUMMARY_CELLS: dict[str, Any] = {
+    "strategy": lambda r: r["strategy"],
+    "labels/class": lambda r: str(r["labels_per_class"] or "all"),
+    "test accuracy": lambda r: flag(_mean_std(r, "accuracy"), r["did_not_learn"]),
+    "macro-F1": lambda r: _mean_std(r, "macro_f1"),
+    "val accuracy": lambda r: _mean_std(r, "val_accuracy") if r["val_accuracy_mean"] == r["val_accuracy_mean"]
+    else "- (no validation set)",
+    "train time (s)": lambda r: _mean_std(r, "train_time_s", 2),
+    "wall time (s)": lambda r: _mean_std(r, "wall_time_s", 2),
+    "seeds": lambda r: str(r["seeds"]),
+}
+
+
+def summary_rows(summary: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[list[str]]:
+    """One table row per summary row (a strategy at a budget: means ± std over seeds) with ``columns``
+    (:data:`SUMMARY_CELLS`); a row that did not learn is flagged in its accuracy cell."""
+    return [[SUMMARY_CELLS[c](r) for c in columns] for r in summary]
+
+
 def comparison_sentence(name: str, other: str, diff: float, spread: float, seeds: int,
                         name_at_chance: bool, other_at_chance: bool) -> str:
     """"``name`` <verdict> ``other``" for a findings list, or — when either did not learn — "``name`` vs ``other``:

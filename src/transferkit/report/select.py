@@ -8,10 +8,7 @@ from typing import Any
 
 from transferkit import atomic
 from transferkit.report.markdown import markdown_table
-
-
-def fmt(x: float | None, digits: int = 4) -> str:
-    return "n/a" if x is None else f"{x:.{digits}f}"
+from transferkit.report.metrics import num
 
 
 def verification_lines(metrics: dict[str, Any]) -> list[str]:
@@ -33,7 +30,7 @@ def verification_lines(metrics: dict[str, Any]) -> list[str]:
         if c["kendall_tau"] is None and c["pearson_r"] is None:
             corr = c["note"] or "n/a"
         else:
-            corr = f"Kendall τ = {fmt(c['kendall_tau'], 3)}, Pearson r = {fmt(c['pearson_r'], 3)} (n = {c['n']})"
+            corr = f"Kendall τ = {num(c['kendall_tau'], 3)}, Pearson r = {num(c['pearson_r'], 3)} (n = {c['n']})"
         top = "" if c["top1_match"] is None else (
             f"; top-1 agrees ({c['top1_by_score']})" if c["top1_match"] else
             f"; top-1 differs: {c['top1_by_score']} by score vs {c['top1_by_accuracy']} by {split} accuracy")
@@ -91,7 +88,7 @@ def write_select_report(path: Path, metrics: dict[str, Any], columns: list[str],
                   "(validation accuracy is in the table too); selection itself never saw it.", "",
                   markdown_table(["score", "n", "Kendall τ", "Pearson r", "top-1 by score", f"top-1 by {split} acc",
                                   "agree"],
-                                 [[n, c["n"], fmt(c["kendall_tau"], 3), fmt(c["pearson_r"], 3),
+                                 [[n, c["n"], num(c["kendall_tau"], 3), num(c["pearson_r"], 3),
                                    c["top1_by_score"] or "-", c["top1_by_accuracy"] or "-",
                                    "-" if c["top1_match"] is None else ("yes" if c["top1_match"] else "no")]
                                   for n, c in ver["correlations"].items()]), ""]
