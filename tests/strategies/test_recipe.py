@@ -117,12 +117,10 @@ def test_cli_steps_flag_and_its_errors(command, tmp_path, capsys):
     from types import SimpleNamespace
 
     from transferkit.cli.config import parse_generated
-    from transferkit.cli.main import build_parser, main
+    from transferkit.cli.main import main
 
-    if command == "transfer":  # its flags are generated from TransferConfig
-        args = SimpleNamespace(**parse_generated(command, ["--source", "x", "--steps", "50"]).flat())
-    else:
-        args = build_parser()[0].parse_args([command, "--source", "x", "--steps", "50"])
+    # their flags are generated from their configurations (TransferConfig, CompareConfig, CurveConfig)
+    args = SimpleNamespace(**parse_generated(command, ["--source", "x", "--steps", "50"]).flat())
     assert args.steps == 50 and args.epochs is None and args.patience is None
     out = str(tmp_path / "o")
     assert main([command, "--source", "no-such-source", "--steps", "5", "--epochs", "2", "--out", out]) == 2
