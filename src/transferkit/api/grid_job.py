@@ -100,7 +100,8 @@ def run_grid_job(kind: str, cfg: GridConfig, console: Console, artefacts: tuple[
     finished in ``cfg.out`` (resumable; see :func:`transferkit.api.grid.run_grid`)."""
     start = time.perf_counter()
     src, task, grid, train = cfg.source, cfg.task, cfg.grid, cfg.train
-    variants = parse_variants(parse_specs(grid.strategies))  # validates every variant before anything is loaded
+    specs = parse_specs(grid.strategies)
+    variants = parse_variants(specs)  # validates every variant before anything is loaded
     budgets, seeds = parse_labels_per_class(grid.labels_per_class), parse_seeds(grid.seeds)
     if train.seed != TrainOptions.seed:
         raise ConfigError("seed", f"unset in {kind}: every cell takes its seed from seeds", train.seed,
@@ -110,7 +111,7 @@ def run_grid_job(kind: str, cfg: GridConfig, console: Console, artefacts: tuple[
     require_one_process(TrainConfig(**shared), kind)  # fail fast (and every value checked)
     record = cfg.record(kind)
     del record["restart"]  # a rerun with --config out/config.yaml resumes: it must not delete the cells
-    record.update(labels_per_class=budgets, seeds=seeds, strategies=parse_specs(grid.strategies))
+    record.update(labels_per_class=budgets, seeds=seeds, strategies=specs)
     if isinstance(src.source, Backbone):
         record["source"] = src.source.arch
     built = {v.label: make_strategy(v.strategy, options=v.options) for v in variants}
