@@ -24,13 +24,16 @@ VALUES = {"source": "src", "data": "digits", "classes": "0-4", "labels_per_class
           "overwrite": True, "deterministic": False, "options": {"bn": "frozen", "r": 8}, "min_lr": 1e-5, "max_lr": 0.5,
           "teacher": "runs/t", "student": "lenet", "unlabelled": 100, "temperature": 2.0, "alpha": 0.5,
           "hint_layer": "stages.conv2", "teacher_layer": "stages.conv2", "hint_weight": 0.5, "baseline": False,
-          "latency": False}
+          "latency": False, "method": "prototypes", "evaluate_on": "rest", "iterations": 3, "max_pairs": 10,
+          "head_c": 0.5, "n_way": 3, "n_query": 4, "episodes": 50, "episode_classifier": "logistic", "split": "train",
+          "labels": "a,b", "templates": ("T {label}", "{label}"), "descriptions": "d.yaml"}
 GRID = {"labels_per_class": "2,5,all", "seeds": "0,4", "strategies": ("lp=linear_probe", "finetune:bn=frozen"),
         "test_per_class": 20, "title": "T", "restart": True, "head_init": True}  # a grid's own values
 SPECIAL = {"head_init": ["--no-head-init"], "progress": ["--no-progress"], "deterministic": ["--no-deterministic"],
            "baseline": ["--no-baseline"], "latency": ["--no-latency"],
            "options": ["--option", "bn=frozen", "--option", "r=8"],
-           "strategies": ["--strategies", "lp=linear_probe", "--strategy", "finetune:bn=frozen"]}
+           "strategies": ["--strategies", "lp=linear_probe", "--strategy", "finetune:bn=frozen"],
+           "templates": ["--template", "T {label}", "--template", "{label}"]}
 
 
 def _flags(name, values=VALUES):
@@ -138,4 +141,4 @@ def test_the_top_level_listing_describes_each_generated_command_as_its_configura
     from transferkit.cli.main import GENERATED
 
     assert set(GENERATED) == set(CONFIGS)
-    assert all(GENERATED[name] == CONFIGS[name].__doc__ for name in CONFIGS)
+    assert all(GENERATED[name] == " ".join(str(CONFIGS[name].__doc__).split()) for name in CONFIGS)

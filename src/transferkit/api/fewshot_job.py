@@ -59,11 +59,10 @@ from transferkit.few_shot.methods import FEW_SHOT_METHODS
 from transferkit.few_shot.prototypes import class_prototypes
 from transferkit.few_shot.setfit import CosinePairLoss, fit_logistic_head, make_pairs
 from transferkit.few_shot.zeroshot import DEFAULT_TEMPLATE, label_prompts
+from transferkit.options import FewshotConfig, SetFitOptions, ZeroshotConfig
 from transferkit.provenance import provenance
-from transferkit.report.fewshot import write_fewshot_report
-from transferkit.report.markdown import run_report
+from transferkit.report.fewshot import write_episodes_report, write_fewshot_report, write_zeroshot_report
 from transferkit.report.metrics import classification_metrics, did_not_learn, majority_rate
-from transferkit.report.plots import plot_confusion
 from transferkit.report.tables import metrics_table
 from transferkit.rundir import check_output_dir, run_session
 
@@ -96,10 +95,9 @@ def _evaluation_set(data: str, full: AnyDataset, train_idx: np.ndarray, classes:
     return full.subset(rest, f"{full.name}[rest]"), "rest of the training split"
 
 
-def _setfit(model: Backbone, support: TensorBatches, num_classes: int, seed: int, iterations: int,
-            max_pairs: int | None, epochs: int, batch_size: int, lr: float, head_c: float,
+def _setfit(model: Backbone, support: TensorBatches, num_classes: int, seed: int, s: SetFitOptions,
             console: Console, progress: bool) -> dict[str, Any]:
-    pairs, targets = make_pairs(support.y.numpy(), iterations, seed, max_pairs)
+    pairs, targets = make_pairs(support.y.numpy(), s.iterations, seed, s.max_pairs)
     params = list(model.stages.parameters())
     for p in params:
         p.requires_grad_(True)
@@ -117,13 +115,13 @@ def _setfit(model: Backbone, support: TensorBatches, num_classes: int, seed: int
 
     try:
         fit = fit_pairs(model.forward_features, params, model, support, pairs, targets, CosinePairLoss(),
-                        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=report)
+                        epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=seed, progress=report)
     finally:
         if bar is not None:
             bar.stop()
     start = time.perf_counter()
     feats = extract_features(model, support)
-    weight, bias = fit_logistic_head(feats, support.y, num_classes, seed=seed, c=head_c)
+    weight, bias = fit_logistic_head(feats, support.y, num_classes, seed=seed, c=s.head_c)
     model.reset_classifier(num_classes)
     with torch.no_grad():
         model.head.weight.copy_(weight)
@@ -134,122 +132,116 @@ def _setfit(model: Backbone, support: TensorBatches, num_classes: int, seed: int
             "losses": fit.losses}
 
 
-def fewshot(
-    source: str | Path | Backbone = "minilm", data: str = "ag_news", method: str = "setfit",
-    labels_per_class: int = 8, classes: str | list[int] | None = None, seed: int = 0,
-    out: str | Path = "runs/fewshot", evaluate_on: str = "auto", iterations: int = 20, max_pairs: int | None = None,
-    epochs: int = 1, batch_size: int = 16, lr: float = 2e-5, head_c: float = 1.0, n_way: int = 5,
-    n_query: int = 15, episodes: int = 600, episode_classifier: str = "prototypes", max_length: int | None = None,
-    image_size: int | None = None, strict: bool = False, convert_channels: bool = False, overwrite: bool = False,
-    progress: bool = True, console: Console | None = None,
-) -> RunResult:
+def _fit(model: Backbone, support: TensorBatches, num_classes: int, c: FewshotConfig, console: Console
+         ) -> dict[str, Any]:
+    """Fit ``model``'s head (prototypes) or body and head (SetFit) on the support set; the run's details."""
+    torch.manual_seed(c.seed)
+    if c.method == "setfit":
+        return _setfit(model, support, num_classes, c.seed, c.setfit, console, c.progress)
+    t = time.perf_counter()
+    model.set_cosine_head(class_prototypes(extract_features(model, support), support.y, num_classes))
+    return {"fit_s": time.perf_counter() - t}
+
+
+def _selection(c: FewshotConfig) -> str:
+    """How the final model's settings were chosen (none were: a fixed recipe), for the labels record."""
+    how = (f" (head C = {c.setfit.head_c:g}, {c.setfit.iterations} iterations)" if c.method == "setfit"
+           else " (class means of the support features)")
+    return (f"no selection (fixed recipe): {c.method} with its given settings{how}; every one of the K labels per "
+            "class fitted the final model")
+
+
+def fewshot(*args: Any, config: FewshotConfig | None = None, console: Console | None = None,
+            **options: Any) -> RunResult:
     """Few-shot transfer of ``source`` to ``data`` from ``labels_per_class`` examples per class (see the module doc).
 
-    SetFit options: ``iterations`` (pairs per example and iteration: one positive, one negative), ``max_pairs``
-    (cap), ``epochs``, ``batch_size`` (pairs per step), ``lr`` (AdamW, linear warm-up/decay), ``head_c``
-    (inverse L2 strength of the logistic-regression head). Episode options: ``n_way``, ``n_query``, ``episodes``,
-    ``episode_classifier`` (prototypes or logistic); K = ``labels_per_class``.
+    ``fewshot(source, data, **options)`` or ``fewshot(config=FewshotConfig(...))``: the options are the flat names of
+    :class:`~transferkit.options.FewshotConfig` — ``method``, ``labels_per_class``, ``evaluate_on``, ``seed``; SetFit's
+    ``iterations`` (pairs per example and iteration: one positive, one negative), ``max_pairs`` (cap), ``epochs``,
+    ``batch_size`` (pairs per step), ``lr`` (AdamW, linear warm-up/decay), ``head_c`` (inverse L2 strength of the
+    logistic-regression head); the episodes' ``n_way``, ``n_query``, ``episodes``, ``episode_classifier``
+    (prototypes or logistic; K = ``labels_per_class``). ``source`` may also be a :class:`Backbone` object.
     """
+    c = FewshotConfig.given(config, args, options)
+    record = c.record("fewshot")
+    src, task = c.source, c.data
+    if isinstance(src.source, Backbone):
+        record["source"] = f"<{src.source.arch} model object>"
     console = console or Console()
-    config = {"command": "fewshot", **{k: str(v) if isinstance(v, Path) else v for k, v in locals().items()
-                                       if k not in ("console",)}}
-    if isinstance(source, Backbone):
-        config["source"] = f"<{source.arch} model object>"
-    if method not in FEW_SHOT_METHODS:
-        raise FEW_SHOT_METHODS.unknown(method)
-    if episode_classifier not in CLASSIFIERS:
-        raise ConfigError("episode_classifier", f"one of {', '.join(CLASSIFIERS)}", episode_classifier)
-    if labels_per_class < 1:
-        raise ConfigError("labels_per_class", "≥ 1", labels_per_class)
-    check_output_dir(out, _inputs(config))  # before anything loads (run_session checks again)
+    if c.method not in FEW_SHOT_METHODS:
+        raise FEW_SHOT_METHODS.unknown(c.method)
+    if c.episode.episode_classifier not in CLASSIFIERS:
+        raise ConfigError("episode_classifier", f"one of {', '.join(CLASSIFIERS)}", c.episode.episode_classifier)
+    if c.labels_per_class < 1:
+        raise ConfigError("labels_per_class", "≥ 1", c.labels_per_class)
+    check_output_dir(c.out, _inputs(record))  # before anything loads (run_session checks again)
     set_threads()
     start = time.perf_counter()
-    base, source_meta = load_source(source, image_size, max_length=max_length)
-    full = load_task(data, "train", classes, strict)
-    check_channels(full, base, convert_channels, f"--data {data}")
-    lineage = {"kind": "fewshot", "method": method, "source": source_meta.get("source", str(source)),
-               "source_lineage": source_meta.get("lineage"), "data": data, "classes": parse_classes(classes),
-               "labels_per_class": labels_per_class, "seed": seed}
-    if method == "episodes":
-        return _episodes_run(base, full, data, labels_per_class, n_way, n_query, episodes, episode_classifier, seed,
-                             out, config, lineage, overwrite, start, console)
-    train_idx = k_per_class(full, labels_per_class, seed)
-    support = full.subset(train_idx, f"{full.name}[{labels_per_class}/class]")
-    evaluation, eval_name = _evaluation_set(data, full, train_idx, classes, strict, evaluate_on)
+    base, source_meta = load_source(src.source, src.image_size, src.weights, src.max_length)
+    full = load_task(task.data, "train", task.classes, task.strict)
+    check_channels(full, base, task.convert_channels, f"--data {task.data}")
+    lineage = {"kind": "fewshot", "method": c.method, "source": source_meta.get("source", str(src.source)),
+               "source_lineage": source_meta.get("lineage"), "data": task.data,
+               "classes": parse_classes(task.classes), "labels_per_class": c.labels_per_class, "seed": c.seed}
+    if c.method == "episodes":
+        return _episodes_run(base, full, c, record, lineage, start, console)
+    k = c.labels_per_class
+    train_idx = k_per_class(full, k, c.seed)
+    support = full.subset(train_idx, f"{full.name}[{k}/class]")
+    evaluation, eval_name = _evaluation_set(task.data, full, train_idx, task.classes, task.strict, c.evaluate_on)
     model = copy.deepcopy(base)
     model.eval()
-    support_b = to_batches(support, model.input_spec)
-    eval_b = to_batches(evaluation, model.input_spec)
-    details: dict[str, Any] = {}
-    torch.manual_seed(seed)
-    if method == "prototypes":
-        t = time.perf_counter()
-        protos = class_prototypes(extract_features(model, support_b), support_b.y, full.num_classes)
-        model.set_cosine_head(protos)
-        details["fit_s"] = time.perf_counter() - t
-    else:
-        details = _setfit(model, support_b, full.num_classes, seed, iterations, max_pairs, epochs, batch_size, lr,
-                          head_c, console, progress)
+    support_b, eval_b = to_batches(support, model.input_spec), to_batches(evaluation, model.input_spec)
+    details = _fit(model, support_b, full.num_classes, c, console)
     t = time.perf_counter()
     metrics = score(model, eval_b, full.classes)
     details["evaluate_s"] = time.perf_counter() - t
     losses = details.pop("losses", None)
     metrics["did_not_learn"] = did_not_learn(metrics["accuracy"], metrics["n"],
                                              majority_rate(metrics["confusion_matrix"]))
-    metrics = {"task": "fewshot", "method": method, "split": eval_name, **metrics, "labels_per_class": labels_per_class,
-               "n_train": len(support), "seed": seed, "details": details,
-               "labels": labels_record(labels_per_class, None, len(support), 0,
-                                       f"no selection (fixed recipe): {method} with its given settings"
-                                       + (f" (head C = {head_c:g}, {iterations} iterations)" if method == "setfit"
-                                          else " (class means of the support features)")
-                                       + "; every one of the K labels per class fitted the final model",
-                                       support.fingerprint(), train_idx),
+    metrics = {"task": "fewshot", "method": c.method, "split": eval_name, **metrics, "labels_per_class": k,
+               "n_train": len(support), "seed": c.seed, "details": details,
+               "labels": labels_record(k, None, len(support), 0, _selection(c), support.fingerprint(), train_idx),
                "total_params": model.num_parameters(), "total_time_s": time.perf_counter() - start,
-               "provenance": provenance(seed, {"train": support_b.key, "evaluation": eval_b.key})}
-    with run_session(Path(out), overwrite=overwrite, config=config, sources=_inputs(config)) as session:
+               "provenance": provenance(c.seed, {"train": support_b.key, "evaluation": eval_b.key})}
+    with run_session(Path(c.out), overwrite=c.overwrite, config=record, sources=_inputs(record)) as session:
         tmp = session.path
-        write_yaml(tmp / "config.yaml", config)
+        write_yaml(tmp / "config.yaml", record)
         save_bundle(model, {"classes": full.classes, "lineage": lineage, "metrics": {
-            k: metrics[k] for k in ("split", "accuracy", "macro_f1", "n")}, "config": config}, tmp / "bundle")
+            key: metrics[key] for key in ("split", "accuracy", "macro_f1", "n")}, "config": record}, tmp / "bundle")
         write_json(tmp / "metrics.json", metrics)
-        write_fewshot_report(tmp, metrics, losses, full.classes, lineage["source"], data, len(evaluation))
-    console.print(metrics_table(metrics, f"fewshot {method} → {out}  ({eval_name})"))
-    return RunResult(Path(out), metrics, model, {"classes": full.classes, "lineage": lineage})
+        write_fewshot_report(tmp, metrics, losses, full.classes, lineage["source"], task.data, len(evaluation))
+    console.print(metrics_table(metrics, f"fewshot {c.method} → {c.out}  ({eval_name})"))
+    return RunResult(Path(c.out), metrics, model, {"classes": full.classes, "lineage": lineage})
 
 
-def _episodes_run(model: Backbone, pool: AnyDataset, data: str, k_shot: int, n_way: int, n_query: int,
-                  episodes: int, classifier: str, seed: int, out: str | Path, config: dict[str, Any],
-                  lineage: dict[str, Any], overwrite: bool, start: float, console: Console) -> RunResult:
-    n_way = min(n_way, pool.num_classes) if n_way > pool.num_classes and pool.num_classes >= 2 else n_way
+def _episodes_run(model: Backbone, pool: AnyDataset, c: FewshotConfig, record: dict[str, Any],
+                  lineage: dict[str, Any], start: float, console: Console) -> RunResult:
+    e, k_shot = c.episode, c.labels_per_class
+    n_way = min(e.n_way, pool.num_classes) if e.n_way > pool.num_classes and pool.num_classes >= 2 else e.n_way
     batches = to_batches(pool, model.input_spec)
     t = time.perf_counter()
     feats = extract_features(model, batches)
     extract_s = time.perf_counter() - t
-    result = evaluate_episodes(feats, pool.labels, n_way, k_shot, n_query, episodes, seed, classifier)
-    if episodes < 100:
-        console.print(f"[yellow]note[/]: only {episodes} episodes; the usual protocol uses ≥ 100 (600 by default) "
+    result = evaluate_episodes(feats, pool.labels, n_way, k_shot, e.n_query, e.episodes, c.seed, e.episode_classifier)
+    if e.episodes < 100:
+        console.print(f"[yellow]note[/]: only {e.episodes} episodes; the usual protocol uses ≥ 100 (600 by default) "
                       "for a tight confidence interval", highlight=False)
     metrics = {"task": "fewshot", "method": "episodes", "split": "training split (labelled pool)",
-               **result.to_dict(), "pool": len(pool), "seed": seed, "feature_extraction_s": extract_s,
+               **result.to_dict(), "pool": len(pool), "seed": c.seed, "feature_extraction_s": extract_s,
                "labels": {**labels_record(k_shot, None, 0, 0, "no selection and no final model: an evaluation "
                                           "protocol — every episode fits its classifier on K support examples per "
                                           "class drawn afresh from the pool"), "train_final_model": None},
                "total_time_s": time.perf_counter() - start,
-               "provenance": provenance(seed, {"pool": batches.key})}
-    with run_session(Path(out), overwrite=overwrite, config=config, sources=_inputs(config)) as session:
+               "provenance": provenance(c.seed, {"pool": batches.key})}
+    with run_session(Path(c.out), overwrite=c.overwrite, config=record, sources=_inputs(record)) as session:
         tmp = session.path
-        write_yaml(tmp / "config.yaml", config)
+        write_yaml(tmp / "config.yaml", record)
         write_json(tmp / "metrics.json", {**metrics, "episode_accuracies": result.accuracies})
-        facts = {"job": "fewshot (episodic evaluation)", "source": lineage["source"], "data": data,
-                 "episodes": f"{episodes} × {result.n_way}-way {k_shot}-shot, {n_query} queries per class",
-                 "classifier": classifier, "accuracy": f"{result.mean:.4f} ± {result.ci95:.4f} (95 % CI)",
-                 "features": f"{len(pool)} examples in {extract_s:.1f} s", "seed": seed}
-        run_report(tmp / "report.md", "transferkit few-shot episodic evaluation", facts, None, (),
-                   ["Each episode samples its classes, support and query examples afresh from the labelled pool; "
-                    "the interval is 1.96 · std / √episodes."])
-    console.print(f"{episodes} episodes, {result.n_way}-way {k_shot}-shot: accuracy {result.mean:.4f} ± "
-                  f"{result.ci95:.4f} (95 % CI) → {out}")
-    return RunResult(Path(out), metrics, None, {"lineage": lineage})
+        write_episodes_report(tmp, metrics, lineage["source"], c.data.data, e.episode_classifier)
+    console.print(f"{e.episodes} episodes, {result.n_way}-way {k_shot}-shot: accuracy {result.mean:.4f} ± "
+                  f"{result.ci95:.4f} (95 % CI) → {c.out}")
+    return RunResult(Path(c.out), metrics, None, {"lineage": lineage})
 
 
 def _read_descriptions(descriptions: str | Path | Mapping[str, str] | None) -> dict[str, str]:
@@ -276,94 +268,88 @@ def label_embeddings(model: Backbone, prompts: Sequence[Sequence[str]]) -> torch
     return torch.nn.functional.normalize(torch.stack(out), dim=1)
 
 
-def zeroshot(
-    source: str | Path | Backbone = "minilm", data: str | None = None, labels: str | Sequence[str] | None = None,
-    templates: str | Sequence[str] | None = None, descriptions: str | Path | Mapping[str, str] | None = None,
-    split: str = "test", classes: str | list[int] | None = None, out: str | Path = "runs/zeroshot",
-    max_length: int | None = None, strict: bool = False, overwrite: bool = False, console: Console | None = None,
-) -> RunResult:
+def _scored_data(c: ZeroshotConfig, model: Backbone, label_list: list[str], notes: list[str],
+                 console: Console) -> tuple[AnyDataset | None, str | None, list[str]]:
+    """The labelled data to score (``data``'s ``split``, else its train split), and the labels (default: its class
+    names); every class of the data must be among the labels."""
+    if c.data is None:
+        return None, None, label_list
+    used_split = c.split if has_split(c.data, c.split) else "train"
+    if used_split != c.split:
+        notes.append(f"--data {c.data} has no '{c.split}' split; the '{used_split}' split was scored instead.")
+    ds = load_task(c.data, used_split, c.classes, c.strict)
+    check_channels(ds, model, False, f"--data {c.data}")
+    label_list = label_list or list(ds.classes)
+    missing = [k for k, n in zip(ds.classes, ds.class_counts(), strict=True) if n and k not in label_list]
+    if missing:
+        raise ValueError(f"--data {c.data}: classes {missing} are not among the zero-shot labels {label_list}; "
+                         "add them to --labels or keep only the others with --classes")
+    absent = [lab for lab in label_list if lab not in ds.classes or not ds.class_counts()[ds.classes.index(lab)]]
+    if absent:
+        msg = (f"labels {absent} have no examples in {c.data} ({used_split}); they can still be predicted, "
+               "and each such prediction counts as an error")
+        console.print(f"[yellow]note[/]: {msg}", highlight=False)
+        notes.append(msg)
+    return ds, used_split, label_list
+
+
+def zeroshot(*args: Any, config: ZeroshotConfig | None = None, console: Console | None = None,
+             **options: Any) -> RunResult:
     """Zero-shot text classification by similarity to label prompts (see the module docstring).
 
-    ``labels``: the label names (comma-separated or a list; default: the data's class names); ``templates``: one
-    or more strings with ``{label}`` (default ``"This text is about {label}."``); ``descriptions``: a mapping (or
-    YAML/JSON file) ``label: description`` that replaces the templates for those labels. With ``data`` the
-    ``split`` (falls back to ``train`` when there is no such split) is scored; its classes must all be among the
-    labels (matched by name). Writes a run directory with a bundle whose head holds the label embeddings.
+    ``zeroshot(source, data, **options)`` or ``zeroshot(config=ZeroshotConfig(...))`` (flat names of
+    :class:`~transferkit.options.ZeroshotConfig`). ``labels``: the label names (comma-separated or a list; default:
+    the data's class names); ``templates``: one or more strings with ``{label}`` (default ``"This text is about
+    {label}."``); ``descriptions``: a mapping (or YAML/JSON file) ``label: description`` that replaces the templates
+    for those labels. With ``data`` the ``split`` (falls back to ``train`` when there is no such split) is scored;
+    its classes must all be among the labels (matched by name). Writes a run directory with a bundle whose head
+    holds the label embeddings.
     """
+    c = ZeroshotConfig.given(config, args, options)
+    record = c.record("zeroshot")
+    if isinstance(c.source, Backbone):
+        record["source"] = f"<{c.source.arch} model object>"
     console = console or Console()
-    config = {"command": "zeroshot", **{k: str(v) if isinstance(v, Path) else v for k, v in locals().items()
-                                        if k not in ("console",)}}
-    if isinstance(source, Backbone):
-        config["source"] = f"<{source.arch} model object>"
-    check_output_dir(out, _inputs(config))  # before anything loads (run_session checks again)
+    check_output_dir(c.out, _inputs(record))  # before anything loads (run_session checks again)
     set_threads()
     start = time.perf_counter()
-    model, source_meta = load_source(source, max_length=max_length)
+    model, source_meta = load_source(c.source, max_length=c.max_length)
     if model.input_spec.modality != "text":
         raise ValueError(f"zero-shot classification needs a text encoder (e.g. minilm); {model.arch} takes "
                          f"{model.input_spec.modality} input. Zero-shot over images by description needs a joint "
                          "image-text model (CLIP-like), which transferkit does not ship offline")
-    label_list = [s.strip() for s in labels.split(",")] if isinstance(labels, str) else list(labels or [])
-    templates_list = [templates] if isinstance(templates, str) else list(templates or [DEFAULT_TEMPLATE])
-    ds, used_split, notes = None, None, []
-    if data is not None:
-        used_split = split if has_split(data, split) else "train"
-        if used_split != split:
-            notes.append(f"--data {data} has no '{split}' split; the '{used_split}' split was scored instead.")
-        ds = load_task(data, used_split, classes, strict)
-        check_channels(ds, model, False, f"--data {data}")
-        if not label_list:
-            label_list = list(ds.classes)
-        missing = [c for c, n in zip(ds.classes, ds.class_counts(), strict=True) if n and c not in label_list]
-        if missing:
-            raise ValueError(f"--data {data}: classes {missing} are not among the zero-shot labels {label_list}; "
-                             "add them to --labels or keep only the others with --classes")
-        absent = [lab for lab in label_list if lab not in ds.classes or not ds.class_counts()[ds.classes.index(lab)]]
-        if absent:
-            msg = (f"labels {absent} have no examples in {data} ({used_split}); they can still be predicted, "
-                   "and each such prediction counts as an error")
-            console.print(f"[yellow]note[/]: {msg}", highlight=False)
-            notes.append(msg)
-    if len(label_list) < 2:
-        raise ValueError(f"zero-shot needs at least 2 labels, got {label_list}; give --labels A,B,… (or --data)")
-    prompts = label_prompts(label_list, templates_list, _read_descriptions(descriptions))
+    labels = [s.strip() for s in c.labels.split(",")] if isinstance(c.labels, str) else list(c.labels or [])
+    templates = [c.templates] if isinstance(c.templates, str) else list(c.templates or [DEFAULT_TEMPLATE])
+    notes: list[str] = []
+    ds, used_split, labels = _scored_data(c, model, labels, notes, console)
+    if len(labels) < 2:
+        raise ValueError(f"zero-shot needs at least 2 labels, got {labels}; give --labels A,B,… (or --data)")
+    prompts = label_prompts(labels, templates, _read_descriptions(c.descriptions))
     model = copy.deepcopy(model)
     t = time.perf_counter()
     model.set_cosine_head(label_embeddings(model, prompts))
-    embed_s = time.perf_counter() - t
-    metrics: dict[str, Any] = {"task": "zeroshot", "labels": label_list, "prompts": prompts,
-                               "label_embedding_s": embed_s}
+    metrics: dict[str, Any] = {"task": "zeroshot", "labels": labels, "prompts": prompts,
+                               "label_embedding_s": time.perf_counter() - t}
     if ds is not None:
         batches = to_batches(ds, model.input_spec)
         t = time.perf_counter()
         pred = predict_logits(model, batches).argmax(1).numpy()
-        truth = np.array([label_list.index(c) for c in ds.classes])[ds.labels]
-        metrics.update({"split": f"{used_split}", **classification_metrics(truth, pred, label_list),
+        truth = np.array([labels.index(k) for k in ds.classes])[ds.labels]
+        metrics.update({"split": f"{used_split}", **classification_metrics(truth, pred, labels),
                         "evaluate_s": time.perf_counter() - t})
     metrics["total_time_s"] = time.perf_counter() - start
-    lineage = {"kind": "zeroshot", "source": source_meta.get("source", str(source)),
-               "source_lineage": source_meta.get("lineage"), "labels": label_list, "templates": templates_list,
-               "data": data}
-    with run_session(Path(out), overwrite=overwrite, config=config, sources=_inputs(config)) as session:
+    lineage = {"kind": "zeroshot", "source": source_meta.get("source", str(c.source)),
+               "source_lineage": source_meta.get("lineage"), "labels": labels, "templates": templates, "data": c.data}
+    with run_session(Path(c.out), overwrite=c.overwrite, config=record, sources=_inputs(record)) as session:
         tmp = session.path
-        write_yaml(tmp / "config.yaml", config)
-        save_bundle(model, {"classes": label_list, "lineage": lineage, "metrics": {
-            k: metrics[k] for k in ("split", "accuracy", "macro_f1", "n") if k in metrics}, "config": config},
+        write_yaml(tmp / "config.yaml", record)
+        save_bundle(model, {"classes": labels, "lineage": lineage, "metrics": {
+            k: metrics[k] for k in ("split", "accuracy", "macro_f1", "n") if k in metrics}, "config": record},
             tmp / "bundle")
         write_json(tmp / "metrics.json", metrics)
-        images = []
-        if ds is not None:
-            plot_confusion(metrics["confusion_matrix"], label_list, tmp / "confusion_matrix.png",
-                           f"zero-shot, {used_split} split, accuracy {metrics['accuracy']:.3f}")
-            images.append("confusion_matrix.png")
-        facts = {"job": "zeroshot", "source": lineage["source"], "labels": ", ".join(label_list),
-                 "prompts": "; ".join(" | ".join(p) for p in prompts), "data": data or "-",
-                 "total time": f"{metrics['total_time_s']:.1f} s"}
-        notes.append("No labelled example was used: each label is represented by its prompts' embeddings.")
-        run_report(tmp / "report.md", "transferkit zero-shot run", facts, metrics if ds is not None else None,
-                   images, notes)
+        write_zeroshot_report(tmp, metrics, lineage["source"], c.data, notes)
     if ds is not None:
-        console.print(metrics_table(metrics, f"zeroshot → {out}  ({used_split} split)"))
+        console.print(metrics_table(metrics, f"zeroshot → {c.out}  ({used_split} split)"))
     else:
-        console.print(f"zero-shot model for labels {label_list} → {out}/bundle")
-    return RunResult(Path(out), metrics, model, {"classes": label_list, "lineage": lineage})
+        console.print(f"zero-shot model for labels {labels} → {c.out}/bundle")
+    return RunResult(Path(c.out), metrics, model, {"classes": labels, "lineage": lineage})

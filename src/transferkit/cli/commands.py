@@ -214,21 +214,14 @@ def cmd_lr_find(c: Any, console: Console) -> None:
     api.lr_find(config=c, console=console)
 
 
-def cmd_fewshot(a: argparse.Namespace, console: Console) -> None:
-    api.fewshot(a.source, a.data, method=a.method, labels_per_class=a.labels_per_class, classes=a.classes,
-                seed=a.seed, out=a.out, evaluate_on=a.evaluate_on, iterations=a.iterations, max_pairs=a.max_pairs,
-                epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, head_c=a.head_c, n_way=a.n_way, n_query=a.n_query,
-                episodes=a.episodes, episode_classifier=a.episode_classifier, max_length=a.max_length,
-                image_size=a.image_size, strict=a.strict, convert_channels=a.convert_channels,
-                overwrite=a.overwrite, progress=a.progress, console=console)
+def cmd_fewshot(c: Any, console: Console) -> None:
+    api.fewshot(config=c, console=console)
 
 
-def cmd_zeroshot(a: argparse.Namespace, console: Console) -> None:
-    if a.data is None and a.labels is None:
+def cmd_zeroshot(c: Any, console: Console) -> None:
+    if c.data is None and c.labels is None:
         raise ValueError("zeroshot needs --labels A,B,… or --data (whose class names become the labels)")
-    api.zeroshot(a.source, a.data, labels=a.labels, templates=a.templates, descriptions=a.descriptions,
-                 split=a.split, classes=a.classes, out=a.out, max_length=a.max_length, strict=a.strict,
-                 overwrite=a.overwrite, console=console)
+    api.zeroshot(config=c, console=console)
 
 
 def cmd_multitask(a: argparse.Namespace, console: Console) -> None:

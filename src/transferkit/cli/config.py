@@ -87,7 +87,7 @@ def parse_generated(command: str, argv: Sequence[str]) -> Any:
         default = cls.from_mapping(values, where=f"--config {path}: ")
         cls.check_types(values)  # argparse read a file's values through each flag's type; tyro takes them as given
     parsed = tyro.cli(cls, args=argv, default=default, prog=f"transferkit {command}",
-                      description=f"{cls.__doc__}. {CONFIG_NOTE}" + (RESUME_NOTE if resumable else ""),
+                      description=f"{' '.join(str(cls.__doc__).split())}. {CONFIG_NOTE}" + (RESUME_NOTE if resumable else ""),
                       config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagCreatePairsOff, tyro.conf.UseAppendAction))
     return _keep_unflagged(parsed, default if default is not None else cls(), argv)
 

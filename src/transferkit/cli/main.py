@@ -33,7 +33,10 @@ GENERATED = {"pretrain": "train a source model on a source task",
              "lr-find": "learning-rate range test for a strategy on a target task (plot + suggested --lr)",
              "compare": "compare strategies × labels per class × seeds (mean ± std)",
              "curve": "label-efficiency curves: accuracy vs labels per class per strategy (resumable)",
-             "distill": "knowledge distillation: teacher bundle → small student, compared with a labels-only student"}
+             "distill": "knowledge distillation: teacher bundle → small student, compared with a labels-only student",
+             "fewshot": "few-shot transfer from K examples per class: SetFit-style contrastive fine-tuning, class "
+                        "prototypes, or N-way K-shot episodic evaluation",
+             "zeroshot": "zero-shot text classification by similarity to label names or descriptions (no labels)"}
 
 STEPS_HELP = ("optimiser steps of training, whatever the dataset size (default: the strategy's recipe — finetune "
               "100, scratch 300, with warm-up + cosine); not with --epochs")
@@ -284,51 +287,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--out", default="runs/tune",
                    help="search directory: study.db, trials/, best_config.yaml, report (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-
-    p = add("fewshot", "few-shot transfer from K examples per class: SetFit-style contrastive fine-tuning, class "
-                       "prototypes, or N-way K-shot episodic evaluation")
-    p.add_argument("--source", default="minilm", help=SOURCE_HELP + " (default %(default)s)")
-    _data_options(p, default_data=None)
-    p.add_argument("--method", default="setfit", metavar="{setfit,prototypes,episodes}",
-                   help="setfit (contrastive pairs + logistic head), prototypes (cosine nearest class mean), "
-                        "episodes (episodic evaluation of frozen features) (default %(default)s)")
-    p.add_argument("--labels-per-class", type=int, default=8,
-                   help="K: labelled examples per class in total, all of them fit the model (default 8)")
-    p.add_argument("--evaluate-on", default="auto", metavar="{auto,test,rest}",
-                   help="test split, or the training examples not among the K per class (auto: test when the "
-                        "data has one)")
-    p.add_argument("--iterations", type=int, default=20, help="setfit: pair-generation iterations (default 20)")
-    p.add_argument("--max-pairs", type=int, default=None, help="setfit: at most this many pairs")
-    p.add_argument("--epochs", type=int, default=1, help="setfit: passes over the pairs (default 1)")
-    p.add_argument("--batch-size", type=int, default=16, help="setfit: pairs per step (default 16)")
-    p.add_argument("--lr", type=float, default=2e-5, help="setfit: encoder learning rate (default 2e-5)")
-    p.add_argument("--head-c", type=float, default=1.0, help="setfit: inverse L2 strength of the logistic head")
-    p.add_argument("--n-way", type=int, default=5, help="episodes: classes per episode (default 5)")
-    p.add_argument("--n-query", type=int, default=15, help="episodes: query examples per class (default 15)")
-    p.add_argument("--episodes", type=int, default=600, help="episodes: how many (default 600)")
-    p.add_argument("--episode-classifier", default="prototypes", metavar="{prototypes,logistic}",
-                   help="episodes: classifier fitted on each support set (default %(default)s)")
-    p.add_argument("--max-length", type=int, default=None, help="token limit for a text backbone --source")
-    p.add_argument("--image-size", type=int, default=None, help="input size for a pretrained image backbone")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/fewshot", help="run directory to write")
-    p.add_argument("--overwrite", action="store_true", help="replace a run directory another run holds")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-
-    p = add("zeroshot", "zero-shot text classification by similarity to label names or descriptions (no labels)")
-    p.add_argument("--source", default="minilm", help="a text backbone, or a text run/bundle (default %(default)s)")
-    p.add_argument("--data", default=None, help="labelled text data to score (optional; see 'transferkit datasets')")
-    p.add_argument("--classes", default=None, help="class indices of --data to keep (default: all)")
-    p.add_argument("--split", default="test", help="split of --data to score (default test; train when absent)")
-    p.add_argument("--labels", default=None, help="label names, comma-separated (default: the data's class names)")
-    p.add_argument("--template", dest="templates", action="append", default=None, metavar="TEXT",
-                   help="prompt with {label}, repeatable (averaged) (default: 'This text is about {label}.')")
-    p.add_argument("--descriptions", default=None, metavar="FILE",
-                   help="YAML/JSON 'label: description' that replaces the templates for those labels")
-    p.add_argument("--max-length", type=int, default=None, help="token limit for a text backbone --source")
-    p.add_argument("--strict", action="store_true", help="fail on rows with an empty text or label")
-    p.add_argument("--out", default="runs/zeroshot", help="run directory to write")
-    p.add_argument("--overwrite", action="store_true", help="replace a run directory another run holds")
 
     p = add("multitask", "train several tasks on one transferred backbone (one head per task) and compare each with "
                          "its single-task model")

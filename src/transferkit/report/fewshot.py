@@ -30,3 +30,32 @@ def write_fewshot_report(run_dir: Path, metrics: dict[str, Any], losses: list[fl
     notes = ["The K examples per class were drawn from the training split; the evaluation examples are "
              "disjoint from them and were not used for any choice."]
     run_report(run_dir / "report.md", f"transferkit few-shot run ({method})", facts, metrics, images, notes)
+
+
+def write_episodes_report(run_dir: Path, metrics: dict[str, Any], source: str, data: str, classifier: str) -> None:
+    """``report.md`` of an episodic evaluation (``fewshot --method episodes``): the protocol and the interval."""
+    facts = {"job": "fewshot (episodic evaluation)", "source": source, "data": data,
+             "episodes": f"{metrics['episodes']} × {metrics['n_way']}-way {metrics['k_shot']}-shot, "
+                         f"{metrics['n_query']} queries per class",
+             "classifier": classifier, "accuracy": f"{metrics['accuracy']:.4f} ± {metrics['ci95']:.4f} (95 % CI)",
+             "features": f"{metrics['pool']} examples in {metrics['feature_extraction_s']:.1f} s",
+             "seed": metrics["seed"]}
+    run_report(run_dir / "report.md", "transferkit few-shot episodic evaluation", facts, None, (),
+               ["Each episode samples its classes, support and query examples afresh from the labelled pool; "
+                "the interval is 1.96 · std / √episodes."])
+
+
+def write_zeroshot_report(run_dir: Path, metrics: dict[str, Any], source: str, data: str | None,
+                          notes: list[str]) -> None:
+    """``report.md`` (and the confusion matrix when labelled data was scored) of a ``zeroshot`` run."""
+    labels, prompts, images = metrics["labels"], metrics["prompts"], []
+    if "confusion_matrix" in metrics:
+        plot_confusion(metrics["confusion_matrix"], labels, run_dir / "confusion_matrix.png",
+                       f"zero-shot, {metrics['split']} split, accuracy {metrics['accuracy']:.3f}")
+        images.append("confusion_matrix.png")
+    facts = {"job": "zeroshot", "source": source, "labels": ", ".join(labels),
+             "prompts": "; ".join(" | ".join(p) for p in prompts), "data": data or "-",
+             "total time": f"{metrics['total_time_s']:.1f} s"}
+    notes = [*notes, "No labelled example was used: each label is represented by its prompts' embeddings."]
+    run_report(run_dir / "report.md", "transferkit zero-shot run", facts,
+               metrics if "confusion_matrix" in metrics else None, images, notes)
