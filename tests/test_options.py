@@ -26,18 +26,33 @@ VALUES = {"source": "src", "data": "digits", "classes": "0-4", "labels_per_class
           "hint_layer": "stages.conv2", "teacher_layer": "stages.conv2", "hint_weight": 0.5, "baseline": False,
           "latency": False, "method": "prototypes", "evaluate_on": "rest", "iterations": 3, "max_pairs": 10,
           "head_c": 0.5, "n_way": 3, "n_query": 4, "episodes": 50, "episode_classifier": "logistic", "split": "train",
-          "labels": "a,b", "templates": ("T {label}", "{label}"), "descriptions": "d.yaml"}
+          "labels": "a,b", "templates": ("T {label}", "{label}"), "descriptions": "d.yaml", "candidates": ("a", "b"),
+          "scores": "logme,leep", "similarity_data": "digits", "similarity_classes": "0-2", "similarity_samples": 50,
+          "verify": 2, "verify_all": True, "members": ("r1", "r2"), "methods": "average,stacking", "fit_per_class": 20,
+          "fit_on": "validation", "gate_epochs": 5, "budget": "90s", "keep": 3, "finalists": 1, "first_epochs": 2,
+          "first_steps": 4, "eta": 2, "target": "digits", "frozen": True, "bottleneck": 16, "resize": True,
+          "source_per_class": 30, "target_limit": 100, "target_val": 40, "test_limit": 90, "selection": "dev",
+          "oracle_selection": True, "backbone_lr_mult": 0.5, "diagnostics": False, "plots": False,
+          "param": ("lr=loguniform:1e-3:1e-1",), "space": "s.yaml", "fixed": ("batch_size=16",), "trials": 3,
+          "timeout": 60.0, "metric": "val_loss", "storage": "sqlite:///x.db", "study_name": "s", "pruning": False,
+          "pruner_startup_trials": 2, "pruner_warmup_epochs": 1}
 GRID = {"labels_per_class": "2,5,all", "seeds": "0,4", "strategies": ("lp=linear_probe", "finetune:bn=frozen"),
         "test_per_class": 20, "title": "T", "restart": True, "head_init": True}  # a grid's own values
 SPECIAL = {"head_init": ["--no-head-init"], "progress": ["--no-progress"], "deterministic": ["--no-deterministic"],
-           "baseline": ["--no-baseline"], "latency": ["--no-latency"],
+           "baseline": ["--no-baseline"], "latency": ["--no-latency"], "diagnostics": ["--no-diagnostics"],
+           "plots": ["--no-plots"], "pruning": ["--no-pruning"], "param": ["--param", "lr=loguniform:1e-3:1e-1"],
+           "fixed": ["--fixed", "batch_size=16"],
            "options": ["--option", "bn=frozen", "--option", "r=8"],
            "strategies": ["--strategies", "lp=linear_probe", "--strategy", "finetune:bn=frozen"],
-           "templates": ["--template", "T {label}", "--template", "{label}"]}
+           "templates": ["--template", "T {label}", "--template", "{label}"], "candidates": ["a", "b"],
+           "members": ["r1", "r2"]}
 
 
-def _flags(name, values=VALUES):
-    if name in SPECIAL and not (name == "head_init" and values[name] is True):
+PER_COMMAND = {"auto": {"candidates": "a,b"}}  # a name whose form differs by command (select: positional)
+
+
+def _flags(name, values=VALUES, special=SPECIAL):
+    if name in special and not (name == "head_init" and values[name] is True):
         return SPECIAL[name]
     value = values[name]
     return [f"--{name.replace('_', '-')}"] if value is True else [f"--{name.replace('_', '-')}", str(value)]
@@ -46,11 +61,13 @@ def _flags(name, values=VALUES):
 @pytest.mark.parametrize("command", sorted(CONFIGS))
 def test_every_option_is_one_field_reached_by_its_flag_its_keyword_and_its_yaml_key(command, tmp_path):
     cls = CONFIGS[command]
-    names = [n for n in cls.names() if n != "resume"]  # resume: --resume RUN_DIR is the resume command
+    names = [n for n in cls.names() if n not in ("resume", "pruner")]  # resume: the resume command; pruner: Python
     values = {**VALUES, **GRID} if "seeds" in names else VALUES
+    values = {**values, **PER_COMMAND.get(command, {})}
+    special = {k: v for k, v in SPECIAL.items() if k not in PER_COMMAND.get(command, {})}
     assert set(names) <= set(values), set(names) - set(values)
     wanted = {n: values[n] for n in names}
-    by_flags = parse_generated(command, [f for n in names for f in _flags(n, values)])
+    by_flags = parse_generated(command, [f for n in names for f in _flags(n, values, special)])
     by_keywords = cls.build(**wanted)
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"command": command, **{n.replace("_", "-"): list(v) if isinstance(v, tuple) else v

@@ -208,7 +208,7 @@ def test_the_same_failure_twice_with_nothing_finished_stops_the_search(source, t
     ({"space": {"option.bn": "choice:train"}, "options": {"bn": "frozen"}}, "'option.bn' is searched but also fixed"),
     ({"space": {}}, "the search space is empty"),
     ({"metric": "val_f1"}, "metric: expected val_acc .*val_loss .*got 'val_f1'"),
-    ({"n_trials": 0}, "--trials: .*≥ 1, got 0"),
+    ({"n_trials": 0}, "^trials: expected a whole number ≥ 1 .*got 0"),
     ({"timeout": -5}, "timeout: expected a positive number"),
     ({"fixed": {"lr_schedule": "cosine"}}, r"unknown fixed training argument\(s\) \['lr_schedule'\]"),
     ({"strategy": "linear_probe", "space": {"freeze": "int:0:2"}}, "freeze: expected the finetune strategy"),

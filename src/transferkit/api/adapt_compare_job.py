@@ -25,6 +25,7 @@ from transferkit.adaptation.methods import parse_method
 from transferkit.api.adapt_job import adapt
 from transferkit.api.runs import RunResult, write_json, write_yaml
 from transferkit.errors import ConfigError
+from transferkit.options import AdaptConfig, parse_seeds
 from transferkit.report.adapt import ORACLE_NOTE, REFERENCE_NOTE
 from transferkit.report.markdown import comparison_report
 from transferkit.report.metrics import comparison_sentence, flag, group_did_not_learn, majority_rate, mean_std
@@ -109,12 +110,30 @@ def adapt_findings(summary: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+# the options every cell of a comparison shares (each cell sets its method, seed, output and plots itself)
+SHARED = ("source", "target", "backbone", "pretrained", "frozen", "bottleneck", "classes", "source_per_class",
+          "target_limit", "target_val", "test_limit", "val_fraction", "selection", "oracle_selection", "options",
+          "epochs", "batch_size", "lr", "backbone_lr_mult", "weight_decay", "optimizer", "image_size", "resize",
+          "strict", "diagnostics", "accelerator", "devices")
+
+
 def adapt_compare(methods: Sequence[str] = (BASELINE, "dann", "dan", "coral", REFERENCE), seeds: Sequence[int] = (0,),
                   out: str | Path = "runs/adapt-compare", title: str = "", restart: bool = False,
-                  cell_plots: bool = False, console: Console | None = None, **adapt_kwargs: Any) -> RunResult:
+                  cell_plots: bool = False, console: Console | None = None, config: AdaptConfig | None = None,
+                  **adapt_kwargs: Any) -> RunResult:
     """Run :func:`~transferkit.api.adapt_job.adapt` for every method × seed; write ``out/report.md``,
     ``out/metrics.json`` (cells + summary) and ``out/adaptation.png``. ``adapt_kwargs`` are ``adapt``'s
-    (source, target, backbone, epochs, selection, …), shared by every cell."""
+    (source, target, backbone, epochs, selection, …), shared by every cell.
+
+    ``config`` (an :class:`~transferkit.options.AdaptConfig`, what ``transferkit adapt`` builds) gives everything
+    instead: its comma-separated ``method`` the methods, its ``seeds`` (default: its ``seed``), ``title``,
+    ``restart``, ``out``, ``plots`` for every cell, and the shared options."""
+    if config is not None:
+        c, flat = config, config.flat()
+        shared = {k: flat[k] for k in SHARED} | {"options": flat["options"] or {}}
+        return adapt_compare([m.strip() for m in c.method.split(",") if m.strip()],
+                             parse_seeds(c.comparison.seeds) if c.comparison.seeds is not None else [c.train.seed],
+                             c.run.out, c.comparison.title, c.comparison.restart, c.plots, console, **shared)
     console = console or Console()
     adapt_kwargs = {k: v for k, v in adapt_kwargs.items() if k not in ("progress", "plots")}  # set per cell here
     for m in methods:

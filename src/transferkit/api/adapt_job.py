@@ -12,6 +12,19 @@ Model selection (:mod:`transferkit.adaptation.selection`) follows ``selection`` 
 accuracy); the report also gives the target accuracy of the checkpoint every other label-free criterion
 would have picked, and of the last epoch, so their reliability can be judged. Diagnostics: proxy A-distance
 and MMD between source- and target-validation features before training and after, and t-SNE pictures.
+
+The options (flat names of :class:`~transferkit.options.AdaptConfig`):
+
+``method`` is a registered method or a ``+`` combination (:mod:`transferkit.adaptation.methods`); ``options``
+go to it (``{"trade_off": 0.5}``, ``{"dann.hidden": 512}``). The network is ``backbone`` (a name — random
+weights, or its shipped weights with ``pretrained`` — or a bundle/run directory) with a ``bottleneck``-wide
+bottleneck head. ``frozen`` adapts only the head on frozen, cached features of a pretrained extractor
+(fast on a CPU). ``source_per_class`` caps the source training images per class, ``target_limit`` the
+unlabelled target images; ``target_val`` target images are held out for label-free selection;
+``test_limit`` scores on a fixed random subset of the target test split (the same for every seed and method).
+
+``selection``: ``source_val`` (default), ``target_entropy`` or ``dev``; ``oracle_selection=True`` selects on
+the target-validation *labels* instead, for analysis only, and says so in every output.
 """
 
 from __future__ import annotations
@@ -58,6 +71,7 @@ from transferkit.data.registry import has_split
 from transferkit.data.splits import labelled_budget_split
 from transferkit.engine.adapt import AdaptFitResult, ValOutput, fit_adapt
 from transferkit.errors import ConfigError
+from transferkit.options import AdaptConfig
 from transferkit.report.adapt import write_adapt_report
 from transferkit.report.metrics import classification_metrics
 from transferkit.report.tables import metrics_table
@@ -176,109 +190,121 @@ def _batches(net_in: AdaptNet, data: TensorBatches, batch_size: int):  # noqa: A
 
 
 # -- the job ----------------------------------------------------------------------------------------------
-def adapt(
-    source: str = "fashion_mnist", target: str = "fashion_mnist_m", method: str = "dann",
-    backbone: str = "seed_cnn", pretrained: bool = False, frozen: bool = False, bottleneck: int = 256,
-    classes: str | list[int] | None = None, source_per_class: int | None = None, target_limit: int | None = None,
-    target_val: int = 1000, test_limit: int | None = None, val_fraction: float = 0.1, selection: str = "source_val",
-    oracle_selection: bool = False,
-    epochs: int = 10, batch_size: int = 64, lr: float | None = None, backbone_lr_mult: float | None = None,
-    weight_decay: float = 1e-4, optimizer: str = "adamw", options: dict[str, Any] | None = None, seed: int = 0,
-    out: str | Path = "runs/adapt", image_size: int | None = None, resize: bool = False, strict: bool = False,
-    diagnostics: bool = True, plots: bool = True, accelerator: str = "cpu", devices: int | str = 1,
-    progress: bool = True, checkpoint_every: int | None = 200, resume: bool = False, overwrite: bool = False,
-    console: Console | None = None,
-) -> RunResult:
+def adapt(*args: Any, config: AdaptConfig | None = None, console: Console | None = None,
+          **options: Any) -> RunResult:
     """Adapt a classifier trained on labelled ``source`` to the unlabelled ``target`` domain with ``method``.
 
-    ``method`` is a registered method or a ``+`` combination (:mod:`transferkit.adaptation.methods`); ``options``
-    go to it (``{"trade_off": 0.5}``, ``{"dann.hidden": 512}``). The network is ``backbone`` (a name — random
-    weights, or its shipped weights with ``pretrained`` — or a bundle/run directory) with a ``bottleneck``-wide
-    bottleneck head. ``frozen`` adapts only the head on frozen, cached features of a pretrained extractor
-    (fast on a CPU). ``source_per_class`` caps the source training images per class, ``target_limit`` the
-    unlabelled target images; ``target_val`` target images are held out for label-free selection;
-    ``test_limit`` scores on a fixed random subset of the target test split (the same for every seed and method).
-
-    ``selection``: ``source_val`` (default), ``target_entropy`` or ``dev``; ``oracle_selection=True`` selects on
-    the target-validation *labels* instead, for analysis only, and says so in every output.
+    ``adapt(source, target, method, **options)`` or ``adapt(config=AdaptConfig(...))``: the options are the flat
+    names of :class:`~transferkit.options.AdaptConfig` (its comparison part is read by
+    :func:`~transferkit.api.adapt_compare_job.adapt_compare`, not here).
     """
-    config = {"command": "adapt", **{k: str(v) if isinstance(v, Path) else v for k, v in locals().items()
-                                      if k not in ("console",)}}
+    c = AdaptConfig.given(config, args, options)
+    record = c.record("adapt")
     console = console or Console()
-    parts = _check_args(method, selection, epochs, target_val, frozen, pretrained, backbone)
+    net_o, dom, t = c.network, c.domains, c.train
+    parts = _check_args(c)
     oracle_method = parts == ["target_oracle"]
-    select_on = "oracle" if oracle_selection else selection
-    inputs = [source, target, backbone]  # never written over
-    check_output_dir(out, inputs)  # before anything loads or trains (run_session checks again)
+    select_on = "oracle" if c.oracle_selection else c.selection
+    inputs = [c.source, c.target, net_o.backbone]  # never written over
+    check_output_dir(c.run.out, inputs)  # before anything loads or trains (run_session checks again)
     set_threads()
     start = time.perf_counter()
-    d = _Domains.load(source, target, classes, strict, resize, test_limit, source_per_class, val_fraction,
-                      target_val, target_limit, seed)
-    if len(d.t_train) < batch_size and not oracle_method and "source_only" not in parts:
-        raise ValueError(f"--target {target}: {len(d.t_train)} unlabelled target training images, fewer than "
-                         f"--batch-size {batch_size}; lower --batch-size or give more target data")
-    torch.manual_seed(seed)  # the initialisation (backbone from scratch, bottleneck head) depends on the seed alone
-    model, origin = build_model(backbone, d.source.num_classes, d.channels, pretrained, image_size, bottleneck)
-    feat, net, extract_s = _features(model, d, frozen, oracle_method)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr if lr is not None else 1e-3,
-                      weight_decay=weight_decay, optimizer=optimizer, seed=seed, accelerator=accelerator,
-                      devices=devices, progress=progress, checkpoint_every=checkpoint_every)
-    L.seed_everything(seed, verbose=False)
-    method_mod = build_method(method, net.feature_dim, d.source.num_classes, options)
-    mult = backbone_lr_mult if backbone_lr_mult is not None else (0.1 if (pretrained or origin.startswith("bundle"))
-                                                                 else 1.0)
-    groups = _param_groups(net, method_mod, cfg.lr, mult, frozen)
-
+    d = _Domains.load(c.source, c.target, dom.classes, dom.strict, net_o.resize, dom.test_limit, dom.source_per_class,
+                      dom.val_fraction, dom.target_val, dom.target_limit, t.seed)
+    model, origin, feat, net, extract_s = _network(c, d, parts)
+    cfg, method_mod, groups = _training(c, d, net, origin)
     # before: diagnostics of the starting features (the pretrained extractor, or the random initialisation)
-    diag: dict[str, Any] = {"before": _diagnostics(net, feat["source_val"], feat["t_val"], seed)} if diagnostics else {}
-    pics = (_sample(feat["source_val"], 500, seed), _sample(feat["t_test"], 500, seed + 1))  # t-SNE subsets
-    before_emb = (_embed(net, pics[0]), _embed(net, pics[1])) if plots else None
-    val_sets, criteria = _selection_inputs(feat, oracle_selection, oracle_method, seed)
-    out = Path(out)
-    with run_session(out, resume, overwrite, config, inputs) as session:
+    diag = {"before": _diagnostics(net, feat["source_val"], feat["t_val"], t.seed)} if c.diagnostics else {}
+    pics = (_sample(feat["source_val"], 500, t.seed), _sample(feat["t_test"], 500, t.seed + 1))  # t-SNE subsets
+    before_emb = (_embed(net, pics[0]), _embed(net, pics[1])) if c.plots else None
+    val_sets, criteria = _selection_inputs(feat, c.oracle_selection, oracle_method, t.seed)
+    out = Path(c.run.out)
+    with run_session(out, c.run.resume, c.run.overwrite, record, inputs) as session:
         tmp = session.path
-        write_yaml(tmp / "config.yaml", config)
+        write_yaml(tmp / "config.yaml", record)
         if session.resume_from is not None:
             cfg = dataclasses.replace(cfg, resume_from=str(session.resume_from))
             console.print(f"resuming {out} from {session.resume_from.name}")
         fit = fit_adapt(net, method_mod, groups, feat["s_train"], unlabelled(feat["t_train"]), val_sets, cfg,
-                        make_scorer(oracle_selection or oracle_method), criteria, tmp)
-        results = _evaluate(net, method_mod, fit, feat, select_on, batch_size)
+                        make_scorer(c.oracle_selection or oracle_method), criteria, tmp)
+        results = _evaluate(net, method_mod, fit, feat, select_on, t.batch_size)
         net.load_state_dict(results["selected_state"])
-        if diagnostics:
-            diag["after"] = _diagnostics(net, feat["source_val"], feat["t_val"], seed)
+        if c.diagnostics:
+            diag["after"] = _diagnostics(net, feat["source_val"], feat["t_val"], t.seed)
         metrics = {
             "task": "adapt", "method": "+".join(parts), "reference": bool(oracle_method),
-            "options": method_mod.options, "selection": select_on, "oracle_selection": bool(oracle_selection),
-            "seed": seed, "source": source, "target": target, "backbone": origin, "frozen": frozen,
+            "options": method_mod.options, "selection": select_on, "oracle_selection": bool(c.oracle_selection),
+            "seed": t.seed, "source": c.source, "target": c.target, "backbone": origin, "frozen": net_o.frozen,
             **_scores(net, fit, results, feat, d, select_on), "diagnostics": diag,
             "train_time_s": fit.train_time_s, "feature_extraction_s": extract_s,
+            "total_time_s": time.perf_counter() - start,
         }
-        metrics["total_time_s"] = time.perf_counter() - start
-        lineage = {"kind": "adapt", "source": origin, "data": source, "target": target, "method": "+".join(parts),
-                   "options": method_mod.options, "selection": select_on, "seed": seed, "classes": d.source.classes}
+        lineage = {"kind": "adapt", "source": origin, "data": c.source, "target": c.target, "method": "+".join(parts),
+                   "options": method_mod.options, "selection": select_on, "seed": t.seed, "classes": d.source.classes}
         final = model.eval()  # frozen: the untouched extractor + the adapted head (the same module the net trained)
-        save_bundle(final, {"classes": d.source.classes, "lineage": lineage, "config": config,
-                            "metrics": {"split": f"{target} test", "accuracy": metrics["target_accuracy"]}},
+        save_bundle(final, {"classes": d.source.classes, "lineage": lineage, "config": record,
+                            "metrics": {"split": f"{c.target} test", "accuracy": metrics["target_accuracy"]}},
                     tmp / "bundle")
         write_json(tmp / "metrics.json", metrics)
-        embeddings = None
-        if before_emb is not None:  # the t-SNE subsets: before training, and the selected checkpoint's
-            embeddings = {"labels": (pics[0].y.numpy(), pics[1].y.numpy()), "before": before_emb,
-                          "after": (_embed(net, pics[0]), _embed(net, pics[1]))}
-        write_adapt_report(tmp, metrics, fit.history if plots else [], d.source.classes, embeddings)
+        write_adapt_report(tmp, metrics, fit.history if c.plots else [], d.source.classes,
+                           _tsne_inputs(net, pics, before_emb))
+    _print_result(metrics, parts, out, c.target, fit, console)
+    return RunResult(out, metrics, final, {"classes": d.source.classes, "lineage": lineage})
+
+
+def _network(c: AdaptConfig, d: _Domains, parts: list[str]
+             ) -> tuple[Backbone, str, dict[str, TensorBatches], AdaptNet, float]:
+    """The model (its initialisation depends on the seed alone: backbone from scratch, bottleneck head), where it
+    came from, the batches it trains on (cached features when frozen), the network the method adapts, and the
+    feature extraction time."""
+    n, oracle_method = c.network, parts == ["target_oracle"]
+    if len(d.t_train) < c.train.batch_size and not oracle_method and "source_only" not in parts:
+        raise ValueError(f"--target {c.target}: {len(d.t_train)} unlabelled target training images, fewer than "
+                         f"--batch-size {c.train.batch_size}; lower --batch-size or give more target data")
+    torch.manual_seed(c.train.seed)
+    model, origin = build_model(n.backbone, d.source.num_classes, d.channels, n.pretrained, n.image_size, n.bottleneck)
+    feat, net, extract_s = _features(model, d, n.frozen, oracle_method)
+    return model, origin, feat, net, extract_s
+
+
+def _training(c: AdaptConfig, d: _Domains, net: AdaptNet, origin: str
+              ) -> tuple[TrainConfig, AdaptMethod, list[dict[str, Any]]]:
+    """The training settings, the method's module and the parameter groups (the backbone at ``backbone_lr_mult`` ×
+    the rate: 0.1 for pretrained weights, 1 from scratch, by default)."""
+    t = c.train
+    cfg = TrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr if t.lr is not None else 1e-3,
+                      weight_decay=t.weight_decay, optimizer=t.optimizer, seed=t.seed, accelerator=t.accelerator,
+                      devices=t.devices, progress=t.progress, checkpoint_every=t.checkpoint_every)
+    L.seed_everything(t.seed, verbose=False)
+    method_mod = build_method(c.method, net.feature_dim, d.source.num_classes, c.options)
+    mult = t.backbone_lr_mult if t.backbone_lr_mult is not None else (
+        0.1 if (c.network.pretrained or origin.startswith("bundle")) else 1.0)
+    return cfg, method_mod, _param_groups(net, method_mod, cfg.lr, mult, c.network.frozen)
+
+
+def _tsne_inputs(net: AdaptNet, pics: tuple[TensorBatches, TensorBatches],
+                 before: tuple[np.ndarray, np.ndarray] | None) -> dict[str, Any] | None:
+    """The t-SNE subsets' embeddings before training and now (the selected checkpoint), with their labels."""
+    if before is None:
+        return None
+    return {"labels": (pics[0].y.numpy(), pics[1].y.numpy()), "before": before,
+            "after": (_embed(net, pics[0]), _embed(net, pics[1]))}
+
+
+def _print_result(metrics: dict[str, Any], parts: list[str], out: Path, target: str, fit: AdaptFitResult,
+                  console: Console) -> None:
     console.print(metrics_table(metrics["target_test"], f"adapt {'+'.join(parts)} → {out} ({target} test)"))
     if fit.diverged:
         console.print(f"[red]training diverged at step {fit.diverged['step']}: {fit.diverged['what']}; kept the last "
                       "good epoch's weights. Try a lower --lr or --option trade_off=0.3[/red]")
     console.print(f"report: {out / 'report.md'}   bundle: {out / 'bundle'}")
-    return RunResult(out, metrics, final, {"classes": d.source.classes, "lineage": lineage})
 
 
 # -- the job's phases ---------------------------------------------------------------------------------------------
-def _check_args(method: str, selection: str, epochs: int, target_val: int, frozen: bool, pretrained: bool,
-                backbone: str) -> list[str]:
+def _check_args(c: AdaptConfig) -> list[str]:
     """Validate what needs no data (before anything loads); the method's parts."""
+    method, selection, epochs, target_val = c.method, c.selection, c.train.epochs, c.domains.target_val
+    frozen, pretrained, backbone = c.network.frozen, c.network.pretrained, c.network.backbone
     parts = parse_method(method)
     check_criterion(selection)
     if selection == "oracle":

@@ -42,7 +42,6 @@ import math
 import re
 import shutil
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +58,12 @@ from transferkit.api.use import evaluate
 from transferkit.backbones.features import predict_logits
 from transferkit.backbones.registry import list_backbones
 from transferkit.bundle import load_bundle
+from transferkit.data.base import AnyDataset
 from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import inner_split, k_per_class, labels_record
 from transferkit.errors import ConfigError
+from transferkit.options import AutoConfig
 from transferkit.report.auto import write_auto_report
 from transferkit.report.metrics import did_not_learn, majority_rate, num
 from transferkit.report.tables import comparison_table
@@ -133,15 +134,11 @@ class _Clock:
         return time.monotonic() - self.start
 
 
-def auto(
-    data: str = "fashion_mnist", candidates: str | Sequence[str] | None = None, budget: str | float = "10m",
-    classes: str | list[int] | None = None, labels_per_class: int | None = None, val_per_class: int | None = None,
-    val_fraction: float = 0.1, seed: int = 0, out: str | Path = "runs/auto", image_size: int | None = None,
-    max_length: int | None = None, keep: int = 4, finalists: int = 2, first_epochs: int | None = None,
-    first_steps: int = 10, eta: int = 3,
-    strict: bool = False, overwrite: bool = False, console: Console | None = None,
-) -> RunResult:
+def auto(*args: Any, config: AutoConfig | None = None, console: Console | None = None, **options: Any) -> RunResult:
     """Pick the source and strategy for ``data`` within ``budget`` (``"10m"``, ``"90s"``, seconds) and write ``out``.
+
+    ``auto(data, **options)`` or ``auto(config=AutoConfig(...))``: the options are the flat names of
+    :class:`~transferkit.options.AutoConfig`.
 
     ``candidates`` (comma-separated or a list: pretrained backbone names, run/bundle directories, ``random:…``)
     default to every installed pretrained backbone of the data's modality. ``labels_per_class`` /
@@ -152,81 +149,102 @@ def auto(
     2) and keeps the best ``1/eta`` per rung. Returns the run
     (``metrics`` as in ``<out>/metrics.json``; ``model`` the chosen one, or ``None`` when nothing finished).
     """
+    c = AutoConfig.given(config, args, options)
     console = console or Console()
-    budget_s = parse_budget(budget)
+    d, s = c.data, c.search
+    budget_s = parse_budget(c.budget)
     clock = _Clock(budget_s)
-    _check_search(keep, finalists, first_epochs, first_steps, eta)
-    full = load_task(data, "train", classes, strict)
-    check_max_length(full, max_length)
-    inner = labels_per_class is not None and val_per_class is None  # K is the whole budget: choose inside it
-    split: tuple[np.ndarray, np.ndarray] | None = None
-    inner_note = ""
-    if inner:
-        pool = k_per_class(full, labels_per_class, seed)  # names a class holding fewer than K
-        fit_rows, sel_rows, inner_note = inner_split(full.labels[pool], seed)
-        split = (pool[fit_rows], pool[sel_rows])
-    else:
-        val_per_class = validation_per_class(labels_per_class, val_per_class)
-        _check_validation_possible(full, labels_per_class, val_per_class)
+    _check_search(s.keep, s.finalists, s.first_epochs, s.first_steps, s.eta)
+    full = load_task(d.data, "train", d.classes, d.strict)
+    check_max_length(full, c.max_length)
+    split, inner_note, val_per_class = _budget_split(full, c.labels_per_class, c.val_per_class, c.seed)
     no_selection = split is not None and len(split[1]) == 0  # K = 1: nothing to choose on
-    n_test = len(load_task(data, "test", classes, strict)) if has_split(data, "test") else 0
-    cands = ([c.strip() for c in candidates.split(",") if c.strip()] if isinstance(candidates, str)
-             else list(candidates or []) or default_candidates(full.modality))
+    n_test = len(load_task(d.data, "test", d.classes, d.strict)) if has_split(d.data, "test") else 0
+    cands = _candidates(c.candidates, full.modality)
+    out = _fresh_output(c.out, [*cands, d.data], c.overwrite)
+    write_yaml(out / "config.yaml", {**c.record("auto"), "candidates": cands, "val_per_class": val_per_class,
+                                     "out": str(out)})
+    common = {"data": d.data, "classes": d.classes, "labels_per_class": c.labels_per_class,
+              "val_per_class": val_per_class, "val_fraction": c.val_fraction, "seed": c.seed, "strict": d.strict,
+              "progress": False, "evaluate_test": False, **({"split_indices": split} if split is not None else {})}
+    search = _Search(out, clock, console, full.channels, common, {"image_size": c.image_size,
+                                                                   "max_length": c.max_length})
+    try:
+        kept = search.rank(cands, full, s.keep)
+        if no_selection:
+            raise _NoSelection(kept[0])
+        search.probe(kept)
+        search.halve(s.finalists, s.first_epochs, s.first_steps, s.eta, full, n_test, split)
+        if split is not None and search.state["best"] is not None:  # the chosen configuration, refit on all K
+            _refit(search.state, out, clock, common, search.sizes, full.channels, c.labels_per_class, search.quiet,
+                   search.say)
+    except _NoSelection as top:  # K = 1: the top-ranked source's default fine-tune on the K labels, no selection
+        search.default_finetune(top.candidate, c.labels_per_class)
+    except KeyboardInterrupt:
+        search.state["interrupted"] = True
+        console.print("[yellow]interrupted[/]: keeping the best model so far")
+    metrics = _final_metrics(search, c, full.num_classes, split, inner_note, val_per_class, no_selection, out)
+    _print_summary(console, metrics, out)
+    if search.state["interrupted"]:
+        raise KeyboardInterrupt
+    best = search.state["best"]
+    model = load_bundle(out / "bundle")[0] if best is not None else None
+    return RunResult(out, metrics, model, {"chosen": best})
+
+
+def _candidates(candidates: str | tuple[str, ...] | list[str] | None, modality: str) -> list[str]:
+    """The candidate sources: as given (comma-separated or a list), else every installed pretrained backbone of the
+    data's modality."""
+    cands = ([x.strip() for x in candidates.split(",") if x.strip()] if isinstance(candidates, str)
+             else list(candidates or []) or default_candidates(modality))
     if not cands:
-        raise ValueError(f"auto: no candidate sources: no pretrained {full.modality} backbone is installed here "
+        raise ValueError(f"auto: no candidate sources: no pretrained {modality} backbone is installed here "
                          "('transferkit backbones' shows which) and --candidates was not given")
-    out = check_output_dir(out, [*cands, data])  # a folder that is no transferkit output: never, even --overwrite
+    return cands
+
+
+def _fresh_output(out: str | Path, inputs: list[Any], overwrite: bool) -> Path:
+    """``out``, empty and marked as an ``auto`` run (an earlier one replaced only with ``overwrite``)."""
+    out = check_output_dir(out, inputs)  # a folder that is no transferkit output: never, even with overwrite
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ValueError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
         shutil.rmtree(out)
     open_output_dir(out, "auto")
-    config = {"command": "auto", "data": data, "candidates": cands, "budget": budget, "budget_s": budget_s,
-              "classes": classes, "labels_per_class": labels_per_class, "val_per_class": val_per_class,
-              "val_fraction": val_fraction, "seed": seed, "out": str(out), "image_size": image_size,
-              "max_length": max_length, "keep": keep,
-              "finalists": finalists, "first_epochs": first_epochs, "first_steps": first_steps, "eta": eta}
-    write_yaml(out / "config.yaml", config)
-    common = {"data": data, "classes": classes, "labels_per_class": labels_per_class, "val_per_class": val_per_class,
-              "val_fraction": val_fraction, "seed": seed, "strict": strict, "progress": False,
-              "evaluate_test": False, **({"split_indices": split} if split is not None else {})}
-    search = _Search(out, clock, console, full.channels, common, {"image_size": image_size, "max_length": max_length})
-    try:
-        kept = search.rank(cands, full, keep)
-        if no_selection:
-            raise _NoSelection(kept[0])
-        search.probe(kept)
-        search.halve(finalists, first_epochs, first_steps, eta, full, n_test, split)
-        if inner and search.state["best"] is not None:  # the chosen configuration, refit on all K labels
-            _refit(search.state, out, clock, common, search.sizes, full.channels, labels_per_class, search.quiet,
-                   search.say)
-    except _NoSelection as top:  # K = 1: the top-ranked source's default fine-tune on the K labels, no selection
-        search.default_finetune(top.candidate, labels_per_class)
-    except KeyboardInterrupt:
-        search.state["interrupted"] = True
-        console.print("[yellow]interrupted[/]: keeping the best model so far")
+    return out
 
-    # -- the chosen model: one test evaluation ----------------------------------------------------------------
-    state = search.state
+
+def _budget_split(full: AnyDataset, k: int | None, v: int | None, seed: int
+                  ) -> tuple[tuple[np.ndarray, np.ndarray] | None, str, int | None]:
+    """``(inner split, its note, V)``: with K and no V the K labels per class are the whole budget, split inside
+    into a fit part and a selection part; else the validation set per class V (:func:`validation_per_class`)."""
+    if k is not None and v is None:
+        pool = k_per_class(full, k, seed)  # names a class holding fewer than K
+        fit_rows, sel_rows, inner_note = inner_split(full.labels[pool], seed)
+        return (pool[fit_rows], pool[sel_rows]), inner_note, None
+    v = validation_per_class(k, v)
+    _check_validation_possible(full, k, v)
+    return None, "", v
+
+
+def _final_metrics(search: _Search, c: AutoConfig, n_classes: int, split: tuple[np.ndarray, np.ndarray] | None,
+                   inner_note: str, val_per_class: int | None, no_selection: bool, out: Path) -> dict[str, Any]:
+    """The chosen model's one test evaluation, then metrics.json and report.md."""
+    state, d = search.state, c.data
     t0 = time.monotonic()
-    best = state["best"]
     test = None
-    if best is not None and not state["interrupted"] and has_split(data, "test"):
-        test = evaluate(out / "bundle", data, classes, split="test", strict=strict, console=search.quiet)
+    if state["best"] is not None and not state["interrupted"] and has_split(d.data, "test"):
+        test = evaluate(out / "bundle", d.data, d.classes, split="test", strict=d.strict, console=search.quiet)
     state["stages"]["test"] = time.monotonic() - t0
-    metrics = _metrics(state, test, budget_s, clock.elapsed())
-    metrics["labels"] = _labels(labels_per_class, val_per_class, val_fraction, full.num_classes, split, inner_note,
+    metrics = _metrics(state, test, search.clock.budget, search.clock.elapsed())
+    metrics["labels"] = _labels(c.labels_per_class, val_per_class, c.val_fraction, n_classes, split, inner_note,
                                 state, no_selection)
     if test is not None and metrics["test"] is not None:
         metrics["test"]["did_not_learn"] = did_not_learn(test["accuracy"], test["n"],
                                                          majority_rate(test["confusion_matrix"]))
     write_json(out / "metrics.json", metrics)
     write_auto_report(out / "report.md", metrics)
-    _print_summary(console, metrics, out)
-    if state["interrupted"]:
-        raise KeyboardInterrupt
-    model = load_bundle(out / "bundle")[0] if best is not None else None
-    return RunResult(out, metrics, model, {"chosen": best})
+    return metrics
 
 
 def _check_search(keep: int, finalists: int, first_epochs: int | None, first_steps: int, eta: int) -> None:

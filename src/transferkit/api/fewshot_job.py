@@ -143,6 +143,16 @@ def _fit(model: Backbone, support: TensorBatches, num_classes: int, c: FewshotCo
     return {"fit_s": time.perf_counter() - t}
 
 
+def _check(c: FewshotConfig) -> None:
+    """Refuse what needs no data, before anything loads."""
+    if c.method not in FEW_SHOT_METHODS:
+        raise FEW_SHOT_METHODS.unknown(c.method)
+    if c.episode.episode_classifier not in CLASSIFIERS:
+        raise ConfigError("episode_classifier", f"one of {', '.join(CLASSIFIERS)}", c.episode.episode_classifier)
+    if c.labels_per_class < 1:
+        raise ConfigError("labels_per_class", "≥ 1", c.labels_per_class)
+
+
 def _selection(c: FewshotConfig) -> str:
     """How the final model's settings were chosen (none were: a fixed recipe), for the labels record."""
     how = (f" (head C = {c.setfit.head_c:g}, {c.setfit.iterations} iterations)" if c.method == "setfit"
@@ -168,12 +178,7 @@ def fewshot(*args: Any, config: FewshotConfig | None = None, console: Console | 
     if isinstance(src.source, Backbone):
         record["source"] = f"<{src.source.arch} model object>"
     console = console or Console()
-    if c.method not in FEW_SHOT_METHODS:
-        raise FEW_SHOT_METHODS.unknown(c.method)
-    if c.episode.episode_classifier not in CLASSIFIERS:
-        raise ConfigError("episode_classifier", f"one of {', '.join(CLASSIFIERS)}", c.episode.episode_classifier)
-    if c.labels_per_class < 1:
-        raise ConfigError("labels_per_class", "≥ 1", c.labels_per_class)
+    _check(c)
     check_output_dir(c.out, _inputs(record))  # before anything loads (run_session checks again)
     set_threads()
     start = time.perf_counter()

@@ -38,6 +38,7 @@ from transferkit.data.splits import k_per_class, labelled_budget_indices, parse_
 from transferkit.fusion import Stacker, check_members, check_soup, fit_gating, fit_weights, greedy_soup, uniform_soup
 from transferkit.fusion.methods import FUSION_METHODS
 from transferkit.fusion.model import FusedModel
+from transferkit.options import FuseConfig
 from transferkit.report.fuse import COLUMNS, fuse_findings, fuse_rows, write_fuse_report
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, staged_output
@@ -135,12 +136,11 @@ def _acc(probs: torch.Tensor | np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(probs).argmax(1) == labels).mean())
 
 
-def fuse(
-    members: Sequence[str | Path], data: str = "fashion_mnist", classes: str | list[int] | None = None,
-    methods: Sequence[str] = FUSE_METHODS, fit_per_class: int = 100, seed: int = 0, out: str | Path = "runs/fuse",
-    gate_epochs: int = 200, fit_on: str = "held_out", strict: bool = False, console: Console | None = None,
-) -> RunResult:
+def fuse(*args: Any, config: FuseConfig | None = None, console: Console | None = None, **options: Any) -> RunResult:
     """Fuse the ``members`` (run or bundle directories) with every method in ``methods`` on ``data``.
+
+    ``fuse(members, data, classes, **options)`` or ``fuse(config=FuseConfig(...))``: the options are the flat names
+    of :class:`~transferkit.options.FuseConfig` (``methods``: a list or comma-separated text; default all).
 
     ``fit_on`` says which labelled images fit the weights, stacker, gate and greedy soup: ``held_out`` (default)
     — ``fit_per_class`` further training-split images per class that no member trained or validated on; or
@@ -152,11 +152,53 @@ def fuse(
     with other members they are skipped with the reason in the report (or refused when they are all you asked
     for). Members with the same classes in another order are aligned by class name.
     """
-    config = {"command": "fuse", "members": [str(m) for m in members], "data": data, "classes": classes,
-              "methods": list(methods), "fit_per_class": fit_per_class, "fit_on": fit_on, "seed": seed,
-              "out": str(out)}
+    c = FuseConfig.given(config, args, options)
+    members = [c.members] if isinstance(c.members, (str, Path)) else list(c.members)
+    methods = [m.strip() for m in c.methods.split(",") if m.strip()] if isinstance(c.methods, str) else \
+        list(FUSE_METHODS if c.methods is None else c.methods)
+    data, classes, fit_on = c.data.data, c.data.classes, c.fit_on
+    record = {**c.record("fuse"), "members": [str(m) for m in members], "methods": methods}
     console = console or Console()
-    check_output_dir(out, [*members, data])  # before anything loads; the members are never written over
+    check_output_dir(c.out, [*members, data])  # before anything loads; the members are never written over
+    _check(members, methods, fit_on)
+    set_threads()
+    start = time.perf_counter()
+    models, metas, class_names = _load_members(members)
+    full = load_task(data, "train", classes, c.data.strict)
+    if full.classes != class_names:
+        raise ValueError(f"--data {data}: classes {full.classes} differ from the members' {class_names}")
+    if not has_split(data, "test"):
+        raise ValueError(f"fuse needs a test split for the final scores; {data} has none")
+    test = load_task(data, "test", classes, c.data.strict)
+    fit_idx, unknown = _fit_set_indices(full, metas, members, data, parse_classes(classes), fit_on, c.fit_per_class,
+                                        c.seed)
+    fit_set = full.subset(fit_idx, full.name + ("[members' validation]" if fit_on == "validation" else "[fit set]"))
+    rows, fused, skipped, soup_kept = _fit_and_score(models, metas, members, methods, fit_set, test, class_names, c)
+    best_member = max(range(len(models)), key=lambda i: rows[i]["fit_accuracy"])
+    best = max((r for r in rows if r["kind"] == "fusion"), key=lambda r: r["fit_accuracy"])
+    lineage = {"kind": "fuse", "members": [str(m) for m in members], "data": data, "classes": class_names,
+               "seed": c.seed}
+    out = Path(c.out)
+    with staged_output(out, "fuse") as tmp:
+        write_yaml(tmp / "config.yaml", record)
+        for name, model in [*fused.items(), ("", fused[best["model"]])]:  # "": the selected one, as bundle/
+            save_bundle(model, {"classes": class_names, "lineage": {**lineage, "method": name or best["model"]},
+                                "config": record}, tmp / "bundles" / name if name else tmp / "bundle")
+        metrics = {"task": "fuse", "rows": rows, "best_member": rows[best_member]["model"], "selected": best["model"],
+                   "skipped": skipped, "greedy_soup_kept": soup_kept,
+                   "fit_set": {"n": len(fit_set), "on": fit_on, "members_not_excluded": unknown,
+                               "per_class": c.fit_per_class if fit_on == "held_out" else None},
+                   "n_test": len(test), "total_time_s": time.perf_counter() - start}
+        write_json(tmp / "metrics.json", metrics)
+        write_fuse_report(tmp, metrics, data, class_names, len(models))
+    console.print(comparison_table(COLUMNS, fuse_rows(metrics), title=f"fuse → {out}"))
+    for line in fuse_findings(metrics):
+        console.print(f"  • {line}")
+    return RunResult(out, metrics, fused[best["model"]], {"classes": class_names, "lineage": lineage})
+
+
+def _check(members: Sequence[str | Path], methods: Sequence[str], fit_on: str) -> None:
+    """Refuse what needs no data, before anything loads."""
     if fit_on not in FIT_ON:
         raise ValueError(f"--fit-on {fit_on!r}: valid choices: {', '.join(FIT_ON)}")
     bad = [m for m in methods if m not in FUSE_METHODS]
@@ -164,8 +206,11 @@ def fuse(
         raise FUSION_METHODS.unknown(bad[0])
     if len(members) < 2:
         raise ValueError(f"fuse needs at least 2 members, got {len(members)}")
-    set_threads()
-    start = time.perf_counter()
+
+
+def _load_members(members: Sequence[str | Path]) -> tuple[list[Backbone], list[dict[str, Any]], list[str]]:
+    """The members in evaluation mode, their bundle metadata and the class names, heads aligned to the first
+    member's class order (by name)."""
     loaded = [load_source(m) for m in members]
     models = [copy.deepcopy(m).eval() for m, _ in loaded]
     metas = [meta for _, meta in loaded]
@@ -173,21 +218,18 @@ def fuse(
     for model, perm in zip(models, perms, strict=True):
         if not np.array_equal(perm, np.arange(len(perm))):
             _permute_head(model, perm)
-    class_names = list(metas[0]["classes"])
-    full = load_task(data, "train", classes, strict)
-    if full.classes != class_names:
-        raise ValueError(f"--data {data}: classes {full.classes} differ from the members' {class_names}")
-    if not has_split(data, "test"):
-        raise ValueError(f"fuse needs a test split for the final scores; {data} has none")
-    test = load_task(data, "test", classes, strict)
+    return models, metas, list(metas[0]["classes"])
 
-    fit_idx, unknown = _fit_set_indices(full, metas, members, data, parse_classes(classes), fit_on, fit_per_class,
-                                        seed)
-    fit_set = full.subset(fit_idx, full.name + ("[members' validation]" if fit_on == "validation" else "[fit set]"))
+
+def _fit_and_score(models: list[Backbone], metas: list[dict[str, Any]], members: Sequence[str | Path],
+                   methods: Sequence[str], fit_set: ImageSet, test: ImageSet, class_names: list[str],
+                   c: FuseConfig) -> tuple[list[dict[str, Any]], dict[str, Backbone], dict[str, str], list[str] | None]:
+    """Every member and fusion method scored on the fit set and the test split: ``(rows, fused models, skipped,
+    the greedy soup's ingredients)``.
+
+    Every member runs once on the fit set and once on the test split, with its own preprocessing; the ensemble
+    methods are then fitted and scored from these outputs (a FusedModel computes the same thing)."""
     y_fit, y_test = fit_set.labels, test.labels
-
-    # every member runs once on the fit set and once on the test split, with its own preprocessing; the
-    # ensemble methods are then fitted and scored from these outputs (a FusedModel computes the same thing)
     fit_b = [to_batches(fit_set, m.input_spec) for m in models]
     fit_logits, fit_feats = _member_outputs(models, fit_b)  # (M, N, C), (N, ΣD)
     test_logits, test_feats = _member_outputs(models, [to_batches(test, m.input_spec) for m in models])
@@ -195,9 +237,8 @@ def fuse(
     rows = [{"model": f"member {i}: {Path(str(members[i])).name}", "kind": "member",
              "fit_accuracy": _acc(member_fit[i], y_fit), "test_accuracy": _acc(member_test[i], y_test)}
             for i in range(len(models))]
-    best_member = max(range(len(models)), key=lambda i: rows[i]["fit_accuracy"])
     fused, skipped, soup_kept = _fit_methods(methods, models, metas, members, fit_b, member_fit, fit_logits,
-                                             fit_feats, y_fit, seed, gate_epochs)
+                                             fit_feats, y_fit, c.seed, c.gate_epochs)
     for name, model in fused.items():
         if name.startswith("soup"):  # one network: run it
             fit_acc = _acc(_probs(model, fit_b[0]), y_fit)
@@ -206,28 +247,7 @@ def fuse(
             fit_acc = _acc(_combined(model, fit_logits, fit_feats), y_fit)
             test_acc = _acc(_combined(model, test_logits, test_feats), y_test)
         rows.append({"model": name, "kind": "fusion", "fit_accuracy": fit_acc, "test_accuracy": test_acc})
-    best = max((r for r in rows if r["kind"] == "fusion"), key=lambda r: r["fit_accuracy"])
-    lineage = {"kind": "fuse", "members": [str(m) for m in members], "data": data, "classes": class_names,
-               "seed": seed}
-    out = Path(out)
-    with staged_output(out, "fuse") as tmp:
-        write_yaml(tmp / "config.yaml", config)
-        for name, model in fused.items():
-            save_bundle(model, {"classes": class_names, "lineage": {**lineage, "method": name}, "config": config},
-                        tmp / "bundles" / name)
-        save_bundle(fused[best["model"]], {"classes": class_names, "lineage": {**lineage, "method": best["model"]},
-                                           "config": config}, tmp / "bundle")
-        metrics = {"task": "fuse", "rows": rows, "best_member": rows[best_member]["model"], "selected": best["model"],
-                   "skipped": skipped, "greedy_soup_kept": soup_kept,
-                   "fit_set": {"n": len(fit_set), "on": fit_on, "members_not_excluded": unknown,
-                               "per_class": fit_per_class if fit_on == "held_out" else None},
-                   "n_test": len(test), "total_time_s": time.perf_counter() - start}
-        write_json(tmp / "metrics.json", metrics)
-        write_fuse_report(tmp, metrics, data, class_names, len(models))
-    console.print(comparison_table(COLUMNS, fuse_rows(metrics), title=f"fuse → {out}"))
-    for line in fuse_findings(metrics):
-        console.print(f"  • {line}")
-    return RunResult(out, metrics, fused[best["model"]], {"classes": class_names, "lineage": lineage})
+    return rows, fused, skipped, soup_kept
 
 
 def _fit_methods(methods: Sequence[str], models: list[Backbone], metas: list[dict[str, Any]],

@@ -23,6 +23,25 @@ selection over the same candidates is nearly free.
 the fine-tuned test accuracy, whether the top-1 agree, and the time of scoring against the time of brute-force
 fine-tuning. A candidate that cannot be loaded (weights unavailable offline, not a bundle, …) is skipped with the
 reason; the ranking covers the rest.
+
+The options:
+
+``scores`` (names from :data:`transferkit.transferability.SCORES`; the first ranks) are computed on the
+scoring set — with ``labels_per_class=k`` the ``k`` labelled images per class of
+:func:`~transferkit.data.splits.labelled_budget_indices` with ``val_per_class``/``val_fraction``/``seed``
+(the very images ``transfer(..., labels_per_class=k, seed=seed)`` trains on), else the whole training split.
+``image_size`` sets the input size of named pretrained (and ``random:``) backbones, ``max_length`` the token
+limit of named text backbones (``minilm``, ``hf:…``; text data only).
+
+``verify=K`` fine-tunes the top ``K`` by the first score (``verify_all=True``: every usable candidate) with
+``transfer(strategy="finetune")`` — ``scratch`` for ``random:`` candidates — for ``epochs``/``patience``/
+``batch_size``/``lr`` into ``<out>/verify/``, and correlates scores with the runs' test accuracy.
+
+``similarity_data`` (with ``similarity_classes``) names a *source* dataset: ``similarity_samples`` of its
+training images (never the scoring images themselves) go through every candidate too, and the domain
+similarity between them and the scoring set is reported in that candidate's feature space — cosine of the mean
+features, unbiased MMD² and the proxy A-distance (:mod:`transferkit.transferability.similarity`). Shown beside
+the scores, not used for ranking.
 """
 
 from __future__ import annotations
@@ -58,6 +77,7 @@ from transferkit.data.base import ImageSet
 from transferkit.data.prepare import to_batches
 from transferkit.data.splits import labelled_budget_indices, parse_classes
 from transferkit.errors import ConfigError
+from transferkit.options import SelectConfig
 from transferkit.report.metrics import flag, num
 from transferkit.report.plots import plot_score_vs_accuracy
 from transferkit.report.select import verification_lines, write_select_report
@@ -236,108 +256,90 @@ def _correlations(entries: list[dict[str, Any]], scores: list[str]) -> dict[str,
     return out
 
 
-def select(
-    candidates: str | Path | Sequence[str | Path], data: str = "fashion_mnist", classes: str | list[int] | None = None,
-    labels_per_class: int | None = None, scores: str | Sequence[str] = DEFAULT_SCORES, verify: int = 0,
-    verify_all: bool = False, seed: int = 0, out: str | Path = "runs/select", image_size: int | None = None,
-    epochs: int = 30, patience: int | None = 10, batch_size: int | None = None, lr: float | None = None,
-    val_per_class: int | None = None, val_fraction: float = 0.1, similarity_data: str | None = None,
-    similarity_classes: str | list[int] | None = None, similarity_samples: int = 500, strict: bool = False,
-    convert_channels: bool = False, max_length: int | None = None, console: Console | None = None,
-) -> RunResult:
+def select(*args: Any, config: SelectConfig | None = None, console: Console | None = None,
+           **options: Any) -> RunResult:
     """Rank ``candidates`` as sources for ``data`` (restricted to ``classes``) by transferability scores.
 
-    ``scores`` (names from :data:`transferkit.transferability.SCORES`; the first ranks) are computed on the
-    scoring set — with ``labels_per_class=k`` the ``k`` labelled images per class of
-    :func:`~transferkit.data.splits.labelled_budget_indices` with ``val_per_class``/``val_fraction``/``seed``
-    (the very images ``transfer(..., labels_per_class=k, seed=seed)`` trains on), else the whole training split.
-    ``image_size`` sets the input size of named pretrained (and ``random:``) backbones, ``max_length`` the token
-    limit of named text backbones (``minilm``, ``hf:…``; text data only).
-
-    ``verify=K`` fine-tunes the top ``K`` by the first score (``verify_all=True``: every usable candidate) with
-    ``transfer(strategy="finetune")`` — ``scratch`` for ``random:`` candidates — for ``epochs``/``patience``/
-    ``batch_size``/``lr`` into ``<out>/verify/``, and correlates scores with the runs' test accuracy.
-
-    ``similarity_data`` (with ``similarity_classes``) names a *source* dataset: ``similarity_samples`` of its
-    training images (never the scoring images themselves) go through every candidate too, and the domain
-    similarity between them and the scoring set is reported in that candidate's feature space — cosine of the mean
-    features, unbiased MMD² and the proxy A-distance (:mod:`transferkit.transferability.similarity`). Shown beside
-    the scores, not used for ranking.
+    ``select(candidates, data, classes, **options)`` or ``select(config=SelectConfig(...))``: the options are the
+    flat names of :class:`~transferkit.options.SelectConfig` (``candidates`` may be one source or a list),
+    described in the module docstring.
 
     Writes ``config.yaml``, ``metrics.json``, ``report.md`` (and ``score_vs_accuracy.png`` after verification)
     into ``out`` atomically; ``result.metrics["selected"]`` is the top-1 candidate.
     """
-    config = {"command": "select", "candidates": None, "data": data, "classes": classes,
-              "labels_per_class": labels_per_class, "scores": None,
-              "verify": verify, "verify_all": verify_all, "seed": seed, "out": str(out), "image_size": image_size,
-              "epochs": epochs, "patience": patience, "batch_size": batch_size, "lr": lr,
-              "val_per_class": val_per_class, "val_fraction": val_fraction, "strict": strict,
-              "convert_channels": convert_channels, "similarity_data": similarity_data,
-              "similarity_classes": similarity_classes, "similarity_samples": similarity_samples,
-              "max_length": max_length}
+    c = SelectConfig.given(config, args, options)
+    task, ver = c.task, c.verification
     console = console or Console()
-    names = parse_scores(scores)
-    config["scores"] = names
-    cands = _check_candidates(candidates, verify)
-    config["candidates"] = cands
-    check_output_dir(out, [*cands, data, similarity_data])  # before anything loads or trains
+    names = parse_scores(c.scores)
+    cands = _check_candidates(c.candidates, ver.verify)
+    record = {**c.record("select"), "candidates": cands, "scores": names}
+    check_output_dir(c.out, [*cands, task.data, c.similarity.similarity_data])  # before anything loads or trains
     set_threads()
     start = time.perf_counter()
-    full, scoring, source_set = _scoring_sets(data, classes, strict, max_length, labels_per_class, val_per_class,
-                                              val_fraction, seed, similarity_data, similarity_classes,
-                                              similarity_samples)
+    full, scoring, source_set = _scoring_sets(c)
     data_s = time.perf_counter() - start
-    entries, skipped = _score_all(cands, full, scoring, source_set, names, image_size, seed, max_length,
-                                  convert_channels, console)
+    entries, skipped = _score_all(cands, full, scoring, source_set, names, c.image_size, c.seed, c.max_length,
+                                  task.convert_channels, console)
     scoring_s = time.perf_counter() - start
-    n_verify = len(entries) if verify_all else int(verify)
+    n_verify = len(entries) if ver.verify_all else int(ver.verify)
     if n_verify > len(entries):
-        raise ValueError(f"--verify {verify}: only {len(entries)} usable candidate(s) remain after skipping "
+        raise ValueError(f"--verify {ver.verify}: only {len(entries)} usable candidate(s) remain after skipping "
                          f"{len(skipped)} ({', '.join(s['candidate'] for s in skipped)}); choose at most "
                          f"{len(entries)}")
     entries = _rank(entries, names)
-
-    out = Path(out)
-    verification: dict[str, Any] | None = None
-    work = None
-    if n_verify:  # fine-tuning runs are kept as they finish: an error later loses none of them (FinishedWork)
-        work = FinishedWork(out, "select", {"config": config, "scoring": scoring.fingerprint(),
-                                            "chosen": [e["candidate"] for e in entries[:n_verify]]}, config)
-        if work.stale:
-            console.print(f"{work.path} held verification runs of other settings: discarded", markup=False)
-        verification = _verify(entries[:n_verify], data, classes, labels_per_class, val_per_class, val_fraction,
-                               seed, epochs, patience, batch_size, lr, image_size, max_length, strict,
-                               convert_channels, work, console)
-        verification["correlations"] = _correlations(entries, names)
+    out = Path(c.out)
+    verification, work = _verification(entries, n_verify, names, c, record, scoring, console)
     for e in entries:
         e.pop("_model", None)
     metrics = {
-        "task": "select", "data": data, "classes": full.classes, "class_indices": parse_classes(classes),
-        "scoring_set": {"split": "train", "labels_per_class": labels_per_class, "n": len(scoring),
-                        "val_per_class": val_per_class, "seed": seed, "fingerprint": scoring.fingerprint()},
+        "task": "select", "data": task.data, "classes": full.classes, "class_indices": parse_classes(task.classes),
+        "scoring_set": {"split": "train", "labels_per_class": task.labels_per_class, "n": len(scoring),
+                        "val_per_class": task.val_per_class, "seed": c.seed, "fingerprint": scoring.fingerprint()},
         "scores": names, "ranked_by": names[0], "selected": entries[0]["candidate"],
         "candidates": entries, "skipped": skipped,
-        "similarity": {"data": similarity_data, "classes": source_set.classes, "n": len(source_set)}
+        "similarity": {"data": c.similarity.similarity_data, "classes": source_set.classes, "n": len(source_set)}
         if source_set is not None else None,
         "data_load_s": data_s, "scoring_time_s": scoring_s, "verification": verification,
     }
     with staged_output(out, "select") as tmp:
-        write_yaml(tmp / "config.yaml", config)
+        write_yaml(tmp / "config.yaml", record)
         if work is not None:
             shutil.copytree(work.path / "verify", tmp / "verify",  # the runs, not their locks or leftovers
                             ignore=shutil.ignore_patterns(".*.lock", ".*.partial", ".*.work"))
         metrics["total_time_s"] = time.perf_counter() - start
-        _write_outputs(tmp, metrics, data)
-    console.print(comparison_table(*_ranking_rows(entries, names, compact=True),
-                                   title=f"select → {out}  (ranked by {names[0]})"))
-    for s in skipped:
-        console.print(f"  skipped {s['candidate']}: {s['reason']}", markup=False, highlight=False)
-    for line in verification_lines(metrics):
-        console.print(f"  • {line}", markup=False, highlight=False)
+        _write_outputs(tmp, metrics, task.data)
+    _print_ranking(metrics, out, console)
     if work is not None:
         work.close()
     console.print(f"report: {out / 'report.md'}")
     return RunResult(out, metrics, None, {"classes": full.classes, "selected": entries[0]["candidate"]})
+
+
+def _verification(entries: list[dict[str, Any]], n_verify: int, names: list[str], c: SelectConfig,
+                  record: dict[str, Any], scoring: ImageSet, console: Console
+                  ) -> tuple[dict[str, Any] | None, FinishedWork | None]:
+    """Fine-tune the top ``n_verify`` (if any) and correlate the scores with their accuracy: ``(verification, the
+    finished runs' work directory)``. The runs are kept as they finish: an error later loses none of them."""
+    if not n_verify:
+        return None, None
+    work = FinishedWork(Path(c.out), "select", {"config": record, "scoring": scoring.fingerprint(),
+                                                "chosen": [e["candidate"] for e in entries[:n_verify]]}, record)
+    if work.stale:
+        console.print(f"{work.path} held verification runs of other settings: discarded", markup=False)
+    verification = _verify(entries[:n_verify], c, work, console)
+    verification["correlations"] = _correlations(entries, names)
+    return verification, work
+
+
+def _print_ranking(metrics: dict[str, Any], out: Path, console: Console) -> None:
+    """The ranking table, the skipped candidates and the verification's findings, on the terminal."""
+    names = metrics["scores"]
+    console.print(comparison_table(*_ranking_rows(metrics["candidates"], names, compact=True),
+                                   title=f"select → {out}  (ranked by {names[0]})"))
+    for s in metrics["skipped"]:
+        console.print(f"  skipped {s['candidate']}: {s['reason']}", markup=False, highlight=False)
+    for line in verification_lines(metrics):
+        console.print(f"  • {line}", markup=False, highlight=False)
 
 
 # -- the job's phases ---------------------------------------------------------------------------------------------
@@ -357,24 +359,25 @@ def _check_candidates(candidates: str | Path | Sequence[str | Path], verify: int
     return cands
 
 
-def _scoring_sets(data: str, classes: str | list[int] | None, strict: bool, max_length: int | None,
-                  labels_per_class: int | None, val_per_class: int | None, val_fraction: float, seed: int,
-                  similarity_data: str | None, similarity_classes: str | list[int] | None,
-                  similarity_samples: int) -> tuple[ImageSet, ImageSet, ImageSet | None]:
+def _scoring_sets(c: SelectConfig) -> tuple[ImageSet, ImageSet, ImageSet | None]:
     """The target's training split, the scoring set (the K labelled images per class a ``transfer`` of the same
     seed trains on, or the whole split) and the sample of ``similarity_data`` (never the scoring images)."""
-    full = load_task(data, "train", classes, strict)
-    check_max_length(full, max_length)
+    task, sim, seed = c.task, c.similarity, c.seed
+    data, classes, labels_per_class = task.data, task.classes, task.labels_per_class
+    similarity_data, similarity_classes, similarity_samples = sim.similarity_data, sim.similarity_classes, \
+        sim.similarity_samples
+    full = load_task(data, "train", classes, task.strict)
+    check_max_length(full, c.max_length)
     tr_idx = None
     scoring = full
     if labels_per_class is not None:
-        tr_idx, _ = labelled_budget_indices(full, labels_per_class, val_per_class, val_fraction, seed)
+        tr_idx, _ = labelled_budget_indices(full, labels_per_class, task.val_per_class, task.val_fraction, seed)
         scoring = full.subset(tr_idx, f"{full.name}[{labels_per_class}/class]")
     if similarity_data is None:
         return full, scoring, None
     if similarity_samples < 2:
         raise ConfigError("similarity_samples", "at least 2", similarity_samples)
-    sfull = load_task(similarity_data, "train", similarity_classes, strict)
+    sfull = load_task(similarity_data, "train", similarity_classes, task.strict)
     pool = np.arange(len(sfull))
     if (similarity_data, parse_classes(similarity_classes)) == (data, parse_classes(classes)) \
             and tr_idx is not None:  # the same images: keep the scoring set out of the source sample
@@ -451,16 +454,14 @@ def _write_outputs(tmp: Path, metrics: dict[str, Any], data: str) -> None:
     write_select_report(tmp / "report.md", metrics, columns, rows, images)
 
 
-def _verify(chosen: list[dict[str, Any]], data: str, classes: str | list[int] | None, labels_per_class: int | None,
-            val_per_class: int | None, val_fraction: float, seed: int, epochs: int, patience: int | None,
-            batch_size: int | None, lr: float | None, image_size: int | None, max_length: int | None, strict: bool,
-            convert_channels: bool, work: FinishedWork, console: Console) -> dict[str, Any]:
+def _verify(chosen: list[dict[str, Any]], c: SelectConfig, work: FinishedWork, console: Console) -> dict[str, Any]:
     """Fine-tune each chosen candidate as a user would (``transfer``) and record its accuracies and wall time.
 
     The runs go to ``work``'s ``verify/`` as they finish (with a record each), and runs finished by an earlier,
     interrupted call with the same settings are reused."""
     from transferkit.api.train import transfer
 
+    task, ver = c.task, c.verification
     total = 0.0
     split = None
     root = work.path / "verify"
@@ -477,12 +478,13 @@ def _verify(chosen: list[dict[str, Any]], data: str, classes: str | list[int] | 
             split = done["split"]
             continue
         t0 = time.perf_counter()
-        res = transfer(source, data, classes, labels_per_class=labels_per_class,
-                       strategy="scratch" if random_init else "finetune", seed=seed, out=run_dir, epochs=epochs,
-                       batch_size=batch_size, lr=lr, patience=patience, val_per_class=val_per_class,
-                       val_fraction=val_fraction, image_size=image_size if named and not random_init else None,
-                       max_length=max_length if named and not random_init else None,
-                       strict=strict, convert_channels=convert_channels, progress=False, console=console,
+        res = transfer(source, task.data, task.classes, labels_per_class=task.labels_per_class,
+                       strategy="scratch" if random_init else "finetune", seed=c.seed, out=run_dir,
+                       epochs=ver.epochs, batch_size=ver.batch_size, lr=ver.lr, patience=ver.patience,
+                       val_per_class=task.val_per_class, val_fraction=task.val_fraction,
+                       image_size=c.image_size if named and not random_init else None,
+                       max_length=c.max_length if named and not random_init else None, strict=task.strict,
+                       convert_channels=task.convert_channels, progress=False, console=console,
                        overwrite=True)  # an interrupted verification run is simply redone
         wall = time.perf_counter() - t0
         total += wall
@@ -496,7 +498,7 @@ def _verify(chosen: list[dict[str, Any]], data: str, classes: str | list[int] | 
     scoring = sum(e["time"]["total_s"] for e in chosen)
     return {"n": len(chosen), "candidates": [e["candidate"] for e in chosen], "accuracy_split": split,
             "finetune_time_s": total, "scoring_time_s": scoring,
-            "speedup": total / scoring if scoring > 0 else None, "epochs": epochs, "patience": patience}
+            "speedup": total / scoring if scoring > 0 else None, "epochs": ver.epochs, "patience": ver.patience}
 
 
 def _ranking_rows(entries: list[dict[str, Any]], names: list[str],

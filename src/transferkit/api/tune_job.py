@@ -8,12 +8,46 @@ trains on the labelled training images and is judged on its validation images �
 After every epoch the validation metric goes to the pruner (median rule), which stops hopeless trials early.
 
 The study lives in a storage (``sqlite:///<out>/study.db`` by default): rerunning the same command resumes it
-with ``n_trials`` more trials, and several processes running the same command at once are workers of one search.
+with ``trials`` more trials, and several processes running the same command at once are workers of one search.
 
 Writes ``out/``: ``trials/trial-NNNN/`` (each finished trial's run directory), ``best_config.yaml`` (the fixed
 settings plus the best trial's values, a valid ``transferkit transfer --config`` file), ``trials.csv``,
 ``metrics.json``, ``history.png`` and ``report.md``. Run the best configuration once with
 ``transferkit transfer --config out/best_config.yaml`` for its test score.
+
+The options (the flat names of :class:`~transferkit.options.TuneConfig`):
+
+source, data, classes, labels_per_class, strategy, epochs, seed, val_per_class, val_fraction, image_size,
+weights, strict, convert_channels, class_map, accelerator:
+    As for :func:`transferkit.transfer`; the same for every trial (so every trial sees the same labelled
+    training and validation images). Each trial trains in this process on one device; for several devices,
+    start one worker per device (``CUDA_VISIBLE_DEVICES=1 transferkit tune …``, same command).
+space, param:
+    ``{name: spec}`` (see :mod:`transferkit.tuning.space`: ``"loguniform:1e-4:1e-1"``, ``"int:0:2"``,
+    ``"choice:none,light"`` or a list), or the path of a YAML file holding that mapping. Names are
+    ``transfer``'s training arguments (``lr``, ``weight_decay``, ``freeze``, ``augment``, …) or strategy options
+    as ``option.KEY``. ``None``: the strategy's default space (learning rate around its default, weight decay,
+    and ``freeze`` for finetune). ``param`` (a mapping, or ``NAME=SPEC`` texts) adds to the space and wins.
+metric:
+    ``"val_acc"`` (maximised) or ``"val_loss"`` (minimised), on the validation split.
+trials (``n_trials`` in Python too), timeout:
+    Trials this call adds to the study, and a limit in seconds (the running trial finishes first).
+storage, study_name:
+    An Optuna storage URL (default ``sqlite:///<out>/study.db``) and the study's name (default: the name of
+    ``out``). An existing study is resumed; one created with another metric, search space or fixed settings is
+    an error naming the differences.
+options, fixed:
+    Strategy options and further ``transfer`` training arguments (``batch_size``, ``patience``, ``schedule``,
+    …) that every trial uses unchanged; a name may not be both fixed and searched.
+pruning, pruner_startup_trials, pruner_warmup_epochs, pruner:
+    ``pruning=False`` turns pruning off; else the median pruner prunes nothing until ``pruner_startup_trials``
+    trials have finished, and judges a trial only after ``pruner_warmup_epochs`` epochs; ``pruner`` replaces it
+    (``"none"`` or ``optuna.pruners.NopPruner()`` turns pruning off).
+progress, console:
+    A progress bar over the trials; where to print (trials themselves print nothing).
+
+``tune`` returns a ``RunResult``: ``run_dir=out``; ``metrics`` as in ``out/metrics.json`` (``best_value``,
+``best_params``, ``best_trial``, counts of complete / pruned / failed trials, ``trials``).
 """
 
 from __future__ import annotations
@@ -23,7 +57,7 @@ import io
 import math
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +74,7 @@ from transferkit.api.train import transfer
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.errors import ConfigError
+from transferkit.options import SearchSpaceOptions, StudyOptions, TuneConfig
 from transferkit.report.tables import comparison_table
 from transferkit.report.tune import fmt_value, trials_table, write_tune_report
 from transferkit.rundir import check_output_dir, open_output_dir, partial_dir
@@ -125,103 +160,47 @@ def _validate(strategy: str, base: dict[str, Any], options: dict[str, Any], spac
     return params
 
 
-def tune(
-    source: str | Path, data: str = "fashion_mnist", classes: str | list[int] | None = None,
-    labels_per_class: int | None = None, strategy: str = "finetune",
-    space: Mapping[str, Any] | str | Path | None = None, metric: str = "val_acc", n_trials: int = 20,
-    timeout: float | None = None, storage: str | None = None, study_name: str | None = None,
-    out: str | Path = "runs/tune", epochs: int = 30, seed: int = 0,
-    options: dict[str, Any] | None = None, fixed: Mapping[str, Any] | None = None, val_per_class: int | None = None,
-    val_fraction: float = 0.1, image_size: int | None = None, weights: str | Path | None = None,
-    strict: bool = False, convert_channels: bool = False, class_map: str | Path | dict | None = None,
-    accelerator: str = "cpu", pruner_startup_trials: int = 5, pruner_warmup_epochs: int = 2,
-    pruner: optuna.pruners.BasePruner | str | None = None, progress: bool = True, console: Console | None = None,
-) -> RunResult:
+def tune(*args: Any, config: TuneConfig | None = None, console: Console | None = None, **kwargs: Any) -> RunResult:
     """Search ``strategy``'s hyper-parameters for transferring ``source`` to ``data``/``classes``; resumable.
 
-    Parameters
-    ----------
-    source, data, classes, labels_per_class, strategy, epochs, seed, val_per_class, val_fraction, image_size,
-    weights, strict, convert_channels, class_map, accelerator:
-        As for :func:`transferkit.transfer`; the same for every trial (so every trial sees the same labelled
-        training and validation images). Each trial trains in this process on one device; for several devices,
-        start one worker per device (``CUDA_VISIBLE_DEVICES=1 transferkit tune …``, same command).
-    space:
-        ``{name: spec}`` (see :mod:`transferkit.tuning.space`: ``"loguniform:1e-4:1e-1"``, ``"int:0:2"``,
-        ``"choice:none,light"`` or a list), or the path of a YAML file holding that mapping. Names are
-        ``transfer``'s training arguments (``lr``, ``weight_decay``, ``freeze``, ``augment``, …) or strategy options
-        as ``option.KEY``. ``None``: the strategy's default space (learning rate around its default, weight decay,
-        and ``freeze`` for finetune).
-    metric:
-        ``"val_acc"`` (maximised) or ``"val_loss"`` (minimised), on the validation split.
-    n_trials, timeout:
-        Trials this call adds to the study, and a limit in seconds (the running trial finishes first).
-    storage, study_name:
-        An Optuna storage URL (default ``sqlite:///<out>/study.db``) and the study's name (default: the name of
-        ``out``). An existing study is resumed; one created with another metric, search space or fixed settings is
-        an error naming the differences.
-    options, fixed:
-        Strategy options and further ``transfer`` training arguments (``batch_size``, ``patience``, ``schedule``,
-        …) that every trial uses unchanged; a name may not be both fixed and searched.
-    pruner_startup_trials, pruner_warmup_epochs, pruner:
-        The median pruner prunes nothing until ``pruner_startup_trials`` trials have finished, and judges a trial
-        only after ``pruner_warmup_epochs`` epochs; ``pruner`` replaces it (``"none"`` or
-        ``optuna.pruners.NopPruner()`` turns pruning off).
-    progress, console:
-        A progress bar over the trials; where to print (trials themselves print nothing).
-
-    Returns
-    -------
-    RunResult
-        ``run_dir=out``; ``metrics`` as in ``out/metrics.json`` (``best_value``, ``best_params``, ``best_trial``,
-        counts of complete / pruned / failed trials, ``trials``).
+    ``tune(source, data, classes, **options)`` or ``tune(config=TuneConfig(...))``: the options are the flat names
+    of :class:`~transferkit.options.TuneConfig`, described in the module docstring (``n_trials`` is read as
+    ``trials``).
 
     Every argument is checked before the first trial trains: unknown names, malformed specs, bounds and choices
     that ``transfer`` would refuse. A trial that fails anyway (an option that only the model can refuse, a
     combination of searched values that contradicts itself) is recorded as FAILED with its reason, and the search
     goes on; if no trial of the study has finished, ``tune`` raises with the first reason.
     """
+    c = TuneConfig.given(config, args, kwargs)
     console = console or Console()
     start = time.perf_counter()
-    if metric not in METRICS:
-        raise ConfigError("metric", "val_acc (maximised) or val_loss (minimised)", metric)
-    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-        raise ValueError(f"--trials: the number of trials must be a whole number ≥ 1, got {n_trials!r}")
-    if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
-        raise ConfigError("timeout", "a positive number of seconds", timeout)
-    for flag, value in (("pruner_startup_trials", pruner_startup_trials), ("pruner_warmup_epochs",
-                                                                          pruner_warmup_epochs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{flag} must be a whole number ≥ 0, got {value!r}")
-    if pruner == "none":
-        pruner = optuna.pruners.NopPruner()
-    elif isinstance(pruner, str):
-        raise ConfigError("pruner", "'none' or an optuna pruner", pruner)
-    if isinstance(source, Backbone) or not str(source):
+    st, task, metric = c.study, c.task, c.study.metric
+    pruner = _pruner(st)
+    if isinstance(c.source, Backbone) or not c.source or not str(c.source):
         raise ValueError("tune: source must be a run directory, bundle directory or backbone name (it is written "
                          "into best_config.yaml)")
-    fixed = {str(k).replace("-", "_"): v for k, v in (fixed or {}).items()}
-    unknown = sorted((set(fixed) - set(TRAIN_PARAMS)) | (set(fixed) & {"epochs"}))
-    if unknown:
-        raise ValueError(f"tune: unknown fixed training argument(s) {unknown}; valid: "
-                         f"{', '.join(k for k in TRAIN_PARAMS if k != 'epochs')} (epochs is an argument of its own)")
-    options = dict(options or {})
-    if labels_per_class is not None and val_per_class is None:
-        val_per_class = labels_per_class  # tune judges trials on a separate validation set: budget K + V (issue 26)
+    source, weights, class_map = c.source, c.weights, task.class_map
+    fixed = _fixed_arguments(c.search.fixed)
+    options = dict(c.options or {})
+    val_per_class = task.val_per_class
+    if task.labels_per_class is not None and val_per_class is None:
+        val_per_class = task.labels_per_class  # tune judges trials on a separate validation set: K + V (issue 26)
     base: dict[str, Any] = {
-        "source": source, "data": data, "classes": classes, "strategy": strategy,
-        "labels_per_class": labels_per_class, "val_per_class": val_per_class, "val_fraction": val_fraction,
-        "image_size": image_size, "weights": weights, "class_map": class_map, "strict": strict,
-        "convert_channels": convert_channels, "epochs": epochs, "seed": seed, **fixed,
-        "accelerator": accelerator,
+        "source": source, "data": task.data, "classes": task.classes, "strategy": c.strategy,
+        "labels_per_class": task.labels_per_class, "val_per_class": val_per_class, "val_fraction": task.val_fraction,
+        "image_size": c.image_size, "weights": weights, "class_map": class_map, "strict": task.strict,
+        "convert_channels": task.convert_channels, "epochs": c.epochs, "seed": c.seed, **fixed,
+        "accelerator": c.accelerator,
     }
-    params = _validate(strategy, base, options, space, fixed)
+    params = _validate(c.strategy, base, options, _space(c.search), fixed)
     key, direction, _ = METRICS[metric]
 
-    check_output_dir(out, [source, data, weights, class_map, space], kind="tune")  # it writes into out (resumable)
-    out = open_output_dir(out, "tune")
-    storage = storage or default_storage(out)
-    study_name = study_name or out.resolve().name or "tune"
+    check_output_dir(c.out, [source, task.data, weights, class_map, c.search.space],
+                     kind="tune")  # it writes into out (resumable)
+    out = open_output_dir(c.out, "tune")
+    storage = st.storage or default_storage(out)
+    study_name = st.study_name or out.resolve().name or "tune"
     settings = {
         "format": FORMAT, "metric": metric, "space": {p.name: p.spec for p in params},
         "fixed": {**{k: _plain_value(v) for k, v in base.items() if k not in _UNCHECKED},
@@ -229,20 +208,76 @@ def tune(
                   "class_map": _same_place(class_map) if isinstance(class_map, str | Path) else class_map,
                   "options": options},
     }
-    pruner = pruner if pruner is not None else optuna.pruners.MedianPruner(
-        n_startup_trials=pruner_startup_trials, n_warmup_steps=pruner_warmup_epochs)
     optuna_log = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our one line per trial says what Optuna would, briefly
     try:
-        study = open_study(storage, study_name, direction, settings, seed, pruner)
+        study = open_study(storage, study_name, direction, settings, c.seed, pruner)
         before = len(study.get_trials(deepcopy=False))
         if before:
             console.print(f"resuming study '{study_name}' ({shown_storage(storage)}): {before} earlier trials")
-        ran = _optimize(study, params, base, options, metric, key, n_trials, timeout, out, progress, console)
+        ran = _optimize(study, params, base, options, metric, key, st.trials, st.timeout, out, c.progress, console)
     finally:
         optuna.logging.set_verbosity(optuna_log)
     return _write_outputs(study, params, base, options, metric, storage, study_name, out, ran,
-                          time.perf_counter() - start, (pruner_startup_trials, pruner_warmup_epochs), console)
+                          time.perf_counter() - start, (st.pruner_startup_trials, st.pruner_warmup_epochs), console)
+
+
+def _pruner(st: StudyOptions) -> optuna.pruners.BasePruner:
+    """The study's pruner (checked first, with the other study options): the given one, none, or the median pruner."""
+    if st.metric not in METRICS:
+        raise ConfigError("metric", "val_acc (maximised) or val_loss (minimised)", st.metric)
+    if isinstance(st.trials, bool) or not isinstance(st.trials, int) or st.trials < 1:
+        raise ConfigError("trials", "a whole number ≥ 1 (the trials this call adds)", st.trials)
+    if st.timeout is not None and not (isinstance(st.timeout, int | float) and st.timeout > 0):
+        raise ConfigError("timeout", "a positive number of seconds", st.timeout)
+    for name in ("pruner_startup_trials", "pruner_warmup_epochs"):
+        value = getattr(st, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(name, "a whole number ≥ 0", value)
+    pruner = st.pruner if st.pruner is not None else None if st.pruning else "none"
+    if pruner == "none":
+        return optuna.pruners.NopPruner()
+    if isinstance(pruner, str):
+        raise ConfigError("pruner", "'none' or an optuna pruner", pruner)
+    return pruner if pruner is not None else optuna.pruners.MedianPruner(
+        n_startup_trials=st.pruner_startup_trials, n_warmup_steps=st.pruner_warmup_epochs)
+
+
+def name_values(values: Sequence[str] | str | Mapping[str, Any] | None, field: str, example: str,
+                typed: bool) -> dict[str, Any]:
+    """``["NAME=VALUE", …]`` (flags) or a mapping (Python, YAML) → ``{name: value}``; ``typed`` reads values as
+    YAML scalars (``16`` → 16), else keeps them as text (search specs)."""
+    if values is None or isinstance(values, Mapping):
+        return dict(values or {})
+    out: dict[str, Any] = {}
+    for item in [values] if isinstance(values, str) else values:
+        name, sep, value = str(item).partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigError(field, f"NAME=VALUE, e.g. {example}", str(item))
+        if name.strip() in out:
+            raise ConfigError(field, "each name once", name.strip(), "given twice")
+        out[name.strip()] = yaml.safe_load(value) if typed else value.strip()
+    return out
+
+
+def _fixed_arguments(values: Sequence[str] | Mapping[str, Any] | None) -> dict[str, Any]:
+    """The training arguments every trial keeps (``batch_size``, ``schedule``, …), checked by name."""
+    fixed = {str(k).replace("-", "_"): v for k, v in name_values(values, "fixed", "schedule=cosine",
+                                                                 typed=True).items()}
+    unknown = sorted((set(fixed) - set(TRAIN_PARAMS)) | (set(fixed) & {"epochs"}))
+    if unknown:
+        raise ValueError(f"tune: unknown fixed training argument(s) {unknown}; valid: "
+                         f"{', '.join(k for k in TRAIN_PARAMS if k != 'epochs')} (epochs is an argument of its own)")
+    return fixed
+
+
+def _space(s: SearchSpaceOptions) -> Mapping[str, Any] | str | Path | None:
+    """The search space: the ``space`` file or mapping, with ``param`` added (and winning); ``None``: the
+    strategy's default space."""
+    param = name_values(s.param, "param", "lr=loguniform:1e-4:1e-1", typed=False)
+    if not param:
+        return s.space
+    return {**(load_space_file(s.space) if isinstance(s.space, str | Path) else dict(s.space or {})), **param}
 
 
 def _optimize(study: optuna.Study, params: list[SearchParam], base: dict[str, Any], options: dict[str, Any],

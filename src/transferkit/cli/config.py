@@ -86,8 +86,9 @@ def parse_generated(command: str, argv: Sequence[str]) -> Any:
             values["classes"] = ",".join(str(c) for c in values["classes"])
         default = cls.from_mapping(values, where=f"--config {path}: ")
         cls.check_types(values)  # argparse read a file's values through each flag's type; tyro takes them as given
+    about = " ".join(str(cls.__doc__).split())
     parsed = tyro.cli(cls, args=argv, default=default, prog=f"transferkit {command}",
-                      description=f"{' '.join(str(cls.__doc__).split())}. {CONFIG_NOTE}" + (RESUME_NOTE if resumable else ""),
+                      description=f"{about}. {CONFIG_NOTE}" + (RESUME_NOTE if resumable else ""),
                       config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagCreatePairsOff, tyro.conf.UseAppendAction))
     return _keep_unflagged(parsed, default if default is not None else cls(), argv)
 
