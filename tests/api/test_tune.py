@@ -249,3 +249,24 @@ def test_history_plot_marks_every_state(tmp_path):
               {"number": 2, "state": "FAIL", "value": None}, {"number": 3, "state": "COMPLETE", "value": 0.7}]
     path = plot_optimisation_history(trials, tmp_path / "h.png", maximise=True)
     assert path.stat().st_size > 1000 and plot_optimisation_history([], tmp_path / "e.png").is_file()
+
+
+def test_param_adds_to_the_space_file_and_wins_and_fixed_values_are_typed(tmp_path):
+    from transferkit.api.tune_job import _fixed_arguments, _space, name_values
+    from transferkit.errors import ConfigError
+    from transferkit.options import SearchSpaceOptions
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"lr": "loguniform:1e-4:1e-2", "augment": ["none", "light"]}))
+    merged = _space(SearchSpaceOptions(param=("lr=loguniform:1e-3:1e-1", "option.bn=choice:train,frozen"),
+                                       space=str(space)))
+    assert merged == {"lr": "loguniform:1e-3:1e-1", "augment": ["none", "light"], "option.bn": "choice:train,frozen"}
+    assert _space(SearchSpaceOptions(space=str(space))) == str(space)  # no param: the file, read by the job
+    assert _space(SearchSpaceOptions(param={"lr": "uniform:0.1:0.2"})) == {"lr": "uniform:0.1:0.2"}
+    assert _fixed_arguments(("batch_size=16", "schedule=cosine")) == {"batch_size": 16, "schedule": "cosine"}
+    with pytest.raises(ConfigError, match="param: expected NAME=VALUE"):
+        name_values(("lr",), "param", "lr=loguniform:1e-4:1e-1", typed=False)
+    with pytest.raises(ConfigError, match="fixed: expected each name once, got 'lr'"):
+        name_values(("lr=1", "lr=2"), "fixed", "schedule=cosine", typed=True)
+    with pytest.raises(ValueError, match=r"unknown fixed training argument\(s\) \['epochs'\]"):
+        _fixed_arguments({"epochs": 3})
