@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from transferkit.cli.config import parse_args, parse_generated
 from transferkit.errors import ConfigError, DivergenceError, Interrupted
@@ -49,31 +49,8 @@ def _data_options(p: argparse.ArgumentParser, default_data: str | None = "fashio
     g.add_argument("--convert-channels", action="store_true", help="allow converting colour images to greyscale")
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    from transferkit import __version__
-
-    parser = argparse.ArgumentParser(prog="transferkit", description="Deep transfer learning on PyTorch.")
-    parser.add_argument("--version", action="version", version=f"transferkit {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    subs: dict[str, argparse.ArgumentParser] = {}
-
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--config", metavar="FILE.yaml", help="options from a YAML file (keys mirror the flags)")
-        subs[name] = p
-        return p
-
-    p = add("list", "list a pluggable family (datasets, backbones, strategies, regularizers, methods, scores, …) with "
-                    "papers and files; without FAMILY, the families")
-    p.add_argument("family", nargs="?", metavar="FAMILY", help="e.g. strategies, fusion-methods, "
-                   "transferability-scores ('transferkit list' shows them all)")
-    add("datasets", "list the datasets transferkit knows")
-    add("backbones", "list the backbones with size, feature width and weight availability")
-    add("strategies", "list the transfer strategies")
-
-    for name in GENERATED:  # listed here; their flags come from their configuration (parse_generated)
-        add(name, GENERATED[name])
-
+def _resume_command(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """``resume``: an interrupted run continued with its own options."""
     p = add("resume", "continue an interrupted pretrain/transfer/adapt/distill run from its newest good checkpoint")
     p.description = (f"{p.description}. Security: resume checkpoints are pickles, and loading one runs whatever "
                      "code it names, so resume only run directories you (or someone you trust) wrote; a warning is "
@@ -82,6 +59,33 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("run_dir", nargs="?", help="the interrupted run's --out directory")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
+
+def _other_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """``multitask`` (whose ``--config`` is its task spec) and ``demo``."""
+    p = add("multitask", "train several tasks on one transferred backbone (one head per task) and compare each with "
+                         "its single-task model")
+    p.set_defaults(config_is_spec=True)  # --config is the task spec (tasks.yaml), read by the job itself
+    p.add_argument("--source", default=None, help=SOURCE_HELP + " (overrides the spec's 'source')")
+    p.add_argument("--strategy", default=None, help="transfer strategy (overrides the spec's; default finetune)")
+    p.add_argument("--weighting", default=None, metavar="{fixed,uncertainty,gradnorm,dwa}",
+                   help="loss weighting (overrides the spec's; default fixed)")
+    p.add_argument("--sampling", default=None, metavar="{proportional,uniform,temperature}",
+                   help="task sampling (overrides the spec's; default proportional)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (overrides the spec's; default 30)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the label draws and the training (default 0)")
+    p.add_argument("--no-baselines", dest="baselines", action="store_false", default=None,
+                   help="skip the single-task models (no comparison)")
+    p.add_argument("--strict", action="store_true", help="fail on unreadable files or rows with an empty text")
+    p.add_argument("--out", default=None, help="run directory to write (overrides the spec's; default runs/multitask)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run at --out")
+    p.add_argument("--overwrite", action="store_true", help="replace a run directory another run holds")
+    p.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
+
+    p = add("demo", "the demo: Fashion-MNIST split task, scratch vs linear probe vs fine-tune over seeds")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--seeds", type=int, default=3)
+def _model_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """The commands that take a trained MODEL: ``evaluate``, ``merge``, ``export``."""
     p = add("evaluate", "evaluate a trained model on a dataset split")
     p.add_argument("model", nargs="?", help="run directory or bundle directory")
     _data_options(p, default_data=None)
@@ -90,6 +94,25 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                         "folder of class sub-folders)")
     p.add_argument("--out", default=None, help="also write metrics.json and confusion_matrix.png here")
 
+    p = add("merge", "fold a LoRA bundle's adapters into the source weights: a plain, self-contained bundle")
+    p.add_argument("model", nargs="?", help="LoRA run directory or bundle directory")
+    p.add_argument("--out", default=None, help="bundle directory to write")
+
+    p = add("export", "export a bundle to ONNX or TorchScript (classes and preprocessing in the metadata), verified "
+                      "against PyTorch")
+    p.add_argument("model", nargs="?", help="run directory or bundle directory (LoRA bundles are merged first)")
+    p.add_argument("--format", default="onnx", metavar="{onnx,torchscript}",
+                   help="onnx (model.onnx, ONNX Runtime) or torchscript (model.pt, torch.jit) (default %(default)s)")
+    p.add_argument("--out", default=None,
+                   help="file (or folder) to write (default: RUN_DIR/export/model.onnx|model.pt, or "
+                        "NAME.export/ beside a bare bundle directory NAME)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file that is not an earlier "
+                   "export (never inside the bundle)")
+
+
+def _predict_command(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """``predict``: a MODEL over files, folders and lists of inputs."""
     p = add("predict", "predict the class of image files, folders (recursively) and CSV lists of images")
     p.add_argument("model", nargs="?", help="run directory, bundle directory or pretrained backbone name "
                    "(--backend onnx: a model.onnx or a folder holding one)")
@@ -114,41 +137,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--convert-channels", action="store_true", help="allow converting colour images to greyscale")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
-    p = add("multitask", "train several tasks on one transferred backbone (one head per task) and compare each with "
-                         "its single-task model")
-    p.set_defaults(config_is_spec=True)  # --config is the task spec (tasks.yaml), read by the job itself
-    p.add_argument("--source", default=None, help=SOURCE_HELP + " (overrides the spec's 'source')")
-    p.add_argument("--strategy", default=None, help="transfer strategy (overrides the spec's; default finetune)")
-    p.add_argument("--weighting", default=None, metavar="{fixed,uncertainty,gradnorm,dwa}",
-                   help="loss weighting (overrides the spec's; default fixed)")
-    p.add_argument("--sampling", default=None, metavar="{proportional,uniform,temperature}",
-                   help="task sampling (overrides the spec's; default proportional)")
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (overrides the spec's; default 30)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the label draws and the training (default 0)")
-    p.add_argument("--no-baselines", dest="baselines", action="store_false", default=None,
-                   help="skip the single-task models (no comparison)")
-    p.add_argument("--strict", action="store_true", help="fail on unreadable files or rows with an empty text")
-    p.add_argument("--out", default=None, help="run directory to write (overrides the spec's; default runs/multitask)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run at --out")
-    p.add_argument("--overwrite", action="store_true", help="replace a run directory another run holds")
-    p.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
 
-    p = add("merge", "fold a LoRA bundle's adapters into the source weights: a plain, self-contained bundle")
-    p.add_argument("model", nargs="?", help="LoRA run directory or bundle directory")
-    p.add_argument("--out", default=None, help="bundle directory to write")
-
-    p = add("export", "export a bundle to ONNX or TorchScript (classes and preprocessing in the metadata), verified "
-                      "against PyTorch")
-    p.add_argument("model", nargs="?", help="run directory or bundle directory (LoRA bundles are merged first)")
-    p.add_argument("--format", default="onnx", metavar="{onnx,torchscript}",
-                   help="onnx (model.onnx, ONNX Runtime) or torchscript (model.pt, torch.jit) (default %(default)s)")
-    p.add_argument("--out", default=None,
-                   help="file (or folder) to write (default: RUN_DIR/export/model.onnx|model.pt, or "
-                        "NAME.export/ beside a bare bundle directory NAME)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file that is not an earlier "
-                   "export (never inside the bundle)")
-
+def _serve_command(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """``serve``: a MODEL over HTTP, with the limits that keep a public service standing."""
     p = add("serve", "serve a model (images or texts, single- or multi-task) over HTTP (FastAPI + uvicorn): "
                      "POST /predict, GET /health, GET /model")
     p.add_argument("model", nargs="?", help="run or bundle directory (torch), or model.onnx / its folder (onnx)")
@@ -192,9 +183,37 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn log level; info also logs every request (default %(default)s)")
 
-    p = add("demo", "the demo: Fashion-MNIST split task, scratch vs linear probe vs fine-tune over seeds")
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--seeds", type=int, default=3)
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    from transferkit import __version__
+
+    parser = argparse.ArgumentParser(prog="transferkit", description="Deep transfer learning on PyTorch.")
+    parser.add_argument("--version", action="version", version=f"transferkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subs: dict[str, argparse.ArgumentParser] = {}
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", metavar="FILE.yaml", help="options from a YAML file (keys mirror the flags)")
+        subs[name] = p
+        return p
+
+    p = add("list", "list a pluggable family (datasets, backbones, strategies, regularizers, methods, scores, …) with "
+                    "papers and files; without FAMILY, the families")
+    p.add_argument("family", nargs="?", metavar="FAMILY", help="e.g. strategies, fusion-methods, "
+                   "transferability-scores ('transferkit list' shows them all)")
+    add("datasets", "list the datasets transferkit knows")
+    add("backbones", "list the backbones with size, feature width and weight availability")
+    add("strategies", "list the transfer strategies")
+
+    for name in GENERATED:  # listed here; their flags come from their configuration (parse_generated)
+        add(name, GENERATED[name])
+
+    _resume_command(add)
+    _model_commands(add)
+    _predict_command(add)
+    _serve_command(add)
+    _other_commands(add)
     return parser, subs
 
 
