@@ -35,13 +35,14 @@ VALUES = {"source": "src", "data": "digits", "classes": "0-4", "labels_per_class
           "oracle_selection": True, "backbone_lr_mult": 0.5, "diagnostics": False, "plots": False,
           "param": ("lr=loguniform:1e-3:1e-1",), "space": "s.yaml", "fixed": ("batch_size=16",), "trials": 3,
           "timeout": 60.0, "metric": "val_loss", "storage": "sqlite:///x.db", "study_name": "s", "pruning": False,
-          "pruner_startup_trials": 2, "pruner_warmup_epochs": 1}
+          "pruner_startup_trials": 2, "pruner_warmup_epochs": 1, "model": "runs/m", "format": "torchscript",
+          "opset": 13}
 GRID = {"labels_per_class": "2,5,all", "seeds": "0,4", "strategies": ("lp=linear_probe", "finetune:bn=frozen"),
         "test_per_class": 20, "title": "T", "restart": True, "head_init": True}  # a grid's own values
 SPECIAL = {"head_init": ["--no-head-init"], "progress": ["--no-progress"], "deterministic": ["--no-deterministic"],
            "baseline": ["--no-baseline"], "latency": ["--no-latency"], "diagnostics": ["--no-diagnostics"],
            "plots": ["--no-plots"], "pruning": ["--no-pruning"], "param": ["--param", "lr=loguniform:1e-3:1e-1"],
-           "fixed": ["--fixed", "batch_size=16"],
+           "fixed": ["--fixed", "batch_size=16"], "model": ["runs/m"],
            "options": ["--option", "bn=frozen", "--option", "r=8"],
            "strategies": ["--strategies", "lp=linear_probe", "--strategy", "finetune:bn=frozen"],
            "templates": ["--template", "T {label}", "--template", "{label}"], "candidates": ["a", "b"],
@@ -61,7 +62,8 @@ def _flags(name, values=VALUES, special=SPECIAL):
 @pytest.mark.parametrize("command", sorted(CONFIGS))
 def test_every_option_is_one_field_reached_by_its_flag_its_keyword_and_its_yaml_key(command, tmp_path):
     cls = CONFIGS[command]
-    names = [n for n in cls.names() if n not in ("resume", "pruner")]  # resume: the resume command; pruner: Python
+    # resume: the resume command; pruner and verify_inputs: Python objects, no flag
+    names = [n for n in cls.names() if n not in ("resume", "pruner", "verify_inputs")]
     values = {**VALUES, **GRID} if "seeds" in names else VALUES
     values = {**values, **PER_COMMAND.get(command, {})}
     special = {k: v for k, v in SPECIAL.items() if k not in PER_COMMAND.get(command, {})}

@@ -922,13 +922,70 @@ class TuneConfig(JobConfig):
     ALIASES: ClassVar[dict[str, str]] = {"n_trials": "trials"}  # the Python keyword before the configuration
 
 
+@dataclass(frozen=True)
+class EvaluateConfig(JobConfig):
+    """evaluate a trained model on a dataset split"""
+
+    model: Annotated[str | None, tyro.conf.Positional, tyro.conf.arg(metavar="MODEL")] = None
+    """run directory or bundle directory"""
+    data: str | None = None
+    """dataset name or name:PATH (see 'transferkit list datasets')"""
+    classes: str | None = None
+    """class indices to keep, e.g. 0,1,5 or 0-4 (default: all)"""
+    split: str | None = None
+    """split to evaluate (default: test, or all of the data when it has no test split, e.g. a folder of classes)"""
+    out: str | None = None
+    """also write config.yaml, metrics.json and confusion_matrix.png here"""
+    strict: bool = False
+    """fail on unreadable image files instead of skipping them"""
+    convert_channels: bool = False
+    """allow converting colour images to greyscale"""
+
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("model", "data", "classes", "split")
+
+
+@dataclass(frozen=True)
+class MergeConfig(JobConfig):
+    """fold a LoRA bundle's adapters into the source weights: a plain, self-contained bundle"""
+
+    model: Annotated[str | None, tyro.conf.Positional, tyro.conf.arg(metavar="MODEL")] = None
+    """LoRA run directory or bundle directory"""
+    out: str | None = None
+    """bundle directory to write"""
+
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("model", "out")
+    ALIASES: ClassVar[dict[str, str]] = {"bundle": "model"}  # the Python keyword before the configuration
+
+
+@dataclass(frozen=True)
+class ExportConfig(JobConfig):
+    """export a bundle to ONNX or TorchScript (classes and preprocessing in the metadata), verified against PyTorch"""
+
+    model: Annotated[str | None, tyro.conf.Positional, tyro.conf.arg(metavar="MODEL")] = None
+    """run directory or bundle directory (LoRA bundles are merged first)"""
+    format: str = "onnx"
+    """onnx (model.onnx, ONNX Runtime) or torchscript (model.pt, torch.jit)"""
+    out: str | None = None
+    """file (or folder) to write (default: RUN_DIR/export/model.onnx|model.pt, or NAME.export/ beside a bundle NAME)"""
+    opset: int = 17
+    """ONNX opset version"""
+    overwrite: bool = False
+    """replace an existing out file that is not an earlier export (never inside the bundle)"""
+    verify_inputs: Annotated[Any, tyro.conf.Suppress] = None
+    """Python only: the inputs the export is verified on (preprocessed images (N, C, H, W) or token ids (N, L))"""
+
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("model", "format", "out", "opset")
+    ALIASES: ClassVar[dict[str, str]] = {"bundle": "model"}  # the Python keyword before the configuration
+
+
 # the commands whose flags are generated from their configuration (the others are still declared in cli/main.py)
 CONFIGS: dict[str, type[JobConfig]] = {"transfer": TransferConfig, "pretrain": PretrainConfig,
                                        "lr-find": LrFindConfig, "compare": CompareConfig, "curve": CurveConfig,
                                        "distill": DistillConfig, "fewshot": FewshotConfig,
                                        "zeroshot": ZeroshotConfig, "select": SelectConfig,
                                        "fuse": FuseConfig, "auto": AutoConfig,
-                                       "adapt": AdaptConfig, "tune": TuneConfig}
+                                       "adapt": AdaptConfig, "tune": TuneConfig,
+                                       "evaluate": EvaluateConfig, "merge": MergeConfig, "export": ExportConfig}
 
 
 def _check_unique(configs: Sequence[type[JobConfig]]) -> None:
@@ -941,10 +998,10 @@ def _check_unique(configs: Sequence[type[JobConfig]]) -> None:
 
 _check_unique(list(CONFIGS.values()))
 __all__ = ["AdaptCompareOptions", "AdaptConfig", "AdaptTrainOptions", "AutoConfig", "CONFIGS", "CompareConfig",
-           "CurveConfig", "DataOptions", "DistillConfig", "DomainOptions", "EpisodeOptions", "FewshotConfig",
-           "FitOptions", "FuseConfig", "GridConfig", "GridOptions", "JobConfig", "LabelledOptions", "LrFindConfig",
-           "NetworkOptions", "OptimiserOptions", "PretrainConfig", "ReadOptions", "RunOptions", "SearchOptions",
-           "SearchSpaceOptions", "SelectConfig", "SetFitOptions", "SimilarityOptions", "SourceOptions", "SplitOptions",
-           "StrategyOptions", "StudyOptions", "TargetJobConfig", "TaskOptions", "TransferConfig", "TuneConfig",
-           "VerifyOptions", "ZeroshotConfig", "parse_key_values", "parse_labels_per_class", "parse_seeds",
-           "parse_specs"]
+           "CurveConfig", "DataOptions", "DistillConfig", "DomainOptions", "EpisodeOptions", "EvaluateConfig",
+           "ExportConfig", "FewshotConfig", "FitOptions", "FuseConfig", "GridConfig", "GridOptions", "JobConfig",
+           "LabelledOptions", "LrFindConfig", "MergeConfig", "NetworkOptions", "OptimiserOptions", "PretrainConfig",
+           "ReadOptions", "RunOptions", "SearchOptions", "SearchSpaceOptions", "SelectConfig", "SetFitOptions",
+           "SimilarityOptions", "SourceOptions", "SplitOptions", "StrategyOptions", "StudyOptions", "TargetJobConfig",
+           "TaskOptions", "TransferConfig", "TuneConfig", "VerifyOptions", "ZeroshotConfig", "parse_key_values",
+           "parse_labels_per_class", "parse_seeds", "parse_specs"]

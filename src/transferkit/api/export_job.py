@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 
 from transferkit import atomic
@@ -26,6 +25,7 @@ from transferkit.exporting import (
     verify_export,
 )
 from transferkit.inference import check_modality
+from transferkit.options import ExportConfig
 from transferkit.rundir import check_output_file, check_output_name
 
 FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt"}
@@ -69,10 +69,12 @@ def default_out(bundle_dir: Path, fmt: str) -> Path:
     return root / FILE_NAMES[fmt]
 
 
-def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = None, opset: int = 17,  # noqa: A002
-           console: Console | None = None, verify_inputs: torch.Tensor | None = None,
-           overwrite: bool = False) -> dict[str, Any]:
-    """Export the bundle (or run directory) ``bundle`` as ``format`` (``onnx`` or ``torchscript``) and verify it.
+def export(*args: Any, config: ExportConfig | None = None, console: Console | None = None,
+           **options: Any) -> dict[str, Any]:
+    """Export the bundle (or run directory) ``model`` as ``format`` (``onnx`` or ``torchscript``) and verify it.
+
+    ``export(model, format, out, opset, **options)`` (``bundle=`` is read as ``model``) or
+    ``export(config=ExportConfig(...))``: the flat names of :class:`~transferkit.options.ExportConfig`.
 
     ``out`` is the file to write (a directory: ``model.onnx``/``model.pt`` in it; default :func:`default_out`).
     LoRA bundles are merged into their source first. The export is run against the bundle's PyTorch model on a
@@ -88,6 +90,10 @@ def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = No
     written inside the bundle; an existing file is replaced only when ``export.json`` records it as an earlier
     export (or at the default place), or with ``overwrite``.
     """
+    c = ExportConfig.given(config, args, options)
+    bundle, format, out, opset = c.model, c.format, c.out, c.opset  # noqa: A001
+    if bundle is None:
+        raise ConfigError("model", "a run or bundle directory", None)
     if format not in EXPORT_FORMATS:
         raise ConfigError("format", f"one of {', '.join(EXPORT_FORMATS)}", format)
     if isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= 21:
@@ -107,15 +113,15 @@ def export(bundle: str | Path, format: str = "onnx", out: str | Path | None = No
         path = Path(out).expanduser()
         if path.is_dir() or (not path.suffix and not path.exists()):
             path = path / FILE_NAMES[format]
-    check_output_file(path, [bundle_dir], overwrite or out is None, _earlier_export, option="--out")  # not in it
+    check_output_file(path, [bundle_dir], c.overwrite or out is None, _earlier_export, option="--out")  # not in it
     if text:  # the tokenizer beside it: the same rule (never over a user's file)
-        check_output_file(tokenizer_path(path), [bundle_dir], overwrite or out is None, _earlier_tokenizer,
+        check_output_file(tokenizer_path(path), [bundle_dir], c.overwrite or out is None, _earlier_tokenizer,
                           option="--out (its tokenizer file)")
     if format == "onnx":
         export_onnx(model, meta, path, opset=opset)
     else:
         export_torchscript(model, meta, path)
-    check = verify_export(path, reference, format, inputs=verify_inputs, meta=meta)
+    check = verify_export(path, reference, format, inputs=c.verify_inputs, meta=meta)
     record: dict[str, Any] = {
         "format": format, "opset": opset if format == "onnx" else None, "bundle": str(bundle_dir), "kind": kind,
         "notes": notes, "verification": check, "classes": list(meta.get("classes") or []),

@@ -56,6 +56,7 @@ from transferkit.inference import (
     spec_channels_ok,
     task_heads,
 )
+from transferkit.options import EvaluateConfig
 from transferkit.report.plots import plot_confusion
 from transferkit.report.tables import metrics_table
 from transferkit.rundir import check_output_dir, check_output_file, open_output_dir
@@ -66,12 +67,12 @@ log = logging.getLogger(__name__)
 ALL_SPLITS = "all (no test split)"  # metrics["split"] when data without a test split is evaluated whole
 
 
-def evaluate(
-    model: str | Path, data: str, classes: str | list[int] | None = None, split: str | None = None,
-    out: str | Path | None = None, strict: bool = False, convert_channels: bool = False,
-    console: Console | None = None,
-) -> dict[str, Any]:
+def evaluate(*args: Any, config: EvaluateConfig | None = None, console: Console | None = None,
+             **options: Any) -> dict[str, Any]:
     """Metrics of a trained model (run dir or bundle) on ``split`` of ``data`` restricted to ``classes``.
+
+    ``evaluate(model, data, classes, split, **options)`` or ``evaluate(config=EvaluateConfig(...))`` (the flat
+    names of :class:`~transferkit.options.EvaluateConfig`: also ``out``, ``strict``, ``convert_channels``).
 
     ``split=None`` (the default) takes the test split when the data has one, and otherwise *all* of the data —
     every split it has, e.g. a labelled folder of class sub-folders (the way people keep a test set) — and says
@@ -81,8 +82,13 @@ def evaluate(
     mapped onto them; a model trained with a class map (``transfer(class_map=...)``) gets the data mapped the same
     way. With ``out``, ``config.yaml``, ``metrics.json`` and ``confusion_matrix.png`` are written there.
     """
-    config = {"command": "evaluate", **{k: str(v) if isinstance(v, Path) else v for k, v in locals().items()
-                                         if k != "console"}}
+    c = EvaluateConfig.given(config, args, options)
+    model, data, classes, split, out, strict = c.model, c.data, c.classes, c.split, c.out, c.strict
+    if model is None:
+        raise ConfigError("model", "a run or bundle directory", None)
+    if data is None:
+        raise ConfigError("data", "a dataset name or name:PATH", None)
+    record = c.record("evaluate")
     console = console or Console()
     if out is not None:  # it writes into out: a new, empty or earlier evaluate folder, never the model or data
         check_output_dir(out, [model, data], kind="evaluate")
@@ -99,7 +105,7 @@ def evaluate(
         ds = apply_class_map(ds, cmap, f"the class map {model} was trained with")
     ds = align_classes(ds, meta.get("classes") or [])  # by name: e.g. a held-out folder holding one of the classes
     check_classes(ds, meta, f"evaluate {model}")
-    check_channels(ds, net, convert_channels, f"--data {data}")
+    check_channels(ds, net, c.convert_channels, f"--data {data}")
     spec = net.input_spec
     metrics = score(net, to_batches(ds, spec), ds.classes)  # images or texts, prepared as the model expects
     shown = split or ("test" if splits == ["test"] else ALL_SPLITS)
@@ -110,7 +116,7 @@ def evaluate(
                       highlight=False, markup=False)
     if out is not None:
         out = open_output_dir(out, "evaluate")
-        write_yaml(out / "config.yaml", config)
+        write_yaml(out / "config.yaml", record)
         write_json(out / "metrics.json", metrics)
         plot_confusion(metrics["confusion_matrix"], ds.classes, out / "confusion_matrix.png",
                        f"{shown if shown == ALL_SPLITS else shown + ' split'}, accuracy {metrics['accuracy']:.3f}")

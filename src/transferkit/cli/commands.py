@@ -82,10 +82,10 @@ def cmd_transfer(c: Any, console: Console) -> None:
     api.transfer(config=c, console=console)
 
 
-def cmd_evaluate(a: argparse.Namespace, console: Console) -> None:
-    _need(a.model, "MODEL (run or bundle directory)")
-    api.evaluate(a.model, a.data, a.classes, a.split, out=a.out, strict=a.strict,
-                 convert_channels=a.convert_channels, console=console)
+def cmd_evaluate(c: Any, console: Console) -> None:
+    _need(c.model, "MODEL (run or bundle directory)")
+    _need(c.data, "--data")
+    api.evaluate(config=c, console=console)
 
 
 def cmd_predict(a: argparse.Namespace, console: Console) -> None:
@@ -185,16 +185,16 @@ def cmd_auto(c: Any, console: Console) -> None:
     api.auto(config=c, console=console)
 
 
-def cmd_merge(a: argparse.Namespace, console: Console) -> None:
-    _need(a.model, "MODEL (LoRA run or bundle directory)")
-    _need(a.out, "--out")
-    res = api.merge(a.model, a.out)
+def cmd_merge(c: Any, console: Console) -> None:
+    _need(c.model, "MODEL (LoRA run or bundle directory)")
+    _need(c.out, "--out")
+    res = api.merge(config=c)
     console.print(f"merged bundle: {res.run_dir}")
 
 
-def cmd_export(a: argparse.Namespace, console: Console) -> None:
-    _need(a.model, "MODEL (run or bundle directory)")
-    api.export(a.model, format=a.format, out=a.out, opset=a.opset, console=console, overwrite=a.overwrite)
+def cmd_export(c: Any, console: Console) -> None:
+    _need(c.model, "MODEL (run or bundle directory)")
+    api.export(config=c, console=console)
 
 
 def cmd_serve(a: argparse.Namespace, console: Console) -> None:

@@ -32,21 +32,16 @@ GENERATED = {"pretrain": "train a source model on a source task",
                       "comparison of methods × seeds)",
              "tune": "hyper-parameter search (Optuna: TPE, median pruning) over a strategy's options, selected on "
                      "the validation split; resumable, several workers may share a study",
+             "evaluate": "evaluate a trained model on a dataset split",
+             "merge": "fold a LoRA bundle's adapters into the source weights: a plain, self-contained bundle",
+             "export": "export a bundle to ONNX or TorchScript (classes and preprocessing in the metadata), verified "
+                       "against PyTorch",
              "auto": "choose the source and the strategy automatically within a time budget: rank sources by "
                      "transferability, probe the best, then successive halving over fine-tuning variants and LoRA"}
 
 
 SOURCE_HELP = ("run directory, bundle directory or pretrained backbone name; fuse:[MODE[@WIDTH]:]A+B fuses the "
                "features of several (MODE: concat, sum, product, max)")
-
-
-def _data_options(p: argparse.ArgumentParser, default_data: str | None = "fashion_mnist") -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--data", default=default_data, required=default_data is None,
-                   help="dataset name or name:PATH (see 'transferkit datasets')")
-    g.add_argument("--classes", default=None, help="class indices to keep, e.g. 0,1,5 or 0-4 (default: all)")
-    g.add_argument("--strict", action="store_true", help="fail on unreadable image files instead of skipping them")
-    g.add_argument("--convert-channels", action="store_true", help="allow converting colour images to greyscale")
 
 
 def _resume_command(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -84,33 +79,6 @@ def _other_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     p = add("demo", "the demo: Fashion-MNIST split task, scratch vs linear probe vs fine-tune over seeds")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--seeds", type=int, default=3)
-def _model_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
-    """The commands that take a trained MODEL: ``evaluate``, ``merge``, ``export``."""
-    p = add("evaluate", "evaluate a trained model on a dataset split")
-    p.add_argument("model", nargs="?", help="run directory or bundle directory")
-    _data_options(p, default_data=None)
-    p.add_argument("--split", default=None,
-                   help="split to evaluate (default: test, or all of the data when it has no test split, e.g. a "
-                        "folder of class sub-folders)")
-    p.add_argument("--out", default=None, help="also write metrics.json and confusion_matrix.png here")
-
-    p = add("merge", "fold a LoRA bundle's adapters into the source weights: a plain, self-contained bundle")
-    p.add_argument("model", nargs="?", help="LoRA run directory or bundle directory")
-    p.add_argument("--out", default=None, help="bundle directory to write")
-
-    p = add("export", "export a bundle to ONNX or TorchScript (classes and preprocessing in the metadata), verified "
-                      "against PyTorch")
-    p.add_argument("model", nargs="?", help="run directory or bundle directory (LoRA bundles are merged first)")
-    p.add_argument("--format", default="onnx", metavar="{onnx,torchscript}",
-                   help="onnx (model.onnx, ONNX Runtime) or torchscript (model.pt, torch.jit) (default %(default)s)")
-    p.add_argument("--out", default=None,
-                   help="file (or folder) to write (default: RUN_DIR/export/model.onnx|model.pt, or "
-                        "NAME.export/ beside a bare bundle directory NAME)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file that is not an earlier "
-                   "export (never inside the bundle)")
-
-
 def _predict_command(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     """``predict``: a MODEL over files, folders and lists of inputs."""
     p = add("predict", "predict the class of image files, folders (recursively) and CSV lists of images")
@@ -210,7 +178,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         add(name, GENERATED[name])
 
     _resume_command(add)
-    _model_commands(add)
     _predict_command(add)
     _serve_command(add)
     _other_commands(add)
