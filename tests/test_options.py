@@ -36,7 +36,12 @@ VALUES = {"source": "src", "data": "digits", "classes": "0-4", "labels_per_class
           "param": ("lr=loguniform:1e-3:1e-1",), "space": "s.yaml", "fixed": ("batch_size=16",), "trials": 3,
           "timeout": 60.0, "metric": "val_loss", "storage": "sqlite:///x.db", "study_name": "s", "pruning": False,
           "pruner_startup_trials": 2, "pruner_warmup_epochs": 1, "model": "runs/m", "format": "torchscript",
-          "opset": 13}
+          "opset": 13, "inputs": ("a.png", "b.png"), "output": "p.jsonl", "top_k": 3, "text_column": "body",
+          "backend": "onnx", "host": "0.0.0.0", "port": 9000, "max_upload_mb": 3.0, "max_images": 4,
+          "decode_timeout_s": 2.5, "api_key": "k", "max_request_mp": 50.0, "max_inflight_mp": 200.0,
+          "decode_workers": 3, "body_timeout_s": 7.0, "max_texts": 5, "max_text_chars": 100, "long_texts": "refuse",
+          "expose_lineage": True, "docs": True, "threads": 2, "log_level": "info", "family": "strategies",
+          "config": "tasks.yaml", "weighting": "dwa", "sampling": "uniform", "baselines": False}
 GRID = {"labels_per_class": "2,5,all", "seeds": "0,4", "strategies": ("lp=linear_probe", "finetune:bn=frozen"),
         "test_per_class": 20, "title": "T", "restart": True, "head_init": True}  # a grid's own values
 SPECIAL = {"head_init": ["--no-head-init"], "progress": ["--no-progress"], "deterministic": ["--no-deterministic"],
@@ -46,15 +51,19 @@ SPECIAL = {"head_init": ["--no-head-init"], "progress": ["--no-progress"], "dete
            "options": ["--option", "bn=frozen", "--option", "r=8"],
            "strategies": ["--strategies", "lp=linear_probe", "--strategy", "finetune:bn=frozen"],
            "templates": ["--template", "T {label}", "--template", "{label}"], "candidates": ["a", "b"],
-           "members": ["r1", "r2"]}
+           "members": ["r1", "r2"], "inputs": ["a.png", "b.png"], "decode_timeout_s": ["--decode-timeout", "2.5"],
+           "body_timeout_s": ["--body-timeout", "7.0"], "family": ["strategies"], "baselines": ["--no-baselines"]}
 
 
-PER_COMMAND = {"auto": {"candidates": "a,b"}}  # a name whose form differs by command (select: positional)
+# names whose value or form differs by command (select: candidates positional; resume: RUN_DIR positional)
+PER_COMMAND = {"auto": {"candidates": "a,b"}, "predict": {"format": "jsonl"}, "demo": {"seeds": 2},
+               "multitask": {"progress": True}, "resume": {"out": "runs/x"}}
+PER_COMMAND_FLAGS = {"resume": {"out": ["runs/x"]}}
 
 
 def _flags(name, values=VALUES, special=SPECIAL):
     if name in special and not (name == "head_init" and values[name] is True):
-        return SPECIAL[name]
+        return special[name]
     value = values[name]
     return [f"--{name.replace('_', '-')}"] if value is True else [f"--{name.replace('_', '-')}", str(value)]
 
@@ -66,7 +75,8 @@ def test_every_option_is_one_field_reached_by_its_flag_its_keyword_and_its_yaml_
     names = [n for n in cls.names() if n not in ("resume", "pruner", "verify_inputs")]
     values = {**VALUES, **GRID} if "seeds" in names else VALUES
     values = {**values, **PER_COMMAND.get(command, {})}
-    special = {k: v for k, v in SPECIAL.items() if k not in PER_COMMAND.get(command, {})}
+    special = {**{k: v for k, v in SPECIAL.items() if k not in PER_COMMAND.get(command, {})},
+               **PER_COMMAND_FLAGS.get(command, {})}
     assert set(names) <= set(values), set(names) - set(values)
     wanted = {n: values[n] for n in names}
     by_flags = parse_generated(command, [f for n in names for f in _flags(n, values, special)])
@@ -74,7 +84,8 @@ def test_every_option_is_one_field_reached_by_its_flag_its_keyword_and_its_yaml_
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"command": command, **{n.replace("_", "-"): list(v) if isinstance(v, tuple) else v
                                                            for n, v in wanted.items()}}))
-    by_yaml = parse_generated(command, ["--config", str(path)])
+    # multitask: --config is its task spec (a field), not options
+    by_yaml = by_keywords if cls.SPEC_FILE else parse_generated(command, ["--config", str(path)])
     for built in (by_flags, by_keywords, by_yaml):
         flat = built.flat()
         assert {n: flat[n] for n in names} == wanted
@@ -138,8 +149,11 @@ def test_a_file_value_of_the_wrong_type_is_named(tmp_path):
 
 
 def test_resume_flag_is_the_resume_command():
-    ns = parse_generated("transfer", ["--resume", "runs/x", "--no-progress"])
-    assert (ns.command, ns.run_dir, ns.progress) == ("resume", "runs/x", False)
+    from transferkit.options import ResumeConfig
+
+    c = parse_generated("transfer", ["--resume", "runs/x", "--no-progress"])
+    assert c == ResumeConfig(out="runs/x", progress=False) == parse_generated("resume", ["runs/x", "--no-progress"])
+    assert parse_generated("multitask", ["--resume", "--config", "t.yaml"]).resume is True  # its own flag there
 
 
 def test_generated_help_lists_every_flag_and_loads_no_torch():
@@ -160,4 +174,4 @@ def test_the_top_level_listing_describes_each_generated_command_as_its_configura
     from transferkit.cli.main import GENERATED
 
     assert set(GENERATED) == set(CONFIGS)
-    assert all(GENERATED[name] == " ".join(str(CONFIGS[name].__doc__).split()) for name in CONFIGS)
+    assert all(GENERATED[name] == " ".join(str(CONFIGS[name].__doc__).split("\n\n")[0].split()) for name in CONFIGS)

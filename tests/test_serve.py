@@ -338,20 +338,20 @@ def test_serve_function_and_cli(bundle, monkeypatch):
         serve(bundle, backend="tensorflow", console=Console(file=io.StringIO()))
 
     calls = []
-    monkeypatch.setattr(api, "serve", lambda model, **kw: calls.append((model, kw)))
+    monkeypatch.setattr(api, "serve", lambda config, console: calls.append(config))
     assert main(["serve", str(bundle), "--port", "9001", "--max-images", "4", "--api-key", "k",
                  "--backend", "onnx", "--decode-timeout", "2.5", "--max-upload-mb", "3"]) == 0
-    model, kw = calls[-1]
-    assert model == str(bundle) and kw["port"] == 9001 and kw["host"] == "127.0.0.1" and kw["max_images"] == 4
-    assert kw["api_key"] == "k" and kw["backend"] == "onnx" and kw["decode_timeout_s"] == 2.5
-    assert kw["max_upload_mb"] == 3
-    assert kw["max_request_mp"] == 128 and kw["max_inflight_mp"] is None and kw["decode_workers"] == 2
-    assert kw["body_timeout_s"] == 30 and not kw["expose_lineage"] and not kw["docs"]
+    c = calls[-1]
+    assert c.model == str(bundle) and c.port == 9001 and c.host == "127.0.0.1" and c.max_images == 4
+    assert c.api_key == "k" and c.backend == "onnx" and c.decode_timeout_s == 2.5
+    assert c.max_upload_mb == 3
+    assert c.max_request_mp == 128 and c.max_inflight_mp is None and c.decode_workers == 2
+    assert c.body_timeout_s == 30 and not c.expose_lineage and not c.docs
     assert main(["serve", str(bundle), "--max-request-mp", "50", "--max-inflight-mp", "200", "--decode-workers", "3",
                  "--body-timeout", "7", "--expose-lineage", "--docs"]) == 0
-    _, kw = calls[-1]
-    assert kw["max_request_mp"] == 50 and kw["max_inflight_mp"] == 200 and kw["decode_workers"] == 3
-    assert kw["body_timeout_s"] == 7 and kw["expose_lineage"] and kw["docs"]
+    c = calls[-1]
+    assert c.max_request_mp == 50 and c.max_inflight_mp == 200 and c.decode_workers == 3
+    assert c.body_timeout_s == 7 and c.expose_lineage and c.docs
 
 
 def test_onnx_backend_agrees_with_torch(bundle, pngs, one_thread, tmp_path):

@@ -163,9 +163,9 @@ def test_serve_loads_text_and_multitask_models_and_maps_the_cli_flags(bundles, m
     assert load_service_predictor(bundles["multi"]).meta["tasks"][0]["name"] == "topic"
     assert load_service_predictor(bundles["single_onnx"], backend="onnx").input_spec.tokenizer is not None
     calls = []
-    monkeypatch.setattr(api, "serve", lambda model, **kw: calls.append(kw))
+    monkeypatch.setattr(api, "serve", lambda config, console: calls.append(config))
     assert main(["serve", str(bundles["single"]), "--max-texts", "8", "--max-text-chars", "99",
                  "--long-texts", "refuse"]) == 0
-    assert (calls[-1]["max_texts"], calls[-1]["max_text_chars"], calls[-1]["long_texts"]) == (8, 99, "refuse")
+    assert (calls[-1].max_texts, calls[-1].max_text_chars, calls[-1].long_texts) == (8, 99, "refuse")
     assert main(["serve", str(bundles["single"])]) == 0
-    assert (calls[-1]["max_texts"], calls[-1]["max_text_chars"], calls[-1]["long_texts"]) == (64, 20_000, "truncate")
+    assert (calls[-1].max_texts, calls[-1].max_text_chars, calls[-1].long_texts) == (64, 20_000, "truncate")

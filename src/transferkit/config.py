@@ -9,9 +9,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
-import tyro
-
 from transferkit.errors import ConfigError
+from transferkit.lazy import lazy_module
+
+tyro = lazy_module("tyro")  # flags are made only when a command line is parsed
 
 Optimizer = Literal["adamw", "adam", "sgd"]
 Schedule = Literal["constant", "cosine", "onecycle"]

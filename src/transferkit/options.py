@@ -20,15 +20,17 @@ line alone rewrites a field as its ``--flag``.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_origin, get_type_hints
-
-import tyro
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_type_hints
 
 from transferkit.config import FitOptions, OptimiserOptions, TrainOptions
 from transferkit.errors import ConfigError
+from transferkit.lazy import lazy_module
+
+tyro = lazy_module("tyro")  # flags are made only when a command line is parsed
 
 C = TypeVar("C", bound="JobConfig")
 
@@ -103,14 +105,30 @@ def _specs_flags(strategies: tuple[str, ...] = (), strategy: tuple[str, ...] = (
     return tuple(str(s) for s in parse_specs([*strategies, *strategy]))
 
 
-def _budgets_text(labels_per_class: str) -> str:
-    """``--labels-per-class 1,5,all``: kept as text, read by the job (:func:`parse_labels_per_class`)."""
-    return labels_per_class
+def parse_names(value: str | Iterable[Any] | None) -> list[str]:
+    """``"a, b,c"`` or ``["a", "b"]`` → ``["a", "b", "c"]``: a list of names as the command line gives it (one
+    comma-separated text) or as Python and ``--config`` files give it (a list); blanks dropped, order kept."""
+    items = str(value).split(",") if isinstance(value, str) else [] if value is None else value
+    return [text for text in (str(item).strip() for item in items) if text]
 
 
-def _seeds_text(seeds: str) -> str:
-    """``--seeds 3`` or ``--seeds 0,3,7``: kept as text, read by the job (:func:`parse_seeds`)."""
-    return seeds
+def _text_flag(flag: str, default: str | None | object = inspect.Parameter.empty) -> Any:
+    """The tyro marker of a field the command line gives as one text value (``--methods a,b``, ``--seeds 3``,
+    ``--space FILE``) while Python and ``--config`` files may give a list or a mapping: a constructor that keeps the
+    text as given, for the job to read. tyro names a constructor-made flag after the constructor's parameter, so the
+    function is made here with the flag's name as its one parameter (one factory instead of one identity function
+    per flag)."""
+
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        return (*args, *kwargs.values())[0]
+
+    annotation = str if default is inspect.Parameter.empty or default is not None else str | None
+    keep.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(flag, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)],
+        return_annotation=annotation)
+    keep.__annotations__ = {flag: annotation, "return": annotation}
+    keep.__name__ = keep.__qualname__ = f"_{flag}_text"
+    return tyro.conf.arg(constructor=keep)
 
 
 @dataclass(frozen=True)
@@ -207,11 +225,11 @@ class GridOptions:
         "scratch", "linear_probe", "finetune")
     """strategy variants [LABEL=]STRATEGY[:KEY=VALUE...], repeatable or comma-separated (default: scratch,
     linear_probe, finetune)"""
-    labels_per_class: Annotated[str | int | tuple[int | str | None, ...], tyro.conf.arg(constructor=_budgets_text)] = (
+    labels_per_class: Annotated[str | int | tuple[int | str | None, ...], _text_flag("labels_per_class")] = (
         5, 10, 50)
     """budgets K, e.g. 1,5,10,all: K labelled examples per class in total, all train each cell's final model
     (default: compare 5,10,50; curve 1,5,10,50,100,all)"""
-    seeds: Annotated[str | int | tuple[int, ...], tyro.conf.arg(constructor=_seeds_text)] = (0, 1, 2)
+    seeds: Annotated[str | int | tuple[int, ...], _text_flag("seeds")] = (0, 1, 2)
     """N (seeds 0..N-1) or a list such as 0,3,7 (default: 3)"""
     test_per_class: int | None = None
     """score on a fixed stratified test subset of this many images per class (default: the whole test split)"""
@@ -232,6 +250,7 @@ class JobConfig:
 
     POSITIONAL: ClassVar[tuple[str, ...]] = ()
     ALIASES: ClassVar[dict[str, str]] = {}  # older names of fields, read from files (a saved run's config.yaml)
+    SPEC_FILE: ClassVar[bool] = False  # its field ``config`` is the job's own spec file (not --config FILE.yaml)
 
     @classmethod
     def names(cls) -> list[str]:
@@ -278,8 +297,7 @@ class JobConfig:
     def from_mapping(cls: type[C], values: Mapping[str, Any], default: C | None = None, where: str = "") -> C:
         """The configuration with ``values`` (flat names; ``-`` read as ``_``) over ``default`` (else the declared
         defaults). Unknown names are a ``ValueError`` listing the valid ones (``where`` prefixes it: the file)."""
-        tuples = {n for n, h in cls._hints().items()
-                  if get_origin(h) is tuple or any(get_origin(a) is tuple for a in get_args(h))}
+        tuples = cls._tuple_names()
         values = {cls.ALIASES.get(k, k): tuple(v) if isinstance(v, list) and cls.ALIASES.get(k, k) in tuples else v
                   for k, v in ((str(k).replace("-", "_"), v) for k, v in values.items())}
         valid = cls.names()
@@ -320,6 +338,19 @@ class JobConfig:
                 shown = (hint.__name__ if isinstance(hint, type) else str(hint)).replace("typing.", "").replace(
                     "NoneType", "None")
                 raise ConfigError(name, f"a value of type {shown}", value) from None
+
+    @classmethod
+    def _tuple_names(cls) -> set[str]:
+        """The flat names whose type takes a tuple (YAML and JSON give lists there). Read from the annotations' text
+        (``from __future__ import annotations``), so building a configuration never evaluates the command-line
+        markers in them (nor imports tyro)."""
+        out: set[str] = set()
+        for f in fields(cls):  # type: ignore[arg-type]
+            part = _part_type(cls, f)
+            for g in fields(part) if part is not None else [f]:
+                if "tuple[" in str(g.type):
+                    out.add(g.name)
+        return out
 
     @classmethod
     def _hints(cls) -> dict[str, Any]:
@@ -538,20 +569,9 @@ class FewshotConfig(JobConfig):
     POSITIONAL: ClassVar[tuple[str, ...]] = ("source", "data")
 
 
-def _labels_text(labels: str | None = None) -> str | None:
-    """``--labels A,B,C``: kept as text, read by the job (a Python caller may give a list)."""
-    return labels
-
-
 def _templates_flags(template: tuple[str, ...] = ()) -> tuple[str, ...] | None:
     """``--template TEXT``, repeatable: the prompts (none given: the default template)."""
     return tuple(template) or None
-
-
-def _descriptions_text(descriptions: str | None = None) -> str | None:
-    """``--descriptions FILE``: a YAML/JSON file ``label: description`` (a Python caller or a ``--config`` file may
-    give the mapping itself)."""
-    return descriptions
 
 
 @dataclass(frozen=True)
@@ -568,11 +588,11 @@ class ZeroshotConfig(JobConfig):
     """class indices of data to keep (default: all)"""
     split: str = "test"
     """split of data to score (the train split when it has none)"""
-    labels: Annotated[str | tuple[str, ...] | None, tyro.conf.arg(constructor=_labels_text)] = None
+    labels: Annotated[str | tuple[str, ...] | None, _text_flag("labels", None)] = None
     """label names, comma-separated (default: the data's class names)"""
     templates: Annotated[str | tuple[str, ...] | None, tyro.conf.arg(constructor=_templates_flags)] = None
     """prompts with {label}, --template TEXT repeatable (averaged) (default: 'This text is about {label}.')"""
-    descriptions: Annotated[str | dict[str, str] | None, tyro.conf.arg(constructor=_descriptions_text)] = None
+    descriptions: Annotated[str | dict[str, str] | None, _text_flag("descriptions", None)] = None
     """YAML/JSON file 'label: description' that replaces the templates for those labels"""
     strict: bool = False
     """fail on rows with an empty text or label"""
@@ -582,12 +602,6 @@ class ZeroshotConfig(JobConfig):
     """replace a run directory another run holds"""
 
     POSITIONAL: ClassVar[tuple[str, ...]] = ("source", "data")
-
-
-def _scores_text(scores: str = "logme,h_score,h_score_shrunk,leep,nce") -> str:
-    """``--scores logme,leep``: kept as text, read by the job (a Python caller or a ``--config`` file may give a
-    list)."""
-    return scores
 
 
 @dataclass(frozen=True)
@@ -629,7 +643,7 @@ class SelectConfig(JobConfig):
     """pretrained backbone names, run/bundle directories, timm:/torchvision:/fuse: sources, or random:<backbone>
     (random initialisation, a baseline); unloadable ones are skipped"""
     task: LabelledOptions = LabelledOptions()
-    scores: Annotated[str | tuple[str, ...], tyro.conf.arg(constructor=_scores_text)] = \
+    scores: Annotated[str | tuple[str, ...], _text_flag("scores", "logme,h_score,h_score_shrunk,leep,nce")] = \
         "logme,h_score,h_score_shrunk,leep,nce"
     """comma-separated scores, the first ranks (see 'transferkit list transferability-scores')"""
     similarity: SimilarityOptions = SimilarityOptions()
@@ -646,11 +660,6 @@ class SelectConfig(JobConfig):
     POSITIONAL: ClassVar[tuple[str, ...]] = ("candidates", "data", "classes")
 
 
-def _methods_text(methods: str | None = None) -> str | None:
-    """``--methods average,stacking``: kept as text, read by the job (a Python caller may give a list)."""
-    return methods
-
-
 @dataclass(frozen=True)
 class FuseConfig(JobConfig):
     """fuse trained models: averaging, fitted weights, stacking, gating, uniform/greedy soups"""
@@ -658,7 +667,7 @@ class FuseConfig(JobConfig):
     members: Annotated[tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(metavar="MEMBER...")] = ()
     """run or bundle directories of the members (two or more)"""
     data: ReadOptions = ReadOptions()
-    methods: Annotated[str | tuple[str, ...] | None, tyro.conf.arg(constructor=_methods_text)] = None
+    methods: Annotated[str | tuple[str, ...] | None, _text_flag("methods", None)] = None
     """fusion methods, comma-separated (default: all; see 'transferkit list fusion-methods')"""
     fit_per_class: int = 100
     """held-out training-split images per class the fusion is fitted on"""
@@ -673,11 +682,6 @@ class FuseConfig(JobConfig):
     """directory to write"""
 
     POSITIONAL: ClassVar[tuple[str, ...]] = ("members", "data", "classes")
-
-
-def _candidates_text(candidates: str | None = None) -> str | None:
-    """``--candidates a,b``: kept as text, read by the job (a Python caller or a ``--config`` file may give a list)."""
-    return candidates
 
 
 @dataclass(frozen=True)
@@ -702,7 +706,7 @@ class AutoConfig(JobConfig):
     the best, then successive halving over fine-tuning variants and LoRA"""
 
     data: ReadOptions = ReadOptions()
-    candidates: Annotated[str | tuple[str, ...] | None, tyro.conf.arg(constructor=_candidates_text)] = None
+    candidates: Annotated[str | tuple[str, ...] | None, _text_flag("candidates", None)] = None
     """comma-separated sources (backbone names, run/bundle directories, random:NAME); default: every installed
     pretrained backbone of the data's modality"""
     budget: str | float = "10m"
@@ -789,16 +793,11 @@ class AdaptTrainOptions(OptimiserOptions):
     """write a resume checkpoint every this many optimiser steps, besides every epoch end"""
 
 
-def _optional_seeds_text(seeds: str | None = None) -> str | None:
-    """``--seeds 3`` or ``--seeds 0,3,7``: kept as text, read by the comparison (:func:`parse_seeds`)."""
-    return seeds
-
-
 @dataclass(frozen=True)
 class AdaptCompareOptions:
     """``adapt`` with several methods (comma-separated) or with seeds: a comparison of methods × seeds."""
 
-    seeds: Annotated[str | int | tuple[int, ...] | None, tyro.conf.arg(constructor=_optional_seeds_text)] = None
+    seeds: Annotated[str | int | tuple[int, ...] | None, _text_flag("seeds", None)] = None
     """comparison: N (seeds 0..N-1) or a list such as 0,3,7 (default: the seed only)"""
     title: str = ""
     """comparison: title of the table and chart"""
@@ -835,15 +834,16 @@ class AdaptConfig(JobConfig):
 
     POSITIONAL: ClassVar[tuple[str, ...]] = ("source", "target", "method")
 
+    @property
+    def is_comparison(self) -> bool:
+        """Methods given comma-separated, or seeds given: a comparison of methods × seeds
+        (:func:`transferkit.api.adapt_compare`), not one run (:func:`transferkit.api.adapt`)."""
+        return "," in self.method or self.comparison.seeds is not None
+
 
 def _param_flags(param: tuple[str, ...] = ()) -> tuple[str, ...] | None:
     """``--param NAME=SPEC``, repeatable: kept as text, read by the job (a ``--config`` file may give a mapping)."""
     return tuple(param) or None
-
-
-def _space_text(space: str | None = None) -> str | None:
-    """``--space FILE.yaml``: the search space file (a Python caller or a ``--config`` file may give the mapping)."""
-    return space
 
 
 def _fixed_flags(fixed: tuple[str, ...] = ()) -> tuple[str, ...] | None:
@@ -859,7 +859,7 @@ class SearchSpaceOptions:
     """a searched argument NAME=SPEC, repeatable: SPEC is loguniform:LOW:HIGH, uniform:LOW:HIGH, int:LOW:HIGH or
     choice:A,B,C; NAME a training argument (lr, weight_decay, batch_size, freeze, augment, …) or option.KEY (default:
     lr, weight_decay, and freeze for finetune)"""
-    space: Annotated[str | dict[str, Any] | None, tyro.conf.arg(constructor=_space_text)] = None
+    space: Annotated[str | dict[str, Any] | None, _text_flag("space", None)] = None
     """search space file 'NAME: SPEC' (a list means choice); param adds to it and wins"""
     fixed: Annotated[tuple[str, ...] | dict[str, Any] | None, tyro.conf.arg(constructor=_fixed_flags)] = None
     """a fixed training argument NAME=VALUE for every trial, repeatable (e.g. schedule=cosine, batch_size=32)"""
@@ -978,14 +978,199 @@ class ExportConfig(JobConfig):
     ALIASES: ClassVar[dict[str, str]] = {"bundle": "model"}  # the Python keyword before the configuration
 
 
-# the commands whose flags are generated from their configuration (the others are still declared in cli/main.py)
+
+@dataclass(frozen=True)
+class PredictConfig(JobConfig):
+    """predict the class of image files, folders (recursively) and CSV lists of images"""
+
+    model: Annotated[str | None, tyro.conf.Positional, tyro.conf.arg(metavar="MODEL")] = None
+    """run directory, bundle directory or pretrained backbone name (backend onnx: a model.onnx or a folder holding
+    one)"""
+    inputs: Annotated[tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(metavar="INPUT...")] = ()
+    """image files, folders, or .csv files listing image paths (column 'path', else the first column)"""
+    output: str | None = None
+    """write every prediction here as it is made, .csv or .jsonl; '-' writes them to standard output (progress and
+    messages go to standard error) (default: print a table of the first rows)"""
+    format: Literal["csv", "jsonl"] | None = None
+    """output format (default: from the output extension; csv for -)"""
+    overwrite: bool = False
+    """replace an existing output file that is not an earlier predictions file (never one of the inputs)"""
+    top_k: int = 1
+    """also list the k most probable classes (a 'top k' column in the table; top{i}_class/_index/_probability columns in
+    the output file)"""
+    text_column: str = "text"
+    """text models: the column of .csv/.tsv/.jsonl inputs holding the text; a+b joins two; .txt inputs hold one text per
+    line"""
+    batch_size: int = 64
+    """images decoded and predicted at a time"""
+    backend: Literal["torch", "onnx"] = "torch"
+    """run the model with PyTorch or an exported ONNX model with ONNX Runtime"""
+    strict: bool = False
+    """stop at the first unreadable image instead of reporting it in the error column"""
+    convert_channels: bool = False
+    """allow converting colour images to greyscale"""
+    progress: bool = True
+    """show the progress bar"""
+
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("model", "inputs")
+
+
+@dataclass(frozen=True)
+class ServeConfig(JobConfig):
+    """serve a model (images or texts, single- or multi-task) over HTTP (FastAPI + uvicorn): POST /predict, GET /health,
+    GET /model"""
+
+    model: Annotated[str | None, tyro.conf.Positional, tyro.conf.arg(metavar="MODEL")] = None
+    """run or bundle directory (torch), or model.onnx / its folder (onnx)"""
+    host: str = "127.0.0.1"
+    """address to bind (127.0.0.1: this machine only; 0.0.0.0 exposes it — use an API key)"""
+    port: int = 8000
+    """TCP port"""
+    backend: Literal["torch", "onnx"] = "torch"
+    """torch: a bundle; onnx: an exported model.onnx run with ONNX Runtime"""
+    max_upload_mb: float = 20
+    """largest request body in MB, else 413"""
+    max_images: int = 32
+    """most images per request, else 413"""
+    decode_timeout_s: Annotated[float, tyro.conf.arg(name="decode_timeout", metavar="SECONDS")] = 5.0
+    """time allowed to decode a request's images, else 408"""
+    api_key: Annotated[str | None, tyro.conf.arg(metavar="KEY")] = None
+    """require header X-API-Key: KEY on /predict and /model (default: env TRANSFERKIT_API_KEY, else none)"""
+    max_request_mp: Annotated[float | None, tyro.conf.arg(metavar="MP")] = 128
+    """megapixels one request may hold in all, as the image headers claim them (checked before decoding), else 413
+    (default 128: 32 images of 4 MP)"""
+    max_inflight_mp: Annotated[float | None, tyro.conf.arg(metavar="MP")] = None
+    """megapixels waiting for or being decoded across all requests; beyond it requests get 503 and Retry-After (default:
+    twice max-request-mp)"""
+    decode_workers: int = 2
+    """threads decoding and resizing images"""
+    body_timeout_s: Annotated[float, tyro.conf.arg(name="body_timeout", metavar="SECONDS")] = 30.0
+    """time allowed to receive a request body, else 408 and the connection is closed"""
+    max_texts: int = 64
+    """text models: most texts per request, else 413"""
+    max_text_chars: int = 20_000
+    """text models: most characters per text, else 413"""
+    long_texts: Literal["truncate", "refuse"] = "truncate"
+    """text models: a text over the model's max_length tokens is truncated (flagged 'truncated' in the answer) or
+    refused with 422"""
+    expose_lineage: bool = False
+    """GET /model also shows the lineage (local paths) and the test metrics (default: hidden)"""
+    docs: bool = False
+    """serve the /docs and /redoc pages (they load JavaScript and CSS from a CDN; default: only /openapi.json)"""
+    threads: int | None = None
+    """intra-op threads of the backend (default: its own)"""
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "warning"
+    """uvicorn log level; info also logs every request"""
+
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("model",)
+
+
+def _no_baselines(no_baselines: bool = False) -> bool | None:
+    """``--no-baselines``: skip the single-task models; absent, the spec decides (``None``)."""
+    return False if no_baselines else None
+
+
+@dataclass(frozen=True)
+class MultitaskConfig(JobConfig):
+    """train several tasks on one transferred backbone (one head per task) and compare each with its single-task
+    model"""
+
+    config: Annotated[str | None, tyro.conf.arg(metavar="TASKS.yaml")] = None
+    """the task spec, tasks.yaml (tasks, data, source, strategy, weighting, sampling, training settings)"""
+    source: str | None = None
+    """run directory, bundle directory or pretrained backbone name (overrides the spec's 'source')"""
+    strategy: str | None = None
+    """transfer strategy (overrides the spec's; default finetune)"""
+    weighting: Literal["fixed", "uncertainty", "gradnorm", "dwa"] | None = None
+    """loss weighting (overrides the spec's; default fixed)"""
+    sampling: Literal["proportional", "uniform", "temperature"] | None = None
+    """task sampling (overrides the spec's; default proportional)"""
+    epochs: int | None = None
+    """maximum epochs (overrides the spec's; default 30)"""
+    seed: int | None = None
+    """seed of the label draws and the training (default 0)"""
+    baselines: Annotated[bool | None, tyro.conf.arg(constructor=_no_baselines)] = None
+    """train the single-task models for the comparison (default: the spec's, else yes)"""
+    strict: bool = False
+    """fail on unreadable files or rows with an empty text"""
+    out: str | None = None
+    """run directory to write (overrides the spec's; default runs/multitask)"""
+    resume: bool = False
+    """continue an interrupted run at out"""
+    overwrite: bool = False
+    """replace a run directory another run holds"""
+    progress: bool = False
+    """show Lightning's progress bar"""
+
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("config",)
+    SPEC_FILE: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class ResumeConfig(JobConfig):
+    """continue an interrupted pretrain/transfer/adapt/distill run from its newest good checkpoint
+
+    Security: resume checkpoints are pickles, and loading one runs whatever code it names, so resume only run
+    directories you (or someone you trust) wrote; a warning is printed when the run directory is owned by another
+    user or was created on another machine. Share bundles, never checkpoints.
+    """
+
+    out: Annotated[str | None, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")] = None
+    """the interrupted run's out directory"""
+    progress: bool = True
+    """show the progress bar"""
+
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("out",)
+
+
+@dataclass(frozen=True)
+class DemoConfig(JobConfig):
+    """the demo: Fashion-MNIST split task, scratch vs linear probe vs fine-tune over seeds"""
+
+    out: str = "runs/demo"
+    """directory to write (rerunning reuses its finished parts)"""
+    seeds: int = 3
+    """seeds 0..N-1 of every comparison"""
+
+
+@dataclass(frozen=True)
+class ListConfig(JobConfig):
+    """list a pluggable family (datasets, backbones, strategies, regularizers, methods, scores, …) with papers and
+    files; without FAMILY, the families"""
+
+    family: Annotated[str | None, tyro.conf.Positional, tyro.conf.arg(metavar="FAMILY")] = None
+    """e.g. strategies, fusion-methods, transferability-scores ('transferkit list' shows them all)"""
+
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("family",)
+
+
+@dataclass(frozen=True)
+class DatasetsConfig(JobConfig):
+    """list the datasets transferkit knows"""
+
+
+@dataclass(frozen=True)
+class BackbonesConfig(JobConfig):
+    """list the backbones with size, feature width and weight availability"""
+
+
+@dataclass(frozen=True)
+class StrategiesConfig(JobConfig):
+    """list the transfer strategies"""
+
+
+# every command's configuration: its flags, --config keys and help are generated from it (cli/config.py)
 CONFIGS: dict[str, type[JobConfig]] = {"transfer": TransferConfig, "pretrain": PretrainConfig,
                                        "lr-find": LrFindConfig, "compare": CompareConfig, "curve": CurveConfig,
                                        "distill": DistillConfig, "fewshot": FewshotConfig,
                                        "zeroshot": ZeroshotConfig, "select": SelectConfig,
                                        "fuse": FuseConfig, "auto": AutoConfig,
                                        "adapt": AdaptConfig, "tune": TuneConfig,
-                                       "evaluate": EvaluateConfig, "merge": MergeConfig, "export": ExportConfig}
+                                       "evaluate": EvaluateConfig, "merge": MergeConfig, "export": ExportConfig,
+                                       "predict": PredictConfig, "serve": ServeConfig, "resume": ResumeConfig,
+                                       "multitask": MultitaskConfig, "demo": DemoConfig, "list": ListConfig,
+                                       "datasets": DatasetsConfig, "backbones": BackbonesConfig,
+                                       "strategies": StrategiesConfig}
 
 
 def _check_unique(configs: Sequence[type[JobConfig]]) -> None:

@@ -3,11 +3,14 @@
 import json
 
 import pytest
+from rich.console import Console
 
 import transferkit as tk
-from transferkit.api import auto_job
+from transferkit.api import auto_stages
 from transferkit.api.auto_job import parse_budget
-from transferkit.tuning.halving import fit_rung
+from transferkit.errors import ConfigError
+from transferkit.tuning.auto_plan import Clock, first_rung
+from transferkit.tuning.halving import Config, fit_rung
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("1.5h", 5400), (30, 30), ("45", 45)])
@@ -37,6 +40,19 @@ def test_too_few_examples_for_validation_suggests_cv(fashion_npz, tmp_path):
         tk.auto(f"npz:{fashion_npz}", candidates="random:seed_cnn", labels_per_class=10000, budget="1m",
                 out=tmp_path / "a")
     assert not (tmp_path / "a").exists()  # refused before anything was written
+
+
+def test_refusals_name_the_parameter(fashion_npz, tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match=r"^val_per_class: expected ≥ 1, got 0; auto chooses on a separate") as exc:
+        tk.auto(f"npz:{fashion_npz}", candidates="random:seed_cnn", labels_per_class=5, val_per_class=0,
+                budget="1m", out=tmp_path / "a")
+    assert exc.value.as_flag().startswith("--val-per-class: expected ≥ 1, got 0")
+    monkeypatch.setattr("transferkit.tuning.auto_plan.list_backbones", lambda: [])  # no pretrained backbone here
+    with pytest.raises(ConfigError, match=r"^candidates: expected one or more candidate sources .*got None; none "
+                                          r"was given and no pretrained image backbone is installed") as exc:
+        tk.auto(f"npz:{fashion_npz}", labels_per_class=5, budget="1m", out=tmp_path / "a")
+    assert exc.value.as_flag().startswith("--candidates: expected")
+    assert not (tmp_path / "a").exists()
 
 
 def test_auto_search_within_budget(fashion_npz, source, tmp_path, single_thread):
@@ -81,7 +97,7 @@ def test_auto_search_within_budget(fashion_npz, source, tmp_path, single_thread)
 
 
 def test_interrupted_search_keeps_the_best_bundle(fashion_npz, source, tmp_path, monkeypatch, single_thread):
-    real = auto_job.transfer
+    real = auto_stages.transfer  # every run of the stages goes through the api/auto_stages module
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -91,7 +107,7 @@ def test_interrupted_search_keeps_the_best_bundle(fashion_npz, source, tmp_path,
                 raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(auto_job, "transfer", flaky)
+    monkeypatch.setattr(auto_stages, "transfer", flaky)
     with pytest.raises(KeyboardInterrupt):
         tk.auto(f"npz:{fashion_npz}", candidates=str(source), classes="2,3,4,6,7", labels_per_class=10,
                 budget=120, out=tmp_path / "auto")
@@ -141,8 +157,8 @@ def test_max_length_on_image_data_is_refused_before_anything_is_written(fashion_
     assert not (tmp_path / "a").exists() and not (tmp_path / "s").exists()
 
 
-def _cfg(strategy: str = "finetune", seconds_per_epoch: float | None = None) -> auto_job.Config:
-    cfg = auto_job.Config("src", strategy, strategy, {})
+def _cfg(strategy: str = "finetune", seconds_per_epoch: float | None = None) -> Config:
+    cfg = Config("src", strategy, strategy, {})
     if seconds_per_epoch is not None:
         cfg.rungs.append({"epochs_run": 4, "train_time_s": 4 * seconds_per_epoch, "val_accuracy": 0.5})
     return cfg
@@ -155,7 +171,7 @@ def _cfg(strategy: str = "finetune", seconds_per_epoch: float | None = None) -> 
     (32, 3, 3, 1),         # --first-epochs wins when given
 ])
 def test_first_rung_is_sized_in_optimiser_steps(n_train, first_epochs, epochs, steps):
-    rung = auto_job._first_rung([_cfg("finetune"), _cfg("lora")], n_train, first_epochs, first_steps=10)
+    rung = first_rung([_cfg("finetune"), _cfg("lora")], n_train, first_epochs, first_steps=10)
     assert (rung["epochs"], rung["steps_per_epoch"], rung["batch_size"]) == (epochs, steps, 32)
 
 
@@ -175,12 +191,12 @@ def test_inference_cost_separates_the_fixed_part(fashion_npz):
     from transferkit.api.runs import load_task
 
     full = load_task(f"npz:{fashion_npz}", "train", None, False)
-    costs = auto_job._inference_cost(["random:seed_cnn"], full, {"image_size": None, "max_length": None}, seed=0)
+    costs = auto_stages.inference_cost(["random:seed_cnn"], full, {"image_size": None, "max_length": None}, seed=0)
     fixed, per_item = costs["random:seed_cnn"]
     assert fixed >= 0 and 0 < per_item < 0.05  # a small CNN on 28 px images: well under 50 ms per image
     tiny = full.subset(list(range(10)))  # fewer examples than either timing sample
-    assert auto_job._inference_cost(["random:seed_cnn"], tiny, {"image_size": None, "max_length": None},
-                                    seed=0)["random:seed_cnn"][1] > 0
+    assert auto_stages.inference_cost(["random:seed_cnn"], tiny, {"image_size": None, "max_length": None},
+                                      seed=0)["random:seed_cnn"][1] > 0
 
 
 def test_a_cheap_refit_is_not_skipped_for_the_test_reserve_floor(tmp_path, monkeypatch):
@@ -197,18 +213,18 @@ def test_a_cheap_refit_is_not_skipped_for_the_test_reserve_floor(tmp_path, monke
         (Path(out) / "bundle").mkdir(parents=True)
         (Path(out) / "bundle" / "transferkit.json").write_text("{}")
 
-    monkeypatch.setattr(auto_job, "transfer", fake_transfer)
-    clock = auto_job._Clock(600.0)
+    monkeypatch.setattr(auto_stages, "transfer", fake_transfer)
+    clock = Clock(600.0)
     clock.start -= 590.0  # 10 s of the budget left
     split = (np.arange(80), np.arange(80, 100))
     state = {"best": {"name": "x · linear_probe", "source": "x", "strategy": "linear_probe", "options": {}},
              "best_run": {"fit": {"solver": "lbfgs", "epochs_run": 0}, "train_time_s": 0.5, "total_time_s": 1.0},
              "test_reserve_s": 24.0, "test_predicted_s": 3.0}
     common = {"split_indices": split, "seed": 0}
-    auto_job._refit(state, tmp_path, clock, common, {"image_size": None, "max_length": None}, 1, 10,
-                    auto_job.Console(quiet=True), lambda *a: None)
+    auto_stages.refit(state, tmp_path, clock, common, {"image_size": None, "max_length": None}, 1, 10,
+                      Console(quiet=True), lambda *a: None)
     assert state["refit"]["done"] and len(calls) == 1
     state["test_predicted_s"] = 9.9  # now the refit (≈1.1 s) no longer fits: the selection-run model is kept
-    auto_job._refit(state, tmp_path / "again", clock, common, {"image_size": None, "max_length": None}, 1, 10,
-                    auto_job.Console(quiet=True), lambda *a: None)
+    auto_stages.refit(state, tmp_path / "again", clock, common, {"image_size": None, "max_length": None}, 1, 10,
+                      Console(quiet=True), lambda *a: None)
     assert not state["refit"]["done"] and "were left" in state["refit"]["why"] and len(calls) == 1

@@ -37,9 +37,10 @@ def test_distill_compares_teacher_kd_student_and_labels_only_student(teacher, fa
 
 def test_distill_bad_input(teacher, fashion_npz, tmp_path):
     data = f"npz:{fashion_npz}"
-    with pytest.raises(ValueError, match="needs both --hint-layer"):
+    with pytest.raises(ValueError, match=r"teacher_layer: expected a module name beside hint_layer, got None; hint "
+                       "distillation needs both"):
         api.distill(teacher, "lenet", data, hint_layer="stages.conv2", out=tmp_path / "x")
-    with pytest.raises(ValueError, match="--unlabelled needs --labels-per-class"):
+    with pytest.raises(ValueError, match="unlabelled: expected 0 without labels_per_class, got 10"):
         api.distill(teacher, "lenet", data, unlabelled=10, out=tmp_path / "x")
     with pytest.raises(ValueError, match="temperature must be > 0"):
         api.distill(teacher, "lenet", data, temperature=0, out=tmp_path / "x")

@@ -156,7 +156,7 @@ def test_select_bad_input(sources, tmp_path):
         api.select(cands, verify=-1, out=tmp_path / "x", **kw)
     with pytest.raises(ValueError, match="verify: expected at most the 5 candidate.*got 9"):
         api.select(cands, verify=9, out=tmp_path / "x", **kw)
-    with pytest.raises(ValueError, match="--verify 4: only 3 usable candidate.*missing"):
+    with pytest.raises(ValueError, match="^verify: expected at most the 3 usable .*got 4; only 3 usable .*missing"):
         api.select(cands, verify=4, out=tmp_path / "x", **kw)
     with pytest.raises(ValueError, match="no candidate could be scored: .*missing.*no_such_arch"):
         api.select(cands[3:], out=tmp_path / "x", **kw)

@@ -93,8 +93,10 @@ def test_zeroshot_with_templates_descriptions_and_label_checks(minilm, data, tmp
     with pytest.raises(ValueError, match=r"classes \['weather'\] are not among the zero-shot labels"):
         tk.zeroshot(minilm, data, labels="sports,business,science", out=tmp_path / "z3")
     assert not (tmp_path / "z3").exists()
-    with pytest.raises(ValueError, match="at least 2 labels"):
+    with pytest.raises(ValueError, match=r"^labels: expected at least 2 labels .*got \['only'\]"):
         tk.zeroshot(minilm, labels="only", out=tmp_path / "z4")
+    with pytest.raises(ValueError, match="^descriptions: expected a YAML/JSON file .*; no such file"):
+        tk.zeroshot(minilm, labels="a,b", descriptions=tmp_path / "none.yaml", out=tmp_path / "z4")
     # without data: a model from label names alone
     res = tk.zeroshot(minilm, labels=["cats", "finance"], out=tmp_path / "z5")
     assert "accuracy" not in res.metrics and res.meta["classes"] == ["cats", "finance"]

@@ -219,6 +219,14 @@ def test_bad_input_is_refused_before_training(source, tmp_path, kwargs, message)
     assert not (tmp_path / "bad").exists()  # nothing written, nothing trained
 
 
+def test_a_storage_that_cannot_be_opened_is_refused_naming_the_parameter(source, tmp_path):
+    from transferkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^storage: expected an Optuna storage URL .*got 'bogus://x'; ") as exc:
+        tk.tune(source, space=SPACE, storage="bogus://x", out=tmp_path / "s", **TASK)
+    assert exc.value.as_flag().startswith("--storage: expected an Optuna storage URL")
+
+
 def test_specs_and_default_spaces():
     assert parse_spec("augment", "choice:none, light").choices == ("none", "light")
     assert parse_spec("x", "choice:1e-3,0.5,2,true,null,'2'").choices == (0.001, 0.5, 2, True, None, "2")

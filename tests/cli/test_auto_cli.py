@@ -32,4 +32,6 @@ def test_auto_cli_bad_options_exit_2(tmp_path, capsys):
     assert "--first-steps: expected a whole number ≥ 1, got 0" in " ".join(capsys.readouterr().out.split())
     assert main([*base, "--first-epochs", "1"]) == 2
     assert "--first-epochs: expected a whole number ≥ 2" in " ".join(capsys.readouterr().out.split())
+    assert main([*base, "--labels-per-class", "5", "--val-per-class", "0"]) == 2
+    assert "--val-per-class: expected ≥ 1, got 0; auto chooses" in " ".join(capsys.readouterr().out.split())
     assert not (tmp_path / "x").exists()

@@ -61,7 +61,9 @@ def test_tune_from_a_config_file_resumes_and_bad_input_exits_2(src, tmp_path, ca
     for flags, message in ((["--param", "lr=loguniform:0:1"], "loguniform needs LOW > 0"),
                            (["--param", "lr"], "--param: expected NAME=VALUE, e.g. lr=loguniform:1e-4:1e-1, got 'lr'"),
                            (["--param", "dropout=uniform:0:1"], "unknown search parameter 'dropout'"),
-                           (["--trials", "0"], "--trials: expected a whole number ≥ 1")):
+                           (["--trials", "0"], "--trials: expected a whole number ≥ 1"),
+                           (["--storage", "bogus://x"], "--storage: expected an Optuna storage URL where the study "
+                                                        "can be opened, got 'bogus://x'")):
         assert main(["tune", "--config", str(cfg), *flags]) == 2
         assert message in " ".join(capsys.readouterr().out.split())
     assert len(optuna.load_study(study_name="from_yaml", storage=f"sqlite:///{out / 'study.db'}").trials) == 3

@@ -27,7 +27,8 @@ from transferkit.api.serve_job import serve
 from transferkit.api.train import pretrain, transfer
 from transferkit.api.tune_job import tune
 from transferkit.api.use import evaluate, predict
+from transferkit.report.predictions import show_predictions
 
 __all__ = ["RunResult", "adapt", "adapt_compare", "auto", "compare", "curve", "demo", "distill", "evaluate",
            "export", "families", "fewshot", "fuse", "list_family", "lr_find", "merge", "multitask", "predict",
-           "pretrain", "resume", "select", "serve", "transfer", "tune", "zeroshot"]
+           "pretrain", "resume", "select", "serve", "show_predictions", "transfer", "tune", "zeroshot"]

@@ -25,15 +25,17 @@ from transferkit.adaptation.methods import parse_method
 from transferkit.api.adapt_job import adapt
 from transferkit.api.runs import RunResult, write_json, write_yaml
 from transferkit.errors import ConfigError
-from transferkit.options import AdaptConfig, parse_seeds
-from transferkit.report.adapt import ORACLE_NOTE, REFERENCE_NOTE
-from transferkit.report.markdown import comparison_report
-from transferkit.report.metrics import comparison_sentence, flag, group_did_not_learn, majority_rate, mean_std
-from transferkit.report.plots import plot_method_bars
-from transferkit.report.tables import comparison_table
+from transferkit.options import AdaptConfig, parse_names, parse_seeds
+from transferkit.report.adapt import (
+    BASELINE,
+    REFERENCE,
+    REFERENCE_NOTE,
+    write_comparison_plot,
+    write_comparison_report,
+)
+from transferkit.report.metrics import comparison_sentence, group_did_not_learn, majority_rate, mean_std
 from transferkit.rundir import check_output_dir, open_output_dir
 
-BASELINE, REFERENCE = "source_only", "target_oracle"
 _NOT_SETTINGS = ("out", "progress", "console", "plots", "seed")  # what may differ between a cell and a rerun
 
 
@@ -117,6 +119,29 @@ SHARED = ("source", "target", "backbone", "pretrained", "frozen", "bottleneck", 
           "strict", "diagnostics", "accelerator", "devices")
 
 
+def _run_cells(methods: Sequence[str], seeds: Sequence[int], cells_dir: Path, adapt_kwargs: dict[str, Any],
+               cell_plots: bool, console: Console) -> tuple[list[dict[str, Any]], int]:
+    """Every method × seed cell, in that order: a finished cell whose settings match is read back (resume), the
+    others run :func:`adapt` into their own directory. Returns the cells' metrics and how many were reused."""
+    cells: list[dict[str, Any]] = []
+    reused = 0
+    for method in methods:
+        for seed in seeds:
+            cell_dir = cells_dir / f"{method.replace('+', '_')}-seed{seed}"
+            settings = _cell_settings(adapt_kwargs, method, seed)
+            metrics = _read_cell(cell_dir, settings)
+            if metrics is None:
+                console.print(f"[bold]{method}[/bold] · seed {seed}")
+                run = adapt(method=method, seed=seed, out=cell_dir, plots=cell_plots, progress=False, overwrite=True,
+                            console=console, **adapt_kwargs)
+                write_json(cell_dir / "settings.json", settings)
+                metrics = run.metrics
+            else:
+                reused += 1
+            cells.append(metrics)
+    return cells, reused
+
+
 def adapt_compare(methods: Sequence[str] = (BASELINE, "dann", "dan", "coral", REFERENCE), seeds: Sequence[int] = (0,),
                   out: str | Path = "runs/adapt-compare", title: str = "", restart: bool = False,
                   cell_plots: bool = False, console: Console | None = None, config: AdaptConfig | None = None,
@@ -131,7 +156,7 @@ def adapt_compare(methods: Sequence[str] = (BASELINE, "dann", "dan", "coral", RE
     if config is not None:
         c, flat = config, config.flat()
         shared = {k: flat[k] for k in SHARED} | {"options": flat["options"] or {}}
-        return adapt_compare([m.strip() for m in c.method.split(",") if m.strip()],
+        return adapt_compare(parse_names(c.method),
                              parse_seeds(c.comparison.seeds) if c.comparison.seeds is not None else [c.train.seed],
                              c.run.out, c.comparison.title, c.comparison.restart, c.plots, console, **shared)
     console = console or Console()
@@ -150,61 +175,12 @@ def adapt_compare(methods: Sequence[str] = (BASELINE, "dann", "dan", "coral", RE
     if restart and cells_dir.exists():
         shutil.rmtree(cells_dir)
     start = time.perf_counter()
-    cells: list[dict[str, Any]] = []
-    reused = 0
-    for method in methods:
-        for seed in seeds:
-            cell_dir = cells_dir / f"{method.replace('+', '_')}-seed{seed}"
-            settings = _cell_settings(adapt_kwargs, method, seed)
-            metrics = _read_cell(cell_dir, settings)
-            if metrics is None:
-                console.print(f"[bold]{method}[/bold] · seed {seed}")
-                run = adapt(method=method, seed=seed, out=cell_dir, plots=cell_plots, progress=False, overwrite=True,
-                            console=console, **adapt_kwargs)
-                write_json(cell_dir / "settings.json", settings)
-                metrics = run.metrics
-            else:
-                reused += 1
-            cells.append(metrics)
+    cells, reused = _run_cells(methods, seeds, cells_dir, adapt_kwargs, cell_plots, console)
     summary = summarise_methods(cells)
     notes = adapt_findings(summary)
-    selection = cells[0]["selection"]
-    oracle = any(c.get("oracle_selection") for c in cells)
-
-    def pm(r: dict[str, Any], key: str, fmt: str = ".3f") -> str:
-        return f"{r[key + '_mean']:{fmt}} ± {r[key + '_std']:{fmt}}"
-
-    columns = ["method", "target acc (selected)", "target acc (last epoch)", "gap closed", "gap closed (last)",
-               "PAD after", "MMD² after", "source val acc", "time (s)"]
-    rows = [[r["method"] + (" (upper reference)" if r["reference"] else ""),
-             flag(pm(r, "target_accuracy"), r["did_not_learn"]),
-             pm(r, "target_accuracy_last"),
-             f"{r['gap_closed']:.0%}" if math.isfinite(r["gap_closed"]) else "-",
-             f"{r['gap_closed_last']:.0%}" if math.isfinite(r["gap_closed_last"]) else "-",
-             pm(r, "proxy_a_distance", ".2f"), pm(r, "mmd2", ".3f"), pm(r, "source_val_accuracy"),
-             pm(r, "total_time_s", ".0f")] for r in summary]
-    first = cells[0]
-    frozen = ", frozen" if first["frozen"] else ""
-    title = title or f"{first['source']} → {first['target']} ({first['backbone']}{frozen})"
-    bars = [{"label": r["method"], "mean": r["target_accuracy_mean"], "std": r["target_accuracy_std"],
-             "kind": "reference" if r["reference"] else "baseline" if r["method"] == BASELINE else "method"}
-            for r in summary]
-    base = next((r for r in summary if r["method"] == BASELINE), None)
-    plot_method_bars(bars, out / "adaptation.png", f"{title}\nselection: {selection}"
-                     + (" (ORACLE)" if oracle else ""), base["target_accuracy_mean"] if base else None)
+    title = write_comparison_plot(out, cells, summary, title)
     wall = time.perf_counter() - start
     write_json(out / "metrics.json", {"cells": cells, "summary": summary, "findings": notes, "wall_time_s": wall,
                                       "cells_reused": reused})
-    intro = [f"Source `{first['source']}` → target `{first['target']}`, network `{first['backbone']}`"
-             f"{' (frozen features, adapted head)' if first['frozen'] else ''}. Seeds {list(seeds)}; mean ± sample "
-             f"std over seeds. Checkpoint selection: **{selection}**"
-             + (f" — {ORACLE_NOTE}" if oracle else " (no target labels used)")
-             + f". Target images: {first['n_target_train']} unlabelled for training, {first['n_target_val']} held out"
-             f" (unlabelled) for selection, {first['n_target_test']} test images scored once per kept checkpoint.",
-             "Gap closed = (method − source_only) / (target_oracle − source_only), on the mean accuracies."]
-    comparison_report(out / "report.md", f"Domain adaptation: {title}", intro, columns, rows, ["adaptation.png"],
-                      notes)
-    console.print(comparison_table(columns, rows, title=f"{title} — mean ± std over {len(seeds)} seed(s)"))
-    for line in notes:
-        console.print(f"  • {line}")
+    write_comparison_report(out, cells, summary, notes, list(seeds), title, console)
     return RunResult(out, {"cells": cells, "summary": summary, "findings": notes, "wall_time_s": wall})

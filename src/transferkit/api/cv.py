@@ -47,10 +47,11 @@ from transferkit.api.runs import (
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import to_batches
-from transferkit.data.splits import check_trainable, k_per_class, labels_record
+from transferkit.data.run_splits import labelled_pool
+from transferkit.data.splits import check_trainable, labels_record
 from transferkit.engine.trainer import train
 from transferkit.errors import ConfigError
-from transferkit.report.cv import COLUMNS, cv_notes, fold_rows, write_cv_report
+from transferkit.report.cv import COLUMNS, cv_intro, cv_notes, fold_rows, write_cv_report
 from transferkit.report.metrics import (
     classification_metrics,
     describe_selection,
@@ -153,9 +154,7 @@ def cross_validate(
     check_fold_count(cv)
     set_threads()
     full = load_task(data, "train", classes, strict, class_map)
-    pool_idx = (k_per_class(full, labels_per_class, cfg.seed) if labels_per_class is not None
-                else np.arange(len(full)))
-    pool = full.subset(pool_idx, f"{full.name}[{labels_per_class or 'all'}/class]")
+    pool_idx, pool = labelled_pool(full, labels_per_class, cfg.seed)
     check_trainable(pool)  # fewer than 2 classes: nothing to learn (accuracy would be a meaningless 1.0)
     check_cv(cv, pool.labels, full.classes)
     fold_val = val_per_class if labels_per_class is None else (val_per_class or 0)  # K is the budget: no V by default
@@ -164,58 +163,14 @@ def cross_validate(
     check_channels(full, model, convert_channels, f"--data {data}")
     mapping, source_classes = head_init_mapping(full.classes, meta, head_init)
     fold_cfg = dataclasses.replace(cfg, checkpoints=False)
-
-    # finished folds are kept in .<out>.work/ as they finish (config first): an error or Ctrl-C loses none of them
     job_config = config or {"command": "transfer", "cv": cv}
-    work = FinishedWork(out, "transfer-cv", {
-        "config": job_config, "pool": pool.fingerprint(), "folds": [[f.train.tolist(), f.val.tolist(),
-                                                                     f.eval.tolist()] for f in folds],
-        "source": meta.get("source"), "strategy": strategy.name, "options": strategy.options,
-        "train": {k: v for k, v in dataclasses.asdict(fold_cfg).items() if k not in ("progress",)},
-        "head_init": bool(mapping)}, job_config)
-    if work.stale:
-        console.print(f"[yellow]{work.path}[/] held folds of other settings: discarded")
+    work = _open_work(out, job_config, pool, folds, meta, strategy, fold_cfg, bool(mapping), console)
     records = _run_folds(folds, work, pool, model, strategy, fold_cfg, full.num_classes, full.classes, mapping,
                          source_classes, console)
-    last = records[-1]
-    # every pool image is held out exactly once, so the summed confusion matrices are the out-of-fold predictions
-    pooled_cm = np.sum([np.asarray(r["confusion_matrix"]) for r in records], axis=0)
-    true_pooled = np.repeat(np.arange(full.num_classes), pooled_cm.sum(1))
-    pred_pooled = np.concatenate([np.repeat(np.arange(full.num_classes), row) for row in pooled_cm])
-    pooled = classification_metrics(true_pooled, pred_pooled, full.classes)
-    acc_mean, acc_std = mean_std([r["accuracy"] for r in records])
-    f1_mean, f1_std = mean_std([r["macro_f1"] for r in records])
-    metrics = {
-        "task": "transfer", "mode": "cross-validation", "split": f"{cv}-fold cross-validation", "cv": cv,
-        "accuracy": acc_mean, "accuracy_std": acc_std, "macro_f1": f1_mean, "macro_f1_std": f1_std,
-        "accuracy_mean": acc_mean, "macro_f1_mean": f1_mean,
-        "folds": records, "out_of_fold": pooled, "strategy": last["strategy"], "options": last["options"],
-        "seed": cfg.seed, "labels_per_class": labels_per_class, "n_pool": len(pool),
-        "test_split_used": False, "bundle": None, "total_time_s": time.perf_counter() - start,
-        "did_not_learn": did_not_learn(pooled["accuracy"], pooled["n"], majority_rate(pooled["confusion_matrix"])),
-        "labels": {**labels_record(labels_per_class, fold_val if labels_per_class is not None else val_per_class,
-                                   len(pool), 0, "per fold: " + last["selection"],
-                                   pool.fingerprint(), pool_idx),
-                   "train_final_model": None,
-                   "note": "cross-validation trains no final model: each fold model fits the pool minus its "
-                           "held-out fold (minus any per-fold validation part); 'indices' is the pool"},
-    }
-    val_note = (f"{fold_val} images per class of each fold's training part (early stopping and the kept epoch)"
-                if fold_val else "none — each fold trains on all of its training part with the fixed recipe (a "
-                "linear probe still chooses its C by cross-validation inside that part)" if fold_val == 0
-                else f"a stratified {val_fraction:.0%} (at least one per class) of each fold's training part")
-    budget = (f"{labels_per_class} labelled images per class drawn from the training split (seed {cfg.seed})"
-              if labels_per_class is not None else "the whole training split")
-    intro = [
-        f"Source: `{meta.get('source')}`. Target: `{data}` classes {classes or 'all'} ({', '.join(full.classes)}). "
-        f"Strategy `{last['strategy']}` {last['options'] or ''}. Pool: {budget}, {len(pool)} images, split by "
-        f"stratified {cv}-fold cross-validation (shuffled, seed {cfg.seed}). Each fold trains on the other folds "
-        f"and is scored once on its held-out fold. Validation: {val_note}. Mean ± sample std over folds."
-    ]
-    index = {"index_space": "positions in the target task's training split (after --classes)",
-             "pool": pool_idx.tolist(),
-             "folds": [{"train": pool_idx[f.train].tolist(), "val": pool_idx[f.val].tolist(),
-                        "eval": pool_idx[f.eval].tolist()} for f in folds]}
+    metrics = _cv_metrics(records, full.classes, pool, pool_idx, cv, cfg.seed, labels_per_class,
+                          fold_val if labels_per_class is not None else val_per_class, start)
+    intro = cv_intro(meta.get("source"), data, classes, full.classes, metrics, fold_val, val_fraction)
+    index = _fold_positions(pool_idx, folds)
     out = Path(out)
     with staged_output(out, "transfer-cv") as tmp:
         write_yaml(tmp / "config.yaml", job_config)
@@ -227,6 +182,60 @@ def cross_validate(
     for line in cv_notes(metrics, full.num_classes):
         console.print(f"  • {line}")
     return RunResult(out, metrics, None, {"classes": full.classes, "folds": index["folds"]})
+
+
+def _open_work(out: str | Path, job_config: dict[str, Any], pool: Any, folds: list[Fold], meta: dict[str, Any],
+               strategy: Strategy, fold_cfg: TrainConfig, head_init: bool, console: Console) -> FinishedWork:
+    """Open ``.<out>.work/``, where each finished fold is kept as it finishes (the job's config first), so that an
+    error or Ctrl-C loses none of them; its key is every setting that changes what a fold means (the config, the
+    pool, the folds, source, strategy, training options, head init), so a rerun with other settings discards them."""
+    work = FinishedWork(out, "transfer-cv", {
+        "config": job_config, "pool": pool.fingerprint(), "folds": [[f.train.tolist(), f.val.tolist(),
+                                                                     f.eval.tolist()] for f in folds],
+        "source": meta.get("source"), "strategy": strategy.name, "options": strategy.options,
+        "train": {k: v for k, v in dataclasses.asdict(fold_cfg).items() if k not in ("progress",)},
+        "head_init": head_init}, job_config)
+    if work.stale:
+        console.print(f"[yellow]{work.path}[/] held folds of other settings: discarded")
+    return work
+
+
+def _cv_metrics(records: list[dict[str, Any]], classes: list[str], pool: Any, pool_idx: np.ndarray, cv: int,
+                seed: int, labels_per_class: int | None, val_per_class: int | None, start: float) -> dict[str, Any]:
+    """metrics.json of a cross-validation: per fold (``records``), mean ± sample std over folds, the pooled
+    out-of-fold metrics and the ``labels`` record of the pool (``val_per_class`` as recorded: the per-fold validation
+    size with a budget, the option as given without one); ``total_time_s`` runs from ``start``."""
+    num_classes, last = len(classes), records[-1]
+    # every pool image is held out exactly once, so the summed confusion matrices are the out-of-fold predictions
+    pooled_cm = np.sum([np.asarray(r["confusion_matrix"]) for r in records], axis=0)
+    true_pooled = np.repeat(np.arange(num_classes), pooled_cm.sum(1))
+    pred_pooled = np.concatenate([np.repeat(np.arange(num_classes), row) for row in pooled_cm])
+    pooled = classification_metrics(true_pooled, pred_pooled, classes)
+    acc_mean, acc_std = mean_std([r["accuracy"] for r in records])
+    f1_mean, f1_std = mean_std([r["macro_f1"] for r in records])
+    return {
+        "task": "transfer", "mode": "cross-validation", "split": f"{cv}-fold cross-validation", "cv": cv,
+        "accuracy": acc_mean, "accuracy_std": acc_std, "macro_f1": f1_mean, "macro_f1_std": f1_std,
+        "accuracy_mean": acc_mean, "macro_f1_mean": f1_mean,
+        "folds": records, "out_of_fold": pooled, "strategy": last["strategy"], "options": last["options"],
+        "seed": seed, "labels_per_class": labels_per_class, "n_pool": len(pool),
+        "test_split_used": False, "bundle": None, "total_time_s": time.perf_counter() - start,
+        "did_not_learn": did_not_learn(pooled["accuracy"], pooled["n"], majority_rate(pooled["confusion_matrix"])),
+        "labels": {**labels_record(labels_per_class, val_per_class, len(pool), 0, "per fold: " + last["selection"],
+                                   pool.fingerprint(), pool_idx),
+                   "train_final_model": None,
+                   "note": "cross-validation trains no final model: each fold model fits the pool minus its "
+                           "held-out fold (minus any per-fold validation part); 'indices' is the pool"},
+    }
+
+
+def _fold_positions(pool_idx: np.ndarray, folds: list[Fold]) -> dict[str, Any]:
+    """folds.json: the pool and every fold's parts as positions in the target task's training split (``folds``
+    index into the pool), so that a fold's images can be found again without rerunning the draw."""
+    return {"index_space": "positions in the target task's training split (after --classes)",
+            "pool": pool_idx.tolist(),
+            "folds": [{"train": pool_idx[f.train].tolist(), "val": pool_idx[f.val].tolist(),
+                       "eval": pool_idx[f.eval].tolist()} for f in folds]}
 
 
 def _run_folds(folds: list[Any], work: FinishedWork, pool: Any, model: Backbone, strategy: Strategy,

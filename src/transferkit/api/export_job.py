@@ -24,7 +24,7 @@ from transferkit.exporting import (
     tokenizer_path,
     verify_export,
 )
-from transferkit.inference import check_modality
+from transferkit.inference import InputSpec, check_modality
 from transferkit.options import ExportConfig
 from transferkit.rundir import check_output_file, check_output_name
 
@@ -91,41 +91,72 @@ def export(*args: Any, config: ExportConfig | None = None, console: Console | No
     export (or at the default place), or with ``overwrite``.
     """
     c = ExportConfig.given(config, args, options)
-    bundle, format, out, opset = c.model, c.format, c.out, c.opset  # noqa: A001
-    if bundle is None:
-        raise ConfigError("model", "a run or bundle directory", None)
-    if format not in EXPORT_FORMATS:
-        raise ConfigError("format", f"one of {', '.join(EXPORT_FORMATS)}", format)
-    if isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= 21:
-        raise ConfigError("opset", "a whole number between 7 and 21", opset)
-    if out is not None:
-        check_output_name(out)
-    bundle_dir = resolve_bundle(bundle)
+    fmt, opset = c.format, c.opset
+    _check_options(c)
+    bundle_dir = resolve_bundle(c.model)
     model, meta = load_bundle(bundle_dir)
     check_modality(model.input_spec.modality, f"export {bundle_dir}")
     text = model.input_spec.modality == "text"
     kind = bundle_kind(model, meta)
     reference = copy.deepcopy(model).eval() if meta.get("adapter") else model  # verify against the unmerged model
     model, notes = prepare_for_export(model, meta)
-    if out is None:
-        path = default_out(bundle_dir, format)
-    else:
-        path = Path(out).expanduser()
-        if path.is_dir() or (not path.suffix and not path.exists()):
-            path = path / FILE_NAMES[format]
-    check_output_file(path, [bundle_dir], c.overwrite or out is None, _earlier_export, option="--out")  # not in it
-    if text:  # the tokenizer beside it: the same rule (never over a user's file)
-        check_output_file(tokenizer_path(path), [bundle_dir], c.overwrite or out is None, _earlier_tokenizer,
-                          option="--out (its tokenizer file)")
-    if format == "onnx":
+    path = _export_path(bundle_dir, c.out, fmt)
+    _check_targets(path, bundle_dir, c.overwrite or c.out is None, text)
+    if fmt == "onnx":
         export_onnx(model, meta, path, opset=opset)
     else:
         export_torchscript(model, meta, path)
-    check = verify_export(path, reference, format, inputs=c.verify_inputs, meta=meta)
+    check = verify_export(path, reference, fmt, inputs=c.verify_inputs, meta=meta)
+    record = _export_record(path, fmt, opset, bundle_dir, kind, notes, check, meta, model.input_spec, text)
+    record_file = _add_record(path, record)
+    if console is not None:
+        _print_summary(console, record, path, record_file)
+    return {**record, "path": str(path)}
+
+
+def _check_options(c: ExportConfig) -> None:
+    """Refuse a missing model, an unknown format, an opset outside 7..21 or a bad ``out`` name before the bundle is
+    loaded, so a mistake costs nothing; the checks run in this order, so the first mistake is the one reported."""
+    if c.model is None:
+        raise ConfigError("model", "a run or bundle directory", None)
+    if c.format not in EXPORT_FORMATS:
+        raise ConfigError("format", f"one of {', '.join(EXPORT_FORMATS)}", c.format)
+    if isinstance(c.opset, bool) or not isinstance(c.opset, int) or not 7 <= c.opset <= 21:
+        raise ConfigError("opset", "a whole number between 7 and 21", c.opset)
+    if c.out is not None:
+        check_output_name(c.out)
+
+
+def _export_path(bundle_dir: Path, out: str | None, fmt: str) -> Path:
+    """The file to write: :func:`default_out` without ``out``; ``out`` itself, or ``model.onnx``/``model.pt`` in it
+    when it is a folder (or a new name without a suffix, which is taken for one)."""
+    if out is None:
+        return default_out(bundle_dir, fmt)
+    path = Path(out).expanduser()
+    if path.is_dir() or (not path.suffix and not path.exists()):
+        path = path / FILE_NAMES[fmt]
+    return path
+
+
+def _check_targets(path: Path, bundle_dir: Path, replace: bool, text: bool) -> None:
+    """Refuse to write ``path`` (and a text model's tokenizer beside it) inside the bundle or over a user's file:
+    an existing file is replaced only when ``export.json`` records it as an earlier export, or when ``replace``
+    (``--overwrite``, or the default place)."""
+    check_output_file(path, [bundle_dir], replace, _earlier_export, option="--out")  # not in it
+    if text:  # the tokenizer beside it: the same rule (never over a user's file)
+        check_output_file(tokenizer_path(path), [bundle_dir], replace, _earlier_tokenizer,
+                          option="--out (its tokenizer file)")
+
+
+def _export_record(path: Path, fmt: str, opset: int, bundle_dir: Path, kind: str, notes: list[str],
+                   check: dict[str, Any], meta: dict[str, Any], spec: InputSpec, text: bool) -> dict[str, Any]:
+    """What ``export.json`` records of the export to ``path``: format, opset, bundle kind, verification figures,
+    classes, input spec (``spec``), the inputs and outputs the file takes and gives (``text``: token ids and a
+    tokenizer beside it) and a multi-task model's tasks; one place, so the file and the returned dict agree."""
     record: dict[str, Any] = {
-        "format": format, "opset": opset if format == "onnx" else None, "bundle": str(bundle_dir), "kind": kind,
+        "format": fmt, "opset": opset if fmt == "onnx" else None, "bundle": str(bundle_dir), "kind": kind,
         "notes": notes, "verification": check, "classes": list(meta.get("classes") or []),
-        "input_spec": model.input_spec.to_dict(),
+        "input_spec": spec.to_dict(),
         "input": TEXT_INPUT_TEXT if text else "images: float32 (N, C, H, W), preprocessed",
         "output": "logits: (N, num_classes)", "lineage": meta.get("lineage") or {},
     }
@@ -135,6 +166,12 @@ def export(*args: Any, config: ExportConfig | None = None, console: Console | No
         record["tasks"] = [{k: t[k] for k in ("name", "classes", "start", "stop")} for t in meta["tasks"]]
         record["output"] = ("logits: (N, num_classes), the tasks' logits side by side (task t in columns "
                             "start:stop of 'tasks'; a softmax per task)")
+    return record
+
+
+def _add_record(path: Path, record: dict[str, Any]) -> Path:
+    """Write ``record`` into the ``export.json`` beside ``path`` under the file's name, keeping the other exports'
+    records there (an unreadable one is started afresh); returns that file."""
     record_file = path.parent / RECORD_FILE
     try:
         records = json.loads(record_file.read_text()) if record_file.is_file() else {}
@@ -142,15 +179,20 @@ def export(*args: Any, config: ExportConfig | None = None, console: Console | No
         records = {}
     records[path.name] = record
     atomic.write_text(record_file, json.dumps(records, indent=2, default=str) + "\n")
-    if console is not None:
-        for note in notes:
-            console.print(f"note: {note}", highlight=False)
-        console.print(f"exported {kind} bundle {bundle_dir} → {path} ({format}"
-                      f"{f', opset {opset}' if format == 'onnx' else ''})", highlight=False)
-        console.print(f"verified against PyTorch: max |Δ logits| = {check['max_abs_diff']:.2e} "
-                      f"(≤ {check['tolerance']:g}) on {_batch_names(check['batches'])}; "
-                      f"argmax identical{' per task' if meta.get('tasks') else ''}", highlight=False)
-        if text:
-            console.print(f"tokenizer: {tokenizer_path(path)} (ship it with the model)", highlight=False)
-        console.print(f"record: {record_file}", highlight=False)
-    return {**record, "path": str(path)}
+    return record_file
+
+
+def _print_summary(console: Console, record: dict[str, Any], path: Path, record_file: Path) -> None:
+    """Tell the user what was exported where, how closely it matched PyTorch, and which files to ship, from the
+    ``record`` just written (so the console and ``export.json`` cannot disagree)."""
+    fmt, opset, kind, check = record["format"], record["opset"], record["kind"], record["verification"]
+    for note in record["notes"]:
+        console.print(f"note: {note}", highlight=False)
+    console.print(f"exported {kind} bundle {record['bundle']} → {path} ({fmt}"
+                  f"{f', opset {opset}' if fmt == 'onnx' else ''})", highlight=False)
+    console.print(f"verified against PyTorch: max |Δ logits| = {check['max_abs_diff']:.2e} "
+                  f"(≤ {check['tolerance']:g}) on {_batch_names(check['batches'])}; "
+                  f"argmax identical{' per task' if 'tasks' in record else ''}", highlight=False)
+    if "tokenizer" in record:
+        console.print(f"tokenizer: {tokenizer_path(path)} (ship it with the model)", highlight=False)
+    console.print(f"record: {record_file}", highlight=False)

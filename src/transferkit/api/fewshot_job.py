@@ -1,37 +1,37 @@
-"""``fewshot`` and ``zeroshot``: learn a classifier from K examples per class, or from the label names alone.
+"""``fewshot``: learn a classifier from K examples per class (``zeroshot``, from the label names alone, is
+:mod:`transferkit.api.zeroshot_job`; both are importable from here).
 
 ``fewshot(method=...)``:
 
-* ``prototypes`` — class means of the frozen features, cosine nearest mean (no training);
+* ``prototypes`` — class means of the frozen features, cosine nearest mean (no training; Snell et al., 2017);
 * ``setfit`` — SetFit-style contrastive fine-tuning of the encoder on pairs of the K·C examples, then a
-  logistic-regression head (:mod:`transferkit.few_shot.setfit`); for text and images alike;
+  logistic-regression head (Tunstall et al., 2022; :mod:`transferkit.few_shot.setfit`); for text and images alike;
 * ``episodes`` — no model: N-way K-shot episodic evaluation of the frozen features over many episodes, mean
   accuracy with a 95 % confidence interval (:mod:`transferkit.few_shot.episodes`).
 
-The K examples per class come from the training split (``k_per_class``, seeded). Scoring uses the test split when
-the data has one, else every *other* example of the training split (``evaluate_on="rest"``: disjoint from the K
-examples, never used for any choice). Nothing is selected on the evaluation data: SetFit's options are fixed in
-advance, as in the paper.
+The K examples per class come from the training split (``labels_per_class``, seeded by ``seed``, which also seeds
+the pairs and the episodes). Scoring uses the test split when the data has one, else every *other* example of the
+training split (``evaluate_on``: ``auto``, ``test`` or ``rest`` — disjoint from the K examples, never used for any
+choice). Nothing is selected on the evaluation data: SetFit's options are fixed in advance, as in the paper —
+``iterations`` (pairs per example and iteration: one positive, one negative), ``max_pairs`` (cap), ``epochs``,
+``batch_size`` (pairs per step), ``lr`` (AdamW, linear warm-up/decay), ``head_c`` (inverse L2 strength of the
+logistic-regression head). The episodes take ``n_way``, ``n_query``, ``episodes`` and ``episode_classifier``
+(prototypes or logistic; K = ``labels_per_class``). ``source`` may also be a :class:`Backbone` object.
 
-``zeroshot`` embeds each label through templates or descriptions (:mod:`transferkit.few_shot.zeroshot`) and
-classifies texts by cosine similarity; with labelled data it reports accuracy.
-
-Both write a run directory (config.yaml, metrics.json, report.md, confusion_matrix.png, bundle/) like
-``transfer``; the bundles are ordinary models (cosine or linear head) that ``predict``, ``export`` and ``serve``
-use as they are.
+The model side is :mod:`transferkit.few_shot.fitting`, the report :mod:`transferkit.report.fewshot`. A run writes a
+directory (config.yaml, metrics.json, report.md, confusion_matrix.png, bundle/) like ``transfer``; the bundles are
+ordinary models (cosine or linear head) that ``predict``, ``export`` and ``serve`` use as they are.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from rich.console import Console
 
 from transferkit.api.runs import (
@@ -44,34 +44,37 @@ from transferkit.api.runs import (
     write_json,
     write_yaml,
 )
+from transferkit.api.zeroshot_job import label_embeddings, zeroshot
 from transferkit.backbones.base import Backbone
-from transferkit.backbones.features import extract_features, predict_logits
+from transferkit.backbones.features import extract_features
 from transferkit.bundle import save_bundle
 from transferkit.data.base import AnyDataset
 from transferkit.data.prepare import TensorBatches, to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import k_per_class, labels_record, parse_classes
-from transferkit.data.tokens import encode_texts
-from transferkit.engine.pairs import fit_pairs
 from transferkit.errors import ConfigError
-from transferkit.few_shot.episodes import CLASSIFIERS, evaluate_episodes
-from transferkit.few_shot.methods import FEW_SHOT_METHODS
-from transferkit.few_shot.prototypes import class_prototypes
-from transferkit.few_shot.setfit import CosinePairLoss, fit_logistic_head, make_pairs
-from transferkit.few_shot.zeroshot import DEFAULT_TEMPLATE, label_prompts
-from transferkit.options import FewshotConfig, SetFitOptions, ZeroshotConfig
+from transferkit.few_shot.episodes import evaluate_episodes
+from transferkit.few_shot.fitting import fit_prototypes, fit_setfit
+from transferkit.few_shot.methods import FEW_SHOT_METHODS, check_fewshot_options
+from transferkit.options import FewshotConfig
 from transferkit.provenance import provenance
-from transferkit.report.fewshot import write_episodes_report, write_fewshot_report, write_zeroshot_report
-from transferkit.report.metrics import classification_metrics, did_not_learn, majority_rate
+from transferkit.report.fewshot import (
+    EPISODES_SELECTION,
+    fewshot_selection,
+    write_episodes_report,
+    write_fewshot_report,
+)
+from transferkit.report.metrics import did_not_learn, majority_rate
 from transferkit.report.tables import metrics_table
 from transferkit.rundir import check_output_dir, run_session
 
+__all__ = ["EVALUATE_ON", "METHODS", "fewshot", "label_embeddings", "zeroshot"]
 METHODS = tuple(FEW_SHOT_METHODS.names())
 EVALUATE_ON = ("auto", "test", "rest")
 
 
 def _inputs(config: dict[str, Any]) -> list[Any]:
-    """What a fewshot/zeroshot run reads (never to be written over): its source, data and descriptions file."""
+    """What a fewshot run reads (never to be written over): its source, data and descriptions file."""
     return [config.get(k) for k in ("source", "data", "descriptions")]
 
 
@@ -83,82 +86,38 @@ def _evaluation_set(data: str, full: AnyDataset, train_idx: np.ndarray, classes:
     if evaluate_on in ("auto", "test") and has_split(data, "test"):
         test = load_task(data, "test", classes, strict)
         if test.classes != full.classes:
-            raise ValueError(f"--data {data}: the test split's classes {test.classes} differ from the training "
-                             f"split's {full.classes}")
+            raise ConfigError("data", "a test split with the training split's classes", data,
+                              f"the test split's classes {test.classes} differ from the training split's "
+                              f"{full.classes}")
         return test, "test"
     if evaluate_on == "test":
-        raise ValueError(f"--data {data} has no test split; use --evaluate-on rest (the training examples not "
-                         "sampled as the K per class)")
+        raise ConfigError("evaluate_on", f"auto or rest ({data} has no test split)", evaluate_on,
+                          "rest evaluates on the training examples not sampled as the K per class")
     rest = np.setdiff1d(np.arange(len(full)), train_idx)
     if len(rest) == 0:
-        raise ValueError(f"--data {data}: no training examples are left to evaluate on after taking the K per class")
+        raise ConfigError("data", "a test split, or training examples beyond the K per class to evaluate on", data,
+                          "none are left after taking the K per class")
     return full.subset(rest, f"{full.name}[rest]"), "rest of the training split"
-
-
-def _setfit(model: Backbone, support: TensorBatches, num_classes: int, seed: int, s: SetFitOptions,
-            console: Console, progress: bool) -> dict[str, Any]:
-    pairs, targets = make_pairs(support.y.numpy(), s.iterations, seed, s.max_pairs)
-    params = list(model.stages.parameters())
-    for p in params:
-        p.requires_grad_(True)
-    bar = None
-    if progress:
-        from rich.progress import Progress
-
-        bar = Progress(console=console, transient=True)
-        bar.start()
-        task = bar.add_task("contrastive fine-tuning", total=None)
-
-    def report(step: int, total: int, loss: float) -> None:
-        if bar is not None:
-            bar.update(task, completed=step, total=total, description=f"contrastive fine-tuning (loss {loss:.4f})")
-
-    try:
-        fit = fit_pairs(model.forward_features, params, model, support, pairs, targets, CosinePairLoss(),
-                        epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=seed, progress=report)
-    finally:
-        if bar is not None:
-            bar.stop()
-    start = time.perf_counter()
-    feats = extract_features(model, support)
-    weight, bias = fit_logistic_head(feats, support.y, num_classes, seed=seed, c=s.head_c)
-    model.reset_classifier(num_classes)
-    with torch.no_grad():
-        model.head.weight.copy_(weight)
-        model.head.bias.copy_(bias)
-    return {"pairs": len(pairs), "positive_pairs": int(targets.sum()), "steps": fit.steps,
-            "body_train_s": fit.seconds, "head_fit_s": time.perf_counter() - start,
-            "pair_loss_first": fit.losses[0], "pair_loss_last": float(np.mean(fit.losses[-max(1, fit.steps // 10):])),
-            "losses": fit.losses}
 
 
 def _fit(model: Backbone, support: TensorBatches, num_classes: int, c: FewshotConfig, console: Console
          ) -> dict[str, Any]:
-    """Fit ``model``'s head (prototypes) or body and head (SetFit) on the support set; the run's details."""
+    """Fit ``model``'s head (prototypes) or body and head (SetFit, with a progress bar) on the support set; the
+    run's details."""
     torch.manual_seed(c.seed)
-    if c.method == "setfit":
-        return _setfit(model, support, num_classes, c.seed, c.setfit, console, c.progress)
-    t = time.perf_counter()
-    model.set_cosine_head(class_prototypes(extract_features(model, support), support.y, num_classes))
-    return {"fit_s": time.perf_counter() - t}
+    if c.method != "setfit":
+        return fit_prototypes(model, support, num_classes)
+    from rich.progress import Progress
 
+    s = c.setfit
+    with Progress(console=console, transient=True, disable=not c.progress) as bar:
+        task = bar.add_task("contrastive fine-tuning", total=None)
 
-def _check(c: FewshotConfig) -> None:
-    """Refuse what needs no data, before anything loads."""
-    if c.method not in FEW_SHOT_METHODS:
-        raise FEW_SHOT_METHODS.unknown(c.method)
-    if c.episode.episode_classifier not in CLASSIFIERS:
-        raise ConfigError("episode_classifier", f"one of {', '.join(CLASSIFIERS)}", c.episode.episode_classifier)
-    if c.labels_per_class < 1:
-        raise ConfigError("labels_per_class", "≥ 1", c.labels_per_class)
+        def report(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total, description=f"contrastive fine-tuning (loss {loss:.4f})")
 
-
-def _selection(c: FewshotConfig) -> str:
-    """How the final model's settings were chosen (none were: a fixed recipe), for the labels record."""
-    how = (f" (head C = {c.setfit.head_c:g}, {c.setfit.iterations} iterations)" if c.method == "setfit"
-           else " (class means of the support features)")
-    return (f"no selection (fixed recipe): {c.method} with its given settings{how}; every one of the K labels per "
-            "class fitted the final model")
+        return fit_setfit(model, support, num_classes, c.seed, iterations=s.iterations, max_pairs=s.max_pairs,
+                          epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, head_c=s.head_c, progress=report)
 
 
 def fewshot(*args: Any, config: FewshotConfig | None = None, console: Console | None = None,
@@ -166,11 +125,7 @@ def fewshot(*args: Any, config: FewshotConfig | None = None, console: Console | 
     """Few-shot transfer of ``source`` to ``data`` from ``labels_per_class`` examples per class (see the module doc).
 
     ``fewshot(source, data, **options)`` or ``fewshot(config=FewshotConfig(...))``: the options are the flat names of
-    :class:`~transferkit.options.FewshotConfig` — ``method``, ``labels_per_class``, ``evaluate_on``, ``seed``; SetFit's
-    ``iterations`` (pairs per example and iteration: one positive, one negative), ``max_pairs`` (cap), ``epochs``,
-    ``batch_size`` (pairs per step), ``lr`` (AdamW, linear warm-up/decay), ``head_c`` (inverse L2 strength of the
-    logistic-regression head); the episodes' ``n_way``, ``n_query``, ``episodes``, ``episode_classifier``
-    (prototypes or logistic; K = ``labels_per_class``). ``source`` may also be a :class:`Backbone` object.
+    :class:`~transferkit.options.FewshotConfig`, described in the module docstring.
     """
     c = FewshotConfig.given(config, args, options)
     record = c.record("fewshot")
@@ -178,7 +133,7 @@ def fewshot(*args: Any, config: FewshotConfig | None = None, console: Console | 
     if isinstance(src.source, Backbone):
         record["source"] = f"<{src.source.arch} model object>"
     console = console or Console()
-    _check(c)
+    check_fewshot_options(c.method, c.episode.episode_classifier, c.labels_per_class)
     check_output_dir(c.out, _inputs(record))  # before anything loads (run_session checks again)
     set_threads()
     start = time.perf_counter()
@@ -204,9 +159,10 @@ def fewshot(*args: Any, config: FewshotConfig | None = None, console: Console | 
     losses = details.pop("losses", None)
     metrics["did_not_learn"] = did_not_learn(metrics["accuracy"], metrics["n"],
                                              majority_rate(metrics["confusion_matrix"]))
+    selection = fewshot_selection(c.method, c.setfit.head_c, c.setfit.iterations)
     metrics = {"task": "fewshot", "method": c.method, "split": eval_name, **metrics, "labels_per_class": k,
                "n_train": len(support), "seed": c.seed, "details": details,
-               "labels": labels_record(k, None, len(support), 0, _selection(c), support.fingerprint(), train_idx),
+               "labels": labels_record(k, None, len(support), 0, selection, support.fingerprint(), train_idx),
                "total_params": model.num_parameters(), "total_time_s": time.perf_counter() - start,
                "provenance": provenance(c.seed, {"train": support_b.key, "evaluation": eval_b.key})}
     with run_session(Path(c.out), overwrite=c.overwrite, config=record, sources=_inputs(record)) as session:
@@ -222,6 +178,8 @@ def fewshot(*args: Any, config: FewshotConfig | None = None, console: Console | 
 
 def _episodes_run(model: Backbone, pool: AnyDataset, c: FewshotConfig, record: dict[str, Any],
                   lineage: dict[str, Any], start: float, console: Console) -> RunResult:
+    """``method="episodes"``: N-way K-shot episodes on the frozen features of the labelled pool (the training
+    split); metrics.json holds every episode's accuracy, the run has no bundle (no final model)."""
     e, k_shot = c.episode, c.labels_per_class
     n_way = min(e.n_way, pool.num_classes) if e.n_way > pool.num_classes and pool.num_classes >= 2 else e.n_way
     batches = to_batches(pool, model.input_spec)
@@ -234,9 +192,7 @@ def _episodes_run(model: Backbone, pool: AnyDataset, c: FewshotConfig, record: d
                       "for a tight confidence interval", highlight=False)
     metrics = {"task": "fewshot", "method": "episodes", "split": "training split (labelled pool)",
                **result.to_dict(), "pool": len(pool), "seed": c.seed, "feature_extraction_s": extract_s,
-               "labels": {**labels_record(k_shot, None, 0, 0, "no selection and no final model: an evaluation "
-                                          "protocol — every episode fits its classifier on K support examples per "
-                                          "class drawn afresh from the pool"), "train_final_model": None},
+               "labels": {**labels_record(k_shot, None, 0, 0, EPISODES_SELECTION), "train_final_model": None},
                "total_time_s": time.perf_counter() - start,
                "provenance": provenance(c.seed, {"pool": batches.key})}
     with run_session(Path(c.out), overwrite=c.overwrite, config=record, sources=_inputs(record)) as session:
@@ -247,114 +203,3 @@ def _episodes_run(model: Backbone, pool: AnyDataset, c: FewshotConfig, record: d
     console.print(f"{e.episodes} episodes, {result.n_way}-way {k_shot}-shot: accuracy {result.mean:.4f} ± "
                   f"{result.ci95:.4f} (95 % CI) → {c.out}")
     return RunResult(Path(c.out), metrics, None, {"lineage": lineage})
-
-
-def _read_descriptions(descriptions: str | Path | Mapping[str, str] | None) -> dict[str, str]:
-    if descriptions is None or isinstance(descriptions, Mapping):
-        return dict(descriptions or {})
-    path = Path(descriptions)
-    if not path.is_file():
-        raise FileNotFoundError(f"--descriptions {path}: no such file (a YAML/JSON mapping 'label: description')")
-    loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(loaded, dict):
-        raise ValueError(f"--descriptions {path}: expected a mapping 'label: description', got {type(loaded).__name__}")
-    return {str(k): str(v) for k, v in loaded.items()}
-
-
-def label_embeddings(model: Backbone, prompts: Sequence[Sequence[str]]) -> torch.Tensor:
-    """One unit vector per label: the normalised mean of its prompts' embeddings (prompt ensembling)."""
-    flat = [p for group in prompts for p in group]
-    ids, lengths, _ = encode_texts(flat, model.input_spec, "zero-shot prompts")
-    feats = torch.nn.functional.normalize(extract_features(model, TensorBatches(ids, lengths=lengths)), dim=1)
-    out, i = [], 0
-    for group in prompts:
-        out.append(feats[i:i + len(group)].mean(0))
-        i += len(group)
-    return torch.nn.functional.normalize(torch.stack(out), dim=1)
-
-
-def _scored_data(c: ZeroshotConfig, model: Backbone, label_list: list[str], notes: list[str],
-                 console: Console) -> tuple[AnyDataset | None, str | None, list[str]]:
-    """The labelled data to score (``data``'s ``split``, else its train split), and the labels (default: its class
-    names); every class of the data must be among the labels."""
-    if c.data is None:
-        return None, None, label_list
-    used_split = c.split if has_split(c.data, c.split) else "train"
-    if used_split != c.split:
-        notes.append(f"--data {c.data} has no '{c.split}' split; the '{used_split}' split was scored instead.")
-    ds = load_task(c.data, used_split, c.classes, c.strict)
-    check_channels(ds, model, False, f"--data {c.data}")
-    label_list = label_list or list(ds.classes)
-    missing = [k for k, n in zip(ds.classes, ds.class_counts(), strict=True) if n and k not in label_list]
-    if missing:
-        raise ValueError(f"--data {c.data}: classes {missing} are not among the zero-shot labels {label_list}; "
-                         "add them to --labels or keep only the others with --classes")
-    absent = [lab for lab in label_list if lab not in ds.classes or not ds.class_counts()[ds.classes.index(lab)]]
-    if absent:
-        msg = (f"labels {absent} have no examples in {c.data} ({used_split}); they can still be predicted, "
-               "and each such prediction counts as an error")
-        console.print(f"[yellow]note[/]: {msg}", highlight=False)
-        notes.append(msg)
-    return ds, used_split, label_list
-
-
-def zeroshot(*args: Any, config: ZeroshotConfig | None = None, console: Console | None = None,
-             **options: Any) -> RunResult:
-    """Zero-shot text classification by similarity to label prompts (see the module docstring).
-
-    ``zeroshot(source, data, **options)`` or ``zeroshot(config=ZeroshotConfig(...))`` (flat names of
-    :class:`~transferkit.options.ZeroshotConfig`). ``labels``: the label names (comma-separated or a list; default:
-    the data's class names); ``templates``: one or more strings with ``{label}`` (default ``"This text is about
-    {label}."``); ``descriptions``: a mapping (or YAML/JSON file) ``label: description`` that replaces the templates
-    for those labels. With ``data`` the ``split`` (falls back to ``train`` when there is no such split) is scored;
-    its classes must all be among the labels (matched by name). Writes a run directory with a bundle whose head
-    holds the label embeddings.
-    """
-    c = ZeroshotConfig.given(config, args, options)
-    record = c.record("zeroshot")
-    if isinstance(c.source, Backbone):
-        record["source"] = f"<{c.source.arch} model object>"
-    console = console or Console()
-    check_output_dir(c.out, _inputs(record))  # before anything loads (run_session checks again)
-    set_threads()
-    start = time.perf_counter()
-    model, source_meta = load_source(c.source, max_length=c.max_length)
-    if model.input_spec.modality != "text":
-        raise ValueError(f"zero-shot classification needs a text encoder (e.g. minilm); {model.arch} takes "
-                         f"{model.input_spec.modality} input. Zero-shot over images by description needs a joint "
-                         "image-text model (CLIP-like), which transferkit does not ship offline")
-    labels = [s.strip() for s in c.labels.split(",")] if isinstance(c.labels, str) else list(c.labels or [])
-    templates = [c.templates] if isinstance(c.templates, str) else list(c.templates or [DEFAULT_TEMPLATE])
-    notes: list[str] = []
-    ds, used_split, labels = _scored_data(c, model, labels, notes, console)
-    if len(labels) < 2:
-        raise ValueError(f"zero-shot needs at least 2 labels, got {labels}; give --labels A,B,… (or --data)")
-    prompts = label_prompts(labels, templates, _read_descriptions(c.descriptions))
-    model = copy.deepcopy(model)
-    t = time.perf_counter()
-    model.set_cosine_head(label_embeddings(model, prompts))
-    metrics: dict[str, Any] = {"task": "zeroshot", "labels": labels, "prompts": prompts,
-                               "label_embedding_s": time.perf_counter() - t}
-    if ds is not None:
-        batches = to_batches(ds, model.input_spec)
-        t = time.perf_counter()
-        pred = predict_logits(model, batches).argmax(1).numpy()
-        truth = np.array([labels.index(k) for k in ds.classes])[ds.labels]
-        metrics.update({"split": f"{used_split}", **classification_metrics(truth, pred, labels),
-                        "evaluate_s": time.perf_counter() - t})
-    metrics["total_time_s"] = time.perf_counter() - start
-    lineage = {"kind": "zeroshot", "source": source_meta.get("source", str(c.source)),
-               "source_lineage": source_meta.get("lineage"), "labels": labels, "templates": templates, "data": c.data}
-    with run_session(Path(c.out), overwrite=c.overwrite, config=record, sources=_inputs(record)) as session:
-        tmp = session.path
-        write_yaml(tmp / "config.yaml", record)
-        save_bundle(model, {"classes": labels, "lineage": lineage, "metrics": {
-            k: metrics[k] for k in ("split", "accuracy", "macro_f1", "n") if k in metrics}, "config": record},
-            tmp / "bundle")
-        write_json(tmp / "metrics.json", metrics)
-        write_zeroshot_report(tmp, metrics, lineage["source"], c.data, notes)
-    if ds is not None:
-        console.print(metrics_table(metrics, f"zeroshot → {c.out}  ({used_split} split)"))
-    else:
-        console.print(f"zero-shot model for labels {labels} → {c.out}/bundle")
-    return RunResult(Path(c.out), metrics, model, {"classes": labels, "lineage": lineage})

@@ -38,7 +38,7 @@ from transferkit.data.splits import k_per_class, labelled_budget_indices, parse_
 from transferkit.fusion import Stacker, check_members, check_soup, fit_gating, fit_weights, greedy_soup, uniform_soup
 from transferkit.fusion.methods import FUSION_METHODS
 from transferkit.fusion.model import FusedModel
-from transferkit.options import FuseConfig
+from transferkit.options import FuseConfig, parse_names
 from transferkit.report.fuse import COLUMNS, fuse_findings, fuse_rows, write_fuse_report
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, staged_output
@@ -154,8 +154,7 @@ def fuse(*args: Any, config: FuseConfig | None = None, console: Console | None =
     """
     c = FuseConfig.given(config, args, options)
     members = [c.members] if isinstance(c.members, (str, Path)) else list(c.members)
-    methods = [m.strip() for m in c.methods.split(",") if m.strip()] if isinstance(c.methods, str) else \
-        list(FUSE_METHODS if c.methods is None else c.methods)
+    methods = list(FUSE_METHODS) if c.methods is None else parse_names(c.methods)
     data, classes, fit_on = c.data.data, c.data.classes, c.fit_on
     record = {**c.record("fuse"), "members": [str(m) for m in members], "methods": methods}
     console = console or Console()

@@ -57,6 +57,8 @@ SETTING_NAMES = {
     "train_options": "training options (--schedule, --augment, …)", "format": "cell file format",
     "head_init": "--head-init", "max_length": "--max-length",
 }
+_CellKey = tuple[str, int | None, int]  # a cell: (variant label, labels per class or None for all, seed)
+_ToDo = dict[tuple[int | None, int], list[Variant]]  # cells still to train, by (labels per class, seed)
 
 
 def quiet_cache_log() -> contextlib.AbstractContextManager[None]:
@@ -154,33 +156,9 @@ def run_grid(grid: Grid, out: Path, kind: str, settings: dict[str, Any], config:
     cells and says how to resume.
     """
     console = console or Console()
-    settings_file = f"{kind}.json"
-    settings = json.loads(json.dumps(settings, default=str))
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    if restart:
-        _clear(out, settings_file, artefacts, console)
-    else:
-        _check_resume(out, settings_file, settings, kind)
-    # the configuration and the settings before any work: an error later can no longer lose them
-    write_yaml(out / "config.yaml", config)
-    write_json(out / settings_file, {"settings": settings, "digest": digest, "source": source, "data": data,
-                                     "classes": classes})
-    for name in artefacts:  # results of an earlier run; redrawn from every cell (old and new) at the end
-        if name != "config.yaml":
-            (out / name).unlink(missing_ok=True)
+    digest = _open_grid(out, kind, settings, config, artefacts, restart, console, source, data, classes)
     cells_dir = out / CELLS_DIR
-
-    cells: dict[tuple[str, int | None, int], dict[str, Any]] = {}
-    todo: dict[tuple[int | None, int], list[Variant]] = {}
-    for k in grid.budgets:
-        for seed in grid.seeds:
-            for v in grid.variants:
-                path = cells_dir / cell_filename(v.label, k, seed)
-                cell = _load_cell(path, v, digest) if path.is_file() else None
-                if cell is None:
-                    todo.setdefault((k, seed), []).append(v)
-                else:
-                    cells[(v.label, k, seed)] = cell
+    cells, todo = _finished_cells(grid, cells_dir, digest)
     total = len(grid.budgets) * len(grid.seeds) * len(grid.variants)
     reused, n_todo = len(cells), sum(len(g) for g in todo.values())
     if reused:
@@ -212,6 +190,47 @@ def run_grid(grid: Grid, out: Path, kind: str, settings: dict[str, Any], config:
     return GridResult(ordered, reused, computed, digest, outside)
 
 
+def _open_grid(out: Path, kind: str, settings: dict[str, Any], config: dict[str, Any], artefacts: Sequence[str],
+               restart: bool, console: Console, source: str, data: str, classes: Any) -> str:
+    """Prepare ``out`` before any cell trains and return the settings digest: ``restart`` clears the old cells,
+    otherwise saved settings must match ``settings``; then ``config.yaml`` and ``<kind>.json`` (the settings, their
+    digest and the job's ``source``, ``data`` and ``classes``) are written — an error later can no longer lose
+    them — and the stale ``artefacts`` of an earlier run (redrawn from every cell at the end) are removed."""
+    settings_file = f"{kind}.json"
+    settings = json.loads(json.dumps(settings, default=str))
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    if restart:
+        _clear(out, settings_file, artefacts, console)
+    else:
+        _check_resume(out, settings_file, settings, kind)
+    # the configuration and the settings before any work: an error later can no longer lose them
+    write_yaml(out / "config.yaml", config)
+    write_json(out / settings_file, {"settings": settings, "digest": digest, "source": source, "data": data,
+                                     "classes": classes})
+    for name in artefacts:  # results of an earlier run; redrawn from every cell (old and new) at the end
+        if name != "config.yaml":
+            (out / name).unlink(missing_ok=True)
+    return digest
+
+
+def _finished_cells(grid: Grid, cells_dir: Path, digest: str) -> tuple[dict[_CellKey, dict[str, Any]], _ToDo]:
+    """Split the grid's cells, in grid order (budget, seed, variant), into those finished in ``cells_dir`` by an
+    earlier run (loaded, keyed by (label, budget, seed); :func:`_load_cell` checks they match ``digest``) and those
+    still to train, grouped by (budget, seed) so that each labelled split is drawn once for all its variants."""
+    cells: dict[_CellKey, dict[str, Any]] = {}
+    todo: _ToDo = {}
+    for k in grid.budgets:
+        for seed in grid.seeds:
+            for v in grid.variants:
+                path = cells_dir / cell_filename(v.label, k, seed)
+                cell = _load_cell(path, v, digest) if path.is_file() else None
+                if cell is None:
+                    todo.setdefault((k, seed), []).append(v)
+                else:
+                    cells[(v.label, k, seed)] = cell
+    return cells, todo
+
+
 def _train_cell(grid: Grid, v: Variant, k: int | None, seed: int, train_part: tuple[Any, Any],
                 val_part: tuple[Any, Any], test_b: Any, digest: str) -> dict[str, Any]:
     """Train variant ``v`` on the (dataset, batches) pair ``train_part`` (validation ``val_part``) of budget ``k`` and
@@ -233,7 +252,7 @@ def _train_cell(grid: Grid, v: Variant, k: int | None, seed: int, train_part: tu
         "majority_rate": majority, "did_not_learn": did_not_learn(test_m["accuracy"], test_m["n"], majority),
         "selection": describe_selection(fit.solver, len(val_set), fit.best_epoch, fit.epochs_run, fit.stopped_early),
         "feature_cache": trained.feature_cache, "head_init": trained.head_init, "settings": digest,
-        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
 

@@ -102,3 +102,26 @@ def adaptation_method_rows() -> list[dict[str, Any]]:
 
     return [{"name": c.name, "summary": c.summary, "options": dict(c.option_defaults), "paper": c.paper}
             for c in list_methods()]
+
+
+def show(what: str, console: Any, family: str | None = None) -> None:
+    """Print a listing on ``console``: ``list`` (the families, or ``family``'s entries with papers and files),
+    ``datasets``, ``backbones`` (and the ``family:NAME`` prefixes), ``strategies`` or ``adaptation-methods``."""
+    from transferkit.report import listing as tables
+
+    if what == "list":
+        console.print(tables.family_table(family, list_family(family)) if family else
+                      tables.families_table(families()))
+    elif what == "datasets":
+        console.print(tables.datasets_table(dataset_rows()))
+    elif what == "backbones":
+        console.print(tables.backbones_table(backbone_rows()))
+        for row in backbone_family_rows():
+            console.print(f"  {row['prefix']}:<name>  {row['description']}")
+    elif what == "strategies":
+        console.print(tables.strategies_table(strategy_rows()))
+    elif what == "adaptation-methods":
+        console.print(tables.adaptation_methods_table(adaptation_method_rows()))
+    else:
+        valid = ["list", "datasets", "backbones", "strategies", "adaptation-methods"]
+        raise UnknownNameError(f"unknown listing '{what}'; valid: {', '.join(valid)}", "listing", what, valid)

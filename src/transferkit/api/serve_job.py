@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 
 from transferkit.errors import ConfigError
+from transferkit.options import ServeConfig
 
 API_KEY_ENV = "TRANSFERKIT_API_KEY"
 
@@ -56,14 +57,11 @@ def _model_name(predictor: Any, model: str | Path) -> str:
     return str(meta.get("name") or Path(str(model)).resolve().name)
 
 
-def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
-          max_upload_mb: float = 20, max_images: int = 32, decode_timeout_s: float = 5.0,
-          api_key: str | None = None, threads: int | None = None, log_level: str = "warning",
-          console: Console | None = None, max_request_mp: float | None = None, max_inflight_mp: float | None = None,
-          decode_workers: int = 2, body_timeout_s: float = 30.0, expose_lineage: bool = False,
-          docs: bool = False, max_texts: int = 64, max_text_chars: int = 20_000,
-          long_texts: str = "truncate") -> None:
+def serve(*args: Any, config: ServeConfig | None = None, console: Console | None = None, **options: Any) -> None:
     """Serve ``model`` over HTTP until stopped: ``POST /predict``, ``GET /health``, ``GET /model``.
+
+    ``serve(model, **options)`` or ``serve(config=ServeConfig(...))`` (what ``transferkit serve`` builds); the
+    options are :class:`~transferkit.options.ServeConfig`'s fields.
 
     Binds to ``127.0.0.1`` by default (only this machine). ``api_key`` (or env ``TRANSFERKIT_API_KEY``) makes
     ``/predict`` and ``/model`` require header ``X-API-Key``; binding elsewhere without a key prints a warning.
@@ -77,40 +75,52 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, backend:
     """
     import uvicorn
 
-    from transferkit.serve import ServiceLimits, create_app, uvicorn_options  # FastAPI only when serving
+    from transferkit.serve import create_app, uvicorn_options  # FastAPI only when serving
 
+    c = ServeConfig.given(config, args, options)
+    if c.model in (None, ""):
+        raise ValueError("MODEL (run directory, bundle directory or model.onnx) is required")
     console = console or Console()
-    if max_upload_mb <= 0 or max_images < 1 or decode_timeout_s <= 0 or body_timeout_s <= 0 or decode_workers < 1:
+    limits = service_limits(c)
+    api_key = c.api_key or os.environ.get(API_KEY_ENV) or None
+    predictor = load_service_predictor(c.model, c.backend, c.threads)
+    app = create_app(predictor, limits, api_key=api_key, backend_name=c.backend,
+                     model_name=_model_name(predictor, c.model), expose_lineage=c.expose_lineage, docs=c.docs)
+    if not is_loopback(c.host) and not api_key:
+        console.print(f"[yellow]warning:[/] serving on {c.host} without an API key: anyone who can reach this "
+                      f"machine can use the model; pass --api-key (or set {API_KEY_ENV})", highlight=False)
+    shown = f"[{c.host}]" if ":" in c.host else c.host
+    where = "docs at /docs (assets from a CDN)" if c.docs else "API description at /openapi.json"
+    console.print(f"serving {c.model} ({c.backend}, {len(predictor.classes)} classes) on http://{shown}:{c.port} — "
+                  f"{where}{', API key required' if api_key else ''}; Ctrl-C stops", highlight=False)
+    server = uvicorn.Config(app, host=c.host, port=c.port, log_level=c.log_level,
+                            access_log=c.log_level in ("info", "debug"), timeout_graceful_shutdown=10,
+                            **uvicorn_options(limits))
+    uvicorn.Server(server).run()
+
+
+def service_limits(c: ServeConfig) -> Any:
+    """The :class:`~transferkit.serve.ServiceLimits` of a configuration, checked before any model loads."""
+    from transferkit.serve import ServiceLimits
+
+    if c.max_upload_mb <= 0 or c.max_images < 1 or c.decode_timeout_s <= 0 or c.body_timeout_s <= 0 \
+            or c.decode_workers < 1:
         raise ValueError("--max-upload-mb, --decode-timeout and --body-timeout must be > 0, --max-images and "
                          "--decode-workers ≥ 1")
-    if max_texts < 1 or max_text_chars < 1:
-        raise ValueError(f"--max-texts and --max-text-chars must be ≥ 1, got {max_texts} and {max_text_chars}")
-    if not 0 <= port <= 65535:
-        raise ConfigError("port", "0..65535", port)
+    if c.max_texts < 1 or c.max_text_chars < 1:
+        raise ValueError(f"--max-texts and --max-text-chars must be ≥ 1, got {c.max_texts} and {c.max_text_chars}")
+    if not 0 <= c.port <= 65535:
+        raise ConfigError("port", "0..65535", c.port)
     defaults = ServiceLimits()
-    request_px = int(max_request_mp * 1e6) if max_request_mp is not None else defaults.max_request_pixels
-    inflight_px = int(max_inflight_mp * 1e6) if max_inflight_mp is not None else 2 * request_px
+    request_px = int(c.max_request_mp * 1e6) if c.max_request_mp is not None else defaults.max_request_pixels
+    inflight_px = int(c.max_inflight_mp * 1e6) if c.max_inflight_mp is not None else 2 * request_px
     if request_px < 1 or inflight_px < request_px:
         raise ValueError("--max-request-mp must be > 0 and --max-inflight-mp at least --max-request-mp")
-    api_key = api_key or os.environ.get(API_KEY_ENV) or None
-    predictor = load_service_predictor(model, backend, threads)
-    limits = ServiceLimits(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_images=max_images,
-                           decode_timeout_s=decode_timeout_s, max_request_pixels=request_px,
-                           max_inflight_pixels=inflight_px, decode_workers=decode_workers,
-                           body_timeout_s=body_timeout_s, max_texts=max_texts, max_text_chars=max_text_chars,
-                           long_texts=long_texts)
-    app = create_app(predictor, limits, api_key=api_key, backend_name=backend,
-                     model_name=_model_name(predictor, model), expose_lineage=expose_lineage, docs=docs)
-    if not is_loopback(host) and not api_key:
-        console.print(f"[yellow]warning:[/] serving on {host} without an API key: anyone who can reach this "
-                      f"machine can use the model; pass --api-key (or set {API_KEY_ENV})", highlight=False)
-    shown = f"[{host}]" if ":" in host else host
-    where = "docs at /docs (assets from a CDN)" if docs else "API description at /openapi.json"
-    console.print(f"serving {model} ({backend}, {len(predictor.classes)} classes) on http://{shown}:{port} — "
-                  f"{where}{', API key required' if api_key else ''}; Ctrl-C stops", highlight=False)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=log_level in ("info", "debug"),
-                            timeout_graceful_shutdown=10, **uvicorn_options(limits))
-    uvicorn.Server(config).run()
+    return ServiceLimits(max_upload_bytes=int(c.max_upload_mb * 1024 * 1024), max_images=c.max_images,
+                         decode_timeout_s=c.decode_timeout_s, max_request_pixels=request_px,
+                         max_inflight_pixels=inflight_px, decode_workers=c.decode_workers,
+                         body_timeout_s=c.body_timeout_s, max_texts=c.max_texts, max_text_chars=c.max_text_chars,
+                         long_texts=c.long_texts)
 
 
 def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, startup_timeout_s: float = 20.0,

@@ -4,6 +4,26 @@ A run directory ``runs/<name>/`` holds ``config.yaml`` (the resolved options), `
 ``report.md``, PNG plots, ``bundle/`` (the model), ``checkpoints/`` and ``logs/metrics.csv``. It is built
 in a temporary directory and renamed into place at the end, so an interrupted run (Ctrl-C) leaves the
 previous run directory and bundle exactly as they were.
+
+Options of :func:`transfer` that its docstring leaves to this one:
+
+Budget and recipe: ``steps`` optimiser steps, or ``epochs`` passes over the training set (not both); with
+neither, the strategy's recipe (``finetune``: 100 steps whatever the dataset size, warm-up + cosine, LP-FT;
+``scratch``: 300 steps at a higher rate with light augmentation; see :mod:`transferkit.strategies`).
+``schedule``/``augment`` ``None`` take the recipe's. ``patience`` (default off) stops early on the validation
+loss when there is a validation set; without one the final weights are kept. metrics.json's ``fit.recipe``
+records what was used.
+
+``class_map`` (a YAML/JSON file or a mapping ``{target class: new name}``) renames or merges target
+classes first. With ``head_init`` (default on), target classes whose names match a source class start
+from the source head's rows (:mod:`transferkit.engine.head_init`); the report says which.
+
+Scale and faults: ``devices`` × ``num_nodes`` processes train with DDP (``distributed``; ``batch_size`` is
+the global batch; only rank 0 writes); ``deterministic`` (default: on for CPU) makes a seed reproduce its
+metrics bit for bit; resume checkpoints are written every ``checkpoint_every`` steps and at epoch ends
+(:mod:`transferkit.engine.checkpoints`); ``resume=True`` continues the interrupted run at ``out`` (same
+options), ``overwrite=True`` discards one, or runs beside a live run holding ``out``
+(:mod:`transferkit.rundir`).
 """
 
 from __future__ import annotations
@@ -40,13 +60,8 @@ from transferkit.config import TrainConfig, check_budget, steps_replace_default_
 from transferkit.data.class_map import class_map_of
 from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
-from transferkit.data.splits import (
-    LABELS_RULE,
-    labelled_budget_indices,
-    labelled_budget_split,
-    labels_record,
-    parse_classes,
-)
+from transferkit.data.run_splits import final_train_indices, job_split
+from transferkit.data.splits import LABELS_RULE, labels_record, parse_classes
 from transferkit.engine.trainer import TrainedModel, train
 from transferkit.errors import ConfigError
 from transferkit.options import PretrainConfig, RunOptions, TaskOptions, TransferConfig
@@ -125,36 +140,62 @@ def run_labels(trained: TrainedModel, labels_per_class: int | None, val_per_clas
     return record
 
 
+@dataclasses.dataclass
+class _JobData:
+    """What a training job trains and scores on, loaded before its run directory opens (so that bad data fails
+    first): the training split ``full`` (after ``--classes`` and the class map), the training and validation sets and
+    their batches, the test batches (``None`` without a test split or with ``evaluate_test=False``), the head-init
+    ``mapping`` and ``source_classes``, and the training positions ``given`` by a calling job (``split_indices``)."""
+
+    full: Any
+    train_set: Any
+    val_set: Any
+    train_b: Any
+    val_b: Any
+    test_b: Any
+    mapping: Any
+    source_classes: Any
+    given: np.ndarray | None
+
+
+def _job_data(source_model: Backbone, source_meta: dict[str, Any], task: TaskOptions, seed: int,
+              class_map: dict[str, str] | None, head_init: bool, evaluate_test: bool,
+              split_indices: tuple[Any, Any] | None) -> _JobData:
+    """Load and split a training job's data — the training split, the channel check, the head-init mapping, the
+    labelled split (:func:`~transferkit.data.run_splits.job_split`), the batches, then the test split — in that
+    order, as the job always did; the seeded draws depend on ``seed`` alone."""
+    data, classes, strict = task.data, task.classes, task.strict
+    full = load_task(data, "train", classes, strict, class_map)
+    check_channels(full, source_model, task.convert_channels, f"--data {data}")
+    mapping, source_classes = head_init_mapping(full.classes, source_meta, head_init)
+    train_set, val_set, given = job_split(full, task.labels_per_class, task.val_per_class, task.val_fraction, seed,
+                                          split_indices)
+    spec = source_model.input_spec
+    train_b, val_b = to_batches(train_set, spec), to_batches(val_set, spec)
+    test_set = load_task(data, "test", classes, strict, class_map) \
+        if evaluate_test and has_split(data, "test") else None
+    test_b = to_batches(test_set, spec) if test_set is not None else None
+    return _JobData(full, train_set, val_set, train_b, val_b, test_b, mapping, source_classes, given)
+
+
 def _train_job(
     kind: str, source_model: Backbone, source_meta: dict[str, Any], strategy: Strategy, task: TaskOptions,
     cfg: TrainConfig, run: RunOptions, config: dict[str, Any], console: Console | None,
     class_map: dict[str, str] | None = None, head_init: bool = False, callbacks: Sequence[Callback] = (),
     evaluate_test: bool = True, split_indices: tuple[Any, Any] | None = None,
 ) -> RunResult:
-    data, classes, strict = task.data, task.classes, task.strict
-    labels_per_class, val_per_class, val_fraction = task.labels_per_class, task.val_per_class, task.val_fraction
-    out, resume, overwrite = run.out, run.resume, run.overwrite
+    """Train ``strategy`` from ``source_model`` on ``task`` and write the run directory ``run.out`` (``config`` is what
+    its config.yaml records): what ``pretrain`` and ``transfer`` (without ``cv``) run once their options are checked
+    and the source is loaded. ``evaluate_test``/``split_indices`` act as in :func:`transfer`. A DDP process other
+    than rank 0 trains, then returns without writing (``run_dir`` ``None``)."""
     console = console or Console()
-    inputs = [data, *(config.get(k) for k in ("source", "weights", "class_map"))]  # never written over
-    check_output_dir(out, inputs)  # before anything loads or trains (run_session checks again)
+    inputs = [task.data, *(config.get(k) for k in ("source", "weights", "class_map"))]  # never written over
+    check_output_dir(run.out, inputs)  # before anything loads or trains (run_session checks again)
     set_threads()
     start = time.perf_counter()
-    full = load_task(data, "train", classes, strict, class_map)
-    check_channels(full, source_model, task.convert_channels, f"--data {data}")
-    mapping, source_classes = head_init_mapping(full.classes, source_meta, head_init)
-    if split_indices is not None:  # a calling job's own split of its labels (auto's inner split of the K)
-        tr_given, va_given = (np.asarray(i, dtype=np.int64) for i in split_indices)
-        train_set = full.subset(tr_given, f"{full.name}[inner fit]")
-        val_set = full.subset(va_given, f"{full.name}[inner selection]")
-    else:
-        train_set, val_set = labelled_budget_split(full, labels_per_class, val_per_class, val_fraction, cfg.seed)
-    spec = source_model.input_spec
-    train_b, val_b = to_batches(train_set, spec), to_batches(val_set, spec)
-    test_set = load_task(data, "test", classes, strict, class_map) \
-        if evaluate_test and has_split(data, "test") else None
-    test_b = to_batches(test_set, spec) if test_set is not None else None
-    out = Path(out)
-    with run_session(out, resume, overwrite, config, inputs) as session:
+    d = _job_data(source_model, source_meta, task, cfg.seed, class_map, head_init, evaluate_test, split_indices)
+    out = Path(run.out)
+    with run_session(out, run.resume, run.overwrite, config, inputs) as session:
         tmp = session.path
         write_yaml(tmp / "config.yaml", config)
         if session.resume_from is not None:
@@ -162,39 +203,53 @@ def _train_job(
             for reason in session.skipped:
                 console.print(f"[yellow]skipped[/]: {reason}")
             console.print(f"resuming {out} from {session.resume_from.name}")
-        trained = train(strategy, source_model, full.num_classes, train_b, val_b, cfg, tmp, head_init=mapping,
-                        class_names=(full.classes, source_classes), callbacks=callbacks)
+        trained = train(strategy, source_model, d.full.num_classes, d.train_b, d.val_b, cfg, tmp, head_init=d.mapping,
+                        class_names=(d.full.classes, d.source_classes), callbacks=callbacks)
         if session.worker:  # a DDP process other than rank 0: rank 0 scores and writes
-            return RunResult(None, {}, trained.model, {"classes": full.classes, "rank": trained.fit.rank})
-        val_m = score(trained.model, val_b, full.classes)
-        test_m = score(trained.model, test_b, full.classes) if test_b is not None else None
-        lineage = {
-            "kind": kind, "source": source_meta.get("source", "scratch"),
-            "source_lineage": source_meta.get("lineage"), "data": data, "classes": parse_classes(classes),
-            "labels_per_class": labels_per_class, "val_per_class": val_per_class, "val_fraction": val_fraction,
-            "labels_rule": LABELS_RULE,  # what val_per_class=None means (fuse rebuilds a member's draw from it)
-            "strategy": trained.strategy, "options": trained.options,
-            "seed": cfg.seed, "class_map": class_map or None,
-        }
-        sizes = {"n_train": len(train_set), "n_val": len(val_set), "n_test": len(test_b) if test_b else 0}
-        prov = provenance(cfg.seed, {"train": train_b.key, "validation": val_b.key,
-                                     "test": test_b.key if test_b is not None else None})
-        if split_indices is not None:
-            tr_idx = tr_given
-        else:
-            tr_idx = labelled_budget_indices(full, labels_per_class, val_per_class, val_fraction, cfg.seed)[0] \
-                if labels_per_class is not None else None  # the same seeded draw as train_set: its positions
-        labels = run_labels(trained, labels_per_class, val_per_class, len(train_set), len(val_set),
-                            train_set.fingerprint(), tr_idx)
-        if split_indices is not None:
-            labels.update(train_final_model=len(train_set), validation=len(val_set), validation_per_class=None,
-                          indices=[int(i) for i in tr_idx], split="given by the calling job (an inner split of its "
-                          f"{labels_per_class} labels per class: {len(train_set)} fit, {len(val_set)} selection)")
-        metrics = write_run(tmp, kind, trained, full.classes, lineage, config, val_m, test_m, sizes,
-                            time.perf_counter() - start, prov, labels)
+            return RunResult(None, {}, trained.model, {"classes": d.full.classes, "rank": trained.fit.rank})
+        metrics, lineage = _finish_run(tmp, kind, trained, d, source_meta, task, cfg, config, class_map, start)
     console.print(metrics_table(metrics, f"{kind} → {out}  ({metrics['split']} split)"))
     console.print(f"report: {out / 'report.md'}   bundle: {out / 'bundle'}")
-    return RunResult(out, metrics, trained.model, {"classes": full.classes, "lineage": lineage})
+    return RunResult(out, metrics, trained.model, {"classes": d.full.classes, "lineage": lineage})
+
+
+def _finish_run(tmp: Path, kind: str, trained: TrainedModel, d: _JobData, source_meta: dict[str, Any],
+                task: TaskOptions, cfg: TrainConfig, config: dict[str, Any], class_map: dict[str, str] | None,
+                start: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Score a finished training (validation, then test) and write its metrics.json, plots, bundle and report into
+    ``tmp`` (:func:`write_run`); return ``(metrics, lineage)``. ``total_time_s`` runs from ``start``."""
+    val_m = score(trained.model, d.val_b, d.full.classes)
+    test_m = score(trained.model, d.test_b, d.full.classes) if d.test_b is not None else None
+    lineage = {
+        "kind": kind, "source": source_meta.get("source", "scratch"),
+        "source_lineage": source_meta.get("lineage"), "data": task.data, "classes": parse_classes(task.classes),
+        "labels_per_class": task.labels_per_class, "val_per_class": task.val_per_class,
+        "val_fraction": task.val_fraction,
+        "labels_rule": LABELS_RULE,  # what val_per_class=None means (fuse rebuilds a member's draw from it)
+        "strategy": trained.strategy, "options": trained.options,
+        "seed": cfg.seed, "class_map": class_map or None,
+    }
+    sizes = {"n_train": len(d.train_set), "n_val": len(d.val_set), "n_test": len(d.test_b) if d.test_b else 0}
+    prov = provenance(cfg.seed, {"train": d.train_b.key, "validation": d.val_b.key,
+                                 "test": d.test_b.key if d.test_b is not None else None})
+    labels = _job_labels(trained, d, task, cfg.seed)
+    metrics = write_run(tmp, kind, trained, d.full.classes, lineage, config, val_m, test_m, sizes,
+                        time.perf_counter() - start, prov, labels)
+    return metrics, lineage
+
+
+def _job_labels(trained: TrainedModel, d: _JobData, task: TaskOptions, seed: int) -> dict[str, Any]:
+    """metrics.json's ``labels`` of a training job (:func:`run_labels`) with the positions of the examples that
+    trained the final model; for a split given by a calling job, also what that split was (its record says so,
+    since the job's own draw was not used)."""
+    k, n_train, n_val = task.labels_per_class, len(d.train_set), len(d.val_set)
+    tr_idx = final_train_indices(d.full, k, task.val_per_class, task.val_fraction, seed, d.given)
+    labels = run_labels(trained, k, task.val_per_class, n_train, n_val, d.train_set.fingerprint(), tr_idx)
+    if d.given is not None:
+        labels.update(train_final_model=n_train, validation=n_val, validation_per_class=None,
+                      indices=[int(i) for i in tr_idx], split="given by the calling job (an inner split of its "
+                      f"{k} labels per class: {n_train} fit, {n_val} selection)")
+    return labels
 
 
 def pretrain(*args: Any, config: PretrainConfig | None = None, console: Console | None = None,
@@ -209,8 +264,8 @@ def pretrain(*args: Any, config: PretrainConfig | None = None, console: Console 
     architectures), trained on the training split minus a stratified ``val_fraction`` held out for checkpoint
     selection.
 
-    Scale and faults (as for :func:`transfer`): ``devices``/``num_nodes``/``distributed`` (DDP),
-    ``deterministic``, ``checkpoint_every``, ``resume``, ``overwrite``.
+    Scale and faults (as for :func:`transfer`; see the module docstring): ``devices``/``num_nodes``/
+    ``distributed`` (DDP), ``deterministic``, ``checkpoint_every``, ``resume``, ``overwrite``.
     """
     c = PretrainConfig.given(config, args, options)
     record = c.record("pretrain")
@@ -255,26 +310,12 @@ def transfer(
     named text backbone (``minilm``, ``hf:…``; text data such as ``text:FILE.csv`` or ``ag_news``). ``source`` may
     also be a :class:`~transferkit.backbones.base.Backbone` object.
 
-    Budget and recipe: ``steps`` optimiser steps, or ``epochs`` passes over the training set (not both); with
-    neither, the strategy's recipe (``finetune``: 100 steps whatever the dataset size, warm-up + cosine, LP-FT;
-    ``scratch``: 300 steps at a higher rate with light augmentation; see :mod:`transferkit.strategies`).
-    ``schedule``/``augment`` ``None`` take the recipe's. ``patience`` (default off) stops early on the validation
-    loss when there is a validation set; without one the final weights are kept. metrics.json's ``fit.recipe``
-    records what was used.
-
-    ``class_map`` (a YAML/JSON file or a mapping ``{target class: new name}``) renames or merges target
-    classes first. With ``head_init`` (default on), target classes whose names match a source class start
-    from the source head's rows (:mod:`transferkit.engine.head_init`); the report says which.
+    The budget and recipe (``steps``, ``epochs``, ``schedule``, ``augment``, ``patience``), ``class_map`` and
+    ``head_init``, and scale and faults (``devices``, ``num_nodes``, ``distributed``, ``deterministic``,
+    ``checkpoint_every``, ``resume``, ``overwrite``) are described in the module docstring.
 
     ``cv=K`` runs stratified K-fold cross-validation on the labelled training set instead
     (:mod:`transferkit.api.cv`): per-fold and mean ± std scores, no test split, no bundle.
-
-    Scale and faults: ``devices`` × ``num_nodes`` processes train with DDP (``distributed``; ``batch_size`` is
-    the global batch; only rank 0 writes); ``deterministic`` (default: on for CPU) makes a seed reproduce its
-    metrics bit for bit; resume checkpoints are written every ``checkpoint_every`` steps and at epoch ends
-    (:mod:`transferkit.engine.checkpoints`); ``resume=True`` continues the interrupted run at ``out`` (same
-    options), ``overwrite=True`` discards one, or runs beside a live run holding ``out``
-    (:mod:`transferkit.rundir`).
 
     Not options (not recorded in ``config.yaml``): ``callbacks``, further Lightning callbacks for the training
     loop; ``evaluate_test=False`` skips the test split entirely (metrics then come from the validation split — what
@@ -295,13 +336,21 @@ def transfer(
     cfg = TrainConfig.of(c.train)
     cmap = class_map_of(task.class_map)
     if c.cv is not None:  # K-fold cross-validation on the labelled training set: no test split, no bundle
-        require_one_process(cfg, "--cv")
-        if src.max_length is not None:
-            raise ConfigError("max_length", "None with cv (not supported yet)", src.max_length,
-                              "run without it: the backbone's default")
-        return cross_validate(src.source, task.data, task.classes, c.cv, strat, cfg, task.labels_per_class,
-                              task.val_per_class, task.val_fraction, run.out, task.strict, task.convert_channels,
-                              record, console, src.image_size, src.weights, cmap, c.head_init)
+        return _transfer_cv(c, strat, cfg, cmap, record, console)
     source_model, source_meta = load_source(src.source, src.image_size, src.weights, src.max_length)
     return _train_job("transfer", source_model, source_meta, strat, task, cfg, run, record, console, cmap,
                       c.head_init, callbacks, evaluate_test, split_indices)
+
+
+def _transfer_cv(c: TransferConfig, strat: Strategy, cfg: TrainConfig, cmap: dict[str, str] | None,
+                 record: dict[str, Any], console: Console | None) -> RunResult:
+    """``transfer(cv=K)``: refuse what cross-validation does not support (several processes, ``max_length``), then
+    run :func:`~transferkit.api.cv.cross_validate` with the checked options (no source loaded yet)."""
+    src, task = c.source, c.task
+    require_one_process(cfg, "--cv")
+    if src.max_length is not None:
+        raise ConfigError("max_length", "None with cv (not supported yet)", src.max_length,
+                          "run without it: the backbone's default")
+    return cross_validate(src.source, task.data, task.classes, c.cv, strat, cfg, task.labels_per_class,
+                          task.val_per_class, task.val_fraction, c.run.out, task.strict, task.convert_channels,
+                          record, console, src.image_size, src.weights, cmap, c.head_init)

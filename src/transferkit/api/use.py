@@ -1,19 +1,20 @@
-"""``evaluate`` and ``predict``: use a trained model (run directory, bundle, or pretrained backbone)."""
+"""``predict``: use a trained model (run directory, bundle, ONNX export or pretrained backbone) on images or texts.
+
+``predict`` reads its inputs through :mod:`transferkit.api.predict_inputs` and writes through
+:mod:`transferkit.api.predict_output`; ``evaluate`` is in :mod:`transferkit.api.evaluate_job`. The names that lived
+here before they moved are re-exported, so ``from transferkit.api.use import …`` keeps working. Decoding and
+predicting a batch stay here (``decode_to_size`` and ``predict_batch`` are looked up in this module).
+"""
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import itertools
-import json
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -26,21 +27,29 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from transferkit.api.runs import (
-    check_channels,
-    check_classes,
-    load_source,
-    load_task,
-    score,
-    set_threads,
-    write_json,
-    write_yaml,
+from transferkit.api.evaluate_job import ALL_SPLITS, evaluate
+from transferkit.api.predict_inputs import (
+    TEXT_TABLE_SUFFIXES,
+    PredictInput,
+    iter_predict_inputs,
+    iter_text_inputs,
 )
-from transferkit.data.class_map import apply_class_map
-from transferkit.data.prepare import to_batches
-from transferkit.data.registry import has_split
-from transferkit.data.splits import align_classes
-from transferkit.data.text import csv_field_limit, csv_rows
+from transferkit.api.predict_output import (
+    FORMULA_PREFIXES,
+    PREDICT_FORMATS,
+    STDOUT,
+    atomic_text_file,
+    csv_safe,
+    earlier_predictions,
+    error_row,
+    model_files,
+    predict_fields,
+    predict_format,
+    prediction_row,
+    row_writer,
+    writes_to_stdout,
+)
+from transferkit.api.runs import load_source, set_threads
 from transferkit.errors import ConfigError
 from transferkit.inference import (
     DEFAULT_MAX_PIXELS,
@@ -56,161 +65,16 @@ from transferkit.inference import (
     spec_channels_ok,
     task_heads,
 )
-from transferkit.options import EvaluateConfig
-from transferkit.report.plots import plot_confusion
-from transferkit.report.tables import metrics_table
-from transferkit.rundir import check_output_dir, check_output_file, open_output_dir
+from transferkit.rundir import check_output_file
+
+__all__ = ["ALL_SPLITS", "FORMULA_PREFIXES", "PREDICT_FORMATS", "PREVIEW_ROWS", "STDOUT", "TEXT_TABLE_SUFFIXES",
+           "PredictInput", "csv_safe", "evaluate", "iter_predict_inputs", "iter_text_inputs", "predict",
+           "predict_fields", "writes_to_stdout"]
 
 log = logging.getLogger(__name__)
 
 
-ALL_SPLITS = "all (no test split)"  # metrics["split"] when data without a test split is evaluated whole
-
-
-def evaluate(*args: Any, config: EvaluateConfig | None = None, console: Console | None = None,
-             **options: Any) -> dict[str, Any]:
-    """Metrics of a trained model (run dir or bundle) on ``split`` of ``data`` restricted to ``classes``.
-
-    ``evaluate(model, data, classes, split, **options)`` or ``evaluate(config=EvaluateConfig(...))`` (the flat
-    names of :class:`~transferkit.options.EvaluateConfig`: also ``out``, ``strict``, ``convert_channels``).
-
-    ``split=None`` (the default) takes the test split when the data has one, and otherwise *all* of the data —
-    every split it has, e.g. a labelled folder of class sub-folders (the way people keep a test set) — and says
-    so: ``metrics["split"]`` is then ``"all (no test split)"`` and ``metrics["splits"]`` lists what was read. A
-    split named explicitly must exist. The data's classes must match the model's (number, and names where both
-    have them); data holding some of the model's classes by name (a held-out folder with one class, say) is
-    mapped onto them; a model trained with a class map (``transfer(class_map=...)``) gets the data mapped the same
-    way. With ``out``, ``config.yaml``, ``metrics.json`` and ``confusion_matrix.png`` are written there.
-    """
-    c = EvaluateConfig.given(config, args, options)
-    model, data, classes, split, out, strict = c.model, c.data, c.classes, c.split, c.out, c.strict
-    if model is None:
-        raise ConfigError("model", "a run or bundle directory", None)
-    if data is None:
-        raise ConfigError("data", "a dataset name or name:PATH", None)
-    record = c.record("evaluate")
-    console = console or Console()
-    if out is not None:  # it writes into out: a new, empty or earlier evaluate folder, never the model or data
-        check_output_dir(out, [model, data], kind="evaluate")
-    splits = _evaluation_splits(data, split)
-    set_threads()
-    net, meta = load_source(model)
-    if meta.get("tasks"):
-        raise ValueError(f"evaluate {model}: a multi-task model (tasks {[t['name'] for t in meta['tasks']]}); its "
-                         "per-task test figures are in its run's metrics.json and report.md, and 'transferkit predict' "
-                         "returns every task's prediction")
-    ds = _joined([load_task(data, s, classes, strict) for s in splits])
-    cmap = (meta.get("lineage") or {}).get("class_map")
-    if cmap and ds.classes != list(meta.get("classes") or []):  # trained with --class-map: map the data the same way
-        ds = apply_class_map(ds, cmap, f"the class map {model} was trained with")
-    ds = align_classes(ds, meta.get("classes") or [])  # by name: e.g. a held-out folder holding one of the classes
-    check_classes(ds, meta, f"evaluate {model}")
-    check_channels(ds, net, c.convert_channels, f"--data {data}")
-    spec = net.input_spec
-    metrics = score(net, to_batches(ds, spec), ds.classes)  # images or texts, prepared as the model expects
-    shown = split or ("test" if splits == ["test"] else ALL_SPLITS)
-    metrics = {"model": str(model), "data": data, "split": shown, "splits": splits, **metrics}
-    if shown == ALL_SPLITS:
-        console.print(f"note: {data} has no test split, so all of it was evaluated ({len(ds)} examples"
-                      f"{'; splits ' + ', '.join(splits) if len(splits) > 1 else ''}); name one with --split",
-                      highlight=False, markup=False)
-    if out is not None:
-        out = open_output_dir(out, "evaluate")
-        write_yaml(out / "config.yaml", record)
-        write_json(out / "metrics.json", metrics)
-        plot_confusion(metrics["confusion_matrix"], ds.classes, out / "confusion_matrix.png",
-                       f"{shown if shown == ALL_SPLITS else shown + ' split'}, accuracy {metrics['accuracy']:.3f}")
-    console.print(metrics_table(metrics, f"evaluate {model} on {data} ({shown})"))
-    return metrics
-
-
-def _evaluation_splits(data: str, split: str | None) -> list[str]:
-    """``[split]`` when one is named; else ``["test"]`` when ``data`` has a test split, else every split it has."""
-    if split is not None:
-        return [split]
-    if has_split(data, "test"):
-        return ["test"]
-    return [s for s in ("train", "val") if has_split(data, s)] or ["train"]
-
-
-def _joined(parts: list[Any]) -> Any:
-    """One dataset of the splits ``parts`` (same classes: a held-out split takes the training split's), in order."""
-    if len(parts) == 1:
-        return parts[0]
-    first, name = parts[0], "+".join(p.name for p in parts)
-    labels = np.concatenate([p.labels for p in parts])
-    if first.modality == "text":
-        rows = sum((list(p.rows or [""] * len(p)) for p in parts), [])
-        return type(first)(sum((list(p.texts) for p in parts), []), labels, list(first.classes), name, rows)
-    arrays = [p.images for p in parts]
-    same = all(isinstance(a, np.ndarray) for a in arrays) and len({a.shape[1:] for a in arrays}) == 1
-    images = np.concatenate(arrays) if same else [im for a in arrays for im in a]
-    paths = sum((list(p.paths) if p.paths is not None else [""] * len(p) for p in parts), [])
-    return type(first)(images, labels, list(first.classes), name, paths)
-
-
-PREDICT_FORMATS = ("csv", "jsonl")
 PREVIEW_ROWS = 20  # rows kept in the summary returned when predictions are streamed to a file
-
-
-@dataclass(frozen=True)
-class PredictInput:
-    """One image (or text) to predict: ``path`` as reported in the output (``file:line`` for texts); ``error`` set
-    when it is known to be unusable (missing file, empty text)."""
-
-    path: str
-    file: Path | None = None
-    error: str | None = None
-    text: str | None = None
-
-
-TEXT_TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
-
-
-def iter_text_inputs(inputs: Sequence[Path], text_column: str = "text") -> Iterator[PredictInput]:
-    """Texts to predict, lazily: ``.txt`` files give one text per line; ``.csv``/``.tsv`` files the ``text_column``
-    (several joined with ``+``, e.g. ``title+description``); ``.jsonl`` files that field of each object. An empty
-    text becomes an error row; a file that is not UTF-8 or lacks the column is an error naming it."""
-    columns = [c.strip() for c in text_column.split("+") if c.strip()]
-    for p in inputs:
-        if p.is_dir():
-            raise ValueError(f"{p}: a folder; a text model predicts .txt, .csv, .tsv or .jsonl files")
-        suffix = p.suffix.lower()
-        try:
-            with p.open(newline="" if suffix in TEXT_TABLE_SUFFIXES else None, encoding="utf-8-sig") as fh:
-                if suffix in TEXT_TABLE_SUFFIXES:
-                    reader = csv.DictReader(fh, delimiter=TEXT_TABLE_SUFFIXES[suffix])
-                    with csv_field_limit():
-                        fieldnames = reader.fieldnames  # reads the header line
-                    missing = [c for c in columns if c not in (fieldnames or [])]
-                    if missing:
-                        raise ValueError(f"{p}: no column {missing} (columns: {fieldnames}); choose the text "
-                                         "column with --text-column")
-                    for row in csv_rows(reader, p):  # fields up to 16 Mi characters; a bad record names its line
-                        yield _text_input(f"{p}:{reader.line_num}", " ".join((row[c] or "").strip() for c in columns))
-                elif suffix in (".jsonl", ".ndjson"):
-                    for n, line in enumerate(fh, 1):
-                        if not line.strip():
-                            continue
-                        try:
-                            obj = json.loads(line)
-                            text = " ".join(str(obj.get(c) or "").strip() for c in columns)
-                        except (json.JSONDecodeError, AttributeError):
-                            yield PredictInput(f"{p}:{n}", error=f"{p}:{n}: not a JSON object")
-                            continue
-                        yield _text_input(f"{p}:{n}", text)
-                else:  # plain text, one per line
-                    for n, line in enumerate(fh, 1):
-                        yield _text_input(f"{p}:{n}", line.rstrip("\r\n"))
-        except UnicodeDecodeError as exc:
-            # an error row for the rest of this file; the other inputs are still predicted
-            yield PredictInput(str(p), error=f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); the rest of "
-                               f"this file was skipped. Convert it, e.g. iconv -f latin1 -t utf-8 {p.name}")
-
-
-def _text_input(where: str, text: str) -> PredictInput:
-    text = text.strip()
-    return PredictInput(where, text=text) if text else PredictInput(where, error=f"{where}: empty text")
 
 
 def predict(
@@ -252,118 +116,131 @@ def predict(
     with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'`` (so a spreadsheet shows it
     rather than running it as a formula); JSON lines hold the values as they are.
     """
+    paths, fmt, to_stdout = _checked_request(model, inputs, output, format, backend, top_k, batch_size, overwrite)
+    set_threads()
+    predictor = _load_predictor(model, backend)
+    k, fields = _output_columns(predictor, top_k)
+    job = _PredictJob(predictor, paths, text_column, k, fields, strict, convert_channels, max_pixels, batch_size,
+                      console or Console(stderr=True), progress)
+    total = sum(1 for _ in job.items()) if progress else None
+    rows: list[dict[str, Any]] = []
+    if output is None:
+        job.run(rows.extend, total)
+    elif to_stdout:  # rows as they come, nothing else: progress and messages go to the console (stderr)
+        job.run(row_writer(sys.stdout, fmt or "csv", fields, lineterminator="\n"), total)
+        output = STDOUT
+    else:
+        output = Path(output)
+        with atomic_text_file(output) as fh:
+            job.run(row_writer(fh, fmt or "csv", fields), total)
+    job.warn_errors()
+    if output is None:
+        return rows
+    return {"output": str(output), "format": fmt, **job.counts, "preview": job.preview, "error_rows": job.error_rows}
+
+
+def _checked_request(model: str | Path, inputs: Sequence[str | Path], output: str | Path | None, fmt: str | None,
+                     backend: str, top_k: int, batch_size: int, overwrite: bool) -> tuple[list[Path], str | None, bool]:
+    """The arguments of :func:`predict` checked before the model or any input is read, so a mistake costs nothing
+    and never leaves a file behind: ``(input paths, output format, whether output is standard output)``. An output
+    file is never one of the inputs or the model's files, nor a user file it would replace (``overwrite`` aside)."""
     if top_k < 1:
         raise ConfigError("top_k", "at least 1", top_k)
     if batch_size < 1:
         raise ConfigError("batch_size", "at least 1", batch_size)
     to_stdout = writes_to_stdout(output)
     if output is not None and not to_stdout:  # before anything is read: never over an input, the model, a user file
-        check_output_file(output, [*inputs, *_model_files(model, backend)], overwrite, _earlier_predictions)
-    fmt = _predict_format(None if to_stdout else output, format) or ("csv" if to_stdout else None)
+        check_output_file(output, [*inputs, *model_files(model, backend)], overwrite, earlier_predictions)
+    fmt = predict_format(None if to_stdout else output, fmt) or ("csv" if to_stdout else None)
     paths = [Path(p).expanduser() for p in inputs]
     if not paths:
         raise ValueError("predict: no inputs (image files, folders or CSV lists)")
     for p in paths:
         if not p.exists():
             raise FileNotFoundError(f"{p}: no such file or folder")
-    set_threads()
-    predictor = _load_predictor(model, backend)
+    return paths, fmt, to_stdout
+
+
+def _output_columns(predictor: Predictor, top_k: int) -> tuple[int, list[str]]:
+    """``(k, columns)``: ``top_k`` capped to the classes the model has (per task for a multi-task model, whose
+    columns are then per task), so no row asks for a class that does not exist."""
     heads = task_heads(getattr(predictor, "meta", None))
     k = max(1, min(top_k, *(len(c) for _, c, _ in heads))) if heads else max(1, min(top_k, len(predictor.classes)))
-    fields = predict_fields(k, [name for name, _, _ in heads] if heads else None)
-    console = console or Console(stderr=True)
-    is_text = predictor.input_spec.modality == "text"
+    return k, predict_fields(k, [name for name, _, _ in heads] if heads else None)
 
-    def items() -> Iterator[PredictInput]:
-        return iter_text_inputs(paths, text_column) if is_text else iter_predict_inputs(paths)
 
-    total = sum(1 for _ in items()) if progress else None
-    counts = {"images": 0, "predicted": 0, "errors": 0}
-    preview: list[dict[str, Any]] = []
-    error_rows: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
+@dataclass
+class _PredictJob:
+    """One :func:`predict` run: its model, inputs and settings, and the tallies its summary reports (counts and at
+    most ``PREVIEW_ROWS`` first rows and error rows, so memory stays bounded whatever the number of inputs). Kept
+    together so the progress bar's count and the streaming loop walk the same inputs the same way."""
 
-    def run(sink: Callable[[list[dict[str, Any]]], None]) -> None:
+    predictor: Predictor
+    paths: list[Path]
+    text_column: str
+    k: int
+    fields: list[str]
+    strict: bool
+    convert_channels: bool
+    max_pixels: int
+    batch_size: int
+    console: Console
+    progress: bool
+    counts: dict[str, int] = field(default_factory=lambda: {"images": 0, "predicted": 0, "errors": 0})
+    preview: list[dict[str, Any]] = field(default_factory=list)
+    error_rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def is_text(self) -> bool:
+        """Whether the model reads texts (its inputs are then text files) rather than images."""
+        return self.predictor.input_spec.modality == "text"
+
+    def items(self) -> Iterator[PredictInput]:
+        """The inputs, lazily, from the start (called once to count them for the progress bar, once to predict)."""
+        return iter_text_inputs(self.paths, self.text_column) if self.is_text else iter_predict_inputs(self.paths)
+
+    def predict_chunk(self, chunk: list[PredictInput]) -> list[dict[str, Any]]:
+        """The rows of one batch of inputs, in order (texts or images, as the model takes)."""
+        if self.is_text:
+            return _predict_text_chunk(self.predictor, chunk, self.k, self.strict, self.fields)
+        return _predict_chunk(self.predictor, chunk, self.k, self.strict, self.convert_channels, self.max_pixels,
+                              self.fields)
+
+    def run(self, sink: Callable[[list[dict[str, Any]]], None], total: int | None) -> None:
+        """Predict every input, ``batch_size`` at a time, handing each batch's rows to ``sink`` as soon as they are
+        predicted (``total`` inputs on the progress bar; ``None``: unknown); no input at all is a ValueError."""
         columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("images"), TimeElapsedColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=True, disable=not progress) as bar:
+        with Progress(*columns, console=self.console, transient=True, disable=not self.progress) as bar:
             task = bar.add_task("predict", total=total)
-            for chunk in _chunks(items(), batch_size):
-                out = _predict_text_chunk(predictor, chunk, k, strict, fields) if is_text else \
-                    _predict_chunk(predictor, chunk, k, strict, convert_channels, max_pixels, fields)
+            for chunk in _chunks(self.items(), self.batch_size):
+                out = self.predict_chunk(chunk)
                 sink(out)
-                for row in out:
-                    bad = row["error"] is not None
-                    counts["errors" if bad else "predicted"] += 1
-                    if len(preview) < PREVIEW_ROWS:
-                        preview.append(row)
-                    if bad and len(error_rows) < PREVIEW_ROWS:
-                        error_rows.append(row)
-                counts["images"] += len(out)
+                self.tally(out)
                 bar.advance(task, len(out))
-        if not counts["images"]:
-            raise ValueError(f"no {'texts' if is_text else 'image files'} in {', '.join(map(str, paths))}")
+        if not self.counts["images"]:
+            raise ValueError(f"no {'texts' if self.is_text else 'image files'} in {', '.join(map(str, self.paths))}")
 
-    if output is None:
-        run(rows.extend)
-    elif to_stdout:  # rows as they come, nothing else: progress and messages go to the console (stderr)
-        run(_row_writer(sys.stdout, fmt or "csv", fields, lineterminator="\n"))
-        output = STDOUT
-    else:
-        output = Path(output)
-        with _atomic_text_file(output) as fh:
-            run(_row_writer(fh, fmt or "csv", fields))
-    if counts["errors"]:
-        log.warning("%d of %d input(s) could not be predicted, e.g.:\n  %s", counts["errors"], counts["images"],
-                    "\n  ".join(r["error"] for r in error_rows[:5]))
-    if output is None:
-        return rows
-    return {"output": str(output), "format": fmt, **counts, "preview": preview, "error_rows": error_rows}
+    def tally(self, rows: list[dict[str, Any]]) -> None:
+        """Count ``rows`` (predicted or error) and keep the first few of each for the summary."""
+        for row in rows:
+            bad = row["error"] is not None
+            self.counts["errors" if bad else "predicted"] += 1
+            if len(self.preview) < PREVIEW_ROWS:
+                self.preview.append(row)
+            if bad and len(self.error_rows) < PREVIEW_ROWS:
+                self.error_rows.append(row)
+        self.counts["images"] += len(rows)
 
-
-def predict_fields(top_k: int, tasks: Sequence[str] | None = None) -> list[str]:
-    """The output columns of :func:`predict` for ``top_k`` classes; a multi-task model has ``<task>_class``,
-    ``<task>_probability`` and ``<task>_top{i}_…`` for each of its ``tasks`` instead of one set."""
-    top = [f"top{i}_{what}" for i in range(1, top_k + 1) for what in ("class", "index", "probability")]
-    if tasks:
-        return ["path", *(f"{t}_{f}" for t in tasks for f in ("class", "probability", *top)), "error"]
-    return ["path", "predicted_class", "probability", *top, "error"]
-
-
-def iter_predict_inputs(inputs: Sequence[Path]) -> Iterator[PredictInput]:
-    """The images named by ``inputs`` (files, folders walked recursively in sorted order, CSV lists), lazily."""
-    for p in inputs:
-        if p.is_dir():
-            yield from (PredictInput(str(f), f) for f in _walk_sorted(p))
-        elif p.suffix.lower() == ".csv":
-            yield from _csv_list(p)
-        else:
-            yield PredictInput(str(p), p)
-
-
-def _walk_sorted(folder: Path) -> Iterator[Path]:
-    """Files under ``folder``, depth first in sorted order (the order of ``sorted(folder.rglob('*'))``), lazily;
-    hidden files and folders are skipped and symbolic links to folders not followed."""
-    with os.scandir(folder) as it:
-        entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it if not e.name.startswith("."))
-    for name, is_dir in entries:
-        path = folder / name
-        if is_dir:
-            yield from _walk_sorted(path)
-        elif path.is_file():
-            yield path
-
-
-def _csv_list(path: Path) -> Iterator[PredictInput]:
-    """Image paths listed in the ``path`` column (else the first column) of a CSV file, relative to its folder
-    (:func:`transferkit.data.images.read_image_list`: a missing or folder entry is an error row naming its line)."""
-    from transferkit.data.images import read_image_list
-
-    for shown, f, error in read_image_list(path):
-        yield PredictInput(shown, f, error)
+    def warn_errors(self) -> None:
+        """Log how many inputs could not be predicted, with the first few reasons (the rows hold them all)."""
+        if self.counts["errors"]:
+            log.warning("%d of %d input(s) could not be predicted, e.g.:\n  %s", self.counts["errors"],
+                        self.counts["images"], "\n  ".join(r["error"] for r in self.error_rows[:5]))
 
 
 def _chunks(items: Iterator[PredictInput], n: int) -> Iterator[list[PredictInput]]:
+    """``items`` in lists of ``n`` (the last one shorter), lazily: only one batch is ever held."""
     while chunk := list(itertools.islice(items, n)):
         yield chunk
 
@@ -407,7 +284,7 @@ def _predict_chunk(predictor: Predictor, items: list[PredictInput], k: int, stri
         except BadImage as exc:
             if strict:
                 raise
-            rows[i] = _error_row(item.path, str(exc), fields)
+            rows[i] = error_row(item.path, str(exc), fields)
             continue
         if images and held + im.shape[0] * im.shape[1] > DEFAULT_REQUEST_PIXELS:
             _predict_images(predictor, items, images, slots, rows, k, strict, fields)
@@ -440,8 +317,8 @@ def _predict_images(predictor: Predictor, items: list[PredictInput], images: lis
                     preds.append(f"cannot be predicted ({one.__class__.__name__}: {one})")
     for i, pred in zip(slots, preds, strict=True):
         path = items[i].path
-        rows[i] = _error_row(path, f"{path}: {pred}", fields) if isinstance(pred, str) else \
-            _prediction_row(path, pred)
+        rows[i] = error_row(path, f"{path}: {pred}", fields) if isinstance(pred, str) else \
+            prediction_row(path, pred)
 
 
 def _predict_text_chunk(predictor: Predictor, items: list[PredictInput], k: int, strict: bool,
@@ -452,140 +329,8 @@ def _predict_text_chunk(predictor: Predictor, items: list[PredictInput], k: int,
         if item.error is not None:
             if strict:
                 raise ValueError(item.error)
-            rows[i] = _error_row(item.path, item.error, fields)
+            rows[i] = error_row(item.path, item.error, fields)
     slots = [i for i, r in enumerate(rows) if r is None]
     for i, pred in zip(slots, predict_texts(predictor, [items[i].text or "" for i in slots], k), strict=True):
-        rows[i] = _prediction_row(items[i].path, pred)
+        rows[i] = prediction_row(items[i].path, pred)
     return [r for r in rows if r is not None]
-
-
-def _prediction_row(path: str, pred: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"path": path}
-    for prefix, p in (((f"{t}_", p) for t, p in pred["tasks"].items()) if "tasks" in pred else [("", pred)]):
-        row.update({f"{prefix}class" if prefix else "predicted_class": p["predicted_class"],
-                    f"{prefix}probability": p["probability"]})
-        for i, t in enumerate(p["top"], 1):
-            row.update({f"{prefix}top{i}_class": t["class"], f"{prefix}top{i}_index": t["index"],
-                        f"{prefix}top{i}_probability": t["probability"]})
-    row["error"] = None
-    return row
-
-
-def _error_row(path: str, error: str, fields: list[str]) -> dict[str, Any]:
-    return {**dict.fromkeys(fields), "path": path, "error": error}
-
-
-STDOUT = "-"  # predict's output name for standard output
-_STDOUT_NAMES = (STDOUT, "/dev/stdout")
-
-
-def writes_to_stdout(output: str | Path | None) -> bool:
-    """Whether ``output`` names standard output: ``-`` (or ``/dev/stdout``, which is a terminal, a pipe or whatever
-    file the shell redirected it to, never a file to replace atomically)."""
-    return output is not None and str(output) in _STDOUT_NAMES
-
-
-def _predict_format(output: str | Path | None, fmt: str | None) -> str | None:
-    if fmt is not None:
-        fmt = fmt.lower()
-        if fmt not in PREDICT_FORMATS:
-            raise ConfigError("format", f"one of {', '.join(PREDICT_FORMATS)}", fmt)
-        return fmt
-    if output is None:
-        return None
-    suffix = Path(output).suffix.lower()
-    if suffix == ".csv":
-        return "csv"
-    if suffix in (".jsonl", ".ndjson"):
-        return "jsonl"
-    raise ValueError(f"--output {output}: cannot tell the format from '{suffix or 'no extension'}'; name it "
-                     ".csv or .jsonl, or pass --format csv|jsonl (--output - writes to standard output)")
-
-
-def _model_files(model: str | Path, backend: str) -> list[Path]:
-    """What :func:`predict` reads of ``model`` and must never write over: the bundle directory (``torch``; the
-    whole folder when it holds none) or the ``.onnx`` file and the tokenizer a text model's export has beside it."""
-    p = Path(model).expanduser()
-    if not p.exists():
-        return []  # a backbone name
-    if backend != "torch":
-        from transferkit.exporting import tokenizer_path
-
-        onnx_file = p / "model.onnx" if p.is_dir() else p
-        return [onnx_file, tokenizer_path(onnx_file)]
-    from transferkit.bundle import BundleError, resolve_bundle
-
-    try:
-        return [resolve_bundle(p)]
-    except BundleError:
-        return [p]
-
-
-def _earlier_predictions(path: Path) -> bool:
-    """Whether the file ``path`` is empty or an earlier output of :func:`predict` (CSV header ``path,…,error``, or
-    a JSON line with ``path`` and ``error``), which ``--output`` may replace without ``--overwrite``."""
-    try:
-        if path.stat().st_size == 0:
-            return True
-        with path.open(encoding="utf-8", newline="") as fh:
-            first = fh.readline(1 << 20).rstrip("\r\n")
-    except (OSError, UnicodeDecodeError):
-        return False
-    if first.startswith("path,") and first.endswith(",error"):
-        return True
-    try:
-        row = json.loads(first)
-    except ValueError:
-        return False
-    return isinstance(row, dict) and "path" in row and "error" in row
-
-
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet may run such a cell as a formula (OWASP)
-
-
-def csv_safe(value: Any) -> Any:
-    """``value`` for a CSV cell: a string a spreadsheet would read as a formula gets a leading ``'``."""
-    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
-
-
-def _row_writer(fh: TextIO, fmt: str, fields: list[str],
-                lineterminator: str = "\r\n") -> Callable[[list[dict[str, Any]]], None]:
-    """A function writing rows to ``fh`` as CSV (header first; ``None`` → empty) or JSON lines, flushing each."""
-    if fmt == "csv":
-        writer = csv.DictWriter(fh, fieldnames=fields, lineterminator=lineterminator)
-        # the header (task names come from a spec file)
-        csv.writer(fh, lineterminator=lineterminator).writerow([csv_safe(f) for f in fields])
-        fh.flush()
-
-        def write_csv(rows: list[dict[str, Any]]) -> None:
-            writer.writerows({k: csv_safe(v) for k, v in r.items()} for r in rows)  # no formula injection
-            fh.flush()
-
-        return write_csv
-
-    def write_jsonl(rows: list[dict[str, Any]]) -> None:
-        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        fh.flush()
-
-    return write_jsonl
-
-
-@contextlib.contextmanager
-def _atomic_text_file(path: Path) -> Iterator[TextIO]:
-    """A text file written beside ``path`` under a hidden temporary name and renamed onto ``path`` only when the
-    block ends normally; on any error (or Ctrl-C) it is deleted and ``path`` is left as it was."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; an output file gets the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

@@ -1,46 +1,12 @@
-"""``--config FILE.yaml`` for every command: YAML keys mirror the flags; flags given on the command line win."""
+"""Every command's flags, generated from its configuration by tyro; ``--config FILE.yaml`` (keys are the flat
+option names, flags given on the command line win) and ``--resume RUN_DIR``."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-
-def load_config_file(path: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
-    """Read ``path`` and map its keys (``labels-per-class`` or ``labels_per_class``) to the parser's options.
-
-    Unknown keys are an error that lists the valid ones, so a typo never silently falls back to a default.
-    """
-    data = _read_yaml(path)
-    dests = {a.dest for a in parser._actions if a.dest not in ("help", "config", "command")}  # noqa: SLF001
-    out, unknown = {}, []
-    for key, value in data.items():
-        dest = str(key).replace("-", "_")
-        if dest == "command":  # a saved run config.yaml names its command; accept it
-            continue
-        if dest not in dests:
-            unknown.append(str(key))
-        else:
-            out[dest] = value
-    if unknown:
-        raise ValueError(f"--config {path}: unknown option(s) {unknown}; valid: {', '.join(sorted(dests))}")
-    return out
-
-
-def parse_args(parser: argparse.ArgumentParser, subparsers: dict[str, argparse.ArgumentParser],
-               argv: Sequence[str] | None) -> argparse.Namespace:
-    """Parse once to find the command and ``--config``, apply the file as defaults, parse again."""
-    args = parser.parse_args(argv)
-    config = getattr(args, "config", None)
-    if config and not getattr(args, "config_is_spec", False):  # e.g. multitask: --config is the job's own spec
-        sub = subparsers[args.command]
-        sub.set_defaults(**load_config_file(config, sub))
-        args = parser.parse_args(argv)
-    return args
-
 
 CONFIG_NOTE = "--config FILE.yaml reads options from a YAML file (keys are the flags' names; flags given here win)."
 RESUME_NOTE = (" --resume RUN_DIR continues that interrupted run with the options recorded in it (others are ignored; "
@@ -63,21 +29,22 @@ def _take(argv: list[str], flag: str) -> str | None:
 
 
 def parse_generated(command: str, argv: Sequence[str]) -> Any:
-    """Parse a command whose flags are generated from its configuration (:data:`transferkit.options.CONFIGS`) by
-    tyro: ``--config FILE.yaml`` supplies the defaults, ``--resume RUN_DIR`` is answered as ``transferkit resume``
-    (an :class:`argparse.Namespace` with ``command="resume"``); else the built configuration."""
+    """Parse a command's flags, generated from its configuration (:data:`transferkit.options.CONFIGS`) by tyro:
+    ``--config FILE.yaml`` supplies the defaults, ``--resume RUN_DIR`` is answered as ``transferkit resume`` (a
+    :class:`~transferkit.options.ResumeConfig`); else the built configuration. A configuration with
+    ``SPEC_FILE`` (multitask) takes ``--config`` as its own field instead."""
     import tyro
 
-    from transferkit.options import CONFIGS
+    from transferkit.options import CONFIGS, ResumeConfig
 
     cls = CONFIGS[command]
     argv = list(argv)
-    resumable = "resume" in cls.names()
+    resumable = "resume" in cls.names() and not cls.SPEC_FILE
     if resumable and "-h" not in argv and "--help" not in argv:
         run_dir = _take(argv, "--resume")
         if run_dir is not None:
-            return argparse.Namespace(command="resume", run_dir=run_dir, progress="--no-progress" not in argv)
-    path = _take(argv, "--config")
+            return ResumeConfig(out=run_dir, progress="--no-progress" not in argv)
+    path = None if cls.SPEC_FILE else _take(argv, "--config")
     default = None
     if path is not None:
         values = _read_yaml(path)
@@ -86,9 +53,10 @@ def parse_generated(command: str, argv: Sequence[str]) -> Any:
             values["classes"] = ",".join(str(c) for c in values["classes"])
         default = cls.from_mapping(values, where=f"--config {path}: ")
         cls.check_types(values)  # argparse read a file's values through each flag's type; tyro takes them as given
-    about = " ".join(str(cls.__doc__).split())
+    about = ". ".join(" ".join(part.split()).rstrip(".") for part in str(cls.__doc__).split("\n\n") if part.strip())
+    note = "" if cls.SPEC_FILE else f" {CONFIG_NOTE}" + (RESUME_NOTE if resumable else "")
     parsed = tyro.cli(cls, args=argv, default=default, prog=f"transferkit {command}",
-                      description=f"{about}. {CONFIG_NOTE}" + (RESUME_NOTE if resumable else ""),
+                      description=f"{about.rstrip('.')}.{note}",
                       config=(tyro.conf.OmitArgPrefixes, tyro.conf.FlagCreatePairsOff, tyro.conf.UseAppendAction))
     return _keep_unflagged(parsed, default if default is not None else cls(), argv)
 

@@ -1,7 +1,8 @@
 """Knowledge distillation: losses that train a student network to match a teacher's outputs.
 
 Two kinds of distillation, as plain loss modules kept apart from the training loop (the TLlib pattern, as in
-:mod:`transferkit.adaptation`); the loop that runs teacher and student together lives elsewhere, not here:
+:mod:`transferkit.adaptation`); :mod:`transferkit.distillation.train` runs teacher and student together on the
+engine (not imported here, so that the losses load without the training loop):
 
 * **response-based** — :func:`kd_loss` / :class:`KDLoss` (Hinton, Vinyals & Dean, 2015, "Distilling the
   Knowledge in a Neural Network"): the student matches the teacher's temperature-softened class

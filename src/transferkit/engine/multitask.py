@@ -35,6 +35,7 @@ from transferkit.engine.trainer import (
     fit_module,
     solve_plan,
 )
+from transferkit.errors import ConfigError
 
 
 def task_losses(logits: torch.Tensor, y: torch.Tensor, slices: Sequence[slice],
@@ -152,9 +153,10 @@ def check_multitask_inputs(train: TensorBatches, cfg: TrainConfig, slices: Seque
     if cfg.processes > 1:
         raise ValueError("multi-task training runs in one process so far (its per-task sums and learnt task weights "
                          "are not reduced over DDP processes); use --devices 1 --num-nodes 1")
-    if cfg.mixup > 0 or cfg.cutmix > 0 or cfg.class_weight != "none" or cfg.sampler != "random":
-        raise ValueError("multi-task training takes no --mixup/--cutmix/--class-weight/--sampler (they assume one "
-                         "label per image); the spec's 'sampling' balances the tasks")
+    for name, off in (("mixup", 0), ("cutmix", 0), ("class_weight", "none"), ("sampler", "random")):
+        if getattr(cfg, name) != off:
+            raise ConfigError(name, f"{off!r} in multi-task training", getattr(cfg, name), "this option "
+                              "assumes one label per image; the spec's 'sampling' balances the tasks")
     require_image_batches(cfg, train)
     if train.y is None or train.y.ndim != 2 or train.y.shape[1] != len(slices):
         raise ValueError(f"multi-task labels must be a matrix (N, {len(slices)}), got "

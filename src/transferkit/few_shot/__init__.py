@@ -5,10 +5,13 @@
   (the loop is :func:`transferkit.engine.pairs.fit_pairs`);
 * :mod:`~transferkit.few_shot.episodes` — N-way K-shot episodic evaluation with a 95 % confidence interval;
 * :mod:`~transferkit.few_shot.zeroshot` — label prompts/descriptions for similarity-based zero-shot text
-  classification.
+  classification;
+* :mod:`~transferkit.few_shot.fitting` — these methods as heads on a backbone (prototypes, SetFit, zero-shot label
+  embeddings); not imported here, it needs the engine;
+* :mod:`~transferkit.few_shot.methods` — the registry of ``fewshot`` methods and the checks of a request.
 
-The jobs that run them on datasets and write run directories are :func:`transferkit.fewshot` and
-:func:`transferkit.zeroshot` (:mod:`transferkit.api.fewshot_job`).
+The jobs that run them on datasets and write run directories are :func:`transferkit.fewshot`
+(:mod:`transferkit.api.fewshot_job`) and :func:`transferkit.zeroshot` (:mod:`transferkit.api.zeroshot_job`).
 """
 
 from transferkit.few_shot.episodes import CLASSIFIERS, EpisodeResult, evaluate_episodes, sample_episode

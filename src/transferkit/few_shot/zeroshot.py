@@ -14,6 +14,11 @@ transferkit refuses image backbones for zero-shot and says so.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import yaml
+
+from transferkit.errors import ConfigError
 
 DEFAULT_TEMPLATE = "This text is about {label}."
 
@@ -45,3 +50,18 @@ def label_prompts(labels: Sequence[str], templates: Sequence[str] = (DEFAULT_TEM
             prompts.append(t.replace("{label}", label))
         out.append(prompts)
     return out
+
+
+def read_descriptions(descriptions: str | Path | Mapping[str, str] | None) -> dict[str, str]:
+    """The label descriptions as a dict: ``descriptions`` itself when it is a mapping (or ``None``: none), else a
+    YAML/JSON file ``label: description`` — free texts that stand for a label in place of the templates."""
+    if descriptions is None or isinstance(descriptions, Mapping):
+        return dict(descriptions or {})
+    path = Path(descriptions)
+    if not path.is_file():
+        raise ConfigError("descriptions", "a YAML/JSON file mapping 'label: description'", str(path), "no such file")
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(loaded, dict):
+        raise ConfigError("descriptions", "a YAML/JSON file mapping 'label: description'", str(path),
+                          f"it holds a {type(loaded).__name__}")
+    return {str(k): str(v) for k, v in loaded.items()}

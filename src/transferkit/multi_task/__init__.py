@@ -5,10 +5,12 @@
   from several datasets of one input kind) and its checks;
 * :mod:`~transferkit.multi_task.data` — the label matrix (``-1`` = no label), labelled budgets, task sampling;
 * :mod:`~transferkit.multi_task.weighting` — fixed, uncertainty (Kendall et al., 2018), GradNorm (Chen et al., 2018)
-  and dynamic weight averaging (Liu et al., 2019).
+  and dynamic weight averaging (Liu et al., 2019);
+* :mod:`~transferkit.multi_task.train` — the tasks' plan, the shared model's training and its comparison with
+  single-task models of as many steps and with holdout probes (not imported here: it needs the training loop).
 
-The training loop is :mod:`transferkit.engine.multitask`; the job that compares against single-task models is
-:func:`transferkit.api.multitask`.
+The training loop is :mod:`transferkit.engine.multitask`; the job that reads the spec and writes the run directory
+is :func:`transferkit.api.multitask`.
 """
 
 from transferkit.multi_task.spec import SAMPLINGS, WEIGHTINGS, MultiTaskSpec, TaskSpec, load_spec, parse_spec

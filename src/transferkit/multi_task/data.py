@@ -11,6 +11,7 @@ Everything is checked before any model is built: empty tasks, mismatched input k
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 
 from transferkit.data.base import AnyDataset, ImageSet, TextSet
 from transferkit.data.class_map import apply_class_map
+from transferkit.data.prepare import SpecLike, TensorBatches, to_batches
 from transferkit.data.registry import get_dataset, parse_spec
 from transferkit.data.splits import budget_val_per_class, k_per_class, parse_classes, train_val_split
 from transferkit.data.text import read_label_columns, sorted_labels
@@ -297,3 +299,28 @@ def task_sampling_weights(labels: np.ndarray, mode: str, temperature: float = 2.
     p = p / p.sum()
     per_row = np.where(active, p / np.maximum(counts, 1), 0.0)
     return torch.from_numpy((has * per_row).sum(1))
+
+
+def labelled_rows(data: MultiTaskSet, column: int | list[int]) -> np.ndarray:
+    """Indices of the rows of ``data`` labelled for task ``column`` (a list of columns: for any of them)."""
+    if isinstance(column, int):
+        return np.flatnonzero(data.labels[:, column] != MISSING)
+    return np.flatnonzero((data.labels[:, column] != MISSING).any(1))
+
+
+def task_batches(data: MultiTaskSet, spec: SpecLike, columns: list[int],
+                 rows: np.ndarray | None = None) -> TensorBatches:
+    """``data`` (or its ``rows``) prepared for a model with input spec ``spec``, labels = the ``columns`` of the
+    label matrix."""
+    if rows is not None:
+        data = data.subset(rows)
+    out = to_batches(data.inputs, spec)
+    out.y = torch.from_numpy(np.ascontiguousarray(data.labels[:, columns]))
+    return out
+
+
+def label_column(data: TensorBatches, k: int) -> TensorBatches:
+    """``data`` with only label column ``k`` (the same tensors: nothing is prepared again)."""
+    out = copy.copy(data)
+    out.y = data.y[:, k:k + 1]
+    return out

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.config import read_structured_file
+from transferkit.errors import ConfigError
 
 WEIGHTINGS = ("fixed", "uncertainty", "gradnorm", "dwa")
 SAMPLINGS = ("proportional", "uniform", "temperature")
@@ -201,5 +202,5 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     p = Path(path).expanduser()
     raw = read_structured_file(p, "--config")
     if not isinstance(raw, dict):
-        raise ValueError(f"--config {p}: expected a mapping with a 'tasks' list")
+        raise ConfigError("config", "a YAML/JSON file holding a mapping with a 'tasks' list", str(p))
     return raw

@@ -3,14 +3,18 @@ and, when plots are on, the 2-D embeddings of the source and target features bef
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from transferkit.report.markdown import markdown_table, run_report
-from transferkit.report.plots import plot_confusion, plot_embedding, plot_learning_curves
+from transferkit.report.markdown import comparison_report, markdown_table, run_report
+from transferkit.report.metrics import flag
+from transferkit.report.plots import plot_confusion, plot_embedding, plot_learning_curves, plot_method_bars
+from transferkit.report.tables import comparison_table
 
+BASELINE, REFERENCE = "source_only", "target_oracle"  # the comparison's lower and upper references
 ORACLE_NOTE = "ORACLE selection: the checkpoint was chosen with target labels (for analysis only, not a fair result)"
 REFERENCE_NOTE = "target_oracle is an UPPER REFERENCE trained on labelled target data, not an adaptation method"
 
@@ -77,3 +81,53 @@ def _notes(m: dict[str, Any]) -> list[str]:
                      "after (selected checkpoint) — the measures `select` reports:\n\n"
                      + markdown_table(["measure", "before", "after"], drows) + "\n")
     return notes
+
+
+def write_comparison_plot(out: Path, cells: list[dict[str, Any]], summary: list[dict[str, Any]], title: str) -> str:
+    """``out/adaptation.png``: each method's mean target accuracy ± std over seeds, source_only and the oracle
+    marked. Returns the comparison's title (``title``, else "source → target (network)")."""
+    first = cells[0]
+    frozen = ", frozen" if first["frozen"] else ""
+    title = title or f"{first['source']} → {first['target']} ({first['backbone']}{frozen})"
+    bars = [{"label": r["method"], "mean": r["target_accuracy_mean"], "std": r["target_accuracy_std"],
+             "kind": "reference" if r["reference"] else "baseline" if r["method"] == BASELINE else "method"}
+            for r in summary]
+    base = next((r for r in summary if r["method"] == BASELINE), None)
+    oracle = any(c.get("oracle_selection") for c in cells)
+    plot_method_bars(bars, out / "adaptation.png", f"{title}\nselection: {first['selection']}"
+                     + (" (ORACLE)" if oracle else ""), base["target_accuracy_mean"] if base else None)
+    return title
+
+
+def _pm(r: dict[str, Any], key: str, fmt: str = ".3f") -> str:
+    return f"{r[key + '_mean']:{fmt}} ± {r[key + '_std']:{fmt}}"
+
+
+def write_comparison_report(out: Path, cells: list[dict[str, Any]], summary: list[dict[str, Any]], notes: list[str],
+                            seeds: list[int], title: str, console: Any) -> None:
+    """``out/report.md`` of a comparison of adaptation methods × seeds (the table, the chart, the findings), and
+    the same table and findings on ``console``."""
+    columns = ["method", "target acc (selected)", "target acc (last epoch)", "gap closed", "gap closed (last)",
+               "PAD after", "MMD² after", "source val acc", "time (s)"]
+    rows = [[r["method"] + (" (upper reference)" if r["reference"] else ""),
+             flag(_pm(r, "target_accuracy"), r["did_not_learn"]),
+             _pm(r, "target_accuracy_last"),
+             f"{r['gap_closed']:.0%}" if math.isfinite(r["gap_closed"]) else "-",
+             f"{r['gap_closed_last']:.0%}" if math.isfinite(r["gap_closed_last"]) else "-",
+             _pm(r, "proxy_a_distance", ".2f"), _pm(r, "mmd2", ".3f"), _pm(r, "source_val_accuracy"),
+             _pm(r, "total_time_s", ".0f")] for r in summary]
+    first = cells[0]
+    selection = first["selection"]
+    oracle = any(c.get("oracle_selection") for c in cells)
+    intro = [f"Source `{first['source']}` → target `{first['target']}`, network `{first['backbone']}`"
+             f"{' (frozen features, adapted head)' if first['frozen'] else ''}. Seeds {seeds}; mean ± sample "
+             f"std over seeds. Checkpoint selection: **{selection}**"
+             + (f" — {ORACLE_NOTE}" if oracle else " (no target labels used)")
+             + f". Target images: {first['n_target_train']} unlabelled for training, {first['n_target_val']} held out"
+             f" (unlabelled) for selection, {first['n_target_test']} test images scored once per kept checkpoint.",
+             "Gap closed = (method − source_only) / (target_oracle − source_only), on the mean accuracies."]
+    comparison_report(out / "report.md", f"Domain adaptation: {title}", intro, columns, rows, ["adaptation.png"],
+                      notes)
+    console.print(comparison_table(columns, rows, title=f"{title} — mean ± std over {len(seeds)} seed(s)"))
+    for line in notes:
+        console.print(f"  • {line}")

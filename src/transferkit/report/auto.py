@@ -1,13 +1,95 @@
-"""``report.md`` of ``transferkit auto``: the three stages, why each configuration stopped, and the choice."""
+"""What ``transferkit auto`` reports: metrics.json's content (:func:`auto_metrics`, :func:`auto_labels`), report.md
+(the three stages, why each configuration stopped, and the choice) and the summary it prints."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from rich.console import Console
+
 from transferkit import atomic
+from transferkit.data.splits import labels_record
 from transferkit.report.markdown import markdown_table
 from transferkit.report.metrics import DID_NOT_LEARN, num
+from transferkit.report.tables import comparison_table
+
+
+def auto_metrics(state: dict[str, Any], test: dict[str, Any] | None, budget_s: float,
+                 wall_s: float) -> dict[str, Any]:
+    """metrics.json of an auto run (``labels`` added by the caller, :func:`auto_labels`) from the search's ``state``
+    (its stages' times, ranking, probes, stage-3 configurations and the chosen model) and the one ``test``
+    evaluation (``None``: none was run)."""
+    configs = [{"name": c.name, "source": c.source, "strategy": c.strategy, "options": c.options, "rungs": c.rungs,
+                "best_val_accuracy": max((r["val_accuracy"] for r in c.rungs), default=None),
+                "stopped": c.stopped or "not reached"} for c in state["configs"]]
+    best = dict(state["best"]) if state["best"] else None
+    return {
+        "task": "auto", "budget_s": budget_s, "wall_s": wall_s, "over_budget": wall_s / budget_s - 1,
+        "interrupted": state["interrupted"], "stages_s": state["stages"], "ranking": state["ranking"],
+        "test_reserve_s": state.get("test_reserve_s"), "first_rung": state.get("first_rung"),
+        "skipped": state.get("skipped", []), "probes": state["probes"], "configs": configs, "chosen": best,
+        "validation_accuracy": best["val_accuracy"] if best else None, "refit": state.get("refit"),
+        "test": {k: test[k] for k in ("accuracy", "macro_f1", "n")} if test else None,
+    }
+
+
+def auto_labels(k: int | None, v: int | None, val_fraction: float, n_classes: int,
+                split: tuple[np.ndarray, np.ndarray] | None, note: str, state: dict[str, Any],
+                no_selection: bool) -> dict[str, Any]:
+    """metrics.json's ``labels``: which labels trained the final model and how every choice was made (a separate
+    validation set; no selection at K = 1; or the inner split of the K labels, ``note`` its words, and the refit)."""
+    if split is None:
+        return {**labels_record(k, v, k * n_classes if k else None, v * n_classes if k and v else 0,
+                                "validation split: every stage's choice by validation accuracy on the separate "
+                                "validation images"), "words": budget_words(k, v, val_fraction)}
+    n_all = len(split[0]) + len(split[1])
+    indices = np.sort(np.concatenate(split))
+    if no_selection:
+        return {**labels_record(k, None, n_all, 0, "no selection: one label per class (K = 1) leaves nothing to "
+                                "choose on; the top-ranked source's default fine-tune", None, indices),
+                "words": f"{k} labelled image per class, the whole budget: the sources were ranked on it (stage 1) "
+                         "and the top-ranked one's default fine-tune trained on it; no other choice was possible"}
+    refit = state.get("refit") or {}
+    done = bool(refit.get("done"))
+    record = labels_record(k, None, n_all if done else len(split[0]), 0,
+                           f"inner split of the K labels ({note}): every stage-2/3 choice by accuracy on the "
+                           f"{len(split[1])} selection images, then " + (
+                               "the chosen configuration refit on all K" if done else
+                               "no refit (" + (refit.get("why") or "nothing was chosen") + ")"),
+                           None, indices if done else np.sort(split[0]))
+    record["inner_split"] = {"fit": [int(i) for i in np.sort(split[0])],
+                             "selection": [int(i) for i in np.sort(split[1])]}
+    words = (f"{k} labelled images per class, the whole budget: {len(split[0])} (fit) trained every probe and trial "
+             f"and {len(split[1])} (selection) scored them ({note}); "
+             + (f"the chosen configuration was then refit on all {n_all}" if done else
+                "the chosen model was not refit: " + (refit.get("why") or "nothing was chosen")))
+    return {**record, "words": words}
+
+
+def budget_words(k: int | None, v: int | None, val_fraction: float) -> str:
+    """The labels auto uses, in words, for its report."""
+    if k is None:
+        return (f"the whole training split: a stratified {val_fraction:.0%} is the validation split every choice "
+                "uses, the rest trains")
+    return (f"{k} labelled training images per class train every candidate and {v} other labelled images per class "
+            f"are the validation split every choice uses: a labelled budget of {k} + {v} = {k + v} per class. The "
+            "chosen model was trained on the K training images only (not refit on the validation images)")
+
+
+def print_auto_summary(console: Console, m: dict[str, Any], out: Path) -> None:
+    """The table of every probe and configuration (validation accuracy, why it stopped) and the chosen model, printed
+    at the end of an auto run (``m``: its metrics.json content)."""
+    rows = [(c["name"], num(c["best_val_accuracy"]), c["stopped"][:60]) for c in m["configs"]]
+    rows = [(f"{p['candidate']} · linear_probe", num(p.get("val_accuracy")), "stage 2") for p in m["probes"]] + rows
+    console.print(comparison_table(["configuration", "val acc", "stopped"], rows, f"auto → {out}"))
+    best = m["chosen"]
+    if best:
+        test = f", test {m['test']['accuracy']:.4f}" if m["test"] else ""
+        console.print(f"chosen: {best['name']} (validation {num(best['val_accuracy'])}{test}"
+                      + ("; refit on all labels" if (m.get("refit") or {}).get("done") else "") + "); wall "
+                      f"{m['wall_s']:.0f} s of {m['budget_s']:.0f} s; report: {out / 'report.md'}")
 
 
 def write_auto_report(path: Path, m: dict[str, Any]) -> None:

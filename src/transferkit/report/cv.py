@@ -39,6 +39,26 @@ def cv_notes(metrics: dict[str, Any], num_classes: int) -> list[str]:
     ]
 
 
+def cv_intro(source: str | None, data: str, classes: Any, class_names: list[str], metrics: dict[str, Any],
+             fold_val: int | None, val_fraction: float) -> list[str]:
+    """The report's opening paragraph: source, target (``classes`` as given, ``class_names`` after them), strategy, the
+    labelled pool and how it was split, and each fold's validation part (``fold_val`` per class — ``0``: none, the
+    fixed recipe — or, when ``None``, a stratified ``val_fraction``)."""
+    cv, seed, labels_per_class = metrics["cv"], metrics["seed"], metrics["labels_per_class"]
+    val_note = (f"{fold_val} images per class of each fold's training part (early stopping and the kept epoch)"
+                if fold_val else "none — each fold trains on all of its training part with the fixed recipe (a "
+                "linear probe still chooses its C by cross-validation inside that part)" if fold_val == 0
+                else f"a stratified {val_fraction:.0%} (at least one per class) of each fold's training part")
+    budget = (f"{labels_per_class} labelled images per class drawn from the training split (seed {seed})"
+              if labels_per_class is not None else "the whole training split")
+    return [
+        f"Source: `{source}`. Target: `{data}` classes {classes or 'all'} ({', '.join(class_names)}). "
+        f"Strategy `{metrics['strategy']}` {metrics['options'] or ''}. Pool: {budget}, {metrics['n_pool']} images, "
+        f"split by stratified {cv}-fold cross-validation (shuffled, seed {seed}). Each fold trains on the other folds "
+        f"and is scored once on its held-out fold. Validation: {val_note}. Mean ± sample std over folds."
+    ]
+
+
 def write_cv_report(run_dir: Path, metrics: dict[str, Any], classes: list[str], intro: list[str]) -> None:
     """``folds.png`` (every fold and the mean), ``confusion_matrix.png`` (out-of-fold) and report.md."""
     records, cv = metrics["folds"], metrics["cv"]

@@ -1,5 +1,6 @@
 """``report.md`` of a ``transferkit fewshot`` run (SetFit or prototypes): the facts of the run, the pair loss of
-SetFit's contrastive stage and the confusion matrix — a function of the run's metrics."""
+SetFit's contrastive stage and the confusion matrix — a function of the run's metrics; and those of an episodic
+evaluation and of a ``zeroshot`` run, with the sentences that record how (not) a final model was selected."""
 
 from __future__ import annotations
 
@@ -9,9 +10,23 @@ from typing import Any
 from transferkit.report.markdown import run_report
 from transferkit.report.plots import plot_confusion, plot_step_losses
 
+EPISODES_SELECTION = ("no selection and no final model: an evaluation protocol — every episode fits its classifier "
+                      "on K support examples per class drawn afresh from the pool")
+"""The labels record's ``selection`` of an episodic evaluation."""
+
+
+def fewshot_selection(method: str, head_c: float, iterations: int) -> str:
+    """How a few-shot run's final model was chosen — none was: a fixed recipe (SetFit, Tunstall et al., 2022: its
+    head C and iterations; Prototypical networks, Snell et al., 2017: the class means) — for the labels record."""
+    how = (f" (head C = {head_c:g}, {iterations} iterations)" if method == "setfit"
+           else " (class means of the support features)")
+    return (f"no selection (fixed recipe): {method} with its given settings{how}; every one of the K labels per "
+            "class fitted the final model")
+
 
 def write_fewshot_report(run_dir: Path, metrics: dict[str, Any], losses: list[float] | None, classes: list[str],
                          source: str, data: str, n_eval: int) -> None:
+    """``report.md``, ``confusion_matrix.png`` and (SetFit) ``pair_loss.png`` of a prototypes or SetFit run."""
     images = []
     if losses:
         plot_step_losses(losses, run_dir / "pair_loss.png", "contrastive fine-tuning", "pair loss (MSE of cosine)")

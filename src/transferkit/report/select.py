@@ -1,5 +1,6 @@
 """``report.md`` of ``transferkit select``: the candidates ranked by transferability, domain similarity, and
-(with ``--verify``) how well the scores agreed with fine-tuning."""
+(with ``--verify``) how well the scores agreed with fine-tuning — plus the score-vs-accuracy picture and the ranking
+on the terminal, all functions of the job's metrics."""
 
 from __future__ import annotations
 
@@ -8,10 +9,15 @@ from typing import Any
 
 from transferkit import atomic
 from transferkit.report.markdown import markdown_table
-from transferkit.report.metrics import num
+from transferkit.report.metrics import flag, num
+from transferkit.report.plots import plot_score_vs_accuracy
+from transferkit.report.tables import comparison_table
+from transferkit.transferability.similarity import SIMILARITY_MEASURES
 
 
 def verification_lines(metrics: dict[str, Any]) -> list[str]:
+    """The findings, one line each: the selected candidate, how the verification runs used the labels, which of them
+    did not learn, each score's agreement with the fine-tuned accuracy, and scoring time against fine-tuning time."""
     ver = metrics.get("verification")
     lines = [f"selected (top-1 by {metrics['ranked_by']}): {metrics['candidates'][0]['name']}"]
     if not ver:
@@ -45,7 +51,9 @@ def verification_lines(metrics: dict[str, Any]) -> list[str]:
 
 
 def write_select_report(path: Path, metrics: dict[str, Any], columns: list[str], rows: list[list[str]],
-                  images: list[str]) -> None:
+                        images: list[str]) -> None:
+    """``report.md``: what was scored and how, the ranking table (``columns``/``rows``), the domain similarity, what
+    was not available or skipped, the verification's correlations, the findings and the ``images``."""
     s = metrics["scoring_set"]
     what = (f"the {s['labels_per_class']} labelled training images per class (seed {s['seed']}) that "
             f"`transfer --labels-per-class {s['labels_per_class']} --seed {s['seed']}` trains on"
@@ -98,3 +106,65 @@ def write_select_report(path: Path, metrics: dict[str, Any], columns: list[str],
     parts += ["## Findings", "", *[f"- {line}" for line in verification_lines(metrics)], ""]
     parts += [f"![{Path(img).stem}]({img})" for img in images]
     atomic.write_text(path, "\n".join(parts) + "\n")
+
+
+def ranking_rows(entries: list[dict[str, Any]], names: list[str],
+                 compact: bool = False) -> tuple[list[str], list[list[str]]]:
+    """The ranking table: every score, the times, and the verification columns when it ran (``compact``: the
+    terminal's narrower version, one time column)."""
+    verified = any(e.get("verification") for e in entries)
+    similar = any(e.get("similarity") for e in entries)
+    columns = ["rank", "candidate", *names] + (["time (s)"] if compact else
+                                               ["load (s)", "features (s)", "scores (s)", "cache"])
+    if similar:
+        columns += ["cos(mean)", "MMD²", "PAD"]
+    if verified:
+        columns += ["fine-tuned acc"] if compact else ["fine-tuned acc", "val acc", "fine-tune (s)"]
+    rows = []
+    for e in entries:
+        t = e["time"]
+        row = [str(e["rank"]) if e["rank"] is not None else "-", e["name"], *[num(e["scores"][n]) for n in names]]
+        row += [f"{t['total_s']:.2f}"] if compact else [f"{t['load_s']:.2f}", f"{t['features_s']:.2f}",
+                                                        f"{t['scores_s']:.3f}", e["feature_cache"]]
+        if similar:
+            sim = (e.get("similarity") or {}).get("values") or {}
+            row += [num(sim.get(k)) for k in SIMILARITY_MEASURES]
+        if verified:
+            v = e.get("verification")
+            cells = [flag(f"{v['accuracy']:.4f}", bool(v.get("did_not_learn"))),
+                     f"{v['validation_accuracy']:.4f}" if v.get("validation_accuracy") is not None else "-",
+                     f"{v['wall_time_s']:.1f}"] if v \
+                else ["-", "-", "-"]
+            row += cells[:1] if compact else cells
+        rows.append(row)
+    return columns, rows
+
+
+def write_select_outputs(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """The score-vs-accuracy picture (after verification: each score against the fine-tuned accuracy, with its
+    Kendall τ and Pearson r) and ``report.md`` of a ``select`` run, into ``run_dir``."""
+    entries, names, verification = metrics["candidates"], metrics["scores"], metrics["verification"]
+    images = []
+    if verification is not None:
+        ver = [e for e in entries if e.get("verification")]
+        plot_score_vs_accuracy(
+            [e["name"] for e in ver], [e["verification"]["accuracy"] for e in ver],
+            {name: [e["scores"][name] for e in ver] for name in names},
+            {name: verification["correlations"][name] for name in names}, run_dir / "score_vs_accuracy.png",
+            title=f"transferability vs fine-tuned accuracy on {metrics['data']}",
+            accuracy_label=f"fine-tuned {verification['accuracy_split']} accuracy")
+        images.append("score_vs_accuracy.png")
+    columns, rows = ranking_rows(entries, names)
+    write_select_report(run_dir / "report.md", metrics, columns, rows, images)
+
+
+def print_ranking(metrics: dict[str, Any], out: Path, console: Any) -> None:
+    """The ranking table, the skipped candidates and the verification's findings, on the terminal (``console``: a
+    :class:`rich.console.Console`)."""
+    names = metrics["scores"]
+    console.print(comparison_table(*ranking_rows(metrics["candidates"], names, compact=True),
+                                   title=f"select → {out}  (ranked by {names[0]})"))
+    for s in metrics["skipped"]:
+        console.print(f"  skipped {s['candidate']}: {s['reason']}", markup=False, highlight=False)
+    for line in verification_lines(metrics):
+        console.print(f"  • {line}", markup=False, highlight=False)

@@ -1,19 +1,25 @@
-"""``report.md`` and ``history.png`` of ``transferkit tune``: the best finished trials of a study, judged on the
-validation split only — a function of the run's metrics (its trial records) and the search's base settings."""
+"""What ``transferkit tune`` reports: ``trials.csv``, ``best_config.yaml``, metrics.json's content
+(:func:`tune_metrics`), ``report.md`` and ``history.png`` (the best finished trials of a study, judged on the
+validation split only) and the summary it prints — functions of the study's trial records and the search's base
+settings."""
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Any
 
+import yaml
+from rich.console import Console
+
+from transferkit import atomic
 from transferkit.report.markdown import comparison_report
 from transferkit.report.plots import plot_optimisation_history
+from transferkit.report.tables import comparison_table
+from transferkit.tuning.space import fmt_value
 
 TOP_TRIALS = 10
-
-
-def fmt_value(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _count(n: int, noun: str) -> str:
@@ -84,3 +90,62 @@ def write_tune_report(out: Path, metrics: dict[str, Any], base: dict[str, Any], 
                         f"{errors[0]['number']}: {errors[0]['error']}).")
     comparison_report(out / "report.md", f"Hyper-parameter search: {study_name}", intro, columns, rows,
                       ["history.png"], findings)
+
+
+def write_trials_csv(path: Path, records: list[dict[str, Any]], names: list[str]) -> None:
+    """``trials.csv``: one row per trial of the study (state, value, duration, epochs reported, every searched value
+    under ``params_NAME``, why it failed, its run directory), written atomically."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["number", "state", "value", "duration_s", "epochs_reported",
+                     *(f"params_{n}" for n in names), "error", "run_dir"])
+    for r in records:
+        writer.writerow([r["number"], r["state"], "" if r["value"] is None else r["value"],
+                         "" if r["duration_s"] is None else f"{r['duration_s']:.2f}", r["epochs_reported"],
+                         *(r["params"].get(n, "") for n in names), r["error"] or "", r["run_dir"] or ""])
+    atomic.write_text(path, buf.getvalue())
+
+
+def write_best_config(out: Path, config: dict[str, Any], best: dict[str, Any], n_complete: int, study_name: str,
+                      metric: str) -> None:
+    """``out/best_config.yaml``: the best trial's ``transfer`` configuration under a header saying which trial it is
+    and how to train it and score it once on the test split."""
+    header = (f"# transferkit tune: the best of {n_complete} finished trials of study '{study_name}' — trial "
+              f"{best['number']}, {metric} {best['value']:.4f} on the validation split.\n"
+              f"# Train it and score it once on the test split: transferkit transfer --config "
+              f"{out / 'best_config.yaml'}\n")
+    atomic.write_text(out / "best_config.yaml", header + yaml.safe_dump(config, sort_keys=False))
+
+
+def tune_metrics(records: list[dict[str, Any]], best: dict[str, Any], counts: dict[str, int], *, metric: str,
+                 direction: str, out: Path, ran: int, storage: str, study_name: str, space: dict[str, str],
+                 base: dict[str, Any], pruner: tuple[str, int, int], wall_s: float) -> dict[str, Any]:
+    """metrics.json of a tune run: the best trial, counts per state, the study (``storage`` as shown, without a
+    password), the searched ``space``, the labels every trial used, sampler and ``pruner`` (name, startup trials,
+    warm-up epochs), and every trial's record."""
+    return {
+        "metric": metric, "direction": direction, "split": "validation",
+        "best_value": best["value"], "best_trial": best["number"], "best_params": best["params"],
+        "best_run_dir": best["run_dir"], "best_config": str(out / "best_config.yaml"),
+        "n_trials": len(records), "n_complete": counts["COMPLETE"], "n_pruned": counts["PRUNED"],
+        "n_failed": counts["FAIL"], "n_running": counts["RUNNING"], "trials_this_run": ran,
+        "storage": storage, "study_name": study_name,
+        "search_space": space,
+        "labels": {"per_class": base.get("labels_per_class"), "validation_per_class": base.get("val_per_class"),
+                   "selection": "every trial trains on the labelled training images and is judged on the separate "
+                                "validation images (a budget of K + V per class); best_config.yaml repeats that split",
+                   "train_final_model": None},
+        "sampler": f"TPE, seeded per trial from seed {base['seed']}",
+        "pruner": {"name": pruner[0], "startup_trials": pruner[1], "warmup_epochs": pruner[2]},
+        "wall_time_s": wall_s, "trials": records,
+    }
+
+
+def print_tune_summary(console: Console, metrics: dict[str, Any], names: list[str], words: str, out: Path) -> None:
+    """The table of the best finished trials and where the best config, the report and the plot are."""
+    columns, rows = trials_table(metrics, names)
+    console.print(comparison_table(columns, rows, title=f"{metrics['study_name']}: best trials by {words} "
+                                                        f"({metrics['n_complete']} finished, {metrics['n_pruned']} "
+                                                        f"pruned, {metrics['n_failed']} failed)"))
+    console.print(f"best config: {out / 'best_config.yaml'}   report: {out / 'report.md'}   plot: "
+                  f"{out / 'history.png'}")

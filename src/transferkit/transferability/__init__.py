@@ -11,6 +11,10 @@ their names to ``(function, input kind)``.
 Domain similarity (:mod:`~transferkit.transferability.similarity`; needs no target labels): :func:`mean_cosine`,
 :func:`mmd` (unbiased MMD², Gretton et al., 2012) and :func:`proxy_a_distance` (Ben-David et al., 2007).
 
+What ``transferkit select`` builds on them: :mod:`~transferkit.transferability.ranking` (ranking candidates,
+correlating scores with fine-tuned accuracy; plain NumPy/SciPy) and :mod:`~transferkit.transferability.candidates`
+(scoring a loaded candidate's frozen features through the feature cache; torch — not imported here).
+
 All of them validate their inputs through :mod:`~transferkit.transferability.checks` and raise ``ValueError`` on
 NaN features, malformed labels or non-probability rows rather than return a meaningless number.
 

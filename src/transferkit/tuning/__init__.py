@@ -10,6 +10,12 @@
   Hyperband, Li et al., 2018): ``transferkit auto``'s stage-3 scheduler, the training run passed in.
 * :mod:`~transferkit.tuning.study` — the study in its storage (SQLite by default): resuming, several workers at
   once, a TPE sampler (Bergstra et al., 2011) seeded per trial, and a plain record of every trial.
+* :mod:`~transferkit.tuning.tune_plan` — what a tune search keeps fixed and searches, its pruner, the settings a
+  study records, the best trial and its ``transfer --config`` file (``tune``'s options, one by one).
+* :mod:`~transferkit.tuning.objective` — one trial (draw the values, train through the function passed in, report
+  the validation metric) and the run of the study's trials.
+* :mod:`~transferkit.tuning.auto_plan` — ``transferkit auto``'s plan: its budget and the stages' shares, the labels
+  (inner split, refit on all K), the stage-3 configurations and first rung, the costs it reserves time for.
 
 Trials only ever see the training split (their validation part included); the test split is for the single final
 run of the chosen configuration (``transferkit transfer --config best_config.yaml``).

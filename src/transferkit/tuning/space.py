@@ -82,6 +82,11 @@ class SearchParam:
                                    log=self.kind == "loguniform")
 
 
+def fmt_value(value: Any) -> str:
+    """A searched value as a trial's line and the tune report show it: a float to 3 significant digits."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def _show(value: Any) -> str:
     if value is None:
         return "null"

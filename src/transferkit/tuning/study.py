@@ -26,6 +26,8 @@ from optuna.samplers import BaseSampler, TPESampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from transferkit.errors import ConfigError
+
 SETTINGS_ATTR = "transferkit"  # the study's user attribute holding what it searches
 SQLITE_LOCK_TIMEOUT_S = 60  # workers share one SQLite file: wait this long for its lock instead of failing
 
@@ -119,8 +121,8 @@ def open_study(storage: str, study_name: str, direction: str, settings: Mapping[
         study = optuna.create_study(storage=_storage(storage), study_name=study_name, direction=direction,
                                     sampler=TrialSeededTPE(seed), pruner=pruner, load_if_exists=True)
     except Exception as exc:  # a bad URL, a missing database driver, an unreachable server
-        raise ValueError(f"--storage {shown_storage(storage)}: cannot open the study there ({type(exc).__name__}: "
-                         f"{exc})") from exc
+        raise ConfigError("storage", "an Optuna storage URL where the study can be opened", shown_storage(storage),
+                          f"{type(exc).__name__}: {exc}") from exc
     where = f"study '{study_name}' in {shown_storage(storage)}"
     had = study.direction.name.lower()
     if had != direction:

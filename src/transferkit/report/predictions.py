@@ -1,4 +1,5 @@
-"""Tables the CLI prints for people, sized to the terminal (machine-readable output goes to files or stdout)."""
+"""The table of predictions the command line prints for people, sized to the terminal (machine-readable output goes
+to files or standard output)."""
 
 from __future__ import annotations
 
@@ -77,3 +78,25 @@ def predictions_table(rows: Sequence[dict[str, Any]], width: int = 80, top_k: in
     for row, line in zip(rows, cells, strict=True):
         table.add_row(shorten_left(str(row["path"]), path_width), *line)
     return table
+
+
+def show_predictions(result: dict[str, Any] | list[dict[str, Any]], output: str | None, top_k: int, console: Any,
+                     info: Any, to_stdout: bool = False, preview_rows: int = 20) -> None:
+    """What ``transferkit predict`` prints: written to standard output (``to_stdout``, ``--output -``), only a
+    summary on ``info`` (standard error), else a table of the first ``preview_rows`` rows and a summary on ``console``.
+    ``result`` is :func:`transferkit.api.predict`'s: the rows, or (streamed to ``output``) a summary with a
+    preview of the first rows."""
+    if isinstance(result, dict):  # streamed to --output: a summary with the first rows
+        rows, n, errors = result["preview"], result["images"], result["errors"]
+    else:
+        rows, n, errors = result, len(result), sum(r["error"] is not None for r in result)
+    summary = f"{n - errors} input(s) predicted, {errors} error(s)"
+    if to_stdout:
+        info.print(f"{summary}; wrote them to standard output as {result['format'].upper()}", highlight=False)
+        return
+    console.print(predictions_table(rows[:preview_rows], width=console.width, top_k=top_k,
+                                    title=f"predictions ({n} inputs)"))
+    if n > preview_rows:
+        console.print(f"… {n - preview_rows} more" + ("" if output else "; --output FILE.csv (or -) has every row"),
+                      highlight=False)
+    console.print(summary + (f"; wrote {output}" if output else ""), highlight=False, markup=False)
