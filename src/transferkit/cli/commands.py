@@ -1,4 +1,5 @@
-"""One function per CLI command: turn parsed flags into one API call and print the result."""
+"""The commands: each is one API call with its configuration (:func:`run`); a ``cmd_`` function only where a command
+prints something of its own or needs more than its configuration."""
 
 from __future__ import annotations
 
