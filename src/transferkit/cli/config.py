@@ -35,7 +35,10 @@ def parse_generated(command: str, argv: Sequence[str]) -> Any:
     ``SPEC_FILE`` (multitask) takes ``--config`` as its own field instead."""
     import tyro
 
+    from transferkit import tyro_fast
     from transferkit.options import CONFIGS, ResumeConfig
+
+    tyro_fast.install()
 
     cls = CONFIGS[command]
     argv = list(argv)
