@@ -20,6 +20,9 @@ labels_per_class=8, strategy="linear_probe")``; ``tk.fewshot("minilm", data=...,
 labels_per_class=8)`` (SetFit-style contrastive fine-tuning, or ``prototypes``/``episodes``) and
 ``tk.zeroshot("minilm", data=..., templates="This news article is about {label}.")`` (no labels at all).
 
+Every job prints through the ``console=`` it is given (a :class:`rich.console.Console`); ``tk.transfer(...,
+console=tk.silent(), progress=False)`` runs without printing anything.
+
 The names below are imported on first use (PEP 562), so ``import transferkit.data`` stays cheap.
 """
 
@@ -43,7 +46,7 @@ _EXPORTS = {
     "list_backbones": "transferkit.backbones",
     "load_bundle": "transferkit.bundle", "save_bundle": "transferkit.bundle", "get_dataset": "transferkit.data",
     "list_datasets": "transferkit.data", "get_strategy": "transferkit.strategies",
-    "list_strategies": "transferkit.strategies",
+    "list_strategies": "transferkit.strategies", "silent": "transferkit.terminal",
 }
 
 __all__ = ["__version__", *_EXPORTS]

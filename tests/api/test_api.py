@@ -28,6 +28,17 @@ def test_transfer_is_deterministic_and_beats_chance(source, tmp_path):
     assert meta["classes"] == ["5", "6", "7", "8", "9"] and model.arch == "seed_cnn"
 
 
+def test_a_silent_run_prints_nothing(source, tmp_path, capfd):
+    kw = dict(source=source.run_dir, data="digits", classes="5-9", labels_per_class=5, strategy="finetune",
+              epochs=1, progress=False)
+    capfd.readouterr()
+    quiet = tk.transfer(out=tmp_path / "quiet", console=tk.silent(), **kw)
+    assert capfd.readouterr() == ("", "")
+    loud = tk.transfer(out=tmp_path / "loud", **kw)  # the default console: the metrics table and the report's path
+    assert "report:" in capfd.readouterr().out
+    assert quiet.metrics["accuracy"] == loud.metrics["accuracy"] and (tmp_path / "quiet" / "report.md").is_file()
+
+
 def test_channel_mismatch_is_an_error_naming_both(source, tmp_path):
     import numpy as np
 

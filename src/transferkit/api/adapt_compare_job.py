@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
+from transferkit import terminal
 from transferkit.adaptation.methods import parse_method
 from transferkit.api.adapt_job import adapt
 from transferkit.api.runs import RunResult, write_json, write_yaml
@@ -35,6 +34,7 @@ from transferkit.report.adapt import (
 )
 from transferkit.report.metrics import comparison_sentence, group_did_not_learn, majority_rate, mean_std
 from transferkit.rundir import check_output_dir, open_output_dir
+from transferkit.terminal import Console
 
 _NOT_SETTINGS = ("out", "progress", "console", "plots", "seed")  # what may differ between a cell and a rerun
 
@@ -159,7 +159,7 @@ def adapt_compare(methods: Sequence[str] = (BASELINE, "dann", "dan", "coral", RE
         return adapt_compare(parse_names(c.method),
                              parse_seeds(c.comparison.seeds) if c.comparison.seeds is not None else [c.train.seed],
                              c.run.out, c.comparison.title, c.comparison.restart, c.plots, console, **shared)
-    console = console or Console()
+    console = terminal.resolve(console)
     adapt_kwargs = {k: v for k, v in adapt_kwargs.items() if k not in ("progress", "plots")}  # set per cell here
     for m in methods:
         parse_method(m)  # fail before any training

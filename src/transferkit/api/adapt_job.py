@@ -39,8 +39,8 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 
+from transferkit import terminal
 from transferkit.adaptation.adabn import adapt_batchnorm
 from transferkit.adaptation.methods import AdaptMethod, build_method, parse_method
 from transferkit.adaptation.net import AdaptNet
@@ -76,6 +76,7 @@ from transferkit.report.adapt import write_adapt_report
 from transferkit.report.metrics import classification_metrics
 from transferkit.report.tables import metrics_table
 from transferkit.rundir import check_output_dir, run_session
+from transferkit.terminal import Console
 from transferkit.transferability.similarity import similarities
 
 LABEL_FREE = ("source_val", "target_entropy", "dev")
@@ -200,7 +201,7 @@ def adapt(*args: Any, config: AdaptConfig | None = None, console: Console | None
     """
     c = AdaptConfig.given(config, args, options)
     record = c.record("adapt")
-    console = console or Console()
+    console = terminal.resolve(console)
     net_o, dom, t = c.network, c.domains, c.train
     parts = _check_args(c)
     oracle_method = parts == ["target_oracle"]

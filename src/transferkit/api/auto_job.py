@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
+from transferkit import terminal
 from transferkit.api.auto_stages import NoSelection, Search, refit
 from transferkit.api.runs import RunResult, check_max_length, load_task, write_json, write_yaml
 from transferkit.api.use import evaluate
@@ -32,6 +31,7 @@ from transferkit.options import AutoConfig
 from transferkit.report.auto import auto_labels, auto_metrics, print_auto_summary, write_auto_report
 from transferkit.report.metrics import did_not_learn, majority_rate
 from transferkit.rundir import check_output_dir, open_output_dir
+from transferkit.terminal import Console
 from transferkit.tuning.auto_plan import (
     DEFAULT_SPACE,
     Clock,
@@ -62,7 +62,7 @@ def auto(*args: Any, config: AutoConfig | None = None, console: Console | None =
     (``metrics`` as in ``<out>/metrics.json``; ``model`` the chosen one, or ``None`` when nothing finished).
     """
     c = AutoConfig.given(config, args, options)
-    console = console or Console()
+    console = terminal.resolve(console)
     d, s = c.data, c.search
     clock = Clock(parse_budget(c.budget))
     check_search(s.keep, s.finalists, s.first_epochs, s.first_steps, s.eta)

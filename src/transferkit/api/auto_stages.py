@@ -16,14 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
-from transferkit import atomic
+from transferkit import atomic, terminal
 from transferkit.api.select_job import RANDOM_PREFIX, load_candidate, select
 from transferkit.api.train import transfer
 from transferkit.backbones.features import predict_logits
 from transferkit.data.base import AnyDataset
 from transferkit.data.prepare import to_batches
+from transferkit.terminal import Console
 from transferkit.tuning.auto_plan import (
     FINAL_PATIENCE,
     PROBE_SHARE,
@@ -63,7 +62,7 @@ class Search:
         self.common = common
         self.sizes = sizes
         self.seed = common["seed"]
-        self.quiet = Console(quiet=True)
+        self.quiet = terminal.silent()
         self.state: dict[str, Any] = {"stages": {}, "probes": [], "configs": [], "best": None, "interrupted": False,
                                       "ranking": [], "refit": None}
 

@@ -14,14 +14,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
-
+from transferkit import terminal
 from transferkit.api.grid_job import run_grid_job
 from transferkit.api.runs import RunResult, write_json
 from transferkit.options import CompareConfig
 from transferkit.report.compare import COMPARE_COLUMNS, write_compare_report
 from transferkit.report.metrics import comparison_sentence, group_did_not_learn, mean_std, summary_rows
 from transferkit.report.tables import comparison_table
+from transferkit.terminal import Console
 
 BASELINE = "scratch"
 ARTEFACTS = ("metrics.json", "comparison.png", "report.md", "config.yaml")
@@ -81,7 +81,7 @@ def compare(*args: Any, config: CompareConfig | None = None, console: Console | 
     ``strategy`` is the variant's label (the plain name for a plain name). ``labels_per_class`` may hold ``None``
     or ``"all"`` (the whole training split minus a stratified ``val_fraction``).
     """
-    console = console or Console()
+    console = terminal.resolve(console)
     run = run_grid_job("compare", CompareConfig.given(config, args, options), console, ARTEFACTS)
     done, labels = run.done, [v.label for v in run.variants]
     cells = [{**c, "total_time_s": c["wall_time_s"]} for c in done.cells]  # the name compare has always used

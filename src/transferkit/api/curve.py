@@ -19,8 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
-
+from transferkit import terminal
 from transferkit.api.compare import BASELINE, findings
 from transferkit.api.grid_job import run_grid_job
 from transferkit.api.runs import RunResult, write_json
@@ -28,6 +27,7 @@ from transferkit.options import CurveConfig
 from transferkit.report.curve import CURVE_COLUMNS, write_curve_report
 from transferkit.report.metrics import group_did_not_learn, mean_std, summary_rows
 from transferkit.report.tables import comparison_table
+from transferkit.terminal import Console
 
 SETTINGS_FILE = "curve.json"
 ARTEFACTS = ("metrics.json", "curve.png", "report.md", "config.yaml")
@@ -73,7 +73,7 @@ def curve(*args: Any, config: CurveConfig | None = None, console: Console | None
     other settings are an error unless ``restart=True``, which deletes the old cells. Ctrl-C keeps the finished
     cells.
     """
-    console = console or Console()
+    console = terminal.resolve(console)
     run = run_grid_job("curve", CurveConfig.given(config, args, options), console, ARTEFACTS)
     done, labels = run.done, [v.label for v in run.variants]
     summary = summarise_curve(done.cells, labels, run.budgets)

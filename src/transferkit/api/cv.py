@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 from sklearn.model_selection import StratifiedKFold
 
+from transferkit import terminal
 from transferkit.api.runs import (
     RunResult,
     best_val_accuracy,
@@ -62,6 +62,7 @@ from transferkit.report.metrics import (
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import FinishedWork, check_output_dir, staged_output
 from transferkit.strategies.base import Strategy
+from transferkit.terminal import Console
 
 
 @dataclasses.dataclass
@@ -148,7 +149,7 @@ def cross_validate(
     metrics), ``folds.json`` (the fold indices into the training split), ``folds.png``,
     ``confusion_matrix.png`` (out-of-fold predictions) and ``report.md``. No bundle, no test-split score.
     """
-    console = console or Console()
+    console = terminal.resolve(console)
     start = time.perf_counter()
     check_output_dir(out, [source, data, weights])
     check_fold_count(cv)

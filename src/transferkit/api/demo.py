@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.console import Console
 
+from transferkit import terminal
 from transferkit.api.compare import compare
 from transferkit.api.runs import RunResult
 from transferkit.api.train import pretrain
 from transferkit.backbones.registry import backbone_info
 from transferkit.report.demo import write_demo_report
 from transferkit.rundir import check_output_dir, open_output_dir
+from transferkit.terminal import Console
 
 SOURCE_CLASSES = "0,1,5,8,9"
 TARGET_CLASSES = "2,3,4,6,7"
@@ -44,7 +45,7 @@ def demo(out: str | Path = "runs/demo", seeds: int = 3, labels_per_class: tuple[
     same ``out`` reuses the source and the comparisons' finished cells (a retrained source restarts them).
     ``steps`` sets the split task's budget (default: each strategy's recipe); the ImageNet part trains
     ``min(steps, IMAGENET_STEPS)`` steps per run."""
-    console = console or Console()
+    console = terminal.resolve(console)
     out = open_output_dir(check_output_dir(out, kind="demo"), "demo")  # it writes into out (re-uses its source)
     start = time.perf_counter()
     with_imagenet = imagenet and backbone_info(IMAGENET_SOURCE).weights_available()

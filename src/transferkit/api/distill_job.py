@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 
+from transferkit import terminal
 from transferkit.api.runs import (
     RunResult,
     backbone_for_data,
@@ -51,6 +51,7 @@ from transferkit.report.distill import distill_facts, distill_metrics, models_ta
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, run_session
 from transferkit.strategies.base import get_strategy
+from transferkit.terminal import Console
 
 
 def distill(*args: Any, config: DistillConfig | None = None, console: Console | None = None,
@@ -71,7 +72,7 @@ def distill(*args: Any, config: DistillConfig | None = None, console: Console | 
     """
     c = DistillConfig.given(config, args, options)
     config_record = c.record("distill") | {"teacher": str(c.teacher), "student": str(c.student)}
-    console = console or Console()
+    console = terminal.resolve(console)
     fit_options, kd, inputs = _check(c)
     set_threads()
     start = time.perf_counter()

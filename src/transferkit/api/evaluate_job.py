@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
+from transferkit import terminal
 from transferkit.api.runs import (
     check_channels,
     check_classes,
@@ -29,6 +29,7 @@ from transferkit.options import EvaluateConfig
 from transferkit.report.plots import plot_confusion
 from transferkit.report.tables import metrics_table
 from transferkit.rundir import check_output_dir, open_output_dir
+from transferkit.terminal import Console
 
 ALL_SPLITS = "all (no test split)"  # metrics["split"] when data without a test split is evaluated whole
 
@@ -55,7 +56,7 @@ def evaluate(*args: Any, config: EvaluateConfig | None = None, console: Console 
     if data is None:
         raise ConfigError("data", "a dataset name or name:PATH", None)
     record = c.record("evaluate")
-    console = console or Console()
+    console = terminal.resolve(console)
     if out is not None:  # it writes into out: a new, empty or earlier evaluate folder, never the model or data
         check_output_dir(out, [model, data], kind="evaluate")
     splits = _evaluation_splits(data, split)

@@ -10,8 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from transferkit import atomic
 from transferkit.bundle import load_bundle, resolve_bundle
 from transferkit.errors import ConfigError
@@ -27,6 +25,7 @@ from transferkit.exporting import (
 from transferkit.inference import InputSpec, check_modality
 from transferkit.options import ExportConfig
 from transferkit.rundir import check_output_file, check_output_name
+from transferkit.terminal import Console
 
 FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt"}
 RECORD_FILE = "export.json"

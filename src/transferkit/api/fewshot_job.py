@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
 
+from transferkit import terminal
 from transferkit.api.runs import (
     RunResult,
     check_channels,
@@ -67,6 +67,7 @@ from transferkit.report.fewshot import (
 from transferkit.report.metrics import did_not_learn, majority_rate
 from transferkit.report.tables import metrics_table
 from transferkit.rundir import check_output_dir, run_session
+from transferkit.terminal import Console
 
 __all__ = ["EVALUATE_ON", "METHODS", "fewshot", "label_embeddings", "zeroshot"]
 METHODS = tuple(FEW_SHOT_METHODS.names())
@@ -107,10 +108,8 @@ def _fit(model: Backbone, support: TensorBatches, num_classes: int, c: FewshotCo
     torch.manual_seed(c.seed)
     if c.method != "setfit":
         return fit_prototypes(model, support, num_classes)
-    from rich.progress import Progress
-
     s = c.setfit
-    with Progress(console=console, transient=True, disable=not c.progress) as bar:
+    with terminal.progress_bar(console, c.progress) as bar:
         task = bar.add_task("contrastive fine-tuning", total=None)
 
         def report(step: int, total: int, loss: float) -> None:
@@ -132,7 +131,7 @@ def fewshot(*args: Any, config: FewshotConfig | None = None, console: Console | 
     src, task = c.source, c.data
     if isinstance(src.source, Backbone):
         record["source"] = f"<{src.source.arch} model object>"
-    console = console or Console()
+    console = terminal.resolve(console)
     check_fewshot_options(c.method, c.episode.episode_classifier, c.labels_per_class)
     check_output_dir(c.out, _inputs(record))  # before anything loads (run_session checks again)
     set_threads()

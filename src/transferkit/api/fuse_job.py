@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
 from torch import nn
 
+from transferkit import terminal
 from transferkit.api.runs import RunResult, load_source, load_task, score, set_threads, write_json, write_yaml
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.features import batched_outputs, predict_logits
@@ -42,6 +42,7 @@ from transferkit.options import FuseConfig, parse_names
 from transferkit.report.fuse import COLUMNS, fuse_findings, fuse_rows, write_fuse_report
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, staged_output
+from transferkit.terminal import Console
 
 FUSE_METHODS = tuple(FUSION_METHODS.names())
 FIT_ON = ("held_out", "validation")
@@ -157,7 +158,7 @@ def fuse(*args: Any, config: FuseConfig | None = None, console: Console | None =
     methods = list(FUSE_METHODS) if c.methods is None else parse_names(c.methods)
     data, classes, fit_on = c.data.data, c.data.classes, c.fit_on
     record = {**c.record("fuse"), "members": [str(m) for m in members], "methods": methods}
-    console = console or Console()
+    console = terminal.resolve(console)
     check_output_dir(c.out, [*members, data])  # before anything loads; the members are never written over
     _check(members, methods, fit_on)
     set_threads()

@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
-from rich.progress import Progress
 
+from transferkit import terminal
 from transferkit.api.runs import best_val_accuracy, score, write_json, write_yaml
 from transferkit.api.variants import Variant
 from transferkit.backbones.base import Backbone
@@ -45,6 +44,7 @@ from transferkit.errors import ConfigError
 from transferkit.logs import quiet_logger
 from transferkit.report.metrics import describe_selection, did_not_learn, majority_rate
 from transferkit.strategies.base import Strategy
+from transferkit.terminal import Console
 
 CELLS_DIR = "cells"
 FORMAT = 2  # 2: issue 26 — --labels-per-class K is the whole budget (no K extra validation images by default)
@@ -155,7 +155,7 @@ def run_grid(grid: Grid, out: Path, kind: str, settings: dict[str, Any], config:
     from the cells at the end) are removed; each finished cell is written at once. Ctrl-C keeps the finished
     cells and says how to resume.
     """
-    console = console or Console()
+    console = terminal.resolve(console)
     digest = _open_grid(out, kind, settings, config, artefacts, restart, console, source, data, classes)
     cells_dir = out / CELLS_DIR
     cells, todo = _finished_cells(grid, cells_dir, digest)
@@ -168,7 +168,7 @@ def run_grid(grid: Grid, out: Path, kind: str, settings: dict[str, Any], config:
     test_b = to_batches(grid.test_set, model.input_spec) if todo else None
     computed = 0
     try:
-        with quiet_cache_log(), Progress(console=console, transient=True, disable=not progress) as bar:
+        with quiet_cache_log(), terminal.progress_bar(console, progress) as bar:
             task = bar.add_task(kind, total=n_todo)
             for (k, seed), group in todo.items():
                 train_set, val_set = labelled_budget_split(full, k, grid.val_per_class, grid.val_fraction, seed)

@@ -14,8 +14,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from transferkit.api.grid import (
     CELLS_DIR,
     FORMAT,
@@ -43,6 +41,7 @@ from transferkit.data.splits import k_per_class
 from transferkit.errors import ConfigError
 from transferkit.options import GridConfig, parse_labels_per_class, parse_seeds, parse_specs
 from transferkit.rundir import check_output_dir, open_output_dir
+from transferkit.terminal import Console
 
 # training options a grid sets per cell (seed) or for itself (progress)
 _PER_CELL = ("seed", "progress")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
+from transferkit import terminal
 from transferkit.api.runs import (
     RunResult,
     check_channels,
@@ -26,6 +25,7 @@ from transferkit.engine.lr_find import find_lr
 from transferkit.options import LrFindConfig
 from transferkit.report.plots import plot_lr_find
 from transferkit.rundir import check_output_dir, staged_output
+from transferkit.terminal import Console
 
 
 def lr_find(*args: Any, config: LrFindConfig | None = None, console: Console | None = None,
@@ -41,7 +41,7 @@ def lr_find(*args: Any, config: LrFindConfig | None = None, console: Console | N
     """
     c = LrFindConfig.given(config, args, options)
     src, task, st, opt = c.source, c.task, c.strategy, c.optimiser
-    console = console or Console()
+    console = terminal.resolve(console)
     record = c.record("lr-find")
     if isinstance(src.source, Backbone):
         record["source"] = f"<{src.source.arch} model object>"

@@ -20,8 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
+from transferkit import terminal
 from transferkit.api.runs import (
     RunResult,
     check_channels,
@@ -44,6 +43,7 @@ from transferkit.report.multitask import multitask_metrics, tasks_table, write_m
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, run_session
 from transferkit.strategies.base import Strategy
+from transferkit.terminal import Console
 
 task_slices = mtl.task_slices  # re-exported: it was defined here before it moved
 
@@ -65,7 +65,7 @@ def multitask(
     spec's values. Writes ``out`` (default ``runs/multitask``): config.yaml, metrics.json, report.md (one table, one
     chart), learning_curves.png and bundle/ (every task's head).
     """
-    console = console or Console()
+    console = terminal.resolve(console)
     spec, strat, cfg, config_record, out_dir, inputs = _configure(
         config, source, out, {"seed": seed, "epochs": epochs, "strategy": strategy, "weighting": weighting,
                               "sampling": sampling, "baselines": baselines}, progress)

@@ -17,13 +17,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from transferkit.api.adapt_job import adapt
 from transferkit.api.distill_job import distill
 from transferkit.api.runs import RunResult
 from transferkit.api.train import pretrain, transfer
 from transferkit.rundir import recorded_config
+from transferkit.terminal import Console
 
 RESUMABLE = {"pretrain": pretrain, "transfer": transfer, "adapt": adapt, "distill": distill}
 

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 from rich.markup import escape
 
+from transferkit import terminal
 from transferkit.api.runs import (
     RunResult,
     backbone_for_data,
@@ -57,6 +57,7 @@ from transferkit.errors import ConfigError
 from transferkit.options import SelectConfig, parse_names
 from transferkit.report.select import print_ranking, write_select_outputs
 from transferkit.rundir import check_output_dir, staged_output
+from transferkit.terminal import Console
 from transferkit.transferability import SCORES
 from transferkit.transferability.candidates import feature_similarity, score_candidates
 from transferkit.transferability.ranking import (
@@ -112,7 +113,7 @@ def select(*args: Any, config: SelectConfig | None = None, console: Console | No
     into ``out`` atomically; ``result.metrics["selected"]`` is the top-1 candidate.
     """
     c = SelectConfig.given(config, args, options)
-    console = console or Console()
+    console = terminal.resolve(console)
     names = parse_scores(c.scores)
     cands = check_candidates(c.candidates, c.verification.verify)
     record = {**c.record("select"), "candidates": cands, "scores": names}

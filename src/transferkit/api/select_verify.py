@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from transferkit.backbones.base import Backbone
 from transferkit.data.base import ImageSet
 from transferkit.options import SelectConfig
 from transferkit.rundir import FinishedWork
+from transferkit.terminal import Console
 from transferkit.transferability.ranking import safe_name, score_correlations
 
 

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
+from transferkit import terminal
 from transferkit.errors import ConfigError
 from transferkit.options import ServeConfig
+from transferkit.terminal import Console
 
 API_KEY_ENV = "TRANSFERKIT_API_KEY"
 
@@ -80,7 +80,7 @@ def serve(*args: Any, config: ServeConfig | None = None, console: Console | None
     c = ServeConfig.given(config, args, options)
     if c.model in (None, ""):
         raise ValueError("MODEL (run directory, bundle directory or model.onnx) is required")
-    console = console or Console()
+    console = terminal.resolve(console)
     limits = service_limits(c)
     api_key = c.api_key or os.environ.get(API_KEY_ENV) or None
     predictor = load_service_predictor(c.model, c.backend, c.threads)

@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 from lightning.pytorch.callbacks import Callback
-from rich.console import Console
 
+from transferkit import terminal
 from transferkit.api.cv import cross_validate
 from transferkit.api.runs import (
     RunResult,
@@ -71,6 +71,7 @@ from transferkit.report.tables import metrics_table
 from transferkit.report.train import write_train_report
 from transferkit.rundir import check_output_dir, run_session
 from transferkit.strategies.base import Strategy, get_strategy
+from transferkit.terminal import Console
 
 
 def write_run(
@@ -188,7 +189,7 @@ def _train_job(
     its config.yaml records): what ``pretrain`` and ``transfer`` (without ``cv``) run once their options are checked
     and the source is loaded. ``evaluate_test``/``split_indices`` act as in :func:`transfer`. A DDP process other
     than rank 0 trains, then returns without writing (``run_dir`` ``None``)."""
-    console = console or Console()
+    console = terminal.resolve(console)
     inputs = [task.data, *(config.get(k) for k in ("source", "weights", "class_map"))]  # never written over
     check_output_dir(run.out, inputs)  # before anything loads or trains (run_session checks again)
     set_threads()

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from rich.console import Console
 
+from transferkit import terminal
 from transferkit.api.runs import RunResult, make_strategy, write_json
 from transferkit.api.train import transfer
 from transferkit.backbones.base import Backbone
@@ -44,6 +44,7 @@ from transferkit.report.tune import (
     write_tune_report,
 )
 from transferkit.rundir import check_output_dir, open_output_dir
+from transferkit.terminal import Console
 from transferkit.tuning.objective import TrialObjective, run_trials
 from transferkit.tuning.pruning import PruningCallback
 from transferkit.tuning.space import SearchParam
@@ -80,7 +81,7 @@ def tune(*args: Any, config: TuneConfig | None = None, console: Console | None =
     goes on; if no trial of the study has finished, ``tune`` raises with the first reason.
     """
     c = TuneConfig.given(config, args, kwargs)
-    console = console or Console()
+    console = terminal.resolve(console)
     start = time.perf_counter()
     st, task, metric = c.study, c.task, c.study.metric
     pruner = make_pruner(st)
@@ -117,7 +118,7 @@ def _optimize(study: optuna.Study, params: list[SearchParam], base: dict[str, An
               console: Console) -> list[int]:
     """Run up to ``n_trials`` trials (or until ``timeout``), each a quiet :func:`transfer` run that never loads the
     test split; return the numbers of the trials this call ran."""
-    quiet = Console(quiet=True)  # a trial's own per-class table would drown the search's one line per trial
+    quiet = terminal.silent()  # a trial's own per-class table would drown the search's one line per trial
 
     def train(kwargs: dict[str, Any], opts: dict[str, Any], run_dir: Path, pruning: PruningCallback) -> Any:
         return transfer(**kwargs, options=opts or None, out=run_dir, progress=False, callbacks=[pruning],

@@ -17,16 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 
+from transferkit import terminal
 from transferkit.api.evaluate_job import ALL_SPLITS, evaluate
 from transferkit.api.predict_inputs import (
     TEXT_TABLE_SUFFIXES,
@@ -66,6 +65,7 @@ from transferkit.inference import (
     task_heads,
 )
 from transferkit.rundir import check_output_file
+from transferkit.terminal import Console
 
 __all__ = ["ALL_SPLITS", "FORMULA_PREFIXES", "PREDICT_FORMATS", "PREVIEW_ROWS", "STDOUT", "TEXT_TABLE_SUFFIXES",
            "PredictInput", "csv_safe", "evaluate", "iter_predict_inputs", "iter_text_inputs", "predict",
@@ -121,7 +121,7 @@ def predict(
     predictor = _load_predictor(model, backend)
     k, fields = _output_columns(predictor, top_k)
     job = _PredictJob(predictor, paths, text_column, k, fields, strict, convert_channels, max_pixels, batch_size,
-                      console or Console(stderr=True), progress)
+                      terminal.resolve(console, stderr=True), progress)
     total = sum(1 for _ in job.items()) if progress else None
     rows: list[dict[str, Any]] = []
     if output is None:
@@ -211,7 +211,7 @@ class _PredictJob:
         predicted (``total`` inputs on the progress bar; ``None``: unknown); no input at all is a ValueError."""
         columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("images"), TimeElapsedColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=self.console, transient=True, disable=not self.progress) as bar:
+        with terminal.progress_bar(self.console, self.progress, *columns) as bar:
             task = bar.add_task("predict", total=total)
             for chunk in _chunks(self.items(), self.batch_size):
                 out = self.predict_chunk(chunk)

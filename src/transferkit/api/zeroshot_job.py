@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
+from transferkit import terminal
 from transferkit.api.runs import RunResult, check_channels, load_source, load_task, set_threads, write_json, write_yaml
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.features import predict_logits
@@ -38,6 +38,7 @@ from transferkit.report.fewshot import write_zeroshot_report
 from transferkit.report.metrics import classification_metrics
 from transferkit.report.tables import metrics_table
 from transferkit.rundir import check_output_dir, run_session
+from transferkit.terminal import Console
 
 __all__ = ["label_embeddings", "zeroshot"]
 
@@ -90,7 +91,7 @@ def zeroshot(*args: Any, config: ZeroshotConfig | None = None, console: Console 
     record = c.record("zeroshot")
     if isinstance(c.source, Backbone):
         record["source"] = f"<{c.source.arch} model object>"
-    console = console or Console()
+    console = terminal.resolve(console)
     inputs = [record.get(k) for k in ("source", "data", "descriptions")]  # what the run reads: never written over
     check_output_dir(c.out, inputs)  # before anything loads (run_session checks again)
     set_threads()

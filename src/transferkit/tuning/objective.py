@@ -21,12 +21,12 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from rich.console import Console
-from rich.progress import Progress
 
+from transferkit import terminal
 from transferkit.backbones.cache import log as cache_log
 from transferkit.logs import quiet_logger
 from transferkit.rundir import partial_dir
+from transferkit.terminal import Console
 from transferkit.tuning.pruning import PruningCallback
 from transferkit.tuning.space import SearchParam, fmt_value
 from transferkit.tuning.tune_plan import METRICS, trial_arguments
@@ -103,7 +103,7 @@ def run_trials(study: optuna.Study, objective: TrialObjective, n_trials: int, ti
     the finished trials in the study (the running one is recorded as failed) and raises a plain KeyboardInterrupt."""
     try:
         # one feature-cache line per trial would drown the progress bar
-        with quiet_logger(cache_log.name), Progress(console=console, transient=True, disable=not progress) as bar:
+        with quiet_logger(cache_log.name), terminal.progress_bar(console, progress) as bar:
             task = bar.add_task(f"tune {study.study_name}", total=n_trials)
             study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(ValueError, RuntimeError),
                            callbacks=[lambda _study, _trial: bar.advance(task)])
