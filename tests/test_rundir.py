@@ -42,7 +42,7 @@ def test_failure_keeps_a_resumable_partial_and_removes_one_without_checkpoints(t
         fake_checkpoint(s.path)
         raise RuntimeError("killed in training")
     assert partial_dir(out).exists() and recorded_config(out) == {"lr": 0.1}
-    with pytest.raises(ValueError, match="interrupted run .*--resume .*--overwrite"), run_session(out):
+    with pytest.raises(ValueError, match="interrupted run .*resume=True .*overwrite=True"), run_session(out):
         pass
     with pytest.raises(ValueError, match=r"options differ .*lr: 0.1 then, 0.2 now"), \
             run_session(out, resume=True, config={"lr": 0.2}):

@@ -21,9 +21,10 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from transferkit.api.serve_job import is_loopback, start_in_thread, stop_thread  # noqa: E402
+from transferkit.api.serve_job import is_loopback  # noqa: E402
 from transferkit.inference import BadImage, TorchPredictor, decode_image, predict_batch  # noqa: E402
 from transferkit.serve import ServiceLimits, create_app  # noqa: E402
+from transferkit.serve_thread import start_in_thread, stop_thread  # noqa: E402
 
 CLASSES = ["tshirt", "trouser", "pullover", "dress"]
 LIMITS = ServiceLimits(max_upload_bytes=200_000, max_images=8, decode_timeout_s=5.0, max_pixels=1_000_000)

@@ -111,7 +111,7 @@ def test_long_texts_can_be_refused_with_the_limit(bundles, one_thread):
         assert "texts[1]" in detail and "limit of 24 tokens" in detail
         r = _post(client, {"texts": GOOD})
         assert r.status_code == 200 and not any(p["truncated"] for p in r.json()["predictions"])
-    with pytest.raises(ValueError, match=r"long_texts \(--long-texts\) must be one of truncate, refuse, got 'cut'"):
+    with pytest.raises(ValueError, match=r"long_texts: expected one of truncate, refuse, got 'cut'"):
         ServiceLimits(long_texts="cut")
 
 

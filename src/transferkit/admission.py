@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from transferkit.errors import ConfigError
 from transferkit.inference import DEFAULT_MAX_PIXELS, DEFAULT_REQUEST_PIXELS
 
 logger = logging.getLogger("transferkit.serve")  # the service's log: these messages were always logged under it
@@ -84,8 +85,7 @@ class ServiceLimits:
         if self.max_inflight_bytes is None:
             self.max_inflight_bytes = 8 * self.max_upload_bytes
         if self.long_texts not in LONG_TEXT_POLICIES:
-            raise ValueError(f"long_texts (--long-texts) must be one of {', '.join(LONG_TEXT_POLICIES)}, got "
-                             f"{self.long_texts!r}")
+            raise ConfigError("long_texts", f"one of {', '.join(LONG_TEXT_POLICIES)}", self.long_texts)
         bad = {k: v for k, v in asdict(self).items() if k != "long_texts"
                and not (isinstance(v, (int, float)) and (v > 0 or (k in OFF_AT_ZERO and v == 0)))}
         if bad:

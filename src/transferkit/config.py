@@ -30,7 +30,7 @@ DEFAULT_EPOCHS = 30  # epochs of a configuration that names no budget and is tra
 def either_flag(deterministic: bool = False, no_deterministic: bool = False) -> bool | None:
     """``--deterministic`` / ``--no-deterministic`` / neither (``None``: the default, on for CPU runs)."""
     if deterministic and no_deterministic:
-        raise ConfigError("deterministic", "--deterministic or --no-deterministic, not both", "both")
+        raise ConfigError("deterministic", "its flag or its no- flag, not both", "both")
     return True if deterministic else False if no_deterministic else None
 
 

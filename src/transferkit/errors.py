@@ -6,7 +6,9 @@ them) lets ``transferkit --help`` start without importing PyTorch.
 
 from __future__ import annotations
 
+import re
 import signal
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 
@@ -38,6 +40,29 @@ class ConfigError(ValueError):
         got = f"'{self.got}'" if isinstance(self.got, str) else repr(self.got)
         return f"{name}: expected {self.expected}, got {got}" + (f"; {self.detail}" if self.detail else "")
 
-    def as_flag(self) -> str:
-        """The message with ``field`` written as the command line's flag (``batch_size`` → ``--batch-size``)."""
-        return self._text("--" + self.field.replace("_", "-"))
+    def as_flag(self, flags: Mapping[str, str] | None = None) -> str:
+        """The message with ``field`` written as the command line's flag (``batch_size`` → ``--batch-size``;
+        ``flags`` maps the fields whose flag is spelled otherwise, e.g. ``options`` → ``--option``)."""
+        return self._text((flags or {}).get(self.field) or "--" + self.field.replace("_", "-"))
+
+
+_ASSIGNMENT = re.compile(r"(?<![\w:,.=/'\"-])([a-z][a-z0-9_]*)=([^\s,;)]+?)(?=[\s,;)]|\.(?:\s|$)|$)")
+
+
+def spell_flags(message: str, names: Collection[str]) -> str:
+    """``message`` with each Python keyword the library suggests (``image_size=224``, ``overwrite=True``,
+    ``resume=False``) written as the command line's flag (``--image-size 224``, ``--overwrite``, ``--no-resume``).
+
+    Library messages name options as a Python caller passes them; the command line shows them as flags. Only
+    ``name=value`` where ``name`` is one of ``names`` (the commands' option names) and nothing but a space or a
+    bracket precedes it changes, so values quoted from the user (``'finetune:lr=0.1'``) stay as given.
+    """
+
+    def flag(match: re.Match[str]) -> str:
+        name, value = match.groups()
+        if name not in names:
+            return match.group(0)
+        dashed = name.replace("_", "-")
+        return {"True": f"--{dashed}", "False": f"--no-{dashed}"}.get(value, f"--{dashed} {value}")
+
+    return _ASSIGNMENT.sub(flag, message)

@@ -128,30 +128,30 @@ def _check_not_an_input(out: Path, sources: Iterable[Any], option: str, what: st
         for path in _local_paths(source):
             src = path.resolve()
             if target == src:
-                raise OutputPathError(f"{option} {out} is {path}, an input this job reads: writing {what} there "
-                                      f"would replace it; choose another {option} (nothing was written)")
+                raise OutputPathError(f"{option}={out} is {path}, an input this job reads: writing {what} there "
+                                      f"would replace it; choose another {option}=… (nothing was written)")
             if src in target.parents:
-                raise OutputPathError(f"{option} {out} lies inside {path}, an input this job reads; write {what} "
-                                      f"outside it, e.g. {option} {src.parent / (src.name + '-out')} "
+                raise OutputPathError(f"{option}={out} lies inside {path}, an input this job reads; write {what} "
+                                      f"outside it, e.g. {option}={src.parent / (src.name + '-out')} "
                                       "(nothing was written)")
             if target in src.parents:
-                raise OutputPathError(f"{option} {out} holds {path}, an input this job reads, and would be "
-                                      f"replaced by {what}; choose another {option} (nothing was written)")
+                raise OutputPathError(f"{option}={out} holds {path}, an input this job reads, and would be "
+                                      f"replaced by {what}; choose another {option}=… (nothing was written)")
 
 
-def check_output_name(out: Any, option: str = "--out") -> Path:
+def check_output_name(out: Any, option: str = "out") -> Path:
     """``out`` as a path; :class:`OutputPathError` when it is empty or names the current or a parent folder."""
     if out is None or (isinstance(out, str) and not out.strip()):
-        raise OutputPathError(f"{option} is empty: give the path to write, e.g. {option} runs/NAME")
+        raise OutputPathError(f"{option}='' is empty: give the path to write, e.g. {option}=runs/NAME")
     path = Path(out)
     if path.name in ("", ".", ".."):
-        raise OutputPathError(f"{option} {out}: name a folder of its own (e.g. {option} {path / 'NAME'}), not "
+        raise OutputPathError(f"{option}={out}: name a folder of its own (e.g. {option}={path / 'NAME'}), not "
                               "the current or a parent folder (nothing was written)")
     return path
 
 
 def check_output_dir(out: Any, sources: Iterable[Any] = (), kind: str | None = None,
-                     option: str = "--out", bundle: bool = False) -> Path:
+                     option: str = "out", bundle: bool = False) -> Path:
     """Refuse (:class:`OutputPathError`) to write the output directory ``out`` unless it is safe; return it.
 
     Safe means: ``out`` does not exist, is an empty folder, or is a transferkit output (:func:`output_kind`),
@@ -168,29 +168,29 @@ def check_output_dir(out: Any, sources: Iterable[Any] = (), kind: str | None = N
     if path.is_symlink() and not path.exists():
         return path  # a dangling link: replaced like a missing folder, nothing behind it
     if path.exists() and not path.is_dir():
-        raise OutputPathError(f"{option} {out} is an existing file, not a folder: transferkit writes {option} as "
-                              f"a directory and would replace the file; choose another {option} (nothing was "
+        raise OutputPathError(f"{option}={out} is an existing file, not a folder: transferkit writes {option} as "
+                              f"a directory and would replace the file; choose another {option}=… (nothing was "
                               "written)")
     if not path.exists() or not any(path.iterdir()):
         return path
     found = output_kind(path)
     if found is None:
-        raise OutputPathError(f"{option} {out} is a folder that is not a transferkit output (it holds "
+        raise OutputPathError(f"{option}={out} is a folder that is not a transferkit output (it holds "
                               f"{_listing(path)}); transferkit replaces {option} as a whole, so it refuses to write "
-                              f"there, even with --overwrite: choose a new or empty folder, e.g. {option} "
+                              f"there, even with overwrite=True: choose a new or empty folder, e.g. {option}="
                               f"{path / 'NAME'} (nothing was written)")
     if found == "bundle" and not bundle:
-        raise OutputPathError(f"{option} {out} is a transferkit bundle (a model, perhaps another run's); this job "
-                              f"writes a run directory and would replace it: choose another {option} (nothing was "
+        raise OutputPathError(f"{option}={out} is a transferkit bundle (a model, perhaps another run's); this job "
+                              f"writes a run directory and would replace it: choose another {option}=… (nothing was "
                               "written)")
     if kind is not None and found != kind:
-        raise OutputPathError(f"{option} {out} holds a transferkit {found} output; {kind} writes into {option} "
-                              f"and would mix its files with it: choose another {option} (nothing was written)")
+        raise OutputPathError(f"{option}={out} holds a transferkit {found} output; {kind} writes into {option} "
+                              f"and would mix its files with it: choose another {option}=… (nothing was written)")
     return path
 
 
 def check_output_file(output: Any, inputs: Iterable[Any] = (), overwrite: bool = False,
-                      previous: Any = None, option: str = "--output") -> Path:
+                      previous: Any = None, option: str = "output") -> Path:
     """Refuse (:class:`OutputPathError`) to write the file ``output`` unless it is safe; return it.
 
     Never onto or into one of ``inputs`` (files and folders the job reads, compared resolved), never onto a
@@ -201,17 +201,17 @@ def check_output_file(output: Any, inputs: Iterable[Any] = (), overwrite: bool =
     path = check_output_name(output, option)
     _check_not_an_input(path, inputs, option, "the output")
     if path.is_dir():
-        raise OutputPathError(f"{option} {output} is a folder; give a file name in it, e.g. {option} "
+        raise OutputPathError(f"{option}={output} is a folder; give a file name in it, e.g. {option}="
                               f"{path / 'predictions.csv'}")
     earlier = path.exists() and previous is not None and previous(path)
     if path.exists() and not earlier and output_kind(path.parent) is not None:
-        # a run's own files (metrics.json, config.yaml, report.md, …) are never replaced, --overwrite or not
-        raise OutputPathError(f"{option} {output} is a file of the transferkit {output_kind(path.parent)} output "
-                              f"{path.parent}; writing there would replace it: choose another {option} (nothing "
+        # a run's own files (metrics.json, config.yaml, report.md, …) are never replaced, overwrite or not
+        raise OutputPathError(f"{option}={output} is a file of the transferkit {output_kind(path.parent)} output "
+                              f"{path.parent}; writing there would replace it: choose another {option}=… (nothing "
                               "was written)")
     if path.exists() and not overwrite and not earlier:
-        raise OutputPathError(f"{option} {output} exists and is not an earlier output of this command; pass "
-                              f"--overwrite to replace it, or choose another {option} (nothing was written)")
+        raise OutputPathError(f"{option}={output} exists and is not an earlier output of this command; pass "
+                              f"overwrite=True to replace it, or choose another {option}=… (nothing was written)")
     return path
 
 
@@ -351,9 +351,9 @@ def _check_same_config(partial: Path, config: dict[str, Any] | None) -> None:
     diff = sorted(k for k in set(recorded) | set(now) if k not in RESUME_FREE and recorded.get(k) != now.get(k))
     if diff:
         detail = "; ".join(f"{k}: {recorded.get(k)!r} then, {now.get(k)!r} now" for k in diff)
-        raise ValueError(f"--resume: the options differ from the interrupted run's ({detail}); resume with the same "
-                         "options ('transferkit resume DIR' reads them from its config.yaml) or start afresh with "
-                         "--overwrite")
+        raise ValueError(f"resume=True: the options differ from the interrupted run's ({detail}); resume with the "
+                         "same options ('transferkit resume DIR' or tk.resume(DIR) read them from its config.yaml) "
+                         "or start afresh with overwrite=True")
 
 
 @contextlib.contextmanager
@@ -385,7 +385,7 @@ def run_session(out: str | Path, resume: bool = False, overwrite: bool = False,
     if lock is None:
         if not overwrite:
             raise RunLockedError(f"{out} is being written by {_holder(lock_path(out))}; wait for it to finish, write "
-                                 f"to another --out, or pass --overwrite to run anyway (this run then stages "
+                                 f"to another out=…, or pass overwrite=True to run anyway (this run then stages "
                                  f"separately and replaces {out} when it finishes)")
         with staged_output(out, kind) as staging:  # private staging, replaces out at the end; removed on failure
             yield RunSession(out, staging)
@@ -412,8 +412,8 @@ def _open_partial(out: Path, partial: Path, resume: bool, overwrite: bool,
         if resume:
             if ckpt is None:
                 reasons = f" ({'; '.join(skipped)})" if skipped else ""
-                raise ValueError(f"--resume {out}: the interrupted run in {partial} has no usable checkpoint{reasons}; "
-                                 "start afresh with --overwrite")
+                raise ValueError(f"resume=True, out={out}: the interrupted run in {partial} has no usable "
+                                 f"checkpoint{reasons}; start afresh with overwrite=True")
             _check_same_config(partial, config)
             warn_if_untrusted(partial, ckpt, last_host)
             if read_marker(partial) is None:  # a run interrupted before the marker existed
@@ -421,12 +421,12 @@ def _open_partial(out: Path, partial: Path, resume: bool, overwrite: bool,
             return RunSession(out, partial, ckpt, skipped=skipped)
         if ckpt is not None and not overwrite:
             raise ValueError(f"{out} has an interrupted run (latest checkpoint {ckpt.name} in {partial}); continue "
-                             f"it with --resume {out}, or discard it with --overwrite")
+                             f"it with resume=True (or 'transferkit resume {out}'), or discard it with overwrite=True")
         shutil.rmtree(partial)
     elif resume:
         what = ("is a finished run: nothing to resume" if (out / "metrics.json").is_file()
                 else f"has no interrupted run to resume (looked for {partial})")
-        raise ValueError(f"--resume {out}: {what}")
+        raise ValueError(f"resume=True, out={out}: {what}")
     partial.mkdir(parents=True)
     write_marker(partial, kind)
     return RunSession(out, partial)

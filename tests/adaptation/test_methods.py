@@ -40,7 +40,7 @@ def test_options_go_to_the_part_that_has_them_and_unknown_ones_list_the_valid():
     assert isinstance(m, Combined) and m.parts == ["dann", "self_training"]
     dann, st = m.methods
     assert dann.options["trade_off"] == 0.3 and st.options["trade_off"] == 1.0 and st.options["threshold"] == 0.95
-    with pytest.raises(ValueError, match="--option nope: no such option.*valid options: .*dann.hidden"):
+    with pytest.raises(ValueError, match="options: expected an option of method .*dann.hidden.*got 'nope'"):
         build_method("dann+self_training", 8, 3, {"nope": 1})
     with pytest.raises(ValueError, match="threshold must be in"):
         build_method("self_training", 8, 3, {"threshold": 1.5})

@@ -101,15 +101,15 @@ def test_bad_input_is_refused_with_the_names_and_choices(tmp_path):
     with pytest.raises(ValueError, match=r"different classes: source \['T-shirt/top'.*target \['0', '1'"):
         api.adapt(source="fashion_mnist", target="digits", out=tmp_path / "x", progress=False)
     with pytest.raises(ValueError, match=r"a/train has images of size \(28, 28\) but target .*b/train has \(20, 20\)"
-                                         r".*--resize"):
+                                         r".*resize=True"):
         _mismatched_sizes(tmp_path)
-    with pytest.raises(ValueError, match="fewer than --batch-size 64"):
+    with pytest.raises(ValueError, match="fewer than batch_size=64"):
         api.adapt(**{**SMALL, "target_limit": 20, "batch_size": 64}, out=tmp_path / "x")
-    with pytest.raises(ValueError, match="peeks at target labels.*--oracle-selection"):
+    with pytest.raises(ValueError, match="peeks at target labels.*oracle_selection=True"):
         api.adapt(**SMALL, selection="oracle", out=tmp_path / "x")
     with pytest.raises(ValueError, match="unknown selection criterion 'best'; valid selection criteria: source_val"):
         api.adapt(**SMALL, selection="best", out=tmp_path / "x")
-    with pytest.raises(ValueError, match="--frozen .* --pretrained"):
+    with pytest.raises(ValueError, match="frozen=True .* pretrained=True"):
         api.adapt(**SMALL, frozen=True, out=tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
@@ -150,7 +150,7 @@ def test_divergence_keeps_the_previous_run_and_cli_reports_it(tmp_path, capsys):
     out = tmp_path / "run"
     api.adapt(method="source_only", out=out, diagnostics=False, plots=False, **SMALL)
     before = (out / "metrics.json").read_text()
-    with pytest.raises(engine_adapt.DivergenceError, match="diverged at step 0.*lower --lr"):
+    with pytest.raises(engine_adapt.DivergenceError, match="diverged at step 0.*lower lr="):
         api.adapt(method="dann", options={"trade_off": float("nan")}, out=out, diagnostics=False, plots=False,
                   **SMALL)
     assert (out / "metrics.json").read_text() == before  # the earlier run is intact

@@ -6,7 +6,7 @@ import pytest
 from rich.console import Console
 
 import transferkit as tk
-from transferkit.api import auto_stages
+from transferkit.api import auto_stages, auto_trials
 from transferkit.api.auto_job import parse_budget
 from transferkit.errors import ConfigError
 from transferkit.tuning.auto_plan import Clock, first_rung
@@ -32,7 +32,7 @@ def source(tmp_path_factory, fashion_npz):
 
 
 def test_too_few_examples_for_validation_suggests_cv(fashion_npz, tmp_path):
-    with pytest.raises(ValueError, match=r"at least 200 .*--cv"):  # a separate validation set: K + V per class
+    with pytest.raises(ValueError, match=r"at least 200 .*cv=5"):  # a separate validation set: K + V per class
         tk.auto(f"npz:{fashion_npz}", candidates="random:seed_cnn", labels_per_class=100, val_per_class=100,
                 budget="1m", out=tmp_path / "a")
     # K is the budget
@@ -92,12 +92,12 @@ def test_auto_search_within_budget(fashion_npz, source, tmp_path, single_thread)
     report = (out / "report.md").read_text()
     for section in ("Stage 1", "Stage 2", "Stage 3", "Rung 1: 5 epochs", "why it stopped", "test accuracy"):
         assert section in report
-    with pytest.raises(ValueError, match="--overwrite"):
+    with pytest.raises(ValueError, match="overwrite=True"):
         tk.auto(f"npz:{fashion_npz}", candidates=str(source), labels_per_class=10, budget=10, out=out)
 
 
 def test_interrupted_search_keeps_the_best_bundle(fashion_npz, source, tmp_path, monkeypatch, single_thread):
-    real = auto_stages.transfer  # every run of the stages goes through the api/auto_stages module
+    real = auto_stages.transfer  # every run of the stages goes through api/auto_stages or api/auto_trials
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -108,6 +108,7 @@ def test_interrupted_search_keeps_the_best_bundle(fashion_npz, source, tmp_path,
         return real(*args, **kwargs)
 
     monkeypatch.setattr(auto_stages, "transfer", flaky)
+    monkeypatch.setattr(auto_trials, "transfer", flaky)
     with pytest.raises(KeyboardInterrupt):
         tk.auto(f"npz:{fashion_npz}", candidates=str(source), classes="2,3,4,6,7", labels_per_class=10,
                 budget=120, out=tmp_path / "auto")
@@ -188,14 +189,14 @@ def test_a_rung_that_does_not_fit_is_shortened_then_thinned():
 
 
 def test_inference_cost_separates_the_fixed_part(fashion_npz):
-    from transferkit.api.runs import load_task
+    from transferkit.data.job_task import load_task
 
     full = load_task(f"npz:{fashion_npz}", "train", None, False)
-    costs = auto_stages.inference_cost(["random:seed_cnn"], full, {"image_size": None, "max_length": None}, seed=0)
+    costs = auto_trials.inference_cost(["random:seed_cnn"], full, {"image_size": None, "max_length": None}, seed=0)
     fixed, per_item = costs["random:seed_cnn"]
     assert fixed >= 0 and 0 < per_item < 0.05  # a small CNN on 28 px images: well under 50 ms per image
     tiny = full.subset(list(range(10)))  # fewer examples than either timing sample
-    assert auto_stages.inference_cost(["random:seed_cnn"], tiny, {"image_size": None, "max_length": None},
+    assert auto_trials.inference_cost(["random:seed_cnn"], tiny, {"image_size": None, "max_length": None},
                                       seed=0)["random:seed_cnn"][1] > 0
 
 
@@ -213,7 +214,7 @@ def test_a_cheap_refit_is_not_skipped_for_the_test_reserve_floor(tmp_path, monke
         (Path(out) / "bundle").mkdir(parents=True)
         (Path(out) / "bundle" / "transferkit.json").write_text("{}")
 
-    monkeypatch.setattr(auto_stages, "transfer", fake_transfer)
+    monkeypatch.setattr(auto_trials, "transfer", fake_transfer)
     clock = Clock(600.0)
     clock.start -= 590.0  # 10 s of the budget left
     split = (np.arange(80), np.arange(80, 100))
@@ -221,10 +222,10 @@ def test_a_cheap_refit_is_not_skipped_for_the_test_reserve_floor(tmp_path, monke
              "best_run": {"fit": {"solver": "lbfgs", "epochs_run": 0}, "train_time_s": 0.5, "total_time_s": 1.0},
              "test_reserve_s": 24.0, "test_predicted_s": 3.0}
     common = {"split_indices": split, "seed": 0}
-    auto_stages.refit(state, tmp_path, clock, common, {"image_size": None, "max_length": None}, 1, 10,
+    auto_trials.refit(state, tmp_path, clock, common, {"image_size": None, "max_length": None}, 1, 10,
                       Console(quiet=True), lambda *a: None)
     assert state["refit"]["done"] and len(calls) == 1
     state["test_predicted_s"] = 9.9  # now the refit (≈1.1 s) no longer fits: the selection-run model is kept
-    auto_stages.refit(state, tmp_path / "again", clock, common, {"image_size": None, "max_length": None}, 1, 10,
+    auto_trials.refit(state, tmp_path / "again", clock, common, {"image_size": None, "max_length": None}, 1, 10,
                       Console(quiet=True), lambda *a: None)
     assert not state["refit"]["done"] and "were left" in state["refit"]["why"] and len(calls) == 1

@@ -74,7 +74,7 @@ def test_interrupted_compare_resumes_grows_and_checks_its_settings(source, tmp_p
     monkeypatch.setattr(grid_mod, "train", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     res = tk.compare(source.run_dir, **{**kw, "labels_per_class": "2,3"})  # resumes the 2 cells, adds a budget
     assert len(calls) == 4 and len(res.metrics["cells"]) == 6
-    with pytest.raises(ValueError, match=r"holds a compare run computed with other settings.*--epochs: 1 then, 2 now"):
+    with pytest.raises(ValueError, match=r"holds a compare run computed with other settings.*epochs: 1 then, 2 now"):
         tk.compare(source.run_dir, **{**kw, "epochs": 2})
     calls.clear()
     res = tk.compare(source.run_dir, **{**kw, "epochs": 2, "seeds": [0]}, restart=True)

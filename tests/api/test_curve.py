@@ -9,10 +9,10 @@ import yaml
 
 import transferkit as tk
 from transferkit.api import curve
-from transferkit.api.grid import cell_filename
 from transferkit.api.variants import parse_variant, parse_variants
 from transferkit.options import parse_labels_per_class
 from transferkit.report.curve import _x_positions
+from transferkit.tuning.grid_plan import cell_filename
 
 # the module where every cell (of a curve or a comparison) calls the engine's ``train``
 grid_mod = importlib.import_module("transferkit.api.grid")
@@ -194,7 +194,7 @@ def test_interrupted_curve_keeps_finished_cells_and_settings_are_checked_on_resu
 
     # other settings: refused before training, naming what differs and how to go on
     calls.clear()
-    with pytest.raises(ValueError, match=r"other settings \(3 finished cells\).*--epochs: 1 then, 2 now.*--restart"):
+    with pytest.raises(ValueError, match=r"other settings \(3 finished cells\).*epochs: 1 then, 2 now.*restart=True"):
         curve(source.run_dir, **{**kw, "epochs": 2})
     with pytest.raises(ValueError, match="training options .*'augment': 'light'"):
         curve(source.run_dir, **{**kw, "augment": "light"})
@@ -215,7 +215,7 @@ def test_head_init_is_opt_in_recorded_per_cell_and_part_of_the_settings(source, 
               classes="3-5", epochs=1)
     off = curve(source.run_dir, **kw)
     assert off.metrics["cells"][0]["head_init"] is None
-    with pytest.raises(ValueError, match="--head-init"):  # another setting: resuming would mix cells
+    with pytest.raises(ValueError, match="head_init"):  # another setting: resuming would mix cells
         curve(source.run_dir, head_init=True, **kw)
     on = curve(source.run_dir, head_init=True, restart=True, **kw)
     assert on.metrics["cells"][0]["head_init"]["matched"] == {"3": "3", "4": "4"}

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import transferkit as tk
-from transferkit.api.cv import check_cv, cv_folds
-from transferkit.api.runs import load_task
+from transferkit.data.cv_folds import check_cv, cv_folds
+from transferkit.data.job_task import load_task
 
 cv_mod = importlib.import_module("transferkit.api.cv")
 

@@ -5,8 +5,8 @@ import json
 import pytest
 
 import transferkit as tk
-from transferkit.api.runs import load_source, parse_fused_source
 from transferkit.backbones import FeatureFusionBackbone
+from transferkit.source_loading import load_source, parse_fused_source
 
 
 @pytest.fixture(scope="module")

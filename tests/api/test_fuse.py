@@ -122,13 +122,13 @@ def test_fit_on_the_members_shared_validation_split(members, tmp_path):
     assert m["fit_set"]["on"] == "validation" and m["fit_set"]["n"] == 15 * 4  # their 15/class validation images
     with pytest.raises(ValueError, match="one shared validation split"):  # seeds 0 and 1 drew other images
         api.fuse(runs[:2], data, classes="4,5,6,7", fit_on="validation", out=tmp_path / "x")
-    with pytest.raises(ValueError, match="valid choices: held_out, validation"):
+    with pytest.raises(ValueError, match="one of held_out, validation"):
         api.fuse(runs[:2], data, classes="4,5,6,7", fit_on="test", out=tmp_path / "x")
 
 
 def test_member_split_follows_the_recorded_validation_size(members):
-    from transferkit.api.fuse_job import _member_split
-    from transferkit.api.runs import load_task
+    from transferkit.data.fuse_fit_set import _member_split
+    from transferkit.data.job_task import load_task
 
     data, _, _ = members
     full = load_task(data, "train", "4,5,6,7")

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 import transferkit as tk
-from transferkit.api.runs import load_task
 from transferkit.cli.main import main
+from transferkit.data.job_task import load_task
 from transferkit.data.splits import k_per_class
 from transferkit.report.metrics import comparison_sentence, did_not_learn, majority_rate
 
 grid_mod = importlib.import_module("transferkit.api.grid")
-train_mod = importlib.import_module("transferkit.api.train")
+train_mod = importlib.import_module("transferkit.api.train_run")
 
 
 @pytest.fixture(scope="module")

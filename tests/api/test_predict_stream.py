@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from transferkit import api
-from transferkit.api import use
+from transferkit.api import predict_batches, use
 from transferkit.backbones import create_backbone
 from transferkit.bundle import save_bundle
 from transferkit.cli.main import main
@@ -136,7 +136,7 @@ def test_memory_is_bounded_by_one_batch_and_rows_are_written_as_they_come(tree, 
     """Spy on the decoder and the predictor: never more than ``batch_size`` decoded images are alive, and
     earlier batches' rows are already in the (temporary) output file while later ones are predicted."""
     decoded, in_flight, written = [0], [], []
-    real_decode, real_predict = use.decode_to_size, use.predict_batch
+    real_decode, real_predict = predict_batches.decode_to_size, predict_batches.predict_batch
     out = tmp_path / "pred.csv"
 
     def spy_decode(*args, **kwargs):
@@ -151,8 +151,8 @@ def test_memory_is_bounded_by_one_batch_and_rows_are_written_as_they_come(tree, 
         written.append(len(tmp[0].read_text().splitlines()) - 1)
         return real_predict(predictor, images, top_k)
 
-    monkeypatch.setattr(use, "decode_to_size", spy_decode)
-    monkeypatch.setattr(use, "predict_batch", spy_predict)
+    monkeypatch.setattr(predict_batches, "decode_to_size", spy_decode)
+    monkeypatch.setattr(predict_batches, "predict_batch", spy_predict)
     summary = api.predict(tree["bundle"], [tree["imgs"]], output=out, batch_size=3, progress=False)
     assert summary["images"] == 33 and len(in_flight) == 11
     assert max(in_flight) <= 3 and sum(in_flight) == 33  # every file decoded once (the colour one too)
@@ -175,7 +175,7 @@ def test_an_interrupted_run_leaves_the_previous_output_untouched(tree, tmp_path,
     previous = "path,predicted_class,probability,error\nold.png,cat,0.9,\n"  # an earlier run's predictions
     out.write_text(previous)
     calls = [0]
-    real_predict = use.predict_batch
+    real_predict = predict_batches.predict_batch
 
     def interrupt(*args, **kwargs):
         calls[0] += 1
@@ -183,7 +183,7 @@ def test_an_interrupted_run_leaves_the_previous_output_untouched(tree, tmp_path,
             raise KeyboardInterrupt
         return real_predict(*args, **kwargs)
 
-    monkeypatch.setattr(use, "predict_batch", interrupt)
+    monkeypatch.setattr(predict_batches, "predict_batch", interrupt)
     with pytest.raises(KeyboardInterrupt):
         api.predict(tree["bundle"], [tree["imgs"]], output=out, batch_size=4, progress=False)
     assert out.read_text() == previous and [p.name for p in tmp_path.iterdir()] == ["pred.csv"]

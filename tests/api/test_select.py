@@ -9,7 +9,7 @@ import yaml
 
 import transferkit as tk
 from transferkit import api
-from transferkit.api.runs import load_task
+from transferkit.data.job_task import load_task
 from transferkit.data.splits import labelled_budget_split
 from transferkit.report.plots import plot_score_vs_accuracy
 
@@ -203,8 +203,8 @@ def test_select_reports_domain_similarity_to_a_source_dataset(sources, tmp_path,
 
 
 def test_candidate_without_offline_weights_is_skipped_with_the_reason(sources, tmp_path, monkeypatch):
-    from transferkit.api import select_job
     from transferkit.backbones import PretrainedWeightsUnavailable
+    from transferkit.transferability import select_candidates as select_job  # where load_source is looked up
 
     real = select_job.load_source
 

@@ -63,7 +63,7 @@ def test_training_options_are_recorded_in_run_and_bundle(source, tmp_path):
 
 
 def test_augment_with_a_linear_probe_fails_before_feature_extraction(source, tmp_path):
-    with pytest.raises(ValueError, match="--augment light: augmentation needs image batches"):
+    with pytest.raises(ValueError, match="augment=light: augmentation needs image batches"):
         tk.transfer(source=source.run_dir, data="digits", classes="5-9", strategy="linear_probe", augment="light",
                     out=tmp_path / "x", progress=False)
 

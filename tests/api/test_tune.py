@@ -16,7 +16,7 @@ from transferkit.cli.config import parse_generated
 from transferkit.tuning import PruningCallback, default_space, parse_spec
 from transferkit.tuning.study import TrialSeededTPE
 
-runs_mod = importlib.import_module("transferkit.api.runs")
+runs_mod = importlib.import_module("transferkit.data.job_task")  # where load_task looks up get_dataset
 
 SPACE = {"lr": "loguniform:1e-3:1e-1", "weight_decay": "loguniform:1e-6:1e-2", "option.bn": "choice:train,frozen"}
 TASK = dict(data="digits", classes="5-9", labels_per_class=5, strategy="finetune", epochs=2, seed=0, progress=False)

@@ -156,7 +156,7 @@ def test_bad_names_and_sizes_are_clear():
         create_backbone("timm:resnet_nope")
     with pytest.raises(ValueError, match="unknown backbone family 'keras:'"):
         create_backbone("keras:resnet18")
-    with pytest.raises(ValueError, match="too small"):
+    with pytest.raises(ValueError, match="image_size: expected at least"):
         create_backbone("torchvision:vit_b_16", img_size=64)
     with pytest.raises(ValueError, match="fixed input size"):
         create_backbone("timm:vit_tiny_patch16_224", img_size=96)

@@ -39,7 +39,7 @@ def test_bad_names_and_sizes_are_clear():
         create_backbone("vgg")
     with pytest.raises(ValueError, match="has no pretrained weights"):
         create_backbone("seed_cnn", pretrained=True)
-    with pytest.raises(ValueError, match="too small"):
+    with pytest.raises(ValueError, match="image_size: expected at least"):
         create_backbone("seed_cnn", img_size=6)
     assert {"seed_cnn", "lenet", "resnet_small"} <= {b.name for b in list_backbones()}
 

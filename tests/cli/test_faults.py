@@ -196,7 +196,7 @@ def test_resume_refusals_name_the_problem(source, tmp_path, capsys):
     assert main(["adapt", "--devices", "2", "--epochs", "1", "--out", str(tmp_path / "a")]) == 2
     assert "domain adaptation runs in one process" in " ".join(capsys.readouterr().out.split())
     assert main(transfer_args(root, data, tmp_path / "x", "--devices", "2", "--cv", "3")) == 2
-    assert "--cv runs in one process" in " ".join(capsys.readouterr().out.split())
+    assert "cross-validation (cv) runs in one process" in " ".join(capsys.readouterr().out.split())
     with pytest.raises(SystemExit):
         main(transfer_args(root, data, tmp_path / "x", "--distributed", "horovod"))
     err = " ".join(capsys.readouterr().err.split())

@@ -83,7 +83,7 @@ def test_source_only_does_not_draw_target_batches():
 def test_divergence_before_the_first_epoch_ends_is_an_error_naming_the_step():
     src, tgt = _blobs(128, 0.0, 0), _blobs(128, 1.5, 1)
     net, spy = _net(), _Spy(nan_at=2)
-    with pytest.raises(DivergenceError, match=r"diverged at step 2 \(epoch 1\): non-finite loss .*lower --lr"):
+    with pytest.raises(DivergenceError, match=r"diverged at step 2 \(epoch 1\): non-finite loss .*lower lr="):
         fit_adapt(net, spy, _groups(net, spy), src, tgt, [_blobs(32, 0, 2), _blobs(32, 1, 3)], _cfg(), _scorer,
                   {"source_val": "max"})
 

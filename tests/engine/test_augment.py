@@ -137,11 +137,11 @@ def test_pixel_options_on_feature_data_fail_before_training(monkeypatch):
     monkeypatch.setattr(L.Trainer, "fit", no_training)
     source = small_cnn()
     train, val = fake_images(24, 0, TensorBatches), fake_images(12, 1, TensorBatches)
-    with pytest.raises(ValueError, match=r"--augment light: augmentation needs image batches.*linear_probe trains "
-                                         r"a head on cached features.*use finetune.*--augment none"):
+    with pytest.raises(ValueError, match=r"augment=light: augmentation needs image batches.*linear_probe trains "
+                                         r"a head on cached features.*use finetune.*augment=none"):
         train_with(get_strategy("linear_probe"), source, 3, train, val, cfg(augment="light"))
     features = TensorBatches(torch.randn(20, 5), torch.arange(20) % 3)
-    with pytest.raises(ValueError, match=r"--cutmix 1: .*5 feature vectors.*--cutmix 0"):
+    with pytest.raises(ValueError, match=r"cutmix=1: .*5 feature vectors.*cutmix=0"):
         fit(nn.Linear(5, 3), [], features, None, cfg(cutmix=1.0))
 
 

@@ -115,7 +115,7 @@ def test_an_empty_out_is_a_clear_error(tiny, capsys):
     root, data = tiny
     assert main(transfer_cli(root, data, "")) == 2
     out = capsys.readouterr()
-    assert "--out is empty" in out.out and "Traceback" not in out.out + out.err
+    assert "--out '' is empty" in out.out and "Traceback" not in out.out + out.err
 
 
 def test_a_run_replaces_its_own_and_a_legacy_run_marks_it_and_follows_the_umask(tiny, tmp_path):
@@ -210,9 +210,9 @@ def test_export_and_predict_never_write_over_an_input_or_someone_elses_file(tiny
             tk.predict(src, [img], output=output, overwrite=True, progress=False)
     with pytest.raises(OutputPathError, match="an input this job reads"):
         tk.predict(src, [img], output=src / "bundle" / "model.safetensors", overwrite=True, progress=False)
-    with pytest.raises(OutputPathError, match="--output .*notes.csv exists .*--overwrite"):
+    with pytest.raises(OutputPathError, match="output=.*notes.csv exists .*overwrite=True"):
         tk.predict(src, [img], output=notes, progress=False)
-    with pytest.raises(OutputPathError, match="--output is empty"):
+    with pytest.raises(OutputPathError, match="output='' is empty"):
         tk.predict(src, [img], output="", progress=False)
     assert notes.read_text() == "my,own\ndata,here\n" and sorted(p.name for p in img.iterdir()) == ["a.png"]
     tk.predict(src, [img], output=notes, overwrite=True, progress=False)

@@ -27,9 +27,9 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from tests.test_serve import CLASSES, _assert_error, _files, _png, _png_claiming  # noqa: E402
-from transferkit.api.serve_job import start_in_thread, stop_thread  # noqa: E402
 from transferkit.inference import TorchPredictor, decode_image, decode_to_size  # noqa: E402
 from transferkit.serve import DecodeCancelled, ServiceLimits, create_app  # noqa: E402
+from transferkit.serve_thread import start_in_thread, stop_thread  # noqa: E402
 
 BOMB_SIDE = 6300  # 6300² = 39.69 MP: just under the per-image cap of 40 MP, as in the probe
 

@@ -193,7 +193,7 @@ def test_a_fusion_layer_with_projections_is_refused_with_the_fix():
     torch.manual_seed(0)
     fused = FeatureFusionBackbone([create_backbone("seed_cnn"), create_backbone("lenet")], "sum", 8)
     x = TensorBatches(torch.zeros(4, 1, 28, 28), torch.arange(4) % 2)
-    with pytest.raises(ValueError, match="trainable layers before its classifier.*--option solver=sgd"):
+    with pytest.raises(ValueError, match="trainable layers before its classifier.*option solver=sgd"):
         train_with(get_strategy("linear_probe"), fused, 2, x, None, TrainConfig(progress=False, checkpoints=False))
 
 

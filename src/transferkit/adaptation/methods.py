@@ -144,8 +144,8 @@ def _split_options(parts: Sequence[str], options: dict[str, Any]) -> list[dict[s
         targets = [i for i, p in enumerate(parts) if (not dot or p == owner) and opt in METHODS.get(p).option_defaults]
         if not targets:
             valid = sorted({f"{p}.{o}" if len(parts) > 1 else o for p in parts for o in METHODS.get(p).option_defaults})
-            raise ValueError(f"--option {key}: no such option for method '{'+'.join(parts)}'; valid options: "
-                             f"{', '.join(valid) or 'none'}")
+            raise ConfigError("options", f"an option of method '{'+'.join(parts)}': {', '.join(valid) or 'none'}",
+                              key)
         for i in targets:
             per[i][opt] = value
     return per

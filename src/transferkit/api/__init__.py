@@ -20,11 +20,12 @@ from transferkit.api.listing import families, list_family
 from transferkit.api.lr_find import lr_find
 from transferkit.api.merge import merge
 from transferkit.api.multitask_job import multitask
+from transferkit.api.pretrain_job import pretrain
 from transferkit.api.resume_job import resume
 from transferkit.api.runs import RunResult
 from transferkit.api.select_job import select
 from transferkit.api.serve_job import serve
-from transferkit.api.train import pretrain, transfer
+from transferkit.api.train import transfer
 from transferkit.api.tune_job import tune
 from transferkit.api.use import evaluate, predict
 from transferkit.report.predictions import show_predictions

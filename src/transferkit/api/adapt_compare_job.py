@@ -12,7 +12,6 @@ upper reference (it trains on target labels) and is marked so in the table, char
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from collections.abc import Sequence
@@ -28,11 +27,11 @@ from transferkit.options import AdaptConfig, parse_names, parse_seeds
 from transferkit.report.adapt import (
     BASELINE,
     REFERENCE,
-    REFERENCE_NOTE,
+    adapt_findings,
+    summarise_methods,
     write_comparison_plot,
     write_comparison_report,
 )
-from transferkit.report.metrics import comparison_sentence, group_did_not_learn, majority_rate, mean_std
 from transferkit.rundir import check_output_dir, open_output_dir
 from transferkit.terminal import Console
 
@@ -51,65 +50,6 @@ def _read_cell(cell_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | Non
     except (OSError, ValueError):
         return None
     return metrics if stored == settings else None
-
-
-def summarise_methods(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean ± std over seeds per method, and the gap closed relative to source_only and target_oracle."""
-    methods = list(dict.fromkeys(c["method"] for c in cells))
-    rows = []
-    for m in methods:
-        group = [c for c in cells if c["method"] == m]
-        row: dict[str, Any] = {"method": m, "seeds": len(group), "reference": m == REFERENCE}
-        for key in ("target_accuracy", "target_accuracy_last", "source_val_accuracy", "train_time_s",
-                    "total_time_s"):
-            row[f"{key}_mean"], row[f"{key}_std"] = mean_std([c[key] for c in group])
-        for key in ("proxy_a_distance", "mmd2"):
-            vals = [c["diagnostics"]["after"][key] for c in group if c.get("diagnostics")]
-            row[f"{key}_mean"], row[f"{key}_std"] = mean_std(vals) if vals else (float("nan"), float("nan"))
-        row["diverged"] = sum(1 for c in group if c.get("diverged"))
-        row["did_not_learn"] = group_did_not_learn(
-            [{**c, "majority_rate": majority_rate(c["target_test"]["confusion_matrix"]) if c.get("target_test")
-              else None} for c in group], "target_accuracy", "n_target_test")
-        rows.append(row)
-    base = next((r for r in rows if r["method"] == BASELINE), None)
-    ref = next((r for r in rows if r["method"] == REFERENCE), None)
-    for r in rows:
-        r["gap_closed"] = float("nan")
-        r["gap_closed_last"] = float("nan")
-        if base and ref and ref["target_accuracy_mean"] != base["target_accuracy_mean"]:
-            span = ref["target_accuracy_mean"] - base["target_accuracy_mean"]
-            r["gap_closed"] = (r["target_accuracy_mean"] - base["target_accuracy_mean"]) / span
-            r["gap_closed_last"] = (r["target_accuracy_last_mean"] - base["target_accuracy_mean"]) / span
-    return rows
-
-
-def adapt_findings(summary: Sequence[dict[str, Any]]) -> list[str]:
-    """Each method against source_only (beats / within / loses by more than one std; not compared when either did
-    not learn), and the best gap closed."""
-    base = next((r for r in summary if r["method"] == BASELINE), None)
-    lines = []
-    if base is not None:
-        for r in summary:
-            if r["method"] in (BASELINE, REFERENCE):
-                continue
-            diff = r["target_accuracy_mean"] - base["target_accuracy_mean"]
-            spread = max(r["target_accuracy_std"], base["target_accuracy_std"])
-            said = comparison_sentence(r["method"], BASELINE, diff, spread, min(r["seeds"], base["seeds"]),
-                                       bool(r.get("did_not_learn")), bool(base.get("did_not_learn")))
-            gap = f", gap closed {r['gap_closed']:.0%}" if math.isfinite(r["gap_closed"]) else ""
-            lines.append(f"{said} ({r['target_accuracy_mean']:.3f} vs "
-                         f"{base['target_accuracy_mean']:.3f}, Δ {diff:+.3f}, std ≤ {spread:.3f}{gap})")
-    methods = [r for r in summary if r["method"] not in (BASELINE, REFERENCE) and math.isfinite(r["gap_closed"])]
-    if methods:
-        best = max(methods, key=lambda r: r["gap_closed"])
-        lines.append(f"best method: {best['method']}, closing {best['gap_closed']:.0%} of the source_only → "
-                     "target_oracle gap")
-    if any(r["method"] == REFERENCE for r in summary):
-        lines.append(REFERENCE_NOTE)
-    for r in summary:
-        if r["diverged"]:
-            lines.append(f"{r['method']}: {r['diverged']} run(s) diverged (last good epoch kept)")
-    return lines
 
 
 # the options every cell of a comparison shares (each cell sets its method, seed, output and plots itself)

@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from transferkit import terminal
-from transferkit.api.auto_stages import NoSelection, Search, refit
-from transferkit.api.runs import RunResult, check_max_length, load_task, write_json, write_yaml
+from transferkit.api.auto_stages import NoSelection, Search
+from transferkit.api.auto_trials import refit
+from transferkit.api.runs import RunResult, write_json, write_yaml
 from transferkit.api.use import evaluate
 from transferkit.bundle import load_bundle
+from transferkit.data.job_task import check_max_length, load_task
 from transferkit.data.registry import has_split
 from transferkit.options import AutoConfig
 from transferkit.report.auto import auto_labels, auto_metrics, print_auto_summary, write_auto_report
@@ -108,7 +110,7 @@ def _fresh_output(out: str | Path, inputs: list[Any], overwrite: bool) -> Path:
     out = check_output_dir(out, inputs)  # a folder that is no transferkit output: never, even with overwrite
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise ValueError(f"--out {out} exists and is not empty; pass --overwrite to replace it")
+            raise ValueError(f"out={out} exists and is not empty; pass overwrite=True to replace it")
         shutil.rmtree(out)
     open_output_dir(out, "auto")
     return out

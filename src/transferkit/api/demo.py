@@ -24,8 +24,8 @@ import yaml
 
 from transferkit import terminal
 from transferkit.api.compare import compare
+from transferkit.api.pretrain_job import pretrain
 from transferkit.api.runs import RunResult
-from transferkit.api.train import pretrain
 from transferkit.backbones.registry import backbone_info
 from transferkit.report.demo import write_demo_report
 from transferkit.rundir import check_output_dir, open_output_dir

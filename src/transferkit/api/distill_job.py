@@ -26,21 +26,10 @@ from typing import Any
 import torch
 
 from transferkit import terminal
-from transferkit.api.runs import (
-    RunResult,
-    backbone_for_data,
-    check_channels,
-    check_classes,
-    load_source,
-    load_task,
-    require_images,
-    score,
-    set_threads,
-    write_json,
-    write_yaml,
-)
+from transferkit.api.runs import RunResult, score, set_threads, write_json, write_yaml
 from transferkit.bundle import save_bundle
 from transferkit.config import FitOptions, check_budget, steps_replace_default_epochs
+from transferkit.data.job_task import check_classes, load_task, require_images
 from transferkit.data.registry import has_split
 from transferkit.data.subsets import transfer_set
 from transferkit.distillation import KDLoss
@@ -50,6 +39,7 @@ from transferkit.options import DistillConfig
 from transferkit.report.distill import distill_facts, distill_metrics, models_table, write_distill_report
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, run_session
+from transferkit.source_loading import backbone_for_data, check_channels, load_source
 from transferkit.strategies.base import get_strategy
 from transferkit.terminal import Console
 
@@ -123,9 +113,9 @@ def _load(c: DistillConfig, seed: int) -> distil.DistillData:
     task, data = c.task, c.task.data
     teacher_model, teacher_meta = load_source(c.teacher)
     full = load_task(data, "train", task.classes, task.strict)
-    require_images(full, f"--data {data}", "distillation")
-    check_classes(full, teacher_meta, f"--teacher {c.teacher}")
-    check_channels(full, teacher_model, task.convert_channels, f"--data {data}")
+    require_images(full, f"data={data}", "distillation")
+    check_classes(full, teacher_meta, f"teacher={c.teacher}")
+    check_channels(full, teacher_model, task.convert_channels, f"data={data}")
     if not has_split(data, "test"):
         raise ValueError(f"distill needs a test split for the final scores; {data} has none")
     train_set, val_set, labels = transfer_set(full, task.labels_per_class, task.val_per_class, c.unlabelled,

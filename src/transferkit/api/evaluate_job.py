@@ -10,17 +10,9 @@ from typing import Any
 import numpy as np
 
 from transferkit import terminal
-from transferkit.api.runs import (
-    check_channels,
-    check_classes,
-    load_source,
-    load_task,
-    score,
-    set_threads,
-    write_json,
-    write_yaml,
-)
+from transferkit.api.runs import score, set_threads, write_json, write_yaml
 from transferkit.data.class_map import apply_class_map
+from transferkit.data.job_task import check_classes, load_task
 from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
 from transferkit.data.splits import align_classes
@@ -29,6 +21,7 @@ from transferkit.options import EvaluateConfig
 from transferkit.report.plots import plot_confusion
 from transferkit.report.tables import metrics_table
 from transferkit.rundir import check_output_dir, open_output_dir
+from transferkit.source_loading import check_channels, load_source
 from transferkit.terminal import Console
 
 ALL_SPLITS = "all (no test split)"  # metrics["split"] when data without a test split is evaluated whole
@@ -72,7 +65,7 @@ def evaluate(*args: Any, config: EvaluateConfig | None = None, console: Console 
         ds = apply_class_map(ds, cmap, f"the class map {model} was trained with")
     ds = align_classes(ds, meta.get("classes") or [])  # by name: e.g. a held-out folder holding one of the classes
     check_classes(ds, meta, f"evaluate {model}")
-    check_channels(ds, net, c.convert_channels, f"--data {data}")
+    check_channels(ds, net, c.convert_channels, f"data={data}")
     spec = net.input_spec
     metrics = score(net, to_batches(ds, spec), ds.classes)  # images or texts, prepared as the model expects
     shown = split or ("test" if splits == ["test"] else ALL_SPLITS)

@@ -22,24 +22,14 @@ from transferkit.exporting import (
     tokenizer_path,
     verify_export,
 )
-from transferkit.inference import InputSpec, check_modality
+from transferkit.inference import check_modality
 from transferkit.options import ExportConfig
+from transferkit.report.export import export_record, print_export_summary
 from transferkit.rundir import check_output_file, check_output_name
 from transferkit.terminal import Console
 
 FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.pt"}
 RECORD_FILE = "export.json"
-
-
-TEXT_INPUT_TEXT = ("input_ids, attention_mask: int64 (N, L), the texts tokenised by the tokenizer beside the model, "
-                   "truncated to max_length, padded with pad_id; mask 1 = token, 0 = padding")
-
-
-def _batch_names(batches: dict[str, Any]) -> str:
-    """How the verification batches are shown: 'batches of 1, 7' (images) or their names with shapes (text)."""
-    if all(k.startswith("batch_") for k in batches):
-        return f"batches of {', '.join(k[6:] for k in batches)}"
-    return "texts: " + ", ".join(f"{k} {tuple(v.get('shape', ()))}" for k, v in batches.items())
 
 
 def _earlier_tokenizer(path: Path) -> bool:
@@ -106,10 +96,10 @@ def export(*args: Any, config: ExportConfig | None = None, console: Console | No
     else:
         export_torchscript(model, meta, path)
     check = verify_export(path, reference, fmt, inputs=c.verify_inputs, meta=meta)
-    record = _export_record(path, fmt, opset, bundle_dir, kind, notes, check, meta, model.input_spec, text)
+    record = export_record(path, fmt, opset, bundle_dir, kind, notes, check, meta, model.input_spec, text)
     record_file = _add_record(path, record)
     if console is not None:
-        _print_summary(console, record, path, record_file)
+        print_export_summary(console, record, path, record_file)
     return {**record, "path": str(path)}
 
 
@@ -141,31 +131,9 @@ def _check_targets(path: Path, bundle_dir: Path, replace: bool, text: bool) -> N
     """Refuse to write ``path`` (and a text model's tokenizer beside it) inside the bundle or over a user's file:
     an existing file is replaced only when ``export.json`` records it as an earlier export, or when ``replace``
     (``--overwrite``, or the default place)."""
-    check_output_file(path, [bundle_dir], replace, _earlier_export, option="--out")  # not in it
+    check_output_file(path, [bundle_dir], replace, _earlier_export, option="out")  # not in it
     if text:  # the tokenizer beside it: the same rule (never over a user's file)
-        check_output_file(tokenizer_path(path), [bundle_dir], replace, _earlier_tokenizer,
-                          option="--out (its tokenizer file)")
-
-
-def _export_record(path: Path, fmt: str, opset: int, bundle_dir: Path, kind: str, notes: list[str],
-                   check: dict[str, Any], meta: dict[str, Any], spec: InputSpec, text: bool) -> dict[str, Any]:
-    """What ``export.json`` records of the export to ``path``: format, opset, bundle kind, verification figures,
-    classes, input spec (``spec``), the inputs and outputs the file takes and gives (``text``: token ids and a
-    tokenizer beside it) and a multi-task model's tasks; one place, so the file and the returned dict agree."""
-    record: dict[str, Any] = {
-        "format": fmt, "opset": opset if fmt == "onnx" else None, "bundle": str(bundle_dir), "kind": kind,
-        "notes": notes, "verification": check, "classes": list(meta.get("classes") or []),
-        "input_spec": spec.to_dict(),
-        "input": TEXT_INPUT_TEXT if text else "images: float32 (N, C, H, W), preprocessed",
-        "output": "logits: (N, num_classes)", "lineage": meta.get("lineage") or {},
-    }
-    if text:
-        record["tokenizer"] = tokenizer_path(path).name
-    if meta.get("tasks"):
-        record["tasks"] = [{k: t[k] for k in ("name", "classes", "start", "stop")} for t in meta["tasks"]]
-        record["output"] = ("logits: (N, num_classes), the tasks' logits side by side (task t in columns "
-                            "start:stop of 'tasks'; a softmax per task)")
-    return record
+        check_output_file(tokenizer_path(path), [bundle_dir], replace, _earlier_tokenizer, option="out")
 
 
 def _add_record(path: Path, record: dict[str, Any]) -> Path:
@@ -179,19 +147,3 @@ def _add_record(path: Path, record: dict[str, Any]) -> Path:
     records[path.name] = record
     atomic.write_text(record_file, json.dumps(records, indent=2, default=str) + "\n")
     return record_file
-
-
-def _print_summary(console: Console, record: dict[str, Any], path: Path, record_file: Path) -> None:
-    """Tell the user what was exported where, how closely it matched PyTorch, and which files to ship, from the
-    ``record`` just written (so the console and ``export.json`` cannot disagree)."""
-    fmt, opset, kind, check = record["format"], record["opset"], record["kind"], record["verification"]
-    for note in record["notes"]:
-        console.print(f"note: {note}", highlight=False)
-    console.print(f"exported {kind} bundle {record['bundle']} → {path} ({fmt}"
-                  f"{f', opset {opset}' if fmt == 'onnx' else ''})", highlight=False)
-    console.print(f"verified against PyTorch: max |Δ logits| = {check['max_abs_diff']:.2e} "
-                  f"(≤ {check['tolerance']:g}) on {_batch_names(check['batches'])}; "
-                  f"argmax identical{' per task' if 'tasks' in record else ''}", highlight=False)
-    if "tokenizer" in record:
-        console.print(f"tokenizer: {tokenizer_path(path)} (ship it with the model)", highlight=False)
-    console.print(f"record: {record_file}", highlight=False)

@@ -10,43 +10,26 @@ their report.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transferkit.api.grid import (
-    CELLS_DIR,
-    FORMAT,
-    Grid,
-    GridResult,
-    budget_sentence,
-    check_budgets,
-    run_grid,
-    weights_digest,
-)
-from transferkit.api.runs import (
-    check_channels,
-    head_init_mapping,
-    load_source,
-    load_task,
-    make_strategy,
-    require_one_process,
-    set_threads,
-)
+from transferkit.api.grid import run_grid
+from transferkit.api.runs import make_strategy, require_one_process, set_threads
 from transferkit.api.variants import Variant, parse_variants
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig, TrainOptions, check_budget
+from transferkit.data.grid_budgets import check_budgets
+from transferkit.data.job_task import head_init_mapping, load_task
 from transferkit.data.registry import has_split
 from transferkit.data.splits import k_per_class
 from transferkit.errors import ConfigError
 from transferkit.options import GridConfig, parse_labels_per_class, parse_seeds, parse_specs
+from transferkit.report.grid import grid_intro
 from transferkit.rundir import check_output_dir, open_output_dir
+from transferkit.source_loading import check_channels, load_source
 from transferkit.terminal import Console
-
-# training options a grid sets per cell (seed) or for itself (progress)
-_PER_CELL = ("seed", "progress")
-# where a cell runs, not what it computes: a grid may be resumed on another machine with other values
-_WHERE = ("accelerator", "devices", "progress", "checkpoint_every", "num_nodes", "distributed")
+from transferkit.tuning.grid_plan import Grid, GridResult, grid_settings, train_options
 
 
 @dataclass
@@ -74,24 +57,8 @@ class GridRun:
 
     def intro(self, design: str, axis_note: str = "") -> list[str]:
         """The report's first paragraph (source, target, seeds, budget rule, scoring) and its cell count."""
-        cfg, model, done = self.config, self.model, self.done
-        test_note = (f"a fixed stratified subset of {cfg.grid.test_per_class} test images per class"
-                     if cfg.grid.test_per_class else "the whole test split")
-        return [f"Source: `{self.meta.get('source')}` (input {model.input_spec.channels}×"
-                f"{'×'.join(map(str, model.input_spec.size or ('any',)))}). Target: `{cfg.task.data}` classes "
-                f"{cfg.task.classes or 'all'} ({', '.join(self.full.classes)}). Seeds {self.seeds}{design}. "
-                f"{budget_sentence(cfg.task.val_per_class)} Scored once per cell on {test_note}. Mean ± sample std "
-                "over seeds; a row marked 'did not learn' is not significantly above the majority-class rate "
-                f"(one-sided binomial test at 1 %) and is ranked against nothing.{axis_note}",
-                "",
-                f"Cells: {done.computed} computed in this run, {done.reused} reused from earlier runs (`{CELLS_DIR}/`)"
-                + (f"; {done.outside} more cells on disk lie outside this grid and are not reported."
-                   if done.outside else ".")]
-
-
-def train_options(cfg: GridConfig) -> dict[str, Any]:
-    """The :class:`~transferkit.config.TrainConfig` fields every cell shares (its seed is the cell's)."""
-    return {f.name: getattr(cfg.train, f.name) for f in fields(TrainOptions) if f.name not in _PER_CELL}
+        return grid_intro(self.config, self.meta.get("source"), self.model.input_spec, self.full.classes, self.seeds,
+                          self.done, design, axis_note)
 
 
 def run_grid_job(kind: str, cfg: GridConfig, console: Console, artefacts: tuple[str, ...]) -> GridRun:
@@ -118,7 +85,7 @@ def run_grid_job(kind: str, cfg: GridConfig, console: Console, artefacts: tuple[
     set_threads()
     model, meta = load_source(src.source, src.image_size, src.weights, src.max_length)
     full = load_task(task.data, "train", task.classes, task.strict)
-    check_channels(full, model, task.convert_channels, f"--data {task.data}")
+    check_channels(full, model, task.convert_channels, f"data={task.data}")
     if not has_split(task.data, "test"):
         raise ValueError(f"{kind} needs a test split for the final scores; {task.data} has none")
     test_set = load_task(task.data, "test", task.classes, task.strict)
@@ -126,7 +93,7 @@ def run_grid_job(kind: str, cfg: GridConfig, console: Console, artefacts: tuple[
     if grid.test_per_class:
         test_set = test_set.subset(k_per_class(test_set, grid.test_per_class, seed=0, option="test_per_class"),
                                    test_set.name + "[subset]")
-    settings = _settings(kind, cfg, model, full, test_set, shared)
+    settings = grid_settings(kind, cfg, model, full, test_set, shared)
     mapping, source_classes = head_init_mapping(full.classes, meta, cfg.head_init)
     plan = Grid(variants, built, budgets, seeds, model, full, test_set, shared, task.val_per_class,
                 task.val_fraction, mapping, source_classes)
@@ -135,22 +102,3 @@ def run_grid_job(kind: str, cfg: GridConfig, console: Console, artefacts: tuple[
                     source=str(meta.get("source")), data=task.data, classes=task.classes, progress=train.progress)
     return GridRun(cfg, variants, budgets, seeds, model, meta, full, test_set, settings, out, done, start)
 
-
-def _settings(kind: str, cfg: GridConfig, model: Backbone, full: Any, test_set: Any,
-              shared: dict[str, Any]) -> dict[str, Any]:
-    """What changes the meaning of a cell, saved with the grid: a resume with other settings is refused. Options at
-    their default are left out (grids from before an option existed still match)."""
-    train, defaults = cfg.train, TrainOptions()
-    other = {k: v for k, v in sorted(shared.items()) if k not in _WHERE
-             and k not in ("epochs", "steps", "batch_size", "lr", "patience") and v != getattr(defaults, k)}
-    return {
-        "format": FORMAT, "source_arch": model.arch, "source_weights": weights_digest(model),
-        "classes": list(full.classes), "train_data": full.fingerprint(), "test_data": test_set.fingerprint(),
-        "test_per_class": cfg.grid.test_per_class, "epochs": train.epochs, "batch_size": train.batch_size,
-        "lr": train.lr, "patience": train.patience, "val_per_class": cfg.task.val_per_class,
-        "val_fraction": cfg.task.val_fraction, "image_size": cfg.source.image_size,
-        **({"train_options": other} if other or kind == "curve" else {}),  # as each job has always saved it
-        **({"head_init": True} if cfg.head_init else {}),
-        **({"steps": train.steps} if train.steps is not None else {}),
-        **({"max_length": cfg.source.max_length} if cfg.source.max_length is not None else {}),
-    }

@@ -6,25 +6,18 @@ from pathlib import Path
 from typing import Any
 
 from transferkit import terminal
-from transferkit.api.runs import (
-    RunResult,
-    check_channels,
-    load_source,
-    load_task,
-    make_strategy,
-    set_threads,
-    write_json,
-    write_yaml,
-)
+from transferkit.api.runs import RunResult, make_strategy, set_threads, write_json, write_yaml
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.data.class_map import class_map_of
+from transferkit.data.job_task import load_task
 from transferkit.data.prepare import to_batches
 from transferkit.data.splits import labelled_budget_split
 from transferkit.engine.lr_find import find_lr
 from transferkit.options import LrFindConfig
 from transferkit.report.plots import plot_lr_find
 from transferkit.rundir import check_output_dir, staged_output
+from transferkit.source_loading import check_channels, load_source
 from transferkit.terminal import Console
 
 
@@ -52,7 +45,7 @@ def lr_find(*args: Any, config: LrFindConfig | None = None, console: Console | N
     model, meta = load_source(src.source, src.image_size, src.weights, src.max_length)
     cmap = class_map_of(task.class_map)
     full = load_task(task.data, "train", task.classes, task.strict, cmap)
-    check_channels(full, model, task.convert_channels, f"--data {task.data}")
+    check_channels(full, model, task.convert_channels, f"data={task.data}")
     train_set, _ = labelled_budget_split(full, task.labels_per_class, task.val_per_class, task.val_fraction, opt.seed)
     result = find_lr(strat, model, full.num_classes, to_batches(train_set, model.input_spec), cfg, c.min_lr, c.max_lr,
                      c.steps)

@@ -21,15 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit import terminal
-from transferkit.api.runs import (
-    RunResult,
-    check_channels,
-    load_source,
-    make_strategy,
-    set_threads,
-    write_json,
-    write_yaml,
-)
+from transferkit.api.runs import RunResult, make_strategy, set_threads, write_json, write_yaml
 from transferkit.backbones.base import Backbone
 from transferkit.bundle import save_bundle
 from transferkit.config import TrainConfig
@@ -42,6 +34,7 @@ from transferkit.report.metrics import classification_metrics
 from transferkit.report.multitask import multitask_metrics, tasks_table, write_multitask_report
 from transferkit.report.tables import comparison_table
 from transferkit.rundir import check_output_dir, run_session
+from transferkit.source_loading import check_channels, load_source
 from transferkit.strategies.base import Strategy
 from transferkit.terminal import Console
 
@@ -93,7 +86,7 @@ def _configure(config: str | Path | Mapping[str, Any], source: str | Path | Back
     """The spec with the keyword ``overrides`` (those not ``None``) applied, checked before any data is read:
     ``(spec, strategy, training config, config record, output directory, inputs — never written over)``."""
     src_override = None if source is None or isinstance(source, Backbone) else str(source)
-    where = f"--config {config}" if isinstance(config, (str, Path)) else "multitask"
+    where = f"config={config}" if isinstance(config, (str, Path)) else "multitask"
     raw = load_spec(config) if isinstance(config, (str, Path)) else dict(config)
     given = {"source": src_override, "out": None if out is None else str(out), **overrides}
     raw.update({k: v for k, v in given.items() if v is not None})

@@ -48,7 +48,7 @@ def iter_text_inputs(inputs: Sequence[Path], text_column: str = "text") -> Itera
                     missing = [c for c in columns if c not in (fieldnames or [])]
                     if missing:
                         raise ValueError(f"{p}: no column {missing} (columns: {fieldnames}); choose the text "
-                                         "column with --text-column")
+                                         "column with text_column=NAME")
                     for row in csv_rows(reader, p):  # fields up to 16 Mi characters; a bad record names its line
                         yield _text_input(f"{p}:{reader.line_num}", " ".join((row[c] or "").strip() for c in columns))
                 elif suffix in (".jsonl", ".ndjson"):

@@ -1,6 +1,6 @@
-"""What :func:`~transferkit.api.use.predict` writes and where: the rows and their columns, the output format, the
-files it must never write over, and the CSV / JSON-lines row writers (streamed, atomically renamed into place, or to
-standard output).
+"""Where :func:`~transferkit.api.use.predict` writes and how: the output format, the files it must never write over,
+and the CSV / JSON-lines row writers (streamed, atomically renamed into place, or to standard output). The rows
+and their columns are :mod:`transferkit.report.predictions`.
 """
 
 from __future__ import annotations
@@ -10,42 +10,14 @@ import csv
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from transferkit.errors import ConfigError
+from transferkit.report.predictions import csv_safe
 
 PREDICT_FORMATS = ("csv", "jsonl")
-
-
-def predict_fields(top_k: int, tasks: Sequence[str] | None = None) -> list[str]:
-    """The output columns of :func:`~transferkit.api.use.predict` for ``top_k`` classes; a multi-task model has
-    ``<task>_class``, ``<task>_probability`` and ``<task>_top{i}_…`` for each of its ``tasks`` instead of one set."""
-    top = [f"top{i}_{what}" for i in range(1, top_k + 1) for what in ("class", "index", "probability")]
-    if tasks:
-        return ["path", *(f"{t}_{f}" for t in tasks for f in ("class", "probability", *top)), "error"]
-    return ["path", "predicted_class", "probability", *top, "error"]
-
-
-def prediction_row(path: str, pred: dict[str, Any]) -> dict[str, Any]:
-    """The output row of a prediction: its class, probability and top-k (per task for a multi-task model)."""
-    row: dict[str, Any] = {"path": path}
-    for prefix, p in (((f"{t}_", p) for t, p in pred["tasks"].items()) if "tasks" in pred else [("", pred)]):
-        row.update({f"{prefix}class" if prefix else "predicted_class": p["predicted_class"],
-                    f"{prefix}probability": p["probability"]})
-        for i, t in enumerate(p["top"], 1):
-            row.update({f"{prefix}top{i}_class": t["class"], f"{prefix}top{i}_index": t["index"],
-                        f"{prefix}top{i}_probability": t["probability"]})
-    row["error"] = None
-    return row
-
-
-def error_row(path: str, error: str, fields: list[str]) -> dict[str, Any]:
-    """The output row of an input that could not be predicted: every prediction field empty, ``error`` its reason."""
-    return {**dict.fromkeys(fields), "path": path, "error": error}
-
-
 STDOUT = "-"  # predict's output name for standard output
 _STDOUT_NAMES = (STDOUT, "/dev/stdout")
 
@@ -71,8 +43,8 @@ def predict_format(output: str | Path | None, fmt: str | None) -> str | None:
         return "csv"
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
-    raise ValueError(f"--output {output}: cannot tell the format from '{suffix or 'no extension'}'; name it "
-                     ".csv or .jsonl, or pass --format csv|jsonl (--output - writes to standard output)")
+    raise ValueError(f"output={output}: cannot tell the format from '{suffix or 'no extension'}'; name it "
+                     ".csv or .jsonl, or pass format=csv or format=jsonl (output=- writes to standard output)")
 
 
 def model_files(model: str | Path, backend: str) -> list[Path]:
@@ -111,14 +83,6 @@ def earlier_predictions(path: Path) -> bool:
     except ValueError:
         return False
     return isinstance(row, dict) and "path" in row and "error" in row
-
-
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet may run such a cell as a formula (OWASP)
-
-
-def csv_safe(value: Any) -> Any:
-    """``value`` for a CSV cell: a string a spreadsheet would read as a formula gets a leading ``'``."""
-    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
 
 
 def row_writer(fh: TextIO, fmt: str, fields: list[str],

@@ -19,8 +19,9 @@ from typing import Any
 
 from transferkit.api.adapt_job import adapt
 from transferkit.api.distill_job import distill
+from transferkit.api.pretrain_job import pretrain
 from transferkit.api.runs import RunResult
-from transferkit.api.train import pretrain, transfer
+from transferkit.api.train import transfer
 from transferkit.rundir import recorded_config
 from transferkit.terminal import Console
 

@@ -24,81 +24,32 @@ there (:mod:`transferkit.transferability.candidates`: what LogME, H-score, LEEP 
   similarity to the scoring set in that candidate's feature space — cosine of the mean features, unbiased MMD²,
   proxy A-distance (:mod:`transferkit.transferability.similarity`) — is shown beside the scores, never used for
   ranking.
+
+The candidates are loaded and scored by :mod:`transferkit.transferability.select_candidates`, the score names
+parsed by :mod:`transferkit.transferability.select_scores`.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from rich.markup import escape
-
 from transferkit import terminal
-from transferkit.api.runs import (
-    RunResult,
-    backbone_for_data,
-    check_channels,
-    check_max_length,
-    load_source,
-    load_task,
-    set_threads,
-    write_json,
-    write_yaml,
-)
+from transferkit.api.runs import RunResult, set_threads, write_json, write_yaml
 from transferkit.api.select_verify import verify_top
-from transferkit.backbones.base import Backbone
 from transferkit.data.base import ImageSet
+from transferkit.data.job_task import check_max_length, load_task
 from transferkit.data.splits import labelled_budget_indices, parse_classes
 from transferkit.errors import ConfigError
-from transferkit.options import SelectConfig, parse_names
-from transferkit.report.select import print_ranking, write_select_outputs
+from transferkit.options import SelectConfig
+from transferkit.report.select import print_ranking, select_metrics, write_select_outputs
 from transferkit.rundir import check_output_dir, staged_output
 from transferkit.terminal import Console
-from transferkit.transferability import SCORES
-from transferkit.transferability.candidates import feature_similarity, score_candidates
-from transferkit.transferability.ranking import (
-    RANDOM_PREFIX,
-    check_candidates,
-    rank_candidates,
-    similarity_sample,
-    verification_count,
-)
-from transferkit.transferability.similarity import SIMILARITY_MEASURES
-
-DEFAULT_SCORES = ("logme", "h_score", "h_score_shrunk", "leep", "nce")
-
-
-def parse_scores(scores: str | Sequence[str]) -> list[str]:
-    """``"logme,leep"`` or ``["logme", "leep"]`` → the list of score names (order kept: the first ranks);
-    an unknown name is a ValueError listing the valid ones."""
-    names = parse_names(scores)
-    if not names:
-        raise ValueError(f"scores: give at least one score; valid scores: {SCORES.valid()}")
-    bad = [s for s in names if s not in SCORES]
-    if bad:
-        raise SCORES.unknown(bad[0])
-    return list(dict.fromkeys(names))
-
-
-def load_candidate(candidate: str, image_size: int | None, seed: int, channels: int,
-                   max_length: int | None = None) -> tuple[Backbone, dict[str, Any]]:
-    """The candidate's frozen model and meta; ``random:<backbone>`` is built with ``torch.manual_seed(seed)``
-    (small grey-native CNNs take the data's channels, as ``pretrain`` does), without touching the global RNG.
-    ``image_size`` / ``max_length`` apply to named backbones (a bundle has its own input size)."""
-    if candidate.startswith(RANDOM_PREFIX) and not Path(candidate).exists():
-        arch = candidate[len(RANDOM_PREFIX):]
-        if not arch:
-            raise ValueError(f"'{candidate}' names no architecture; write e.g. random:mobilenet_v2")
-        with torch.random.fork_rng(devices=[]):  # unknown names raise, listing the valid backbones
-            torch.manual_seed(seed)
-            model = backbone_for_data(arch, channels, image_size=image_size)
-        return model, {"source": candidate, "classes": [], "lineage": {"source": f"random:{arch}", "seed": seed}}
-    named = not Path(candidate).exists()  # --image-size applies to named backbones (and fuse: members), not bundles
-    return load_source(candidate, image_size if named else None, max_length=max_length if named else None)
+from transferkit.transferability.ranking import check_candidates, rank_candidates, similarity_sample, verification_count
+from transferkit.transferability.select_candidates import score_all
+from transferkit.transferability.select_scores import parse_scores
 
 
 def select(*args: Any, config: SelectConfig | None = None, console: Console | None = None,
@@ -122,7 +73,7 @@ def select(*args: Any, config: SelectConfig | None = None, console: Console | No
     start = time.perf_counter()
     full, scoring, source_set = _scoring_sets(c)
     data_s = time.perf_counter() - start
-    entries, skipped = _score_all(cands, full, scoring, source_set, names, c, console)
+    entries, skipped = score_all(cands, full, scoring, source_set, names, c, console)
     times = {"data_load_s": data_s, "scoring_time_s": time.perf_counter() - start}
     n_verify = verification_count(c.verification.verify, c.verification.verify_all, entries, skipped)
     entries = rank_candidates(entries, names)
@@ -130,7 +81,7 @@ def select(*args: Any, config: SelectConfig | None = None, console: Console | No
     verification, work = verify_top(entries, n_verify, names, c, record, scoring, console)
     for e in entries:
         e.pop("_model", None)
-    metrics = _metrics(c, names, full, scoring, source_set, entries, skipped, times, verification)
+    metrics = select_metrics(c, names, full, scoring, source_set, entries, skipped, times, verification)
     with staged_output(out, "select") as tmp:
         write_yaml(tmp / "config.yaml", record)
         if work is not None:
@@ -144,24 +95,6 @@ def select(*args: Any, config: SelectConfig | None = None, console: Console | No
         work.close()
     console.print(f"report: {out / 'report.md'}")
     return RunResult(out, metrics, None, {"classes": full.classes, "selected": entries[0]["candidate"]})
-
-
-def _metrics(c: SelectConfig, names: list[str], full: ImageSet, scoring: ImageSet, source_set: ImageSet | None,
-             entries: list[dict[str, Any]], skipped: list[dict[str, str]], times: dict[str, float],
-             verification: dict[str, Any] | None) -> dict[str, Any]:
-    """``metrics.json`` of a selection (but its total time): the scoring set, the ranked entries, the skipped
-    candidates, the similarity sample, the times and the verification."""
-    task = c.task
-    return {
-        "task": "select", "data": task.data, "classes": full.classes, "class_indices": parse_classes(task.classes),
-        "scoring_set": {"split": "train", "labels_per_class": task.labels_per_class, "n": len(scoring),
-                        "val_per_class": task.val_per_class, "seed": c.seed, "fingerprint": scoring.fingerprint()},
-        "scores": names, "ranked_by": names[0], "selected": entries[0]["candidate"],
-        "candidates": entries, "skipped": skipped,
-        "similarity": {"data": c.similarity.similarity_data, "classes": source_set.classes, "n": len(source_set)}
-        if source_set is not None else None,
-        **times, "verification": verification,
-    }
 
 
 def _scoring_sets(c: SelectConfig) -> tuple[ImageSet, ImageSet, ImageSet | None]:
@@ -184,27 +117,3 @@ def _scoring_sets(c: SelectConfig) -> tuple[ImageSet, ImageSet, ImageSet | None]
     same = (sim.similarity_data, parse_classes(sim.similarity_classes)) == (task.data, parse_classes(task.classes))
     pick = similarity_sample(len(sfull), tr_idx if same else None, sim.similarity_samples, c.seed)
     return full, scoring, sfull.subset(pick, f"{sfull.name}[{len(pick)} for similarity]")
-
-
-def _score_all(cands: list[str], full: ImageSet, scoring: ImageSet, source_set: ImageSet | None, names: list[str],
-               c: SelectConfig, console: Console) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Every candidate's scores (and similarity) — a candidate that cannot be loaded is skipped with its reason."""
-    convert = c.task.convert_channels
-
-    def load(cand: str) -> Backbone:
-        model, _ = load_candidate(cand, c.image_size, c.seed, full.channels, c.max_length)
-        check_channels(full, model, convert, f"candidate {cand}")
-        return model
-
-    def skip(cand: str, exc: Exception) -> None:
-        console.print(f"  [yellow]skipped[/] {escape(cand)}: {escape(str(exc))}", highlight=False)
-
-    def similarity(model: Backbone, feats: torch.Tensor) -> dict[str, Any]:
-        assert source_set is not None
-        try:
-            check_channels(source_set, model, convert, f"--similarity-data {source_set.name}")
-        except ValueError as exc:
-            return {"values": dict.fromkeys(SIMILARITY_MEASURES.names()), "note": str(exc), "time_s": 0.0}
-        return feature_similarity(model, source_set, feats)
-
-    return score_candidates(cands, load, scoring, names, similarity if source_set is not None else None, skip)

@@ -1,15 +1,13 @@
 """``serve``: run a trained model as an HTTP inference service (FastAPI + uvicorn), see :mod:`transferkit.serve`.
 
-:func:`serve` blocks until the server is stopped (Ctrl-C); :func:`start_in_thread` runs an app in a background
-thread on a (free) loopback port — for tests and benchmarks — and :func:`stop_thread` shuts it down cleanly.
+:func:`serve` blocks until the server is stopped (Ctrl-C); :mod:`transferkit.serve_thread` runs an app in a
+background thread instead (tests and benchmarks).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -105,56 +103,19 @@ def service_limits(c: ServeConfig) -> Any:
 
     if c.max_upload_mb <= 0 or c.max_images < 1 or c.decode_timeout_s <= 0 or c.body_timeout_s <= 0 \
             or c.decode_workers < 1:
-        raise ValueError("--max-upload-mb, --decode-timeout and --body-timeout must be > 0, --max-images and "
-                         "--decode-workers ≥ 1")
+        raise ValueError("max_upload_mb, decode_timeout_s and body_timeout_s must be > 0, max_images and "
+                         "decode_workers ≥ 1")
     if c.max_texts < 1 or c.max_text_chars < 1:
-        raise ValueError(f"--max-texts and --max-text-chars must be ≥ 1, got {c.max_texts} and {c.max_text_chars}")
+        raise ValueError(f"max_texts and max_text_chars must be ≥ 1, got {c.max_texts} and {c.max_text_chars}")
     if not 0 <= c.port <= 65535:
         raise ConfigError("port", "0..65535", c.port)
     defaults = ServiceLimits()
     request_px = int(c.max_request_mp * 1e6) if c.max_request_mp is not None else defaults.max_request_pixels
     inflight_px = int(c.max_inflight_mp * 1e6) if c.max_inflight_mp is not None else 2 * request_px
     if request_px < 1 or inflight_px < request_px:
-        raise ValueError("--max-request-mp must be > 0 and --max-inflight-mp at least --max-request-mp")
+        raise ValueError("max_request_mp must be > 0 and max_inflight_mp at least max_request_mp")
     return ServiceLimits(max_upload_bytes=int(c.max_upload_mb * 1024 * 1024), max_images=c.max_images,
                          decode_timeout_s=c.decode_timeout_s, max_request_pixels=request_px,
                          max_inflight_pixels=inflight_px, decode_workers=c.decode_workers,
                          body_timeout_s=c.body_timeout_s, max_texts=c.max_texts, max_text_chars=c.max_text_chars,
                          long_texts=c.long_texts)
-
-
-def start_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, startup_timeout_s: float = 20.0,
-                    log_level: str = "warning") -> tuple[Any, threading.Thread, int]:
-    """Run ``app`` with uvicorn in a daemon thread; return ``(server, thread, port)`` once it accepts connections.
-
-    ``port=0`` lets the OS pick a free port (the returned one is the real port). The header and keep-alive
-    timeouts come from the app's :class:`~transferkit.serve.ServiceLimits` (``app.state.limits``). Stop with
-    :func:`stop_thread` (``server.should_exit = True; thread.join()``). Raises ``RuntimeError`` if it does not
-    start in time.
-    """
-    import uvicorn
-
-    from transferkit.serve import uvicorn_options
-
-    limits = getattr(getattr(app, "state", None), "limits", None)  # create_app's: its connection timeouts
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                            timeout_graceful_shutdown=5, **uvicorn_options(limits))
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"transferkit-serve-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + startup_timeout_s
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            thread.join(5)
-            raise RuntimeError(f"the server on {host}:{port} did not start within {startup_timeout_s:g} s")
-        time.sleep(0.01)
-    real_port = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
-    return server, thread, int(real_port)
-
-
-def stop_thread(server: Any, thread: threading.Thread, timeout_s: float = 10.0) -> bool:
-    """Ask the server started by :func:`start_in_thread` to exit and wait; ``True`` if the thread ended."""
-    server.should_exit = True
-    thread.join(timeout_s)
-    return not thread.is_alive()

@@ -24,6 +24,9 @@ from typing import Any, NamedTuple
 import yaml
 
 from transferkit.api.runs import make_strategy
+from transferkit.errors import ConfigError
+
+FORM = "[LABEL=]STRATEGY[:KEY=VALUE...]"  # what a variant spec looks like
 
 
 class Variant(NamedTuple):
@@ -52,33 +55,33 @@ def _text(value: Any) -> str:
 def _parse_spec(spec: str) -> tuple[str | None, str, dict[str, Any]]:
     text = spec.strip()
     if not text:
-        raise ValueError("--strategy: empty variant spec; expected [LABEL=]STRATEGY[:KEY=VALUE...]")
+        raise ConfigError("strategies", f"a variant {FORM}", spec, "the spec is empty")
     head, *parts = text.split(":")
     label: str | None = None
     if "=" in head:
         label, _, head = head.partition("=")
         label = label.strip()
         if not label:
-            raise ValueError(f"--strategy '{spec}': empty label before '='; expected [LABEL=]STRATEGY[:KEY=VALUE...]")
+            raise ConfigError("strategies", f"a variant {FORM}", spec, "empty label before '='")
     name = head.strip()
     if not name:
-        raise ValueError(f"--strategy '{spec}': no strategy name; expected [LABEL=]STRATEGY[:KEY=VALUE...]")
+        raise ConfigError("strategies", f"a variant {FORM}", spec, "no strategy name")
     raw: list[tuple[str, str]] = []
     for part in parts:
         key, sep, value = part.partition("=")
         if not sep:
             if not raw:  # a ':' right after the strategy name with no KEY=VALUE after it
-                raise ValueError(f"--strategy '{spec}': '{part}' is not KEY=VALUE; expected "
-                                 "[LABEL=]STRATEGY[:KEY=VALUE...], e.g. finetune:bn=frozen")
+                raise ConfigError("strategies", f"a variant {FORM}, e.g. finetune:bn=frozen", spec,
+                                  f"'{part}' is not KEY=VALUE")
             raw[-1] = (raw[-1][0], raw[-1][1] + ":" + part)  # a value that itself contains ':'
             continue
         if not key.strip():
-            raise ValueError(f"--strategy '{spec}': empty option name in '{part}'")
+            raise ConfigError("strategies", f"a variant {FORM}", spec, f"empty option name in '{part}'")
         raw.append((key.strip(), value))
     options: dict[str, Any] = {}
     for key, value in raw:
         if key in options:
-            raise ValueError(f"--strategy '{spec}': option '{key}' given twice")
+            raise ConfigError("strategies", "each option of a variant once", spec, f"option '{key}' given twice")
         try:
             options[key] = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError:
@@ -96,27 +99,26 @@ def parse_variant(spec: str | Mapping[str, Any]) -> Variant:
     if isinstance(spec, Mapping):
         unknown = set(spec) - {"label", "strategy", "options"}
         if unknown:
-            raise ValueError(f"--strategy {dict(spec)}: unknown key(s) {sorted(unknown)}; "
-                             "valid keys: label, strategy, options")
+            raise ConfigError("strategies", "a mapping with the keys label, strategy, options", dict(spec),
+                              f"unknown key(s) {sorted(unknown)}")
         name = spec.get("strategy")
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"--strategy {dict(spec)}: needs 'strategy: NAME'")
+            raise ConfigError("strategies", "a mapping with 'strategy: NAME'", dict(spec))
         opts = spec.get("options") or {}
         if not isinstance(opts, Mapping):
-            raise ValueError(f"--strategy {dict(spec)}: 'options' must be a mapping of option: value")
+            raise ConfigError("strategies", "'options' as a mapping of option: value", dict(spec))
         label = None if spec.get("label") is None else str(spec["label"]).strip()
-        name, options, shown = name.strip(), dict(opts), str(dict(spec))
+        name, options = name.strip(), dict(opts)
     elif isinstance(spec, str):
         label, name, options = _parse_spec(spec)
-        shown = f"'{spec}'"
     else:
-        raise ValueError(f"--strategy: expected a spec string or a mapping, got {type(spec).__name__} {spec!r}")
+        raise ConfigError("strategies", f"a variant {FORM} or a mapping", spec)
     try:
         make_strategy(name, options=options)
     except ValueError as exc:
-        raise ValueError(f"--strategy {shown}: {exc}") from None
+        raise ConfigError("strategies", "a known strategy with its valid options", spec, str(exc)) from None
     if label is not None and not label:
-        raise ValueError(f"--strategy {shown}: empty label")
+        raise ConfigError("strategies", f"a variant {FORM}", spec, "empty label")
     return Variant(label or default_label(name, options), name, options)
 
 
@@ -125,12 +127,13 @@ def parse_variants(specs: Iterable[str | Mapping[str, Any]]) -> list[Variant]:
     the label is what cells, tables, plots and resumed results are keyed by."""
     variants = [parse_variant(s) for s in specs]
     if not variants:
-        raise ValueError("--strategy: no strategy given")
+        raise ConfigError("strategies", "at least one strategy variant", [])
     seen: dict[str, Variant] = {}
     for v in variants:
         if v.label in seen:
-            raise ValueError(f"--strategy: duplicate label '{v.label}' ({seen[v.label].strategy} "
-                             f"{seen[v.label].options or ''} and {v.strategy} {v.options or ''}); give each variant "
-                             "its own label, e.g. LABEL=STRATEGY:KEY=VALUE")
+            raise ConfigError("strategies", "variants with distinct labels", v.label,
+                              f"duplicate label '{v.label}' ({seen[v.label].strategy} {seen[v.label].options or ''} "
+                              f"and {v.strategy} {v.options or ''}); give each variant its own label, e.g. "
+                              "LABEL=STRATEGY:KEY=VALUE")
         seen[v.label] = v
     return variants

@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 
 from transferkit import terminal
-from transferkit.api.runs import RunResult, check_channels, load_source, load_task, set_threads, write_json, write_yaml
+from transferkit.api.runs import RunResult, set_threads, write_json, write_yaml
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.features import predict_logits
 from transferkit.bundle import save_bundle
 from transferkit.data.base import AnyDataset
+from transferkit.data.job_task import load_task
 from transferkit.data.prepare import to_batches
 from transferkit.data.registry import has_split
 from transferkit.errors import ConfigError
@@ -38,6 +39,7 @@ from transferkit.report.fewshot import write_zeroshot_report
 from transferkit.report.metrics import classification_metrics
 from transferkit.report.tables import metrics_table
 from transferkit.rundir import check_output_dir, run_session
+from transferkit.source_loading import check_channels, load_source
 from transferkit.terminal import Console
 
 __all__ = ["label_embeddings", "zeroshot"]
@@ -53,12 +55,12 @@ def _scored_data(c: ZeroshotConfig, model: Backbone, label_list: list[str], note
     if used_split != c.split:
         notes.append(f"--data {c.data} has no '{c.split}' split; the '{used_split}' split was scored instead.")
     ds = load_task(c.data, used_split, c.classes, c.strict)
-    check_channels(ds, model, False, f"--data {c.data}")
+    check_channels(ds, model, False, f"data={c.data}")
     label_list = label_list or list(ds.classes)
     missing = [k for k, n in zip(ds.classes, ds.class_counts(), strict=True) if n and k not in label_list]
     if missing:
-        raise ValueError(f"--data {c.data}: classes {missing} are not among the zero-shot labels {label_list}; "
-                         "add them to --labels or keep only the others with --classes")
+        raise ValueError(f"data={c.data}: classes {missing} are not among the zero-shot labels {label_list}; "
+                         "add them to labels=… or keep only the others with classes=…")
     absent = [lab for lab in label_list if lab not in ds.classes or not ds.class_counts()[ds.classes.index(lab)]]
     if absent:
         msg = (f"labels {absent} have no examples in {c.data} ({used_split}); they can still be predicted, "

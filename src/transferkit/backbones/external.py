@@ -43,6 +43,7 @@ from transferkit.backbones.registry import (
 from transferkit.backbones.weights import load_strict, read_state_dict
 from transferkit.data.download import offline
 from transferkit.data.resize import INTERPOLATIONS
+from transferkit.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -174,7 +175,7 @@ class ExternalBackbone(Backbone):
                 out = self.forward_features(torch.zeros(1, self.input_spec.channels, h, w))
         except (RuntimeError, AssertionError, ValueError) as err:
             raise ValueError(
-                f"{self.arch} cannot run at --image-size {h}: {str(err).splitlines()[0]} (the image size may be too "
+                f"{self.arch} cannot run at image_size={h}: {str(err).splitlines()[0]} (the image size may be too "
                 f"small, at least {self.input_spec.min_size} px, or the architecture needs a fixed size)"
             ) from None
         finally:
@@ -306,10 +307,10 @@ def timm_backbone(arch: str, num_classes: int = 1000, pretrained: bool = False, 
         state = _split_classifier(state, classifier_name)[1]
     size = img_size or info.default_size
     if cfg.get("fixed_input_size") and size != cfg["input_size"][-1]:
-        raise ValueError(f"{name} needs --image-size {cfg['input_size'][-1]} (fixed input size), got {size}")
+        raise ConfigError("image_size", f"{cfg['input_size'][-1]} for {name} (a fixed input size)", size)
     min_size = int((cfg.get("min_input_size") or (3, 32, 32))[-1])
     if size < min_size:
-        raise ValueError(f"{name}: --image-size {size} is too small; the architecture needs at least {min_size} px")
+        raise ConfigError("image_size", f"at least {min_size} px for {name}", size)
     mean, std = tuple(mean or cfg.get("mean", IMAGENET_MEAN)), tuple(std or cfg.get("std", IMAGENET_STD))
     if len(mean) != in_chans:  # e.g. in_chans=1 with RGB statistics: their average
         mean, std = (sum(mean) / len(mean),) * in_chans, (sum(std) / len(std),) * in_chans
@@ -425,7 +426,7 @@ def torchvision_backbone(arch: str, num_classes: int = 1000, pretrained: bool = 
     meta_min = (tv_weights.meta.get("min_size") if tv_weights is not None else None) or (32, 32)
     size = img_size or info.default_size
     if size < meta_min[0]:
-        raise ValueError(f"{name}: --image-size {size} is too small; the architecture needs at least {meta_min[0]} px")
+        raise ConfigError("image_size", f"at least {meta_min[0]} px for {name}", size)
     transforms = tv_weights.transforms() if tv_weights is not None else None
     spec = InputSpec(channels=3, size=(size, size),
                      mean=tuple(mean or (transforms.mean if transforms else IMAGENET_MEAN)),

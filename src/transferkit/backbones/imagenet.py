@@ -47,6 +47,7 @@ from transferkit.backbones.base import Backbone, InputSpec
 from transferkit.backbones.registry import register_backbone
 from transferkit.backbones.weights import load_strict, read_state_dict, sha256_file
 from transferkit.data.resize import IMAGENET_CROP_PCT
+from transferkit.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -132,10 +133,7 @@ class PooledCNN(Backbone):
                 "3 channels by the preprocessing (input_spec.channels == 3)"
             )
         if img_size < MIN_SIZE:
-            raise ValueError(
-                f"{arch}: --image-size {img_size} is too small; the architecture needs at least {MIN_SIZE} px "
-                "(it downsamples by 32)"
-            )
+            raise ConfigError("image_size", f"at least {MIN_SIZE} px for {arch} (it downsamples by 32)", img_size)
         # the evaluation transform the weights were scored with (resize the shorter side, centre crop): see
         # InputSpec for the rule; the same for a from-scratch rebuild, which takes photos the same way
         self.input_spec = InputSpec(channels=3, size=(img_size, img_size), mean=mean, std=std, min_size=MIN_SIZE,

@@ -315,8 +315,8 @@ def create_backbone(
         raise ValueError(
             f"backbone '{name}' has no pretrained weights on this machine. "
             + (f"{info.weights_hint}. " if info.weights_hint else "")
-            + f"Or pretrain it on a source task with 'transferkit pretrain --backbone {name} ...' and pass that "
-            "run as --source, or use pretrained=False for a random initialisation."
+            + f"Or pretrain it on a source task (backbone={name} in 'transferkit pretrain' or tk.pretrain) and pass "
+            "that run as the source, or use pretrained=False for a random initialisation."
         )
     model = BACKBONES.get(name)[1](pretrained=pretrained, **kwargs)
     if cut_at is not None:

@@ -6,11 +6,12 @@ from torch import nn
 
 from transferkit.backbones.base import Backbone, InputSpec
 from transferkit.backbones.registry import register_backbone
+from transferkit.errors import ConfigError
 
 
 def _check_size(arch: str, img_size: int, minimum: int) -> None:
     if img_size < minimum:
-        raise ValueError(f"{arch}: --image-size {img_size} is too small; the architecture needs at least {minimum} px")
+        raise ConfigError("image_size", f"at least {minimum} px for {arch}", img_size)
 
 
 class SeedCNN(Backbone):

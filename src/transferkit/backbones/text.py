@@ -261,7 +261,7 @@ class TextEncoder(Backbone):
 
     def truncate(self, layer: str) -> None:
         raise ValueError(f"{self.arch}: a text encoder is not truncated; read an earlier layer with "
-                         f"--probe-layer {layer} instead (forward_features(x, layer))")
+                         f"probe_layer={layer} instead (forward_features(x, layer))")
 
     def _register_dims(self) -> None:  # widths are known from the config
         return None
@@ -274,7 +274,7 @@ def _build(arch: str, source: str | Path | None, hf_config: dict[str, Any] | Non
 
     for bad in ("img_size", "in_chans"):
         if extra_kwargs.pop(bad, None) is not None:
-            raise ValueError(f"{arch} is a text backbone: --image-size/in_chans do not apply (use max_length)")
+            raise ValueError(f"{arch} is a text backbone: image_size/in_chans do not apply (use max_length)")
     if extra_kwargs:
         raise ValueError(f"{arch}: unknown options {sorted(extra_kwargs)}; valid: max_length, pooling, normalize")
     with _quiet_transformers():

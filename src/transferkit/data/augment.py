@@ -121,9 +121,9 @@ def augmentation(preset: str, channels: int, size: tuple[int, int], policy: str 
 
 
 def pixel_options(cfg: TrainConfig) -> list[str]:
-    """The pixel options of ``cfg`` (``--augment``, ``--cutmix``) as flags, e.g. ``["--augment light"]``."""
-    return ([f"--augment {cfg.augment}"] if cfg.augment not in (None, "none") else []) + (
-        [f"--cutmix {cfg.cutmix:g}"] if cfg.cutmix > 0 else [])
+    """The pixel options of ``cfg`` (``augment``, ``cutmix``) as keywords, e.g. ``["augment=light"]``."""
+    return ([f"augment={cfg.augment}"] if cfg.augment not in (None, "none") else []) + (
+        [f"cutmix={cfg.cutmix:g}"] if cfg.cutmix > 0 else [])
 
 
 def refuse_pixel_options(cfg: TrainConfig, why: str) -> None:
@@ -131,20 +131,20 @@ def refuse_pixel_options(cfg: TrainConfig, why: str) -> None:
     the training data are instead of images."""
     bad = pixel_options(cfg)
     if bad:
-        fix = " and ".join(("--augment none" if b.startswith("--augment") else "--cutmix 0") for b in bad)
+        fix = " and ".join(("augment=none" if b.startswith("augment") else "cutmix=0") for b in bad)
         raise ValueError(f"{' and '.join(bad)}: augmentation needs image batches, but {why} — use finetune "
-                         f"(or scratch), which trains on images, or {fix} (--mixup works on features)")
+                         f"(or scratch), which trains on images, or {fix} (mixup works on features)")
 
 
 def require_image_batches(cfg: TrainConfig, data: TensorBatches) -> None:
-    """Refuse ``--augment``/``--cutmix`` when the training data are features ``(N, D)``, not images.
+    """Refuse ``augment``/``cutmix`` when the training data are features ``(N, D)``, not images.
 
     Both act on pixels; a strategy that trains on extracted features (``linear_probe`` trains a head on cached
     features) cannot use them. Mixup mixes feature vectors just as well and is allowed. Called before training
     starts, so a run fails at once rather than after its first epoch.
     """
     if data.lengths is not None:  # token ids
-        bad = pixel_options(cfg) + (["--mixup"] if cfg.mixup > 0 else [])
+        bad = pixel_options(cfg) + ([f"mixup={cfg.mixup:g}"] if cfg.mixup > 0 else [])
         if bad:
             raise ValueError(f"{' and '.join(bad)}: these act on images, but the training data are texts (token "
                              "ids); leave them at their defaults for text")
@@ -165,7 +165,7 @@ def augmented(data: TensorBatches, preset: str | None, policy: str = "randaugmen
     if preset is None or preset == "none":
         return data
     if data.x.ndim != 4:
-        raise ValueError(f"--augment {preset}: augmentation needs image batches (N, C, H, W), got data of shape "
+        raise ValueError(f"augment={preset}: augmentation needs image batches (N, C, H, W), got data of shape "
                          f"{tuple(data.x.shape)}")
     bordered = tuple(data.x.shape[-2:]) if data.view is not None else None
     return data.with_transform(augmentation(preset, data.x.shape[1], data.image_size, policy, bordered))
@@ -198,7 +198,7 @@ class MixupCutmix:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.ndim == 2:  # feature vectors: Mixup only, as (B, D, 1, 1) "images"
             if self.cutmix > 0:
-                raise ValueError("--cutmix needs image batches (B, C, H, W), got feature vectors (B, D)")
+                raise ValueError(f"cutmix={self.cutmix:g} needs image batches (B, C, H, W), got feature vectors (B, D)")
             xm, t = self.transform(x[:, :, None, None], y)
             return xm.flatten(1), t
         return self.transform(x, y)

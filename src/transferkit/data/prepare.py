@@ -66,7 +66,7 @@ def prepare_images(ds: ImageSet, spec: SpecLike, border: bool = False) -> torch.
         return (resize_images(x, spec, border) if spec.size else x).contiguous()
     if not spec.size:
         shapes = sorted({im.shape[:2] for im in ds.images})
-        raise ValueError(f"{ds.name}: images have different sizes {shapes[:3]}…; the model needs a fixed --image-size")
+        raise ValueError(f"{ds.name}: images have different sizes {shapes[:3]}…; the model needs a fixed image_size=N")
     return torch.cat([resize_images(_convert_channels(_to_nchw(im).unsqueeze(0), spec.channels), spec, border)
                       for im in ds.images])
 

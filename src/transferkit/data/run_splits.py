@@ -13,39 +13,27 @@ from typing import Any
 import numpy as np
 
 from transferkit.data.base import AnyDataset
-from transferkit.data.splits import k_per_class, labelled_budget_indices, labelled_budget_split
+from transferkit.data.splits import budget_subsets, k_per_class, labelled_budget_indices
 
 
 def job_split(
     full: AnyDataset, labels_per_class: int | None, val_per_class: int | None, val_fraction: float, seed: int,
     split_indices: tuple[Sequence[int] | np.ndarray, Sequence[int] | np.ndarray] | None = None,
-) -> tuple[AnyDataset, AnyDataset, np.ndarray | None]:
-    """``(training set, validation set, given training positions)`` of a training job on the training split ``full``.
+) -> tuple[AnyDataset, AnyDataset, np.ndarray | None, bool]:
+    """``(training set, validation set, training positions, given)`` of a training job on the training split ``full``.
 
     ``split_indices=(train, validation)`` — positions in ``full`` chosen by a calling job (``auto``'s inner split of
-    its K labels) — is used as given, and its training positions are returned as the third item (``None`` otherwise),
-    since the run's ``labels`` record lists them; without it, the seeded labelled-budget draw of
-    :func:`~transferkit.data.splits.labelled_budget_split`."""
+    its K labels) — is used as given (``given`` true); without it, the seeded labelled-budget draw of
+    :func:`~transferkit.data.splits.labelled_budget_split`. The training positions — the examples that train the
+    final model, which the run's ``labels`` record lists — come from that one draw; ``None`` for the whole training
+    split (no labelled budget: not listed)."""
     if split_indices is not None:
         tr_given, va_given = (np.asarray(i, dtype=np.int64) for i in split_indices)
         train_set = full.subset(tr_given, f"{full.name}[inner fit]")
-        return train_set, full.subset(va_given, f"{full.name}[inner selection]"), tr_given
-    train_set, val_set = labelled_budget_split(full, labels_per_class, val_per_class, val_fraction, seed)
-    return train_set, val_set, None
-
-
-def final_train_indices(
-    full: AnyDataset, labels_per_class: int | None, val_per_class: int | None, val_fraction: float, seed: int,
-    given: np.ndarray | None = None,
-) -> np.ndarray | None:
-    """Positions in ``full`` of the examples that trained a job's final model, for its ``labels`` record: ``given``
-    (from :func:`job_split`) when a calling job chose them, else — with a labelled budget — the same seeded draw as
-    :func:`job_split`'s training set; ``None`` for the whole training split (not listed)."""
-    if given is not None:
-        return given
-    if labels_per_class is None:
-        return None
-    return labelled_budget_indices(full, labels_per_class, val_per_class, val_fraction, seed)[0]
+        return train_set, full.subset(va_given, f"{full.name}[inner selection]"), tr_given, True
+    tr, va = labelled_budget_indices(full, labels_per_class, val_per_class, val_fraction, seed)
+    train_set, val_set = budget_subsets(full, tr, va, labels_per_class, val_per_class)
+    return train_set, val_set, (tr if labels_per_class is not None else None), False
 
 
 def labelled_pool(full: AnyDataset, labels_per_class: int | None, seed: int) -> tuple[np.ndarray, Any]:

@@ -89,7 +89,7 @@ def check_trainable(ds: AnyDataset, what: str = "training a classifier") -> None
         raise ValueError(
             f"{ds.name}: {found}{of}; {what} needs at least 2 classes (with one, every prediction is right and "
             f"accuracy is a meaningless 1.0). Add examples of another class (image_folder: another class folder), "
-            f"or choose at least two classes with --classes"
+            f"or choose at least two classes with classes=…"
         )
     empty = [ds.classes[c] for c in np.flatnonzero(counts == 0)]
     if empty:
@@ -178,6 +178,13 @@ def labelled_budget_split(
     stratified ``val_fraction`` of ``ds`` becomes validation.
     """
     tr, va = labelled_budget_indices(ds, labels_per_class, val_per_class, val_fraction, seed)
+    return budget_subsets(ds, tr, va, labels_per_class, val_per_class)
+
+
+def budget_subsets(ds: AnyDataset, tr: np.ndarray, va: np.ndarray, labels_per_class: int | None,
+                   val_per_class: int | None) -> tuple[AnyDataset, AnyDataset]:
+    """The training and validation subsets of ``ds`` at the positions ``tr`` and ``va`` of
+    :func:`labelled_budget_indices`, named after the budget that drew them."""
     if labels_per_class is None:
         return ds.subset(tr, ds.name + "[train]"), ds.subset(va, ds.name + "[val]")
     n_val = budget_val_per_class(labels_per_class, val_per_class)

@@ -201,7 +201,7 @@ def fit_adapt(
     if cfg.processes > 1:
         raise ValueError("domain adaptation runs in one process: its label-free model selection scores every "
                          "validation output together after each epoch, which DDP would split over processes; use "
-                         "--devices 1 --num-nodes 1")
+                         "devices=1 num_nodes=1")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = AdaptModule(net, method, param_groups, cfg, scorer, eval_modules)
     keep = KeepStates(criteria)
@@ -220,8 +220,8 @@ def fit_adapt(
     if module.diverged is not None and keep.last_state is None:
         d = module.diverged
         raise DivergenceError(f"training diverged at step {d['step']} (epoch {d['epoch'] + 1}): {d['what']}, "
-                              "before any epoch finished, so there are no good weights to keep. Try a lower --lr "
-                              "(or a smaller adaptation trade-off, --option trade_off=0.3)")
+                              "before any epoch finished, so there are no good weights to keep. Try a lower lr=… "
+                              "(or a smaller adaptation trade-off, the option trade_off=0.3)")
     if keep.last_state is not None:
         net.load_state_dict(keep.last_state)
     net.eval()

@@ -217,7 +217,7 @@ class ResumeCheckpoints(Checkpoint):
             return
         if state.get("world_size", 1) != trainer.world_size:
             raise ValueError(f"this checkpoint was written by {state['world_size']} process(es); resume it with the "
-                             f"same number (--devices × --num-nodes), not {trainer.world_size}")
+                             f"same number (devices × num_nodes), not {trainer.world_size}")
         self._pending_rng = state["rng"]
         epoch, done = state["epoch"], state["batches_done"]
         for sampler in self.samplers:

@@ -18,6 +18,7 @@ from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches, make_loader
 from transferkit.engine.module import TransferModule
 from transferkit.engine.plan import Planner
+from transferkit.errors import ConfigError
 
 
 @dataclass
@@ -33,9 +34,9 @@ def find_lr(strategy: Planner, source: Backbone, num_classes: int, train: Tensor
             min_lr: float = 1e-6, max_lr: float = 1.0, num_training: int = 100) -> LRFindResult:
     """Run the range test for ``strategy`` on ``train`` (``num_training`` steps, cycling over the data)."""
     if not 0 < min_lr < max_lr:
-        raise ValueError(f"lr-find: need 0 < --min-lr < --max-lr, got {min_lr} and {max_lr}")
+        raise ConfigError("min_lr", f"0 < min_lr < max_lr (max_lr={max_lr})", min_lr)
     if num_training < 10:
-        raise ValueError(f"lr-find: --steps must be at least 10 to fit a curve, got {num_training}")
+        raise ConfigError("steps", "at least 10 to fit a curve", num_training)
     from lightning.pytorch.tuner import Tuner
 
     plan = strategy.plan(source, num_classes, train, None, cfg)

@@ -152,7 +152,7 @@ def check_multitask_inputs(train: TensorBatches, cfg: TrainConfig, slices: Seque
     check_fit_inputs(train, cfg)
     if cfg.processes > 1:
         raise ValueError("multi-task training runs in one process so far (its per-task sums and learnt task weights "
-                         "are not reduced over DDP processes); use --devices 1 --num-nodes 1")
+                         "are not reduced over DDP processes); use devices=1 num_nodes=1")
     for name, off in (("mixup", 0), ("cutmix", 0), ("class_weight", "none"), ("sampler", "random")):
         if getattr(cfg, name) != off:
             raise ConfigError(name, f"{off!r} in multi-task training", getattr(cfg, name), "this option "

@@ -134,7 +134,7 @@ class PhaseSwitch(Callback):
         if trainer.world_size > 1 and any(p.start_epoch > 0 and (p.unfreeze or p.train_modules) for p in self.phases):
             raise ValueError("gradual unfreezing / two-phase fine-tuning changes which parameters train during the "
                              "run, which DDP cannot follow (it registers the trainable parameters once); train "
-                             "with --devices 1, or with a fixed --freeze")
+                             "with devices=1, or with a fixed freeze=…")
         if trainer.ckpt_path is None:
             return
         # a resumed run: the phases that began up to the checkpoint's epoch (their rates come back with the

@@ -6,14 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from transferkit.lazy import lazy_module
 from transferkit.options.base import (
     _specs_flags,
     _text_flag,
     parse_key_values,
+    tyro,
 )
-
-tyro = lazy_module("tyro")  # flags are made only when a command line is parsed
 
 
 @dataclass(frozen=True)

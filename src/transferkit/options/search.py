@@ -6,19 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
-from transferkit.lazy import lazy_module
-from transferkit.options.base import (
-    JobConfig,
-    _text_flag,
-    parse_key_values,
-)
+from transferkit.options.base import JobConfig, _text_flag, parse_key_values, tyro
 from transferkit.options.parts import (
     LabelledOptions,
     ReadOptions,
     TaskOptions,
 )
-
-tyro = lazy_module("tyro")  # flags are made only when a command line is parsed
 
 
 @dataclass(frozen=True)

@@ -5,17 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, ClassVar
 
-from transferkit.lazy import lazy_module
-from transferkit.options.base import (
-    JobConfig,
-    _text_flag,
-)
+from transferkit.options.base import JobConfig, _text_flag, tyro
 from transferkit.options.parts import (
     DataOptions,
     SourceOptions,
 )
-
-tyro = lazy_module("tyro")  # flags are made only when a command line is parsed
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from transferkit.config import FitOptions, OptimiserOptions, TrainOptions
-from transferkit.lazy import lazy_module
-from transferkit.options.base import (
-    JobConfig,
-)
+from transferkit.options.base import JobConfig
 from transferkit.options.parts import (
     DataOptions,
     GridOptions,
@@ -21,8 +18,6 @@ from transferkit.options.parts import (
     StrategyOptions,
     TaskOptions,
 )
-
-tyro = lazy_module("tyro")  # flags are made only when a command line is parsed
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
-from transferkit.lazy import lazy_module
-from transferkit.options.base import (
-    JobConfig,
-)
-
-tyro = lazy_module("tyro")  # flags are made only when a command line is parsed
+from transferkit.options.base import JobConfig, tyro
 
 
 @dataclass(frozen=True)

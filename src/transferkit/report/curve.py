@@ -30,6 +30,8 @@ def _x_positions(summary: Sequence[dict[str, Any]], budgets: Sequence[int | None
             xs.append(2.0 * top if top else 1.0)
         ticks.append(f"all\n(≈{size:.0f})" if size is not None else "all")
     return xs, ticks
+
+
 def write_curve_report(out: Path, metrics: dict[str, Any], labels: list[str], budgets: Sequence[int | None],
                        title: str, intro: list[str], chance: float) -> None:
     """``curve.png`` (log x axis, 'all' at its mean training size per class) and report.md."""

@@ -1,13 +1,25 @@
-"""``report.md`` of ``transfer --cv K`` (and its pictures): per-fold and mean ± std scores, the pooled out-of-fold
-predictions — a function of the run's metrics."""
+"""``metrics.json`` and ``report.md`` of ``transfer --cv K`` (and its pictures): per-fold and mean ± std scores, the
+pooled out-of-fold predictions — functions of the folds' records and the run's metrics."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from transferkit.data.splits import labels_record
 from transferkit.report.markdown import comparison_report
-from transferkit.report.metrics import DID_NOT_LEARN, flag
+from transferkit.report.metrics import (
+    DID_NOT_LEARN,
+    classification_metrics,
+    describe_selection,
+    did_not_learn,
+    flag,
+    majority_rate,
+    mean_std,
+)
 from transferkit.report.plots import plot_comparison, plot_confusion
 
 COLUMNS = ["fold", "train", "validation", "held out", "accuracy", "macro-F1", "best epoch"]
@@ -23,6 +35,21 @@ def fold_rows(metrics: dict[str, Any]) -> list[list[str]]:
                  flag(f"{metrics['accuracy']:.3f} ± {metrics['accuracy_std']:.3f}", metrics["did_not_learn"]),
                  f"{metrics['macro_f1']:.3f} ± {metrics['macro_f1_std']:.3f}", ""])
     return rows
+
+
+def fold_record(fold_no: int, fold: Any, m: dict[str, Any], trained: Any, val_accuracy: float) -> dict[str, Any]:
+    """One fold's entry in metrics.json: the sizes of ``fold``'s parts (train, validation, held out), the held-out
+    scores ``m``, and how ``trained`` (the engine's :class:`~transferkit.engine.trainer.TrainedModel`) was selected
+    (best epoch, epochs run, the probe's C: ``selection``); ``val_accuracy`` is its best validation accuracy."""
+    return {
+        "fold": fold_no, "n_train": len(fold.train), "n_val": len(fold.val), "n_eval": len(fold.eval),
+        "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "loss": m["loss"],
+        "val_accuracy": val_accuracy, "best_epoch": trained.fit.best_epoch,
+        "epochs_run": trained.fit.epochs_run, "train_time_s": trained.total_time_s,
+        "confusion_matrix": m["confusion_matrix"], "strategy": trained.strategy, "options": trained.options,
+        "selection": describe_selection(trained.fit.solver, len(fold.val), trained.fit.best_epoch,
+                                        trained.fit.epochs_run, trained.fit.stopped_early),
+    }
 
 
 def cv_notes(metrics: dict[str, Any], num_classes: int) -> list[str]:
@@ -74,3 +101,32 @@ def write_cv_report(run_dir: Path, metrics: dict[str, Any], classes: list[str], 
                    f"out-of-fold predictions, accuracy {pooled['accuracy']:.3f}")
     comparison_report(run_dir / "report.md", f"transferkit transfer: {cv}-fold cross-validation", intro, COLUMNS,
                       fold_rows(metrics), ["folds.png", "confusion_matrix.png"], cv_notes(metrics, len(classes)))
+
+
+def cv_metrics(records: list[dict[str, Any]], classes: list[str], pool: Any, pool_idx: np.ndarray, cv: int,
+               seed: int, labels_per_class: int | None, val_per_class: int | None, start: float) -> dict[str, Any]:
+    """metrics.json of a cross-validation: per fold (``records``), mean ± sample std over folds, the pooled
+    out-of-fold metrics and the ``labels`` record of the pool (``val_per_class`` as recorded: the per-fold validation
+    size with a budget, the option as given without one); ``total_time_s`` runs from ``start``."""
+    num_classes, last = len(classes), records[-1]
+    # every pool image is held out exactly once, so the summed confusion matrices are the out-of-fold predictions
+    pooled_cm = np.sum([np.asarray(r["confusion_matrix"]) for r in records], axis=0)
+    true_pooled = np.repeat(np.arange(num_classes), pooled_cm.sum(1))
+    pred_pooled = np.concatenate([np.repeat(np.arange(num_classes), row) for row in pooled_cm])
+    pooled = classification_metrics(true_pooled, pred_pooled, classes)
+    acc_mean, acc_std = mean_std([r["accuracy"] for r in records])
+    f1_mean, f1_std = mean_std([r["macro_f1"] for r in records])
+    return {
+        "task": "transfer", "mode": "cross-validation", "split": f"{cv}-fold cross-validation", "cv": cv,
+        "accuracy": acc_mean, "accuracy_std": acc_std, "macro_f1": f1_mean, "macro_f1_std": f1_std,
+        "accuracy_mean": acc_mean, "macro_f1_mean": f1_mean,
+        "folds": records, "out_of_fold": pooled, "strategy": last["strategy"], "options": last["options"],
+        "seed": seed, "labels_per_class": labels_per_class, "n_pool": len(pool),
+        "test_split_used": False, "bundle": None, "total_time_s": time.perf_counter() - start,
+        "did_not_learn": did_not_learn(pooled["accuracy"], pooled["n"], majority_rate(pooled["confusion_matrix"])),
+        "labels": {**labels_record(labels_per_class, val_per_class, len(pool), 0, "per fold: " + last["selection"],
+                                   pool.fingerprint(), pool_idx),
+                   "train_final_model": None,
+                   "note": "cross-validation trains no final model: each fold model fits the pool minus its "
+                           "held-out fold (minus any per-fold validation part); 'indices' is the pool"},
+    }

@@ -1,14 +1,24 @@
 """``report.md`` of a ``transferkit fewshot`` run (SetFit or prototypes): the facts of the run, the pair loss of
 SetFit's contrastive stage and the confusion matrix — a function of the run's metrics; and those of an episodic
-evaluation and of a ``zeroshot`` run, with the sentences that record how (not) a final model was selected."""
+evaluation and of a ``zeroshot`` run, with the sentences that record how (not) a final model was selected; and the
+``metrics.json`` of a few-shot run and of an episodic evaluation, from the job's values."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from transferkit.data.splits import labels_record
+from transferkit.provenance import provenance
 from transferkit.report.markdown import run_report
+from transferkit.report.metrics import did_not_learn, majority_rate
 from transferkit.report.plots import plot_confusion, plot_step_losses
+
+if TYPE_CHECKING:
+    from transferkit.data.base import AnyDataset
+    from transferkit.options import FewshotConfig
 
 EPISODES_SELECTION = ("no selection and no final model: an evaluation protocol — every episode fits its classifier "
                       "on K support examples per class drawn afresh from the pool")
@@ -22,6 +32,34 @@ def fewshot_selection(method: str, head_c: float, iterations: int) -> str:
            else " (class means of the support features)")
     return (f"no selection (fixed recipe): {method} with its given settings{how}; every one of the K labels per "
             "class fitted the final model")
+
+
+def fewshot_metrics(c: FewshotConfig, scores: dict[str, Any], eval_name: str, support: AnyDataset,
+                    train_idx: np.ndarray, details: dict[str, Any], total_params: int, total_time_s: float,
+                    keys: dict[str, Any]) -> dict[str, Any]:
+    """``metrics.json`` of a prototypes or SetFit run: its ``scores`` on the evaluation data (``eval_name``) with
+    whether it learnt at all, the K examples per class it fitted (``support``, their positions ``train_idx`` in the
+    training split) and how its final model was chosen (:func:`fewshot_selection`), the fit's ``details``, the
+    model's size, the time and the provenance of the data (``keys``: the cache keys of the support and evaluation
+    batches)."""
+    k = c.labels_per_class
+    scores["did_not_learn"] = did_not_learn(scores["accuracy"], scores["n"], majority_rate(scores["confusion_matrix"]))
+    selection = fewshot_selection(c.method, c.setfit.head_c, c.setfit.iterations)
+    return {"task": "fewshot", "method": c.method, "split": eval_name, **scores, "labels_per_class": k,
+            "n_train": len(support), "seed": c.seed, "details": details,
+            "labels": labels_record(k, None, len(support), 0, selection, support.fingerprint(), train_idx),
+            "total_params": total_params, "total_time_s": total_time_s, "provenance": provenance(c.seed, keys)}
+
+
+def episodes_metrics(c: FewshotConfig, result: dict[str, Any], pool: int, extract_s: float, total_time_s: float,
+                     key: Any) -> dict[str, Any]:
+    """``metrics.json`` of an episodic evaluation (but every episode's accuracy): the episodes' summary
+    (``result``: :meth:`~transferkit.few_shot.episodes.EpisodeResult.to_dict`), the size of the labelled ``pool``,
+    the times, the labels record (no final model) and the provenance of the pool (``key``: its cache key)."""
+    return {"task": "fewshot", "method": "episodes", "split": "training split (labelled pool)",
+            **result, "pool": pool, "seed": c.seed, "feature_extraction_s": extract_s,
+            "labels": {**labels_record(c.labels_per_class, None, 0, 0, EPISODES_SELECTION), "train_final_model": None},
+            "total_time_s": total_time_s, "provenance": provenance(c.seed, {"pool": key})}
 
 
 def write_fewshot_report(run_dir: Path, metrics: dict[str, Any], losses: list[float] | None, classes: list[str],

@@ -13,6 +13,8 @@ COLUMNS = ["model", "fit-set accuracy", "test accuracy"]
 
 
 def fuse_rows(metrics: dict[str, Any]) -> list[list[str]]:
+    """The table rows (model, fit-set accuracy, test accuracy) of every member and fused model, for the printed
+    summary and report.md alike."""
     return [[r["model"], f"{r['fit_accuracy']:.4f}", f"{r['test_accuracy']:.4f}"] for r in metrics["rows"]]
 
 

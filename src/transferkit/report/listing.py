@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.table import Table
+
+from transferkit.report.tables import comparison_table
 
 
 def families_table(counts: Mapping[str, int]) -> Table:
@@ -30,15 +32,10 @@ def family_table(family: str, rows: Iterable[dict[str, Any]]) -> Table:
     return table
 
 
-def _table(title: str, columns: Iterable[str], cells: Iterable[Iterable[str]],
+def _table(title: str, columns: Sequence[str], cells: Iterable[Sequence[str]],
            right: tuple[str, ...] = ()) -> Table:
     """A listing: ``columns`` (those in ``right`` right-aligned), one row per entry of ``cells``."""
-    table = Table(title=title)
-    for col in columns:
-        table.add_column(col, justify="right" if col in right else "left")
-    for row in cells:
-        table.add_row(*row)
-    return table
+    return comparison_table(columns, cells, title, right=right)
 
 
 def datasets_table(rows: Iterable[dict[str, Any]]) -> Table:

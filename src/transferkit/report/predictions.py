@@ -1,5 +1,5 @@
-"""The table of predictions the command line prints for people, sized to the terminal (machine-readable output goes
-to files or standard output)."""
+"""The rows of predictions and their columns (what ``predict`` writes to files or standard output, machine-readable,
+safe for a spreadsheet), and the table of them the command line prints for people, sized to the terminal."""
 
 from __future__ import annotations
 
@@ -12,6 +12,41 @@ from rich.table import Table
 
 _TOP_CLASS = re.compile(r"_?top(\d+)_class$")
 _MIN_PATH = 12  # narrower than this, a path says nothing; the table may then pass the width instead
+
+
+def predict_fields(top_k: int, tasks: Sequence[str] | None = None) -> list[str]:
+    """The output columns of :func:`~transferkit.api.use.predict` for ``top_k`` classes; a multi-task model has
+    ``<task>_class``, ``<task>_probability`` and ``<task>_top{i}_…`` for each of its ``tasks`` instead of one set."""
+    top = [f"top{i}_{what}" for i in range(1, top_k + 1) for what in ("class", "index", "probability")]
+    if tasks:
+        return ["path", *(f"{t}_{f}" for t in tasks for f in ("class", "probability", *top)), "error"]
+    return ["path", "predicted_class", "probability", *top, "error"]
+
+
+def prediction_row(path: str, pred: dict[str, Any]) -> dict[str, Any]:
+    """The output row of a prediction: its class, probability and top-k (per task for a multi-task model)."""
+    row: dict[str, Any] = {"path": path}
+    for prefix, p in (((f"{t}_", p) for t, p in pred["tasks"].items()) if "tasks" in pred else [("", pred)]):
+        row.update({f"{prefix}class" if prefix else "predicted_class": p["predicted_class"],
+                    f"{prefix}probability": p["probability"]})
+        for i, t in enumerate(p["top"], 1):
+            row.update({f"{prefix}top{i}_class": t["class"], f"{prefix}top{i}_index": t["index"],
+                        f"{prefix}top{i}_probability": t["probability"]})
+    row["error"] = None
+    return row
+
+
+def error_row(path: str, error: str, fields: list[str]) -> dict[str, Any]:
+    """The output row of an input that could not be predicted: every prediction field empty, ``error`` its reason."""
+    return {**dict.fromkeys(fields), "path": path, "error": error}
+
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet may run such a cell as a formula (OWASP)
+
+
+def csv_safe(value: Any) -> Any:
+    """``value`` for a CSV cell: a string a spreadsheet would read as a formula gets a leading ``'``."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
 
 
 def shorten_left(text: str, width: int) -> str:

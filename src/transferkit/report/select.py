@@ -1,6 +1,6 @@
 """``report.md`` of ``transferkit select``: the candidates ranked by transferability, domain similarity, and
 (with ``--verify``) how well the scores agreed with fine-tuning — plus the score-vs-accuracy picture and the ranking
-on the terminal, all functions of the job's metrics."""
+on the terminal, all functions of the job's metrics; and ``metrics.json`` itself, from the job's values."""
 
 from __future__ import annotations
 
@@ -8,11 +8,32 @@ from pathlib import Path
 from typing import Any
 
 from transferkit import atomic
+from transferkit.data.base import ImageSet
+from transferkit.data.splits import parse_classes
+from transferkit.options import SelectConfig
 from transferkit.report.markdown import markdown_table
 from transferkit.report.metrics import flag, num
 from transferkit.report.plots import plot_score_vs_accuracy
 from transferkit.report.tables import comparison_table
 from transferkit.transferability.similarity import SIMILARITY_MEASURES
+
+
+def select_metrics(c: SelectConfig, names: list[str], full: ImageSet, scoring: ImageSet, source_set: ImageSet | None,
+                   entries: list[dict[str, Any]], skipped: list[dict[str, str]], times: dict[str, float],
+                   verification: dict[str, Any] | None) -> dict[str, Any]:
+    """``metrics.json`` of a selection (but its total time): the scoring set, the ranked entries, the skipped
+    candidates, the similarity sample, the times and the verification."""
+    task = c.task
+    return {
+        "task": "select", "data": task.data, "classes": full.classes, "class_indices": parse_classes(task.classes),
+        "scoring_set": {"split": "train", "labels_per_class": task.labels_per_class, "n": len(scoring),
+                        "val_per_class": task.val_per_class, "seed": c.seed, "fingerprint": scoring.fingerprint()},
+        "scores": names, "ranked_by": names[0], "selected": entries[0]["candidate"],
+        "candidates": entries, "skipped": skipped,
+        "similarity": {"data": c.similarity.similarity_data, "classes": source_set.classes, "n": len(source_set)}
+        if source_set is not None else None,
+        **times, "verification": verification,
+    }
 
 
 def verification_lines(metrics: dict[str, Any]) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from rich.table import Table
@@ -25,11 +25,14 @@ def metrics_table(metrics: dict[str, Any], title: str = "") -> Table:
     return table
 
 
-def comparison_table(columns: Sequence[str], rows: Sequence[Sequence[str]], title: str = "") -> Table:
-    """A plain table with the given header and string cells."""
+def comparison_table(columns: Sequence[str], rows: Iterable[Sequence[str]], title: str = "",
+                     right: Collection[str] | None = None) -> Table:
+    """A plain table with the given header and string cells: the first column left-aligned and the others
+    right-aligned (numbers), or, when ``right`` is given, exactly the columns it names right-aligned (listings)."""
     table = Table(title=title or None)
     for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i == 0 else "right")
+        aligned_right = i > 0 if right is None else col in right
+        table.add_column(col, justify="right" if aligned_right else "left")
     for row in rows:
         table.add_row(*row)
     return table

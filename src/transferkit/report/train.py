@@ -1,14 +1,80 @@
-"""``report.md`` (and its pictures) of a ``pretrain``/``transfer`` run — a function of the run's metrics: what
-trained on which labels, how selection was done, the solved head or the epochs, and which split the scores come
-from."""
+"""``metrics.json`` and ``report.md`` (and its pictures) of a ``pretrain``/``transfer`` run — functions of the run's
+values: what trained on which labels, how selection was done, the solved head or the epochs, and which split the
+scores come from."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from transferkit.data.splits import labels_record
 from transferkit.report.markdown import run_report
+from transferkit.report.metrics import describe_selection, did_not_learn, majority_rate
 from transferkit.report.plots import plot_confusion, plot_learning_curves
+
+if TYPE_CHECKING:
+    from transferkit.engine.trainer import TrainedModel
+
+
+def train_metrics(
+    kind: str, trained: TrainedModel, config: dict[str, Any], val: dict[str, Any], test: dict[str, Any] | None,
+    data_sizes: dict[str, int], wall_s: float, provenance: dict[str, Any] | None = None,
+    labels: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``metrics.json`` content of a finished ``pretrain``/``transfer`` run, from its scores (``val``, ``test``).
+
+    ``provenance`` (:func:`transferkit.provenance.provenance`: seed, data fingerprints, library versions, git
+    commits) goes in as it is; so does ``labels`` (:func:`run_labels`: which labels trained the final model and how
+    selection was done). An empty validation set (a labelled budget without ``--val-per-class``: the K labels are the
+    whole budget) gives ``"validation": null``; with no test split either, ``split`` is ``"none"`` and nothing is
+    scored. ``did_not_learn`` flags an accuracy at chance level (:func:`~transferkit.report.metrics.did_not_learn`)."""
+    has_val = bool(val) and val.get("n", 0) > 0
+    final = test if test is not None else val
+    return {
+        "task": kind,
+        "split": "test" if test is not None else "validation" if has_val else "none",
+        **{k: final[k] for k in ("accuracy", "macro_f1", "per_class", "confusion_matrix", "n")},
+        "did_not_learn": did_not_learn(final["accuracy"], final["n"], majority_rate(final["confusion_matrix"]))
+        if final["n"] else None,  # None: nothing was evaluated (no test split, no validation set)
+        "validation": {"accuracy": val["accuracy"], "macro_f1": val["macro_f1"], "loss": val["loss"], "n": val["n"]}
+        if has_val else None,
+        "labels": labels,
+        "strategy": trained.strategy,
+        "options": trained.options,
+        "seed": config.get("seed"),
+        **data_sizes,
+        "trainable_params": trained.trainable_params,
+        "total_params": trained.model.num_parameters(),
+        "train_time_s": trained.fit.train_time_s,
+        "feature_extraction_s": trained.extra_time_s,
+        "feature_cache": trained.feature_cache,
+        "head_init": trained.head_init,
+        "total_time_s": wall_s,
+        "fit": trained.fit.to_dict(),
+        "history": trained.fit.history,  # per epoch: losses, accuracies, rate, and a regulariser's reg_ratio
+        "provenance": provenance,
+    }
+
+
+def run_labels(trained: TrainedModel, labels_per_class: int | None, val_per_class: int | None, n_train: int,
+               n_val: int, fingerprint: str | None, indices: Any = None) -> dict[str, Any]:
+    """metrics.json's ``labels`` entry of a trained run (:func:`~transferkit.data.splits.labels_record`), with how
+    selection was done (:func:`~transferkit.report.metrics.describe_selection`) and, for a probe whose C was
+    cross-validated, that cross-validation's accuracy at the chosen C as ``selection_estimate`` (a held-out estimate
+    from the training labels alone)."""
+    fit = trained.fit
+    record = labels_record(labels_per_class, val_per_class, n_train, n_val,
+                           describe_selection(fit.solver, n_val, fit.best_epoch, fit.epochs_run, fit.stopped_early),
+                           fingerprint, indices)
+    solver = fit.solver or {}
+    if solver.get("grid") and solver.get("cv_accuracy"):
+        best = solver["grid"].index(solver["C"]) if solver["C"] in solver["grid"] else None
+        if best is not None:
+            record["selection_estimate"] = {"accuracy": float(solver["cv_accuracy"][best]),
+                                            "log_loss": float(solver["cv_log_loss"][best]),
+                                            "how": f"mean held-out accuracy of {solver.get('cv', 'cross-validation')}"
+                                                   " at the chosen C"}
+    return record
 
 
 def write_train_report(run_dir: Path, kind: str, metrics: dict[str, Any], classes: list[str],

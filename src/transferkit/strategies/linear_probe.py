@@ -69,7 +69,7 @@ def solvable_head(head: nn.Module, arch: str) -> tuple[nn.Linear, nn.Module | No
             return head[-1], before
     raise ValueError(f"linear_probe solver=lbfgs solves a linear head on fixed features, but the probe head of {arch} "
                      "has trainable layers before its classifier (a feature-fusion projection such as 'sum@16'); use "
-                     "--option solver=sgd (the head trained by steps) or fuse with 'concat'")
+                     "the option solver=sgd (the head trained by steps) or fuse with 'concat'")
 
 
 def parse_c(value: Any) -> float | str:
@@ -116,7 +116,7 @@ class LinearProbe(Strategy):
         self.options["C"] = parse_c(self.options["C"])
         if solver == "sgd" and self.options["C"] != "auto":
             raise ValueError("linear_probe option C applies to solver=lbfgs; the sgd head's L2 strength is "
-                             "--weight-decay (drop C, or use solver=lbfgs)")
+                             "weight_decay=… (drop C, or use solver=lbfgs)")
 
     def plan(self, source: Backbone, num_classes: int, train: TensorBatches, val: TensorBatches | None,
              cfg: TrainConfig) -> TrainingPlan:

@@ -181,8 +181,8 @@ def check_validation_possible(full: AnyDataset, k: int | None, v: int | None) ->
     if small:
         shown = ", ".join(f"'{c}' has {n}" for c, n in small[:5])
         raise ValueError(f"auto chooses on a validation split, so every class needs at least {need} labelled "
-                         f"training examples; {shown}. Use fewer --labels-per-class, or estimate by cross-validation "
-                         "instead: 'transferkit transfer ... --cv 5'")
+                         f"training examples; {shown}. Use fewer labels_per_class=…, or estimate by cross-validation "
+                         "instead: transfer with cv=5")
 
 
 def scoring_labels_per_class(k: int | None, full: AnyDataset) -> int:

@@ -127,7 +127,7 @@ def open_study(storage: str, study_name: str, direction: str, settings: Mapping[
     had = study.direction.name.lower()
     if had != direction:
         raise ValueError(f"{where} was created to {had} its objective, but this search would {direction} it "
-                         f"(metric {settings.get('metric')}); use another --out or --study-name")
+                         f"(metric {settings.get('metric')}); use another out=… or study_name=…")
     now = json.loads(json.dumps(dict(settings), default=str))
     saved = study.user_attrs.get(SETTINGS_ATTR)
     if saved is None:  # a new study (or one from elsewhere): record what it searches
@@ -137,7 +137,7 @@ def open_study(storage: str, study_name: str, direction: str, settings: Mapping[
         if diff:
             n = len(study.get_trials(deepcopy=False))
             raise ValueError(f"{where} holds {n} trials of another search, not comparable with this one: "
-                             + "; ".join(diff) + ". Use another --out or --study-name, or the same settings "
+                             + "; ".join(diff) + ". Use another out=… or study_name=…, or the same settings "
                              "to resume it")
     return study
 
