@@ -25,8 +25,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from transferkit.api.adapt_job import _Domains, _embed, _features, _sample  # noqa: E402
+from transferkit.adaptation.adapt_eval import embed  # noqa: E402
+from transferkit.adaptation.adapt_setup import network_inputs  # noqa: E402
 from transferkit.bundle import load_bundle  # noqa: E402
+from transferkit.data.adapt_splits import AdaptDomains, sample_batches  # noqa: E402
 from transferkit.transferability.similarity import similarities  # noqa: E402
 
 OLD_COMMIT = "2f8c32f"
@@ -47,12 +49,12 @@ def cell_values(cell: Path, old: dict) -> dict:
     m = json.loads((cell / "metrics.json").read_text())
     seed = cfg["seed"]
     model, _ = load_bundle(cell / "bundle")
-    d = _Domains.load(cfg["source"], cfg["target"], cfg["classes"], cfg["strict"], cfg["resize"], cfg["test_limit"],
+    d = AdaptDomains.load(cfg["source"], cfg["target"], cfg["classes"], cfg["strict"], cfg["resize"], cfg["test_limit"],
                       cfg["source_per_class"], cfg["val_fraction"], cfg["target_val"], cfg["target_limit"], seed)
-    feat, net, _ = _features(model, d, cfg["frozen"], cfg["method"] == "target_oracle")
+    feat, net, _ = network_inputs(model, d, cfg["frozen"], cfg["method"] == "target_oracle")
     net.eval()
-    s = _embed(net, _sample(feat["source_val"], 1000, seed))
-    t = _embed(net, _sample(feat["t_val"], 1000, seed + 1))
+    s = embed(net, sample_batches(feat["source_val"], 1000, seed))
+    t = embed(net, sample_batches(feat["t_val"], 1000, seed + 1))
     new = similarities(s.astype("float64"), t.astype("float64"), seed=seed)
     recorded = m["diagnostics"]["after"]
     same = all(abs(new[k] - recorded[k]) <= 1e-6 * max(1.0, abs(recorded[k])) for k in recorded)
