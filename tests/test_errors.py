@@ -61,3 +61,16 @@ def test_no_library_message_spells_a_flag():
                 if re.search(r"(?<![\w-])--[a-z][a-z-]+", text):
                     found.append(f"{f.relative_to(root)}:{node.lineno}")
     assert not found, found
+
+
+def test_a_field_with_a_renamed_flag_is_shown_by_that_flag(capsys):
+    from transferkit.api.serve_job import service_limits
+    from transferkit.cli.main import main
+    from transferkit.options import ServeConfig
+
+    with pytest.raises(ConfigError, match=r"^decode_timeout_s: expected > 0, got 0"):
+        service_limits(ServeConfig.build("runs/x", decode_timeout_s=0))
+    assert main(["serve", "runs/x", "--decode-timeout", "0"]) == 2  # refused before any model loads
+    assert "error: --decode-timeout: expected > 0, got 0.0" in capsys.readouterr().out
+    assert main(["serve", "runs/x", "--max-request-mp", "2", "--max-inflight-mp", "1"]) == 2
+    assert "--max-inflight-mp: expected at least max_request_mp (2), got 1.0" in capsys.readouterr().out

@@ -101,19 +101,21 @@ def service_limits(c: ServeConfig) -> Any:
     """The :class:`~transferkit.serve.ServiceLimits` of a configuration, checked before any model loads."""
     from transferkit.serve import ServiceLimits
 
-    if c.max_upload_mb <= 0 or c.max_images < 1 or c.decode_timeout_s <= 0 or c.body_timeout_s <= 0 \
-            or c.decode_workers < 1:
-        raise ValueError("max_upload_mb, decode_timeout_s and body_timeout_s must be > 0, max_images and "
-                         "decode_workers ≥ 1")
-    if c.max_texts < 1 or c.max_text_chars < 1:
-        raise ValueError(f"max_texts and max_text_chars must be ≥ 1, got {c.max_texts} and {c.max_text_chars}")
+    for field in ("max_upload_mb", "decode_timeout_s", "body_timeout_s"):
+        if getattr(c, field) <= 0:
+            raise ConfigError(field, "> 0", getattr(c, field))
+    for field in ("max_images", "decode_workers", "max_texts", "max_text_chars"):
+        if getattr(c, field) < 1:
+            raise ConfigError(field, "≥ 1", getattr(c, field))
     if not 0 <= c.port <= 65535:
         raise ConfigError("port", "0..65535", c.port)
     defaults = ServiceLimits()
     request_px = int(c.max_request_mp * 1e6) if c.max_request_mp is not None else defaults.max_request_pixels
     inflight_px = int(c.max_inflight_mp * 1e6) if c.max_inflight_mp is not None else 2 * request_px
-    if request_px < 1 or inflight_px < request_px:
-        raise ValueError("max_request_mp must be > 0 and max_inflight_mp at least max_request_mp")
+    if request_px < 1:
+        raise ConfigError("max_request_mp", "> 0", c.max_request_mp)
+    if inflight_px < request_px:
+        raise ConfigError("max_inflight_mp", f"at least max_request_mp ({request_px / 1e6:g})", c.max_inflight_mp)
     return ServiceLimits(max_upload_bytes=int(c.max_upload_mb * 1024 * 1024), max_images=c.max_images,
                          decode_timeout_s=c.decode_timeout_s, max_request_pixels=request_px,
                          max_inflight_pixels=inflight_px, decode_workers=c.decode_workers,

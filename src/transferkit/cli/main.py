@@ -101,8 +101,10 @@ def _renamed_flags(command: list[str]) -> dict[str, str]:
     from transferkit.cli.config import _made_by_constructor
     from transferkit.options import CONFIGS
 
-    made = _made_by_constructor(CONFIGS[command[0]]) if command and command[0] in CONFIGS else {}
-    return {field: flags[0] for flags, (_, field) in made.items() if "--" + field.replace("_", "-") not in flags}
+    cls = CONFIGS.get(command[0]) if command else None
+    made = _made_by_constructor(cls) if cls is not None else {}
+    renamed = {field: flags[0] for flags, (_, field) in made.items() if "--" + field.replace("_", "-") not in flags}
+    return renamed | (cls.flag_names() if cls is not None else {})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

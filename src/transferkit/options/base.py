@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -141,6 +142,19 @@ class JobConfig:
                 out.append(f.name)
             else:
                 out.extend(g.name for g in fields(part))
+        return out
+
+    @classmethod
+    def flag_names(cls) -> dict[str, str]:
+        """The fields whose command-line flag is named otherwise (``tyro.conf.arg(name=…)``, read from the
+        annotation's text): field → flag, e.g. ``decode_timeout_s`` → ``--decode-timeout``."""
+        out = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            part = _part_type(cls, f)
+            for g in fields(part) if part is not None else [f]:
+                m = re.search(r"tyro\.conf\.arg\([^)]*\bname=['\"]([^'\"]+)", str(g.type))
+                if m:
+                    out[g.name] = "--" + m.group(1).replace("_", "-")
         return out
 
     @classmethod
