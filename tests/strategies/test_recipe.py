@@ -124,7 +124,7 @@ def test_cli_steps_flag_and_its_errors(command, tmp_path, capsys):
     assert args.steps == 50 and args.epochs is None and args.patience is None
     out = str(tmp_path / "o")
     assert main([command, "--source", "no-such-source", "--steps", "5", "--epochs", "2", "--out", out]) == 2
-    assert "--steps: expected no epochs budget beside it (--epochs 2: two budgets" in capsys.readouterr().out
+    assert "--steps: expected no epochs budget beside it (epochs=2: two budgets" in capsys.readouterr().out
     assert main([command, "--source", "no-such-source", "--steps", "0", "--out", out]) == 2
     assert "--steps: expected at least 1 optimiser step, got 0" in capsys.readouterr().out
 
