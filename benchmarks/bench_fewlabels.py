@@ -85,9 +85,10 @@ def git_state() -> str:
 def sklearn_reference(source: str, image_size: int | None, data: str, classes: str | None,
                       k: int, seed: int) -> dict[str, float]:
     """scikit-learn's CV-chosen logistic regression on the frozen features of the run's own K training images."""
-    from transferkit.api.runs import load_source, load_task
+    from transferkit.data.job_task import load_task
     from transferkit.data.prepare import to_batches
     from transferkit.data.splits import labelled_budget_split
+    from transferkit.source_loading import load_source
     from transferkit.strategies.linear_probe import frozen_features
 
     model, _ = load_source(source, image_size)

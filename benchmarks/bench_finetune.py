@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from transferkit.api import curve, merge, pretrain, transfer  # noqa: E402
-from transferkit.api.runs import load_source  # noqa: E402
 from transferkit.bundle import load_bundle  # noqa: E402
+from transferkit.source_loading import load_source  # noqa: E402
 
 VARIANTS = [
     "scratch",

@@ -53,11 +53,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _common import load_results, save_results  # noqa: E402
 
-from transferkit.api.runs import load_source, load_task, score  # noqa: E402
+from transferkit.api.runs import score  # noqa: E402
 from transferkit.config import TrainConfig  # noqa: E402
+from transferkit.data.job_task import load_task  # noqa: E402
 from transferkit.data.prepare import to_batches  # noqa: E402
 from transferkit.data.splits import k_per_class, labelled_budget_split  # noqa: E402
 from transferkit.engine.trainer import train  # noqa: E402
+from transferkit.source_loading import load_source  # noqa: E402
 from transferkit.strategies import get_strategy  # noqa: E402
 from transferkit.strategies.linear_probe import frozen_features  # noqa: E402
 from transferkit.strategies.probe_solver import C_GRID, solve_probe  # noqa: E402

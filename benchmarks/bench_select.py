@@ -119,7 +119,7 @@ def _by_candidate(cell: dict, candidates: list[str]) -> list[dict]:
 def _random(cand: str, seed: int):  # noqa: ANN202 — a Backbone
     import torch
 
-    from transferkit.api.runs import backbone_for_data
+    from transferkit.source_loading import backbone_for_data
 
     torch.manual_seed(seed)
     return backbone_for_data(cand.split(":", 1)[1], channels=1, image_size=96)

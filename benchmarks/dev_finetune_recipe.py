@@ -136,9 +136,11 @@ def main() -> None:
     if min(seeds) < 100:
         raise SystemExit("development seeds only (>= 100): seeds 0-4 are the benchmark's")
 
-    from transferkit.api.runs import load_source, load_task, set_threads
+    from transferkit.api.runs import set_threads
+    from transferkit.data.job_task import load_task
     from transferkit.data.prepare import to_batches
     from transferkit.data.splits import k_per_class
+    from transferkit.source_loading import load_source
 
     set_threads()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout

@@ -8,7 +8,8 @@ command's ``--help`` imported typeguard — which imports ``unittest.mock`` and 
 start. :func:`install` adds fast paths for exactly those four shapes, answering as typeguard does, and hands every
 other annotation to tyro's own function unchanged. ``tests/cli/test_tyro_fast.py`` compares both answers on every
 (annotation, default) pair the commands produce, so a tyro upgrade that changes them fails a test instead of a
-command line.
+command line; and :func:`install` only patches the tyro versions that test ran against (:data:`TESTED`): under
+another version tyro is left alone — ``--help`` is slower, the answers are tyro's own.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import types
 from collections.abc import Callable
 from typing import Any, get_args, get_origin
+
+TESTED = ("1.0.16",)  # tyro versions whose private _resolver.is_instance these fast paths were checked against
 
 
 def fast_is_instance(original: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
@@ -36,9 +39,17 @@ def fast_is_instance(original: Callable[[Any, Any], bool]) -> Callable[[Any, Any
     return is_instance
 
 
-def install() -> None:
-    """Put the fast paths in front of tyro's ``is_instance`` (once; every module that bound the name sees it)."""
+def install() -> bool:
+    """Put the fast paths in front of tyro's ``is_instance`` (once; every module that bound the name sees it); whether
+    they are in place (never under a tyro version not in :data:`TESTED`)."""
+    import tyro
+
+    if getattr(tyro, "__version__", None) not in TESTED:
+        return False
     from tyro import _resolver  # tyro's modules call it as _resolver.is_instance, and it recurses by its global name
 
+    if not callable(getattr(_resolver, "is_instance", None)):
+        return False
     if not hasattr(_resolver.is_instance, "__wrapped__"):
         _resolver.is_instance = fast_is_instance(_resolver.is_instance)
+    return True

@@ -129,3 +129,37 @@ def test_multitask_text_columns(minilm, tmp_path, single_thread):
     preds = tk.predict(tmp_path / "txt", [path], text_column="text", progress=False)
     assert preds[0]["topic_class"] in ["business", "science", "sports", "weather"]
     assert preds[0]["length_class"] in ["long", "short"]
+
+
+def test_multitask_takes_its_options_once_positional_by_keyword_or_as_a_configuration(fashion_npz, tmp_path):
+    import inspect
+
+    from transferkit.errors import ConfigError
+    from transferkit.options import MultitaskConfig
+
+    # the job's signature repeats none of MultitaskConfig's fields
+    assert list(inspect.signature(tk.multitask).parameters) == ["args", "config", "console", "options"]
+    twice = {**spec(fashion_npz, "src"), "tasks": [{"name": "a"}, {"name": "a"}]}
+    for call in (lambda: tk.multitask(twice, out=tmp_path / "a"),
+                 lambda: tk.multitask(spec=twice, out=tmp_path / "b"),
+                 lambda: tk.multitask(config=MultitaskConfig(spec=twice, out=str(tmp_path / "c")))):
+        with pytest.raises(ValueError, match="task name 'a' is used twice"):  # the spec was read, checked first
+            call()
+    with pytest.raises(TypeError, match="spec="):  # the task spec is not config= (that is the MultitaskConfig)
+        tk.multitask(config=twice)
+    with pytest.raises(ConfigError, match="spec"):
+        tk.multitask(out=tmp_path / "d")
+    with pytest.raises(ValueError, match="unknown option.*valid:.*weighting"):
+        tk.multitask(twice, weightings="dwa")
+    with pytest.raises(TypeError, match="not both"):
+        tk.multitask(twice, config=MultitaskConfig(spec=twice))
+    assert not any((tmp_path / n).exists() for n in "abcd")
+    # the keyword arguments override the spec's values
+    with pytest.raises(ValueError, match="weighting"):
+        tk.multitask(spec(fashion_npz, "src"), weighting="sometimes", out=tmp_path / "e")
+
+
+def test_cli_multitask_without_a_spec_names_its_flag(capsys, tmp_path):
+    assert main(["multitask", "--out", str(tmp_path / "x")]) != 0
+    text = " ".join(capsys.readouterr().out.split()) + " ".join(capsys.readouterr().err.split())
+    assert "--config" in text and "spec" not in text.replace("spec,", "")

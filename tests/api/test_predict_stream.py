@@ -217,3 +217,20 @@ def test_onnx_backend_predicts_like_torch(tree, tmp_path):
     for row in rows:
         assert row["predicted_class"] == want[row["path"]]["predicted_class"]
         assert row["probability"] == pytest.approx(want[row["path"]]["probability"], abs=1e-4)
+
+
+def test_predict_takes_its_options_once_and_the_default_pixel_limit_is_the_decoders():
+    import inspect
+
+    from transferkit.errors import ConfigError
+    from transferkit.inference import DEFAULT_MAX_PIXELS
+    from transferkit.options import PredictConfig
+
+    assert list(inspect.signature(api.predict).parameters) == ["args", "config", "console", "options"]
+    assert PredictConfig().max_pixels == DEFAULT_MAX_PIXELS
+    with pytest.raises(ConfigError, match="model"):
+        api.predict(inputs=["x.png"])
+    with pytest.raises(ConfigError, match="top_k"):
+        api.predict(config=PredictConfig(model="m", inputs=("x.png",), top_k=0))
+    with pytest.raises(ValueError, match="unknown option.*valid:.*max_pixels"):
+        api.predict("m", ["x.png"], max_pixel=10)

@@ -17,7 +17,7 @@ def test_auto_cli_runs_a_small_search_with_its_options(tmp_path, single_thread):
     # 50 labelled images, 40 of them the inner split's fit part: at batch 32, 2 steps per epoch, so --first-steps 4
     # gives 2 epochs
     assert m["first_rung"] == {"epochs": 2, "steps_per_epoch": 2, "batch_size": 32, "n_train": 40,
-                               "from": "--first-steps 4", "eta": 3}
+                               "from": "first_steps=4", "eta": 3}
     assert all(c["rungs"][0]["epochs"] == 2 for c in m["configs"] if c["rungs"])
     assert m["wall_s"] <= 25 * 1.25 and m["test"]["n"] > 0 and (out / "bundle" / "model.safetensors").is_file()
     assert yaml.safe_load((out / "config.yaml").read_text())["first_steps"] == 4

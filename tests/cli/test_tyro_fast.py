@@ -64,6 +64,23 @@ def test_install_is_idempotent() -> None:
     assert not hasattr(first.__wrapped__, "__wrapped__")
 
 
+def test_only_the_tested_tyro_is_patched_and_the_pin_is_one_of_them(monkeypatch) -> None:
+    import re
+    from pathlib import Path
+
+    import tyro
+    from tyro import _resolver
+
+    pinned = re.search(r"^tyro==(\S+)$", (Path(__file__).parents[2] / "constraints.txt").read_text(), re.M)
+    assert pinned is not None and pinned.group(1) in tyro_fast.TESTED
+    original = getattr(_resolver.is_instance, "__wrapped__", _resolver.is_instance)
+    monkeypatch.setattr(_resolver, "is_instance", original)
+    monkeypatch.setattr(tyro, "__version__", "99.0")
+    assert tyro_fast.install() is False and _resolver.is_instance is original  # another tyro: left alone
+    monkeypatch.setattr(tyro, "__version__", tyro_fast.TESTED[0])
+    assert tyro_fast.install() is True and _resolver.is_instance.__wrapped__ is original
+
+
 def test_no_command_help_imports_typeguard() -> None:
     """typeguard (with unittest.mock and asyncio) cost ≈0.25 s of every command's --help before the fast paths."""
     code = ("import sys, contextlib, io\nfrom transferkit.cli.main import main\n"

@@ -172,7 +172,7 @@ def test_strategy_solves_the_head_without_epochs(source, data):
     assert fit.epochs_run == 0 and fit.best_epoch == 0 and len(fit.history) == 1
     row = fit.history[0]
     assert {"train_loss", "train_acc", "val_loss", "val_acc"} <= set(row) and fit.best_score == row["val_loss"]
-    assert fit.solver["C"] > 0 and fit.solver["ignored"] == ["--epochs 7", "--lr 0.3"]
+    assert fit.solver["C"] > 0 and fit.solver["ignored"] == ["epochs=7", "lr=0.3"]
     assert fit.to_dict()["solver"] is fit.solver
     assert out.options == {"layer": "conv2", "solver": "lbfgs", "C": "auto"}
     stepped = train_with(get_strategy("linear_probe", solver="sgd"), source, 3, data, val, cfg)

@@ -20,7 +20,7 @@ from transferkit.api.auto_trials import Sizes, inference_cost, named_only, run_h
 from transferkit.api.select_job import select
 from transferkit.api.train import transfer
 from transferkit.data.base import AnyDataset
-from transferkit.rundir_trials import drop_checkpoints, keep_bundle
+from transferkit.rundir import drop_checkpoints, keep_bundle
 from transferkit.terminal import Console
 from transferkit.tuning.auto_plan import (
     PROBE_SHARE,

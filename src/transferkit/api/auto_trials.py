@@ -16,7 +16,7 @@ from transferkit.api.train import transfer
 from transferkit.backbones.features import predict_logits
 from transferkit.data.base import AnyDataset
 from transferkit.data.prepare import to_batches
-from transferkit.rundir_trials import drop_checkpoints, keep_bundle
+from transferkit.rundir import drop_checkpoints, keep_bundle
 from transferkit.terminal import Console
 from transferkit.transferability.ranking import RANDOM_PREFIX
 from transferkit.transferability.select_candidates import load_candidate

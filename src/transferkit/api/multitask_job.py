@@ -30,6 +30,7 @@ from transferkit.errors import ConfigError
 from transferkit.multi_task import train as mtl
 from transferkit.multi_task.data import budget_split, load_multitask
 from transferkit.multi_task.spec import MultiTaskSpec, load_spec, parse_spec
+from transferkit.options import MultitaskConfig
 from transferkit.report.metrics import classification_metrics
 from transferkit.report.multitask import multitask_metrics, tasks_table, write_multitask_report
 from transferkit.report.tables import comparison_table
@@ -43,30 +44,30 @@ task_slices = mtl.task_slices  # re-exported: it was defined here before it move
 TRAIN_DEFAULTS = {"epochs": 30, "patience": 10, "seed": 0}
 
 
-def multitask(
-    config: str | Path | Mapping[str, Any], source: str | Path | Backbone | None = None,
-    out: str | Path | None = None, seed: int | None = None, epochs: int | None = None,
-    strategy: str | None = None, weighting: str | None = None, sampling: str | None = None,
-    baselines: bool | None = None, strict: bool = False, resume: bool = False, overwrite: bool = False,
-    progress: bool = False, console: Console | None = None,
-) -> RunResult:
+def multitask(*args: Any, config: MultitaskConfig | None = None, console: Console | None = None,
+              **options: Any) -> RunResult:
     """Train several tasks on one transferred backbone and compare each with its single-task model.
 
-    ``config`` is a ``tasks.yaml`` path or the same mapping (``tasks``, ``data``, ``source``, ``strategy``,
-    ``options``, ``weighting`` = fixed/uncertainty/gradnorm/dwa, ``sampling`` = proportional/uniform/temperature,
-    ``temperature``, training settings; :mod:`transferkit.multi_task.spec`). The keyword arguments override the
-    spec's values. Writes ``out`` (default ``runs/multitask``): config.yaml, metrics.json, report.md (one table, one
-    chart), learning_curves.png and bundle/ (every task's head).
+    ``multitask(spec, source, **options)`` or ``multitask(config=MultitaskConfig(...))``. ``spec`` is a
+    ``tasks.yaml`` path or the same mapping (``tasks``, ``data``, ``source``, ``strategy``, ``options``,
+    ``weighting`` = fixed/uncertainty/gradnorm/dwa, ``sampling`` = proportional/uniform/temperature,
+    ``temperature``, training settings; :mod:`transferkit.multi_task.spec`); ``source`` (a run or bundle directory,
+    a backbone name or a :class:`~transferkit.backbones.base.Backbone` object) and the other options — the flat names
+    of :class:`~transferkit.options.MultitaskConfig` — override the spec's values. Writes ``out`` (default
+    ``runs/multitask``): config.yaml, metrics.json, report.md (one table, one chart), learning_curves.png and
+    bundle/ (every task's head).
     """
+    if config is not None and not isinstance(config, MultitaskConfig):
+        raise TypeError(f"multitask: config= takes a MultitaskConfig, got {type(config).__name__}; give the task "
+                        "spec (a tasks.yaml path or a mapping) as the first argument or as spec=")
+    c = MultitaskConfig.given(config, args, options)
     console = terminal.resolve(console)
-    spec, strat, cfg, config_record, out_dir, inputs = _configure(
-        config, source, out, {"seed": seed, "epochs": epochs, "strategy": strategy, "weighting": weighting,
-                              "sampling": sampling, "baselines": baselines}, progress)
+    spec, strat, cfg, config_record, out_dir, inputs = _configure(c)
     set_threads()
     start = time.perf_counter()
-    d = _load(spec, source, strict, cfg.seed)
+    d = _load(spec, c.source, c.strict, cfg.seed)
     plan = mtl.plan_tasks(spec, d)
-    with run_session(out_dir, resume, overwrite, config_record, inputs) as session:
+    with run_session(out_dir, c.resume, c.overwrite, config_record, inputs) as session:
         write_yaml(session.path / "config.yaml", config_record)
         res = mtl.train_and_compare(spec, strat, cfg, session, d, plan,
                                     lambda: make_strategy(spec.strategy, options=spec.options),
@@ -80,15 +81,19 @@ def multitask(
     return RunResult(out_dir, metrics, res.trained.model, {"classes": plan.head_classes, "tasks": tasks_meta})
 
 
-def _configure(config: str | Path | Mapping[str, Any], source: str | Path | Backbone | None, out: str | Path | None,
-               overrides: dict[str, Any], progress: bool,
-               ) -> tuple[MultiTaskSpec, Strategy, TrainConfig, dict[str, Any], Path, list[Any]]:
-    """The spec with the keyword ``overrides`` (those not ``None``) applied, checked before any data is read:
-    ``(spec, strategy, training config, config record, output directory, inputs — never written over)``."""
+def _configure(c: MultitaskConfig) -> tuple[MultiTaskSpec, Strategy, TrainConfig, dict[str, Any], Path, list[Any]]:
+    """The spec with the options given (those not ``None``) applied over its values, checked before any data is
+    read: ``(spec, strategy, training config, config record, output directory, inputs — never written over)``."""
+    if c.spec is None:
+        raise ConfigError("spec", "a tasks.yaml path or a mapping (tasks, data, source, …)", None)
+    spec_arg: Any = c.spec
+    source = c.source
     src_override = None if source is None or isinstance(source, Backbone) else str(source)
-    where = f"config={config}" if isinstance(config, (str, Path)) else "multitask"
-    raw = load_spec(config) if isinstance(config, (str, Path)) else dict(config)
-    given = {"source": src_override, "out": None if out is None else str(out), **overrides}
+    where = str(spec_arg) if isinstance(spec_arg, (str, Path)) else "multitask"
+    raw = load_spec(spec_arg) if isinstance(spec_arg, (str, Path)) else dict(spec_arg)
+    given = {"source": src_override, "out": None if c.out is None else str(c.out), "seed": c.seed,
+             "epochs": c.epochs, "strategy": c.strategy, "weighting": c.weighting, "sampling": c.sampling,
+             "baselines": c.baselines}
     raw.update({k: v for k, v in given.items() if v is not None})
     spec = parse_spec(raw, where)
     if source is None and spec.source is None:
@@ -96,12 +101,12 @@ def _configure(config: str | Path | Mapping[str, Any], source: str | Path | Back
                           None)
     strat = make_strategy(spec.strategy, options=spec.options)  # option errors before any data is read
     train_opts = {**TRAIN_DEFAULTS, **spec.train}
-    cfg = TrainConfig(progress=progress, **train_opts)
+    cfg = TrainConfig(progress=c.progress, **train_opts)
     config_record = {"command": "multitask", **raw}
     if isinstance(source, Backbone):
         config_record["source"] = f"<{source.arch} model object>"
-    out_dir = Path(spec.out or "runs/multitask") if out is None else check_output_dir(out)  # --out "": refused
-    inputs = [None if isinstance(config, Mapping) else config, spec.source, spec.data,
+    out_dir = Path(spec.out or "runs/multitask") if c.out is None else check_output_dir(c.out)  # out="": refused
+    inputs = [None if isinstance(spec_arg, Mapping) else spec_arg, spec.source, spec.data,
               *(t.data for t in spec.tasks)]  # the spec file, source and data: never written over
     check_output_dir(out_dir, inputs)  # before anything loads or trains (run_session checks again)
     return spec, strat, cfg, config_record, out_dir, inputs

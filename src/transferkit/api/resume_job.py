@@ -14,7 +14,6 @@ unpickled), not checkpoints.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from transferkit.api.adapt_job import adapt
@@ -22,27 +21,38 @@ from transferkit.api.distill_job import distill
 from transferkit.api.pretrain_job import pretrain
 from transferkit.api.runs import RunResult
 from transferkit.api.train import transfer
+from transferkit.errors import ConfigError
+from transferkit.options import ResumeConfig
 from transferkit.rundir import recorded_config
 from transferkit.terminal import Console
 
 RESUMABLE = {"pretrain": pretrain, "transfer": transfer, "adapt": adapt, "distill": distill}
 
 
-def resume(out: str | Path, progress: bool = True, console: Console | None = None,
-           **overrides: Any) -> RunResult:
+def resume(*args: Any, config: ResumeConfig | None = None, console: Console | None = None,
+           **options: Any) -> RunResult:
     """Continue the interrupted ``pretrain``/``transfer``/``adapt``/``distill`` run at ``out``.
 
-    ``overrides`` may only change options that do not alter the result (``devices``, ``num_nodes``,
+    ``resume(out, **options)`` or ``resume(config=ResumeConfig(...), **overrides)``: ``out`` and ``progress`` are
+    :class:`~transferkit.options.ResumeConfig`'s; any other keyword overrides the interrupted run's own option of
+    that name, and may only change options that do not alter the result (``devices``, ``num_nodes``,
     ``accelerator`` must still give the same number of processes — the checkpoint checks).
     """
-    config = recorded_config(out)
-    command = config.pop("command", None)
+    own = {k: options.pop(k) for k in ResumeConfig.names() if k in options}
+    if config is not None and (args or own):
+        raise TypeError(f"resume: give either config= or {', '.join(own) or 'the run directory'}, not both")
+    c = config if config is not None else ResumeConfig.build(*args, **own)
+    out = c.out
+    if out is None:
+        raise ConfigError("out", "the interrupted run's directory", None)
+    recorded = recorded_config(out)
+    command = recorded.pop("command", None)
     if command not in RESUMABLE:
         raise ValueError(f"resume {out}: its config.yaml names the command {command!r}; resumable commands: "
                          f"{', '.join(RESUMABLE)}")
-    source = str(config.get("source", ""))
+    source = str(recorded.get("source", ""))
     if source.startswith("<") and source.endswith("model object>"):
         raise ValueError(f"resume {out}: the run was started from Python with a model object as its source; call "
                          f"{command}(..., resume=True) with the same object instead")
-    config.update(overrides, out=str(out), resume=True, overwrite=False, progress=progress)
-    return RESUMABLE[command](**config, console=console)
+    recorded.update(options, out=str(out), resume=True, overwrite=False, progress=c.progress)
+    return RESUMABLE[command](**recorded, console=console)

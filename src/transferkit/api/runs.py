@@ -22,12 +22,10 @@ from transferkit import atomic
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.features import predict_logits
 from transferkit.config import TrainConfig
-from transferkit.data.job_task import load_task  # noqa: F401  (re-exported for benchmarks/)
 from transferkit.data.prepare import TensorBatches
 from transferkit.engine.trainer import TrainedModel
 from transferkit.errors import ConfigError
 from transferkit.report.metrics import classification_metrics
-from transferkit.source_loading import backbone_for_data, load_source  # noqa: F401  (re-exported for benchmarks/)
 from transferkit.strategies.base import Strategy, get_strategy, resolve_strategy_name
 
 

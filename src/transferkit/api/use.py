@@ -10,7 +10,6 @@ here before they moved are re-exported, so ``from transferkit.api.use import …
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,8 @@ from transferkit.api.predict_output import (
 from transferkit.api.predict_stream import PREVIEW_ROWS, PredictJob
 from transferkit.api.runs import set_threads
 from transferkit.errors import ConfigError
-from transferkit.inference import DEFAULT_MAX_PIXELS, Predictor, TorchPredictor, load_predictor, task_heads
+from transferkit.inference import Predictor, TorchPredictor, load_predictor, task_heads
+from transferkit.options import PredictConfig
 from transferkit.report.predictions import FORMULA_PREFIXES, csv_safe, predict_fields
 from transferkit.rundir import check_output_file
 from transferkit.source_loading import load_source
@@ -41,12 +41,8 @@ __all__ = ["ALL_SPLITS", "FORMULA_PREFIXES", "PREDICT_FORMATS", "PREVIEW_ROWS", 
            "predict_fields", "writes_to_stdout"]
 
 
-def predict(
-    model: str | Path, inputs: Sequence[str | Path], output: str | Path | None = None, top_k: int = 1,
-    batch_size: int = 64, strict: bool = False, convert_channels: bool = False, format: str | None = None,
-    backend: str = "torch", max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
-    console: Console | None = None, text_column: str = "text", overwrite: bool = False,
-) -> list[dict[str, Any]] | dict[str, Any]:
+def predict(*args: Any, config: PredictConfig | None = None, console: Console | None = None,
+            **options: Any) -> list[dict[str, Any]] | dict[str, Any]:
     """Predict the class of images (or texts, for a text model), streaming: ``batch_size`` at a time.
 
     For a text model, ``inputs`` are ``.txt`` files (one text per line), ``.csv``/``.tsv`` files (column
@@ -79,14 +75,18 @@ def predict(
     progress bar and messages go to ``console`` (standard error by default). In CSV output a text cell beginning
     with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'`` (so a spreadsheet shows it
     rather than running it as a formula); JSON lines hold the values as they are.
+
+    ``predict(model, inputs, **options)`` or ``predict(config=PredictConfig(...))`` (one path: a list of one).
     """
-    paths, fmt, to_stdout = _checked_request(model, inputs, output, format, backend, top_k, batch_size, overwrite)
+    c = PredictConfig.given(config, args, options)
+    paths, fmt, to_stdout = _checked_request(c)
     set_threads()
-    predictor = _load_predictor(model, backend)
-    k, fields = _output_columns(predictor, top_k)
-    job = PredictJob(predictor, paths, text_column, k, fields, strict, convert_channels, max_pixels, batch_size,
-                     terminal.resolve(console, stderr=True), progress)
-    total = sum(1 for _ in job.items()) if progress else None
+    output = c.output
+    predictor = _load_predictor(c.model, c.backend)
+    k, fields = _output_columns(predictor, c.top_k)
+    job = PredictJob(predictor, paths, c.text_column, k, fields, c.strict, c.convert_channels, c.max_pixels,
+                     c.batch_size, terminal.resolve(console, stderr=True), c.progress)
+    total = sum(1 for _ in job.items()) if c.progress else None
     rows: list[dict[str, Any]] = []
     if output is None:
         job.run(rows.extend, total)
@@ -103,19 +103,21 @@ def predict(
     return {"output": str(output), "format": fmt, **job.counts, "preview": job.preview, "error_rows": job.error_rows}
 
 
-def _checked_request(model: str | Path, inputs: Sequence[str | Path], output: str | Path | None, fmt: str | None,
-                     backend: str, top_k: int, batch_size: int, overwrite: bool) -> tuple[list[Path], str | None, bool]:
-    """The arguments of :func:`predict` checked before the model or any input is read, so a mistake costs nothing
+def _checked_request(c: PredictConfig) -> tuple[list[Path], str | None, bool]:
+    """The options of :func:`predict` checked before the model or any input is read, so a mistake costs nothing
     and never leaves a file behind: ``(input paths, output format, whether output is standard output)``. An output
     file is never one of the inputs or the model's files, nor a user file it would replace (``overwrite`` aside)."""
-    if top_k < 1:
-        raise ConfigError("top_k", "at least 1", top_k)
-    if batch_size < 1:
-        raise ConfigError("batch_size", "at least 1", batch_size)
+    model, output, inputs = c.model, c.output, [c.inputs] if isinstance(c.inputs, (str, Path)) else c.inputs
+    if model is None:
+        raise ConfigError("model", "a run or bundle directory, a pretrained backbone name or a model.onnx", None)
+    if c.top_k < 1:
+        raise ConfigError("top_k", "at least 1", c.top_k)
+    if c.batch_size < 1:
+        raise ConfigError("batch_size", "at least 1", c.batch_size)
     to_stdout = writes_to_stdout(output)
     if output is not None and not to_stdout:  # before anything is read: never over an input, the model, a user file
-        check_output_file(output, [*inputs, *model_files(model, backend)], overwrite, earlier_predictions)
-    fmt = predict_format(None if to_stdout else output, fmt) or ("csv" if to_stdout else None)
+        check_output_file(output, [*inputs, *model_files(model, c.backend)], c.overwrite, earlier_predictions)
+    fmt = predict_format(None if to_stdout else output, c.format) or ("csv" if to_stdout else None)
     paths = [Path(p).expanduser() for p in inputs]
     if not paths:
         raise ValueError("predict: no inputs (image files, folders or CSV lists)")

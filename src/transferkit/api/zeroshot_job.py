@@ -53,7 +53,7 @@ def _scored_data(c: ZeroshotConfig, model: Backbone, label_list: list[str], note
         return None, None, label_list
     used_split = c.split if has_split(c.data, c.split) else "train"
     if used_split != c.split:
-        notes.append(f"--data {c.data} has no '{c.split}' split; the '{used_split}' split was scored instead.")
+        notes.append(f"data={c.data} has no '{c.split}' split; the '{used_split}' split was scored instead.")
     ds = load_task(c.data, used_split, c.classes, c.strict)
     check_channels(ds, model, False, f"data={c.data}")
     label_list = label_list or list(ds.classes)

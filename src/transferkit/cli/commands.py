@@ -11,12 +11,6 @@ from transferkit import api
 from transferkit.api import listing
 from transferkit.api.use import PREVIEW_ROWS, writes_to_stdout
 
-
-def cmd_resume(c: Any, console: Console) -> None:
-    _need(c.out, "RUN_DIR")
-    api.resume(**c.flat(), console=console)
-
-
 # the commands that are one API call with their configuration (no cmd_ function below), and what each needs, as the
 # command line names it
 REQUIRED: dict[str, tuple[tuple[str, str], ...]] = {
@@ -24,7 +18,8 @@ REQUIRED: dict[str, tuple[tuple[str, str], ...]] = {
     "lr_find": (("source", "--source"),), "tune": (("source", "--source"),), "distill": (("teacher", "--teacher"),),
     "select": (("candidates", "CANDIDATE (one or more sources)"),),
     "evaluate": (("model", "MODEL (run or bundle directory)"), ("data", "--data")),
-    "export": (("model", "MODEL (run or bundle directory)"),)}
+    "export": (("model", "MODEL (run or bundle directory)"),), "resume": (("out", "RUN_DIR"),),
+    "multitask": (("spec", "--config (the task spec, tasks.yaml)"),)}
 
 
 def run(command: str, c: Any, console: Console) -> int | None:
@@ -42,7 +37,8 @@ def run(command: str, c: Any, console: Console) -> int | None:
 
 def _need(value: object, flag: str) -> None:
     if value in (None, "", [], ()):
-        raise ValueError(f"{flag} is required (give it as a flag or in --config)")
+        in_file = flag.startswith("--") and not flag.startswith("--config")  # multitask's --config is the spec
+        raise ValueError(f"{flag} is required" + (" (give it as a flag or in --config)" if in_file else ""))
 
 
 def cmd_list(c: Any, console: Console) -> None:
@@ -67,7 +63,7 @@ def cmd_predict(c: Any, console: Console) -> None:
     _need(c.inputs, "IMAGE_OR_FOLDER (or text files for a text model)")
     # progress and messages on standard error, always: standard output holds only results (the rows with --output -)
     info = Console(stderr=True)
-    result = api.predict(**c.flat(), console=info)
+    result = api.predict(config=c, console=info)
     api.show_predictions(result, c.output, c.top_k, console, info, writes_to_stdout(c.output), PREVIEW_ROWS)
 
 
@@ -90,11 +86,6 @@ def cmd_zeroshot(c: Any, console: Console) -> None:
     if c.data is None and c.labels is None:
         raise ValueError("zeroshot needs --labels A,B,… or --data (whose class names become the labels)")
     api.zeroshot(config=c, console=console)
-
-
-def cmd_multitask(c: Any, console: Console) -> None:
-    _need(c.config, "--config (the task spec, tasks.yaml)")
-    api.multitask(**c.flat(), console=console)
 
 
 def cmd_merge(c: Any, console: Console) -> None:

@@ -64,7 +64,7 @@ def parse_generated(command: str, argv: Sequence[str]) -> Any:
     return _keep_unflagged(parsed, default if default is not None else cls(), argv)
 
 
-def _made_by_constructor(cls: type) -> dict[tuple[str, ...], tuple[str | None, str]]:
+def made_by_constructor(cls: type) -> dict[tuple[str, ...], tuple[str | None, str]]:
     """The fields tyro builds with a constructor (``--option KEY=VALUE``, ``--[no-]deterministic``, ``--seeds N``,
     …): their flags (the constructor's parameters) → (part, field)."""
     import inspect
@@ -88,7 +88,7 @@ def _keep_unflagged(parsed: Any, default: Any, argv: Sequence[str]) -> Any:
     a field whose flags are absent keeps the default's value (the file's, else the declared default), and
     ``--option`` adds to the file's options."""
     given = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
-    for flags, (part, name) in _made_by_constructor(type(parsed)).items():
+    for flags, (part, name) in made_by_constructor(type(parsed)).items():
         holder, base = (getattr(parsed, part), getattr(default, part)) if part else (parsed, default)
         value = getattr(base, name)
         if given & set(flags):

@@ -98,11 +98,11 @@ def _option_names() -> set[str]:
 
 def _renamed_flags(command: list[str]) -> dict[str, str]:
     """The fields of ``command`` whose flag is not their own name (``options`` → ``--option``)."""
-    from transferkit.cli.config import _made_by_constructor
+    from transferkit.cli.config import made_by_constructor
     from transferkit.options import CONFIGS
 
     cls = CONFIGS.get(command[0]) if command else None
-    made = _made_by_constructor(cls) if cls is not None else {}
+    made = made_by_constructor(cls) if cls is not None else {}
     renamed = {field: flags[0] for flags, (_, field) in made.items() if "--" + field.replace("_", "-") not in flags}
     return renamed | (cls.flag_names() if cls is not None else {})
 

@@ -342,7 +342,7 @@ def divergence_message(diverged: dict[str, Any], saver: ResumeCheckpoints | None
     where = (f"the last good checkpoint is {saver.last_path}" if saver is not None and saver.last_path is not None
              else "no checkpoint was written before it")
     return (f"training diverged at step {diverged['step']} (epoch {diverged['epoch'] + 1}): {diverged['what']}; "
-            f"{where}. Try a lower learning rate (--lr, now {cfg.lr:g})")
+            f"{where}. Try a lower learning rate (now lr={cfg.lr:g})")
 
 
 def fit_module(module: TransferModule, train_loader: Any, val: TensorBatches | None, cfg: TrainConfig,

@@ -130,7 +130,7 @@ class JobConfig:
 
     POSITIONAL: ClassVar[tuple[str, ...]] = ()
     ALIASES: ClassVar[dict[str, str]] = {}  # older names of fields, read from files (a saved run's config.yaml)
-    SPEC_FILE: ClassVar[bool] = False  # its field ``config`` is the job's own spec file (not --config FILE.yaml)
+    SPEC_FILE: ClassVar[bool] = False  # its --config flag is the job's own spec file (not an options file)
 
     @classmethod
     def names(cls) -> list[str]:

@@ -96,6 +96,9 @@ class PredictConfig(JobConfig):
     """stop at the first unreadable image instead of reporting it in the error column"""
     convert_channels: bool = False
     """allow converting colour images to greyscale"""
+    max_pixels: int = 40_000_000
+    """an image larger than this many pixels gets an error row instead of being decoded (a possible decompression
+    bomb)"""
     progress: bool = True
     """show the progress bar"""
 
@@ -162,8 +165,9 @@ class MultitaskConfig(JobConfig):
     """train several tasks on one transferred backbone (one head per task) and compare each with its single-task
     model"""
 
-    config: Annotated[str | None, tyro.conf.arg(metavar="TASKS.yaml")] = None
-    """the task spec, tasks.yaml (tasks, data, source, strategy, weighting, sampling, training settings)"""
+    spec: Annotated[str | None, tyro.conf.arg(name="config", metavar="TASKS.yaml")] = None
+    """the task spec, tasks.yaml (tasks, data, source, strategy, weighting, sampling, training settings); from
+    Python also the same mapping"""
     source: str | None = None
     """run directory, bundle directory or pretrained backbone name (overrides the spec's 'source')"""
     strategy: str | None = None
@@ -189,7 +193,7 @@ class MultitaskConfig(JobConfig):
     progress: bool = False
     """show Lightning's progress bar"""
 
-    POSITIONAL: ClassVar[tuple[str, ...]] = ("config",)
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("spec", "source")
     SPEC_FILE: ClassVar[bool] = True
 
 

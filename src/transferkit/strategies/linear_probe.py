@@ -32,11 +32,9 @@ from transferkit.strategies.base import Strategy, TrainingPlan, register_strateg
 from transferkit.strategies.probe_solver import check_finite, solve_probe
 
 SOLVERS = ("lbfgs", "sgd")
-# training settings a solved probe has no use for: (TrainConfig field, flag); listed in its record when changed
-STEPPING_SETTINGS = (("epochs", "--epochs"), ("lr", "--lr"), ("batch_size", "--batch-size"),
-                     ("weight_decay", "--weight-decay"), ("optimizer", "--optimizer"), ("patience", "--patience"),
-                     ("schedule", "--schedule"), ("warmup_epochs", "--warmup-epochs"), ("mixup", "--mixup"),
-                     ("accelerator", "--accelerator"))
+# training settings a solved probe has no use for (TrainConfig fields); listed in its record as name=value when changed
+STEPPING_SETTINGS = ("epochs", "lr", "batch_size", "weight_decay", "optimizer", "patience", "schedule", "warmup_epochs",
+                     "mixup", "accelerator")
 
 
 def frozen_features(model: Backbone, data: TensorBatches) -> tuple[torch.Tensor, bool]:
@@ -50,10 +48,9 @@ def ignored_settings(cfg: TrainConfig) -> list[str]:
     """The flags of ``cfg`` (as given, before a strategy's defaults) that a solved probe does not use — those set away
     from their defaults: learning rate, epochs, batch size, optimiser, schedule, early stopping, Mixup, devices."""
     default = TrainConfig()
-    out = [f"{flag} {getattr(cfg, name)}" for name, flag in STEPPING_SETTINGS
-           if getattr(cfg, name) != getattr(default, name)]
+    out = [f"{name}={getattr(cfg, name)}" for name in STEPPING_SETTINGS if getattr(cfg, name) != getattr(default, name)]
     if cfg.processes > 1:
-        out.append(f"--devices {cfg.devices} --num-nodes {cfg.num_nodes} (the solve runs in one process)")
+        out.append(f"devices={cfg.devices} num_nodes={cfg.num_nodes} (the solve runs in one process)")
     return out
 
 

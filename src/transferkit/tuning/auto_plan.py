@@ -211,7 +211,7 @@ def first_rung(configs: list[Config], n_train: int, first_epochs: int | None, fi
     steps_per_epoch = max(1, math.ceil(n_train / batch))
     epochs = first_epochs if first_epochs is not None else max(2, math.ceil(first_steps / steps_per_epoch))
     return {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch_size": batch, "n_train": n_train,
-            "from": "--first-epochs" if first_epochs is not None else f"--first-steps {first_steps}"}
+            "from": "first_epochs" if first_epochs is not None else f"first_steps={first_steps}"}
 
 
 def final_reserve(state: dict[str, Any], speeds: dict[str, tuple[float, float]], n_test: int, budget_s: float,
