@@ -41,8 +41,9 @@ VALUES = {"source": "src", "data": "digits", "classes": "0-4", "labels_per_class
           "decode_timeout_s": 2.5, "api_key": "k", "max_request_mp": 50.0, "max_inflight_mp": 200.0,
           "decode_workers": 3, "body_timeout_s": 7.0, "max_texts": 5, "max_text_chars": 100, "long_texts": "refuse",
           "expose_lineage": True, "docs": True, "threads": 2, "log_level": "info", "family": "strategies",
-          "spec": "tasks.yaml", "max_pixels": 1000, "weighting": "dwa", "sampling": "uniform", "baselines": False,
-          "source_epochs": 2, "imagenet": False, "imagenet_labels_per_class": "5,20"}
+          "spec": "tasks.yaml", "max_pixels": 1000, "older_than_days": 2.0, "cache_dir": "c", "action": "clear",
+          "weighting": "dwa", "sampling": "uniform", "baselines": False, "source_epochs": 2,
+          "imagenet": False, "imagenet_labels_per_class": "5,20"}
 GRID = {"labels_per_class": "2,5,all", "seeds": "0,4", "strategies": ("lp=linear_probe", "finetune:bn=frozen"),
         "test_per_class": 20, "title": "T", "restart": True, "head_init": True}  # a grid's own values
 SPECIAL = {"head_init": ["--no-head-init"], "progress": ["--no-progress"], "deterministic": ["--no-deterministic"],
@@ -54,7 +55,7 @@ SPECIAL = {"head_init": ["--no-head-init"], "progress": ["--no-progress"], "dete
            "templates": ["--template", "T {label}", "--template", "{label}"], "candidates": ["a", "b"],
            "members": ["r1", "r2"], "inputs": ["a.png", "b.png"], "decode_timeout_s": ["--decode-timeout", "2.5"],
            "body_timeout_s": ["--body-timeout", "7.0"], "family": ["strategies"], "baselines": ["--no-baselines"],
-           "imagenet": ["--no-imagenet"], "spec": ["--config", "tasks.yaml"]}
+           "imagenet": ["--no-imagenet"], "spec": ["--config", "tasks.yaml"], "action": ["clear"]}
 
 
 # names whose value or form differs by command (select: candidates positional; resume: RUN_DIR positional)

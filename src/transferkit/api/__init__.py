@@ -3,12 +3,14 @@
 Everything the CLI does is a call here: :func:`pretrain`, :func:`transfer`, :func:`evaluate`,
 :func:`predict`, :func:`resume`, :func:`compare`, :func:`curve`, :func:`adapt`, :func:`adapt_compare`,
 :func:`distill`, :func:`fuse`, :func:`select`, :func:`tune`, :func:`fewshot`, :func:`zeroshot`, :func:`multitask`,
-:func:`auto`, :func:`export`, :func:`serve` and :func:`demo`; :func:`list_family` lists any pluggable family.
+:func:`auto`, :func:`export`, :func:`serve` and :func:`demo`; :func:`list_family` lists any pluggable family and
+:func:`cache` shows or empties the feature cache.
 """
 
 from transferkit.api.adapt_compare_job import adapt_compare
 from transferkit.api.adapt_job import adapt
 from transferkit.api.auto_job import auto
+from transferkit.api.cache_job import cache
 from transferkit.api.compare import compare
 from transferkit.api.curve import curve
 from transferkit.api.demo import demo
@@ -30,6 +32,6 @@ from transferkit.api.tune_job import tune
 from transferkit.api.use import evaluate, predict
 from transferkit.report.predictions import show_predictions
 
-__all__ = ["RunResult", "adapt", "adapt_compare", "auto", "compare", "curve", "demo", "distill", "evaluate",
+__all__ = ["RunResult", "adapt", "adapt_compare", "auto", "cache", "compare", "curve", "demo", "distill", "evaluate",
            "export", "families", "fewshot", "fuse", "list_family", "lr_find", "merge", "multitask", "predict",
            "pretrain", "resume", "select", "serve", "show_predictions", "transfer", "tune", "zeroshot"]

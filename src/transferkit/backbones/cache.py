@@ -12,6 +12,10 @@ Entries live in ``$TRANSFERKIT_CACHE`` (default ``~/.cache/transferkit/features`
 ``os.replace``, so a reader never sees half a file. Each entry stores the SHA-256 of its feature bytes; an
 entry that cannot be read or fails the check is logged, deleted and recomputed. Hits and misses are logged
 on the ``transferkit.backbones.cache`` logger ("cache hit" / "cache miss").
+
+The folder has a size cap (``$TRANSFERKIT_CACHE_MAX``, default 10G, :mod:`transferkit.cachedir`): a hit marks its
+entry as used, and after each write the least recently used entries are removed until the folder fits.
+``transferkit cache list|clear`` shows and empties it (:func:`cache_entries`).
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from transferkit import cachedir
 from transferkit.backbones.base import Backbone
 from transferkit.backbones.features import extract_features
 from transferkit.data.prepare import TensorBatches
 
 log = logging.getLogger("transferkit.backbones.cache")
 
+SUFFIX = ".safetensors"
 CACHE_FORMAT = 2  # bump when the key or the file layout changes (2: the evaluation transform and view)
 
 
@@ -107,6 +113,8 @@ def _read(path: Path, n: int) -> torch.Tensor | None:
         elif feats.ndim != 2 or feats.shape[0] != n:
             problem = f"shape {tuple(feats.shape)} for {n} items"
     except Exception as err:  # a truncated or garbled file fails in many ways
+        if not path.exists():  # evicted by another process meanwhile: a miss, not a corrupt entry
+            return None
         problem, feats = f"unreadable ({type(err).__name__}: {str(err)[:120]})", None
     if problem is None:
         return feats
@@ -161,10 +169,11 @@ def cached_features(
     """
     root = Path(cache_dir) if cache_dir is not None else cache_root()
     key = cache_key(model, data, dataset_key, layer)
-    path = root / f"{key}.safetensors"
+    path = root / f"{key}{SUFFIX}"
     if path.is_file():
         feats = _read(path, len(data))
         if feats is not None:
+            cachedir.touch(path)
             log.info("cache hit: %s features %s of %s (layer %s) from %s", model.arch, tuple(feats.shape),
                      dataset_key, layer or "last", path)
             return feats, True
@@ -175,4 +184,28 @@ def cached_features(
         _write(path, feats, {"arch": model.arch, "dataset": dataset_key, "layer": layer or ""})
     except OSError as err:  # a read-only or full disk must not fail the run
         log.warning("could not write feature cache entry %s: %s", path, err)
+        return feats, False
+    gone = cachedir.evict(root, SUFFIX, cachedir.max_bytes(), keep=path)
+    if gone:
+        log.info("feature cache over its cap (%s): removed %d least recently used entries (%.1f MB)",
+                 os.environ.get(cachedir.ENV_MAX) or cachedir.DEFAULT_MAX, len(gone), sum(e.size for e in gone) / 2**20)
     return feats, False
+
+
+def cache_entries(root: Path | str | None = None) -> list[dict[str, object]]:
+    """Every entry of the feature cache, least recently used first: ``path``, ``bytes``, ``last_used`` (seconds since
+    the epoch) and what its header says (``arch``, ``dataset``, ``layer``, ``shape``; empty when unreadable)."""
+    from safetensors import safe_open
+
+    out: list[dict[str, object]] = []
+    for e in cachedir.entries(Path(root) if root is not None else cache_root(), SUFFIX):
+        info: dict[str, object] = {}
+        try:
+            with safe_open(str(e.path), framework="pt") as fh:
+                meta = fh.metadata() or {}
+                info = {"arch": meta.get("arch", ""), "dataset": meta.get("dataset", ""),
+                        "layer": meta.get("layer") or "last", "shape": list(fh.get_slice("features").get_shape())}
+        except Exception:  # a truncated or garbled entry: listed, recomputed when next read
+            info = {}
+        out.append({"path": str(e.path), "bytes": e.size, "last_used": e.last_used, **info})
+    return out

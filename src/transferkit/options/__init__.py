@@ -66,6 +66,7 @@ from transferkit.options.training import (
 )
 from transferkit.options.use import (
     BackbonesConfig,
+    CacheConfig,
     DatasetsConfig,
     DemoConfig,
     EvaluateConfig,
@@ -90,7 +91,7 @@ CONFIGS: dict[str, type[JobConfig]] = {"transfer": TransferConfig, "pretrain": P
                                        "predict": PredictConfig, "serve": ServeConfig, "resume": ResumeConfig,
                                        "multitask": MultitaskConfig, "demo": DemoConfig, "list": ListConfig,
                                        "datasets": DatasetsConfig, "backbones": BackbonesConfig,
-                                       "strategies": StrategiesConfig}
+                                       "strategies": StrategiesConfig, "cache": CacheConfig}
 
 
 def _check_unique(configs: Sequence[type[JobConfig]]) -> None:
@@ -105,7 +106,8 @@ _check_unique(list(CONFIGS.values()))
 __all__ = ["AdaptCompareOptions", "AdaptConfig", "AdaptTrainOptions", "AutoConfig", "CONFIGS", "CompareConfig",
            "CurveConfig", "DataOptions", "DistillConfig", "DomainOptions", "EpisodeOptions", "EvaluateConfig",
            "ExportConfig", "FewshotConfig", "FitOptions", "FuseConfig", "GridConfig", "GridOptions", "JobConfig",
-           "LabelledOptions", "LrFindConfig", "MergeConfig", "NetworkOptions", "OptimiserOptions", "PretrainConfig",
+           "LabelledOptions", "LrFindConfig", "MergeConfig",
+           "CacheConfig", "NetworkOptions", "OptimiserOptions", "PretrainConfig",
            "ReadOptions", "RunOptions", "SearchOptions", "SearchSpaceOptions", "SelectConfig", "SetFitOptions",
            "SimilarityOptions", "SourceOptions", "SplitOptions", "StrategyOptions", "StudyOptions", "TargetJobConfig",
            "TaskOptions", "TransferConfig", "TuneConfig", "VerifyOptions", "ZeroshotConfig", "parse_key_values",

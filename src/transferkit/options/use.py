@@ -236,6 +236,20 @@ class DemoConfig(JobConfig):
 
 
 @dataclass(frozen=True)
+class CacheConfig(JobConfig):
+    """show or empty the frozen-feature cache (its size cap: $TRANSFERKIT_CACHE_MAX, default 10G)"""
+
+    action: Annotated[Literal["list", "clear"], tyro.conf.Positional, tyro.conf.arg(metavar="list|clear")] = "list"
+    """list the entries (least recently used first) or remove them"""
+    older_than_days: float | None = None
+    """clear: only the entries not used for this many days (default: all)"""
+    cache_dir: str | None = None
+    """the cache folder (default: $TRANSFERKIT_CACHE, else ~/.cache/transferkit/features)"""
+
+    POSITIONAL: ClassVar[tuple[str, ...]] = ("action",)
+
+
+@dataclass(frozen=True)
 class ListConfig(JobConfig):
     """list a pluggable family (datasets, backbones, strategies, regularizers, methods, scores, …) with papers and
     files; without FAMILY, the families"""
