@@ -20,9 +20,12 @@ AugmentPreset = Literal["none", "light", "standard", "strong"]
 ClassWeight = Literal["none", "balanced"]
 Sampler = Literal["random", "balanced"]
 Distributed = Literal["auto", "ddp", "ddp_find_unused_parameters_true"]
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
 # the choices, declared once as the types above (the command line takes its choices from the same types)
 OPTIMIZERS, SCHEDULES, AUGMENT_PRESETS = get_args(Optimizer), get_args(Schedule), get_args(AugmentPreset)
 CLASS_WEIGHTS, SAMPLERS, DISTRIBUTED = get_args(ClassWeight), get_args(Sampler), get_args(Distributed)
+ACCELERATORS, PRECISIONS = get_args(Accelerator), get_args(Precision)
 FitT = TypeVar("FitT", bound="FitOptions")
 DEFAULT_EPOCHS = 30  # epochs of a configuration that names no budget and is trained without a strategy's recipe
 
@@ -69,8 +72,10 @@ class FitOptions(OptimiserOptions):
     """learning-rate schedule (default: the strategy's recipe: warm-up + cosine for finetune, scratch, lora)"""
     warmup_epochs: int = 0
     """linear warm-up epochs before the schedule"""
-    accelerator: str = "cpu"
-    """passed to Lightning: cpu, gpu, auto, …"""
+    accelerator: Accelerator = "auto"
+    """auto: a CUDA GPU when one is visible, else the CPU; or cpu, gpu (= cuda), mps"""
+    precision: Precision = "32-true"
+    """bf16-mixed or 16-mixed: mixed-precision training (16-mixed needs a GPU; bf16-mixed also runs on a CPU)"""
     devices: int | str = 1
     """passed to Lightning"""
     progress: bool = True
@@ -103,7 +108,7 @@ class TrainOptions(FitOptions):
 
 @dataclass(frozen=True)
 class TrainConfig(TrainOptions):
-    """How the engine trains — a job's :class:`TrainOptions` plus what the job sets (``monitor``, ``precision``,
+    """How the engine trains — a job's :class:`TrainOptions` plus what the job sets (``monitor``,
     ``checkpoints``, ``warmup_steps``, ``sync_batchnorm``, ``resume_from``): the budget (optimiser steps or epochs),
     batch size, optimiser and schedule, early stopping, devices, seed, augmentation (training batches only) and
     class-imbalance handling.
@@ -140,7 +145,6 @@ class TrainConfig(TrainOptions):
     """
 
     monitor: str = "val_loss"
-    precision: str = "32-true"
     checkpoints: bool = True
     warmup_steps: int | None = None  # set by the recipe (a share of the steps); None: from warmup_epochs
     sync_batchnorm: bool = True
@@ -170,7 +174,9 @@ class TrainConfig(TrainOptions):
                                      ("schedule", self.schedule, SCHEDULES), ("augment", self.augment, AUGMENT_PRESETS),
                                      ("class_weight", self.class_weight, CLASS_WEIGHTS),
                                      ("sampler", self.sampler, SAMPLERS),
-                                     ("distributed", self.distributed, DISTRIBUTED)):
+                                     ("distributed", self.distributed, DISTRIBUTED),
+                                     ("accelerator", self.accelerator, ACCELERATORS),
+                                     ("precision", self.precision, PRECISIONS)):
             if value is not None and value not in choices:
                 raise ConfigError(name, f"one of {', '.join(choices)}", value)
         if self.warmup_epochs < 0 or (self.epochs is not None and self.warmup_epochs >= self.epochs):

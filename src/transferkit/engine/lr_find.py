@@ -16,6 +16,7 @@ import lightning as L
 from transferkit.backbones.base import Backbone
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches, make_loader
+from transferkit.engine.device import check_precision, resolve_accelerator
 from transferkit.engine.module import TransferModule
 from transferkit.engine.plan import Planner
 from transferkit.errors import ConfigError
@@ -42,7 +43,10 @@ def find_lr(strategy: Planner, source: Backbone, num_classes: int, train: Tensor
     plan = strategy.plan(source, num_classes, train, None, cfg)
     L.seed_everything(plan.cfg.seed, workers=True, verbose=False)
     module = TransferModule(plan.model, plan.param_groups, plan.cfg, plan.eval_modules, plan.loss_terms)
-    trainer = L.Trainer(max_epochs=max(1, num_training), accelerator=plan.cfg.accelerator, devices=plan.cfg.devices,
+    accelerator = resolve_accelerator(plan.cfg.accelerator)
+    check_precision(plan.cfg.precision, accelerator)
+    trainer = L.Trainer(max_epochs=max(1, num_training), accelerator=accelerator, devices=plan.cfg.devices,
+                        precision=plan.cfg.precision,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
     loader = make_loader(plan.train, plan.cfg.batch_size, shuffle=True, seed=plan.cfg.seed)

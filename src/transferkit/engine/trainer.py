@@ -42,6 +42,7 @@ from transferkit.data.balance import class_weights
 from transferkit.data.prepare import TensorBatches, make_loader
 from transferkit.data.sampling import EpochBatchSampler
 from transferkit.engine.checkpoints import AtomicCheckpointIO, Interrupted, ResumeCheckpoints
+from transferkit.engine.device import check_precision, resolve_accelerator
 from transferkit.engine.head_init import init_head_rows
 from transferkit.engine.module import DivergenceError, LossTerm, TransferModule
 from transferkit.engine.plan import Phase, Planner, TrainingPlan
@@ -171,17 +172,19 @@ def build_trainer(cfg: TrainConfig, run_dir: Path | None, callbacks: Sequence[Ca
                                    mode="min" if cfg.monitor.endswith("loss") else "max", save_top_k=1))
     logger = CSVLogger(save_dir=str(run_dir), name="logs", version="") if run_dir is not None else False
     multi = cfg.processes > 1
+    accelerator = resolve_accelerator(cfg.accelerator)
+    check_precision(cfg.precision, accelerator)
     return L.Trainer(
         max_epochs=cfg.max_epochs,
         max_steps=cfg.steps if cfg.steps is not None else -1,  # a step budget ends part-way through its last epoch
-        accelerator=cfg.accelerator,
+        accelerator=accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
         strategy="ddp" if multi and cfg.distributed == "auto" else cfg.distributed,
         use_distributed_sampler=False,  # our samplers shard each global batch themselves (data.sampling)
         plugins=[AtomicCheckpointIO(), *([GlobalBatchNorm()] if multi and cfg.sync_batchnorm else [])],
         precision=cfg.precision,
-        deterministic=cfg.deterministic if cfg.deterministic is not None else cfg.accelerator == "cpu",
+        deterministic=cfg.deterministic if cfg.deterministic is not None else accelerator == "cpu",
         logger=logger,
         callbacks=cbs,
         enable_checkpointing=any(isinstance(c, Checkpoint) for c in cbs),
@@ -317,7 +320,7 @@ def merge_log_after_resume(log_dir: str | Path) -> None:
 
 def set_process_threads(cfg: TrainConfig) -> None:
     """Several CPU processes on one machine share its cores: each takes its part (no oversubscription)."""
-    if cfg.processes > 1 and cfg.accelerator == "cpu":
+    if cfg.processes > 1 and resolve_accelerator(cfg.accelerator) == "cpu":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         torch.set_num_threads(max(1, cores // max(cfg.processes // max(cfg.num_nodes, 1), 1)))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
-from transferkit.config import OptimiserOptions
+from transferkit.config import Accelerator, OptimiserOptions
 from transferkit.options.base import JobConfig, _text_flag, parse_key_values, tyro
 from transferkit.options.parts import (
     RunOptions,
@@ -62,8 +62,8 @@ class AdaptTrainOptions(OptimiserOptions):
     """learning rate (default 1e-3)"""
     backbone_lr_mult: float | None = None
     """backbone rate = lr × this (default 0.1 for pretrained weights, 1 from scratch)"""
-    accelerator: str = "cpu"
-    """passed to Lightning: cpu, gpu, auto, …"""
+    accelerator: Accelerator = "auto"
+    """auto: a CUDA GPU when one is visible, else the CPU; or cpu, gpu (= cuda), mps"""
     devices: int | str = 1
     """passed to Lightning (domain adaptation runs in one process)"""
     progress: bool = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
+from transferkit.config import Accelerator
 from transferkit.options.base import JobConfig, _text_flag, parse_key_values, tyro
 from transferkit.options.parts import (
     LabelledOptions,
@@ -214,8 +215,8 @@ class TuneConfig(JobConfig):
     """maximum epochs per trial"""
     seed: int = 0
     """seed of the data split, the training and the sampler"""
-    accelerator: str = "cpu"
-    """passed to Lightning: cpu, gpu, auto, …"""
+    accelerator: Accelerator = "auto"
+    """auto: a CUDA GPU when one is visible, else the CPU; or cpu, gpu (= cuda), mps"""
     out: str = "runs/tune"
     """search directory: study.db, trials/, best_config.yaml, report"""
     progress: bool = True

@@ -34,7 +34,7 @@ from transferkit.strategies.probe_solver import check_finite, solve_probe
 SOLVERS = ("lbfgs", "sgd")
 # training settings a solved probe has no use for (TrainConfig fields); listed in its record as name=value when changed
 STEPPING_SETTINGS = ("epochs", "lr", "batch_size", "weight_decay", "optimizer", "patience", "schedule", "warmup_epochs",
-                     "mixup", "accelerator")
+                     "mixup", "accelerator", "precision")
 
 
 def frozen_features(model: Backbone, data: TensorBatches) -> tuple[torch.Tensor, bool]:

@@ -1,0 +1,33 @@
+"""Which device a run trains on: ``accelerator="auto"`` resolved once, the same way everywhere.
+
+``auto`` (the default) is a CUDA GPU when PyTorch sees one and the CPU otherwise — never Apple's ``mps``, which
+still lacks operations and deterministic kernels some strategies use; ask for it by name. Resolving here rather
+than leaving ``auto`` to Lightning matters on a CPU machine: the defaults keyed on the CPU (deterministic kernels,
+one thread share per DDP process) would otherwise not apply to an ``auto`` run. A GPU asked for on a machine
+without one, and ``16-mixed`` precision on the CPU (PyTorch has no float16 autocast there), are refused before
+anything trains, naming the option.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from transferkit.errors import ConfigError
+
+
+def resolve_accelerator(name: str) -> str:
+    """Lightning's accelerator for ``name``: ``auto`` → ``gpu`` when CUDA is available, else ``cpu``; ``cuda`` →
+    ``gpu``; a GPU without CUDA is a :class:`~transferkit.errors.ConfigError`."""
+    if name == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if name in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("accelerator", "auto or cpu on this machine (PyTorch sees no CUDA device)", name)
+        return "gpu"
+    return name
+
+
+def check_precision(precision: str, accelerator: str) -> None:
+    """Refuse a precision the resolved ``accelerator`` cannot train in."""
+    if precision == "16-mixed" and accelerator == "cpu":
+        raise ConfigError("precision", "32-true or bf16-mixed on the CPU (16-mixed needs a GPU)", precision)
