@@ -175,7 +175,7 @@ def _keep_batch(batch):
 
 
 def make_loader(data: TensorBatches, batch_size: int, shuffle: bool, seed: int = 0,
-                sampler: str = "random", weights: torch.Tensor | None = None) -> DataLoader:
+                sampler: str = "random", weights: torch.Tensor | None = None, pin_memory: bool = False) -> DataLoader:
     """A ``DataLoader`` over :class:`TensorBatches`: seeded, resumable, DDP-sharded batches fetched by slicing.
 
     The order comes from :class:`~transferkit.data.sampling.EpochBatchSampler` (a permutation per epoch
@@ -183,7 +183,8 @@ def make_loader(data: TensorBatches, batch_size: int, shuffle: bool, seed: int =
     ``sampler="balanced"`` draws examples with replacement so that every class is seen equally often
     (weights from :func:`~transferkit.data.balance.balanced_weights`; the order is random whatever
     ``shuffle`` says); ``weights`` (one per example) draws in proportion to them instead (multi-task sampling).
-    ``batch_size`` is the global batch: under DDP each process loads its share of it.
+    ``batch_size`` is the global batch: under DDP each process loads its share of it. ``pin_memory`` (training
+    on a GPU) puts each batch in page-locked memory, so its copy to the device overlaps the computation.
     """
     if weights is not None:
         order = EpochBatchSampler(len(data), batch_size, "weighted", seed, weights=weights)
@@ -195,7 +196,7 @@ def make_loader(data: TensorBatches, batch_size: int, shuffle: bool, seed: int =
         raise ConfigError("sampler", "one of random, balanced", sampler)
     else:
         order = EpochBatchSampler(len(data), batch_size, "shuffle" if shuffle else "sequential", seed, train=shuffle)
-    return DataLoader(data, batch_sampler=order, collate_fn=_keep_batch, num_workers=0)
+    return DataLoader(data, batch_sampler=order, collate_fn=_keep_batch, num_workers=0, pin_memory=pin_memory)
 
 
 def to_batches(ds: AnyDataset, spec: SpecLike) -> TensorBatches:

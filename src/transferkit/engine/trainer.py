@@ -246,7 +246,7 @@ def fit(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = TransferModule(model, param_groups, cfg, eval_modules, loss_terms, **_batch_options(model, train, cfg))
     train_loader = make_loader(augmented(train, cfg.augment), cfg.batch_size, shuffle=True, seed=cfg.seed,
-                               sampler=cfg.sampler)  # augmentation on training batches only
+                               sampler=cfg.sampler, pin_memory=resolve_accelerator(cfg.accelerator) == "gpu")
     return fit_module(module, train_loader, val, cfg, run_dir, [PhaseSwitch(phases), *callbacks])
 
 
@@ -363,7 +363,8 @@ def fit_module(module: TransferModule, train_loader: Any, val: TensorBatches | N
     keep_log_before_resume(cfg, run_dir)
     saver = resume_callback(cfg, run_dir, train_loader)
     trainer = build_trainer(cfg, run_dir, [best, *callbacks, *([saver] if saver else [])], has_val)
-    val_loader = make_loader(val, max(cfg.batch_size, 256), shuffle=False) if has_val else None  # type: ignore
+    val_loader = make_loader(val, max(cfg.batch_size, 256), shuffle=False,  # type: ignore[arg-type]
+                             pin_memory=resolve_accelerator(cfg.accelerator) == "gpu") if has_val else None
     elapsed = guarded_fit(trainer, module, train_loader, val_loader, cfg, saver)
     if module.diverged is not None:
         raise DivergenceError(divergence_message(module.diverged, saver, cfg))
