@@ -72,7 +72,7 @@ def test_adabn_changes_only_batchnorm_statistics(tmp_path):
 
 @requires_fashion
 def test_frozen_features_adapt_only_the_head(tmp_path):
-    src = api.pretrain(data="fashion_mnist", classes="0,1,7", epochs=1, out=tmp_path / "src", progress=False)
+    src = api.pretrain(data="fashion_mnist", classes="0,1,7", steps=30, out=tmp_path / "src", progress=False)
     res = api.adapt(method="dan", backbone=str(src.run_dir), frozen=True, out=tmp_path / "f", diagnostics=False,
                     plots=False, **SMALL)
     before, after = src.model.state_dict(), res.model.state_dict()
