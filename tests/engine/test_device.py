@@ -63,3 +63,33 @@ def test_cuda_smoke_transfer_on_the_gpu_in_bf16(tmp_path):
     res = tk.transfer(source=tmp_path / "src", data="digits", classes="5-9", labels_per_class=10,
                       strategy="finetune", steps=20, precision="bf16-mixed", out=tmp_path / "t", progress=False)
     assert res.metrics["accuracy"] > 0.2 and (tmp_path / "t" / "bundle" / "model.safetensors").is_file()
+
+
+def test_features_of_a_gpu_are_their_own_cache_entries_and_a_cpu_key_is_unchanged():
+    from transferkit.backbones import create_backbone
+    from transferkit.backbones.cache import cache_key
+    from transferkit.data.prepare import TensorBatches
+
+    model = create_backbone("seed_cnn", num_classes=3)
+    data = TensorBatches(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), None, (0.5,), (0.5,))
+    cpu = cache_key(model, data, "d", None)
+    assert cache_key(model, data, "d", None, "cpu") == cpu and cache_key(model, data, "d", None, "cuda") != cpu
+    assert device.inference_device("cpu") is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_smoke_features_on_the_gpu_match_the_cpu(tmp_path, monkeypatch):
+    from transferkit.backbones import create_backbone
+    from transferkit.backbones.features import extract_features
+    from transferkit.data.prepare import TensorBatches
+
+    monkeypatch.setenv("TRANSFERKIT_CACHE", str(tmp_path / "cache"))
+    model = create_backbone("seed_cnn", num_classes=3)
+    data = TensorBatches(torch.randint(0, 256, (70, 1, 28, 28), dtype=torch.uint8), None, (0.5,), (0.5,))
+    on_gpu = extract_features(model, data, device="cuda")
+    assert next(model.parameters()).device.type == "cpu"  # moved for the call and back
+    torch.testing.assert_close(on_gpu, extract_features(model, data), atol=1e-3, rtol=1e-3)
+    tk.pretrain(data="digits", classes="0-4", backbone="seed_cnn", steps=20, out=tmp_path / "src", progress=False)
+    res = tk.transfer(source=tmp_path / "src", data="digits", classes="5-9", labels_per_class=10,
+                      strategy="linear_probe", out=tmp_path / "p", progress=False)  # features extracted on the GPU
+    assert res.metrics["accuracy"] > 0.2

@@ -87,14 +87,18 @@ def _data_signature(data: TensorBatches) -> dict[str, object]:
     return {"shape": list(x.shape), "dtype": str(x.dtype), "normalisation": norm, "sample": sample, "view": view}
 
 
-def cache_key(model: Backbone, data: TensorBatches, dataset_key: str, layer: str | None) -> str:
-    """The entry name for these features (hex SHA-256 of the weights hash, data, preprocessing and layer)."""
+def cache_key(model: Backbone, data: TensorBatches, dataset_key: str, layer: str | None,
+              device: torch.device | str | None = None) -> str:
+    """The entry name for these features (hex SHA-256 of the weights hash, data, preprocessing and layer, and the
+    device type when it is not the CPU: a CPU entry's key is the same as before devices were named)."""
+    where = torch.device(device).type if device is not None else next(model.parameters()).device.type
     parts = {
         "format": CACHE_FORMAT,
         "weights": weights_hash(model),
         "dataset": dataset_key,
         "preprocessing": {"input_spec": model.input_spec.to_dict(), **_data_signature(data)},
         "layer": layer,
+        **({"device": where} if where != "cpu" else {}),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:40]
 
@@ -146,6 +150,7 @@ def cached_features(
     layer: str | None = None,
     cache_dir: Path | str | None = None,
     batch_size: int = 64,
+    device: torch.device | str | None = None,
 ) -> tuple[torch.Tensor, bool]:
     """Features ``(N, D)`` of ``data`` after stage ``layer``, from the cache when present.
 
@@ -161,6 +166,9 @@ def cached_features(
         Stage whose output to read (``None``: the last).
     cache_dir:
         Folder of the cache (default :func:`cache_root`).
+    device:
+        Where to extract (default: where the model is). A GPU's features are their own entries (its kernels round
+        differently), so a CPU run never reads them.
 
     Returns
     -------
@@ -168,7 +176,7 @@ def cached_features(
         float32 features on the CPU, and whether they came from the cache.
     """
     root = Path(cache_dir) if cache_dir is not None else cache_root()
-    key = cache_key(model, data, dataset_key, layer)
+    key = cache_key(model, data, dataset_key, layer, device)
     path = root / f"{key}{SUFFIX}"
     if path.is_file():
         feats = _read(path, len(data))
@@ -179,7 +187,7 @@ def cached_features(
             return feats, True
     log.info("cache miss: %s on %s (layer %s); extracting %d items", model.arch, dataset_key, layer or "last",
              len(data))
-    feats = extract_features(model, data, layer=layer, batch_size=batch_size)
+    feats = extract_features(model, data, layer=layer, batch_size=batch_size, device=device)
     try:
         _write(path, feats, {"arch": model.arch, "dataset": dataset_key, "layer": layer or ""})
     except OSError as err:  # a read-only or full disk must not fail the run

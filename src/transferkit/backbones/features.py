@@ -17,12 +17,19 @@ from transferkit.data.tokens import length_batches
 
 
 def batched_outputs(model: torch.nn.Module, data: TensorBatches, fn: Callable[[torch.Tensor], torch.Tensor],
-                    batch_size: int) -> list[torch.Tensor]:
+                    batch_size: int, device: torch.device | str | None = None) -> list[torch.Tensor]:
     """``fn(x)`` over ``data``'s inputs in batches (eval + inference mode, channels-last for images), as CPU
-    float chunks; ``model`` is the module ``fn`` runs (its mode and memory format are restored afterwards)."""
+    float chunks; ``model`` is the module ``fn`` runs (its mode and memory format are restored afterwards).
+    ``device`` (e.g. ``cuda``): run there — the model is moved for the call and back after, batches are copied
+    from pinned memory without blocking; default: where the model is."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    home = next(model.parameters()).device
+    device = torch.device(device) if device is not None else home
+    moved = device != home
+    if moved:
+        model.to(device)
+    cuda = device.type == "cuda"
     channels_last = data.x.ndim == 4
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -35,13 +42,16 @@ def batched_outputs(model: torch.nn.Module, data: TensorBatches, fn: Callable[[t
         with torch.inference_mode():
             for idx in batches:
                 batch = data.__getitems__(idx.tolist())
-                x = (batch[0] if isinstance(batch, tuple) else batch).to(device)
+                x = batch[0] if isinstance(batch, tuple) else batch
+                x = x.pin_memory().to(device, non_blocking=True) if cuda else x.to(device)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 chunks.append(fn(x).float().cpu())
     finally:
         if channels_last:
             model.to(memory_format=torch.contiguous_format)
+        if moved:
+            model.to(home)
         model.train(was_training)
     if lengths is not None and chunks:
         out = torch.cat(chunks)
@@ -52,10 +62,12 @@ def batched_outputs(model: torch.nn.Module, data: TensorBatches, fn: Callable[[t
 
 
 def extract_features(
-    model: Backbone, data: TensorBatches, layer: str | None = None, batch_size: int = 64
+    model: Backbone, data: TensorBatches, layer: str | None = None, batch_size: int = 64,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Features ``(N, D)`` of every item of ``data`` after stage ``layer`` (float32, on the CPU)."""
-    chunks = batched_outputs(model, data, lambda x: model.forward_features(x, layer), batch_size)
+    """Features ``(N, D)`` of every item of ``data`` after stage ``layer`` (float32, on the CPU), computed on
+    ``device`` (default: where the model is)."""
+    chunks = batched_outputs(model, data, lambda x: model.forward_features(x, layer), batch_size, device)
     return torch.cat(chunks) if chunks else torch.empty(0, model.feature_dim)
 
 

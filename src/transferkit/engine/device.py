@@ -27,6 +27,12 @@ def resolve_accelerator(name: str) -> str:
     return name
 
 
+def inference_device(accelerator: str) -> torch.device | None:
+    """Where a run's frozen features are extracted: ``cuda`` when ``accelerator`` resolves to the GPU, else
+    ``None`` (where the model is: the CPU)."""
+    return torch.device("cuda") if resolve_accelerator(accelerator) == "gpu" else None
+
+
 def check_precision(precision: str, accelerator: str) -> None:
     """Refuse a precision the resolved ``accelerator`` cannot train in."""
     if precision == "16-mixed" and accelerator == "cpu":

@@ -259,7 +259,7 @@ class Finetune(Strategy):
         if len(torch.unique(train.y)) < 2:
             return {"head_init": "random", "head_init_reason": "fewer than 2 classes in the training labels"}
         start = time.perf_counter()
-        features, _ = frozen_features(model, train)
+        features, _ = frozen_features(model, train, cfg.accelerator)
         check_finite(features, f"the training features of {model.arch} (finetune head=probe)")
         balanced = cfg.class_weight == "balanced" or cfg.sampler == "balanced"
         sol = solve_probe(features, train.y, num_classes, "auto", seed=cfg.seed, balanced=balanced,

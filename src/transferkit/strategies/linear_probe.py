@@ -28,6 +28,7 @@ from transferkit.backbones.features import extract_features
 from transferkit.config import TrainConfig
 from transferkit.data.augment import refuse_pixel_options
 from transferkit.data.prepare import TensorBatches
+from transferkit.engine.device import inference_device
 from transferkit.strategies.base import Strategy, TrainingPlan, register_strategy, truncation_stage
 from transferkit.strategies.probe_solver import check_finite, solve_probe
 
@@ -37,11 +38,14 @@ STEPPING_SETTINGS = ("epochs", "lr", "batch_size", "weight_decay", "optimizer", 
                      "mixup", "accelerator", "precision")
 
 
-def frozen_features(model: Backbone, data: TensorBatches) -> tuple[torch.Tensor, bool]:
-    """Features of ``data`` through ``model`` (whole extractor), from the disk cache when the data has a key."""
+def frozen_features(model: Backbone, data: TensorBatches, accelerator: str = "cpu") -> tuple[torch.Tensor, bool]:
+    """Features of ``data`` through ``model`` (whole extractor), from the disk cache when the data has a key,
+    extracted on the run's GPU when its ``accelerator`` resolves to one (:func:`~transferkit.engine.device
+    .inference_device`)."""
+    device = inference_device(accelerator)
     if getattr(data, "key", None):
-        return cached_features(model, data, data.key)
-    return extract_features(model, data), False
+        return cached_features(model, data, data.key, device=device)
+    return extract_features(model, data, device=device), False
 
 
 def ignored_settings(cfg: TrainConfig) -> list[str]:
@@ -134,8 +138,8 @@ class LinearProbe(Strategy):
         head = model.probe_head(num_classes)
         linear, before = solvable_head(head, source.arch) if solved else (None, None)  # before extracting
         start = time.perf_counter()
-        f_train, hit_train = frozen_features(model, train)
-        f_val, hit_val = frozen_features(model, val) if val is not None and len(val) else (None, True)
+        f_train, hit_train = frozen_features(model, train, cfg.accelerator)
+        f_val, hit_val = frozen_features(model, val, cfg.accelerator) if val is not None and len(val) else (None, True)
         extract_s = time.perf_counter() - start
         where = f"{source.arch} at layer {layer}"
         check_finite(f_train, f"the training features ({where}; data {train.key or 'given in memory'})")
