@@ -123,7 +123,7 @@ def _train_cell(grid: Grid, v: Variant, k: int | None, seed: int, train_part: tu
     t0 = time.perf_counter()
     trained = train(grid.strategies[v.label], grid.model, full.num_classes, train_b, val_b, cfg, None,
                     head_init=grid.head_init, class_names=(full.classes, grid.source_classes))
-    test_m = score(trained.model, test_b, full.classes)
+    test_m = score(trained.model, test_b, full.classes, cfg.accelerator)
     majority = majority_rate(grid.test_set.labels)
     fit = trained.fit
     return {

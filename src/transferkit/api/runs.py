@@ -23,6 +23,7 @@ from transferkit.backbones.base import Backbone
 from transferkit.backbones.features import predict_logits
 from transferkit.config import TrainConfig
 from transferkit.data.prepare import TensorBatches
+from transferkit.engine.device import inference_device
 from transferkit.engine.trainer import TrainedModel
 from transferkit.errors import ConfigError
 from transferkit.report.metrics import classification_metrics
@@ -79,9 +80,10 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def score(model: Backbone, data: TensorBatches, classes: list[str]) -> dict[str, Any]:
-    """Classification metrics of ``model`` on ``data``, plus the mean cross-entropy as ``loss``."""
-    logits = predict_logits(model, data)
+def score(model: Backbone, data: TensorBatches, classes: list[str], accelerator: str = "cpu") -> dict[str, Any]:
+    """Classification metrics of ``model`` on ``data``, plus the mean cross-entropy as ``loss``; computed on the
+    run's GPU when its ``accelerator`` resolves to one."""
+    logits = predict_logits(model, data, device=inference_device(accelerator))
     metrics = classification_metrics(data.y.numpy(), logits.argmax(1).numpy(), classes)
     metrics["loss"] = float(F.cross_entropy(logits, data.y)) if len(data) else float("nan")
     return metrics

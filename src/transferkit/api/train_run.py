@@ -88,8 +88,8 @@ def _finish_run(tmp: Path, kind: str, trained: TrainedModel, d: JobData, source_
                 start: float) -> tuple[dict[str, Any], dict[str, Any]]:
     """Score a finished training (validation, then test) and write its metrics.json, plots, bundle and report into
     ``tmp`` (:func:`write_run`); return ``(metrics, lineage)``. ``total_time_s`` runs from ``start``."""
-    val_m = score(trained.model, d.val_b, d.full.classes)
-    test_m = score(trained.model, d.test_b, d.full.classes) if d.test_b is not None else None
+    val_m = score(trained.model, d.val_b, d.full.classes, cfg.accelerator)
+    test_m = score(trained.model, d.test_b, d.full.classes, cfg.accelerator) if d.test_b is not None else None
     lineage = {
         "kind": kind, "source": source_meta.get("source", "scratch"),
         "source_lineage": source_meta.get("lineage"), "data": task.data, "classes": parse_classes(task.classes),

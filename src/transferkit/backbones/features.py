@@ -71,9 +71,11 @@ def extract_features(
     return torch.cat(chunks) if chunks else torch.empty(0, model.feature_dim)
 
 
-def predict_logits(model: Backbone, data: TensorBatches, batch_size: int = 64) -> torch.Tensor:
-    """Logits ``(N, num_classes)`` of the whole model over ``data`` (eval mode, inference mode)."""
-    chunks = batched_outputs(model, data, model, batch_size)
+def predict_logits(model: Backbone, data: TensorBatches, batch_size: int = 64,
+                   device: torch.device | str | None = None) -> torch.Tensor:
+    """Logits ``(N, num_classes)`` of the whole model over ``data`` (eval mode, inference mode), computed on
+    ``device`` (default: where the model is)."""
+    chunks = batched_outputs(model, data, model, batch_size, device)
     return torch.cat(chunks) if chunks else torch.empty(0, model.num_classes)
 
 
