@@ -49,8 +49,11 @@ def _code_commit() -> dict[str, Any] | None:
     return git_commit(Path(__file__).resolve().parent)
 
 
-def provenance(seed: int | None, fingerprints: dict[str, str | None]) -> dict[str, Any]:
-    """The record a run's ``metrics.json`` carries: seed, data fingerprints per split, environment, and the git
-    commits of transferkit's code (when run from a checkout) and of the working directory's project (if any)."""
+def provenance(seed: int | None, fingerprints: dict[str, str | None],
+               device: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record a run's ``metrics.json`` carries: seed, data fingerprints per split, environment, the git
+    commits of transferkit's code (when run from a checkout) and of the working directory's project (if any), and,
+    when given, the device it trained on (:func:`transferkit.engine.device.describe`)."""
     return {"seed": seed, "data_fingerprints": fingerprints, "environment": environment(),
-            "transferkit_git": _code_commit(), "project_git": git_commit(Path.cwd())}
+            "transferkit_git": _code_commit(), "project_git": git_commit(Path.cwd()),
+            **({"device": device} if device is not None else {})}

@@ -53,6 +53,8 @@ def test_bf16_mixed_trains_on_the_cpu(tmp_path):
                       out=tmp_path / "p", progress=False)
     assert res.metrics["accuracy"] > 0 and (tmp_path / "p" / "bundle" / "model.safetensors").is_file()
     assert next(res.model.parameters()).dtype == torch.float32  # mixed precision: the weights stay float32
+    recorded = res.metrics["provenance"]["device"]
+    assert (recorded["accelerator"], recorded["precision"]) == ("cpu", "bf16-mixed") and recorded["threads"] >= 1
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -10,6 +10,9 @@ anything trains, naming the option.
 
 from __future__ import annotations
 
+import platform
+from typing import Any
+
 import torch
 
 from transferkit.errors import ConfigError
@@ -31,6 +34,14 @@ def inference_device(accelerator: str) -> torch.device | None:
     """Where a run's frozen features are extracted: ``cuda`` when ``accelerator`` resolves to the GPU, else
     ``None`` (where the model is: the CPU)."""
     return torch.device("cuda") if resolve_accelerator(accelerator) == "gpu" else None
+
+
+def describe(accelerator: str, precision: str) -> dict[str, Any]:
+    """What a run's provenance records of its device: the resolved accelerator, the device's name (the GPU's, or
+    the CPU's processor), the precision and the CPU threads."""
+    resolved = resolve_accelerator(accelerator)
+    name = torch.cuda.get_device_name() if resolved == "gpu" else (platform.processor() or platform.machine())
+    return {"accelerator": resolved, "name": name, "precision": precision, "threads": torch.get_num_threads()}
 
 
 def check_precision(precision: str, accelerator: str) -> None:
