@@ -50,6 +50,7 @@ from transferkit import atomic
 from transferkit.backbones.base import Backbone, InputSpec
 from transferkit.backbones.formats import bundle_format, format_name, format_of, known_formats
 from transferkit.backbones.registry import MAX_CLASSES, build_from_config, sealed, validate_config
+from transferkit.cachedir import format_size
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -141,10 +142,6 @@ def resolve_bundle(path: str | Path) -> Path:
 
 
 # -- reading the files ------------------------------------------------------------------------------------------
-def _size(n: int) -> str:
-    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n} bytes"
-
-
 def _open_file(file: Path, max_bytes: int | None = None) -> Any:
     """``file`` opened for reading (binary) if it is a regular file — not a symbolic link — of at most
     ``max_bytes``; else a :class:`BundleError` naming it."""
@@ -164,8 +161,8 @@ def _open_file(file: Path, max_bytes: int | None = None) -> Any:
     fh = os.fdopen(fd, "rb")
     if max_bytes is not None and info.st_size > max_bytes:
         fh.close()
-        raise BundleError(f"{file}: {_size(info.st_size)}, more than the {_size(max_bytes)} a bundle's {file.name} "
-                          "may have")
+        raise BundleError(f"{file}: {format_size(info.st_size)}, more than the {format_size(max_bytes)} a bundle's "
+                          f"{file.name} may have")
     return fh
 
 
@@ -173,7 +170,7 @@ def _read_text(file: Path, max_bytes: int) -> str:
     with _open_file(file, max_bytes) as fh:
         raw = fh.read(max_bytes + 1)
     if len(raw) > max_bytes:  # it grew while being read
-        raise BundleError(f"{file}: more than the {_size(max_bytes)} a bundle's {file.name} may have")
+        raise BundleError(f"{file}: more than the {format_size(max_bytes)} a bundle's {file.name} may have")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -334,8 +331,8 @@ def read_safetensors_header(file: Path) -> dict[str, tuple[str, tuple[int, ...]]
                               "data_offsets)")
         nbytes = math.prod(shape) * _ST_ITEMSIZE[dtype]
         if end - begin != nbytes:
-            raise BundleError(f"{file}: tensor '{name[:100]}' declares shape {shape} {dtype} ({_size(nbytes)}) but "
-                              f"occupies {_size(end - begin)}: a lying header")
+            raise BundleError(f"{file}: tensor '{name[:100]}' declares shape {shape} {dtype} "
+                              f"({format_size(nbytes)}) but occupies {format_size(end - begin)}: a lying header")
         spans.append((begin, end, name))
         out[name] = (dtype, tuple(shape))
     pos = 0
@@ -345,8 +342,8 @@ def read_safetensors_header(file: Path) -> dict[str, tuple[str, tuple[int, ...]]
                               "(overlapping or gapped tensors): a lying header")
         pos = end
     if pos != data_size:
-        raise BundleError(f"{file}: the header declares {_size(pos)} of tensor data but the file holds "
-                          f"{_size(data_size)}: truncated or a lying header")
+        raise BundleError(f"{file}: the header declares {format_size(pos)} of tensor data but the file holds "
+                          f"{format_size(data_size)}: truncated or a lying header")
     return out
 
 

@@ -52,6 +52,14 @@ def parse_size(text: str, name: str = ENV_MAX) -> int | None:
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 
+def format_size(n: int) -> str:
+    """``n`` bytes for a person: ``812 bytes``, ``3.4 MiB``, ``10.0 GiB`` (the units :func:`parse_size` reads)."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def max_bytes() -> int | None:
     """The cache cap: ``$TRANSFERKIT_CACHE_MAX`` (default 10G); ``None`` = no cap."""
     return parse_size(os.environ.get(ENV_MAX) or DEFAULT_MAX)

@@ -41,27 +41,20 @@ def cache(*args: Any, config: CacheConfig | None = None, console: Console | None
         gone = cachedir.clear(root, SUFFIX, None if c.older_than_days is None else c.older_than_days * 86400)
         kept = len(cachedir.entries(root, SUFFIX))
         freed = sum(e.size for e in gone)
-        console.print(f"feature cache {root}: removed {len(gone)} entries ({_size(freed)}); {kept} kept")
+        console.print(f"feature cache {root}: removed {len(gone)} entries ({cachedir.format_size(freed)}); {kept} kept")
         return {"root": str(root), "removed": len(gone), "freed_bytes": freed, "kept": kept}
     found = cache_entries(root)
     total = sum(int(e["bytes"]) for e in found)
     now = time.time()
     rows = [(Path(str(e["path"])).stem[:12], str(e.get("arch", "?")), _short(str(e.get("dataset", "?"))),
              str(e.get("layer", "?")), "×".join(str(n) for n in e.get("shape", [])) or "unreadable",
-             _size(int(e["bytes"])), _ago(now - float(e["last_used"]))) for e in found]
-    title = (f"feature cache {root}: {len(found)} entries, {_size(total)} of "
-             f"{_size(cap) if cap is not None else 'no cap'} ({cachedir.ENV_MAX}="
+             cachedir.format_size(int(e["bytes"])), _ago(now - float(e["last_used"]))) for e in found]
+    title = (f"feature cache {root}: {len(found)} entries, {cachedir.format_size(total)} of "
+             f"{cachedir.format_size(cap) if cap is not None else 'no cap'} ({cachedir.ENV_MAX}="
              f"{os.environ.get(cachedir.ENV_MAX) or cachedir.DEFAULT_MAX})")
     console.print(comparison_table(("entry", "backbone", "data", "layer", "features", "size", "last used"), rows,
                                    title, right=("features", "size", "last used")))
     return {"root": str(root), "cap_bytes": cap, "total_bytes": total, "entries": found}
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("G", 2**30), ("M", 2**20), ("K", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}B"
-    return f"{n} B"
 
 
 def _ago(seconds: float) -> str:

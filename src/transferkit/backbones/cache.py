@@ -195,8 +195,9 @@ def cached_features(
         return feats, False
     gone = cachedir.evict(root, SUFFIX, cachedir.max_bytes(), keep=path)
     if gone:
-        log.info("feature cache over its cap (%s): removed %d least recently used entries (%.1f MB)",
-                 os.environ.get(cachedir.ENV_MAX) or cachedir.DEFAULT_MAX, len(gone), sum(e.size for e in gone) / 2**20)
+        log.info("feature cache over its cap (%s): removed %d least recently used entries (%s)",
+                 os.environ.get(cachedir.ENV_MAX) or cachedir.DEFAULT_MAX, len(gone),
+                 cachedir.format_size(sum(e.size for e in gone)))
     return feats, False
 
 
