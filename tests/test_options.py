@@ -20,7 +20,7 @@ VALUES = {"source": "src", "data": "digits", "classes": "0-4", "labels_per_class
           "warmup_epochs": 1, "augment": "light", "mixup": 0.2, "cutmix": 0.3, "class_weight": "balanced",
           "sampler": "balanced", "seed": 7, "accelerator": "gpu", "precision": "bf16-mixed", "devices": 2,
           "checkpoint_every": 50, "num_nodes": 2, "distributed": "ddp", "out": "runs/x", "cv": 3,
-          "backbone": "resnet18", "pretrained": True, "strict": True, "convert_channels": True,
+          "backbone": "resnet18", "pretrained": True, "strict": True, "workers": 3, "convert_channels": True,
           "head_init": False, "progress": False,
           "overwrite": True, "deterministic": False, "options": {"bn": "frozen", "r": 8}, "min_lr": 1e-5, "max_lr": 0.5,
           "teacher": "runs/t", "student": "lenet", "unlabelled": 100, "temperature": 2.0, "alpha": 0.5,

@@ -1,6 +1,6 @@
 """Running a trained model on new images, the same way everywhere: batch prediction, export checks, the service.
 
-* :func:`decode_image` (from :mod:`transferkit.data.images`, where file loading uses it too) — bytes →
+* :func:`decode_image` (from :mod:`transferkit.data.decode`, where file loading uses it too) — bytes →
   ``uint8`` array, refusing non-images, truncated files and decompression bombs
   (more than ``max_pixels`` pixels) with a :class:`BadImage` that says which.
 * :func:`image_size` — the width and height an image's header claims, read without decoding it (PIL opens
@@ -55,7 +55,7 @@ import torch
 
 from transferkit.backbones.base import InputSpec
 from transferkit.data.base import ImageSet
-from transferkit.data.images import DEFAULT_MAX_PIXELS, BadImage, decode_image  # noqa: F401  (part of this API)
+from transferkit.data.decode import DEFAULT_MAX_PIXELS, BadImage, decode_image  # noqa: F401  (part of this API)
 from transferkit.data.prepare import TensorBatches, prepare_images
 from transferkit.data.resize import describe_resize, resized_shape
 from transferkit.data.tokens import encode_texts, length_batches

@@ -50,10 +50,12 @@ def _code_commit() -> dict[str, Any] | None:
 
 
 def provenance(seed: int | None, fingerprints: dict[str, str | None],
-               device: dict[str, Any] | None = None) -> dict[str, Any]:
+               device: dict[str, Any] | None = None, loading: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record a run's ``metrics.json`` carries: seed, data fingerprints per split, environment, the git
     commits of transferkit's code (when run from a checkout) and of the working directory's project (if any), and,
-    when given, the device it trained on (:func:`transferkit.engine.device.describe`)."""
+    when given, the device it trained on (:func:`transferkit.engine.device.describe`) and how its training data was
+    read (:func:`transferkit.data.prepare.data_loading`: in memory, or streamed from the prepared cache)."""
     return {"seed": seed, "data_fingerprints": fingerprints, "environment": environment(),
             "transferkit_git": _code_commit(), "project_git": git_commit(Path.cwd()),
-            **({"device": device} if device is not None else {})}
+            **({"device": device} if device is not None else {}),
+            **({"data_loading": loading} if loading is not None else {})}

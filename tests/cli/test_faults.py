@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -230,3 +231,37 @@ def test_linear_probe_with_its_feature_cache_under_ddp_matches_one_process(sourc
     assert b["fit"]["processes"] == 2 and b["feature_cache"] in ("hit", "miss")
     assert abs(a["validation"]["loss"] - b["validation"]["loss"]) <= 1e-4
     assert a["confusion_matrix"] == b["confusion_matrix"]
+
+
+def test_two_processes_on_a_streamed_folder_match_one_process_in_memory(source, fashion_npz, tmp_path):
+    """Issue 29: an image folder streamed from the prepared cache (built by both processes at once — each writes a
+    temporary file renamed into place) with worker processes under 2-process DDP trains as one process holding the
+    same folder in memory: each process reads a disjoint share of every global batch."""
+    from PIL import Image
+
+    root, _ = source
+    z = np.load(fashion_npz)
+    folder = tmp_path / "photos"
+    for split, xk, yk in (("train", "x", "y"), ("test", "x_test", "y_test")):
+        for i, (img, label) in enumerate(zip(z[xk], z[yk], strict=True)):
+            (folder / split / f"c{label}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(folder / split / f"c{label}" / f"{i:04d}.png")
+    data = f"image_folder:{folder}"
+    memory = {**env(), "TRANSFERKIT_STREAM_ABOVE": "none", "TRANSFERKIT_CACHE": str(tmp_path / "cache")}
+    streamed = {**memory, "TRANSFERKIT_STREAM_ABOVE": "0"}
+    args = ("--batch-size", "32", "--workers", "2")  # (augmentation seeds are per process: not comparable)
+    runs = [(tmp_path / "one", memory, ()), (tmp_path / "two", streamed, ("--devices", "2"))]
+    for out, environment, extra in runs:
+        res = subprocess.run(cli(*transfer_args(root, data, out, *args, *extra)), env=environment,
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "streamed from disk" in res.stderr and "prepared" in res.stderr
+    assert len(list((tmp_path / "cache" / "prepared").glob("*.tkdata"))) == 2  # train, test
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "one", tmp_path / "two"))
+    assert a["fit"]["processes"] == 1 and b["fit"]["processes"] == 2
+    assert a["provenance"]["data_loading"] == {"mode": "in memory"}
+    assert b["provenance"]["data_loading"]["mode"] == "streamed" and b["provenance"]["data_loading"]["workers"] == 2
+    assert abs(a["validation"]["loss"] - b["validation"]["loss"]) <= 1e-4
+    assert a["confusion_matrix"] == b["confusion_matrix"]
+    ok, worst = same_bundles(tmp_path / "one", tmp_path / "two", atol=1e-3)
+    assert ok, worst

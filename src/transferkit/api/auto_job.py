@@ -68,11 +68,11 @@ def auto(*args: Any, config: AutoConfig | None = None, console: Console | None =
     d, s = c.data, c.search
     clock = Clock(parse_budget(c.budget))
     check_search(s.keep, s.finalists, s.first_epochs, s.first_steps, s.eta)
-    full = load_task(d.data, "train", d.classes, d.strict)
+    full = load_task(d.data, "train", d.classes, d.strict, workers=d.workers)
     check_max_length(full, c.max_length)
     split, inner_note, val_per_class = budget_split(full, c.labels_per_class, c.val_per_class, c.seed)
     no_selection = split is not None and len(split[1]) == 0  # K = 1: nothing to choose on
-    n_test = len(load_task(d.data, "test", d.classes, d.strict)) if has_split(d.data, "test") else 0
+    n_test = len(load_task(d.data, "test", d.classes, d.strict, workers=d.workers)) if has_split(d.data, "test") else 0
     cands = candidate_sources(c.candidates, full.modality)
     out = _fresh_output(c.out, [*cands, d.data], c.overwrite)
     write_yaml(out / "config.yaml", {**c.record("auto"), "candidates": cands, "val_per_class": val_per_class,

@@ -112,7 +112,7 @@ def _load(c: DistillConfig, seed: int) -> distil.DistillData:
     transfer, validation and test sets — so that nothing trains on data the teacher cannot label."""
     task, data = c.task, c.task.data
     teacher_model, teacher_meta = load_source(c.teacher)
-    full = load_task(data, "train", task.classes, task.strict)
+    full = load_task(data, "train", task.classes, task.strict, workers=task.workers)
     require_images(full, f"data={data}", "distillation")
     check_classes(full, teacher_meta, f"teacher={c.teacher}")
     check_channels(full, teacher_model, task.convert_channels, f"data={data}")
@@ -120,7 +120,7 @@ def _load(c: DistillConfig, seed: int) -> distil.DistillData:
         raise ValueError(f"distill needs a test split for the final scores; {data} has none")
     train_set, val_set, labels = transfer_set(full, task.labels_per_class, task.val_per_class, c.unlabelled,
                                               task.val_fraction, seed)
-    test_set = load_task(data, "test", task.classes, task.strict)
+    test_set = load_task(data, "test", task.classes, task.strict, workers=task.workers)
     return distil.DistillData(teacher_model, teacher_meta, full, train_set, val_set, labels, test_set)
 
 

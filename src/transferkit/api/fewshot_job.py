@@ -79,7 +79,7 @@ def fewshot(*args: Any, config: FewshotConfig | None = None, console: Console | 
     set_threads()
     start = time.perf_counter()
     base, source_meta = load_source(src.source, src.image_size, src.weights, src.max_length)
-    full = load_task(task.data, "train", task.classes, task.strict)
+    full = load_task(task.data, "train", task.classes, task.strict, workers=task.workers)
     check_channels(full, base, task.convert_channels, f"data={task.data}")
     lineage = {"kind": "fewshot", "method": c.method, "source": source_meta.get("source", str(src.source)),
                "source_lineage": source_meta.get("lineage"), "data": task.data,

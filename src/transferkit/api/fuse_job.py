@@ -77,12 +77,12 @@ def fuse(*args: Any, config: FuseConfig | None = None, console: Console | None =
     set_threads()
     start = time.perf_counter()
     models, metas, class_names = load_members(members)
-    full = load_task(data, "train", classes, c.data.strict)
+    full = load_task(data, "train", classes, c.data.strict, workers=c.data.workers)
     if full.classes != class_names:
         raise ValueError(f"data={data}: classes {full.classes} differ from the members' {class_names}")
     if not has_split(data, "test"):
         raise ValueError(f"fuse needs a test split for the final scores; {data} has none")
-    test = load_task(data, "test", classes, c.data.strict)
+    test = load_task(data, "test", classes, c.data.strict, workers=c.data.workers)
     fit_idx, unknown = fit_set_indices(full, metas, members, data, parse_classes(classes), fit_on, c.fit_per_class,
                                        c.seed)
     fit_set = full.subset(fit_idx, full.name + ("[members' validation]" if fit_on == "validation" else "[fit set]"))

@@ -84,11 +84,11 @@ def run_grid_job(kind: str, cfg: GridConfig, console: Console, artefacts: tuple[
     check_output_dir(cfg.out, [src.source, task.data], kind=kind)  # before anything loads; it writes into out
     set_threads()
     model, meta = load_source(src.source, src.image_size, src.weights, src.max_length)
-    full = load_task(task.data, "train", task.classes, task.strict)
+    full = load_task(task.data, "train", task.classes, task.strict, workers=task.workers)
     check_channels(full, model, task.convert_channels, f"data={task.data}")
     if not has_split(task.data, "test"):
         raise ValueError(f"{kind} needs a test split for the final scores; {task.data} has none")
-    test_set = load_task(task.data, "test", task.classes, task.strict)
+    test_set = load_task(task.data, "test", task.classes, task.strict, workers=task.workers)
     check_budgets(full, budgets, task.val_per_class)  # every budget fits, before the first cell trains
     if grid.test_per_class:
         test_set = test_set.subset(k_per_class(test_set, grid.test_per_class, seed=0, option="test_per_class"),

@@ -44,7 +44,7 @@ def lr_find(*args: Any, config: LrFindConfig | None = None, console: Console | N
     set_threads()
     model, meta = load_source(src.source, src.image_size, src.weights, src.max_length)
     cmap = class_map_of(task.class_map)
-    full = load_task(task.data, "train", task.classes, task.strict, cmap)
+    full = load_task(task.data, "train", task.classes, task.strict, cmap, workers=task.workers)
     check_channels(full, model, task.convert_channels, f"data={task.data}")
     train_set, _ = labelled_budget_split(full, task.labels_per_class, task.val_per_class, task.val_fraction, opt.seed)
     result = find_lr(strat, model, full.num_classes, to_batches(train_set, model.input_spec), cfg, c.min_lr, c.max_lr,

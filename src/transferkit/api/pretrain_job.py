@@ -42,7 +42,7 @@ def pretrain(*args: Any, config: PretrainConfig | None = None, console: Console 
     check_budget(train_options.epochs, train_options.steps)
     cfg = TrainConfig.of(train_options)
     d = c.data
-    probe = load_task(d.data, "train", d.classes, d.strict)  # fail fast on bad data / classes, before building
+    probe = load_task(d.data, "train", d.classes, d.strict, workers=d.workers)  # fail fast on bad data, classes
     backbone_info(c.backbone)  # fail fast on an unknown name, listing the valid ones
     kwargs: dict[str, Any] = {"weights": str(c.weights)} if c.weights is not None else {}
     import lightning as L

@@ -101,7 +101,7 @@ def _scoring_sets(c: SelectConfig) -> tuple[ImageSet, ImageSet, ImageSet | None]
     """The target's training split, the scoring set (the K labelled images per class a ``transfer`` of the same
     seed trains on, or the whole split) and the sample of ``similarity_data`` (never the scoring images)."""
     task, sim = c.task, c.similarity
-    full = load_task(task.data, "train", task.classes, task.strict)
+    full = load_task(task.data, "train", task.classes, task.strict, workers=task.workers)
     check_max_length(full, c.max_length)
     tr_idx = None
     scoring = full
@@ -113,7 +113,7 @@ def _scoring_sets(c: SelectConfig) -> tuple[ImageSet, ImageSet, ImageSet | None]
         return full, scoring, None
     if sim.similarity_samples < 2:
         raise ConfigError("similarity_samples", "at least 2", sim.similarity_samples)
-    sfull = load_task(sim.similarity_data, "train", sim.similarity_classes, task.strict)
+    sfull = load_task(sim.similarity_data, "train", sim.similarity_classes, task.strict, workers=task.workers)
     same = (sim.similarity_data, parse_classes(sim.similarity_classes)) == (task.data, parse_classes(task.classes))
     pick = similarity_sample(len(sfull), tr_idx if same else None, sim.similarity_samples, c.seed)
     return full, scoring, sfull.subset(pick, f"{sfull.name}[{len(pick)} for similarity]")

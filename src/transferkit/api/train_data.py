@@ -47,14 +47,14 @@ def job_data(source_model: Backbone, source_meta: dict[str, Any], task: TaskOpti
     labelled split (:func:`~transferkit.data.run_splits.job_split`), the batches, then the test split — in that
     order, as the job always did; the seeded draws depend on ``seed`` alone."""
     data, classes, strict = task.data, task.classes, task.strict
-    full = load_task(data, "train", classes, strict, class_map)
+    full = load_task(data, "train", classes, strict, class_map, task.workers)
     check_channels(full, source_model, task.convert_channels, f"data={data}")
     mapping, source_classes = head_init_mapping(full.classes, source_meta, head_init)
     train_set, val_set, train_idx, given = job_split(full, task.labels_per_class, task.val_per_class,
                                                      task.val_fraction, seed, split_indices)
     spec = source_model.input_spec
     train_b, val_b = to_batches(train_set, spec), to_batches(val_set, spec)
-    test_set = load_task(data, "test", classes, strict, class_map) \
+    test_set = load_task(data, "test", classes, strict, class_map, task.workers) \
         if evaluate_test and has_split(data, "test") else None
     test_b = to_batches(test_set, spec) if test_set is not None else None
     return JobData(full, train_set, val_set, train_b, val_b, test_b, mapping, source_classes, train_idx, given)

@@ -20,6 +20,7 @@ from transferkit.api.train_data import JobData, job_data
 from transferkit.backbones.base import Backbone
 from transferkit.bundle import save_bundle
 from transferkit.config import TrainConfig
+from transferkit.data.prepare import data_loading
 from transferkit.data.splits import LABELS_RULE, parse_classes
 from transferkit.engine.device import describe
 from transferkit.engine.trainer import TrainedModel, train
@@ -103,7 +104,7 @@ def _finish_run(tmp: Path, kind: str, trained: TrainedModel, d: JobData, source_
     sizes = {"n_train": len(d.train_set), "n_val": len(d.val_set), "n_test": len(d.test_b) if d.test_b else 0}
     prov = provenance(cfg.seed, {"train": d.train_b.key, "validation": d.val_b.key,
                                  "test": d.test_b.key if d.test_b is not None else None},
-                      describe(cfg.accelerator, cfg.precision))
+                      describe(cfg.accelerator, cfg.precision), data_loading(d.train_b))
     labels = _job_labels(trained, d, task)
     metrics = write_run(tmp, kind, trained, d.full.classes, lineage, config, val_m, test_m, sizes,
                         time.perf_counter() - start, prov, labels)

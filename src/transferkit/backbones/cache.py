@@ -43,8 +43,7 @@ CACHE_FORMAT = 2  # bump when the key or the file layout changes (2: the evaluat
 
 def cache_root() -> Path:
     """The feature cache folder: ``$TRANSFERKIT_CACHE`` or ``~/.cache/transferkit/features``."""
-    default = Path.home() / ".cache" / "transferkit" / "features"
-    return Path(os.environ.get("TRANSFERKIT_CACHE", default)).expanduser()
+    return cachedir.feature_root()
 
 
 def _tensor_bytes(t: torch.Tensor) -> bytes:
@@ -78,9 +77,12 @@ def _data_signature(data: TensorBatches) -> dict[str, object]:
     at no real cost; the dataset fingerprint remains the primary identity.
     """
     x = data.x
-    flat = x.reshape(-1)
-    step = max(1, flat.numel() // 65536)
-    sample = hashlib.sha256(_tensor_bytes(flat[::step])).hexdigest()[:16]
+    if hasattr(x, "content_key"):  # streamed images (prepared cache): the entry and rows name them exactly
+        sample = x.content_key
+    else:
+        flat = x.reshape(-1)
+        step = max(1, flat.numel() // 65536)
+        sample = hashlib.sha256(_tensor_bytes(flat[::step])).hexdigest()[:16]
     scale, shift = getattr(data, "_scale", None), getattr(data, "_shift", None)
     norm = None if scale is None else [scale.flatten().tolist(), shift.flatten().tolist()]
     view = list(data.view) if getattr(data, "view", None) else None  # the served crop of bordered images

@@ -2,7 +2,8 @@
 
 Runs in ``torch.inference_mode`` (no autograd bookkeeping), in eval mode (BatchNorm uses running
 statistics, dropout off), with channels-last memory for 4-D inputs (faster convolutions on CPU), in
-batches taken straight from in-memory tensors (texts sorted by length, so a batch pads to similar lengths).
+batches taken straight from in-memory tensors (texts sorted by length, so a batch pads to similar lengths), or read
+by DataLoader worker processes when the images are streamed from the prepared cache.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch.utils.data import DataLoader
 
 from transferkit.backbones.base import Backbone
-from transferkit.data.prepare import TensorBatches
+from transferkit.data.prepare import TensorBatches, keep_batch, loader_workers
 from transferkit.data.tokens import length_batches
 
 
@@ -38,10 +40,13 @@ def batched_outputs(model: torch.nn.Module, data: TensorBatches, fn: Callable[[t
     lengths = getattr(data, "lengths", None)
     batches = [] if not len(data) else length_batches(lengths, batch_size) if lengths is not None else \
         list(torch.arange(len(data)).split(batch_size))
+    workers = loader_workers(data)
+    fetched = (data.__getitems__(idx.tolist()) for idx in batches) if not workers else iter(DataLoader(
+        data, batch_sampler=[idx.tolist() for idx in batches], collate_fn=keep_batch, num_workers=workers,
+        prefetch_factor=4, pin_memory=cuda))  # streamed images: read and resized in worker processes
     try:
         with torch.inference_mode():
-            for idx in batches:
-                batch = data.__getitems__(idx.tolist())
+            for batch in fetched:
                 x = batch[0] if isinstance(batch, tuple) else batch
                 x = x.pin_memory().to(device, non_blocking=True) if cuda else x.to(device)
                 if channels_last:

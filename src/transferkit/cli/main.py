@@ -51,7 +51,8 @@ GENERATED = {"pretrain": "train a source model on a source task",
              "datasets": "list the datasets transferkit knows",
              "backbones": "list the backbones with size, feature width and weight availability",
              "strategies": "list the transfer strategies",
-             "cache": "show or empty the frozen-feature cache (its size cap: $TRANSFERKIT_CACHE_MAX, default 10G)"}
+             "cache": "show or empty the frozen-feature cache and the prepared-data cache of streamed image folders "
+                      "(size cap of each: $TRANSFERKIT_CACHE_MAX, default 10G)"}
 
 
 def build_parser() -> argparse.ArgumentParser:

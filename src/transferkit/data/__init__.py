@@ -5,6 +5,7 @@ carves honest train/validation sets from a training split; :mod:`~transferkit.da
 into the tensors a backbone expects.
 """
 
+from transferkit.data import image_list as _image_list  # noqa: F401  (CSV lists of labelled images)
 from transferkit.data import images as _images  # noqa: F401  (registers the built-in datasets)
 from transferkit.data import shifted as _shifted  # noqa: F401  (domain-shifted Fashion-MNIST)
 from transferkit.data import text as _text  # noqa: F401  (text tables, AG News)

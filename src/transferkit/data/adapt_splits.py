@@ -17,7 +17,7 @@ import torch
 
 from transferkit.data.base import ImageSet
 from transferkit.data.job_task import load_task, require_images
-from transferkit.data.prepare import TensorBatches
+from transferkit.data.prepare import TensorBatches, take_rows
 from transferkit.data.registry import has_split
 from transferkit.data.splits import labelled_budget_split
 
@@ -59,7 +59,7 @@ def sample_batches(data: TensorBatches, n: int, seed: int = 0) -> TensorBatches:
         return data
     idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n].sort().values
     out = copy.copy(data)
-    out.x, out.y = data.x[idx], None if data.y is None else data.y[idx]
+    out.x, out.y = take_rows(data.x, idx), None if data.y is None else data.y[idx]
     return out
 
 

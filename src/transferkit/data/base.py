@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from transferkit.data.lazy import LazyImages
+
 
 class _Labelled:
     """What :class:`ImageSet` and :class:`TextSet` share: label checks, length, class count and counts."""
@@ -53,7 +55,8 @@ class ImageSet(_Labelled):
     ----------
     images:
         ``uint8`` array of shape ``(N, H, W)`` (grayscale) or ``(N, H, W, C)``, or a list of ``N`` such
-        arrays of varying sizes (image folders).
+        arrays of varying sizes (image folders), or :class:`~transferkit.data.lazy.LazyImages` (a folder too large
+        to decode in memory: decoded when a model needs it, into the prepared cache).
     labels:
         ``int64`` array of shape ``(N,)`` with values in ``[0, len(classes))``.
     classes:
@@ -64,7 +67,7 @@ class ImageSet(_Labelled):
         Source file per image when loaded from files (used in error messages and predictions).
     """
 
-    images: np.ndarray | list[np.ndarray]
+    images: np.ndarray | list[np.ndarray] | LazyImages
     labels: np.ndarray
     classes: list[str]
     name: str
@@ -79,6 +82,8 @@ class ImageSet(_Labelled):
     @property
     def channels(self) -> int:
         """Number of colour channels of the stored images (1 for ``(H, W)`` images)."""
+        if isinstance(self.images, LazyImages):
+            return self.images.channels
         first = self.images[0] if len(self.images) else np.zeros((1, 1), np.uint8)
         return 1 if first.ndim == 2 else int(first.shape[-1])
 
@@ -86,7 +91,9 @@ class ImageSet(_Labelled):
         """Return the images at ``indices`` (same classes, same label values)."""
         idx = np.asarray(indices, dtype=np.int64)
         if isinstance(self.images, np.ndarray):
-            images: np.ndarray | list[np.ndarray] = self.images[idx]
+            images: np.ndarray | list[np.ndarray] | LazyImages = self.images[idx]
+        elif isinstance(self.images, LazyImages):
+            images = self.images.take(idx)
         else:
             images = [self.images[i] for i in idx]
         paths = [self.paths[i] for i in idx] if self.paths is not None else None
@@ -102,7 +109,9 @@ class ImageSet(_Labelled):
             h = hashlib.sha256()
             h.update("\x1f".join(self.classes).encode())
             h.update(self.labels.tobytes())
-            if isinstance(self.images, np.ndarray):
+            if isinstance(self.images, LazyImages):  # the files' paths, sizes and modification times
+                h.update(self.images.content())
+            elif isinstance(self.images, np.ndarray):
                 h.update(str(self.images.shape).encode())
                 h.update(np.ascontiguousarray(self.images).tobytes())
             else:

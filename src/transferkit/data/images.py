@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import io
 import itertools
 import logging
-import re
 import struct
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from transferkit import cachedir
 from transferkit.data.base import ImageSet
+from transferkit.data.decode import BadImage, load_image_file
 from transferkit.data.download import find_or_download
 from transferkit.data.registry import register_dataset
 
@@ -159,50 +160,6 @@ def folder_splits(arg: str) -> tuple[str, ...]:
     return nested if "train" in nested else ("train",)
 
 
-_BUFFER_NAME = re.compile(r" ?<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
-DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: larger images are refused as possible decompression bombs
-
-
-class BadImage(ValueError):
-    """An input that is not a decodable image of acceptable size; the message says why."""
-
-
-def decode_image(data: bytes, name: str = "image", max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode ``data`` to ``uint8`` (H, W) or (H, W, 3) without trusting it: size checked before decoding
-    (``max_pixels=None``: only PIL's own decompression-bomb limit)."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        raise BadImage(f"{name}: empty file")
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-            if max_pixels is not None and w * h > max_pixels:
-                raise BadImage(f"{name}: {w}×{h} = {w * h:,} pixels is more than the limit of {max_pixels:,} "
-                               "(a decompression bomb?)")
-            im.load()
-            if im.mode not in ("L", "RGB"):
-                im = im.convert("RGB") if im.mode not in ("I", "I;16", "F", "1") else im.convert("L")
-            return np.array(im, dtype=np.uint8)
-    except BadImage:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise BadImage(f"{name}: refused as a decompression bomb ({exc})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        why = _BUFFER_NAME.sub("", str(exc))  # PIL names the in-memory buffer ("<_io.BytesIO object at 0x…>")
-        raise BadImage(f"{name}: not a readable image ({exc.__class__.__name__}: {why})") from None
-
-
-def load_image_file(path: Path, max_pixels: int | None = None) -> np.ndarray:
-    """Decode one image file to ``uint8`` (H, W) or (H, W, 3); raises :class:`BadImage` (a ``ValueError``) naming
-    the file."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise BadImage(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
-    return decode_image(data, str(path), max_pixels)
-
-
 def list_image_files(paths: list[Path]) -> list[Path]:
     """Expand folders (recursively) into their image files, in sorted order."""
     out: list[Path] = []
@@ -299,36 +256,67 @@ def image_folder(split: str, arg: str | None = None, strict: bool = False) -> Im
             raise ValueError(f"image_folder:{arg}: {base} has class folder(s) {extra} that {root / 'train'} lacks; "
                              f"the model learns the training folder's classes ({', '.join(train_classes)})")
         classes = train_classes
-    images, labels, paths, bad = [], [], [], []
-    empty: list[str] = []
-    for cdir in class_dirs:
-        label, before, bad_before = classes.index(cdir.name), len(images), len(bad)
-        for f in sorted(cdir.rglob("*")):
-            if not f.is_file() or f.name.startswith("."):
-                continue
+    listed = [(f, classes.index(cdir.name), cdir) for cdir in class_dirs for f in sorted(cdir.rglob("*"))
+              if f.is_file() and not f.name.startswith(".")]
+    label_dirs = [(classes.index(c.name), c) for c in class_dirs]
+    return _folder_set(listed, label_dirs, classes, f"image_folder:{arg}", split, base, strict)
+
+
+def _folder_set(listed: list[tuple[Path, int, Path]], label_dirs: list[tuple[int, Path]], classes: list[str],
+                name: str, split: str, base: Path, strict: bool) -> ImageSet:
+    """The images of ``listed`` ``(file, label, class folder)``: decoded in memory, or streamed (:mod:`.lazy`) when
+    their decoded size is above ``$TRANSFERKIT_STREAM_ABOVE``; unreadable files skipped with one warning (``strict``:
+    an error)."""
+    from transferkit.data import lazy
+
+    files = [f for f, _, _ in listed]
+    limit = lazy.stream_above()
+    decoded = lazy.header_bytes(files) if limit is not None else 0
+    images: list[np.ndarray] | lazy.LazyImages
+    if limit is not None and decoded > limit:
+        index, bad = lazy.index_files(files, name)
+        if bad and strict:
+            raise BadImage(bad[0])
+        kept = {p: i for i, p in enumerate(index.paths)}
+        rows = [kept[str(f)] for f in files if str(f) in kept]
+        labels = [lab for f, lab, _ in listed if str(f) in kept]
+        paths = [str(f) for f in files if str(f) in kept]
+        images = lazy.LazyImages(index, np.asarray(rows, dtype=np.int64))
+        sizes = len({(int(h), int(w)) for h, w, _ in index.shapes[rows]})
+        log.info("%s/%s: %d images (%d size%s, each resized to the model's), %s decoded: above %s=%s, streamed from "
+                 "disk through the prepared cache", name, split, len(paths), sizes, "s" if sizes > 1 else "",
+                 cachedir.format_size(decoded), lazy.ENV_STREAM, cachedir.format_size(limit))
+        per_dir = Counter(d for f, _, d in listed if str(f) in kept)
+        bad_per_dir = Counter(d for f, _, d in listed if str(f) not in kept)
+    else:
+        images, labels, paths, bad = [], [], [], []
+        per_dir, bad_per_dir = Counter(), Counter()
+        for f, label, cdir in listed:
             try:
                 images.append(load_image_file(f))
             except ValueError as exc:
                 if strict:
                     raise
                 bad.append(str(exc))
+                bad_per_dir[cdir] += 1
                 continue
             labels.append(label)
             paths.append(str(f))
-        if len(images) == before:
-            n_bad = len(bad) - bad_before
-            empty.append(f"{cdir}" + (f" ({n_bad} unreadable file(s) skipped)" if n_bad else " (no files)"))
+            per_dir[cdir] += 1
+    empty = [f"{d}" + (f" ({bad_per_dir[d]} unreadable file(s) skipped)" if bad_per_dir[d] else " (no files)")
+             for _, d in label_dirs if not per_dir[d]]
     if bad:
-        log.warning("image_folder:%s: skipped %d unreadable file(s):\n  %s", arg, len(bad), "\n  ".join(bad))
-    if not images:
-        raise ValueError(f"image_folder:{arg}: no readable images under {base}"
+        log.warning("%s: skipped %d unreadable file(s):\n  %s", name, len(bad), "\n  ".join(bad))
+    if not len(images):
+        raise ValueError(f"{name}: no readable images under {base}"
                          + (f" ({len(bad)} unreadable file(s) skipped, e.g. {bad[0]})" if bad else ""))
     if empty and split == "train":
-        raise ValueError(f"image_folder:{arg}: class folder(s) without a readable image: {'; '.join(empty)}. A class "
-                         "needs training images: add some, or remove the folder")
-    shapes = {im.shape for im in images}
-    stacked = np.stack(images) if len(shapes) == 1 else images
-    ds = ImageSet(stacked, np.array(labels), classes, f"image_folder:{arg}/{split}", paths)
+        raise ValueError(f"{name}: class(es) without a readable image: {'; '.join(empty)}. A class "
+                         "needs training images: add some, or remove it")
+    if isinstance(images, list):
+        shapes = {im.shape for im in images}
+        images = np.stack(images) if len(shapes) == 1 else images
+    ds = ImageSet(images, np.array(labels), classes, f"{name}/{split}", paths)
     ds.skipped = bad  # type: ignore[attr-defined]
     return ds
 

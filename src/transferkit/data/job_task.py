@@ -4,20 +4,29 @@ map), and the checks of that data against the job and the source's metadata — 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from transferkit.data.base import AnyDataset
 from transferkit.data.class_map import apply_class_map, match_classes
+from transferkit.data.lazy import LazyImages
 from transferkit.data.registry import get_dataset
 from transferkit.data.splits import parse_classes, select_classes
 from transferkit.errors import ConfigError
 
 
 def load_task(data: str, split: str, classes: str | list[int] | None, strict: bool = False,
-              class_map: dict[str, str] | None = None) -> AnyDataset:
+              class_map: dict[str, str] | None = None, workers: int | None = None) -> AnyDataset:
     """Dataset ``data``'s ``split`` restricted to ``classes`` (relabelled 0..k-1 in the given order), then renamed
-    or merged by ``class_map`` (:func:`transferkit.data.class_map.apply_class_map`) when one is given."""
-    ds = select_classes(get_dataset(data, split, strict=strict), parse_classes(classes))
+    or merged by ``class_map`` (:func:`transferkit.data.class_map.apply_class_map`) when one is given. ``workers``:
+    the processes that read a streamed image folder (:class:`~transferkit.data.lazy.LazyImages`; ``None``: the
+    default), refused when negative."""
+    if workers is not None and workers < 0:
+        raise ConfigError("workers", "a number of processes ≥ 0 (0 = none: read in the job's own process)", workers)
+    loaded = get_dataset(data, split, strict=strict)
+    if workers is not None and isinstance(getattr(loaded, "images", None), LazyImages):
+        loaded = dataclasses.replace(loaded, images=LazyImages(loaded.images.index, loaded.images.rows, workers))
+    ds = select_classes(loaded, parse_classes(classes))
     return apply_class_map(ds, class_map) if class_map else ds
 
 

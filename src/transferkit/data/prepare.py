@@ -22,7 +22,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from transferkit.data.balance import balanced_weights
 from transferkit.data.base import AnyDataset, ImageSet
-from transferkit.data.resize import all_keep_whole, inner_box, resize_images
+from transferkit.data.lazy import LazyImages
+from transferkit.data.prepared import DiskImages, prepared_images
+from transferkit.data.resize import all_keep_whole, convert_channels, inner_box, resize_images, to_nchw
 from transferkit.data.sampling import EpochBatchSampler, SeededBatch
 from transferkit.data.tokens import encode_texts
 from transferkit.errors import ConfigError
@@ -35,39 +37,32 @@ class SpecLike(Protocol):
     std: tuple[float, ...]
 
 
-def _to_nchw(img: np.ndarray) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(img))
-    return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
-
-
-def _convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    """(N, C, H, W) uint8 → (N, channels, H, W): gray → RGB by repetition, RGB → gray by luminance."""
-    c = x.shape[1]
-    if c == channels:
-        return x
-    if c == 1:
-        return x.expand(-1, channels, -1, -1).contiguous()
-    if channels == 1 and c >= 3:
-        w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        return (x[:, :3].float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
-    if c == 4 and channels == 3:
-        return x[:, :3].contiguous()
-    raise ValueError(f"cannot convert images with {c} channels to the {channels} the model expects")
+def image_shapes(ds: ImageSet) -> list[tuple[int, int]]:
+    """``(h, w)`` of every image of ``ds`` (streamed images: from their index, nothing decoded)."""
+    if isinstance(ds.images, np.ndarray):
+        return [tuple(ds.images.shape[1:3])] * len(ds.images)
+    if isinstance(ds.images, LazyImages):
+        return ds.images.shapes
+    return [im.shape[:2] for im in ds.images]
 
 
 def prepare_images(ds: ImageSet, spec: SpecLike, border: bool = False) -> torch.Tensor:
     """``uint8`` tensor ``(N, spec.channels, H, W)`` at ``spec.size`` (native size when ``None``), resized by the
     spec's evaluation transform (:func:`~transferkit.data.resize.resize_images`); ``border=True`` keeps a
-    ``shorter_crop`` spec's border around the crop (training data; see :func:`to_batches`)."""
+    ``shorter_crop`` spec's border around the crop (training data; see :func:`to_batches`). A streamed folder
+    (:class:`~transferkit.data.lazy.LazyImages`) gives a :class:`~transferkit.data.prepared.DiskImages` instead, read
+    batch by batch from the prepared cache."""
     if isinstance(ds.images, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(ds.images))
         x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-        x = _convert_channels(x, spec.channels)
+        x = convert_channels(x, spec.channels)
         return (resize_images(x, spec, border) if spec.size else x).contiguous()
+    if isinstance(ds.images, LazyImages) and spec.size:
+        return prepared_images(ds.images, spec, border, ds.name)  # type: ignore[return-value]  (reads like a tensor)
     if not spec.size:
-        shapes = sorted({im.shape[:2] for im in ds.images})
+        shapes = sorted(set(image_shapes(ds)))
         raise ValueError(f"{ds.name}: images have different sizes {shapes[:3]}…; the model needs a fixed image_size=N")
-    return torch.cat([resize_images(_convert_channels(_to_nchw(im).unsqueeze(0), spec.channels), spec, border)
+    return torch.cat([resize_images(convert_channels(to_nchw(im).unsqueeze(0), spec.channels), spec, border)
                       for im in ds.images])
 
 
@@ -75,7 +70,9 @@ class TensorBatches(Dataset):
     """In-memory tensors served a batch at a time; images normalised on the fly.
 
     ``x`` is ``uint8`` images ``(N, C, H, W)`` (normalised with ``mean``/``std`` per batch) or already-float
-    features ``(N, D)`` (``mean=None``: served as they are). ``y`` holds int64 labels or is ``None``.
+    features ``(N, D)`` (``mean=None``: served as they are), or a streamed folder's
+    :class:`~transferkit.data.prepared.DiskImages` that reads the rows a batch asks for (in DataLoader workers).
+    ``y`` holds int64 labels or is ``None``.
     ``key`` names the content (``ImageSet.fingerprint()``) so that extracted features can be cached.
     Text is ``int64`` token ids ``(N, L)`` padded with the tokenizer's pad id (``lengths`` holds the real counts).
     ``view`` = ``(top, left, height, width)``: ``x`` holds larger images (a ``shorter_crop`` spec's training border,
@@ -170,7 +167,8 @@ class TensorBatches(Dataset):
         return self._fetch(idx, seed)
 
 
-def _keep_batch(batch):
+def keep_batch(batch):
+    """A batch as :class:`TensorBatches` fetched it (the loaders' collate function: nothing to collate)."""
     return batch
 
 
@@ -184,7 +182,9 @@ def make_loader(data: TensorBatches, batch_size: int, shuffle: bool, seed: int =
     (weights from :func:`~transferkit.data.balance.balanced_weights`; the order is random whatever
     ``shuffle`` says); ``weights`` (one per example) draws in proportion to them instead (multi-task sampling).
     ``batch_size`` is the global batch: under DDP each process loads its share of it. ``pin_memory`` (training
-    on a GPU) puts each batch in page-locked memory, so its copy to the device overlaps the computation.
+    on a GPU) puts each batch in page-locked memory, so its copy to the device overlaps the computation. Streamed
+    images are read in worker processes (:func:`loader_workers`); the order and each batch's augmentation seed
+    still come from the sampler in this process, so resuming and sharding work as for in-memory data.
     """
     if weights is not None:
         order = EpochBatchSampler(len(data), batch_size, "weighted", seed, weights=weights)
@@ -196,7 +196,28 @@ def make_loader(data: TensorBatches, batch_size: int, shuffle: bool, seed: int =
         raise ConfigError("sampler", "one of random, balanced", sampler)
     else:
         order = EpochBatchSampler(len(data), batch_size, "shuffle" if shuffle else "sequential", seed, train=shuffle)
-    return DataLoader(data, batch_sampler=order, collate_fn=_keep_batch, num_workers=0, pin_memory=pin_memory)
+    workers = loader_workers(data)
+    return DataLoader(data, batch_sampler=order, collate_fn=keep_batch, num_workers=workers, pin_memory=pin_memory,
+                      persistent_workers=workers > 0, prefetch_factor=2 if workers else None)
+
+
+def take_rows(x: torch.Tensor | DiskImages, idx: torch.Tensor | slice) -> torch.Tensor | DiskImages:
+    """Rows ``idx`` of a batches' ``x``: a tensor's are indexed, a streamed folder's stay on disk (nothing read)."""
+    return x.take(idx) if isinstance(x, DiskImages) else x[idx]
+
+
+def data_loading(data: TensorBatches) -> dict[str, object]:
+    """How ``data`` is read, for a run's record: ``{"mode": "in memory"}``, or ``{"mode": "streamed", "prepared_cache":
+    FILE, "workers": N}`` for a folder streamed from the prepared cache."""
+    if isinstance(data.x, DiskImages):
+        return {"mode": "streamed", "prepared_cache": str(data.x.path), "workers": data.x.workers}
+    return {"mode": "in memory"}
+
+
+def loader_workers(data: TensorBatches) -> int:
+    """DataLoader worker processes for ``data``: those of streamed images (reading, augmenting and normalising
+    batches beside the training), none for in-memory tensors (slicing them is faster than a worker's round trip)."""
+    return int(getattr(data.x, "workers", 0))
 
 
 def to_batches(ds: AnyDataset, spec: SpecLike) -> TensorBatches:
@@ -216,7 +237,7 @@ def to_batches(ds: AnyDataset, spec: SpecLike) -> TensorBatches:
     if data_kind == "text":
         ids, lengths, _ = encode_texts(ds.texts, spec, ds.name)
         return TensorBatches(ids, torch.from_numpy(ds.labels), key=ds.fingerprint(), lengths=lengths)
-    shapes = [ds.images.shape[1:3]] if isinstance(ds.images, np.ndarray) else [im.shape[:2] for im in ds.images]
+    shapes = [ds.images.shape[1:3]] if isinstance(ds.images, np.ndarray) else image_shapes(ds)
     view = None if all_keep_whole(shapes, spec) else inner_box(spec)  # MNIST-like data: no border, as before
     return TensorBatches(prepare_images(ds, spec, border=view is not None), torch.from_numpy(ds.labels), spec.mean,
                          spec.std, ds.fingerprint(), view=view)

@@ -34,12 +34,34 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 RESIZE_MODES: tuple[str, ...] = ("squash", "shorter_crop")
 INTERPOLATIONS: tuple[str, ...] = ("bilinear", "bicubic")
 IMAGENET_CROP_PCT = 0.875  # torchvision's and timm's 224 / 256
+
+
+def to_nchw(img: np.ndarray) -> torch.Tensor:
+    """One ``uint8`` image (H, W) or (H, W, C) as a (C, H, W) tensor (no copy when already contiguous)."""
+    t = torch.from_numpy(np.ascontiguousarray(img))
+    return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1)
+
+
+def convert_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """(N, C, H, W) uint8 → (N, channels, H, W): gray → RGB by repetition, RGB → gray by luminance."""
+    c = x.shape[1]
+    if c == channels:
+        return x
+    if c == 1:
+        return x.expand(-1, channels, -1, -1).contiguous()
+    if channels == 1 and c >= 3:
+        w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        return (x[:, :3].float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    if c == 4 and channels == 3:
+        return x[:, :3].contiguous()
+    raise ValueError(f"cannot convert images with {c} channels to the {channels} the model expects")
 
 
 def spec_resize(spec: Any) -> tuple[str, float, str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from transferkit.data.base import ImageSet
-from transferkit.data.prepare import SpecLike, TensorBatches
+from transferkit.data.prepare import SpecLike, TensorBatches, take_rows
 from transferkit.data.splits import labelled_budget_indices
 from transferkit.errors import ConfigError
 
@@ -35,4 +35,4 @@ def labelled_prefix(data: TensorBatches, labels: np.ndarray, spec: SpecLike) -> 
     """The rows of a transfer set's ``data`` (prepared for input spec ``spec``) that have a label — the first ones:
     :func:`transfer_set` puts the hidden-label rows last — without any extras: the labels-only student's data."""
     n = int((labels >= 0).sum())
-    return TensorBatches(data.x[:n], data.y[:n], spec.mean, spec.std, view=data.view)
+    return TensorBatches(take_rows(data.x, slice(0, n)), data.y[:n], spec.mean, spec.std, view=data.view)

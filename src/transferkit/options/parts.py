@@ -24,6 +24,9 @@ class ReadOptions:
     """class indices to keep, e.g. 0,1,5 or 0-4 (default: all)"""
     strict: bool = False
     """fail on unreadable image files instead of skipping them"""
+    workers: int | None = None
+    """processes that read, resize and augment a streamed image folder (default: $TRANSFERKIT_WORKERS, else min(4,
+    CPUs); 0 = in the job's own process)"""
 
 
 @dataclass(frozen=True)

@@ -237,7 +237,8 @@ class DemoConfig(JobConfig):
 
 @dataclass(frozen=True)
 class CacheConfig(JobConfig):
-    """show or empty the frozen-feature cache (its size cap: $TRANSFERKIT_CACHE_MAX, default 10G)"""
+    """show or empty the frozen-feature cache and the prepared-data cache of streamed image folders (size cap of each:
+    $TRANSFERKIT_CACHE_MAX, default 10G)"""
 
     action: Annotated[Literal["list", "clear"], tyro.conf.Positional, tyro.conf.arg(metavar="list|clear")] = "list"
     """list the entries (least recently used first) or remove them"""
