@@ -2,6 +2,8 @@
 
     python benchmarks/bench_stream.py make --n 20000 --dir /tmp/stream20k      # the JPEG folder (once)
     python benchmarks/bench_stream.py all --dirs /tmp/stream5k,/tmp/stream20k --out benchmarks/results/stream.json
+    python benchmarks/bench_stream.py make-text --n 1000000 --dir /tmp/text1m.csv          # the text table (once)
+    python benchmarks/bench_stream.py text --dirs /tmp/text100k.csv,/tmp/text1m.csv --extract 20000
 
 The folder: Fashion-MNIST training images (the first N, 10 classes) upsampled to 256×256 RGB, tinted by a random
 colour per image and given Gaussian noise (σ = 8 grey levels), saved as JPEG (quality 90). Each measurement runs in
@@ -18,6 +20,8 @@ splits pages shared between a parent and its forked workers instead of counting 
   (a) our streamed loader (random-resized-crop + flip augmentation in 2 workers) and (b) a plain
   ``torchvision.datasets.ImageFolder`` + ``DataLoader(num_workers=2)`` with ``RandomResizedCrop(224)`` + flip;
   images/s of each, and of the loaders alone (no model).
+* ``text`` — a generated CSV (100k and 1M rows) through MiniLM: load, tokenise every row (ragged ids), then the
+  features of the first ``--extract`` rows; peak memory and rates.
 """
 
 from __future__ import annotations
@@ -109,6 +113,23 @@ def make(n: int, folder: Path) -> None:
     with Pool(os.cpu_count()) as pool:
         pool.map(_write, jobs, chunksize=64)
     print(f"{n} JPEGs in {folder} in {time.perf_counter() - t:.0f} s")
+
+
+def make_text(n: int, path: Path) -> None:
+    """A CSV of ``n`` rows: 8–40 words from a small news vocabulary and the topic, 4 topics."""
+    import random
+
+    rng = random.Random(0)
+    words = ["market", "team", "city", "bank", "shares", "coach", "league", "rates", "profit", "player", "cup", "index",
+             "season", "stock", "title", "fans"]
+    topics = ["sports", "business", "world", "tech"]
+    with open(path, "w") as fh:
+        fh.write("text,label\n")
+        for i in range(n):
+            t = rng.randrange(4)
+            body = " ".join(rng.choice(words) for _ in range(rng.randint(8, 40)))
+            fh.write(f"{body} {topics[t]} story {i},{topics[t]}\n")
+    print(f"{n} rows in {path} ({path.stat().st_size / 2**20:.0f} MiB)")
 
 
 # -- measurements (each in its own process) ----------------------------------------------------------------------------
@@ -229,6 +250,31 @@ def m_train(folder: Path, steps: int, which: str) -> dict:
             "pss_peak_bytes": mem.peak}
 
 
+def m_text(csv: Path, extract: int) -> dict:
+    """A text table through MiniLM: load, tokenise every row, then features of the first ``extract`` rows."""
+    import torch
+
+    from transferkit.backbones import create_backbone
+    from transferkit.backbones.features import extract_features
+    from transferkit.data.prepare import TensorBatches, take_rows, to_batches
+    from transferkit.data.registry import get_dataset
+
+    torch.set_num_threads(2)
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        ds = get_dataset(f"text:{csv}", "train")
+        t1 = time.perf_counter()
+        net = create_backbone("minilm", num_classes=ds.num_classes, pretrained=True)
+        data = to_batches(ds, net.input_spec)
+        t2 = time.perf_counter()
+        part = take_rows(data.x, slice(0, extract))
+        feats = extract_features(net, TensorBatches(part, lengths=part.lengths), batch_size=256)
+        t3 = time.perf_counter()
+    return {"rows": len(ds), "load_s": t1 - t0, "tokenise_s": t2 - t1, "tokens": int(data.x.flat.size),
+            "extracted": int(feats.shape[0]), "extract_s": t3 - t2, "extract_rows_per_s": feats.shape[0] / (t3 - t2),
+            "pss_peak_bytes": mem.peak}
+
+
 START = time.time()
 
 
@@ -242,22 +288,34 @@ def _child(kind: str, **kw) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["make", "measure", "all"])
+    ap.add_argument("what", choices=["make", "make-text", "measure", "all", "text"])
     ap.add_argument("kind", nargs="?")
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--dir", type=Path)
     ap.add_argument("--dirs", default="")
     ap.add_argument("--json", default="{}")
     ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--extract", type=int, default=20000)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "stream.json")
     a = ap.parse_args()
     if a.what == "make":
         make(a.n, a.dir)
         return
+    if a.what == "make-text":
+        make_text(a.n, a.dir)
+        return
+    if a.what == "text":
+        results = load_results(a.out)
+        for csv in [Path(p) for p in a.dirs.split(",") if p]:
+            results.setdefault("text", {})[csv.name] = _child("text", csv=str(csv), extract=a.extract)
+            save_results(a.out, results)
+            print(csv.name, json.dumps(results["text"][csv.name], indent=1))
+        return
     if a.what == "measure":
         kw = json.loads(a.json)
-        fn = {"model": m_model, "probe": m_probe, "first_batch": m_first_batch, "train": m_train}[a.kind]
-        args = {k: Path(v) if k in ("folder", "cache") else v for k, v in kw.items()}
+        fn = {"model": m_model, "probe": m_probe, "first_batch": m_first_batch, "train": m_train,
+              "text": m_text}[a.kind]
+        args = {k: Path(v) if k in ("folder", "cache", "csv") else v for k, v in kw.items()}
         print(json.dumps(fn(**args)))
         return
     results = load_results(a.out)

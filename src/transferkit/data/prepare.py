@@ -26,7 +26,7 @@ from transferkit.data.lazy import LazyImages
 from transferkit.data.prepared import DiskImages, prepared_images
 from transferkit.data.resize import all_keep_whole, convert_channels, inner_box, resize_images, to_nchw
 from transferkit.data.sampling import EpochBatchSampler, SeededBatch
-from transferkit.data.tokens import encode_texts
+from transferkit.data.tokens import TokenRows, encode_rows
 from transferkit.errors import ConfigError
 
 
@@ -201,9 +201,13 @@ def make_loader(data: TensorBatches, batch_size: int, shuffle: bool, seed: int =
                       persistent_workers=workers > 0, prefetch_factor=2 if workers else None)
 
 
-def take_rows(x: torch.Tensor | DiskImages, idx: torch.Tensor | slice) -> torch.Tensor | DiskImages:
-    """Rows ``idx`` of a batches' ``x``: a tensor's are indexed, a streamed folder's stay on disk (nothing read)."""
-    return x.take(idx) if isinstance(x, DiskImages) else x[idx]
+Rows = torch.Tensor | DiskImages | TokenRows  # what a TensorBatches' x can be
+
+
+def take_rows(x: Rows, idx: torch.Tensor | slice) -> Rows:
+    """Rows ``idx`` of a batches' ``x``: a tensor's are indexed, a streamed folder's stay on disk (nothing read), ragged
+    token ids stay ragged."""
+    return x.take(idx) if isinstance(x, (DiskImages, TokenRows)) else x[idx]
 
 
 def data_loading(data: TensorBatches) -> dict[str, object]:
@@ -222,7 +226,7 @@ def loader_workers(data: TensorBatches) -> int:
 
 def to_batches(ds: AnyDataset, spec: SpecLike) -> TensorBatches:
     """``ds`` preprocessed for a model with input spec ``spec``, as labelled :class:`TensorBatches`: images resized
-    and converted (:func:`prepare_images`), texts tokenised (:func:`~transferkit.data.tokens.encode_texts`).
+    and converted (:func:`prepare_images`), texts tokenised (:func:`~transferkit.data.tokens.encode_rows`, kept ragged).
 
     Images of a ``shorter_crop`` spec are stored with their border (``border=True``) and served the evaluation
     crop (``view`` = :func:`~transferkit.data.resize.inner_box`), pixel for pixel what :func:`prepare_images`
@@ -235,8 +239,8 @@ def to_batches(ds: AnyDataset, spec: SpecLike) -> TensorBatches:
         raise ValueError(f"the data {ds.name} is {data_kind} but the model takes {model_kind} input; choose a "
                          f"{data_kind} backbone ('transferkit backbones' lists them) or {model_kind} data")
     if data_kind == "text":
-        ids, lengths, _ = encode_texts(ds.texts, spec, ds.name)
-        return TensorBatches(ids, torch.from_numpy(ds.labels), key=ds.fingerprint(), lengths=lengths)
+        ids = encode_rows(ds.texts, spec, ds.name)
+        return TensorBatches(ids, torch.from_numpy(ds.labels), key=ds.fingerprint(), lengths=ids.lengths)
     shapes = [ds.images.shape[1:3]] if isinstance(ds.images, np.ndarray) else image_shapes(ds)
     view = None if all_keep_whole(shapes, spec) else inner_box(spec)  # MNIST-like data: no border, as before
     return TensorBatches(prepare_images(ds, spec, border=view is not None), torch.from_numpy(ds.labels), spec.mean,

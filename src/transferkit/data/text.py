@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import logging
 import re
@@ -95,21 +96,39 @@ def csv_rows(reader: Any, where: str | Path) -> Iterator[Any]:
         yield row
 
 
-def _csv_records(text: str, delimiter: str, path: str | Path = "<text>") -> Iterator[tuple[int, list[str]]]:
-    """``(first line number, fields)`` per CSV/TSV record; empty lines are passed over.
+@contextlib.contextmanager
+def _lines(source: str | Path, newline: str | None = "") -> Iterator[Any]:
+    """The lines of ``source``: a text already decoded, or a file read as it goes (strict UTF-8, a BOM accepted; a
+    bad byte is reported by :func:`decode_utf8`, naming its line) — a file of millions of rows is never held whole."""
+    if isinstance(source, str):
+        yield io.StringIO(source, newline=newline)
+        return
+    with open(source, encoding="utf-8-sig", newline=newline) as fh:
+        try:
+            yield fh
+        except UnicodeDecodeError:
+            decode_utf8(Path(source))
+            raise
+
+
+def _csv_records(text: str | Path, delimiter: str, path: str | Path = "<text>") -> Iterator[tuple[int, list[str]]]:
+    """``(first line number, fields)`` per CSV/TSV record of ``text`` (decoded text, or a file read as it goes); empty
+    lines are passed over.
 
     A quoted field may span lines, so the record's *first* line is the one reported. A quote opened and never
     closed swallows the rest of the file into one field: that is an error naming its line, raised once the last
     record has been read (consumers read every record before using any).
     """
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     start = last_line = 0
-    for fields in csv_rows(reader, path):
-        start, last_line = last_line + 1, reader.line_num
-        if fields:  # a blank line is no row; a row of empty cells is (and is counted as skipped)
-            yield start, fields
+    with _lines(text) as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        for fields in csv_rows(reader, path):
+            start, last_line = last_line + 1, reader.line_num
+            if fields:  # a blank line is no row; a row of empty cells is (and is counted as skipped)
+                yield start, fields
     if last_line > start:  # the last record spans several lines: is its quote closed?
-        rest = "".join(io.StringIO(text, newline="").readlines()[start - 1 :])
+        with _lines(text) as fh:
+            rest = "".join(itertools.islice(fh, start - 1, None))
         try:
             with csv_field_limit():
                 next(csv.reader(io.StringIO(rest, newline=""), delimiter=delimiter, strict=True))
@@ -119,18 +138,20 @@ def _csv_records(text: str, delimiter: str, path: str | Path = "<text>") -> Iter
                                  f"'\"'?); it runs to the end of the file (line {last_line})") from None
 
 
-def _jsonl_records(text: str, path: Path) -> Iterator[tuple[int, dict]]:
-    """``(line number, object)`` per non-blank JSONL line; a line that is not a JSON object is an error."""
-    for line_no, line in enumerate(io.StringIO(text, newline=None), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{line_no}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(obj, dict):
-            raise ValueError(f"{path}:{line_no}: expected a JSON object per line, got {type(obj).__name__}")
-        yield line_no, obj
+def _jsonl_records(text: str | Path, path: Path) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` per non-blank JSONL line of ``text`` (decoded text, or a file read as it goes); a line
+    that is not a JSON object is an error."""
+    with _lines(text, newline=None) as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{line_no}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}:{line_no}: expected a JSON object per line, got {type(obj).__name__}")
+            yield line_no, obj
 
 
 def _cell(value: object) -> str:
@@ -170,10 +191,9 @@ def _table_rows(
     suffix = path.suffix.lower()
     if suffix not in DELIMITERS and suffix not in JSONL_SUFFIXES:
         raise ValueError(f"{path}: unknown table format '{suffix}'; use one of {', '.join(TABLE_SUFFIXES)}")
-    text = _decode(path)
     if suffix in JSONL_SUFFIXES:
         chosen: list[str] | None = None
-        for line, obj in _jsonl_records(text, path):
+        for line, obj in _jsonl_records(path, path):
             if chosen is None:  # the first object defines the columns, as a CSV header would
                 chosen = _pick_text_columns(text_columns, path, list(obj))
                 for col in [*chosen, *([label_column] if label_column else [])]:
@@ -186,7 +206,7 @@ def _table_rows(
             label = _cell(obj[label_column]) if label_column else ""
             yield line, " ".join(_cell(obj[c]) for c in chosen), label
         return
-    records = _csv_records(text, DELIMITERS[suffix], path)
+    records = _csv_records(path, DELIMITERS[suffix], path)
     header_entry = next(records, None)
     if header_entry is None:
         raise ValueError(f"{path}: empty file (a header row naming the columns is required)")
@@ -281,20 +301,21 @@ def read_text_table(
     if label_column is None and classes is not None:
         raise ValueError("read_text_table: classes= needs a label_column to read the labels from")
     texts: list[str] = []
-    raw_labels: list[str] = []
+    first_seen: list[int] = []  # per row, the label's position among the distinct labels in file order
     rows: list[str] = []
     where: dict[str, str] = {}  # first row holding each label value, for error messages
+    seen: dict[str, int] = {}
     skipped: list[tuple[str, str]] = []
     for line, text, label in _table_rows(path, text_columns, label_column):
-        row = f"{path.name}:{line}"
         text, label = text.strip(), label.strip()
         if not text or (label_column and not label):
             skipped.append((f"{path}:{line}", "empty text" if not text else "empty label"))
             continue
         texts.append(text)
-        raw_labels.append(label)
-        rows.append(row)
-        where.setdefault(label, f"{path}:{line}")
+        if label not in seen:
+            seen[label], where[label] = len(seen), f"{path}:{line}"
+        first_seen.append(seen[label])
+        rows.append(f"{path.name}:{line}")
     _report_skipped(str(path), skipped, strict)
     if not texts:
         if not skipped:
@@ -316,7 +337,7 @@ def read_text_table(
         else:
             class_list = _sorted_labels(list(where))
         ids = {c: i for i, c in enumerate(class_list)}
-        labels = np.array([ids[v] for v in raw_labels], np.int64)
+        labels = np.array([ids[v] for v in seen], np.int64)[np.asarray(first_seen, np.int64)]
     ds = TextSet(texts, labels, class_list, name or str(path), rows)
     ds.skipped = [f"{where}: {why}" for where, why in skipped]  # type: ignore[attr-defined]
     return ds

@@ -12,10 +12,12 @@ are truncated (the model cannot read more), counted and reported once per datase
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 log = logging.getLogger("transferkit.data.tokens")
@@ -44,6 +46,89 @@ def encode_texts(texts: Sequence[str], spec: Any, what: str = "texts") -> tuple[
         log.warning("%s: %d of %d texts were longer than %d tokens and were truncated (raise max_length, up to the "
                     "model's limit, to keep more)", what, truncated, len(flags), max_length)
     return ids, lengths, truncated
+
+
+class TokenRows:
+    """The token ids of ``N`` texts kept ragged — one flat ``int32`` array and the offsets of each text — instead of
+    an ``(N, L)`` ``int64`` tensor padded to the longest text: 4 bytes per token instead of 8 × ``L`` per text, so a
+    table of millions of rows fits. It stands in for that tensor in
+    :class:`~transferkit.data.prepare.TensorBatches`: ``x[idx]`` (a slice or index array) is the batch's ids padded
+    with ``pad_id`` to *its* longest text (what the model trims every batch to anyway); ``shape`` is ``(N, L)``."""
+
+    ndim = 2
+    dtype = torch.int64
+
+    def __init__(self, flat: np.ndarray, offsets: np.ndarray, pad_id: int, rows: np.ndarray | None = None) -> None:
+        self.flat, self.offsets, self.pad_id = flat, offsets, int(pad_id)
+        self.rows = np.arange(len(offsets) - 1) if rows is None else np.asarray(rows, dtype=np.int64)
+        self.lengths = torch.from_numpy((offsets[self.rows + 1] - offsets[self.rows]).astype(np.int64))
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.rows), int(self.lengths.max()) if len(self.rows) else 1))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def content_key(self) -> str:
+        """What these ids are (for the feature cache's data signature), hashed without padding them."""
+        import hashlib
+
+        h = hashlib.sha256(self.rows.tobytes())
+        h.update(self.offsets.tobytes())
+        h.update(self.flat.tobytes())
+        return h.hexdigest()[:16]
+
+    def take(self, idx: Any) -> TokenRows:
+        """The texts at ``idx`` (nothing copied but the row numbers)."""
+        return TokenRows(self.flat, self.offsets, self.pad_id, self.rows[_positions(idx, len(self.rows))])
+
+    def __getitem__(self, idx: Any) -> torch.Tensor:
+        single = isinstance(idx, (int, np.integer))
+        rows = self.rows[_positions([int(idx)] if single else idx, len(self.rows))]
+        starts, stops = self.offsets[rows], self.offsets[rows + 1]
+        width = max(1, int((stops - starts).max())) if len(rows) else 1
+        out = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        for i, (a, z) in enumerate(zip(starts, stops, strict=True)):
+            out[i, : z - a] = self.flat[a:z]
+        x = torch.from_numpy(out)
+        return x[0] if single else x
+
+
+def _positions(idx: Any, n: int) -> np.ndarray:
+    if isinstance(idx, slice):
+        return np.arange(n)[idx]
+    if isinstance(idx, torch.Tensor):
+        idx = idx.cpu().numpy()
+    pos = np.asarray(idx, dtype=np.int64).reshape(-1)
+    if len(pos) and (pos.min() < -n or pos.max() >= n):
+        raise IndexError(f"index out of range for {n} texts")
+    return pos % n if len(pos) else pos
+
+
+def encode_rows(texts: Sequence[str], spec: Any, what: str = "texts", chunk: int = 8192) -> TokenRows:
+    """``texts`` tokenised for a text input spec into :class:`TokenRows`, ``chunk`` texts at a time (the tokenizer's
+    per-text objects of only one chunk are alive at once; ``tokenizers`` encodes each chunk on all cores), with the
+    truncation warning of :func:`encode_texts`."""
+    tokenizer, max_length, pad_id = text_settings(spec)
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    parts, lengths, truncated = [], [], 0
+    for start in range(0, len(texts), chunk):
+        encodings = tokenizer.encode_batch(list(texts[start:start + chunk]))
+        ids = [e.ids for e in encodings]
+        lengths.extend(len(i) for i in ids)
+        parts.append(np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int32, count=sum(map(len, ids))))
+        truncated += sum(bool(e.overflowing) for e in encodings)
+        del encodings, ids
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.concatenate(parts) if parts else np.zeros(0, np.int32)
+    if truncated:
+        log.warning("%s: %d of %d texts were longer than %d tokens and were truncated (raise max_length, up to the "
+                    "model's limit, to keep more)", what, truncated, len(lengths), max_length)
+    return TokenRows(flat, offsets, pad_id)
 
 
 def truncating_tokenizer(spec: Any) -> tuple[Any, int]:
