@@ -37,6 +37,7 @@ import torch
 
 from transferkit import cachedir
 from transferkit.data.decode import load_image_file
+from transferkit.data.indexing import positions
 from transferkit.data.lazy import INDEX_SUFFIX, LazyImages, in_workers
 from transferkit.data.resize import convert_channels, resize_images, spec_resize, to_nchw
 
@@ -91,12 +92,12 @@ class DiskImages:
 
     def take(self, idx: Any) -> DiskImages:
         """The images at ``idx`` as another :class:`DiskImages` (nothing read)."""
-        return DiskImages(self.path, self.rows[_positions(idx, len(self.rows))], self.item_shape, self.key,
+        return DiskImages(self.path, self.rows[positions(idx, len(self.rows), "images")], self.item_shape, self.key,
                           self.workers)
 
     def __getitem__(self, idx: Any) -> torch.Tensor:
         single = isinstance(idx, (int, np.integer))
-        wanted = self.rows[_positions([int(idx)] if single else idx, len(self.rows))]
+        wanted = self.rows[positions([int(idx)] if single else idx, len(self.rows), "images")]
         out = np.empty((len(wanted), *self.item_shape), dtype=np.uint8)
         flat = out.reshape(len(wanted), -1)
         fd = self._handle()
@@ -116,17 +117,6 @@ class DiskImages:
             start = stop
         x = torch.from_numpy(out)
         return x[0] if single else x
-
-
-def _positions(idx: Any, n: int) -> np.ndarray:
-    if isinstance(idx, slice):
-        return np.arange(n)[idx]
-    if isinstance(idx, torch.Tensor):
-        idx = idx.cpu().numpy()
-    pos = np.asarray(idx, dtype=np.int64).reshape(-1)
-    if len(pos) and (pos.min() < -n or pos.max() >= n):
-        raise IndexError(f"index out of range for {n} images")
-    return pos % n if len(pos) else pos
 
 
 def _one(image: np.ndarray, spec: Any, border: bool) -> torch.Tensor:

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from transferkit.data.indexing import positions
+
 log = logging.getLogger("transferkit.data.tokens")
 
 
@@ -82,11 +84,11 @@ class TokenRows:
 
     def take(self, idx: Any) -> TokenRows:
         """The texts at ``idx`` (nothing copied but the row numbers)."""
-        return TokenRows(self.flat, self.offsets, self.pad_id, self.rows[_positions(idx, len(self.rows))])
+        return TokenRows(self.flat, self.offsets, self.pad_id, self.rows[positions(idx, len(self.rows), "texts")])
 
     def __getitem__(self, idx: Any) -> torch.Tensor:
         single = isinstance(idx, (int, np.integer))
-        rows = self.rows[_positions([int(idx)] if single else idx, len(self.rows))]
+        rows = self.rows[positions([int(idx)] if single else idx, len(self.rows), "texts")]
         starts, stops = self.offsets[rows], self.offsets[rows + 1]
         width = max(1, int((stops - starts).max())) if len(rows) else 1
         out = np.full((len(rows), width), self.pad_id, dtype=np.int64)
@@ -94,17 +96,6 @@ class TokenRows:
             out[i, : z - a] = self.flat[a:z]
         x = torch.from_numpy(out)
         return x[0] if single else x
-
-
-def _positions(idx: Any, n: int) -> np.ndarray:
-    if isinstance(idx, slice):
-        return np.arange(n)[idx]
-    if isinstance(idx, torch.Tensor):
-        idx = idx.cpu().numpy()
-    pos = np.asarray(idx, dtype=np.int64).reshape(-1)
-    if len(pos) and (pos.min() < -n or pos.max() >= n):
-        raise IndexError(f"index out of range for {n} texts")
-    return pos % n if len(pos) else pos
 
 
 def encode_rows(texts: Sequence[str], spec: Any, what: str = "texts", chunk: int = 8192) -> TokenRows:
