@@ -2,6 +2,7 @@
 
     python benchmarks/bench_stream.py make --n 20000 --dir /tmp/stream20k      # the JPEG folder (once)
     python benchmarks/bench_stream.py all --dirs /tmp/stream5k,/tmp/stream20k --out benchmarks/results/stream.json
+    python benchmarks/bench_stream.py paths --dirs /tmp/stream5k    # in memory vs streamed on one folder
     python benchmarks/bench_stream.py make-text --n 1000000 --dir /tmp/text1m.csv          # the text table (once)
     python benchmarks/bench_stream.py text --dirs /tmp/text100k.csv,/tmp/text1m.csv --extract 20000
 
@@ -20,6 +21,8 @@ splits pages shared between a parent and its forked workers instead of counting 
   (a) our streamed loader (random-resized-crop + flip augmentation in 2 workers) and (b) a plain
   ``torchvision.datasets.ImageFolder`` + ``DataLoader(num_workers=2)`` with ``RandomResizedCrop(224)`` + flip;
   images/s of each, and of the loaders alone (no model).
+* ``paths`` — the same folder in memory and streamed (cold and warm cache): seconds from dataset load to the first
+  augmented batch, then the loader's images/s alone; the evidence for the default streaming threshold.
 * ``text`` — a generated CSV (100k and 1M rows) through MiniLM: load, tokenise every row (ragged ids), then the
   features of the first ``--extract`` rows; peak memory and rates.
 """
@@ -250,6 +253,29 @@ def m_train(folder: Path, steps: int, which: str) -> dict:
             "pss_peak_bytes": mem.peak}
 
 
+def m_paths(folder: Path, stream: str) -> dict:
+    """In memory against streamed on one folder: dataset load to first batch, then the loader alone (no model)."""
+    os.environ["TRANSFERKIT_STREAM_ABOVE"] = stream
+    from transferkit.backbones import create_backbone
+    from transferkit.data.augment import augmented
+    from transferkit.data.prepare import make_loader, to_batches
+    from transferkit.data.registry import get_dataset
+
+    spec = create_backbone("mobilenet_v2", num_classes=10).input_spec
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        data = augmented(to_batches(get_dataset(f"image_folder:{folder}", "train"), spec), "light")
+        loader = make_loader(data, 32, shuffle=True, seed=0)
+        it = iter(loader)
+        next(it)
+        first = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        n = sum(len(next(it)[1]) for _ in range(min(100, len(loader) - 1)))
+        rate = n / (time.perf_counter() - t1)
+    return {"mode": type(data.x).__name__, "first_batch_s": first, "loader_images_per_s": rate,
+            "pss_peak_bytes": mem.peak}
+
+
 def m_text(csv: Path, extract: int) -> dict:
     """A text table through MiniLM: load, tokenise every row, then features of the first ``extract`` rows."""
     import torch
@@ -288,7 +314,7 @@ def _child(kind: str, **kw) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["make", "make-text", "measure", "all", "text"])
+    ap.add_argument("what", choices=["make", "make-text", "measure", "all", "text", "paths"])
     ap.add_argument("kind", nargs="?")
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--dir", type=Path)
@@ -304,6 +330,17 @@ def main() -> None:
     if a.what == "make-text":
         make_text(a.n, a.dir)
         return
+    if a.what == "paths":  # in memory vs streamed (warm prepared cache) on each folder
+        results = load_results(a.out)
+        import tempfile
+        for d in [Path(p) for p in a.dirs.split(",") if p]:
+            os.environ["TRANSFERKIT_CACHE"] = tempfile.mkdtemp(prefix="tk-paths-")  # cold: nothing checked or prepared
+            row = {mode: _child("paths", folder=str(d), stream=value) for mode, value in
+                   (("streamed_cold", "0"), ("streamed_warm", "0"), ("in_memory", "none"))}
+            results.setdefault("paths", {})[d.name] = row
+            save_results(a.out, results)
+            print(d.name, json.dumps(row, indent=1))
+        return
     if a.what == "text":
         results = load_results(a.out)
         for csv in [Path(p) for p in a.dirs.split(",") if p]:
@@ -314,7 +351,7 @@ def main() -> None:
     if a.what == "measure":
         kw = json.loads(a.json)
         fn = {"model": m_model, "probe": m_probe, "first_batch": m_first_batch, "train": m_train,
-              "text": m_text}[a.kind]
+              "text": m_text, "paths": m_paths}[a.kind]
         args = {k: Path(v) if k in ("folder", "cache", "csv") else v for k, v in kw.items()}
         print(json.dumps(fn(**args)))
         return

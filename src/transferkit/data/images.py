@@ -271,10 +271,11 @@ def _folder_set(listed: list[tuple[Path, int, Path]], label_dirs: list[tuple[int
 
     files = [f for f, _, _ in listed]
     limit = lazy.stream_above()
-    decoded = lazy.header_bytes(files) if limit is not None else 0
+    checked = lazy.index_files(files, name, saved_only=True) if limit is not None else None
+    decoded = (checked[0].decoded_bytes() if checked else lazy.header_bytes(files)) if limit is not None else 0
     images: list[np.ndarray] | lazy.LazyImages
     if limit is not None and decoded > limit:
-        index, bad = lazy.index_files(files, name)
+        index, bad = checked or lazy.index_files(files, name)  # type: ignore[misc]
         if bad and strict:
             raise BadImage(bad[0])
         kept = {p: i for i, p in enumerate(index.paths)}

@@ -178,10 +178,11 @@ def _signature(path: Path) -> str:
 
 
 def index_files(files: Sequence[Path], name: str, workers: int | None = None,
-                cache: Path | None = None) -> tuple[FolderIndex, list[str]]:
+                cache: Path | None = None, saved_only: bool = False) -> tuple[FolderIndex, list[str]] | None:
     """Check ``files`` (decoding each once, in worker processes) into a :class:`FolderIndex` of the readable ones, and
     the messages of the unreadable ones. Kept in the cache folder by content, so an unchanged folder is not checked
-    again (a cache that cannot be written is only logged)."""
+    again (a cache that cannot be written is only logged). ``saved_only``: the kept check or ``None``, nothing
+    decoded."""
     paths = [str(f) for f in files]
     sigs = [_signature(Path(p)) for p in paths]
     key = hashlib.sha256(json.dumps([INDEX_FORMAT, paths, sigs]).encode()).hexdigest()[:40]
@@ -192,6 +193,8 @@ def index_files(files: Sequence[Path], name: str, workers: int | None = None,
         ok, bad = got["ok"], got["bad"]
         cachedir.touch(saved)
     except (OSError, ValueError, KeyError, TypeError):
+        if saved_only:
+            return None
         results: list[tuple[int, int, int] | str] = []
         workers = default_workers() if workers is None else workers
         for chunk in in_workers(_Checks(paths), workers, f"checking {name}", len(paths)):
