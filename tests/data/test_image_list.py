@@ -60,3 +60,17 @@ def test_bad_lists_are_errors_naming_the_line(tmp_path):
         get_dataset(f"image_list:{bad}")
     with pytest.raises(FileNotFoundError, match="image_list:.*nope.csv: no such file"):
         get_dataset(f"image_list:{tmp_path / 'nope.csv'}")
+
+
+def test_a_jsonl_list_reads_like_the_csv_one(listed, monkeypatch):
+    import json
+
+    rows = [line.split(",") for line in listed.read_text().splitlines()[1:]]
+    jsonl = listed.with_suffix(".jsonl")
+    jsonl.write_text("".join(json.dumps({"path": p, "label": lab, **({"split": sp} if sp else {})}) + "\n"
+                             for p, lab, sp in rows))
+    a, b = get_dataset(f"image_list:{listed}"), get_dataset(f"image_list:{jsonl}")
+    assert a.paths == b.paths and a.labels.tolist() == b.labels.tolist() and a.classes == b.classes
+    jsonl.write_text('{"file": "x.png", "label": "cat"}\n')
+    with pytest.raises(ValueError, match=r"all.jsonl:1: each line needs the keys 'path' and 'label'"):
+        get_dataset(f"image_list:{jsonl}")

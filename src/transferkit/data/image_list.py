@@ -1,18 +1,19 @@
-"""``image_list:FILE.csv`` — labelled images named by a CSV list instead of a class-per-folder layout.
+"""``image_list:FILE.csv`` — labelled images named by a CSV (or JSONL) list instead of a class-per-folder layout.
 
-Columns: ``path`` (an image file; relative paths are resolved against the CSV file's folder) and ``label`` (the class
-name), and optionally ``split`` (``train``, ``val`` or ``test``; rows without one are training rows). The classes are
-the training rows' labels, sorted; a held-out row whose label no training row has is an error naming its line. Like a
-folder, the list is read in memory or streamed (:mod:`transferkit.data.lazy`) by its decoded size, unreadable files
-are skipped by name (``--strict`` fails). A listed file that is **missing** is skipped the same way, naming the CSV
-line; an entry that lies **outside the list's folder** (an absolute path or one with ``..``) is allowed — whoever wrote
-the list chose it, as with ``predict``'s lists — and counted in the log with the first such entry, so a list that
-reaches somewhere unexpected is visible.
+Columns (JSONL: the keys of one object per line): ``path`` (an image file; relative paths are resolved against the
+list's folder) and ``label`` (the class name), and optionally ``split`` (``train``, ``val`` or ``test``; rows without
+one are training rows). The classes are the training rows' labels, sorted; a held-out row whose label no training row
+has is an error naming its line. Like a folder, the list is read in memory or streamed (:mod:`transferkit.data.lazy`)
+by its decoded size, unreadable files are skipped by name (``--strict`` fails). A listed file that is **missing** is
+skipped the same way, naming the list's line; an entry that lies **outside the list's folder** (an absolute path or
+one with ``..``) is allowed — whoever wrote the list chose it, as with ``predict``'s lists — and counted in the log
+with the first such entry, so a list that reaches somewhere unexpected is visible.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from transferkit.data.base import ImageSet
@@ -25,13 +26,18 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
-def _rows(arg: str) -> list[tuple[int, str, str, str]]:
-    """``(line, path as listed, label, split)`` per row of the list; a bad header or split names the line."""
-    from transferkit.data.text import _csv_records, decode_utf8
+def _cells(path: Path, arg: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """``(line, {"path", "label"[, "split"]})`` per row of a CSV list (after its header) or JSONL list (one object per
+    line with those keys); a missing column or key names the line."""
+    from transferkit.data.text import _cell, _csv_records, _jsonl_records, decode_utf8
 
-    path = Path(arg).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"image_list:{arg}: no such file")
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        for line, obj in _jsonl_records(decode_utf8(path, "image lists"), path):
+            if "path" not in obj or "label" not in obj:
+                raise ValueError(f"image_list:{arg}:{line}: each line needs the keys 'path' and 'label' (and "
+                                 f"optionally 'split'); this one has {', '.join(map(repr, obj))}")
+            yield line, {k: _cell(obj[k]).strip() for k in ("path", "label", "split") if k in obj}
+        return
     records = _csv_records(decode_utf8(path, "image lists"), ",", path)
     first = next(records, None)
     if first is None:
@@ -41,9 +47,17 @@ def _rows(arg: str) -> list[tuple[int, str, str, str]]:
         raise ValueError(f"image_list:{arg}:{first[0]}: the header must name the columns 'path' and 'label' "
                          f"(and optionally 'split'); got {first[1]}")
     col = {n: names.index(n) for n in ("path", "label", "split") if n in names}
-    out = []
     for line, row in records:
-        cell = {n: row[i].strip() if i < len(row) else "" for n, i in col.items()}
+        yield line, {n: row[i].strip() if i < len(row) else "" for n, i in col.items()}
+
+
+def _rows(arg: str) -> list[tuple[int, str, str, str]]:
+    """``(line, path as listed, label, split)`` per row of the list; a bad header or split names the line."""
+    path = Path(arg).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"image_list:{arg}: no such file")
+    out = []
+    for line, cell in _cells(path, arg):
         if not cell["path"] and not cell["label"]:
             continue
         split = cell.get("split") or "train"
@@ -64,7 +78,7 @@ def list_splits(arg: str) -> tuple[str, ...]:
     return tuple(s for s in SPLITS if s in found) or ("train",)
 
 
-@register_dataset("image_list", "CSV list of images: columns path,label[,split] (paths relative to the list's folder)",
+@register_dataset("image_list", "CSV/JSONL list of images: path,label[,split] (paths relative to the list's folder)",
                   splits=SPLITS, takes_argument=True, splits_of=list_splits, arg_name="FILE.csv")
 def image_list(split: str, arg: str | None = None, strict: bool = False) -> ImageSet:
     rows = _rows(arg or "")
