@@ -73,11 +73,14 @@ class PeakMemory:
 
     def __init__(self, every: float = 0.1) -> None:
         self.every, self.peak, self._stop = every, 0, threading.Event()
+        self.at_peak: dict[int, int] = {}  # PSS per process at the peak
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, sum(_pss(p) for p in _tree(os.getpid())))
+            parts = {p: _pss(p) for p in _tree(os.getpid())}
+            if sum(parts.values()) > self.peak:
+                self.peak, self.at_peak = sum(parts.values()), parts
             self._stop.wait(self.every)
 
     def __enter__(self) -> PeakMemory:
@@ -272,8 +275,16 @@ def m_paths(folder: Path, stream: str) -> dict:
         t1 = time.perf_counter()
         n = sum(len(next(it)[1]) for _ in range(min(100, len(loader) - 1)))
         rate = n / (time.perf_counter() - t1)
+    del loader, it  # the workers exit, so their peak is in RUSAGE_CHILDREN
+    import gc
+    import resource
+
+    gc.collect()
+    time.sleep(1)
     return {"mode": type(data.x).__name__, "first_batch_s": first, "loader_images_per_s": rate,
-            "pss_peak_bytes": mem.peak}
+            "pss_peak_bytes": mem.peak, "pss_at_peak_per_process": sorted(mem.at_peak.values(), reverse=True),
+            "maxrss_main_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "maxrss_largest_worker_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}
 
 
 def m_text(csv: Path, extract: int) -> dict:

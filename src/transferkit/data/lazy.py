@@ -155,6 +155,10 @@ class _Checks:
         return out
 
 
+def _as_is(chunk):
+    return chunk
+
+
 def in_workers(items, workers: int, what: str, total: int):
     """Iterate ``items`` (a map-style dataset of chunks) in ``workers`` processes, in order, with a progress bar on
     standard error when it is a terminal (``total`` files: ``what``)."""
@@ -162,8 +166,11 @@ def in_workers(items, workers: int, what: str, total: int):
 
     from transferkit import terminal
 
+    # chunks come back as they are (NumPy arrays, lists) through the workers' pipes: the default conversion to tensors
+    # would pass each through shared memory, which the measured peak showed growing by ~1.5 GB per process on 5,000
+    # images (benchmarks/RESULTS.md, issue 29)
     loader = DataLoader(items, batch_size=None, num_workers=workers if len(items) > 1 else 0,
-                        prefetch_factor=4 if workers and len(items) > 1 else None)
+                        prefetch_factor=4 if workers and len(items) > 1 else None, collate_fn=_as_is)
     console = terminal.resolve(stderr=True)
     with terminal.progress_bar(console, sys.stderr.isatty()) as bar:
         task = bar.add_task(what, total=total)
