@@ -74,7 +74,8 @@ class TensorBatches(Dataset):
     :class:`~transferkit.data.prepared.DiskImages` that reads the rows a batch asks for (in DataLoader workers).
     ``y`` holds int64 labels or is ``None``.
     ``key`` names the content (``ImageSet.fingerprint()``) so that extracted features can be cached.
-    Text is ``int64`` token ids ``(N, L)`` padded with the tokenizer's pad id (``lengths`` holds the real counts).
+    Text is token ids: :class:`~transferkit.data.tokens.TokenRows` (ragged; a batch is padded with the tokenizer's
+    pad id to its own longest text) or an ``int64`` tensor ``(N, L)`` already padded; ``lengths`` holds the counts.
     ``view`` = ``(top, left, height, width)``: ``x`` holds larger images (a ``shorter_crop`` spec's training border,
     :func:`to_batches`) and batches are served that box of them (the evaluation crop, an exact slice).
     ``transform`` (set through :meth:`with_transform`, training data only) maps each fetched ``uint8`` batch
