@@ -25,6 +25,12 @@ def test_ragged_ids_serve_every_batch_as_the_padded_tensor_trimmed_to_its_longes
     sub = take_rows(rows, torch.tensor([3, 1]))
     assert isinstance(sub, TokenRows) and torch.equal(sub[:], padded[[3, 1]][:, :int(lengths[3])])
     assert rows.content_key != sub.content_key
-    feats_ragged = minilm.forward_features(TensorBatches(rows, lengths=rows.lengths).__getitems__([0, 1, 2, 3]))
-    feats_padded = minilm.forward_features(padded[:4])
+    was_training = minilm.training  # a session fixture: other tests may leave it training (dropout on)
+    minilm.eval()
+    try:
+        with torch.no_grad():
+            feats_ragged = minilm.forward_features(TensorBatches(rows, lengths=rows.lengths).__getitems__([0, 1, 2, 3]))
+            feats_padded = minilm.forward_features(padded[:4])
+    finally:
+        minilm.train(was_training)
     assert torch.allclose(feats_ragged, feats_padded, atol=1e-5)
