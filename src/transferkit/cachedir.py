@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,18 +70,6 @@ def prepared_root() -> Path:
     """The prepared-data cache folder (streamed image folders, :mod:`transferkit.data.prepared`): ``prepared/`` in the
     feature cache folder."""
     return feature_root() / "prepared"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file renamed into place (a reader never sees half of it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def max_bytes() -> int | None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transferkit import cachedir
+from transferkit import atomic, cachedir
 from transferkit.data.decode import BadImage, decode_image, load_image_file
 from transferkit.errors import ConfigError
 
@@ -209,7 +209,7 @@ def index_files(files: Sequence[Path], name: str, workers: int | None = None,
         ok = [[i, *r] for i, r in enumerate(results) if not isinstance(r, str)]
         bad = [r for r in results if isinstance(r, str)]
         try:
-            cachedir.write_atomic(saved, json.dumps({"format": INDEX_FORMAT, "name": name, "ok": ok, "bad": bad}))
+            atomic.write_text(saved, json.dumps({"format": INDEX_FORMAT, "name": name, "ok": ok, "bad": bad}))
         except OSError as err:
             log.warning("could not keep the check of %s in %s: %s", name, root, err)
     rows = [r[0] for r in ok]
